@@ -1,0 +1,2 @@
+//! The IP-to-environment lookup client (DESIGN.md, "The lookup client").
+//! STUB: filled in by the lookup work.

@@ -1,0 +1,90 @@
+//! Provenance: where each fact of an [`crate::Environment`] came from.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::ser::SerializeMap;
+use serde::{Serialize, Serializer};
+
+/// The source that gave a field its value, highest precedence first.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Source {
+    /// Set explicitly on the [`crate::EnvironmentBuilder`] in code.
+    Builder,
+    /// A process environment variable (`ENVID_APP`, …), named.
+    EnvVar(String),
+    /// The descriptor file at this path.
+    Descriptor(PathBuf),
+    /// A Kubernetes downward-API variable (`POD_NAME`, …), named.
+    K8sVar(String),
+    /// A hostname rule, by the rule's name.
+    HostnameRule(String),
+    /// The `env_type` derived from `env` through the alias table; `from` is
+    /// where `env` itself came from.
+    Alias {
+        /// The source of the `env` value the class was derived from.
+        from: Box<Source>,
+    },
+    /// A detection probe, with what it looked at (a path, a syscall, a variable).
+    Probe(String),
+    /// A built-in default.
+    Default,
+}
+
+impl Source {
+    /// A short machine-readable kind: `builder`, `env_var`, `descriptor`,
+    /// `k8s_var`, `hostname_rule`, `alias`, `probe`, `default`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Source::Builder => "builder",
+            Source::EnvVar(_) => "env_var",
+            Source::Descriptor(_) => "descriptor",
+            Source::K8sVar(_) => "k8s_var",
+            Source::HostnameRule(_) => "hostname_rule",
+            Source::Alias { .. } => "alias",
+            Source::Probe(_) => "probe",
+            Source::Default => "default",
+        }
+    }
+
+    /// The detail that goes with the kind (variable name, path, rule name,
+    /// probe), if any.
+    pub fn detail(&self) -> Option<String> {
+        match self {
+            Source::Builder | Source::Default => None,
+            Source::EnvVar(s) | Source::K8sVar(s) | Source::HostnameRule(s) | Source::Probe(s) => {
+                Some(s.clone())
+            }
+            Source::Descriptor(p) => Some(p.display().to_string()),
+            Source::Alias { from } => Some(format!("alias table, env from {from}")),
+        }
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Builder => f.write_str("builder (set in code)"),
+            Source::EnvVar(v) => write!(f, "environment variable {v}"),
+            Source::Descriptor(p) => write!(f, "descriptor {}", p.display()),
+            Source::K8sVar(v) => write!(f, "kubernetes variable {v}"),
+            Source::HostnameRule(r) => write!(f, "hostname rule {r:?}"),
+            Source::Alias { from } => write!(f, "alias table (env from {from})"),
+            Source::Probe(p) => write!(f, "probe {p}"),
+            Source::Default => f.write_str("default"),
+        }
+    }
+}
+
+/// Serialized as `{"kind": "...", "detail": "..."}`.
+impl Serialize for Source {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let detail = self.detail();
+        let mut m = s.serialize_map(Some(if detail.is_some() { 2 } else { 1 }))?;
+        m.serialize_entry("kind", self.kind())?;
+        if let Some(d) = detail {
+            m.serialize_entry("detail", &d)?;
+        }
+        m.end()
+    }
+}
