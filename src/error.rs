@@ -17,12 +17,12 @@ pub enum Error {
     #[error(transparent)]
     Rules(#[from] RulesError),
     /// An `ENVID_*` variable (or a builder value) holds a value of the wrong form.
-    #[error("invalid value {value:?} for {field} from {source}: {reason}")]
+    #[error("invalid value {value:?} for {field} from {origin}: {reason}")]
     InvalidValue {
         /// The field the value was meant for.
         field: Field,
         /// Where it came from (the variable, the builder).
-        source: Source,
+        origin: Source,
         /// The offending text.
         value: String,
         /// Why it was refused.
