@@ -8,9 +8,9 @@ use serde::{Deserialize, Serialize};
 use crate::model::{ContainerInfo, EnvType, K8s, Labels, Platform, Release};
 
 /// One record of the environment service: the model's fields minus the token,
-/// keyed by a single `ip` or a `cidr` range (exactly one of the two).
+/// keyed by a single `ip` or a `cidr` range (exactly one of the two). Unknown
+/// fields are ignored so older clients keep working with newer services.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct HostRecord {
     /// The single address this record is for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
