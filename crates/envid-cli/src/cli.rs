@@ -1,0 +1,80 @@
+//! Command-line definitions. Exit codes: 0 success, 1 invalid input or
+//! unidentified environment, 2 usage error (clap's own).
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Tells where this software runs: environment, data center, app, platform.
+#[derive(Debug, Parser)]
+#[command(name = "envid", version, about, propagate_version = true)]
+pub struct Cli {
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Output formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Aligned text for people.
+    Text,
+    /// JSON for programs.
+    Json,
+    /// TOML (inspect only).
+    Toml,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print this host's environment (exit 1 when it cannot be identified).
+    Inspect {
+        /// Read exactly this descriptor (missing = error) instead of the default locations.
+        #[arg(long, value_name = "PATH")]
+        descriptor: Option<PathBuf>,
+        /// Probe files below this directory instead of / (fake hosts).
+        #[arg(long, value_name = "DIR")]
+        root: Option<PathBuf>,
+        /// Hostname rules and aliases file.
+        #[arg(long, value_name = "FILE")]
+        rules: Option<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        /// Show where each fact came from.
+        #[arg(long)]
+        explain: bool,
+        /// Include the app token in the output.
+        #[arg(long)]
+        show_secrets: bool,
+        /// Descriptor warnings (unknown keys, missing expected fields) are errors.
+        #[arg(long)]
+        strict: bool,
+        /// Ignore ENVID_* variables.
+        #[arg(long)]
+        no_env_vars: bool,
+    },
+    /// Validate a descriptor file; exit 1 listing every problem when invalid.
+    Check {
+        /// The descriptor (.toml or .json).
+        file: PathBuf,
+        /// Unknown keys and missing expected fields are errors.
+        #[arg(long)]
+        strict: bool,
+        /// Output format (text or json).
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Show which hostname rule matches HOSTNAME and what it reads; exit 1 when none.
+    Explain {
+        /// The hostname to explain.
+        hostname: String,
+        /// Hostname rules and aliases file.
+        #[arg(long, value_name = "FILE")]
+        rules: Option<PathBuf>,
+        /// Output format (text or json).
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+}

@@ -1,0 +1,44 @@
+//! One module per command; each returns the process exit code.
+
+mod check;
+mod explain;
+mod inspect;
+
+use std::process::ExitCode;
+
+use crate::cli::{Cli, Command};
+
+/// Runs the parsed command. `Err` is printed as `envid: <message>` with exit 1.
+pub fn run(cli: Cli) -> Result<ExitCode, String> {
+    match cli.command {
+        Command::Inspect {
+            descriptor,
+            root,
+            rules,
+            format,
+            explain,
+            show_secrets,
+            strict,
+            no_env_vars,
+        } => inspect::run(inspect::Args {
+            descriptor,
+            root,
+            rules,
+            format,
+            explain,
+            show_secrets,
+            strict,
+            no_env_vars,
+        }),
+        Command::Check {
+            file,
+            strict,
+            format,
+        } => check::run(&file, strict, format),
+        Command::Explain {
+            hostname,
+            rules,
+            format,
+        } => explain::run(&hostname, rules.as_deref(), format),
+    }
+}
