@@ -1,1 +1,77 @@
-fn main() {}
+//! Cold identification and the cached `current()`.
+//!
+//! `cargo bench -p envid --bench environment`
+//!
+//! Goals (issue 2): `current()` ≤ 2 ns; a full cold load from a descriptor
+//! ≤ 10 µs. "Cold" means a fresh `Environment::builder().load()`: the file is
+//! opened, read, parsed and merged every iteration (the OS page cache is warm,
+//! as it is on a real host after the first read).
+
+use std::hint::black_box;
+use std::path::Path;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use envid::vars::Vars;
+use envid::Environment;
+
+fn benches(c: &mut Criterion) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let example = root.join("testdata/example.toml");
+    let no_vars = Vars::from_pairs::<_, String, String>([]);
+
+    // SAFETY of set_var: the bench is single-threaded at this point.
+    std::env::set_var("ENVID_DESCRIPTOR", &example);
+    envid::current().expect("example loads");
+    c.bench_function("current", |b| {
+        b.iter(|| black_box(envid::current().unwrap()))
+    });
+
+    c.bench_function("cold_load_descriptor", |b| {
+        b.iter(|| {
+            let e = Environment::builder()
+                .descriptor(&example)
+                .vars(no_vars.clone())
+                .load()
+                .unwrap();
+            black_box(e.env().len())
+        })
+    });
+
+    // The KVM fallback: no descriptor, hostname read from a fake root.
+    let host = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(host.path().join("etc")).unwrap();
+    std::fs::write(
+        host.path().join("etc/hostname"),
+        "l-flightqma9.f.beta.cn0.example.com\n",
+    )
+    .unwrap();
+    c.bench_function("cold_load_hostname_fallback", |b| {
+        b.iter(|| {
+            let e = Environment::builder()
+                .root(host.path())
+                .vars(no_vars.clone())
+                .load()
+                .unwrap();
+            black_box(e.idc().len())
+        })
+    });
+
+    // The same plus every probe (platform, container, virtualization, ip).
+    c.bench_function("cold_load_hostname_fallback_all_probes", |b| {
+        b.iter(|| {
+            let e = Environment::builder()
+                .root(host.path())
+                .vars(no_vars.clone())
+                .load()
+                .unwrap();
+            black_box((
+                e.platform(),
+                e.container().is_some(),
+                e.virtualization().is_some(),
+            ))
+        })
+    });
+}
+
+criterion_group!(environment, benches);
+criterion_main!(environment);

@@ -1,0 +1,293 @@
+//! Runs the built `envid` binary and checks stdout, stderr and exit codes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn testdata(p: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../testdata")
+        .join(p)
+}
+
+/// The binary with a clean environment: no ENVID_* or Kubernetes variables
+/// from the machine running the tests.
+fn envid(args: &[&str]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_envid"));
+    c.args(args);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("ENVID_")
+            || k.starts_with("POD_")
+            || k == "NODE_NAME"
+            || k.starts_with("KUBERNETES_")
+        {
+            c.env_remove(k);
+        }
+    }
+    c.output().expect("run envid")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8(o.stderr.clone()).unwrap()
+}
+
+#[test]
+fn inspect_example_text() {
+    let ex = testdata("example.toml");
+    let o = envid(&["inspect", "--descriptor", ex.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    for needle in [
+        "flight_order",
+        "beta",
+        "noahauto-2",
+        "cn0",
+        "container",
+        "k8s.pod",
+        "labels.team",
+    ] {
+        assert!(out.contains(needle), "missing {needle} in\n{out}");
+    }
+    assert!(!out.contains("tok-example"), "token leaked:\n{out}");
+    assert!(out.contains("<redacted>"));
+}
+
+#[test]
+fn inspect_json_has_model_keys_and_no_token() {
+    let ex = testdata("example.toml");
+    let o = envid(&[
+        "inspect",
+        "--descriptor",
+        ex.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("valid JSON");
+    for k in [
+        "app", "env", "env_type", "sub_env", "idc", "platform", "hostname", "release", "k8s",
+        "labels",
+    ] {
+        assert!(v.get(k).is_some(), "missing {k}: {v}");
+    }
+    assert_eq!(v["env_type"], "beta");
+    assert_eq!(v["release"]["batch"], 2);
+    assert!(v.get("token").is_none());
+    assert!(v.get("sources").is_none());
+}
+
+#[test]
+fn inspect_explain_and_show_secrets() {
+    let ex = testdata("example.toml");
+    let ex = ex.to_str().unwrap();
+    let o = envid(&[
+        "inspect",
+        "--descriptor",
+        ex,
+        "--format",
+        "json",
+        "--explain",
+        "--show-secrets",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["token"], "tok-example-3f9a1c");
+    assert_eq!(v["sources"]["env"]["kind"], "descriptor");
+    assert!(v["sources"]["env"]["detail"]
+        .as_str()
+        .unwrap()
+        .ends_with("example.toml"));
+    assert_eq!(v["sources"]["hostname"]["kind"], "probe");
+
+    let o = envid(&["inspect", "--descriptor", ex, "--explain"]);
+    let out = stdout(&o);
+    assert!(out.contains("(descriptor "), "{out}");
+    assert!(out.contains("(alias table"), "{out}");
+}
+
+#[test]
+fn inspect_toml_output_parses() {
+    let ex = testdata("example.toml");
+    let o = envid(&[
+        "inspect",
+        "--descriptor",
+        ex.to_str().unwrap(),
+        "--format",
+        "toml",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: toml::Table = toml::from_str(&stdout(&o)).expect("valid TOML");
+    assert_eq!(v["idc"].as_str(), Some("cn0"));
+}
+
+#[test]
+fn inspect_env_vars_apply_unless_switched_off() {
+    let ex = testdata("example.toml");
+    let ex = ex.to_str().unwrap();
+    let run = |extra: &[&str]| {
+        let mut args = vec!["inspect", "--descriptor", ex, "--format", "json"];
+        args.extend_from_slice(extra);
+        let mut c = Command::new(env!("CARGO_BIN_EXE_envid"));
+        c.args(&args).env("ENVID_ENV", "prod");
+        let o = c.output().unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["env"].as_str().unwrap().to_string()
+    };
+    assert_eq!(run(&[]), "prod");
+    assert_eq!(run(&["--no-env-vars"]), "beta");
+}
+
+#[test]
+fn inspect_unidentified_host_exits_1_naming_sources_and_facts() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(root.path().join("etc")).unwrap();
+    std::fs::write(root.path().join("etc/hostname"), "web-3\n").unwrap();
+    std::fs::write(root.path().join(".dockerenv"), "").unwrap();
+    let o = envid(&["inspect", "--root", root.path().to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    let err = stderr(&o);
+    for needle in [
+        "not identified",
+        "environment.toml",
+        "environment.json",
+        "file not found",
+        "no rule matched",
+        "web-3",
+    ] {
+        assert!(err.contains(needle), "missing {needle} in stderr:\n{err}");
+    }
+    let out = stdout(&o);
+    assert!(out.contains("facts found"), "{out}");
+    assert!(out.contains("hostname") && out.contains("web-3"), "{out}");
+    assert!(out.contains("platform"), "{out}");
+
+    let o = envid(&[
+        "inspect",
+        "--root",
+        root.path().to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["identified"], false);
+    assert_eq!(v["missing"], serde_json::json!(["env", "idc"]));
+    assert_eq!(v["found"]["hostname"]["value"], "web-3");
+}
+
+#[test]
+fn inspect_missing_descriptor_exits_1() {
+    let o = envid(&["inspect", "--descriptor", "/nonexistent/env.toml"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("/nonexistent/env.toml"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    assert_eq!(
+        envid(&["inspect", "--format", "yaml"]).status.code(),
+        Some(2)
+    );
+    assert_eq!(envid(&["frobnicate"]).status.code(), Some(2));
+    assert_eq!(envid(&["check"]).status.code(), Some(2));
+}
+
+#[test]
+fn check_valid_descriptor_exits_0() {
+    let ex = testdata("example.toml");
+    let o = envid(&["check", ex.to_str().unwrap()]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("valid"));
+}
+
+#[test]
+fn check_lists_every_problem_with_location() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("bad.toml");
+    std::fs::write(
+        &p,
+        "schema = 1\napp = \"\"\nenv = \"beta\"\nidc = \"cn0\"\nip = \"10.0.0.300\"\n",
+    )
+    .unwrap();
+    let o = envid(&["check", p.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let out = stdout(&o);
+    let file = p.display().to_string();
+    assert!(
+        out.contains(&format!("{file}:2:")),
+        "app problem located:\n{out}"
+    );
+    assert!(
+        out.contains(&format!("{file}:5:")),
+        "ip problem located:\n{out}"
+    );
+    assert!(out.contains("invalid (2 errors)"), "{out}");
+
+    let o = envid(&["check", p.to_str().unwrap(), "--format", "json"]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["valid"], false);
+    assert_eq!(v["errors"].as_array().unwrap().len(), 2);
+    assert_eq!(v["errors"][1]["line"], 5);
+}
+
+#[test]
+fn check_warns_on_unknown_keys_and_strict_refuses_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("d.toml");
+    std::fs::write(
+        &p,
+        "schema = 1\napp = \"a\"\nenv = \"beta\"\nidc = \"cn0\"\ncolour = \"red\"\n",
+    )
+    .unwrap();
+    let o = envid(&["check", p.to_str().unwrap()]);
+    assert!(o.status.success());
+    assert!(stdout(&o).contains("warning"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("colour"), "{}", stdout(&o));
+    let o = envid(&["check", "--strict", p.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout(&o).contains(":5:"), "{}", stdout(&o));
+}
+
+#[test]
+fn explain_beta_hostname_json() {
+    let o = envid(&[
+        "explain",
+        "l-flightqma9.f.beta.cn0.example.com",
+        "--format",
+        "json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["env"], "beta");
+    assert_eq!(v["env_type"], "beta");
+    assert_eq!(v["idc"], "cn0");
+    assert_eq!(v["app"], "flightqma");
+    assert_eq!(v["biz"], "f");
+    assert!(v["rule"].as_str().is_some());
+}
+
+#[test]
+fn explain_production_hostname_text() {
+    let o = envid(&["explain", "L-QMQ1.H.CN5."]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("prod"), "{out}");
+    assert!(out.contains("cn5"), "{out}");
+    assert!(out.contains("qmq"), "{out}");
+}
+
+#[test]
+fn explain_no_match_exits_1() {
+    let o = envid(&["explain", "web-3"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("web-3"));
+    assert!(stdout(&o).is_empty());
+}
