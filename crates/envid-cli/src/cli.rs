@@ -1,6 +1,7 @@
 //! Command-line definitions. Exit codes: 0 success, 1 invalid input or
 //! unidentified environment, 2 usage error (clap's own).
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -76,5 +77,23 @@ pub enum Command {
         /// Output format (text or json).
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+    },
+    /// Run the reference environment service on a registry file.
+    Serve {
+        /// The TOML registry of host records (single IPs and CIDR ranges).
+        #[arg(long, value_name = "FILE")]
+        registry: PathBuf,
+        /// Address to listen on.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7070")]
+        listen: SocketAddr,
+        /// Require this bearer token on every endpoint but /healthz
+        /// (also read from ENVID_SERVE_TOKEN, which keeps it out of `ps`).
+        #[arg(
+            long,
+            value_name = "TOKEN",
+            env = "ENVID_SERVE_TOKEN",
+            hide_env_values = true
+        )]
+        token: Option<String>,
     },
 }

@@ -3,6 +3,7 @@
 mod check;
 mod explain;
 mod inspect;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -40,5 +41,10 @@ pub fn run(cli: Cli) -> Result<ExitCode, String> {
             rules,
             format,
         } => explain::run(&hostname, rules.as_deref(), format),
+        Command::Serve {
+            registry,
+            listen,
+            token,
+        } => serve::run(registry, listen, token),
     }
 }
