@@ -6,6 +6,9 @@
 //! ≤ 10 µs. "Cold" means a fresh `Environment::builder().load()`: the file is
 //! opened, read, parsed and merged every iteration (the OS page cache is warm,
 //! as it is on a real host after the first read).
+//!
+//! Baseline in the same run: OpenTelemetry Rust's host + os + process
+//! resource detectors (`otel_host_os_process`), which give fewer facts.
 
 use std::hint::black_box;
 use std::path::Path;
@@ -13,6 +16,11 @@ use std::path::Path;
 use criterion::{criterion_group, criterion_main, Criterion};
 use envid::vars::Vars;
 use envid::Environment;
+use opentelemetry_resource_detectors::{
+    HostResourceDetector, OsResourceDetector, ProcessResourceDetector,
+};
+use opentelemetry_sdk::resource::ResourceDetector;
+use opentelemetry_sdk::Resource;
 
 fn benches(c: &mut Criterion) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -34,6 +42,18 @@ fn benches(c: &mut Criterion) {
                 .load()
                 .unwrap();
             black_box(e.env().len())
+        })
+    });
+
+    c.bench_function("otel_host_os_process", |b| {
+        b.iter(|| {
+            let detectors: [Box<dyn ResourceDetector>; 3] = [
+                Box::new(HostResourceDetector::default()),
+                Box::new(OsResourceDetector),
+                Box::new(ProcessResourceDetector),
+            ];
+            let r = Resource::builder_empty().with_detectors(&detectors).build();
+            black_box(r.len())
         })
     });
 

@@ -20,6 +20,8 @@ pub mod hostname;
 #[cfg(feature = "lookup")]
 pub mod lookup;
 pub mod model;
+#[cfg(feature = "opentelemetry")]
+pub mod otel;
 pub mod registry;
 pub mod source;
 pub mod vars;
