@@ -49,12 +49,12 @@
 //! ones; the common case does not allocate) and one trailing dot is removed
 //! (`L-QMQ1.H.CN5.` reads as `l-qmq1.h.cn5`). Non-ASCII characters are left as
 //! they are; hostnames are ASCII (IDNs appear as `xn--` punycode), and the
-//! built-in rule matches ASCII only (it is compiled with `(?-u)`; user rules
-//! are Unicode-aware unless they say `(?-u)` too, and case-insensitive Unicode
-//! matching lets `[a-z]` match `K`, the Kelvin sign, and `ſ`). Names longer than 253 bytes (the DNS limit)
-//! never match. Every pattern must match the *whole* name: patterns are anchored
-//! (`^(?:pattern)$`) whether or not they say so, and they are compiled
-//! case-insensitively.
+//! built-in rule matches ASCII only (it is compiled with `(?-u)`). User rules
+//! are Unicode-aware unless they say `(?-u)` too; note that case-insensitive
+//! Unicode matching lets `[a-z]` match `\u{212A}` (Kelvin sign) and `ſ`. Names
+//! longer than 253 bytes (the DNS limit) never match. Every pattern must match
+//! the *whole* name: patterns are anchored (`^(?:pattern)$`) whether or not
+//! they say so, and they are compiled case-insensitively.
 //!
 //! Rules are tried in order and the first match wins. A match counts only when
 //! the `idc` group took part with a non-empty value, and when the `env` group
@@ -664,7 +664,12 @@ mod tests {
         let r = Rules::builtin();
         let m = r.explain("l-flightqma9.f.beta.cn0.example.com").unwrap();
         assert_eq!(
-            (m.app.as_deref(), m.biz.as_deref(), m.env.as_str(), m.idc.as_deref()),
+            (
+                m.app.as_deref(),
+                m.biz.as_deref(),
+                m.env.as_str(),
+                m.idc.as_deref()
+            ),
             (Some("flightqma"), Some("f"), "beta", Some("cn0"))
         );
         let m = r.explain("l-qmq1.h.cn5").unwrap();

@@ -232,11 +232,19 @@ fn bad(name: &str) -> RulesError {
     err
 }
 
+/// A bad file, the error kind, the rule named, the line and column (when given).
+type BadCase = (
+    &'static str,
+    RulesErrorKind,
+    Option<&'static str>,
+    Option<(usize, Option<usize>)>,
+);
+
 /// Kind, rule name and line (and column when given) of each bad file.
 #[test]
 fn bad_files() {
     #[rustfmt::skip]
-    let cases: &[(&str, RulesErrorKind, Option<&str>, Option<(usize, Option<usize>)>)] = &[
+    let cases: &[BadCase] = &[
         ("syntax.toml", RulesErrorKind::Syntax, None, Some((3, None))),
         ("wrong_type.toml", RulesErrorKind::Syntax, None, Some((2, Some(19)))),
         ("unknown_key.toml", RulesErrorKind::Syntax, None, Some((4, Some(1)))),
@@ -308,7 +316,10 @@ fn rule_new_checks() {
     assert_eq!(r.default_env(), Some("beta"));
     assert_eq!(r.pattern(), r"h\.(?P<idc>cn\d+)");
     let e = Rule::new("x", "(", None).unwrap_err();
-    assert_eq!((e.kind, e.rule.as_deref()), (RulesErrorKind::InvalidRegex, Some("x")));
+    assert_eq!(
+        (e.kind, e.rule.as_deref()),
+        (RulesErrorKind::InvalidRegex, Some("x"))
+    );
     let e = Rule::new(" ", r"(?P<idc>cn\d+)", Some("prod")).unwrap_err();
     assert_eq!(e.kind, RulesErrorKind::InvalidRule);
     let e = Rule::new("x", r"(?P<env>[a-z]+)", Some("prod")).unwrap_err();
