@@ -749,3 +749,116 @@ impl Hasher for FoldHasher {
         self.0 = fold(fold(self.0 ^ x as u64) ^ (x >> 64) as u64);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(s: &str) -> RecordKey {
+        s.parse().unwrap()
+    }
+
+    fn table(keys: &[&str]) -> PrefixTable<String> {
+        keys.iter().map(|k| (key(k), k.to_string())).collect()
+    }
+
+    fn find<'a>(t: &'a PrefixTable<String>, ip: &str) -> Option<&'a str> {
+        t.lookup(ip.parse().unwrap()).map(String::as_str)
+    }
+
+    #[test]
+    fn longest_prefix_wins_and_exact_beats_ranges() {
+        let t = table(&[
+            "0.0.0.0/0",
+            "10.0.0.0/8",
+            "10.8.0.0/16",
+            "10.8.1.0/24",
+            "10.8.1.77/32",
+            "10.8.1.77",
+        ]);
+        assert_eq!(t.len(), 6);
+        assert_eq!(find(&t, "10.8.1.77"), Some("10.8.1.77"));
+        assert_eq!(find(&t, "10.8.1.78"), Some("10.8.1.0/24"));
+        assert_eq!(find(&t, "10.8.2.1"), Some("10.8.0.0/16"));
+        assert_eq!(find(&t, "10.9.0.1"), Some("10.0.0.0/8"));
+        assert_eq!(find(&t, "192.168.0.1"), Some("0.0.0.0/0"));
+        // IPv4 ranges never answer IPv6 (except v4-mapped addresses).
+        assert_eq!(find(&t, "2001:db8::1"), None);
+        assert_eq!(find(&t, "::ffff:10.8.1.78"), Some("10.8.1.0/24"));
+    }
+
+    #[test]
+    fn ipv6_prefixes() {
+        let t = table(&[
+            "2001:db8::/32",
+            "2001:db8:5::/48",
+            "2001:db8:5:1::/64",
+            "2001:db8::10",
+            "::/0",
+        ]);
+        assert_eq!(find(&t, "2001:db8::10"), Some("2001:db8::10"));
+        assert_eq!(find(&t, "2001:db8:5:1::9"), Some("2001:db8:5:1::/64"));
+        assert_eq!(find(&t, "2001:db8:5:2::9"), Some("2001:db8:5::/48"));
+        assert_eq!(find(&t, "2001:db8:6::9"), Some("2001:db8::/32"));
+        assert_eq!(find(&t, "2001:db9::1"), Some("::/0"));
+        assert_eq!(find(&t, "10.0.0.1"), None);
+    }
+
+    #[test]
+    fn insert_replace_and_remove() {
+        let mut t = table(&["10.0.0.0/8", "10.1.0.0/16"]);
+        assert_eq!(
+            t.insert(key("10.1.0.0/16"), "again".into()),
+            Some("10.1.0.0/16".into())
+        );
+        assert_eq!(t.len(), 2);
+        assert_eq!(find(&t, "10.1.2.3"), Some("again"));
+        assert_eq!(t.remove(&key("10.1.0.0/16")), Some("again".into()));
+        assert_eq!(find(&t, "10.1.2.3"), Some("10.0.0.0/8"));
+        assert_eq!(t.remove(&key("10.1.0.0/16")), None);
+        assert_eq!(t.remove(&key("10.0.0.0/8")), Some("10.0.0.0/8".into()));
+        assert!(t.is_empty());
+        assert_eq!(find(&t, "10.1.2.3"), None);
+    }
+
+    #[test]
+    fn many_masked_keys_stay_spread() {
+        // /24 networks have zero low bits; the hasher must still spread them.
+        let t: PrefixTable<u32> = (0..50_000u32)
+            .map(|i| {
+                (
+                    RecordKey::Net(
+                        format!("10.{}.{}.0/24", i / 256 % 256, i % 256)
+                            .parse()
+                            .unwrap(),
+                    ),
+                    i,
+                )
+            })
+            .collect();
+        assert_eq!(
+            t.lookup("10.3.7.200".parse().unwrap()),
+            Some(&(3 * 256 + 7))
+        );
+    }
+
+    #[test]
+    fn record_key_text() {
+        assert_eq!(key("10.0.0.1"), RecordKey::Ip("10.0.0.1".parse().unwrap()));
+        assert_eq!(key("10.1.0.0/16").to_string(), "10.1.0.0/16");
+        assert!("10.1.0.1/16"
+            .parse::<RecordKey>()
+            .unwrap_err()
+            .contains("10.1.0.0/16"));
+        assert!("nope".parse::<RecordKey>().is_err());
+    }
+
+    #[test]
+    fn location_counts_lines_and_chars() {
+        let text = "a\nbé c\nd";
+        assert_eq!(location(text, 0), Location { line: 1, column: 1 });
+        assert_eq!(location(text, 2), Location { line: 2, column: 1 });
+        assert_eq!(location(text, 5), Location { line: 2, column: 3 });
+        assert_eq!(location(text, 100), Location { line: 3, column: 2 });
+    }
+}

@@ -234,3 +234,90 @@ impl Store {
         Ok(delta)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(key: &str, env: &str) -> HostRecord {
+        let text = if key.contains('/') {
+            format!("[[records]]\ncidr = \"{key}\"\nenv = \"{env}\"\nidc = \"cn0\"\n")
+        } else {
+            format!("[[records]]\nip = \"{key}\"\nenv = \"{env}\"\nidc = \"cn0\"\n")
+        };
+        envid::registry::parse_registry(&text, std::path::Path::new("t.toml"))
+            .unwrap()
+            .remove(0)
+    }
+
+    fn k(s: &str) -> RecordKey {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn reload_diff_bumps_version_and_records_history() {
+        let store = Store::new(
+            vec![rec("10.0.0.1", "beta"), rec("10.1.0.0/16", "prod")],
+            10,
+        );
+        assert_eq!(store.version(), 1);
+        let mut rx = store.subscribe();
+        let change = store
+            .replace_all(vec![rec("10.0.0.1", "prod"), rec("10.2.0.0/16", "dev")])
+            .unwrap();
+        assert_eq!(change.version, 2);
+        assert_eq!(change.upserts.len(), 2);
+        assert_eq!(change.deletes, vec![k("10.1.0.0/16")]);
+        assert!(rx.has_changed().unwrap());
+        assert_eq!(*rx.borrow_and_update(), 2);
+        let snap = store.snapshot();
+        assert_eq!(
+            snap.lookup("10.0.0.1".parse().unwrap()).unwrap().env,
+            "prod"
+        );
+        assert!(snap.lookup("10.1.0.1".parse().unwrap()).is_none());
+        assert_eq!(snap.lookup("10.2.0.1".parse().unwrap()).unwrap().env, "dev");
+        // The same set again: no new version.
+        assert!(store
+            .replace_all(vec![rec("10.0.0.1", "prod"), rec("10.2.0.0/16", "dev")])
+            .is_none());
+        assert_eq!(store.version(), 2);
+    }
+
+    #[test]
+    fn old_snapshots_stay_valid_after_a_swap() {
+        let store = Store::new(vec![rec("10.0.0.1", "beta")], 10);
+        let old = store.snapshot();
+        store.replace_all(vec![]).unwrap();
+        assert_eq!(old.lookup("10.0.0.1".parse().unwrap()).unwrap().env, "beta");
+        assert!(store
+            .snapshot()
+            .lookup("10.0.0.1".parse().unwrap())
+            .is_none());
+    }
+
+    #[test]
+    fn changes_since_merges_and_expires() {
+        let store = Store::new(vec![rec("10.0.0.1", "a")], 2);
+        store
+            .replace_all(vec![rec("10.0.0.1", "b"), rec("10.0.0.2", "x")])
+            .unwrap(); // v2
+        store.replace_all(vec![rec("10.0.0.1", "c")]).unwrap(); // v3
+        let d = store.changes_since(1).unwrap();
+        assert_eq!(d.version, 3);
+        assert_eq!(d.upserts.len(), 1);
+        assert_eq!(d.upserts[0].env, "c");
+        assert_eq!(d.deletes, vec![k("10.0.0.2")]);
+        let d = store.changes_since(3).unwrap();
+        assert!(d.upserts.is_empty() && d.deletes.is_empty());
+        store.replace_all(vec![rec("10.0.0.1", "d")]).unwrap(); // v4; history keeps v3, v4
+        assert_eq!(
+            store.changes_since(1),
+            Err(Gone {
+                asked: 1,
+                oldest: 2
+            })
+        );
+        assert_eq!(store.changes_since(2).unwrap().upserts[0].env, "d");
+    }
+}
