@@ -25,8 +25,8 @@
 //! `unauthorized` (with `WWW-Authenticate: Bearer`) for a missing or wrong
 //! token; `404 not_found`; `405 method_not_allowed`.
 //!
-//! The registry is reloaded when the file changes (see the `reload` notes in
-//! the README): a bad new file is logged to stderr and the old registry keeps
+//! The registry is reloaded when the file changes (polled; see README.md,
+//! "Reload"): a bad new file is logged to stderr and the old registry keeps
 //! serving. The records live in a versioned [`store::Store`] with a bounded
 //! change history, the base for replication.
 #![warn(missing_docs)]
@@ -142,6 +142,13 @@ struct Prepared {
 }
 
 fn prepare(config: Config) -> Result<Prepared, ServerError> {
+    if config.token.as_deref().is_some_and(|t| t.trim().is_empty()) {
+        // Refused rather than read as "no token": that would open the service.
+        return Err(ServerError::Io(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "the token must not be empty",
+        )));
+    }
     let path = &config.registry_path;
     let bytes = std::fs::read(path)
         .map_err(|e| ServerError::Registry(format!("cannot read {}: {e}", path.display())))?;

@@ -97,3 +97,11 @@ fn refused_requests_are_counted() {
     );
     server.shutdown();
 }
+
+#[test]
+fn empty_token_is_refused_at_start() {
+    let mut c = config(example_registry());
+    c.token = Some(" ".into());
+    let err = envid_server::spawn(c).unwrap_err();
+    assert!(err.to_string().contains("token"), "{err}");
+}
