@@ -39,8 +39,9 @@
 //!   `[labels]` is free-form, so it has no unknown keys.
 //! * **Strings** must be non-empty after trimming, at most
 //!   [`MAX_STRING_LEN`] bytes, and free of control characters (NUL, tabs,
-//!   newlines, DEL, C1). Surrounding whitespace is trimmed from the stored
-//!   value (a trailing newline from `echo $TOKEN` is the classic mistake).
+//!   newlines, DEL, C1) after trimming. Surrounding whitespace (including a
+//!   trailing newline, the classic `echo $TOKEN` mistake) is trimmed from
+//!   the stored value.
 //!   Label keys follow the same rules but are stored as written.
 //! * **Types**: a value of the wrong type is [`ProblemKind::WrongType`]
 //!   naming the expected type; a value of the right type that is not
@@ -420,10 +421,20 @@ struct SyntaxError {
 }
 
 fn toml_tree(text: &str) -> Result<Node<'_>, SyntaxError> {
-    let doc = toml::de::DeTable::parse(text).map_err(|e| SyntaxError {
-        offset: e.span().map_or(0, |s| s.start),
-        message: e.message().trim_end().to_string(),
-        field: None,
+    let doc = toml::de::DeTable::parse(text).map_err(|e| {
+        let span = e.span().unwrap_or(0..0);
+        let mut message = e.message().trim_end().to_string();
+        // The TOML parser's message does not say which key; its span does.
+        if message == "duplicate key" {
+            if let Some(key) = text.get(span.clone()) {
+                message = format!("duplicate key `{key}`");
+            }
+        }
+        SyntaxError {
+            offset: span.start,
+            message,
+            field: None,
+        }
     })?;
     let span = doc.span();
     Ok(Node {
@@ -562,8 +573,11 @@ impl Validator {
 
     /// Checks a string's content; the message never quotes the value (it
     /// may be the token).
+    /// Surrounding whitespace (including a trailing newline) is not checked:
+    /// it is trimmed away.
     fn check_text(&mut self, field: &str, offset: usize, s: &str) -> bool {
-        let problem = if s.trim().is_empty() {
+        let s = s.trim();
+        let problem = if s.is_empty() {
             Some("must not be empty".to_string())
         } else if s.len() > MAX_STRING_LEN {
             Some(format!(
@@ -1031,10 +1045,7 @@ mod json {
 
         fn enter(&self, depth: usize) -> Result<(), SyntaxError> {
             if depth > MAX_DEPTH {
-                Err(self.err(
-                    self.pos,
-                    format!("nested deeper than {MAX_DEPTH} levels"),
-                ))
+                Err(self.err(self.pos, format!("nested deeper than {MAX_DEPTH} levels")))
             } else {
                 Ok(())
             }
@@ -1195,7 +1206,10 @@ mod json {
                     self.pos += 1;
                 }
                 if self.digits() == 0 {
-                    return Err(self.err(start, "invalid number: digits expected in the exponent".into()));
+                    return Err(self.err(
+                        start,
+                        "invalid number: digits expected in the exponent".into(),
+                    ));
                 }
             }
             if let Some(b'0'..=b'9') = self.peek() {
@@ -1218,7 +1232,9 @@ mod json {
                 .s
                 .get(at..at + 4)
                 .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))
-                .ok_or_else(|| self.err(at, "invalid \\u escape: four hex digits expected".into()))?;
+                .ok_or_else(|| {
+                    self.err(at, "invalid \\u escape: four hex digits expected".into())
+                })?;
             self.pos += 4;
             Ok(u32::from_str_radix(hex, 16).unwrap_or_default())
         }
@@ -1262,12 +1278,16 @@ mod json {
                                 let hi = self.hex4()?;
                                 let code = if (0xD800..0xDC00).contains(&hi) {
                                     if !self.b[self.pos..].starts_with(b"\\u") {
-                                        return Err(self.err(at, "lone surrogate in \\u escape".into()));
+                                        return Err(
+                                            self.err(at, "lone surrogate in \\u escape".into())
+                                        );
                                     }
                                     self.pos += 2;
                                     let lo = self.hex4()?;
                                     if !(0xDC00..0xE000).contains(&lo) {
-                                        return Err(self.err(at, "lone surrogate in \\u escape".into()));
+                                        return Err(
+                                            self.err(at, "lone surrogate in \\u escape".into())
+                                        );
                                     }
                                     0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
                                 } else {
@@ -1376,7 +1396,11 @@ mod tests {
     fn minimal_toml_and_json() {
         let d = p("schema = 1\napp='a'\nenv='b'\nidc='c'\n", Format::Toml).unwrap();
         assert!(d.warnings.is_empty(), "{:?}", d.warnings);
-        let j = p(r#"{"schema":1,"app":"a","env":"b","idc":"c"}"#, Format::Json).unwrap();
+        let j = p(
+            r#"{"schema":1,"app":"a","env":"b","idc":"c"}"#,
+            Format::Json,
+        )
+        .unwrap();
         assert_eq!(d, j);
     }
 
