@@ -482,6 +482,28 @@ fn toml_value(value: toml::de::DeValue<'_>) -> Val<'_> {
 // ---------------------------------------------------------------------------
 // Validation: the tree to a Descriptor, collecting every problem.
 
+/// What is wrong with a string's content, if anything. Surrounding
+/// whitespace (including a trailing newline) is not checked: it is trimmed
+/// away. The message never quotes the value (it may be the token).
+fn text_problem(s: &str) -> Option<String> {
+    let s = s.trim();
+    if s.is_empty() {
+        Some("must not be empty".to_string())
+    } else if s.len() > MAX_STRING_LEN {
+        Some(format!(
+            "too long ({} bytes; at most {MAX_STRING_LEN})",
+            s.len()
+        ))
+    } else {
+        s.chars().find(|c| c.is_control()).map(|c| {
+            format!(
+                "contains a control character (U+{:04X}); not allowed",
+                c as u32
+            )
+        })
+    }
+}
+
 /// A problem and the byte offset it is about, located at the end.
 struct Pending {
     offset: Option<usize>,
@@ -573,26 +595,8 @@ impl Validator {
 
     /// Checks a string's content; the message never quotes the value (it
     /// may be the token).
-    /// Surrounding whitespace (including a trailing newline) is not checked:
-    /// it is trimmed away.
     fn check_text(&mut self, field: &str, offset: usize, s: &str) -> bool {
-        let s = s.trim();
-        let problem = if s.is_empty() {
-            Some("must not be empty".to_string())
-        } else if s.len() > MAX_STRING_LEN {
-            Some(format!(
-                "too long ({} bytes; at most {MAX_STRING_LEN})",
-                s.len()
-            ))
-        } else {
-            s.chars().find(|c| c.is_control()).map(|c| {
-                format!(
-                    "contains a control character (U+{:04X}); not allowed",
-                    c as u32
-                )
-            })
-        };
-        match problem {
+        match text_problem(s) {
             Some(message) => {
                 self.error(ProblemKind::InvalidValue, field, offset, message);
                 false
@@ -916,15 +920,22 @@ impl Validator {
             node,
         } in entries
         {
+            // Happy path without building the field name `labels.<key>`.
+            if text_problem(&key).is_none() {
+                if let Val::Str(value) = &node.val {
+                    if text_problem(value).is_none() {
+                        labels.insert(key.into_owned(), value.trim().to_owned());
+                        continue;
+                    }
+                }
+            }
             let field = format!("labels.{key}");
             if !self.check_text(&field, key_span.start, &key) {
                 continue;
             }
             match node.val {
                 Val::Str(_) => {
-                    if let Some(value) = self.string(&field, node) {
-                        labels.insert(key.into_owned(), value);
-                    }
+                    self.string(&field, node);
                 }
                 _ => self.wrong_type(&field, "a string", &node),
             }
@@ -1055,7 +1066,7 @@ mod json {
             self.enter(depth)?;
             self.pos += 1; // {
             let mut entries: Vec<Entry<'i>> = Vec::new();
-            let mut seen: Option<HashSet<Cow<'i, str>>> = None;
+            let mut seen: Option<HashSet<String>> = None;
             self.ws();
             if self.peek() == Some(b'}') {
                 self.pos += 1;
@@ -1107,14 +1118,15 @@ mod json {
         fn is_duplicate(
             &self,
             entries: &[Entry<'i>],
-            seen: &mut Option<HashSet<Cow<'i, str>>>,
-            key: &Cow<'i, str>,
+            seen: &mut Option<HashSet<String>>,
+            key: &str,
         ) -> bool {
             if entries.len() < LINEAR_DUP_CHECK {
-                return entries.iter().any(|e| e.key == *key);
+                return entries.iter().any(|e| e.key == key);
             }
-            let seen = seen.get_or_insert_with(|| entries.iter().map(|e| e.key.clone()).collect());
-            !seen.insert(key.clone())
+            let seen =
+                seen.get_or_insert_with(|| entries.iter().map(|e| e.key.to_string()).collect());
+            !seen.insert(key.to_string())
         }
 
         /// The dotted path of `key` inside the objects being parsed.

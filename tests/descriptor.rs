@@ -614,3 +614,46 @@ fn unreadable_file_is_io() {
     }
     assert_eq!(descriptor::read(&path, false).unwrap_err().kind(), Io);
 }
+
+/// Parse cost of the full fixtures; prints only, since timings on a shared
+/// machine or in a debug build say little. Run with
+/// `cargo test --release -p envid --test descriptor -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn parse_timing() {
+    for name in ["full.toml", "full.json", "minimal.toml"] {
+        let path = fixture(&format!("good/{name}"));
+        let bytes = std::fs::read(&path).unwrap();
+        let format = Format::from_path(&path).unwrap();
+        let n = 20_000;
+        let start = Instant::now();
+        for _ in 0..n {
+            std::hint::black_box(
+                descriptor::parse(std::hint::black_box(&bytes), &path, format, false).unwrap(),
+            );
+        }
+        let per = start.elapsed() / n;
+        let start = Instant::now();
+        for _ in 0..2_000 {
+            std::hint::black_box(descriptor::read(&path, false).unwrap());
+        }
+        let read = start.elapsed() / 2_000;
+        println!(
+            "{name} ({} bytes): parse {per:?}, read+parse {read:?}",
+            bytes.len()
+        );
+    }
+}
+
+/// The toml crate's own share of [`parse_timing`], for comparison.
+#[test]
+#[ignore]
+fn toml_crate_timing() {
+    let text = std::fs::read_to_string(fixture("good/full.toml")).unwrap();
+    let n = 20_000;
+    let start = Instant::now();
+    for _ in 0..n {
+        std::hint::black_box(toml::de::DeTable::parse(std::hint::black_box(&text)).unwrap());
+    }
+    println!("toml::de::DeTable::parse alone {:?}", start.elapsed() / n);
+}
