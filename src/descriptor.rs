@@ -467,10 +467,13 @@ fn toml_value(value: toml::de::DeValue<'_>) -> Val<'_> {
     use toml::de::DeValue;
     match value {
         DeValue::String(s) => Val::Str(s),
-        DeValue::Integer(i) => Val::Int {
-            value: i64::from_str_radix(i.as_str(), i.radix()).ok(),
-            negative: i.as_str().starts_with('-'),
-        },
+        DeValue::Integer(i) => {
+            let value = i64::from_str_radix(i.as_str(), i.radix()).ok();
+            Val::Int {
+                value,
+                negative: value.map_or(i.as_str().starts_with('-'), |v| v < 0),
+            }
+        }
         DeValue::Float(_) => Val::Float,
         DeValue::Boolean(_) => Val::Bool,
         DeValue::Datetime(d) => Val::Datetime(d),
@@ -1229,9 +1232,11 @@ mod json {
                 return Err(self.err(start, "invalid number: leading zero".into()));
             }
             Ok(if integer {
+                let value: Option<i64> = self.s[start..self.pos].parse().ok();
                 Val::Int {
-                    value: self.s[start..self.pos].parse().ok(),
-                    negative,
+                    value,
+                    // `-0` is zero, not negative.
+                    negative: value.map_or(negative, |v| v < 0),
                 }
             } else {
                 Val::Float
@@ -1249,6 +1254,45 @@ mod json {
                 })?;
             self.pos += 4;
             Ok(u32::from_str_radix(hex, 16).unwrap_or_default())
+        }
+
+        /// One escape sequence starting at the current `\\`.
+        fn escape(&mut self) -> Result<char, SyntaxError> {
+            let at = self.pos;
+            self.pos += 1;
+            let simple = match self.peek() {
+                Some(b'"') => '"',
+                Some(b'\\') => '\\',
+                Some(b'/') => '/',
+                Some(b'b') => '\u{8}',
+                Some(b'f') => '\u{c}',
+                Some(b'n') => '\n',
+                Some(b'r') => '\r',
+                Some(b't') => '\t',
+                Some(b'u') => {
+                    self.pos += 1;
+                    let lone = |p: &Self| p.err(at, "lone surrogate in \\u escape".into());
+                    let hi = self.hex4()?;
+                    let code = if (0xD800..0xDC00).contains(&hi) {
+                        if !self.b[self.pos..].starts_with(b"\\u") {
+                            return Err(lone(self));
+                        }
+                        self.pos += 2;
+                        let lo = self.hex4()?;
+                        if !(0xDC00..0xE000).contains(&lo) {
+                            return Err(lone(self));
+                        }
+                        0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
+                    } else {
+                        hi
+                    };
+                    // A lone low surrogate is not a char either.
+                    return char::from_u32(code).ok_or_else(|| lone(self));
+                }
+                _ => return Err(self.err(at, "invalid escape in string".into())),
+            };
+            self.pos += 1;
+            Ok(simple)
         }
 
         /// A string starting at the current `"`; borrowed unless it has escapes.
@@ -1274,49 +1318,7 @@ mod json {
                     Some(b'\\') => {
                         let s = owned.get_or_insert_with(String::new);
                         s.push_str(&self.s[run..self.pos]);
-                        let at = self.pos;
-                        self.pos += 1;
-                        let c = match self.peek() {
-                            Some(b'"') => '"',
-                            Some(b'\\') => '\\',
-                            Some(b'/') => '/',
-                            Some(b'b') => '\u{8}',
-                            Some(b'f') => '\u{c}',
-                            Some(b'n') => '\n',
-                            Some(b'r') => '\r',
-                            Some(b't') => '\t',
-                            Some(b'u') => {
-                                self.pos += 1;
-                                let hi = self.hex4()?;
-                                let code = if (0xD800..0xDC00).contains(&hi) {
-                                    if !self.b[self.pos..].starts_with(b"\\u") {
-                                        return Err(
-                                            self.err(at, "lone surrogate in \\u escape".into())
-                                        );
-                                    }
-                                    self.pos += 2;
-                                    let lo = self.hex4()?;
-                                    if !(0xDC00..0xE000).contains(&lo) {
-                                        return Err(
-                                            self.err(at, "lone surrogate in \\u escape".into())
-                                        );
-                                    }
-                                    0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
-                                } else {
-                                    hi
-                                };
-                                let c = char::from_u32(code).ok_or_else(|| {
-                                    self.err(at, "lone surrogate in \\u escape".into())
-                                })?;
-                                // `owned` was taken above; re-borrow after the `self` calls.
-                                owned.get_or_insert_with(String::new).push(c);
-                                run = self.pos;
-                                continue;
-                            }
-                            _ => return Err(self.err(at, "invalid escape in string".into())),
-                        };
-                        owned.get_or_insert_with(String::new).push(c);
-                        self.pos += 1;
+                        s.push(self.escape()?);
                         run = self.pos;
                     }
                     Some(0..=0x1f) => {
@@ -1371,6 +1373,17 @@ mod tests {
             r#"{"a":-0.0e+5}"#,
             r#"{"a":"é"}"#,
             r#"{"a":1}{"#,
+            r#"{"a":"\ud83dx"}"#,
+            r#"{"a":"\ud83d\u0041"}"#,
+            r#"{"a":"\uDBFF\uDFFF"}"#,
+            // (serde_json also refuses floats beyond f64, e.g. `1E400`; RFC 8259
+            // allows them and so does this parser: no field takes a float.)
+            r#"{"a":99999999999999999999999, "b": -1E300}"#,
+            r#"{"a":"x\"}"#,
+            "{\"a\":\"\u{7f}\u{85}\"}",
+            r#"{"a":[1 2]}"#,
+            r#"{"a":"é"} "#,
+            "{\"a\":1}\u{feff}",
         ];
         for case in cases {
             let ours = json::parse(case).is_ok();
@@ -1433,6 +1446,30 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.kind(), ProblemKind::InvalidValue);
+    }
+
+    #[test]
+    fn minus_zero_batch_is_zero() {
+        let t = p("schema = 1\n[release]\nbatch = -0\n", Format::Toml).unwrap();
+        let j = p(r#"{"schema": 1, "release": {"batch": -0}}"#, Format::Json).unwrap();
+        assert_eq!(t.descriptor.release.unwrap().batch, Some(0));
+        assert_eq!(j.descriptor.release.unwrap().batch, Some(0));
+    }
+
+    #[test]
+    fn huge_integers_are_classified_by_sign() {
+        let e = p(
+            r#"{"schema": 1, "release": {"batch": -99999999999999999999}}"#,
+            Format::Json,
+        )
+        .unwrap_err();
+        assert!(e.problems[0].message.contains("negative"), "{e}");
+        let e = p(
+            r#"{"schema": 1, "release": {"batch": 99999999999999999999}}"#,
+            Format::Json,
+        )
+        .unwrap_err();
+        assert!(e.problems[0].message.contains("too large"), "{e}");
     }
 
     #[test]
