@@ -94,9 +94,13 @@
 //! for syntax errors and silently accepts duplicate keys, while this one
 //! records the span of every key and value and refuses duplicates in the
 //! same single pass (it is tested against `serde_json` for agreement on
-//! what is valid JSON). Nesting deeper than [`MAX_DEPTH`] is a syntax error
-//! in both formats (the TOML parser has its own, similar limit). Both
-//! formats feed the same validator, so they share every rule above.
+//! what is valid JSON; the one known difference: it accepts numbers beyond
+//! the `f64` range, which no field takes anyway). JSON nested deeper than
+//! [`MAX_DEPTH`] is a syntax error; the TOML parser has its own limit (80).
+//! Both formats feed the same validator, so they share every rule above.
+//!
+//! TOML parsing costs about 9 µs for the ~500-byte full example in a release
+//! build, of which `DeTable::parse` is about 6–7 µs; JSON about 3 µs.
 
 use std::borrow::Cow;
 use std::fs::File;
