@@ -89,14 +89,13 @@
 //! # Parsing
 //!
 //! TOML is parsed with `toml::de::DeTable::parse`, which keeps the byte span
-//! of every key and value. JSON is parsed by a small strict RFC 8259 parser
-//! in this module instead of `serde_json`: `serde_json` gives positions only
-//! for syntax errors and silently accepts duplicate keys, while this one
-//! records the span of every key and value and refuses duplicates in the
-//! same single pass (it is tested against `serde_json` for agreement on
-//! what is valid JSON; the one known difference: it accepts numbers beyond
-//! the `f64` range, which no field takes anyway). JSON nested deeper than
-//! [`MAX_DEPTH`] is a syntax error; the TOML parser has its own limit (80).
+//! of every key and value. JSON is parsed by `jsonc-parser` with every
+//! extension off (strict RFC 8259, checked against `serde_json` by a test),
+//! because `serde_json` gives positions only for syntax errors and silently
+//! keeps the last of two duplicate keys; the AST keeps the span of every key
+//! and value, so duplicates are refused with their location. JSON nested
+//! deeper than [`MAX_DEPTH`] is refused before parsing (the parser recurses);
+//! the TOML parser has its own limit (80).
 //! Both formats feed the same validator, so they share every rule above.
 //!
 //! TOML parsing costs about 9 µs for the ~500-byte full example in a release
@@ -984,356 +983,148 @@ impl Validator {
 
 /// A strict RFC 8259 JSON parser that keeps spans and refuses duplicate keys.
 mod json {
+    //! JSON through `jsonc-parser` in strict mode (no comments, trailing
+    //! commas or other JSON5 extensions): unlike `serde_json` it keeps the
+    //! byte range of every value and every duplicate key, which is what
+    //! located problems need.
+
     use std::borrow::Cow;
     use std::collections::HashSet;
 
+    use jsonc_parser::ast::{ObjectPropName, Value};
+    use jsonc_parser::{parse_to_ast, CollectOptions, CommentCollectionStrategy, ParseOptions};
+
     use super::{Entry, Node, SyntaxError, Val, MAX_DEPTH};
 
-    /// Objects with more keys than this check duplicates with a hash set.
-    const LINEAR_DUP_CHECK: usize = 16;
-
     pub(super) fn parse(text: &str) -> Result<Node<'_>, SyntaxError> {
-        let mut p = Parser {
-            s: text,
-            b: text.as_bytes(),
-            pos: 0,
-            path: Vec::new(),
+        // The parser recurses per nesting level: refuse deep input before it
+        // can exhaust the stack of a small thread.
+        prescan(text)?;
+        let strict = ParseOptions {
+            allow_comments: false,
+            allow_loose_object_property_names: false,
+            allow_trailing_commas: false,
+            allow_missing_commas: false,
+            allow_single_quoted_strings: false,
+            allow_hexadecimal_numbers: false,
+            allow_unary_plus_numbers: false,
+            allow_bare_decimal_point_numbers: false,
+            allow_non_finite_numbers: false,
+            allow_extended_string_escapes: false,
         };
-        p.ws();
-        let node = p.value(0)?;
-        p.ws();
-        if p.pos < p.b.len() {
-            return Err(p.unexpected("after the top-level value"));
-        }
-        Ok(node)
-    }
-
-    struct Parser<'i> {
-        s: &'i str,
-        b: &'i [u8],
-        pos: usize,
-        /// Spans of the object keys leading to the current value (for
-        /// duplicate-key messages); array levels push nothing.
-        path: Vec<usize>,
-    }
-
-    impl<'i> Parser<'i> {
-        fn err(&self, offset: usize, message: String) -> SyntaxError {
-            SyntaxError {
-                offset,
-                message,
+        let collect = CollectOptions {
+            comments: CommentCollectionStrategy::Off,
+            tokens: false,
+        };
+        let parsed = parse_to_ast(text, &collect, &strict).map_err(|e| SyntaxError {
+            offset: e.range().start,
+            message: e.kind().to_string(),
+            field: None,
+        })?;
+        match parsed.value {
+            Some(v) => convert(v, &mut Vec::new()),
+            None => Err(SyntaxError {
+                offset: 0,
+                message: "empty document (expected a JSON object)".into(),
                 field: None,
-            }
+            }),
         }
+    }
 
-        fn unexpected(&self, context: &str) -> SyntaxError {
-            match self.s[self.pos..].chars().next() {
-                Some(c) => self.err(self.pos, format!("unexpected character {c:?} {context}")),
-                None => self.err(self.pos, format!("unexpected end of input {context}")),
-            }
-        }
-
-        fn peek(&self) -> Option<u8> {
-            self.b.get(self.pos).copied()
-        }
-
-        fn ws(&mut self) {
-            while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
-                self.pos += 1;
-            }
-        }
-
-        fn value(&mut self, depth: usize) -> Result<Node<'i>, SyntaxError> {
-            let start = self.pos;
-            let val = match self.peek() {
-                Some(b'{') => self.object(depth + 1)?,
-                Some(b'[') => self.array(depth + 1)?,
-                Some(b'"') => Val::Str(self.string()?),
-                Some(b'-' | b'0'..=b'9') => self.number()?,
-                Some(b't') => self.literal("true", Val::Bool)?,
-                Some(b'f') => self.literal("false", Val::Bool)?,
-                Some(b'n') => self.literal("null", Val::Null)?,
-                _ => return Err(self.unexpected("where a value was expected")),
-            };
-            Ok(Node {
-                val,
-                span: start..self.pos,
-            })
-        }
-
-        fn enter(&self, depth: usize) -> Result<(), SyntaxError> {
-            if depth > MAX_DEPTH {
-                Err(self.err(self.pos, format!("nested deeper than {MAX_DEPTH} levels")))
-            } else {
-                Ok(())
-            }
-        }
-
-        fn object(&mut self, depth: usize) -> Result<Val<'i>, SyntaxError> {
-            self.enter(depth)?;
-            self.pos += 1; // {
-            let mut entries: Vec<Entry<'i>> = Vec::new();
-            let mut seen: Option<HashSet<String>> = None;
-            self.ws();
-            if self.peek() == Some(b'}') {
-                self.pos += 1;
-                return Ok(Val::Table(entries));
-            }
-            loop {
-                if self.peek() != Some(b'"') {
-                    return Err(self.unexpected("where an object key was expected"));
-                }
-                let key_start = self.pos;
-                let key = self.string()?;
-                let key_span = key_start..self.pos;
-                if self.is_duplicate(&entries, &mut seen, &key) {
-                    return Err(SyntaxError {
-                        offset: key_start,
-                        message: format!("duplicate key {key:?}"),
-                        field: Some(self.field(&key)),
-                    });
-                }
-                self.ws();
-                if self.peek() != Some(b':') {
-                    return Err(self.unexpected("where `:` was expected after an object key"));
-                }
-                self.pos += 1;
-                self.ws();
-                self.path.push(key_start);
-                let node = self.value(depth)?;
-                self.path.pop();
-                entries.push(Entry {
-                    key,
-                    key_span,
-                    node,
-                });
-                self.ws();
-                match self.peek() {
-                    Some(b',') => {
-                        self.pos += 1;
-                        self.ws();
+    /// Nesting depth of `{`/`[` outside strings, refused past [`MAX_DEPTH`];
+    /// also refuses raw control characters in strings, which JSON forbids
+    /// and `jsonc-parser` lets through.
+    fn prescan(text: &str) -> Result<(), SyntaxError> {
+        let (mut depth, mut in_str, mut escaped) = (0usize, false, false);
+        for (i, b) in text.bytes().enumerate() {
+            if in_str {
+                match b {
+                    0..=0x1f => {
+                        return Err(SyntaxError {
+                            offset: i,
+                            message: format!("control character U+{b:04X} in a string (escape it)"),
+                            field: None,
+                        })
                     }
-                    Some(b'}') => {
-                        self.pos += 1;
-                        return Ok(Val::Table(entries));
-                    }
-                    _ => return Err(self.unexpected("where `,` or `}` was expected")),
+                    _ if escaped => escaped = false,
+                    b'\\' => escaped = true,
+                    b'"' => in_str = false,
+                    _ => {}
                 }
+                continue;
             }
-        }
-
-        fn is_duplicate(
-            &self,
-            entries: &[Entry<'i>],
-            seen: &mut Option<HashSet<String>>,
-            key: &str,
-        ) -> bool {
-            if entries.len() < LINEAR_DUP_CHECK {
-                return entries.iter().any(|e| e.key == key);
-            }
-            let seen =
-                seen.get_or_insert_with(|| entries.iter().map(|e| e.key.to_string()).collect());
-            !seen.insert(key.to_string())
-        }
-
-        /// The dotted path of `key` inside the objects being parsed.
-        fn field(&self, key: &str) -> String {
-            let mut parts: Vec<String> = self
-                .path
-                .iter()
-                .map(|&at| {
-                    let mut sub = Parser {
-                        s: self.s,
-                        b: self.b,
-                        pos: at,
-                        path: Vec::new(),
-                    };
-                    sub.string().map(Cow::into_owned).unwrap_or_default()
-                })
-                .collect();
-            parts.push(key.to_string());
-            parts.join(".")
-        }
-
-        fn array(&mut self, depth: usize) -> Result<Val<'i>, SyntaxError> {
-            self.enter(depth)?;
-            self.pos += 1; // [
-            self.ws();
-            if self.peek() == Some(b']') {
-                self.pos += 1;
-                return Ok(Val::Array);
-            }
-            loop {
-                self.value(depth)?;
-                self.ws();
-                match self.peek() {
-                    Some(b',') => {
-                        self.pos += 1;
-                        self.ws();
-                    }
-                    Some(b']') => {
-                        self.pos += 1;
-                        return Ok(Val::Array);
-                    }
-                    _ => return Err(self.unexpected("where `,` or `]` was expected")),
-                }
-            }
-        }
-
-        fn literal(&mut self, word: &str, val: Val<'i>) -> Result<Val<'i>, SyntaxError> {
-            if self.b[self.pos..].starts_with(word.as_bytes()) {
-                self.pos += word.len();
-                Ok(val)
-            } else {
-                Err(self.err(self.pos, format!("invalid literal (expected `{word}`)")))
-            }
-        }
-
-        fn digits(&mut self) -> usize {
-            let start = self.pos;
-            while let Some(b'0'..=b'9') = self.peek() {
-                self.pos += 1;
-            }
-            self.pos - start
-        }
-
-        fn number(&mut self) -> Result<Val<'i>, SyntaxError> {
-            let start = self.pos;
-            let negative = self.peek() == Some(b'-');
-            if negative {
-                self.pos += 1;
-            }
-            match self.peek() {
-                Some(b'0') => self.pos += 1,
-                Some(b'1'..=b'9') => {
-                    self.digits();
-                }
-                _ => return Err(self.err(start, "invalid number".into())),
-            }
-            let mut integer = true;
-            if self.peek() == Some(b'.') {
-                integer = false;
-                self.pos += 1;
-                if self.digits() == 0 {
-                    return Err(self.err(start, "invalid number: digits expected after `.`".into()));
-                }
-            }
-            if let Some(b'e' | b'E') = self.peek() {
-                integer = false;
-                self.pos += 1;
-                if let Some(b'+' | b'-') = self.peek() {
-                    self.pos += 1;
-                }
-                if self.digits() == 0 {
-                    return Err(self.err(
-                        start,
-                        "invalid number: digits expected in the exponent".into(),
-                    ));
-                }
-            }
-            if let Some(b'0'..=b'9') = self.peek() {
-                // `01`: a leading zero followed by digits.
-                return Err(self.err(start, "invalid number: leading zero".into()));
-            }
-            Ok(if integer {
-                let value: Option<i64> = self.s[start..self.pos].parse().ok();
-                Val::Int {
-                    value,
-                    // `-0` is zero, not negative.
-                    negative: value.map_or(negative, |v| v < 0),
-                }
-            } else {
-                Val::Float
-            })
-        }
-
-        fn hex4(&mut self) -> Result<u32, SyntaxError> {
-            let at = self.pos;
-            let hex = self
-                .s
-                .get(at..at + 4)
-                .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))
-                .ok_or_else(|| {
-                    self.err(at, "invalid \\u escape: four hex digits expected".into())
-                })?;
-            self.pos += 4;
-            Ok(u32::from_str_radix(hex, 16).unwrap_or_default())
-        }
-
-        /// One escape sequence starting at the current `\\`.
-        fn escape(&mut self) -> Result<char, SyntaxError> {
-            let at = self.pos;
-            self.pos += 1;
-            let simple = match self.peek() {
-                Some(b'"') => '"',
-                Some(b'\\') => '\\',
-                Some(b'/') => '/',
-                Some(b'b') => '\u{8}',
-                Some(b'f') => '\u{c}',
-                Some(b'n') => '\n',
-                Some(b'r') => '\r',
-                Some(b't') => '\t',
-                Some(b'u') => {
-                    self.pos += 1;
-                    let lone = |p: &Self| p.err(at, "lone surrogate in \\u escape".into());
-                    let hi = self.hex4()?;
-                    let code = if (0xD800..0xDC00).contains(&hi) {
-                        if !self.b[self.pos..].starts_with(b"\\u") {
-                            return Err(lone(self));
-                        }
-                        self.pos += 2;
-                        let lo = self.hex4()?;
-                        if !(0xDC00..0xE000).contains(&lo) {
-                            return Err(lone(self));
-                        }
-                        0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
-                    } else {
-                        hi
-                    };
-                    // A lone low surrogate is not a char either.
-                    return char::from_u32(code).ok_or_else(|| lone(self));
-                }
-                _ => return Err(self.err(at, "invalid escape in string".into())),
-            };
-            self.pos += 1;
-            Ok(simple)
-        }
-
-        /// A string starting at the current `"`; borrowed unless it has escapes.
-        fn string(&mut self) -> Result<Cow<'i, str>, SyntaxError> {
-            let open = self.pos;
-            self.pos += 1;
-            let mut run = self.pos;
-            let mut owned: Option<String> = None;
-            loop {
-                match self.peek() {
-                    None => return Err(self.err(open, "unterminated string".into())),
-                    Some(b'"') => {
-                        let rest = &self.s[run..self.pos];
-                        self.pos += 1;
-                        return Ok(match owned {
-                            None => Cow::Borrowed(rest),
-                            Some(mut s) => {
-                                s.push_str(rest);
-                                Cow::Owned(s)
-                            }
+            match b {
+                b'"' => in_str = true,
+                b'{' | b'[' => {
+                    depth += 1;
+                    if depth > MAX_DEPTH {
+                        return Err(SyntaxError {
+                            offset: i,
+                            message: format!("nested deeper than {MAX_DEPTH} levels"),
+                            field: None,
                         });
                     }
-                    Some(b'\\') => {
-                        let s = owned.get_or_insert_with(String::new);
-                        s.push_str(&self.s[run..self.pos]);
-                        s.push(self.escape()?);
-                        run = self.pos;
-                    }
-                    Some(0..=0x1f) => {
-                        return Err(self.err(
-                            self.pos,
-                            "control character in string (must be escaped)".into(),
-                        ))
-                    }
-                    Some(_) => self.pos += 1,
                 }
+                b'}' | b']' => depth = depth.saturating_sub(1),
+                _ => {}
             }
+        }
+        Ok(())
+    }
+
+    fn convert<'i>(v: Value<'i>, path: &mut Vec<String>) -> Result<Node<'i>, SyntaxError> {
+        let (val, range) = match v {
+            Value::StringLit(s) => (Val::Str(s.value), s.range),
+            Value::NumberLit(n) => (number(n.value), n.range),
+            Value::BooleanLit(b) => (Val::Bool, b.range),
+            Value::NullKeyword(n) => (Val::Null, n.range),
+            Value::Array(a) => (Val::Array, a.range),
+            Value::Object(o) => {
+                let mut entries: Vec<Entry<'i>> = Vec::with_capacity(o.properties.len());
+                let mut seen: HashSet<Cow<'i, str>> = HashSet::new();
+                for prop in o.properties {
+                    let ObjectPropName::String(key) = prop.name else {
+                        // Loose names are refused by the parse options.
+                        unreachable!("strict parse options allow only string keys")
+                    };
+                    if !seen.insert(key.value.clone()) {
+                        path.push(key.value.to_string());
+                        let field = path.join(".");
+                        path.pop();
+                        return Err(SyntaxError {
+                            offset: key.range.start,
+                            message: format!("duplicate key {:?}", key.value),
+                            field: Some(field),
+                        });
+                    }
+                    path.push(key.value.to_string());
+                    let node = convert(prop.value, path)?;
+                    path.pop();
+                    entries.push(Entry {
+                        key: key.value,
+                        key_span: key.range.start..key.range.end,
+                        node,
+                    });
+                }
+                (Val::Table(entries), o.range)
+            }
+        };
+        Ok(Node {
+            val,
+            span: range.start..range.end,
+        })
+    }
+
+    /// JSON numbers: integers when written without fraction or exponent.
+    fn number(text: &str) -> Val<'static> {
+        if text.contains(['.', 'e', 'E']) {
+            return Val::Float;
+        }
+        let value = text.parse::<i64>().ok();
+        Val::Int {
+            value,
+            // `-0` is zero, not negative.
+            negative: text.starts_with('-') && value != Some(0),
         }
     }
 }

@@ -64,8 +64,8 @@ const BAD: &[(&str, Expected)] = &[
     ("syntax-unclosed-string.toml", (Syntax, None, Some((2, 20)))),
     ("syntax-missing-equals.toml", (Syntax, None, Some((2, 5)))),
     ("syntax-bad-table-header.toml", (Syntax, None, Some((2, 9)))),
-    ("syntax-trailing-comma.json", (Syntax, None, Some((4, 1)))),
-    ("syntax-unclosed-object.json", (Syntax, None, Some((4, 1)))),
+    ("syntax-trailing-comma.json", (Syntax, None, Some((3, 24)))),
+    ("syntax-unclosed-object.json", (Syntax, None, Some((1, 1)))), // points at the `{` left open
     ("syntax-single-quotes.json", (Syntax, None, Some((2, 3)))),
     ("empty.json", (Syntax, None, Some((1, 1)))),
     ("nul-raw.toml", (Syntax, None, Some((2, 14)))),
