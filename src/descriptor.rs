@@ -981,7 +981,6 @@ impl Validator {
 
 // ---------------------------------------------------------------------------
 
-/// A strict RFC 8259 JSON parser that keeps spans and refuses duplicate keys.
 mod json {
     //! JSON through `jsonc-parser` in strict mode (no comments, trailing
     //! commas or other JSON5 extensions): unlike `serde_json` it keeps the
