@@ -291,3 +291,48 @@ fn explain_no_match_exits_1() {
     assert!(stderr(&o).contains("web-3"));
     assert!(stdout(&o).is_empty());
 }
+
+#[test]
+fn inspect_unidentified_docker_container_still_shows_its_facts() {
+    let root = testdata("hosts/docker");
+    let o = envid(&[
+        "inspect",
+        "--root",
+        root.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["found"]["platform"]["value"], "container");
+    assert_eq!(
+        v["found"]["container"]["value"],
+        "docker 3f4e8c2a9b1d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f"
+    );
+    assert_eq!(v["found"]["hostname"]["value"], "3f4e8c2a9b1d");
+    assert_eq!(v["found"]["platform"]["source"]["kind"], "probe");
+    assert!(stderr(&o).contains("no rule matched"), "{}", stderr(&o));
+}
+
+#[test]
+fn inspect_kvm_vm_by_hostname_fallback() {
+    let root = testdata("hosts/kvm");
+    let o = envid(&[
+        "inspect",
+        "--root",
+        root.to_str().unwrap(),
+        "--format",
+        "json",
+        "--explain",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["env"], "beta");
+    assert_eq!(v["idc"], "cn0");
+    assert_eq!(v["app"], "flightqma");
+    assert_eq!(v["platform"], "kvm");
+    assert_eq!(v["virtualization"], "kvm");
+    assert_eq!(v["sources"]["env"]["kind"], "hostname_rule");
+    assert_eq!(v["sources"]["env"]["detail"], "kvm-default");
+    assert_eq!(v["sources"]["hostname"]["detail"], "/etc/hostname");
+}
