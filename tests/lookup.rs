@@ -6,7 +6,6 @@
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
 use std::thread;
@@ -476,9 +475,11 @@ fn fault_client(peer: &Peer) -> LookupClient {
         .unwrap()
 }
 
+type ErrorCheck = fn(&LookupError) -> bool;
+
 #[test]
 fn faults_are_typed_errors_never_panics() {
-    let cases: [(Fault, fn(&LookupError) -> bool); 5] = [
+    let cases: [(Fault, ErrorCheck); 5] = [
         (Fault::Slow, |e| matches!(e, LookupError::Timeout { .. })),
         (Fault::Status500, |e| {
             matches!(e, LookupError::Status { status: 500, .. })
@@ -543,5 +544,4 @@ fn bad_configuration_is_refused() {
         LookupClient::builder().endpoint("ftp://x").build(),
         Err(LookupError::InvalidEndpoint { .. })
     ));
-    let _ = Path::new("unused");
 }
