@@ -386,6 +386,7 @@ fn serve(
             }
             Err(_) => {
                 let _ = child.kill();
+                let _ = child.wait();
                 panic!("envid serve did not start");
             }
         }
@@ -403,6 +404,7 @@ fn terminate(mut child: std::process::Child) -> std::process::ExitStatus {
         }
         if std::time::Instant::now() > deadline {
             let _ = child.kill();
+            let _ = child.wait();
             panic!("envid serve ignored SIGTERM");
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
