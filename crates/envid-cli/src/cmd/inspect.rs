@@ -1,6 +1,5 @@
 //! `envid inspect`: this host's environment, optionally with provenance.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use envid::error::Unidentified;
