@@ -1,0 +1,1 @@
+//! JNI binding (io.envid). Being written.
