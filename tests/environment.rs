@@ -379,7 +379,7 @@ fn strict_mode_turns_unknown_keys_into_errors() {
     let p = descriptor(
         &dir,
         "d.toml",
-        "env = \"beta\"\nidc = \"cn0\"\nflavour = \"vanilla\"\n",
+        "app = \"a\"\nenv = \"beta\"\nidc = \"cn0\"\nflavour = \"vanilla\"\n",
     );
     let e = Environment::builder()
         .descriptor(&p)
@@ -398,7 +398,7 @@ fn strict_mode_turns_unknown_keys_into_errors() {
     match err {
         Error::Descriptor(d) => {
             assert_eq!(d.kind(), ProblemKind::UnknownKey);
-            assert_eq!(d.problems[0].location.as_ref().map(|l| l.line), Some(4));
+            assert_eq!(d.problems[0].location.as_ref().map(|l| l.line), Some(5));
         }
         other => panic!("unexpected {other:?}"),
     }

@@ -1,10 +1,49 @@
 //! The reference environment service (DESIGN.md, "The IP lookup protocol").
-//! STUB: the public API below is the contract the CLI and the lookup tests use.
+//!
+//! A small, real HTTP service answering IP → environment lookups from a TOML
+//! registry file (see [`envid::registry::parse_registry`] for the format):
+//!
+//! * `GET /v1/hosts/{ip}` → `200` with the most specific record (the exact IP
+//!   before the narrowest CIDR), `404` with a JSON error when unknown.
+//! * `POST /v1/hosts/lookup` with `{"ips": [...]}` → `200`
+//!   `{"hosts": {"<ip>": record | null}}`, keyed by each IP string exactly as
+//!   sent (in request order, each once); at most [`Config::max_batch`] IPs.
+//! * `GET /healthz` → `{"status": "ok", "version": N, "records": M}`; never
+//!   needs the token.
+//! * `GET /metrics` → Prometheus/OpenMetrics text: `envid_http_requests_total`
+//!   `{endpoint, status}` (endpoint `get_host`, `lookup`, `healthz`, `metrics`,
+//!   `other`), `envid_ips_looked_up_total`, `envid_registry_version`,
+//!   `envid_registry_records`, `envid_registry_reloads_total{result}`. A
+//!   request is counted when its response is ready, so a scrape does not see
+//!   itself. `/metrics` needs the token when one is configured (it reveals
+//!   traffic; Prometheus scrape configs can send a bearer token).
+//!
+//! Errors are `{"error": {"code": "...", "message": "..."}}`: `400`
+//! `invalid_ip` (naming the IP), `invalid_json`, `too_many_ips`; `413`
+//! `body_too_large` past [`Config::max_body_bytes`] (413 rather than 400: it is
+//! the status that tells a client to shrink the request, not fix it); `401`
+//! `unauthorized` (with `WWW-Authenticate: Bearer`) for a missing or wrong
+//! token; `404 not_found`; `405 method_not_allowed`.
+//!
+//! The registry is reloaded when the file changes (polled; see README.md,
+//! "Reload"): a bad new file is logged to stderr and the old registry keeps
+//! serving. The records live in a versioned [`store::Store`] with a bounded
+//! change history, the base for replication.
 #![warn(missing_docs)]
 
+mod http;
+mod reload;
+pub mod store;
+
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
+
+use crate::http::{AppState, Metrics};
+use crate::reload::Reloader;
+use crate::store::Store;
 
 /// How to run the service.
 #[derive(Clone, Debug)]
@@ -21,10 +60,15 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Most IPs in one `POST /v1/hosts/lookup`.
     pub max_batch: usize,
+    /// How many changes the store keeps for replication deltas.
+    pub history_limit: usize,
+    /// How long shutdown waits for in-flight requests before dropping them.
+    pub drain_timeout: Duration,
 }
 
 impl Config {
-    /// Defaults: 127.0.0.1:7070, no token, 1 s reload check, 256 KiB bodies, 1,000 IPs a batch.
+    /// Defaults: 127.0.0.1:7070, no token, 1 s reload check, 256 KiB bodies,
+    /// 1,000 IPs a batch, 1,000 changes of history, 10 s drain.
     pub fn new(registry_path: impl Into<PathBuf>) -> Config {
         Config {
             registry_path: registry_path.into(),
@@ -33,6 +77,8 @@ impl Config {
             reload_interval: Duration::from_secs(1),
             max_body_bytes: 256 * 1024,
             max_batch: 1000,
+            history_limit: 1000,
+            drain_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -48,31 +94,220 @@ pub enum ServerError {
     Io(#[from] std::io::Error),
 }
 
-/// A service running on its own runtime thread (tests, embedding).
+/// A service running on its own runtime thread (tests, embedding). Dropping
+/// the handle shuts the service down too.
 #[derive(Debug)]
-pub struct ServerHandle {}
+pub struct ServerHandle {
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
 
 impl ServerHandle {
     /// The bound address (the real port when 0 was asked for).
     pub fn local_addr(&self) -> SocketAddr {
-        unimplemented!()
+        self.addr
     }
     /// `http://ADDR`.
     pub fn base_url(&self) -> String {
         format!("http://{}", self.local_addr())
     }
     /// Stops accepting, drains in-flight requests, and joins the runtime thread.
-    pub fn shutdown(self) {}
+    pub fn shutdown(mut self) {
+        self.stop_and_join();
+    }
+
+    fn stop_and_join(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        self.stop_and_join();
+    }
+}
+
+/// Everything prepared before serving: registry loaded, socket bound.
+struct Prepared {
+    config: Config,
+    listener: std::net::TcpListener,
+    state: AppState,
+    reloader: Reloader,
+}
+
+fn prepare(config: Config) -> Result<Prepared, ServerError> {
+    if config.token.as_deref().is_some_and(|t| t.trim().is_empty()) {
+        // Refused rather than read as "no token": that would open the service.
+        return Err(ServerError::Io(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "the token must not be empty",
+        )));
+    }
+    let path = &config.registry_path;
+    let bytes = std::fs::read(path)
+        .map_err(|e| ServerError::Registry(format!("cannot read {}: {e}", path.display())))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| ServerError::Registry(format!("{}: not valid UTF-8", path.display())))?;
+    let records = envid::registry::parse_registry(&text, path)
+        .map_err(|e| ServerError::Registry(e.to_string()))?;
+    let listener = std::net::TcpListener::bind(config.listen)?;
+    listener.set_nonblocking(true)?;
+    let store = Arc::new(Store::new(records, config.history_limit));
+    let metrics = Arc::new(Metrics::new());
+    let reloader = Reloader::new(
+        path.clone(),
+        store.clone(),
+        metrics.clone(),
+        text.as_bytes(),
+    );
+    let state = AppState {
+        store,
+        metrics,
+        token: config.token.as_deref().map(Arc::from),
+        max_batch: config.max_batch,
+        max_body_bytes: config.max_body_bytes,
+    };
+    Ok(Prepared {
+        config,
+        listener,
+        state,
+        reloader,
+    })
+}
+
+async fn serve(p: Prepared, shutdown: impl Future<Output = ()> + Send + 'static) {
+    let Prepared {
+        config,
+        listener,
+        state,
+        mut reloader,
+    } = p;
+    let listener = match tokio::net::TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("envid-server: cannot use the bound socket: {e}");
+            return;
+        }
+    };
+    let interval = config.reload_interval.max(Duration::from_millis(10));
+    let reload_task = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await; // the first tick is immediate; the file was just loaded
+        loop {
+            tick.tick().await;
+            reloader = match tokio::task::spawn_blocking(move || {
+                reloader.poll();
+                reloader
+            })
+            .await
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("envid-server: registry reloader stopped: {e}");
+                    return;
+                }
+            };
+        }
+    });
+
+    let (draining_tx, mut draining_rx) = tokio::sync::watch::channel(false);
+    let app = http::router(state);
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = draining_tx.send(true);
+    });
+    let drain_timeout = config.drain_timeout;
+    tokio::select! {
+        result = server => {
+            if let Err(e) = result {
+                eprintln!("envid-server: serving failed: {e}");
+            }
+        }
+        _ = async {
+            let _ = draining_rx.wait_for(|d| *d).await;
+            tokio::time::sleep(drain_timeout).await;
+        } => {
+            eprintln!("envid-server: in-flight requests still running after {drain_timeout:?}; stopping anyway");
+        }
+    }
+    reload_task.abort();
 }
 
 /// Binds (before returning) and serves on a background thread with its own runtime.
 pub fn spawn(config: Config) -> Result<ServerHandle, ServerError> {
-    let _ = config;
-    unimplemented!()
+    let prepared = prepare(config)?;
+    let addr = prepared.listener.local_addr()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("envid-server")
+        .enable_all()
+        .build()?;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::Builder::new()
+        .name("envid-server".into())
+        .spawn(move || {
+            runtime.block_on(serve(prepared, async move {
+                let _ = stop_rx.await;
+            }));
+            runtime.shutdown_timeout(Duration::from_secs(1));
+        })?;
+    Ok(ServerHandle {
+        addr,
+        stop: Some(stop_tx),
+        thread: Some(thread),
+    })
 }
 
 /// Serves in the foreground until SIGTERM or Ctrl-C (the `envid serve` command).
 pub fn run_blocking(config: Config) -> Result<(), ServerError> {
-    let _ = config;
-    unimplemented!()
+    let prepared = prepare(config)?;
+    let addr = prepared.listener.local_addr()?;
+    let records = prepared.state.store.snapshot().records.len();
+    eprintln!(
+        "envid-server: listening on http://{addr}, registry {} ({records} records){}",
+        prepared.config.registry_path.display(),
+        if prepared.config.token.is_some() {
+            ", token required"
+        } else {
+            ""
+        }
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(serve(prepared, shutdown_signal()));
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    eprintln!("envid-server: stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    eprintln!("envid-server: shutting down, draining in-flight requests");
 }

@@ -1,0 +1,121 @@
+//! Reloading the registry file when it changes.
+//!
+//! The file is *polled* (every `reload_interval`) rather than watched with
+//! inotify: polling works on every filesystem (NFS, overlay, FUSE) and with
+//! Kubernetes ConfigMap volumes, where an update swaps a `..data` symlink and
+//! the watched inode never changes. Each poll compares the file's
+//! (mtime, length); when they differ, or when the mtime is so recent that a
+//! same-size rewrite within one timestamp tick could hide (the "racy" window
+//! git also guards against), the content is read and hashed, and only a new
+//! hash is parsed. A file that fails to parse is reported once on stderr and
+//! the old registry keeps serving; the next good file is loaded as usual.
+
+use std::hash::{Hash, Hasher};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use envid::registry::parse_registry;
+
+use crate::http::Metrics;
+use crate::store::Store;
+
+/// Within this age of the file's mtime, the content is re-checked on every poll.
+const RACY_WINDOW: Duration = Duration::from_secs(2);
+
+pub(crate) struct Reloader {
+    path: PathBuf,
+    store: Arc<Store>,
+    metrics: Arc<Metrics>,
+    last_stamp: Option<(Option<SystemTime>, u64)>,
+    last_hash: Option<u64>,
+    last_error: Option<String>,
+}
+
+pub(crate) fn content_hash(bytes: &[u8]) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut h);
+    h.finish()
+}
+
+impl Reloader {
+    /// `loaded` is the content the store was built from.
+    pub(crate) fn new(
+        path: PathBuf,
+        store: Arc<Store>,
+        metrics: Arc<Metrics>,
+        loaded: &[u8],
+    ) -> Reloader {
+        Reloader {
+            path,
+            store,
+            metrics,
+            last_stamp: None,
+            last_hash: Some(content_hash(loaded)),
+            last_error: None,
+        }
+    }
+
+    fn fail(&mut self, message: String) {
+        // Report a failure once, not on every poll.
+        if self.last_error.as_deref() != Some(message.as_str()) {
+            eprintln!(
+                "envid-server: registry reload failed, still serving version {}: {message}",
+                self.store.version()
+            );
+            self.metrics.reload(false);
+            self.last_error = Some(message);
+        }
+    }
+
+    /// One check of the file; blocking I/O, run it off the async workers.
+    pub(crate) fn poll(&mut self) {
+        let path = self.path.display().to_string();
+        let meta = match std::fs::metadata(&self.path) {
+            Ok(m) => m,
+            Err(e) => return self.fail(format!("{path}: {e}")),
+        };
+        let stamp = (meta.modified().ok(), meta.len());
+        let racy = stamp.0.is_none_or(|m| {
+            SystemTime::now()
+                .duration_since(m)
+                .map_or(true, |age| age < RACY_WINDOW)
+        });
+        if self.last_stamp == Some(stamp) && !racy {
+            return;
+        }
+        self.last_stamp = Some(stamp);
+        let bytes = match std::fs::read(&self.path) {
+            Ok(b) => b,
+            Err(e) => return self.fail(format!("{path}: {e}")),
+        };
+        let hash = content_hash(&bytes);
+        if self.last_hash == Some(hash) {
+            return;
+        }
+        self.last_hash = Some(hash);
+        let text = match String::from_utf8(bytes) {
+            Ok(t) => t,
+            Err(_) => return self.fail(format!("{path}: not valid UTF-8")),
+        };
+        let records = match parse_registry(&text, &self.path) {
+            Ok(r) => r,
+            Err(e) => return self.fail(e.to_string()),
+        };
+        self.last_error = None;
+        self.metrics.reload(true);
+        let count = records.len();
+        match self.store.replace_all(records) {
+            Some(change) => eprintln!(
+                "envid-server: registry {path} reloaded: version {}, {count} records ({} upserted, {} deleted)",
+                change.version,
+                change.upserts.len(),
+                change.deletes.len()
+            ),
+            None => eprintln!(
+                "envid-server: registry {path} reloaded: no record changed, still version {}",
+                self.store.version()
+            ),
+        }
+    }
+}
