@@ -18,18 +18,33 @@ pub fn example() -> PathBuf {
         .unwrap()
 }
 
-/// `target/<profile>/`: the test executable lives in its `deps/` subdirectory,
-/// and cargo puts the cdylib next to `deps/`.
+/// The directory of the freshly built cdylib. The test executable lives in
+/// `target/<profile>/deps/`; `cargo test` writes the cdylib into that same
+/// `deps/` directory, and `cargo build` copies it up into `target/<profile>/`.
+/// Either may be stale (the copy up does not happen for test builds), so the
+/// newer of the two wins.
 pub fn lib_dir() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
-    let lib = dir.join(lib_file_name());
-    assert!(
-        lib.exists(),
-        "{} not found; cargo builds the cdylib with the library (cargo test -p envid-ffi)",
-        lib.display()
-    );
-    dir
+    let deps = exe.parent().unwrap().to_path_buf();
+    let profile = deps.parent().unwrap().to_path_buf();
+    let modified = |dir: &Path| {
+        std::fs::metadata(dir.join(lib_file_name()))
+            .and_then(|m| m.modified())
+            .ok()
+    };
+    let candidates = [(modified(&deps), deps), (modified(&profile), profile)];
+    let best = candidates
+        .into_iter()
+        .filter(|(m, _)| m.is_some())
+        .max_by_key(|(m, _)| *m)
+        .map(|(_, d)| d);
+    best.unwrap_or_else(|| {
+        panic!(
+            "{} not found next to {}; cargo builds the cdylib with the library (cargo test -p envid-ffi)",
+            lib_file_name(),
+            exe.display()
+        )
+    })
 }
 
 /// `libenvid_ffi.so` (or the platform's equivalent).
