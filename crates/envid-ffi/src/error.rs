@@ -397,3 +397,62 @@ pub fn owned_c_string(s: String) -> FfiResult<*mut c_char> {
         .map(CString::into_raw)
         .map_err(|_| Fail::invalid("the value contains a NUL byte"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn last() -> String {
+        with_last_error(|m| m.to_str().unwrap().to_string())
+    }
+
+    #[test]
+    fn panics_become_a_result_and_a_message() {
+        let rc = guard(|| panic!("boom {}", 42));
+        assert_eq!(rc, envid_result::ENVID_PANIC);
+        assert!(last().contains("boom 42"), "{}", last());
+        // A non-string payload.
+        let rc = guard(|| std::panic::panic_any(7u8));
+        assert_eq!(rc, envid_result::ENVID_PANIC);
+        assert!(last().contains("non-string"), "{}", last());
+        guard_void(|| panic!("in a free"));
+        assert!(last().contains("in a free"));
+    }
+
+    #[test]
+    fn failures_set_the_message_successes_keep_it() {
+        assert_eq!(
+            guard(|| Err(Fail::not_found("no such thing"))),
+            envid_result::ENVID_NOT_FOUND
+        );
+        assert_eq!(last(), "no such thing");
+        assert_eq!(guard(|| Ok(())), envid_result::ENVID_OK);
+        assert_eq!(last(), "no such thing");
+        // NUL bytes cannot truncate the message.
+        guard(|| Err(Fail::invalid("a\0b")));
+        assert_eq!(last(), "a\u{FFFD}b");
+    }
+
+    #[test]
+    fn messages_are_per_thread() {
+        guard(|| Err(Fail::invalid("main thread")));
+        std::thread::spawn(|| {
+            assert_eq!(last(), "");
+            guard(|| Err(Fail::invalid("other thread")));
+            assert_eq!(last(), "other thread");
+        })
+        .join()
+        .unwrap();
+        assert_eq!(last(), "main thread");
+    }
+
+    #[test]
+    fn codes_round_trip() {
+        for (i, r) in envid_result::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i);
+            assert_eq!(envid_result::from_code(i as i32), Some(*r));
+        }
+        assert_eq!(envid_result::from_code(-1), None);
+        assert_eq!(envid_result::from_code(13), None);
+    }
+}

@@ -85,7 +85,9 @@ impl<T: Default> ErrorPolicy<T, JniFail> for ThrowEnvid {
         }
         match err {
             JniFail::Envid(f) => throw_envid(env, f.code, &f.message)?,
-            JniFail::Jni(e) => throw_envid(env, envid_result::ENVID_INTERNAL, &format!("JNI: {e}"))?,
+            JniFail::Jni(e) => {
+                throw_envid(env, envid_result::ENVID_INTERNAL, &format!("JNI: {e}"))?
+            }
         }
         Ok(T::default())
     }
@@ -128,7 +130,11 @@ fn string_arg(env: &Env<'_>, s: &JString<'_>, what: &'static str) -> JResult<Str
 }
 
 /// A Java string argument that may be null (→ `None`).
-fn opt_path(env: &Env<'_>, s: &JString<'_>, what: &'static str) -> JResult<Option<std::path::PathBuf>> {
+fn opt_path(
+    env: &Env<'_>,
+    s: &JString<'_>,
+    what: &'static str,
+) -> JResult<Option<std::path::PathBuf>> {
     if s.is_null() {
         return Ok(None);
     }

@@ -110,7 +110,10 @@ pub fn write_fixtures(dir: &Path) {
         "rules.toml",
         "[[rule]]\nname = \"web\"\npattern = '^web-(?P<app>[a-z]+)-\\d+\\.(?P<env>[a-z]+)\\.(?P<idc>cn\\d+)$'\n\n[aliases]\nperf = \"test\"\n",
     );
-    w("bad-rules.toml", "[[rule]]\nname = \"broken\"\npattern = '(?P<idc>cn\\d+'\n");
+    w(
+        "bad-rules.toml",
+        "[[rule]]\nname = \"broken\"\npattern = '(?P<idc>cn\\d+'\n",
+    );
     std::fs::create_dir_all(dir.join("root")).unwrap();
 }
 
@@ -126,6 +129,8 @@ pub fn have(program: &str, arg: &str) -> bool {
 /// The "N passed, M failed" line of a test program's output.
 pub fn summary(stdout: &str) -> Option<(usize, usize)> {
     let line = stdout.lines().rev().find(|l| l.contains(" passed, "))?;
-    let mut it = line.split(|c: char| !c.is_ascii_digit()).filter(|s| !s.is_empty());
+    let mut it = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty());
     Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
 }
