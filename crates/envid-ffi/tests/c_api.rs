@@ -13,16 +13,16 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn build(work: &Path) -> PathBuf {
+fn build(work: &Path, source: &str) -> PathBuf {
     let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
     let lib_dir = common::lib_dir();
-    let exe = work.join("test_envid");
+    let exe = work.join(source.trim_end_matches(".c"));
     let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
     let out = Command::new(&cc)
         .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic", "-g"])
         .arg("-I")
         .arg(crate_dir.join("include"))
-        .arg(crate_dir.join("tests/c/test_envid.c"))
+        .arg(crate_dir.join("tests/c").join(source))
         .arg("-o")
         .arg(&exe)
         .arg("-L")
@@ -41,9 +41,12 @@ fn build(work: &Path) -> PathBuf {
 }
 
 fn run(mut cmd: Command, work: &Path) -> (String, String, Option<i32>) {
-    cmd.arg(common::example())
-        .arg(work)
-        .env("ENVID_DESCRIPTOR", common::example())
+    cmd.arg(common::example()).arg(work);
+    run_args(cmd)
+}
+
+fn run_args(mut cmd: Command) -> (String, String, Option<i32>) {
+    cmd.env("ENVID_DESCRIPTOR", common::example())
         .env("LD_LIBRARY_PATH", common::lib_dir())
         // Quiet the panic hook for the expected failures.
         .env("RUST_BACKTRACE", "0");
@@ -59,7 +62,7 @@ fn run(mut cmd: Command, work: &Path) -> (String, String, Option<i32>) {
 fn c_program_passes() {
     let work = tempfile::tempdir().unwrap();
     common::write_fixtures(work.path());
-    let exe = build(work.path());
+    let exe = build(work.path(), "test_envid.c");
 
     let (stdout, stderr, code) = run(common::clean_command(&exe), work.path());
     print!("{stdout}");
@@ -72,6 +75,19 @@ fn c_program_passes() {
     );
     assert!(passed > 200, "only {passed} checks ran");
     eprintln!("C API: {passed} passed, {failed} failed");
+
+    // A bad ENVID_IP: ENVID_INVALID_VALUE from envid_current, every time.
+    let mut bad = common::clean_command(&exe);
+    bad.arg(common::example())
+        .arg(work.path())
+        .arg("invalid-value")
+        .env("ENVID_IP", "not-an-ip");
+    let (bstdout, bstderr, bcode) = run_args(bad);
+    assert_eq!(
+        (common::summary(&bstdout).map(|s| s.1), bcode),
+        (Some(0), Some(0)),
+        "C test, invalid-value mode:\n{bstdout}\n{bstderr}"
+    );
 
     if !common::have("valgrind", "--version") {
         eprintln!("valgrind not on PATH: skipping the memory check of the C test");
@@ -97,4 +113,18 @@ fn c_program_passes() {
         Some(0),
         "C test under valgrind:\n{vstdout}"
     );
+}
+
+#[test]
+fn readme_example_runs() {
+    let work = tempfile::tempdir().unwrap();
+    let exe = build(work.path(), "example.c");
+    let (stdout, stderr, code) = run_args(common::clean_command(&exe));
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stdout.starts_with("flight_order in beta at cn0\n"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("load failed: ENVID_IO: "), "{stdout}");
+    assert!(stdout.contains("\"app\":\"flightqma\""), "{stdout}");
 }

@@ -182,7 +182,7 @@ fn compile(work: &Path) -> PathBuf {
     let java = common::repo_root().join("java");
     let out = work.join("classes");
     let mut sources = Vec::new();
-    for dir in ["src/io/envid", "test/io/envid"] {
+    for dir in ["src/io/envid", "test/io/envid", "examples/com/example"] {
         for e in std::fs::read_dir(java.join(dir)).unwrap() {
             let p = e.unwrap().path();
             if p.extension().is_some_and(|x| x == "java") {
@@ -266,6 +266,23 @@ fn java_binding_agrees_with_rust() {
         .arg("invalid-value")
         .env("ENVID_IP", "not-an-ip");
     run_checked(bad, "EnvidTest invalid-value");
+
+    // The README's example.
+    let o = java(&classes, "com.example.EnvidExample")
+        .output()
+        .expect("run the example");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        out.starts_with("flight_order in beta (beta) at cn0, platform container\n"),
+        "{out}"
+    );
+    assert!(out.contains("load failed: IO: "), "{out}");
+    assert!(out.contains("flightqma beta cn0"), "{out}");
 
     // The JNI call's cost (debug build here; see EnvidBench for release).
     let mut bench = java(&classes, "io.envid.EnvidBench");

@@ -2,13 +2,16 @@
  * Exercises every function of include/envid.h, including NULL arguments and
  * error paths. Built and run by tests/c_api.rs:
  *
- *   test_envid EXAMPLE_TOML WORKDIR
+ *   test_envid EXAMPLE_TOML WORKDIR [invalid-value]
  *
  * EXAMPLE_TOML is testdata/example.toml; the process runs with
  * ENVID_DESCRIPTOR=EXAMPLE_TOML and no other ENVID_* variable. WORKDIR holds
  * files the harness wrote: expected.json (the Rust library's JSON for
  * EXAMPLE_TOML), bad-syntax.toml, unknown-key.toml, no-env.toml,
  * rules.toml, bad-rules.toml, and an empty directory root/.
+ *
+ * With "invalid-value" (the harness then sets ENVID_IP to garbage) it only
+ * checks that envid_current fails with ENVID_INVALID_VALUE, every time.
  *
  * Prints one line per failed check and a final "N passed, M failed"; exits 1
  * when anything failed.
@@ -481,13 +484,37 @@ static void test_threads(const char *example) {
     CHECK(errors == 0);
 }
 
+static void test_invalid_value(void) {
+    for (int i = 0; i < 2; i++) { /* a failed load is not cached */
+        const envid_environment *env = NULL;
+        CHECK_RC(envid_current(&env), ENVID_INVALID_VALUE);
+        CHECK(env == NULL);
+        CHECK(contains(envid_last_error(), "ENVID_IP"));
+    }
+    envid_environment *loaded = NULL;
+    CHECK_RC(envid_load(NULL, &loaded), ENVID_INVALID_VALUE);
+    /* With the variables switched off, the same load works. */
+    envid_load_options *o = NULL;
+    CHECK_RC(envid_load_options_new(&o), ENVID_OK);
+    CHECK_RC(envid_load_options_set_env_vars(o, false), ENVID_OK);
+    CHECK_RC(envid_load_options_set_descriptor(o, getenv("ENVID_DESCRIPTOR")), ENVID_OK);
+    CHECK_RC(envid_load(o, &loaded), ENVID_OK);
+    envid_environment_free(loaded);
+    envid_load_options_free(o);
+}
+
 int main(int argc, char **argv) {
-    if (argc != 3) {
-        fprintf(stderr, "usage: %s EXAMPLE_TOML WORKDIR\n", argv[0]);
+    if (argc != 3 && argc != 4) {
+        fprintf(stderr, "usage: %s EXAMPLE_TOML WORKDIR [invalid-value]\n", argv[0]);
         return 2;
     }
     const char *example = argv[1];
     const char *dir = argv[2];
+    if (argc == 4) {
+        test_invalid_value();
+        printf("%d passed, %d failed\n", passed, failed);
+        return failed == 0 ? 0 : 1;
+    }
     char *expected_path = path_join(dir, "expected.json");
     char *expected_json = read_file(expected_path);
     free(expected_path);

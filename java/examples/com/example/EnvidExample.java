@@ -1,0 +1,36 @@
+package com.example;
+
+import io.envid.EnvidException;
+import io.envid.Environment;
+import io.envid.HostnameRules;
+import io.envid.LoadOptions;
+import java.nio.file.Paths;
+
+/**
+ * The README's Java example; crates/envid-ffi/tests/java.rs compiles and runs it.
+ *
+ * <pre>
+ *   cargo build --release -p envid-ffi
+ *   javac -d /tmp/envid-java java/src/io/envid/*.java java/examples/com/example/EnvidExample.java
+ *   ENVID_DESCRIPTOR=testdata/example.toml \
+ *     java -Djava.library.path=target/release -cp /tmp/envid-java com.example.EnvidExample
+ * </pre>
+ */
+public final class EnvidExample {
+    public static void main(String[] args) {
+        Environment env = Environment.current(); // process-wide, cached
+        System.out.println(env.getApp().orElse("(no app)") + " in " + env.getEnv()
+                + " (" + env.getEnvType() + ") at " + env.getIdc() + ", platform " + env.getPlatform());
+        System.out.println("team: " + env.getLabel("team").orElse("-"));
+        System.out.println(env.toJson());
+
+        try {
+            Environment.load(LoadOptions.builder().descriptor(Paths.get("/no/such/descriptor.toml")).build());
+        } catch (EnvidException e) {
+            System.out.println("load failed: " + e.kind() + ": " + e.getMessage());
+        }
+
+        HostnameRules.builtin().explain("l-flightqma9.f.beta.cn0")
+                .ifPresent(m -> System.out.println(m.getApp().orElse("?") + " " + m.getEnv() + " " + m.getIdc().orElse("?")));
+    }
+}
