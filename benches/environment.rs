@@ -57,6 +57,43 @@ fn benches(c: &mut Criterion) {
         })
     });
 
+    // Parsing alone (no I/O), to split the cold load into read and parse.
+    let toml_bytes = std::fs::read(&example).unwrap();
+    c.bench_function("descriptor_parse_toml", |b| {
+        b.iter(|| {
+            envid::descriptor::parse(
+                black_box(&toml_bytes),
+                &example,
+                envid::descriptor::Format::Toml,
+                false,
+            )
+            .unwrap()
+        })
+    });
+    let json_path = root.join("testdata/descriptors/good/full.json");
+    let json_bytes = std::fs::read(&json_path).unwrap();
+    c.bench_function("descriptor_parse_json", |b| {
+        b.iter(|| {
+            envid::descriptor::parse(
+                black_box(&json_bytes),
+                &json_path,
+                envid::descriptor::Format::Json,
+                false,
+            )
+            .unwrap()
+        })
+    });
+    c.bench_function("cold_load_descriptor_json", |b| {
+        b.iter(|| {
+            let e = Environment::builder()
+                .descriptor(&json_path)
+                .vars(no_vars.clone())
+                .load()
+                .unwrap();
+            black_box(e.env().len())
+        })
+    });
+
     // The KVM fallback: no descriptor, hostname read from a fake root.
     let host = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(host.path().join("etc")).unwrap();

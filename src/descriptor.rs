@@ -287,19 +287,37 @@ fn too_large() -> String {
 
 /// Reads at most `MAX_SIZE + 1` bytes of a regular file.
 fn read_bounded(path: &Path) -> Result<Vec<u8>, (ProblemKind, String)> {
+    // Checked before opening: opening a device can itself have effects
+    // (a watchdog arms on open), so non-regular files are never opened.
     let meta = std::fs::metadata(path).map_err(io_problem)?;
     check_regular(&meta)?;
     if meta.len() > MAX_SIZE {
         return Err((ProblemKind::TooLarge, too_large()));
     }
-    let file = open_nonblocking(path).map_err(io_problem)?;
-    // The path may have been replaced between the check and the open.
-    let meta = file.metadata().map_err(io_problem)?;
-    check_regular(&meta)?;
-    let mut buf = Vec::with_capacity(meta.len().min(MAX_SIZE) as usize + 1);
-    file.take(MAX_SIZE + 1)
-        .read_to_end(&mut buf)
-        .map_err(io_problem)?;
+    // Syscalls are the bulk of a cold load, so the happy path is exactly
+    // stat, open, one read, close. If the path is swapped between the check
+    // and the open, the open is non-blocking (a FIFO cannot hang us), a
+    // directory fails the read with EISDIR, and anything endless is cut by
+    // the size bound below.
+    let mut file = open_nonblocking(path).map_err(io_problem)?;
+    let want = meta.len() as usize + 1;
+    let mut buf = vec![0u8; want];
+    let n = loop {
+        match file.read(&mut buf) {
+            Ok(n) => break n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io_problem(e)),
+        }
+    };
+    buf.truncate(n);
+    if n == want {
+        // Longer than it was at the stat: it is being written. Read on,
+        // bounded, rather than parse a prefix.
+        file.take(MAX_SIZE + 1 - n as u64)
+            .read_to_end(&mut buf)
+            .map_err(io_problem)?;
+    }
+    // A short read of a regular file is its end; no probe read is needed.
     if buf.len() as u64 > MAX_SIZE {
         return Err((ProblemKind::TooLarge, too_large()));
     }
@@ -1071,7 +1089,11 @@ mod json {
         Ok(())
     }
 
-    fn convert<'i>(v: Value<'i>, path: &mut Vec<String>) -> Result<Node<'i>, SyntaxError> {
+    /// Objects with more keys than this check duplicates with a hash set.
+    const LINEAR_DUP_CHECK: usize = 16;
+
+    /// `path` holds the keys above `v`, only to name a duplicate key's field.
+    fn convert<'i>(v: Value<'i>, path: &mut Vec<Cow<'i, str>>) -> Result<Node<'i>, SyntaxError> {
         let (val, range) = match v {
             Value::StringLit(s) => (Val::Str(s.value), s.range),
             Value::NumberLit(n) => (number(n.value), n.range),
@@ -1080,23 +1102,28 @@ mod json {
             Value::Array(a) => (Val::Array, a.range),
             Value::Object(o) => {
                 let mut entries: Vec<Entry<'i>> = Vec::with_capacity(o.properties.len());
-                let mut seen: HashSet<Cow<'i, str>> = HashSet::new();
+                let mut seen: Option<HashSet<Cow<'i, str>>> = None;
                 for prop in o.properties {
                     let ObjectPropName::String(key) = prop.name else {
-                        // Loose names are refused by the parse options.
                         unreachable!("strict parse options allow only string keys")
                     };
-                    if !seen.insert(key.value.clone()) {
-                        path.push(key.value.to_string());
-                        let field = path.join(".");
-                        path.pop();
+                    let duplicate = if entries.len() < LINEAR_DUP_CHECK {
+                        entries.iter().any(|e| e.key == key.value)
+                    } else {
+                        let seen = seen
+                            .get_or_insert_with(|| entries.iter().map(|e| e.key.clone()).collect());
+                        !seen.insert(key.value.clone())
+                    };
+                    if duplicate {
+                        let mut field: Vec<&str> = path.iter().map(|p| p.as_ref()).collect();
+                        field.push(&key.value);
                         return Err(SyntaxError {
                             offset: key.range.start,
                             message: format!("duplicate key {:?}", key.value),
-                            field: Some(field),
+                            field: Some(field.join(".")),
                         });
                     }
-                    path.push(key.value.to_string());
+                    path.push(key.value.clone());
                     let node = convert(prop.value, path)?;
                     path.pop();
                     entries.push(Entry {
