@@ -124,10 +124,25 @@ impl Probes {
 }
 
 fn probe_summary(d: &Detection) -> String {
-    if d.evidence.is_empty() {
+    evidence_summary(d, |_| true)
+}
+
+/// VM evidence comes from DMI and cpuinfo; everything else is container evidence.
+fn is_vm_evidence(line: &str) -> bool {
+    line.starts_with("/sys/class/dmi") || line.starts_with("/proc/cpuinfo")
+}
+
+fn evidence_summary(d: &Detection, keep: impl Fn(&str) -> bool) -> String {
+    let lines: Vec<&str> = d
+        .evidence
+        .iter()
+        .map(String::as_str)
+        .filter(|l| keep(l))
+        .collect();
+    if lines.is_empty() {
         "platform detection".to_string()
     } else {
-        d.evidence.join("; ")
+        lines.join("; ")
     }
 }
 
@@ -239,13 +254,17 @@ impl Environment {
             Field::SubEnv => self.sub_env.as_ref().map(|(_, s)| s.clone()),
             Field::Idc => Some(self.idc.1.clone()),
             Field::Platform => Some(self.probes.platform().1),
-            Field::Container | Field::Virtualization => {
+            Field::Container => {
                 let d = self.probes.detection();
-                let present = match field {
-                    Field::Container => d.container.is_some(),
-                    _ => d.virtualization.is_some(),
-                };
-                present.then(|| Source::Probe(probe_summary(d)))
+                d.container
+                    .is_some()
+                    .then(|| Source::Probe(evidence_summary(d, |l| !is_vm_evidence(l))))
+            }
+            Field::Virtualization => {
+                let d = self.probes.detection();
+                d.virtualization
+                    .is_some()
+                    .then(|| Source::Probe(evidence_summary(d, is_vm_evidence)))
             }
             Field::Hostname => self.probes.hostname().map(|(_, s)| s.clone()),
             Field::Ip => self.probes.ip().map(|(_, s)| s.clone()),
@@ -788,14 +807,14 @@ impl Loader {
                     add(
                         Field::Container,
                         Some(text),
-                        Some(Source::Probe(probe_summary(d))),
+                        Some(Source::Probe(evidence_summary(d, |l| !is_vm_evidence(l)))),
                     );
                 }
                 if let Some(v) = &d.virtualization {
                     add(
                         Field::Virtualization,
                         Some(v.clone()),
-                        Some(Source::Probe(probe_summary(d))),
+                        Some(Source::Probe(evidence_summary(d, is_vm_evidence))),
                     );
                 }
                 if let Some((h, s)) = probes.hostname() {

@@ -1,2 +1,521 @@
 //! The IP-to-environment lookup client (DESIGN.md, "The lookup client").
-//! STUB: filled in by the lookup work.
+//!
+//! Servers see a client IP and ask the environment service what it is.
+//! Container IPs churn and deploys come in bursts, so the client is built so
+//! that bursts, retries and outages never multiply the load on the service
+//! and never break the caller:
+//!
+//! * **Cache**: answers are kept for `ttl` (default 5 min); "unknown IP"
+//!   answers for the shorter `negative_ttl` (default 30 s), so an IP that
+//!   appears a moment later is learned soon. The cache is bounded
+//!   (`capacity`, default 100,000 IPs) with quick_cache's eviction.
+//! * **Coalescing**: concurrent lookups of one uncached IP, from any number
+//!   of threads, share one request (quick_cache's per-key placeholder guard).
+//! * **Serve stale**: when the service fails, the last known answer for an
+//!   IP is returned while it is at most `max_stale` old (default 1 h), and
+//!   counted as a stale serve. A failure is itself remembered for
+//!   `error_ttl` (default 1 s), so threads queued behind a failed request do
+//!   not each try again.
+//! * **Retry budget**: at most `max_retries` retries (default 1) per lookup,
+//!   with jittered backoff (`backoff` × 0.5–1.5, default 100 ms), and only
+//!   for retryable failures (connect, timeout, broken connection, 5xx, 429).
+//! * **Circuit breaker** per endpoint: `breaker_threshold` consecutive
+//!   failures (default 5) open it; no request goes there for `breaker_cool_down`
+//!   (default 5 s) or a longer `Retry-After`; then one probe decides.
+//! * **Failover**: endpoints (one per data center) are tried in order,
+//!   skipping those whose breaker is open; with every breaker open a lookup
+//!   fails at once with [`LookupError::CircuitOpen`] (or serves stale).
+//! * **Batches**: [`LookupClient::lookup_many`] answers cached IPs locally and
+//!   asks for the rest in requests of at most 1,000 IPs.
+//!
+//! Everything is blocking: no async runtime runs inside the client (it is
+//! loaded into JVMs). The cache and policy talk to the service only through
+//! the [`Transport`] trait; [`HttpTransport`] is the ureq implementation.
+//!
+//! ```no_run
+//! use envid::lookup::LookupClient;
+//! let client = LookupClient::builder()
+//!     .endpoint("http://envsvc.cn0.example:7070")
+//!     .endpoint("http://envsvc.cn5.example:7070")
+//!     .build()?;
+//! if let Some(rec) = client.lookup("10.1.2.3".parse().unwrap())? {
+//!     println!("{} {} {}", rec.app.as_deref().unwrap_or("?"), rec.env, rec.idc);
+//! }
+//! # Ok::<(), envid::lookup::LookupError>(())
+//! ```
+
+mod breaker;
+mod error;
+mod transport;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use quick_cache::sync::{Cache, GuardResult};
+
+pub use breaker::{Admit, Breaker};
+pub use error::LookupError;
+pub use transport::{BatchAnswer, HttpSettings, HttpTransport, Transport};
+
+use crate::model::Secret;
+use crate::registry::HostRecord;
+
+/// The answer for one IP: the record, or `None` when the service does not know it.
+pub type LookupResult = Result<Option<Arc<HostRecord>>, LookupError>;
+
+/// Most IPs in one batch request (the protocol's limit).
+pub const MAX_BATCH: usize = 1000;
+
+/// Counters of a client, read with [`LookupClient::stats`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LookupStats {
+    /// Lookups answered from a fresh cache entry.
+    pub hits: u64,
+    /// Lookups that needed the service (or a wait on another thread's request).
+    pub misses: u64,
+    /// Lookups answered with a stale value because the service failed.
+    pub stale: u64,
+    /// HTTP requests sent (retries included).
+    pub requests: u64,
+    /// Failed requests, and lookups refused by open breakers.
+    pub errors: u64,
+}
+
+#[derive(Default, Debug)]
+struct Counters {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    stale: AtomicU64,
+    requests: AtomicU64,
+    errors: AtomicU64,
+}
+
+/// A cache entry: a fresh answer, or a recent failure.
+#[derive(Clone, Debug)]
+struct Entry {
+    /// `Ok(answer)` or the error of the last attempt.
+    outcome: Result<Option<Arc<HostRecord>>, LookupError>,
+    expires: Instant,
+}
+
+/// The last known answer of an IP, for serve-stale.
+#[derive(Clone, Debug)]
+struct Known {
+    answer: Option<Arc<HostRecord>>,
+    at: Instant,
+}
+
+/// Builds a [`LookupClient`].
+#[derive(Clone, Debug)]
+pub struct LookupClientBuilder {
+    endpoints: Vec<String>,
+    token: Option<Secret>,
+    connect_timeout: Duration,
+    request_timeout: Duration,
+    max_response_bytes: u64,
+    proxy: Option<String>,
+    ttl: Duration,
+    negative_ttl: Duration,
+    error_ttl: Duration,
+    max_stale: Duration,
+    capacity: usize,
+    max_retries: u32,
+    backoff: Duration,
+    breaker_threshold: u32,
+    breaker_cool_down: Duration,
+}
+
+impl Default for LookupClientBuilder {
+    fn default() -> Self {
+        LookupClientBuilder {
+            endpoints: Vec::new(),
+            token: None,
+            connect_timeout: Duration::from_millis(500),
+            request_timeout: Duration::from_secs(2),
+            max_response_bytes: 4 * 1024 * 1024,
+            proxy: None,
+            ttl: Duration::from_secs(300),
+            negative_ttl: Duration::from_secs(30),
+            error_ttl: Duration::from_secs(1),
+            max_stale: Duration::from_secs(3600),
+            capacity: 100_000,
+            max_retries: 1,
+            backoff: Duration::from_millis(100),
+            breaker_threshold: 5,
+            breaker_cool_down: Duration::from_secs(5),
+        }
+    }
+}
+
+macro_rules! setter {
+    ($(#[$doc:meta])* $name:ident: $ty:ty) => {
+        $(#[$doc])*
+        pub fn $name(mut self, v: $ty) -> Self {
+            self.$name = v;
+            self
+        }
+    };
+}
+
+impl LookupClientBuilder {
+    /// Adds an endpoint (`http://host:port` or `https://…`); they are tried in order.
+    pub fn endpoint(mut self, url: impl Into<String>) -> Self {
+        self.endpoints
+            .push(url.into().trim_end_matches('/').to_string());
+        self
+    }
+    /// The bearer token sent on every request.
+    pub fn token(mut self, token: Secret) -> Self {
+        self.token = Some(token);
+        self
+    }
+    /// An explicit proxy URL (none by default; proxy variables are not read).
+    pub fn proxy(mut self, url: impl Into<String>) -> Self {
+        self.proxy = Some(url.into());
+        self
+    }
+    setter!(/// TCP/TLS connect timeout (default 500 ms).
+        connect_timeout: Duration);
+    setter!(/// Whole-request timeout, body included (default 2 s).
+        request_timeout: Duration);
+    setter!(/// Largest response body accepted (default 4 MiB).
+        max_response_bytes: u64);
+    setter!(/// How long a known answer is fresh (default 5 min).
+        ttl: Duration);
+    setter!(/// How long an "unknown IP" answer is fresh (default 30 s).
+        negative_ttl: Duration);
+    setter!(/// How long a failure is remembered before the next attempt (default 1 s).
+        error_ttl: Duration);
+    setter!(/// Oldest answer served when the service fails (default 1 h).
+        max_stale: Duration);
+    setter!(/// Most IPs cached (default 100,000).
+        capacity: usize);
+    setter!(/// Retries per lookup after the first attempt (default 1).
+        max_retries: u32);
+    setter!(/// Base backoff before a retry, jittered ×0.5–1.5 (default 100 ms).
+        backoff: Duration);
+    setter!(/// Consecutive failures that open an endpoint's breaker (default 5).
+        breaker_threshold: u32);
+    setter!(/// How long an open breaker refuses requests (default 5 s).
+        breaker_cool_down: Duration);
+
+    /// Builds the client with the HTTP transport.
+    pub fn build(self) -> Result<LookupClient, LookupError> {
+        let transport = HttpTransport::new(HttpSettings {
+            connect_timeout: self.connect_timeout,
+            request_timeout: self.request_timeout,
+            max_response_bytes: self.max_response_bytes,
+            token: self.token.clone(),
+            proxy: self.proxy.clone(),
+        })?;
+        self.build_with_transport(Arc::new(transport))
+    }
+
+    /// Builds the client over another transport.
+    pub fn build_with_transport(
+        self,
+        transport: Arc<dyn Transport>,
+    ) -> Result<LookupClient, LookupError> {
+        if self.endpoints.is_empty() {
+            return Err(LookupError::InvalidEndpoint {
+                endpoint: String::new(),
+                reason: "no endpoint configured".into(),
+            });
+        }
+        for e in &self.endpoints {
+            if !(e.starts_with("http://") || e.starts_with("https://")) || e.len() < 9 {
+                return Err(LookupError::InvalidEndpoint {
+                    endpoint: e.clone(),
+                    reason: "expected http://HOST[:PORT] or https://HOST[:PORT]".into(),
+                });
+            }
+        }
+        let endpoints = self
+            .endpoints
+            .iter()
+            .map(|url| EndpointState {
+                url: url.clone(),
+                breaker: Breaker::new(self.breaker_threshold, self.breaker_cool_down),
+            })
+            .collect();
+        Ok(LookupClient {
+            fresh: Cache::new(self.capacity.max(1)),
+            known: Cache::new(self.capacity.max(1)),
+            endpoints,
+            transport,
+            counters: Counters::default(),
+            policy: self,
+        })
+    }
+}
+
+#[derive(Debug)]
+struct EndpointState {
+    url: String,
+    breaker: Breaker,
+}
+
+/// A blocking, thread-safe IP-to-environment lookup client. Share one per
+/// process (it holds the cache and the keep-alive connections).
+pub struct LookupClient {
+    fresh: Cache<IpAddr, Entry>,
+    known: Cache<IpAddr, Known>,
+    endpoints: Vec<EndpointState>,
+    transport: Arc<dyn Transport>,
+    counters: Counters,
+    policy: LookupClientBuilder,
+}
+
+impl std::fmt::Debug for LookupClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LookupClient")
+            .field("endpoints", &self.endpoints)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl LookupClient {
+    /// A builder with the defaults of the module documentation.
+    pub fn builder() -> LookupClientBuilder {
+        LookupClientBuilder::default()
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> LookupStats {
+        let c = &self.counters;
+        LookupStats {
+            hits: c.hits.load(Ordering::Relaxed),
+            misses: c.misses.load(Ordering::Relaxed),
+            stale: c.stale.load(Ordering::Relaxed),
+            requests: c.requests.load(Ordering::Relaxed),
+            errors: c.errors.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The configured endpoints, in failover order.
+    pub fn endpoints(&self) -> Vec<&str> {
+        self.endpoints.iter().map(|e| e.url.as_str()).collect()
+    }
+
+    /// The environment of `ip`: `Ok(None)` when the service does not know it.
+    pub fn lookup(&self, ip: IpAddr) -> LookupResult {
+        let ip = canonical(ip);
+        loop {
+            match self.fresh.get_value_or_guard(&ip, None) {
+                GuardResult::Value(entry) => {
+                    if Instant::now() < entry.expires {
+                        return match entry.outcome {
+                            Ok(answer) => {
+                                self.counters.hits.fetch_add(1, Ordering::Relaxed);
+                                Ok(answer)
+                            }
+                            // A remembered failure: stale if possible, else the error.
+                            Err(e) => self.stale_or(ip, e),
+                        };
+                    }
+                    // Expired: drop exactly this entry, then race for the guard.
+                    self.fresh.remove_if(&ip, |v| v.expires == entry.expires);
+                }
+                GuardResult::Guard(guard) => {
+                    self.counters.misses.fetch_add(1, Ordering::Relaxed);
+                    let outcome = self.fetch(|endpoint| self.transport.get_host(endpoint, ip));
+                    let now = Instant::now();
+                    return match outcome {
+                        Ok(answer) => {
+                            self.remember(ip, &answer, now);
+                            let _ = guard.insert(Entry {
+                                outcome: Ok(answer.clone()),
+                                expires: now + self.ttl_of(&answer),
+                            });
+                            Ok(answer)
+                        }
+                        Err(e) => {
+                            let _ = guard.insert(Entry {
+                                outcome: Err(e.clone()),
+                                expires: now + self.policy.error_ttl,
+                            });
+                            self.stale_or(ip, e)
+                        }
+                    };
+                }
+                GuardResult::Timeout => unreachable!("no timeout was given"),
+            }
+        }
+    }
+
+    /// Looks up many IPs: cached ones locally, the rest in batch requests of
+    /// at most [`MAX_BATCH`]. Answers are in the order of `ips`.
+    pub fn lookup_many(&self, ips: &[IpAddr]) -> Vec<LookupResult> {
+        let now = Instant::now();
+        let mut answers: HashMap<IpAddr, LookupResult> = HashMap::with_capacity(ips.len());
+        let mut missing: Vec<IpAddr> = Vec::new();
+        for &raw in ips {
+            let ip = canonical(raw);
+            if answers.contains_key(&ip) || missing.contains(&ip) {
+                continue;
+            }
+            match self.fresh.get(&ip) {
+                Some(Entry {
+                    outcome: Ok(answer),
+                    expires,
+                }) if now < expires => {
+                    self.counters.hits.fetch_add(1, Ordering::Relaxed);
+                    answers.insert(ip, Ok(answer));
+                }
+                _ => {
+                    self.counters.misses.fetch_add(1, Ordering::Relaxed);
+                    missing.push(ip);
+                }
+            }
+        }
+        for chunk in missing.chunks(MAX_BATCH) {
+            let outcome = self.fetch(|endpoint| self.transport.lookup_batch(endpoint, chunk));
+            let now = Instant::now();
+            match outcome {
+                Ok(mut batch) => {
+                    for &ip in chunk {
+                        let answer = batch.remove(&ip).flatten();
+                        self.remember(ip, &answer, now);
+                        self.fresh.insert(
+                            ip,
+                            Entry {
+                                outcome: Ok(answer.clone()),
+                                expires: now + self.ttl_of(&answer),
+                            },
+                        );
+                        answers.insert(ip, Ok(answer));
+                    }
+                }
+                Err(e) => {
+                    for &ip in chunk {
+                        answers.insert(ip, self.stale_or(ip, e.clone()));
+                    }
+                }
+            }
+        }
+        ips.iter()
+            .map(|ip| {
+                answers
+                    .get(&canonical(*ip))
+                    .cloned()
+                    .expect("every IP was answered")
+            })
+            .collect()
+    }
+
+    /// Forgets every cached answer (the last known values for serve-stale stay).
+    pub fn clear_cache(&self) {
+        self.fresh.clear();
+    }
+
+    fn ttl_of(&self, answer: &Option<Arc<HostRecord>>) -> Duration {
+        if answer.is_some() {
+            self.policy.ttl
+        } else {
+            self.policy.negative_ttl
+        }
+    }
+
+    fn remember(&self, ip: IpAddr, answer: &Option<Arc<HostRecord>>, at: Instant) {
+        self.known.insert(
+            ip,
+            Known {
+                answer: answer.clone(),
+                at,
+            },
+        );
+    }
+
+    /// The last known answer if young enough, else the error.
+    fn stale_or(&self, ip: IpAddr, e: LookupError) -> LookupResult {
+        match self.known.get(&ip) {
+            Some(k) if k.at.elapsed() <= self.policy.max_stale => {
+                self.counters.stale.fetch_add(1, Ordering::Relaxed);
+                Ok(k.answer)
+            }
+            _ => Err(e),
+        }
+    }
+
+    /// One logical request: endpoints in failover order, breakers, at most
+    /// `max_retries` retries with jittered backoff.
+    fn fetch<T>(&self, send: impl Fn(&str) -> Result<T, LookupError>) -> Result<T, LookupError> {
+        let attempts = 1 + self.policy.max_retries as usize;
+        let mut last: Option<LookupError> = None;
+        let mut sent = 0usize;
+        let mut start_at = 0usize;
+        while sent < attempts {
+            let now = Instant::now();
+            // The first endpoint, from `start_at` on, whose breaker admits us.
+            let mut chosen = None;
+            let mut soonest = Duration::MAX;
+            for i in 0..self.endpoints.len() {
+                let idx = (start_at + i) % self.endpoints.len();
+                match self.endpoints[idx].breaker.admit(now) {
+                    Admit::Yes => {
+                        chosen = Some(idx);
+                        break;
+                    }
+                    Admit::No(d) => soonest = soonest.min(d),
+                }
+            }
+            let Some(idx) = chosen else {
+                self.counters.errors.fetch_add(1, Ordering::Relaxed);
+                // Everything is open: report the real last error if there was one.
+                return Err(last.unwrap_or(LookupError::CircuitOpen { retry_in: soonest }));
+            };
+            if sent > 0 {
+                std::thread::sleep(self.jittered_backoff());
+            }
+            let ep = &self.endpoints[idx];
+            self.counters.requests.fetch_add(1, Ordering::Relaxed);
+            sent += 1;
+            match send(&ep.url) {
+                Ok(v) => {
+                    ep.breaker.success();
+                    return Ok(v);
+                }
+                Err(e) => {
+                    self.counters.errors.fetch_add(1, Ordering::Relaxed);
+                    if e.counts_as_failure() {
+                        let hold = match &e {
+                            LookupError::RateLimited { retry_after, .. } => *retry_after,
+                            _ => None,
+                        };
+                        ep.breaker.failure(Instant::now(), hold);
+                    } else {
+                        // The endpoint answered; the request itself was refused.
+                        ep.breaker.success();
+                    }
+                    let retry = e.is_retryable();
+                    last = Some(e);
+                    if !retry {
+                        break;
+                    }
+                    // Fail over: the next attempt starts at the next endpoint.
+                    start_at = idx + 1;
+                }
+            }
+        }
+        Err(last.expect("at least one attempt was made"))
+    }
+
+    fn jittered_backoff(&self) -> Duration {
+        self.policy.backoff.mul_f64(0.5 + fastrand::f64())
+    }
+}
+
+/// IPv4-mapped IPv6 addresses are their IPv4 address, as on the service.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map(IpAddr::V4)
+            .unwrap_or(IpAddr::V6(v6)),
+        v4 => v4,
+    }
+}

@@ -96,4 +96,34 @@ pub enum Command {
         )]
         token: Option<String>,
     },
+    /// Look up the environment of IP addresses at the environment service;
+    /// exit 1 when any IP is unknown or its lookup fails.
+    Lookup {
+        /// The IP addresses.
+        #[arg(required = true, value_name = "IP")]
+        ips: Vec<String>,
+        /// Service endpoint(s), tried in order (failover).
+        #[arg(
+            long = "endpoint",
+            value_name = "URL",
+            env = "ENVID_ENDPOINT",
+            value_delimiter = ',',
+            default_value = "http://127.0.0.1:7070"
+        )]
+        endpoints: Vec<String>,
+        /// Bearer token (also ENVID_LOOKUP_TOKEN, which keeps it out of `ps`).
+        #[arg(
+            long,
+            value_name = "TOKEN",
+            env = "ENVID_LOOKUP_TOKEN",
+            hide_env_values = true
+        )]
+        token: Option<String>,
+        /// Whole-request timeout in milliseconds.
+        #[arg(long, value_name = "MS", default_value_t = 2000)]
+        timeout_ms: u64,
+        /// Output format (text or json).
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
 }

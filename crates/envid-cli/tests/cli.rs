@@ -291,3 +291,210 @@ fn explain_no_match_exits_1() {
     assert!(stderr(&o).contains("web-3"));
     assert!(stdout(&o).is_empty());
 }
+
+#[test]
+fn inspect_unidentified_docker_container_still_shows_its_facts() {
+    let root = testdata("hosts/docker");
+    let o = envid(&[
+        "inspect",
+        "--root",
+        root.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["found"]["platform"]["value"], "container");
+    assert_eq!(
+        v["found"]["container"]["value"],
+        "docker 3f4e8c2a9b1d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f"
+    );
+    assert_eq!(v["found"]["hostname"]["value"], "3f4e8c2a9b1d");
+    assert_eq!(v["found"]["platform"]["source"]["kind"], "probe");
+    assert!(stderr(&o).contains("no rule matched"), "{}", stderr(&o));
+}
+
+#[test]
+fn inspect_kvm_vm_by_hostname_fallback() {
+    let root = testdata("hosts/kvm");
+    let o = envid(&[
+        "inspect",
+        "--root",
+        root.to_str().unwrap(),
+        "--format",
+        "json",
+        "--explain",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["env"], "beta");
+    assert_eq!(v["idc"], "cn0");
+    assert_eq!(v["app"], "flightqma");
+    assert_eq!(v["platform"], "kvm");
+    assert_eq!(v["virtualization"], "kvm");
+    assert_eq!(v["sources"]["env"]["kind"], "hostname_rule");
+    assert_eq!(v["sources"]["env"]["detail"], "kvm-default");
+    assert_eq!(v["sources"]["hostname"]["detail"], "/etc/hostname");
+}
+
+/// `envid serve` on an ephemeral port; returns the child and its base URL
+/// (read from its "listening on" line, within 10 s).
+fn serve(
+    extra: &[&str],
+) -> (
+    std::process::Child,
+    String,
+    std::sync::mpsc::Receiver<String>,
+) {
+    use std::io::BufRead;
+    let registry = testdata("registry.toml");
+    let mut args = vec![
+        "serve",
+        "--registry",
+        registry.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ];
+    args.extend_from_slice(extra);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_envid"))
+        .args(&args)
+        .env_remove("ENVID_SERVE_TOKEN")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                if let Some(rest) = line.split("listening on ").nth(1) {
+                    let url = rest.split(',').next().unwrap().to_string();
+                    return (child, url, rx);
+                }
+            }
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("envid serve did not start");
+            }
+        }
+    }
+}
+
+/// SIGTERM, then the exit status within 10 s.
+fn terminate(mut child: std::process::Child) -> std::process::ExitStatus {
+    let pid = child.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("envid serve ignored SIGTERM");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn serve_then_lookup_then_sigterm() {
+    let (child, url, rx) = serve(&[]);
+    let o = envid(&["lookup", "10.0.0.5", "--endpoint", &url]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.starts_with("10.0.0.5  env=beta idc=cn0"), "{out}");
+
+    // Unknown and invalid IPs: exit 1 with a message per IP; known ones still printed.
+    let o = envid(&[
+        "lookup",
+        "10.0.0.5",
+        "192.0.2.99",
+        "not-an-ip",
+        "--endpoint",
+        &url,
+        "--format",
+        "json",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let r = &v["results"];
+    assert_eq!(r[0]["record"]["env"], "beta");
+    assert!(r[1]["record"].is_null() && r[1].get("error").is_none());
+    assert!(r[2]["error"].as_str().unwrap().contains("not-an-ip"));
+
+    let o = envid(&["lookup", "192.0.2.99", "--endpoint", &url]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("192.0.2.99: unknown"), "{}", stderr(&o));
+
+    let status = terminate(child);
+    assert!(status.success(), "graceful shutdown exits 0: {status:?}");
+    let log: Vec<String> = rx.try_iter().collect();
+    assert!(log.iter().any(|l| l.contains("stopped")), "{log:?}");
+}
+
+#[test]
+fn serve_with_token_and_lookup_failure_messages() {
+    let (child, url, _rx) = serve(&["--token", "t0k"]);
+    let o = envid(&["lookup", "10.0.0.5", "--endpoint", &url]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("refused the credentials"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!stderr(&o).contains("t0k"));
+    let o = envid(&["lookup", "10.0.0.5", "--endpoint", &url, "--token", "t0k"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    terminate(child);
+
+    // A dead endpoint: a clear message naming it, exit 1, quickly.
+    let o = envid(&[
+        "lookup",
+        "10.0.0.5",
+        "--endpoint",
+        &url,
+        "--timeout-ms",
+        "500",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains(&url.replace("http://", "")),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn serve_refuses_a_broken_registry() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("r.toml");
+    std::fs::write(
+        &p,
+        "schema = 1\n[[records]]\nip = \"10.0.0.999\"\nenv = \"x\"\nidc = \"cn0\"\n",
+    )
+    .unwrap();
+    let o = envid(&[
+        "serve",
+        "--registry",
+        p.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("10.0.0.999"), "{}", stderr(&o));
+}

@@ -3,6 +3,7 @@
 mod check;
 mod explain;
 mod inspect;
+mod lookup;
 mod serve;
 
 use std::process::ExitCode;
@@ -41,6 +42,13 @@ pub fn run(cli: Cli) -> Result<ExitCode, String> {
             rules,
             format,
         } => explain::run(&hostname, rules.as_deref(), format),
+        Command::Lookup {
+            ips,
+            endpoints,
+            token,
+            timeout_ms,
+            format,
+        } => lookup::run(&ips, endpoints, token, timeout_ms, format),
         Command::Serve {
             registry,
             listen,

@@ -1,0 +1,120 @@
+//! Errors of the lookup client.
+
+use std::time::Duration;
+
+/// Why a lookup failed. Every variant that involves a request names the
+/// endpoint; none ever contains the bearer token.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LookupError {
+    /// The client was built without endpoints, or with one that is not an
+    /// `http://` or `https://` URL.
+    #[error("invalid endpoint {endpoint:?}: {reason}")]
+    InvalidEndpoint {
+        /// The endpoint as given.
+        endpoint: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// Not an IP address (CLI and FFI input).
+    #[error("invalid IP address {input:?}")]
+    InvalidIp {
+        /// The text given.
+        input: String,
+    },
+    /// The TCP or TLS connection could not be made.
+    #[error("cannot connect to {endpoint}: {message}")]
+    Connect {
+        /// The endpoint.
+        endpoint: String,
+        /// The transport's reason.
+        message: String,
+    },
+    /// The connect or whole-request timeout passed.
+    #[error("{endpoint} did not answer within {timeout:?}")]
+    Timeout {
+        /// The endpoint.
+        endpoint: String,
+        /// The timeout that passed.
+        timeout: Duration,
+    },
+    /// The service refused the token (401/403).
+    #[error("{endpoint} refused the credentials (HTTP {status})")]
+    Unauthorized {
+        /// The endpoint.
+        endpoint: String,
+        /// 401 or 403.
+        status: u16,
+    },
+    /// The service is shedding load (429); it asked to wait this long.
+    #[error("{endpoint} is shedding load (HTTP 429){}", retry_after.map(|d| format!(", retry after {}s", d.as_secs())).unwrap_or_default())]
+    RateLimited {
+        /// The endpoint.
+        endpoint: String,
+        /// The `Retry-After` it sent.
+        retry_after: Option<Duration>,
+    },
+    /// Any other unexpected HTTP status.
+    #[error("{endpoint} answered HTTP {status}")]
+    Status {
+        /// The endpoint.
+        endpoint: String,
+        /// The status code.
+        status: u16,
+    },
+    /// The response body was larger than the configured cap.
+    #[error("{endpoint} sent a response larger than {limit} bytes")]
+    TooLarge {
+        /// The endpoint.
+        endpoint: String,
+        /// The cap.
+        limit: u64,
+    },
+    /// The response body was not the protocol's JSON.
+    #[error("{endpoint} sent an invalid response: {message}")]
+    Decode {
+        /// The endpoint.
+        endpoint: String,
+        /// What was wrong.
+        message: String,
+    },
+    /// The connection broke while the response was read.
+    #[error("{endpoint}: connection failed during the response: {message}")]
+    Io {
+        /// The endpoint.
+        endpoint: String,
+        /// The transport's reason.
+        message: String,
+    },
+    /// Every endpoint's circuit breaker is open: no request was sent.
+    #[error(
+        "lookup service unavailable (circuit open for every endpoint; next probe in {retry_in:?})"
+    )]
+    CircuitOpen {
+        /// Until the first breaker lets a probe through.
+        retry_in: Duration,
+    },
+}
+
+impl LookupError {
+    /// Whether another attempt (after a backoff, or at another endpoint) may help.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            LookupError::Connect { .. }
+            | LookupError::Timeout { .. }
+            | LookupError::Io { .. }
+            | LookupError::RateLimited { .. } => true,
+            LookupError::Status { status, .. } => *status >= 500,
+            _ => false,
+        }
+    }
+
+    /// Whether it counts against the endpoint's circuit breaker: the
+    /// endpoint is down, slow, overloaded or broken, not the request.
+    pub fn counts_as_failure(&self) -> bool {
+        self.is_retryable()
+            || matches!(
+                self,
+                LookupError::Decode { .. } | LookupError::TooLarge { .. }
+            )
+    }
+}
