@@ -196,10 +196,51 @@ typedef struct envid_environment envid_environment;
 typedef struct envid_load_options envid_load_options;
 
 /**
+ * A lookup client. Thread-safe: share one per process (it holds the cache
+ * and the keep-alive connections). Free with `envid_lookup_client_free`
+ * once no thread uses it any more.
+ */
+typedef struct envid_lookup_client envid_lookup_client;
+
+/**
+ * Options for `envid_lookup_client_new`: endpoints (at least one), token,
+ * timeouts and cache policy; anything not set keeps the library's default
+ * (connect 500 ms, request 2 s, TTL 5 min, negative TTL 30 s, max stale
+ * 1 h, 1 retry). Not synchronized: set from one thread.
+ */
+typedef struct envid_lookup_options envid_lookup_options;
+
+/**
  * A set of hostname rules plus the alias table. Immutable; safe to share
  * between threads. Free with `envid_rules_free`.
  */
 typedef struct envid_rules envid_rules;
+
+/**
+ * The counters of a lookup client.
+ */
+typedef struct {
+  /**
+   * Lookups answered from a fresh cache entry.
+   */
+  uint64_t hits;
+  /**
+   * Lookups that needed the service (or a wait on another thread's request).
+   */
+  uint64_t misses;
+  /**
+   * Lookups answered with a stale value because the service failed.
+   */
+  uint64_t stale;
+  /**
+   * HTTP requests sent (retries included).
+   */
+  uint64_t requests;
+  /**
+   * Failed requests, and lookups refused by open circuit breakers.
+   */
+  uint64_t errors;
+} envid_lookup_stats;
 
 #ifdef __cplusplus
 extern "C" {
@@ -605,6 +646,169 @@ const char *envid_result_name(int result);
  * `s` must be NULL or a string returned as owned by an envid function, not yet freed.
  */
 void envid_string_free(char *s);
+
+/**
+ * Creates lookup options (no endpoint yet; add at least one).
+ *
+ * Ownership: `*out` is owned by the caller; free with `envid_lookup_options_free`.
+ *
+ * # Safety
+ * `out` NULL or valid for a write.
+ */
+envid_result envid_lookup_options_new(envid_lookup_options **out);
+
+/**
+ * Frees lookup options. NULL is a no-op.
+ *
+ * # Safety
+ * `opts` NULL or from `envid_lookup_options_new`, not yet freed.
+ */
+void envid_lookup_options_free(envid_lookup_options *opts);
+
+/**
+ * Adds an endpoint, `http://HOST[:PORT]` or `https://…` (one per data
+ * center; tried in the order added). Checked by `envid_lookup_client_new`.
+ * The string is copied.
+ *
+ * # Safety
+ * `opts` NULL or live; `url` NULL or NUL-terminated.
+ */
+envid_result envid_lookup_options_add_endpoint(envid_lookup_options *opts, const char *url);
+
+/**
+ * Sets the bearer token sent on every request; NULL clears it. The string
+ * is copied; it never appears in error messages.
+ *
+ * # Safety
+ * `opts` NULL or live; `token` NULL or NUL-terminated.
+ */
+envid_result envid_lookup_options_set_token(envid_lookup_options *opts, const char *token);
+
+/**
+ * Sets an explicit proxy URL; NULL: none (proxy variables are never read).
+ *
+ * # Safety
+ * `opts` NULL or live; `url` NULL or NUL-terminated.
+ */
+envid_result envid_lookup_options_set_proxy(envid_lookup_options *opts, const char *url);
+
+/**
+ * Sets the TCP/TLS connect timeout in milliseconds (> 0; default 500).
+ *
+ * # Safety
+ * `opts` NULL or live.
+ */
+envid_result envid_lookup_options_set_connect_timeout_ms(envid_lookup_options *opts,
+                                                         uint64_t millis);
+
+/**
+ * Sets the whole-request timeout in milliseconds, body included (> 0; default 2000).
+ *
+ * # Safety
+ * `opts` NULL or live.
+ */
+envid_result envid_lookup_options_set_request_timeout_ms(envid_lookup_options *opts,
+                                                         uint64_t millis);
+
+/**
+ * Sets how long a known answer is cached, in milliseconds (> 0; default 5 min).
+ *
+ * # Safety
+ * `opts` NULL or live.
+ */
+envid_result envid_lookup_options_set_ttl_ms(envid_lookup_options *opts, uint64_t millis);
+
+/**
+ * Sets how long an "unknown IP" answer is cached, in milliseconds (> 0; default 30 s).
+ *
+ * # Safety
+ * `opts` NULL or live.
+ */
+envid_result envid_lookup_options_set_negative_ttl_ms(envid_lookup_options *opts, uint64_t millis);
+
+/**
+ * Sets the oldest answer served when the service fails, in milliseconds
+ * (> 0; default 1 h).
+ *
+ * # Safety
+ * `opts` NULL or live.
+ */
+envid_result envid_lookup_options_set_max_stale_ms(envid_lookup_options *opts, uint64_t millis);
+
+/**
+ * Sets the retries per lookup after the first attempt (default 1; 0: none).
+ *
+ * # Safety
+ * `opts` NULL or live.
+ */
+envid_result envid_lookup_options_set_max_retries(envid_lookup_options *opts, uint32_t retries);
+
+/**
+ * Creates a lookup client. `ENVID_INVALID_INPUT` when there is no endpoint
+ * or one is not an `http://`/`https://` URL. Makes no request yet.
+ *
+ * Ownership: `*out` is owned by the caller; free with
+ * `envid_lookup_client_free`. `opts` is only read and may be freed afterwards.
+ *
+ * # Safety
+ * `opts` NULL or live; `out` NULL or valid for a write.
+ */
+envid_result envid_lookup_client_new(const envid_lookup_options *opts, envid_lookup_client **out);
+
+/**
+ * Frees a lookup client. NULL is a no-op.
+ *
+ * # Safety
+ * `client` NULL or from `envid_lookup_client_new`, not yet freed, and no
+ * longer used by any thread.
+ */
+void envid_lookup_client_free(envid_lookup_client *client);
+
+/**
+ * Looks up one IP (IPv4 or IPv6 text). On `ENVID_OK`, `*json_out` is the
+ * service's record as JSON (`ip` or `cidr`, `app`, `env`, `env_type`,
+ * `sub_env`, `idc`, `platform`, `container`, `hostname`, `release`, `k8s`,
+ * `labels`, absent fields left out). `ENVID_NOT_FOUND` when the service
+ * does not know the IP, `ENVID_INVALID_INPUT` for a malformed IP,
+ * `ENVID_LOOKUP_FAILED` when the service failed and no stale answer was
+ * left. Blocks for at most the request timeout × (1 + retries) per endpoint.
+ *
+ * Ownership: `*json_out` is owned by the caller; free with `envid_string_free`.
+ *
+ * # Safety
+ * `client` NULL or live; `ip` NULL or NUL-terminated; `json_out` NULL or writable.
+ */
+envid_result envid_lookup_client_lookup(const envid_lookup_client *client,
+                                        const char *ip,
+                                        char **json_out);
+
+/**
+ * Looks up `count` IPs at once: cached ones locally, the rest in batch
+ * requests of at most 1,000. On `ENVID_OK`, `*json_out` is
+ * `{"hosts": {IP: record | null, …}, "errors": {IP: message, …}}`: every
+ * IP that was answered is under `hosts` (null: unknown to the service),
+ * every IP whose lookup failed (service down, no stale answer) under
+ * `errors`. IPs are keyed as given. A malformed IP fails the whole call
+ * with `ENVID_INVALID_INPUT`; `count` 0 is fine.
+ *
+ * Ownership: `*json_out` is owned by the caller; free with `envid_string_free`.
+ *
+ * # Safety
+ * `client` NULL or live; `ips` NULL only when `count` is 0, else `count`
+ * NUL-terminated strings; `json_out` NULL or writable.
+ */
+envid_result envid_lookup_client_lookup_many(const envid_lookup_client *client,
+                                             const char *const *ips,
+                                             size_t count,
+                                             char **json_out);
+
+/**
+ * Reads the client's counters (hits, misses, stale serves, requests, errors).
+ *
+ * # Safety
+ * `client` NULL or live; `out` NULL or writable.
+ */
+envid_result envid_lookup_client_stats(const envid_lookup_client *client, envid_lookup_stats *out);
 
 /**
  * Creates the built-in hostname rules (`l-<app><n>.<biz>[.<env>].<idc>[.<domain>]`).

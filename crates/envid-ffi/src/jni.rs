@@ -9,17 +9,22 @@
 //! Handles are the addresses of the C API's objects (`envid_environment`,
 //! `envid_rules`), passed to Java as `long`s. The Java classes own them and
 //! free them exactly once (through a `Cleaner`); the process-wide
-//! environment's handle is never freed.
+//! environment's handle is never freed; a lookup client's handle is freed
+//! by `LookupClient.close()` (or its cleaner).
 
 use std::any::Any;
+use std::sync::OnceLock;
+use std::time::Duration;
 
+use envid::registry::HostRecord;
 use jni::errors::ErrorPolicy;
-use jni::objects::{JClass, JObjectArray, JString, JThrowable, JValue};
+use jni::objects::{JClass, JLongArray, JObjectArray, JString, JThrowable, JValue};
 use jni::sys::{jboolean, jint, jlong};
 use jni::{jni_sig, jni_str, Env, EnvUnowned};
 
 use crate::environment::{envid_environment, envid_field, envid_load_options};
 use crate::error::{envid_result, panic_message, Fail};
+use crate::lookup::{envid_lookup_client, envid_lookup_options};
 use crate::rules::envid_rules;
 
 /// A failure inside a native method.
@@ -400,5 +405,236 @@ pub extern "system" fn Java_io_envid_Native_panicForTest<'local>(
 ) {
     unowned
         .with_env(|_env| -> JResult<()> { panic!("deliberate panic for the test suite") })
+        .resolve::<ThrowEnvid>()
+}
+
+// ---- Lookup client -------------------------------------------------------
+
+/// Borrows the lookup client behind a handle.
+fn client_handle<'a>(h: jlong) -> JResult<&'a envid_lookup_client> {
+    let p = h as usize as *const envid_lookup_client;
+    // SAFETY: handles come from `lookupNew` and are freed by the Java
+    // LookupClient only after every call on it returned (it holds a lock).
+    unsafe { p.as_ref() }.ok_or_else(|| Fail::null("lookup client handle (closed?)").into())
+}
+
+fn millis(v: jlong) -> Option<Duration> {
+    (v > 0).then(|| Duration::from_millis(v as u64))
+}
+
+/// `static native long lookupNew(String[] endpoints, String token, long
+/// connectMs, long requestMs, long ttlMs, long negativeTtlMs, long
+/// maxStaleMs, int maxRetries)`: values ≤ 0 (retries < 0) keep the defaults.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub extern "system" fn Java_io_envid_Native_lookupNew<'local>(
+    mut unowned: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    endpoints: JObjectArray<'local, JString<'local>>,
+    token: JString<'local>,
+    connect_ms: jlong,
+    request_ms: jlong,
+    ttl_ms: jlong,
+    negative_ttl_ms: jlong,
+    max_stale_ms: jlong,
+    max_retries: jint,
+) -> jlong {
+    unowned
+        .with_env(|env| -> JResult<jlong> {
+            if endpoints.is_null() {
+                return Err(Fail::null("endpoints").into());
+            }
+            let mut urls = Vec::new();
+            for i in 0..endpoints.len(env)? {
+                let s = endpoints.get_element(env, i)?;
+                urls.push(string_arg(env, &s, "endpoint")?);
+                env.delete_local_ref(s);
+            }
+            let token = if token.is_null() {
+                None
+            } else {
+                Some(token.try_to_string(env)?)
+            };
+            let opts = envid_lookup_options::from_parts(
+                urls,
+                token,
+                millis(connect_ms),
+                millis(request_ms),
+                millis(ttl_ms),
+                millis(negative_ttl_ms),
+                millis(max_stale_ms),
+                u32::try_from(max_retries).ok(),
+            );
+            Ok(Box::into_raw(Box::new(opts.build()?)) as usize as jlong)
+        })
+        .resolve::<ThrowEnvid>()
+}
+
+/// `static native void lookupFree(long handle)`; 0 is ignored.
+#[no_mangle]
+pub extern "system" fn Java_io_envid_Native_lookupFree<'local>(
+    mut unowned: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+) {
+    unowned
+        .with_env(|_env| -> JResult<()> {
+            // SAFETY: 0 or an unfreed handle from lookupNew, no longer in use.
+            unsafe { crate::lookup::envid_lookup_client_free(handle as usize as *mut _) };
+            Ok(())
+        })
+        .resolve::<ThrowEnvid>()
+}
+
+fn builtin_rules() -> &'static envid::hostname::Rules {
+    static RULES: OnceLock<envid::hostname::Rules> = OnceLock::new();
+    RULES.get_or_init(envid::hostname::Rules::builtin)
+}
+
+/// A host record as the `String[]` layout of `io.envid.HostRecord`.
+fn record_array<'local>(
+    env: &mut Env<'local>,
+    r: &HostRecord,
+) -> JResult<JObjectArray<'local, JString<'local>>> {
+    let json = serde_json::to_string(r)
+        .map_err(|e| Fail::new(envid_result::ENVID_INTERNAL, format!("JSON: {e}")))?;
+    let ip = r.ip.map(|i| i.to_string());
+    let cidr = r.cidr.map(|c| c.to_string());
+    let env_type = r
+        .env_type
+        .clone()
+        .unwrap_or_else(|| builtin_rules().env_type_of(&r.env));
+    let platform = r.platform.map(|p| p.as_str());
+    let c = r.container.as_ref();
+    let rel = r.release.as_ref();
+    let batch = rel.and_then(|r| r.batch).map(|b| b.to_string());
+    let k = r.k8s.as_ref();
+    let mut items: Vec<Option<&str>> = vec![
+        Some(&json),
+        ip.as_deref(),
+        cidr.as_deref(),
+        r.app.as_deref(),
+        Some(&r.env),
+        Some(env_type.as_str()),
+        r.sub_env.as_deref(),
+        Some(&r.idc),
+        platform,
+        r.hostname.as_deref(),
+        c.and_then(|c| c.runtime.as_ref()).map(|r| r.as_str()),
+        c.and_then(|c| c.id.as_deref()),
+        rel.and_then(|r| r.id.as_deref()),
+        rel.and_then(|r| r.version.as_deref()),
+        batch.as_deref(),
+        rel.and_then(|r| r.deployed_at.as_deref()),
+        k.and_then(|k| k.cluster.as_deref()),
+        k.and_then(|k| k.namespace.as_deref()),
+        k.and_then(|k| k.pod.as_deref()),
+        k.and_then(|k| k.node.as_deref()),
+        k.and_then(|k| k.workload.as_deref()),
+    ];
+    for (key, v) in &r.labels {
+        items.push(Some(key));
+        items.push(Some(v));
+    }
+    string_array(env, &items)
+}
+
+/// `static native String[] lookup(long handle, String ip)`: the record, or
+/// null when the service does not know the IP.
+#[no_mangle]
+pub extern "system" fn Java_io_envid_Native_lookup<'local>(
+    mut unowned: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+    ip: JString<'local>,
+) -> JObjectArray<'local, JString<'local>> {
+    unowned
+        .with_env(|env| -> JResult<JObjectArray<'local, JString<'local>>> {
+            let c = client_handle(handle)?;
+            let ip = string_arg(env, &ip, "ip")?;
+            match c.lookup(&ip)? {
+                Some(r) => record_array(env, &r),
+                None => Ok(JObjectArray::default()),
+            }
+        })
+        .resolve::<ThrowEnvid>()
+}
+
+/// `static native Object[] lookupMany(long handle, String[] ips)`: for each
+/// IP a record `String[]` or null (unknown); any failed IP throws
+/// `LOOKUP_FAILED` naming how many failed and the first failure.
+#[no_mangle]
+pub extern "system" fn Java_io_envid_Native_lookupMany<'local>(
+    mut unowned: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+    ips: JObjectArray<'local, JString<'local>>,
+) -> JObjectArray<'local, JObjectArray<'local, JString<'local>>> {
+    unowned
+        .with_env(
+            |env| -> JResult<JObjectArray<'local, JObjectArray<'local, JString<'local>>>> {
+                let c = client_handle(handle)?;
+                if ips.is_null() {
+                    return Err(Fail::null("ips").into());
+                }
+                let mut texts = Vec::new();
+                for i in 0..ips.len(env)? {
+                    let s = ips.get_element(env, i)?;
+                    texts.push(string_arg(env, &s, "ip")?);
+                    env.delete_local_ref(s);
+                }
+                let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+                let answers = c.lookup_many(&refs)?;
+                let failed: Vec<(&str, &Fail)> = refs
+                    .iter()
+                    .zip(&answers)
+                    .filter_map(|(ip, a)| a.as_ref().err().map(|f| (*ip, f)))
+                    .collect();
+                if let Some((ip, f)) = failed.first() {
+                    return Err(Fail::new(
+                        envid_result::ENVID_LOOKUP_FAILED,
+                        format!(
+                            "{} of {} lookups failed; {ip}: {}",
+                            failed.len(),
+                            refs.len(),
+                            f.message
+                        ),
+                    )
+                    .into());
+                }
+                let out = JObjectArray::<JObjectArray<JString>>::new(
+                    env,
+                    answers.len(),
+                    JObjectArray::<JString>::default(),
+                )?;
+                for (i, a) in answers.iter().enumerate() {
+                    if let Ok(Some(r)) = a {
+                        let arr = record_array(env, r)?;
+                        out.set_element(env, i, &arr)?;
+                        env.delete_local_ref(arr);
+                    }
+                }
+                Ok(out)
+            },
+        )
+        .resolve::<ThrowEnvid>()
+}
+
+/// `static native long[] lookupStats(long handle)`: hits, misses, stale,
+/// requests, errors.
+#[no_mangle]
+pub extern "system" fn Java_io_envid_Native_lookupStats<'local>(
+    mut unowned: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+) -> JLongArray<'local> {
+    unowned
+        .with_env(|env| -> JResult<JLongArray<'local>> {
+            let s = client_handle(handle)?.stats();
+            let v = [s.hits, s.misses, s.stale, s.requests, s.errors].map(|x| x as jlong);
+            let arr = JLongArray::new(env, v.len())?;
+            arr.set_region(env, 0, &v)?;
+            Ok(arr)
+        })
         .resolve::<ThrowEnvid>()
 }

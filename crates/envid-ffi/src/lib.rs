@@ -12,7 +12,8 @@
 //!   [`error::guard`], which turns a panic into `ENVID_PANIC`.
 //! * On failure, `envid_last_error()` returns the message, per thread; it is
 //!   valid until the next envid call on that thread.
-//! * Objects (`envid_environment`, `envid_load_options`, `envid_rules`) have a
+//! * Objects (`envid_environment`, `envid_load_options`, `envid_rules`,
+//!   `envid_lookup_options`, `envid_lookup_client`) have a
 //!   `*_free` that accepts NULL; owned strings are freed with
 //!   `envid_string_free`; borrowed strings live as long as their object.
 //! * Everything is thread-safe; objects are immutable once built (load
@@ -24,8 +25,10 @@ pub mod environment;
 pub mod error;
 /// cbindgen:ignore
 mod jni;
+pub mod lookup;
 pub mod rules;
 
 pub use environment::{envid_environment, envid_field, envid_load_options};
 pub use error::envid_result;
+pub use lookup::{envid_lookup_client, envid_lookup_options, envid_lookup_stats};
 pub use rules::envid_rules;

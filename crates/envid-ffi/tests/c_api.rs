@@ -3,6 +3,9 @@
 //! and checks its "N passed, 0 failed"; then runs it again under valgrind
 //! when valgrind is on the PATH.
 //!
+//! The lookup client is tested against the real reference service
+//! (`envid_server::spawn` on 127.0.0.1, port 0, `testdata/registry.toml`).
+//!
 //! Valgrind: definite and indirect leaks and all memory errors fail the test.
 //! "Still reachable" blocks are accepted: they are the process-wide
 //! environment (a static that lives as long as the process by design), the
@@ -60,11 +63,14 @@ fn run_args(mut cmd: Command) -> (String, String, Option<i32>) {
 
 #[test]
 fn c_program_passes() {
+    let service = common::Service::start();
     let work = tempfile::tempdir().unwrap();
     common::write_fixtures(work.path());
     let exe = build(work.path(), "test_envid.c");
 
-    let (stdout, stderr, code) = run(common::clean_command(&exe), work.path());
+    let mut cmd = common::clean_command(&exe);
+    cmd.env("ENVID_TEST_LOOKUP_URL", service.url());
+    let (stdout, stderr, code) = run(cmd, work.path());
     print!("{stdout}");
     let (passed, failed) = common::summary(&stdout)
         .unwrap_or_else(|| panic!("no summary line; stdout:\n{stdout}\nstderr:\n{stderr}"));
@@ -101,7 +107,8 @@ fn c_program_passes() {
         "--show-leak-kinds=definite,indirect",
         "--quiet",
     ])
-    .arg(&exe);
+    .arg(&exe)
+    .env("ENVID_TEST_LOOKUP_URL", service.url());
     let (vstdout, vstderr, vcode) = run(vg, work.path());
     assert_eq!(
         vcode,

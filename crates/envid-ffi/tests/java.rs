@@ -8,6 +8,10 @@
 //! error kind loading gives, and for a list of hostnames what the Rust
 //! `Rules` explain; Java must agree field by field.
 //!
+//! Lookups go to the real reference service (`envid_server::spawn` on
+//! 127.0.0.1, `testdata/registry.toml`); the Rust client's answers for the
+//! same IPs are the expectation.
+//!
 //! Skipped, loudly, when `javac` is not installed (CI installs JDK 17).
 
 mod common;
@@ -178,6 +182,97 @@ fn write_hostnames(work: &Path) {
     std::fs::write(work.join("hostnames.tsv"), out).unwrap();
 }
 
+/// IPs the Java test looks up, and what the Rust client answers for them.
+const LOOKUP_IPS: &[&str] = &[
+    "10.0.0.5",
+    "10.5.0.21",
+    "10.8.1.77",
+    "10.8.1.200",
+    "10.8.250.9",
+    "10.50.3.3",
+    "10.99.99.99",
+    "2001:db8::10",
+    "2001:db8:5:1::7",
+    "192.0.2.1",
+    "::1",
+];
+
+/// `lookups/<n>.tsv`: the Rust lookup client's answer for each IP.
+fn write_lookups(work: &Path, url: &str) {
+    let dir = work.join("lookups");
+    std::fs::create_dir_all(&dir).unwrap();
+    let client = envid::lookup::LookupClient::builder()
+        .endpoint(url)
+        .build()
+        .unwrap();
+    let rules = Rules::builtin();
+    for (n, ip) in LOOKUP_IPS.iter().enumerate() {
+        let mut out = String::new();
+        let mut line = |k: &str, v: &str| writeln!(out, "{}\t{}", esc(k), esc(v)).unwrap();
+        line("query", ip);
+        match client
+            .lookup(ip.parse().unwrap())
+            .expect("the Rust client's lookup")
+        {
+            None => line("unknown", "true"),
+            Some(r) => {
+                let env_type = r
+                    .env_type
+                    .clone()
+                    .unwrap_or_else(|| rules.env_type_of(&r.env));
+                let batch = r
+                    .release
+                    .as_ref()
+                    .and_then(|x| x.batch)
+                    .map(|b| b.to_string());
+                let ipv = r.ip.map(|i| i.to_string());
+                let cidr = r.cidr.map(|c| c.to_string());
+                let c = r.container.as_ref();
+                let rel = r.release.as_ref();
+                let k = r.k8s.as_ref();
+                let fields: Vec<(&str, Option<&str>)> = vec![
+                    ("ip", ipv.as_deref()),
+                    ("cidr", cidr.as_deref()),
+                    ("app", r.app.as_deref()),
+                    ("env", Some(&r.env)),
+                    ("env_type", Some(env_type.as_str())),
+                    ("sub_env", r.sub_env.as_deref()),
+                    ("idc", Some(&r.idc)),
+                    ("platform", r.platform.map(|p| p.as_str())),
+                    ("hostname", r.hostname.as_deref()),
+                    (
+                        "container.runtime",
+                        c.and_then(|c| c.runtime.as_ref()).map(|x| x.as_str()),
+                    ),
+                    ("container.id", c.and_then(|c| c.id.as_deref())),
+                    ("release.id", rel.and_then(|x| x.id.as_deref())),
+                    ("release.version", rel.and_then(|x| x.version.as_deref())),
+                    ("release.batch", batch.as_deref()),
+                    (
+                        "release.deployed_at",
+                        rel.and_then(|x| x.deployed_at.as_deref()),
+                    ),
+                    ("k8s.cluster", k.and_then(|x| x.cluster.as_deref())),
+                    ("k8s.namespace", k.and_then(|x| x.namespace.as_deref())),
+                    ("k8s.pod", k.and_then(|x| x.pod.as_deref())),
+                    ("k8s.node", k.and_then(|x| x.node.as_deref())),
+                    ("k8s.workload", k.and_then(|x| x.workload.as_deref())),
+                ];
+                for (name, v) in fields {
+                    if let Some(v) = v {
+                        line(name, v);
+                    }
+                }
+                for (k, v) in &r.labels {
+                    line(&format!("label.{k}"), v);
+                }
+                line("json", &serde_json::to_string(&*r).unwrap());
+            }
+        }
+        std::fs::write(dir.join(format!("{n:02}.tsv")), out).unwrap();
+    }
+}
+
 fn compile(work: &Path) -> PathBuf {
     let java = common::repo_root().join("java");
     let out = work.join("classes");
@@ -248,14 +343,16 @@ fn java_binding_agrees_with_rust() {
         eprintln!("!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!");
         return;
     }
+    let service = common::Service::start();
     let work = tempfile::tempdir().unwrap();
     common::write_fixtures(work.path());
+    write_lookups(work.path(), &service.url());
     let cases = write_cases(work.path());
     write_hostnames(work.path());
     let classes = compile(work.path());
 
     let mut main = java(&classes, "io.envid.EnvidTest");
-    main.arg(work.path());
+    main.arg(work.path()).arg("all").arg(service.url());
     let (passed, _) = run_checked(main, "EnvidTest");
     assert!(passed > 100, "only {passed} checks ran");
     eprintln!("Java: {passed} passed, 0 failed ({cases} descriptor cases)");

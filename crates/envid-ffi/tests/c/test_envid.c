@@ -10,6 +10,10 @@
  * EXAMPLE_TOML), bad-syntax.toml, unknown-key.toml, no-env.toml,
  * rules.toml, bad-rules.toml, and an empty directory root/.
  *
+ * When ENVID_TEST_LOOKUP_URL is set (the harness starts the reference
+ * environment service on loopback with testdata/registry.toml), the lookup
+ * client is tested against it.
+ *
  * With "invalid-value" (the harness then sets ENVID_IP to garbage) it only
  * checks that envid_current fails with ENVID_INVALID_VALUE, every time.
  *
@@ -484,6 +488,172 @@ static void test_threads(const char *example) {
     CHECK(errors == 0);
 }
 
+static envid_lookup_client *lookup_client(const char *url, uint32_t retries) {
+    envid_lookup_options *o = NULL;
+    envid_lookup_client *c = NULL;
+    CHECK_RC(envid_lookup_options_new(&o), ENVID_OK);
+    CHECK_RC(envid_lookup_options_add_endpoint(o, url), ENVID_OK);
+    CHECK_RC(envid_lookup_options_set_connect_timeout_ms(o, 300), ENVID_OK);
+    CHECK_RC(envid_lookup_options_set_request_timeout_ms(o, 2000), ENVID_OK);
+    CHECK_RC(envid_lookup_options_set_max_retries(o, retries), ENVID_OK);
+    CHECK_RC(envid_lookup_client_new(o, &c), ENVID_OK);
+    envid_lookup_options_free(o);
+    return c;
+}
+
+struct lookup_arg {
+    envid_lookup_client *client;
+    int errors;
+};
+
+static void *lookup_worker(void *p) {
+    struct lookup_arg *arg = p;
+    static const char *ips[] = {"10.0.0.5", "10.5.0.21", "10.8.1.77", "10.8.3.4", "192.0.2.1"};
+    for (int i = 0; i < 100; i++) {
+        const char *ip = ips[i % 5];
+        char *json = NULL;
+        envid_result rc = envid_lookup_client_lookup(arg->client, ip, &json);
+        if (i % 5 == 4 ? rc != ENVID_NOT_FOUND : (rc != ENVID_OK || !contains(json, "\"env\""))) {
+            arg->errors++;
+        }
+        envid_string_free(json);
+    }
+    return NULL;
+}
+
+static void test_lookup(const char *url) {
+    /* Options: NULL handling and validation. */
+    envid_lookup_options *o = NULL;
+    envid_lookup_client *c = NULL;
+    CHECK_RC(envid_lookup_options_new(NULL), ENVID_NULL_PARAMETER);
+    CHECK_RC(envid_lookup_options_add_endpoint(NULL, url), ENVID_NULL_PARAMETER);
+    CHECK_RC(envid_lookup_options_set_token(NULL, "t"), ENVID_NULL_PARAMETER);
+    CHECK_RC(envid_lookup_options_set_proxy(NULL, NULL), ENVID_NULL_PARAMETER);
+    CHECK_RC(envid_lookup_options_set_ttl_ms(NULL, 1), ENVID_NULL_PARAMETER);
+    CHECK_RC(envid_lookup_options_new(&o), ENVID_OK);
+    CHECK_RC(envid_lookup_options_add_endpoint(o, NULL), ENVID_NULL_PARAMETER);
+    CHECK_RC(envid_lookup_client_new(o, &c), ENVID_INVALID_INPUT); /* no endpoint */
+    CHECK(contains(envid_last_error(), "no endpoint"));
+    CHECK(c == NULL);
+    CHECK_RC(envid_lookup_options_set_connect_timeout_ms(o, 0), ENVID_INVALID_INPUT);
+    CHECK_RC(envid_lookup_options_set_request_timeout_ms(o, 0), ENVID_INVALID_INPUT);
+    CHECK_RC(envid_lookup_options_set_ttl_ms(o, 60000), ENVID_OK);
+    CHECK_RC(envid_lookup_options_set_negative_ttl_ms(o, 1000), ENVID_OK);
+    CHECK_RC(envid_lookup_options_set_max_stale_ms(o, 60000), ENVID_OK);
+    CHECK_RC(envid_lookup_options_set_token(o, "secret-token"), ENVID_OK);
+    CHECK_RC(envid_lookup_options_set_token(o, NULL), ENVID_OK);
+    CHECK_RC(envid_lookup_options_set_proxy(o, NULL), ENVID_OK);
+    CHECK_RC(envid_lookup_options_add_endpoint(o, "ftp://example"), ENVID_OK);
+    CHECK_RC(envid_lookup_client_new(o, &c), ENVID_INVALID_INPUT);
+    CHECK(contains(envid_last_error(), "ftp://example"));
+    CHECK_RC(envid_lookup_client_new(o, NULL), ENVID_NULL_PARAMETER);
+    CHECK_RC(envid_lookup_client_new(NULL, &c), ENVID_NULL_PARAMETER);
+    envid_lookup_options_free(o);
+
+    c = lookup_client(url, 1);
+    if (c == NULL) {
+        return;
+    }
+    char *json = NULL;
+    CHECK_RC(envid_lookup_client_lookup(c, "10.0.0.5", &json), ENVID_OK);
+    CHECK(contains(json, "\"app\":\"flightqma\""));
+    CHECK(contains(json, "\"env\":\"beta\""));
+    CHECK(contains(json, "\"idc\":\"cn0\""));
+    CHECK(contains(json, "\"ip\":\"10.0.0.5\""));
+    envid_string_free(json);
+    json = NULL;
+    /* The single IP wins over its range. */
+    CHECK_RC(envid_lookup_client_lookup(c, "10.8.1.77", &json), ENVID_OK);
+    CHECK(contains(json, "\"env\":\"betanoah\""));
+    CHECK(contains(json, "\"batch\":2"));
+    envid_string_free(json);
+    json = NULL;
+    /* A range. */
+    CHECK_RC(envid_lookup_client_lookup(c, "10.8.250.9", &json), ENVID_OK);
+    CHECK(contains(json, "\"cidr\":\"10.8.0.0/16\""));
+    envid_string_free(json);
+    json = (char *)0x1;
+    CHECK_RC(envid_lookup_client_lookup(c, "192.0.2.1", &json), ENVID_NOT_FOUND);
+    CHECK(json == (char *)0x1);
+    CHECK(contains(envid_last_error(), "192.0.2.1"));
+    json = NULL;
+    CHECK_RC(envid_lookup_client_lookup(c, "not-an-ip", &json), ENVID_INVALID_INPUT);
+    CHECK(contains(envid_last_error(), "not-an-ip"));
+    CHECK_RC(envid_lookup_client_lookup(c, NULL, &json), ENVID_NULL_PARAMETER);
+    CHECK_RC(envid_lookup_client_lookup(NULL, "10.0.0.5", &json), ENVID_NULL_PARAMETER);
+    CHECK_RC(envid_lookup_client_lookup(c, "10.0.0.5", NULL), ENVID_NULL_PARAMETER);
+
+    /* Cached now: a hit, and no new request. */
+    envid_lookup_stats before, after;
+    CHECK_RC(envid_lookup_client_stats(c, &before), ENVID_OK);
+    CHECK_RC(envid_lookup_client_lookup(c, "10.0.0.5", &json), ENVID_OK);
+    envid_string_free(json);
+    json = NULL;
+    CHECK_RC(envid_lookup_client_stats(c, &after), ENVID_OK);
+    CHECK(after.hits == before.hits + 1);
+    CHECK(after.requests == before.requests);
+    CHECK(after.misses >= 3);
+    CHECK_RC(envid_lookup_client_stats(NULL, &after), ENVID_NULL_PARAMETER);
+    CHECK_RC(envid_lookup_client_stats(c, NULL), ENVID_NULL_PARAMETER);
+
+    /* Many at once. */
+    const char *ips[] = {"10.0.0.5", "10.5.0.21", "192.0.2.7", "2001:db8::1"};
+    CHECK_RC(envid_lookup_client_lookup_many(c, ips, 4, &json), ENVID_OK);
+    CHECK(contains(json, "\"10.5.0.21\":{"));
+    CHECK(contains(json, "\"app\":\"qmq\""));
+    CHECK(contains(json, "\"192.0.2.7\":null"));
+    CHECK(contains(json, "\"errors\":{}"));
+    envid_string_free(json);
+    json = NULL;
+    CHECK_RC(envid_lookup_client_lookup_many(c, NULL, 0, &json), ENVID_OK);
+    CHECK(streq(json, "{\"errors\":{},\"hosts\":{}}"));
+    envid_string_free(json);
+    json = NULL;
+    const char *bad[] = {"10.0.0.5", "10.0.0.300"};
+    CHECK_RC(envid_lookup_client_lookup_many(c, bad, 2, &json), ENVID_INVALID_INPUT);
+    CHECK(contains(envid_last_error(), "10.0.0.300"));
+    const char *with_null[] = {"10.0.0.5", NULL};
+    CHECK_RC(envid_lookup_client_lookup_many(c, with_null, 2, &json), ENVID_NULL_PARAMETER);
+    CHECK_RC(envid_lookup_client_lookup_many(c, NULL, 2, &json), ENVID_NULL_PARAMETER);
+    CHECK_RC(envid_lookup_client_lookup_many(c, ips, 4, NULL), ENVID_NULL_PARAMETER);
+
+    /* Many threads on one client. */
+    enum { N = 8 };
+    pthread_t t[N];
+    struct lookup_arg args[N];
+    for (int i = 0; i < N; i++) {
+        args[i].client = c;
+        args[i].errors = 0;
+        CHECK(pthread_create(&t[i], NULL, lookup_worker, &args[i]) == 0);
+    }
+    int errors = 0;
+    for (int i = 0; i < N; i++) {
+        pthread_join(t[i], NULL);
+        errors += args[i].errors;
+    }
+    CHECK(errors == 0);
+    envid_lookup_client_free(c);
+    envid_lookup_client_free(NULL);
+
+    /* A service that is not there: LOOKUP_FAILED naming the endpoint, and
+       a batch reports the failure per IP. */
+    c = lookup_client("http://127.0.0.1:1", 0);
+    if (c == NULL) {
+        return;
+    }
+    CHECK_RC(envid_lookup_client_lookup(c, "10.0.0.5", &json), ENVID_LOOKUP_FAILED);
+    CHECK(contains(envid_last_error(), "127.0.0.1:1"));
+    json = NULL;
+    const char *one[] = {"10.0.0.6"};
+    CHECK_RC(envid_lookup_client_lookup_many(c, one, 1, &json), ENVID_OK);
+    CHECK(contains(json, "\"errors\":{\"10.0.0.6\":"));
+    CHECK(contains(json, "\"hosts\":{}"));
+    envid_string_free(json);
+    CHECK_RC(envid_lookup_client_stats(c, &after), ENVID_OK);
+    CHECK(after.errors >= 1);
+    envid_lookup_client_free(c);
+}
+
 static void test_invalid_value(void) {
     for (int i = 0; i < 2; i++) { /* a failed load is not cached */
         const envid_environment *env = NULL;
@@ -530,6 +700,13 @@ int main(int argc, char **argv) {
     test_load(example, dir, expected_json);
     test_rules(dir);
     test_threads(example);
+    const char *url = getenv("ENVID_TEST_LOOKUP_URL");
+    if (url != NULL) {
+        test_lookup(url);
+    } else {
+        printf("ENVID_TEST_LOOKUP_URL not set: lookup client not tested\n");
+        failed++;
+    }
 
     free(expected_json);
     printf("%d passed, %d failed\n", passed, failed);

@@ -134,3 +134,37 @@ pub fn summary(stdout: &str) -> Option<(usize, usize)> {
         .filter(|s| !s.is_empty());
     Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
 }
+
+/// The reference environment service on loopback, serving
+/// `testdata/registry.toml`; stopped on drop.
+pub struct Service {
+    handle: Option<envid_server::ServerHandle>,
+}
+
+impl Service {
+    /// Starts it on an ephemeral port.
+    pub fn start() -> Service {
+        let registry = repo_root().join("testdata/registry.toml");
+        let handle = envid_server::spawn(envid_server::Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..envid_server::Config::new(registry)
+        })
+        .expect("the reference service starts");
+        Service {
+            handle: Some(handle),
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        self.handle.as_ref().unwrap().base_url()
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            h.shutdown();
+        }
+    }
+}

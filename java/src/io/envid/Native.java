@@ -4,7 +4,8 @@ import java.lang.ref.Cleaner;
 
 /**
  * The native methods of {@code libenvid_ffi} (Rust, {@code crates/envid-ffi/src/jni.rs}).
- * Package-private: the public API is {@link Environment} and {@link HostnameRules}.
+ * Package-private: the public API is {@link Environment}, {@link HostnameRules}
+ * and {@link LookupClient}.
  *
  * <p>The library is loaded once, by {@code System.loadLibrary("envid_ffi")}
  * (so {@code libenvid_ffi.so} on Linux must be in a directory on the
@@ -95,6 +96,20 @@ final class Native {
     static native void freeRules(long handle);
 
     static native String[] explain(long rules, String hostname);
+
+    static native long lookupNew(String[] endpoints, String token, long connectMs, long requestMs, long ttlMs,
+            long negativeTtlMs, long maxStaleMs, int maxRetries);
+
+    static native void lookupFree(long handle);
+
+    /** The record's fields ({@link HostRecord} layout), or null when unknown. */
+    static native String[] lookup(long handle, String ip);
+
+    /** For each IP a record (String[]) or null; throws when any lookup failed. */
+    static native Object[] lookupMany(long handle, String[] ips);
+
+    /** hits, misses, stale, requests, errors. */
+    static native long[] lookupStats(long handle);
 
     /** Panics in Rust; for the test suite only. */
     static native void panicForTest();

@@ -20,13 +20,14 @@ import java.util.function.Function;
  * The Java binding's test program, run by {@code crates/envid-ffi/tests/java.rs}:
  *
  * <pre>
- *   java -Djava.library.path=target/debug -cp OUT io.envid.EnvidTest WORKDIR [MODE]
+ *   java -Djava.library.path=target/debug -cp OUT io.envid.EnvidTest WORKDIR [MODE [LOOKUP_URL]]
  * </pre>
  *
  * WORKDIR holds what the Rust harness wrote: {@code cases/*.tsv} (for each
  * descriptor, the Rust library's field values and JSON, or the error kind it
  * gives), {@code hostnames.tsv} (the Rust library's hostname explanations),
- * and the error fixtures of the C test. MODE {@code invalid-value} only
+ * {@code lookups/*.tsv} (the Rust lookup client's answers from the reference
+ * service at LOOKUP_URL), and the error fixtures of the C test. MODE {@code invalid-value} only
  * checks that {@link Environment#current()} fails with
  * {@code INVALID_VALUE} (the harness sets a bad {@code ENVID_IP}).
  *
@@ -302,9 +303,156 @@ public final class EnvidTest {
         check(example != null, "threads done");
     }
 
+    private static final Map<String, Function<HostRecord, Optional<String>>> RECORD_GETTERS = new LinkedHashMap<>();
+
+    static {
+        RECORD_GETTERS.put("ip", HostRecord::getIp);
+        RECORD_GETTERS.put("cidr", HostRecord::getCidr);
+        RECORD_GETTERS.put("app", HostRecord::getApp);
+        RECORD_GETTERS.put("env", r -> Optional.of(r.getEnv()));
+        RECORD_GETTERS.put("env_type", r -> Optional.of(r.getEnvType()));
+        RECORD_GETTERS.put("sub_env", HostRecord::getSubEnv);
+        RECORD_GETTERS.put("idc", r -> Optional.of(r.getIdc()));
+        RECORD_GETTERS.put("platform", HostRecord::getPlatform);
+        RECORD_GETTERS.put("hostname", HostRecord::getHostname);
+        RECORD_GETTERS.put("container.runtime", HostRecord::getContainerRuntime);
+        RECORD_GETTERS.put("container.id", HostRecord::getContainerId);
+        RECORD_GETTERS.put("release.id", HostRecord::getReleaseId);
+        RECORD_GETTERS.put("release.version", HostRecord::getReleaseVersion);
+        RECORD_GETTERS.put("release.batch", r -> {
+            java.util.OptionalInt b = r.getReleaseBatch();
+            return b.isPresent() ? Optional.of(Integer.toString(b.getAsInt())) : Optional.empty();
+        });
+        RECORD_GETTERS.put("release.deployed_at", HostRecord::getReleaseDeployedAt);
+        RECORD_GETTERS.put("k8s.cluster", HostRecord::getK8sCluster);
+        RECORD_GETTERS.put("k8s.namespace", HostRecord::getK8sNamespace);
+        RECORD_GETTERS.put("k8s.pod", HostRecord::getK8sPod);
+        RECORD_GETTERS.put("k8s.node", HostRecord::getK8sNode);
+        RECORD_GETTERS.put("k8s.workload", HostRecord::getK8sWorkload);
+    }
+
+    static void compareRecord(Optional<HostRecord> got, Map<String, String> want, String what) {
+        if (want.containsKey("unknown")) {
+            checkEq(got, Optional.empty(), what + " unknown");
+            return;
+        }
+        check(got.isPresent(), what + " found");
+        if (got.isEmpty()) {
+            return;
+        }
+        HostRecord r = got.get();
+        for (Map.Entry<String, Function<HostRecord, Optional<String>>> g : RECORD_GETTERS.entrySet()) {
+            checkEq(g.getValue().apply(r), Optional.ofNullable(want.get(g.getKey())), what + " " + g.getKey());
+        }
+        Map<String, String> labels = new TreeMap<>();
+        for (Map.Entry<String, String> kv : want.entrySet()) {
+            if (kv.getKey().startsWith("label.")) {
+                labels.put(kv.getKey().substring("label.".length()), kv.getValue());
+            }
+        }
+        checkEq(new TreeMap<>(r.getLabels()), labels, what + " labels");
+        checkEq(r.toJson(), want.get("json"), what + " toJson()");
+    }
+
+    static void testLookups(Path work, String url) throws Exception {
+        List<Map<String, String>> cases = new ArrayList<>();
+        try (var s = Files.list(work.resolve("lookups"))) {
+            for (Path p : (Iterable<Path>) s.sorted()::iterator) {
+                cases.add(readTsv(p));
+            }
+        }
+        check(cases.size() >= 5, "lookup cases");
+        List<String> ips = new ArrayList<>();
+        LookupClient c = LookupClient.builder().endpoint(url).connectTimeout(java.time.Duration.ofMillis(500))
+                .requestTimeout(java.time.Duration.ofSeconds(2)).ttl(java.time.Duration.ofMinutes(1))
+                .negativeTtl(java.time.Duration.ofSeconds(5)).maxStale(java.time.Duration.ofMinutes(10))
+                .maxRetries(1).build();
+        try {
+            for (Map<String, String> want : cases) {
+                String ip = want.get("query");
+                ips.add(ip);
+                compareRecord(c.lookup(ip), want, "lookup " + ip);
+            }
+            LookupClient.Stats s1 = c.stats();
+            check(s1.getMisses() >= cases.size() && s1.getRequests() >= 1, "stats after lookups: " + s1);
+            // Again: all from the cache.
+            for (Map<String, String> want : cases) {
+                compareRecord(c.lookup(want.get("query")), want, "cached lookup " + want.get("query"));
+            }
+            LookupClient.Stats s2 = c.stats();
+            checkEq(s2.getHits() - s1.getHits(), (long) cases.size(), "cache hits");
+            checkEq(s2.getRequests(), s1.getRequests(), "no new requests");
+            checkEq(s2.getErrors(), 0L, "no errors");
+            check(s2.toString().contains("hits="), "stats toString");
+            // Many at once, in order.
+            Map<String, Optional<HostRecord>> many = c.lookupMany(ips);
+            checkEq(new ArrayList<>(many.keySet()), ips, "lookupMany keys in order");
+            for (Map<String, String> want : cases) {
+                compareRecord(many.get(want.get("query")), want, "lookupMany " + want.get("query"));
+            }
+            // A fresh client's batch goes to the service.
+            try (LookupClient fresh = LookupClient.builder().endpoint(url).build()) {
+                Map<String, Optional<HostRecord>> m = fresh.lookupMany(ips);
+                for (Map<String, String> want : cases) {
+                    compareRecord(m.get(want.get("query")), want, "fresh lookupMany " + want.get("query"));
+                }
+                check(fresh.stats().getRequests() >= 1, "batch request sent");
+            }
+            checkEq(c.lookupMany(List.of()), Map.of(), "empty batch");
+            expectThrows(EnvidException.Kind.INVALID_INPUT, "bad IP", () -> c.lookup("10.0.0.300"));
+            expectThrows(EnvidException.Kind.INVALID_INPUT, "bad IP in a batch",
+                    () -> c.lookupMany(List.of("10.0.0.5", "nope")));
+            expectThrows(EnvidException.Kind.NULL_PARAMETER, "null IP", () -> c.lookup(null));
+            expectThrows(EnvidException.Kind.NULL_PARAMETER, "null IPs", () -> c.lookupMany(null));
+
+            // Many threads on one client.
+            AtomicInteger errors = new AtomicInteger();
+            List<Thread> ts = new ArrayList<>();
+            for (int t = 0; t < 16; t++) {
+                final int seed = t;
+                Thread th = new Thread(() -> {
+                    for (int i = 0; i < 300; i++) {
+                        Map<String, String> want = cases.get((seed + i) % cases.size());
+                        Optional<HostRecord> r = c.lookup(want.get("query"));
+                        boolean ok = want.containsKey("unknown") ? r.isEmpty()
+                                : r.isPresent() && r.get().toJson().equals(want.get("json"));
+                        if (!ok) {
+                            errors.incrementAndGet();
+                        }
+                    }
+                });
+                ts.add(th);
+                th.start();
+            }
+            for (Thread th : ts) {
+                th.join();
+            }
+            checkEq(errors.get(), 0, "16 threads of lookups, errors");
+        } finally {
+            c.close();
+        }
+        c.close(); // idempotent
+        expectThrows(EnvidException.Kind.NULL_PARAMETER, "lookup after close", () -> c.lookup("10.0.0.5"));
+
+        expectThrows(EnvidException.Kind.INVALID_INPUT, "no endpoint", () -> LookupClient.builder().build());
+        expectThrows(EnvidException.Kind.INVALID_INPUT, "bad endpoint",
+                () -> LookupClient.builder().endpoint("ftp://example").build());
+        expectThrows(EnvidException.Kind.INVALID_INPUT, "zero timeout",
+                () -> LookupClient.builder().endpoint(url).requestTimeout(java.time.Duration.ZERO).build());
+        try (LookupClient down = LookupClient.builder().endpoint("http://127.0.0.1:1")
+                .connectTimeout(java.time.Duration.ofMillis(300)).maxRetries(0).build()) {
+            EnvidException e = expectThrows(EnvidException.Kind.LOOKUP_FAILED, "service down",
+                    () -> down.lookup("10.0.0.5"));
+            check(e != null && e.getMessage().contains("127.0.0.1:1"), "the message names the endpoint");
+            expectThrows(EnvidException.Kind.LOOKUP_FAILED, "service down, batch",
+                    () -> down.lookupMany(List.of("10.0.0.6", "10.0.0.7")));
+            check(down.stats().getErrors() >= 1, "errors counted");
+        }
+    }
+
     public static void main(String[] args) throws Exception {
         if (args.length < 1) {
-            System.err.println("usage: EnvidTest WORKDIR [MODE]");
+            System.err.println("usage: EnvidTest WORKDIR [MODE [LOOKUP_URL]]");
             System.exit(2);
         }
         Path work = Paths.get(args[0]);
@@ -321,6 +469,11 @@ public final class EnvidTest {
                 testErrors(work);
                 testHostnames(work);
                 testThreads(work);
+                if (args.length > 2) {
+                    testLookups(work, args[2]);
+                } else {
+                    check(false, "no LOOKUP_URL given: the lookup client was not tested");
+                }
             }
         } catch (Throwable t) {
             FAILED.incrementAndGet();
