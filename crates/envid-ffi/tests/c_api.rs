@@ -126,7 +126,10 @@ fn c_program_passes() {
 fn readme_example_runs() {
     let work = tempfile::tempdir().unwrap();
     let exe = build(work.path(), "example.c");
-    let (stdout, stderr, code) = run_args(common::clean_command(&exe));
+    let service = common::Service::start();
+    let mut cmd = common::clean_command(&exe);
+    cmd.env("ENVID_LOOKUP_URL", service.url());
+    let (stdout, stderr, code) = run_args(cmd);
     assert_eq!(code, Some(0), "{stdout}\n{stderr}");
     assert!(
         stdout.starts_with("flight_order in beta at cn0\n"),
@@ -134,4 +137,9 @@ fn readme_example_runs() {
     );
     assert!(stdout.contains("load failed: ENVID_IO: "), "{stdout}");
     assert!(stdout.contains("\"app\":\"flightqma\""), "{stdout}");
+    assert!(
+        stdout.contains("10.0.0.5: {\"ip\":\"10.0.0.5\",\"app\":\"flightqma\""),
+        "{stdout}"
+    );
+    assert!(stdout.contains("requests: 1\n"), "{stdout}");
 }

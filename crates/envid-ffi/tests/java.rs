@@ -366,6 +366,7 @@ fn java_binding_agrees_with_rust() {
 
     // The README's example.
     let o = java(&classes, "com.example.EnvidExample")
+        .env("ENVID_LOOKUP_URL", service.url())
         .output()
         .expect("run the example");
     let out = String::from_utf8_lossy(&o.stdout);
@@ -380,6 +381,8 @@ fn java_binding_agrees_with_rust() {
     );
     assert!(out.contains("load failed: IO: "), "{out}");
     assert!(out.contains("flightqma beta cn0"), "{out}");
+    assert!(out.contains("10.0.0.5: flightqma beta cn0\n"), "{out}");
+    assert!(out.contains("192.0.2.1 known: false\n"), "{out}");
 
     // The JNI call's cost (debug build here; see EnvidBench for release).
     let mut bench = java(&classes, "io.envid.EnvidBench");

@@ -3,9 +3,13 @@
  *   cargo build --release -p envid-ffi
  *   cc -Wall -Wextra -I crates/envid-ffi/include example.c \
  *      -L target/release -Wl,-rpath,target/release -lenvid_ffi -o example
- *   ENVID_DESCRIPTOR=testdata/example.toml ./example
+ *   ENVID_DESCRIPTOR=testdata/example.toml ENVID_LOOKUP_URL=http://127.0.0.1:7070 ./example
+ *
+ * (ENVID_LOOKUP_URL: a running `envid serve --registry testdata/registry.toml`;
+ * the lookup part is skipped without it.)
  */
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "envid.h"
 
@@ -54,5 +58,31 @@ int main(void) {
         envid_string_free(match);
     }
     envid_rules_free(rules);
+
+    /* Servers: which environment is a client IP in? One client per process. */
+    const char *url = getenv("ENVID_LOOKUP_URL");
+    if (url != NULL) {
+        envid_lookup_options *lo = NULL;
+        envid_lookup_client *client = NULL;
+        envid_lookup_options_new(&lo);
+        envid_lookup_options_add_endpoint(lo, url);
+        envid_lookup_options_set_request_timeout_ms(lo, 1000);
+        rc = envid_lookup_client_new(lo, &client);
+        envid_lookup_options_free(lo);
+        if (rc == ENVID_OK) {
+            char *record = NULL;
+            rc = envid_lookup_client_lookup(client, "10.0.0.5", &record);
+            if (rc == ENVID_OK) {
+                printf("10.0.0.5: %s\n", record);
+                envid_string_free(record);
+            } else {
+                printf("10.0.0.5: %s: %s\n", envid_result_name(rc), envid_last_error());
+            }
+            envid_lookup_stats stats;
+            envid_lookup_client_stats(client, &stats);
+            printf("requests: %llu\n", (unsigned long long)stats.requests);
+            envid_lookup_client_free(client);
+        }
+    }
     return 0;
 }

@@ -4,6 +4,8 @@ import io.envid.EnvidException;
 import io.envid.Environment;
 import io.envid.HostnameRules;
 import io.envid.LoadOptions;
+import io.envid.LookupClient;
+import java.time.Duration;
 import java.nio.file.Paths;
 
 /**
@@ -13,8 +15,12 @@ import java.nio.file.Paths;
  *   cargo build --release -p envid-ffi
  *   javac -d /tmp/envid-java java/src/io/envid/*.java java/examples/com/example/EnvidExample.java
  *   ENVID_DESCRIPTOR=testdata/example.toml \
+ *     ENVID_LOOKUP_URL=http://127.0.0.1:7070 \
  *     java -Djava.library.path=target/release -cp /tmp/envid-java com.example.EnvidExample
  * </pre>
+ *
+ * (ENVID_LOOKUP_URL: a running {@code envid serve --registry testdata/registry.toml};
+ * the lookup part is skipped without it.)
  */
 public final class EnvidExample {
     public static void main(String[] args) {
@@ -32,5 +38,17 @@ public final class EnvidExample {
 
         HostnameRules.builtin().explain("l-flightqma9.f.beta.cn0")
                 .ifPresent(m -> System.out.println(m.getApp().orElse("?") + " " + m.getEnv() + " " + m.getIdc().orElse("?")));
+
+        // Servers: which environment is a client IP in? One client per process.
+        String url = System.getenv("ENVID_LOOKUP_URL");
+        if (url != null) {
+            try (LookupClient client = LookupClient.builder().endpoint(url)
+                    .requestTimeout(Duration.ofSeconds(1)).build()) {
+                client.lookup("10.0.0.5").ifPresent(r ->
+                        System.out.println("10.0.0.5: " + r.getApp().orElse("?") + " " + r.getEnv() + " " + r.getIdc()));
+                System.out.println("192.0.2.1 known: " + client.lookup("192.0.2.1").isPresent());
+                System.out.println(client.stats());
+            }
+        }
     }
 }
