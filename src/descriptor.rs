@@ -251,7 +251,7 @@ pub fn parse(
             return Err(fail(
                 ProblemKind::InvalidUtf8,
                 None,
-                Some(location(prefix, good)),
+                Some(Location::at(prefix, good)),
                 format!("invalid UTF-8 (byte 0x{:02x})", bytes[good]),
             ));
         }
@@ -266,7 +266,7 @@ pub fn parse(
             return Err(fail(
                 ProblemKind::Syntax,
                 e.field,
-                Some(location(text, e.offset)),
+                Some(Location::at(text, e.offset)),
                 e.message,
             ))
         }
@@ -380,20 +380,6 @@ fn io_problem(e: io::Error) -> (ProblemKind, String) {
         (ProblemKind::NotFound, "file not found".into())
     } else {
         (ProblemKind::Io, format!("cannot read: {e}"))
-    }
-}
-
-/// The 1-based line and column (in characters) of byte `offset` of `text`.
-fn location(text: &str, offset: usize) -> Location {
-    let mut offset = offset.min(text.len());
-    while !text.is_char_boundary(offset) {
-        offset -= 1;
-    }
-    let before = &text[..offset];
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    Location {
-        line: before.bytes().filter(|&b| b == b'\n').count() + 1,
-        column: before[line_start..].chars().count() + 1,
     }
 }
 
@@ -979,7 +965,7 @@ impl Validator {
             pending
                 .into_iter()
                 .map(|p| Problem {
-                    location: p.offset.map(|o| location(text, o)),
+                    location: p.offset.map(|o| Location::at(text, o)),
                     ..p.problem
                 })
                 .collect()
@@ -1295,7 +1281,7 @@ mod tests {
 
     #[test]
     fn location_counts_characters() {
-        assert_eq!(location("ab\ncé d", 8), Location { line: 2, column: 5 });
-        assert_eq!(location("", 0), Location { line: 1, column: 1 });
+        assert_eq!(Location::at("ab\ncé d", 8), Location { line: 2, column: 5 });
+        assert_eq!(Location::at("", 0), Location { line: 1, column: 1 });
     }
 }

@@ -42,6 +42,23 @@ pub struct Location {
     pub column: usize,
 }
 
+impl Location {
+    /// The 1-based line and column (in characters) of byte `offset` of
+    /// `text`; an offset inside a character counts as that character.
+    pub fn at(text: &str, offset: usize) -> Location {
+        let mut offset = offset.min(text.len());
+        while !text.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        let before = &text[..offset];
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        Location {
+            line: before.bytes().filter(|&b| b == b'\n').count() + 1,
+            column: before[line_start..].chars().count() + 1,
+        }
+    }
+}
+
 /// The kind of a descriptor problem; tests and callers match on it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ProblemKind {

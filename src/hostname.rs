@@ -467,20 +467,6 @@ struct RuleSpec {
     default_env: Option<toml::Spanned<String>>,
 }
 
-/// The 1-based line and column (in characters) of a byte offset.
-fn location(text: &str, offset: usize) -> Location {
-    let mut offset = offset.min(text.len());
-    while !text.is_char_boundary(offset) {
-        offset -= 1;
-    }
-    let before = &text[..offset];
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    Location {
-        line: before.matches('\n').count() + 1,
-        column: before[line_start..].chars().count() + 1,
-    }
-}
-
 impl Rules {
     /// The built-in rule and alias table. Compiled once; this is a cheap clone.
     pub fn builtin() -> Rules {
@@ -524,7 +510,7 @@ impl Rules {
         let path: Option<PathBuf> = path.map(Path::to_path_buf);
         let at = |mut e: RulesError, span: Option<Range<usize>>| {
             e.path.clone_from(&path);
-            e.location = span.map(|s| location(text, s.start));
+            e.location = span.map(|s| Location::at(text, s.start));
             e
         };
         let file: RulesFile = toml::from_str(text).map_err(|e| {
@@ -680,10 +666,10 @@ mod tests {
     #[test]
     fn location_counts_chars() {
         let t = "a = 1\nbé = 2\n";
-        assert_eq!(location(t, 0), Location { line: 1, column: 1 });
+        assert_eq!(Location::at(t, 0), Location { line: 1, column: 1 });
         let off = t.find('=').unwrap();
-        assert_eq!(location(t, off), Location { line: 1, column: 3 });
+        assert_eq!(Location::at(t, off), Location { line: 1, column: 3 });
         let off = t.rfind('=').unwrap();
-        assert_eq!(location(t, off), Location { line: 2, column: 4 });
+        assert_eq!(Location::at(t, off), Location { line: 2, column: 4 });
     }
 }

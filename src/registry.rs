@@ -276,7 +276,7 @@ pub fn parse_registry(text: &str, path: &Path) -> Result<Vec<HostRecord>, Regist
     use RegistryProblemKind as K;
 
     let mut problems = Vec::new();
-    let at = |span: std::ops::Range<usize>| Some(location(text, span.start));
+    let at = |span: std::ops::Range<usize>| Some(Location::at(text, span.start));
     let mut problem = |kind, loc, value: Option<&str>, message: String| {
         problems.push(RegistryProblem {
             kind,
@@ -289,7 +289,7 @@ pub fn parse_registry(text: &str, path: &Path) -> Result<Vec<HostRecord>, Regist
     let doc = match DeTable::parse(text) {
         Ok(doc) => doc,
         Err(e) => {
-            let loc = e.span().map(|s| location(text, s.start));
+            let loc = e.span().map(|s| Location::at(text, s.start));
             let mut msg = e.message().trim().to_string();
             if msg.is_empty() {
                 msg = "invalid TOML".into();
@@ -460,7 +460,7 @@ pub fn parse_registry(text: &str, path: &Path) -> Result<Vec<HostRecord>, Regist
         let record = match HostRecord::deserialize(ValueDeserializer::from(item.clone())) {
             Ok(r) => r,
             Err(e) => {
-                let loc = e.span().map(|s| location(text, s.start)).or(rec_loc);
+                let loc = e.span().map(|s| Location::at(text, s.start)).or(rec_loc);
                 problem(
                     K::InvalidRecord,
                     loc,
@@ -510,28 +510,6 @@ pub fn parse_registry(text: &str, path: &Path) -> Result<Vec<HostRecord>, Regist
             path: path.to_path_buf(),
             problems,
         })
-    }
-}
-
-/// 1-based line and column (in characters) of a byte offset.
-fn location(text: &str, offset: usize) -> Location {
-    let offset = offset.min(text.len());
-    let before = &text[..text.floor_char_boundary_compat(offset)];
-    let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    Location { line, column }
-}
-
-trait FloorCharBoundary {
-    fn floor_char_boundary_compat(&self, i: usize) -> usize;
-}
-
-impl FloorCharBoundary for str {
-    fn floor_char_boundary_compat(&self, mut i: usize) -> usize {
-        while i > 0 && !self.is_char_boundary(i) {
-            i -= 1;
-        }
-        i
     }
 }
 
@@ -856,9 +834,9 @@ mod tests {
     #[test]
     fn location_counts_lines_and_chars() {
         let text = "a\nbé c\nd";
-        assert_eq!(location(text, 0), Location { line: 1, column: 1 });
-        assert_eq!(location(text, 2), Location { line: 2, column: 1 });
-        assert_eq!(location(text, 5), Location { line: 2, column: 3 });
-        assert_eq!(location(text, 100), Location { line: 3, column: 2 });
+        assert_eq!(Location::at(text, 0), Location { line: 1, column: 1 });
+        assert_eq!(Location::at(text, 2), Location { line: 2, column: 1 });
+        assert_eq!(Location::at(text, 5), Location { line: 2, column: 3 });
+        assert_eq!(Location::at(text, 100), Location { line: 3, column: 2 });
     }
 }

@@ -30,32 +30,7 @@ pub enum Format {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Print this host's environment (exit 1 when it cannot be identified).
-    Inspect {
-        /// Read exactly this descriptor (missing = error) instead of the default locations.
-        #[arg(long, value_name = "PATH")]
-        descriptor: Option<PathBuf>,
-        /// Probe files below this directory instead of / (fake hosts).
-        #[arg(long, value_name = "DIR")]
-        root: Option<PathBuf>,
-        /// Hostname rules and aliases file.
-        #[arg(long, value_name = "FILE")]
-        rules: Option<PathBuf>,
-        /// Output format.
-        #[arg(long, value_enum, default_value_t = Format::Text)]
-        format: Format,
-        /// Show where each fact came from.
-        #[arg(long)]
-        explain: bool,
-        /// Include the app token in the output.
-        #[arg(long)]
-        show_secrets: bool,
-        /// Descriptor warnings (unknown keys, missing expected fields) are errors.
-        #[arg(long)]
-        strict: bool,
-        /// Ignore ENVID_* variables.
-        #[arg(long)]
-        no_env_vars: bool,
-    },
+    Inspect(InspectArgs),
     /// Validate a descriptor file; exit 1 listing every problem when invalid.
     Check {
         /// The descriptor (.toml or .json).
@@ -126,4 +101,33 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+}
+
+/// Arguments of `envid inspect`.
+#[derive(Debug, clap::Args)]
+pub struct InspectArgs {
+    /// Read exactly this descriptor (missing = error) instead of the default locations.
+    #[arg(long, value_name = "PATH")]
+    pub descriptor: Option<PathBuf>,
+    /// Probe files below this directory instead of / (fake hosts).
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Hostname rules and aliases file.
+    #[arg(long, value_name = "FILE")]
+    pub rules: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Show where each fact came from.
+    #[arg(long)]
+    pub explain: bool,
+    /// Include the app token in the output.
+    #[arg(long)]
+    pub show_secrets: bool,
+    /// Descriptor warnings (unknown keys, missing expected fields) are errors.
+    #[arg(long)]
+    pub strict: bool,
+    /// Ignore ENVID_* variables.
+    #[arg(long)]
+    pub no_env_vars: bool,
 }

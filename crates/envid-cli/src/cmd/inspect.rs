@@ -7,19 +7,8 @@ use envid::error::Unidentified;
 use envid::{Environment, Error, Field};
 use serde_json::json;
 
-use crate::cli::Format;
+use crate::cli::{Format, InspectArgs as Args};
 use crate::output;
-
-pub struct Args {
-    pub descriptor: Option<PathBuf>,
-    pub root: Option<PathBuf>,
-    pub rules: Option<PathBuf>,
-    pub format: Format,
-    pub explain: bool,
-    pub show_secrets: bool,
-    pub strict: bool,
-    pub no_env_vars: bool,
-}
 
 pub fn run(a: Args) -> Result<ExitCode, String> {
     let mut b = Environment::builder()

@@ -13,25 +13,7 @@ use crate::cli::{Cli, Command};
 /// Runs the parsed command. `Err` is printed as `envid: <message>` with exit 1.
 pub fn run(cli: Cli) -> Result<ExitCode, String> {
     match cli.command {
-        Command::Inspect {
-            descriptor,
-            root,
-            rules,
-            format,
-            explain,
-            show_secrets,
-            strict,
-            no_env_vars,
-        } => inspect::run(inspect::Args {
-            descriptor,
-            root,
-            rules,
-            format,
-            explain,
-            show_secrets,
-            strict,
-            no_env_vars,
-        }),
+        Command::Inspect(args) => inspect::run(args),
         Command::Check {
             file,
             strict,
