@@ -1,2 +1,34 @@
-//! envid's C ABI and JNI binding. STUB: being written.
+//! envid for other runtimes: a C ABI (header `include/envid.h`) and a JNI
+//! binding for the JVM (package `io.envid`, sources under `java/`), in one
+//! shared library, `libenvid_ffi`.
+//!
+//! Both sit on the same Rust code as the `envid` crate, so a Java service, a
+//! C program and a Rust crate on one host get the same answers.
+//!
+//! # C conventions
+//!
+//! * Every function returns an [`envid_result`]; `ENVID_OK` is 0.
+//! * No panic crosses the boundary: every entry point runs in
+//!   [`error::guard`], which turns a panic into `ENVID_PANIC`.
+//! * On failure, `envid_last_error()` returns the message, per thread; it is
+//!   valid until the next envid call on that thread.
+//! * Objects (`envid_environment`, `envid_load_options`, `envid_rules`,
+//!   `envid_lookup_options`, `envid_lookup_client`) have a
+//!   `*_free` that accepts NULL; owned strings are freed with
+//!   `envid_string_free`; borrowed strings live as long as their object.
+//! * Everything is thread-safe; objects are immutable once built (load
+//!   options excepted, which are not synchronized).
 #![warn(missing_docs)]
+#![allow(non_camel_case_types)] // C names (envid_environment, …) on purpose
+
+pub mod environment;
+pub mod error;
+/// cbindgen:ignore
+mod jni;
+pub mod lookup;
+pub mod rules;
+
+pub use environment::{envid_environment, envid_field, envid_load_options};
+pub use error::envid_result;
+pub use lookup::{envid_lookup_client, envid_lookup_options, envid_lookup_stats};
+pub use rules::envid_rules;

@@ -1,0 +1,1058 @@
+//! `envid_environment`: the process-wide environment, loading one with
+//! options, field getters and JSON.
+
+use std::ffi::{c_char, CString};
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use envid::Environment;
+
+use crate::error::{
+    envid_result, guard, guard_void, owned_c_string, path_arg, str_arg, write_out, Fail, FfiResult,
+};
+
+/// A field of the environment, for `envid_environment_field`. Every field
+/// is read as text: `ip` in its usual notation, `release.batch` in decimal,
+/// `env_type` and `platform` as their lower-case names.
+#[allow(non_camel_case_types)]
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum envid_field {
+    /// `app` (optional).
+    ENVID_FIELD_APP = 0,
+    /// `env` (always present).
+    ENVID_FIELD_ENV = 1,
+    /// `env_type`: `prod`, `beta`, `dev`, `test`, `local` or another name (always present).
+    ENVID_FIELD_ENV_TYPE = 2,
+    /// `sub_env` (optional).
+    ENVID_FIELD_SUB_ENV = 3,
+    /// `idc` (always present).
+    ENVID_FIELD_IDC = 4,
+    /// `platform`: `container`, `kvm`, `physical` or `unknown` (always present).
+    ENVID_FIELD_PLATFORM = 5,
+    /// `hostname` (optional).
+    ENVID_FIELD_HOSTNAME = 6,
+    /// `ip` (optional).
+    ENVID_FIELD_IP = 7,
+    /// `release.id` (optional).
+    ENVID_FIELD_RELEASE_ID = 8,
+    /// `release.version` (optional).
+    ENVID_FIELD_RELEASE_VERSION = 9,
+    /// `release.batch`, in decimal (optional).
+    ENVID_FIELD_RELEASE_BATCH = 10,
+    /// `release.deployed_at`, RFC 3339 as written (optional).
+    ENVID_FIELD_RELEASE_DEPLOYED_AT = 11,
+    /// `k8s.cluster` (optional).
+    ENVID_FIELD_K8S_CLUSTER = 12,
+    /// `k8s.namespace` (optional).
+    ENVID_FIELD_K8S_NAMESPACE = 13,
+    /// `k8s.pod` (optional).
+    ENVID_FIELD_K8S_POD = 14,
+    /// `k8s.node` (optional).
+    ENVID_FIELD_K8S_NODE = 15,
+    /// `k8s.workload` (optional).
+    ENVID_FIELD_K8S_WORKLOAD = 16,
+    /// `container.runtime`: `docker`, `podman`, `containerd`, `cri-o`, `kubernetes` (optional).
+    ENVID_FIELD_CONTAINER_RUNTIME = 17,
+    /// `container.id`, 64 hex characters (optional).
+    ENVID_FIELD_CONTAINER_ID = 18,
+    /// `virtualization`: the hypervisor when visible (optional).
+    ENVID_FIELD_VIRTUALIZATION = 19,
+}
+
+/// The number of fields in [`envid_field`].
+pub const ENVID_FIELD_COUNT: usize = 20;
+
+impl envid_field {
+    /// The field with this numeric value.
+    pub fn from_code(code: i32) -> Option<envid_field> {
+        use envid_field::*;
+        const ALL: [envid_field; ENVID_FIELD_COUNT] = [
+            ENVID_FIELD_APP,
+            ENVID_FIELD_ENV,
+            ENVID_FIELD_ENV_TYPE,
+            ENVID_FIELD_SUB_ENV,
+            ENVID_FIELD_IDC,
+            ENVID_FIELD_PLATFORM,
+            ENVID_FIELD_HOSTNAME,
+            ENVID_FIELD_IP,
+            ENVID_FIELD_RELEASE_ID,
+            ENVID_FIELD_RELEASE_VERSION,
+            ENVID_FIELD_RELEASE_BATCH,
+            ENVID_FIELD_RELEASE_DEPLOYED_AT,
+            ENVID_FIELD_K8S_CLUSTER,
+            ENVID_FIELD_K8S_NAMESPACE,
+            ENVID_FIELD_K8S_POD,
+            ENVID_FIELD_K8S_NODE,
+            ENVID_FIELD_K8S_WORKLOAD,
+            ENVID_FIELD_CONTAINER_RUNTIME,
+            ENVID_FIELD_CONTAINER_ID,
+            ENVID_FIELD_VIRTUALIZATION,
+        ];
+        usize::try_from(code).ok().and_then(|i| ALL.get(i).copied())
+    }
+
+    /// The field's dotted name, as in the JSON.
+    pub fn name(self) -> &'static str {
+        use envid_field::*;
+        match self {
+            ENVID_FIELD_APP => "app",
+            ENVID_FIELD_ENV => "env",
+            ENVID_FIELD_ENV_TYPE => "env_type",
+            ENVID_FIELD_SUB_ENV => "sub_env",
+            ENVID_FIELD_IDC => "idc",
+            ENVID_FIELD_PLATFORM => "platform",
+            ENVID_FIELD_HOSTNAME => "hostname",
+            ENVID_FIELD_IP => "ip",
+            ENVID_FIELD_RELEASE_ID => "release.id",
+            ENVID_FIELD_RELEASE_VERSION => "release.version",
+            ENVID_FIELD_RELEASE_BATCH => "release.batch",
+            ENVID_FIELD_RELEASE_DEPLOYED_AT => "release.deployed_at",
+            ENVID_FIELD_K8S_CLUSTER => "k8s.cluster",
+            ENVID_FIELD_K8S_NAMESPACE => "k8s.namespace",
+            ENVID_FIELD_K8S_POD => "k8s.pod",
+            ENVID_FIELD_K8S_NODE => "k8s.node",
+            ENVID_FIELD_K8S_WORKLOAD => "k8s.workload",
+            ENVID_FIELD_CONTAINER_RUNTIME => "container.runtime",
+            ENVID_FIELD_CONTAINER_ID => "container.id",
+            ENVID_FIELD_VIRTUALIZATION => "virtualization",
+        }
+    }
+}
+
+/// The text of one field, precomputed.
+#[derive(Debug)]
+enum Slot {
+    Absent,
+    Text(CString),
+    /// The value holds a NUL byte; only the JSON can carry it.
+    HasNul,
+}
+
+impl Slot {
+    fn text(&self, absent: impl FnOnce() -> Fail) -> FfiResult<&CString> {
+        match self {
+            Slot::Text(c) => Ok(c),
+            Slot::Absent | Slot::HasNul => Err(absent()),
+        }
+    }
+}
+
+/// One label, precomputed.
+#[derive(Debug)]
+struct Label {
+    key: String,
+    c_key: Slot,
+    value: Slot,
+}
+
+/// An identified environment, with every field precomputed as a C string.
+///
+/// Obtained from `envid_current` (borrowed, lives as long as the process) or
+/// `envid_load` (owned, freed with `envid_environment_free`). Immutable and
+/// safe to share between threads.
+pub struct envid_environment {
+    env: EnvRef,
+    fields: [Slot; ENVID_FIELD_COUNT],
+    /// Sorted by key.
+    labels: Vec<Label>,
+    release_batch: Option<u32>,
+    /// False for the process-wide environment, which must never be freed.
+    owned: bool,
+}
+
+#[derive(Debug)]
+enum EnvRef {
+    Static(&'static Environment),
+    Owned(Box<Environment>),
+}
+
+impl std::fmt::Debug for envid_environment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("envid_environment")
+            .field("env", &self.env)
+            .field("owned", &self.owned)
+            .finish_non_exhaustive()
+    }
+}
+
+fn slot(v: Option<&str>) -> Slot {
+    match v {
+        None => Slot::Absent,
+        Some(s) => match CString::new(s) {
+            Ok(c) => Slot::Text(c),
+            Err(_) => Slot::HasNul,
+        },
+    }
+}
+
+impl envid_environment {
+    fn new(env: EnvRef, owned: bool) -> envid_environment {
+        use envid_field::*;
+        let e: &Environment = match &env {
+            EnvRef::Static(e) => e,
+            EnvRef::Owned(e) => e,
+        };
+        let mut fields: [Slot; ENVID_FIELD_COUNT] = std::array::from_fn(|_| Slot::Absent);
+        let release = e.release();
+        let k8s = e.k8s();
+        let container = e.container();
+        let ip = e.ip().map(|ip| ip.to_string());
+        let batch = release.and_then(|r| r.batch).map(|b| b.to_string());
+        let values: [(envid_field, Option<&str>); ENVID_FIELD_COUNT] = [
+            (ENVID_FIELD_APP, e.app()),
+            (ENVID_FIELD_ENV, Some(e.env())),
+            (ENVID_FIELD_ENV_TYPE, Some(e.env_type().as_str())),
+            (ENVID_FIELD_SUB_ENV, e.sub_env()),
+            (ENVID_FIELD_IDC, Some(e.idc())),
+            (ENVID_FIELD_PLATFORM, Some(e.platform().as_str())),
+            (ENVID_FIELD_HOSTNAME, e.hostname()),
+            (ENVID_FIELD_IP, ip.as_deref()),
+            (
+                ENVID_FIELD_RELEASE_ID,
+                release.and_then(|r| r.id.as_deref()),
+            ),
+            (
+                ENVID_FIELD_RELEASE_VERSION,
+                release.and_then(|r| r.version.as_deref()),
+            ),
+            (ENVID_FIELD_RELEASE_BATCH, batch.as_deref()),
+            (
+                ENVID_FIELD_RELEASE_DEPLOYED_AT,
+                release.and_then(|r| r.deployed_at.as_deref()),
+            ),
+            (
+                ENVID_FIELD_K8S_CLUSTER,
+                k8s.and_then(|k| k.cluster.as_deref()),
+            ),
+            (
+                ENVID_FIELD_K8S_NAMESPACE,
+                k8s.and_then(|k| k.namespace.as_deref()),
+            ),
+            (ENVID_FIELD_K8S_POD, k8s.and_then(|k| k.pod.as_deref())),
+            (ENVID_FIELD_K8S_NODE, k8s.and_then(|k| k.node.as_deref())),
+            (
+                ENVID_FIELD_K8S_WORKLOAD,
+                k8s.and_then(|k| k.workload.as_deref()),
+            ),
+            (
+                ENVID_FIELD_CONTAINER_RUNTIME,
+                container
+                    .and_then(|c| c.runtime.as_ref())
+                    .map(|r| r.as_str()),
+            ),
+            (
+                ENVID_FIELD_CONTAINER_ID,
+                container.and_then(|c| c.id.as_deref()),
+            ),
+            (ENVID_FIELD_VIRTUALIZATION, e.virtualization()),
+        ];
+        for (f, v) in values {
+            fields[f as usize] = slot(v);
+        }
+        // BTreeMap iteration is in key order, so the Vec is sorted.
+        let labels = e
+            .labels()
+            .iter()
+            .map(|(k, v)| Label {
+                key: k.clone(),
+                c_key: slot(Some(k)),
+                value: slot(Some(v)),
+            })
+            .collect();
+        let release_batch = release.and_then(|r| r.batch);
+        envid_environment {
+            env,
+            fields,
+            labels,
+            release_batch,
+            owned,
+        }
+    }
+
+    /// The library's environment behind this object.
+    pub fn environment(&self) -> &Environment {
+        match &self.env {
+            EnvRef::Static(e) => e,
+            EnvRef::Owned(e) => e,
+        }
+    }
+
+    /// One field as a borrowed C string.
+    #[inline]
+    pub fn field(&self, f: envid_field) -> FfiResult<&CString> {
+        match &self.fields[f as usize] {
+            Slot::Text(c) => Ok(c),
+            Slot::Absent => Err(Fail::not_found(format!("{} has no value", f.name()))),
+            Slot::HasNul => Err(nul_fail(f.name())),
+        }
+    }
+
+    /// One label as a borrowed C string.
+    pub fn label(&self, key: &str) -> FfiResult<&CString> {
+        match self.labels.binary_search_by(|l| l.key.as_str().cmp(key)) {
+            Ok(i) => match &self.labels[i].value {
+                Slot::Text(c) => Ok(c),
+                _ => Err(nul_fail(&format!("label {key:?}"))),
+            },
+            Err(_) => Err(Fail::not_found(format!("no label {key:?}"))),
+        }
+    }
+
+    /// The labels, in key order.
+    pub fn labels(&self) -> &envid::model::Labels {
+        self.environment().labels()
+    }
+
+    /// The environment as JSON (the library's `report`).
+    pub fn to_json(&self, secrets: bool, explain: bool) -> FfiResult<String> {
+        serde_json::to_string(&self.environment().report(secrets, explain))
+            .map_err(|e| Fail::new(envid_result::ENVID_INTERNAL, format!("JSON: {e}")))
+    }
+
+    /// Whether this object may be freed (false for the process-wide one).
+    pub fn is_owned(&self) -> bool {
+        self.owned
+    }
+}
+
+fn nul_fail(what: &str) -> Fail {
+    Fail::invalid(format!(
+        "{what} holds a NUL byte and cannot be returned as a C string; read it from the JSON"
+    ))
+}
+
+static CURRENT: OnceLock<envid_environment> = OnceLock::new();
+
+/// The process-wide environment object (loads it on first use; a failed
+/// load is not cached).
+pub fn current() -> FfiResult<&'static envid_environment> {
+    if let Some(c) = CURRENT.get() {
+        return Ok(c);
+    }
+    let env = envid::current()?;
+    // Two threads may race here; both build the same view, one is kept.
+    Ok(CURRENT.get_or_init(|| envid_environment::new(EnvRef::Static(env), false)))
+}
+
+/// Options for `envid_load`. Create with `envid_load_options_new`, free with
+/// `envid_load_options_free`. Not synchronized: do not set options from two
+/// threads at once (reading it from many `envid_load` calls at once is fine).
+#[derive(Clone, Debug)]
+pub struct envid_load_options {
+    descriptor: Option<PathBuf>,
+    root: Option<PathBuf>,
+    rules_file: Option<PathBuf>,
+    strict: bool,
+    env_vars: bool,
+}
+
+impl Default for envid_load_options {
+    fn default() -> Self {
+        envid_load_options {
+            descriptor: None,
+            root: None,
+            rules_file: None,
+            strict: false,
+            env_vars: true,
+        }
+    }
+}
+
+impl envid_load_options {
+    /// Options from plain values (used by the JNI binding).
+    pub fn from_parts(
+        descriptor: Option<PathBuf>,
+        root: Option<PathBuf>,
+        rules_file: Option<PathBuf>,
+        strict: bool,
+        env_vars: bool,
+    ) -> envid_load_options {
+        envid_load_options {
+            descriptor,
+            root,
+            rules_file,
+            strict,
+            env_vars,
+        }
+    }
+
+    /// Loads a fresh environment with these options.
+    pub fn load(&self) -> FfiResult<envid_environment> {
+        let mut b = Environment::builder()
+            .strict(self.strict)
+            .env_vars(self.env_vars);
+        if let Some(p) = &self.descriptor {
+            b = b.descriptor(p);
+        }
+        if let Some(p) = &self.root {
+            b = b.root(p);
+        }
+        if let Some(p) = &self.rules_file {
+            b = b.rules_file(p);
+        }
+        let env = b.load()?;
+        Ok(envid_environment::new(EnvRef::Owned(Box::new(env)), true))
+    }
+}
+
+/// Borrows an environment argument.
+///
+/// # Safety
+/// `p` must be NULL or a live `envid_environment`.
+#[inline]
+pub unsafe fn env_arg<'a>(p: *const envid_environment) -> FfiResult<&'a envid_environment> {
+    // SAFETY: by contract `p` is NULL or points to a live object.
+    unsafe { p.as_ref() }.ok_or_else(|| Fail::null("env"))
+}
+
+/// Gets the process-wide environment: loaded once with the default settings
+/// (the process environment variables, `ENVID_DESCRIPTOR` or the default
+/// descriptor paths, the built-in hostname rules) and then cached.
+///
+/// Ownership: `*out` is borrowed and valid until the process exits; never
+/// free it (`envid_environment_free` ignores it). A failed load is not
+/// cached: the next call tries again, so a process that starts before its
+/// descriptor is written recovers once it is.
+///
+/// # Safety
+/// `out` must be NULL or valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn envid_current(out: *mut *const envid_environment) -> envid_result {
+    guard(|| {
+        if out.is_null() {
+            return Err(Fail::null("out"));
+        }
+        let c = current()?;
+        // SAFETY: checked non-null above; writable by contract.
+        unsafe { write_out(out, c as *const envid_environment, "out") }
+    })
+}
+
+/// Creates load options with the defaults: default descriptor paths (or
+/// `ENVID_DESCRIPTOR`), root `/`, built-in rules, not strict, `ENVID_*`
+/// variables read.
+///
+/// Ownership: `*out` is owned by the caller; free it with
+/// `envid_load_options_free`.
+///
+/// # Safety
+/// `out` must be NULL or valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn envid_load_options_new(out: *mut *mut envid_load_options) -> envid_result {
+    guard(|| {
+        if out.is_null() {
+            return Err(Fail::null("out"));
+        }
+        let p = Box::into_raw(Box::<envid_load_options>::default());
+        // SAFETY: checked non-null above; writable by contract.
+        unsafe { write_out(out, p, "out") }
+    })
+}
+
+/// Frees load options. NULL is a no-op.
+///
+/// # Safety
+/// `opts` must be NULL or from `envid_load_options_new`, not yet freed.
+#[no_mangle]
+pub unsafe extern "C" fn envid_load_options_free(opts: *mut envid_load_options) {
+    guard_void(|| {
+        if !opts.is_null() {
+            // SAFETY: by contract it came from Box::into_raw in envid_load_options_new.
+            drop(unsafe { Box::from_raw(opts) });
+        }
+    })
+}
+
+/// Helper for the option setters.
+unsafe fn set_option(
+    opts: *mut envid_load_options,
+    f: impl FnOnce(&mut envid_load_options) -> FfiResult,
+) -> envid_result {
+    guard(|| {
+        // SAFETY: by contract NULL or a live, unshared options object.
+        let o = unsafe { opts.as_mut() }.ok_or_else(|| Fail::null("opts"))?;
+        f(o)
+    })
+}
+
+/// Reads exactly this descriptor file (a missing file is then an error,
+/// `ENVID_IO`). NULL restores the default location policy. The string is
+/// copied.
+///
+/// # Safety
+/// `opts` NULL or live; `path` NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn envid_load_options_set_descriptor(
+    opts: *mut envid_load_options,
+    path: *const c_char,
+) -> envid_result {
+    // SAFETY: forwarded contracts.
+    unsafe {
+        set_option(opts, |o| {
+            o.descriptor = path_arg(path, "path")?;
+            Ok(())
+        })
+    }
+}
+
+/// Probes files below `dir` instead of `/` (fake hosts in tests); the
+/// default descriptor paths are looked up below it too. NULL restores `/`.
+/// The string is copied.
+///
+/// # Safety
+/// `opts` NULL or live; `dir` NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn envid_load_options_set_root(
+    opts: *mut envid_load_options,
+    dir: *const c_char,
+) -> envid_result {
+    // SAFETY: forwarded contracts.
+    unsafe {
+        set_option(opts, |o| {
+            o.root = path_arg(dir, "dir")?;
+            Ok(())
+        })
+    }
+}
+
+/// Loads hostname rules and aliases from this TOML file. NULL restores the
+/// built-in rules. The string is copied.
+///
+/// # Safety
+/// `opts` NULL or live; `path` NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn envid_load_options_set_rules_file(
+    opts: *mut envid_load_options,
+    path: *const c_char,
+) -> envid_result {
+    // SAFETY: forwarded contracts.
+    unsafe {
+        set_option(opts, |o| {
+            o.rules_file = path_arg(path, "path")?;
+            Ok(())
+        })
+    }
+}
+
+/// Strict mode: descriptor warnings (unknown keys, …) become errors.
+///
+/// # Safety
+/// `opts` NULL or live.
+#[no_mangle]
+pub unsafe extern "C" fn envid_load_options_set_strict(
+    opts: *mut envid_load_options,
+    strict: bool,
+) -> envid_result {
+    // SAFETY: forwarded contract.
+    unsafe {
+        set_option(opts, |o| {
+            o.strict = strict;
+            Ok(())
+        })
+    }
+}
+
+/// Whether `ENVID_*` variables (including `ENVID_DESCRIPTOR`) are read; on by default.
+///
+/// # Safety
+/// `opts` NULL or live.
+#[no_mangle]
+pub unsafe extern "C" fn envid_load_options_set_env_vars(
+    opts: *mut envid_load_options,
+    on: bool,
+) -> envid_result {
+    // SAFETY: forwarded contract.
+    unsafe {
+        set_option(opts, |o| {
+            o.env_vars = on;
+            Ok(())
+        })
+    }
+}
+
+/// Loads a fresh environment (not cached; probes run now). `opts` may be
+/// NULL for the defaults; it is only read and may be freed afterwards.
+///
+/// Errors: `ENVID_IO` (descriptor or rules file unreadable or missing),
+/// `ENVID_DESCRIPTOR`, `ENVID_RULES`, `ENVID_INVALID_VALUE`,
+/// `ENVID_UNIDENTIFIED`; the message says which file, line and column.
+///
+/// Ownership: `*out` is owned by the caller; free it with
+/// `envid_environment_free`. Strings borrowed from it live as long as it.
+///
+/// # Safety
+/// `opts` NULL or live; `out` NULL or valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn envid_load(
+    opts: *const envid_load_options,
+    out: *mut *mut envid_environment,
+) -> envid_result {
+    guard(|| {
+        if out.is_null() {
+            return Err(Fail::null("out"));
+        }
+        // SAFETY: NULL or a live options object by contract.
+        let env = match unsafe { opts.as_ref() } {
+            Some(o) => o.load()?,
+            None => envid_load_options::default().load()?,
+        };
+        let p = Box::into_raw(Box::new(env));
+        // SAFETY: checked non-null above; writable by contract.
+        unsafe { write_out(out, p, "out") }
+    })
+}
+
+/// Frees an environment from `envid_load`. NULL and the process-wide
+/// environment (from `envid_current`) are ignored. Strings borrowed from it
+/// become invalid.
+///
+/// # Safety
+/// `env` must be NULL, the process-wide environment, or from `envid_load`
+/// and not yet freed; no other thread may still use it.
+#[no_mangle]
+pub unsafe extern "C" fn envid_environment_free(env: *const envid_environment) {
+    guard_void(|| {
+        // SAFETY: NULL or live by contract.
+        let Some(e) = (unsafe { env.as_ref() }) else {
+            return;
+        };
+        if e.owned {
+            // SAFETY: owned objects come from Box::into_raw in envid_load.
+            drop(unsafe { Box::from_raw(env.cast_mut()) });
+        }
+    })
+}
+
+/// Reads one field as a borrowed, NUL-terminated UTF-8 string.
+///
+/// Returns `ENVID_NOT_FOUND` (and writes NULL) when the field has no value,
+/// `ENVID_INVALID_INPUT` for a `field` that is not an `envid_field` or a
+/// value that holds a NUL byte.
+///
+/// Ownership: `*out` is borrowed from `env` and valid as long as `env` (for
+/// the process-wide environment: for the life of the process). Do not free it.
+///
+/// # Safety
+/// `env` NULL or live; `out` NULL or valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn envid_environment_field(
+    env: *const envid_environment,
+    field: std::ffi::c_int,
+    out: *mut *const c_char,
+) -> envid_result {
+    guard(|| {
+        let f = envid_field::from_code(field)
+            .ok_or_else(|| Fail::invalid(format!("{field} is not an envid_field")))?;
+        // SAFETY: forwarded contracts.
+        unsafe { get_field(env, f, out) }
+    })
+}
+
+/// The body of every field getter.
+#[inline]
+unsafe fn get_field(
+    env: *const envid_environment,
+    f: envid_field,
+    out: *mut *const c_char,
+) -> FfiResult {
+    if out.is_null() {
+        return Err(Fail::null("out"));
+    }
+    // SAFETY: NULL or live by contract.
+    let e = unsafe { env_arg(env) }?;
+    let value = e.field(f);
+    let p = value.as_ref().map_or(std::ptr::null(), |c| c.as_ptr());
+    // SAFETY: checked non-null above; writable by contract.
+    unsafe { out.write(p) };
+    value.map(|_| ())
+}
+
+// Written out (not generated by a macro) so that cbindgen sees them.
+/// The application code (`flight_order`); optional.
+///
+/// Ownership: `*out` is borrowed from `env`, valid as long as `env`; never
+/// free it. `ENVID_NOT_FOUND` (and `*out = NULL`) when absent.
+///
+/// # Safety
+/// `env` NULL or live; `out` NULL or valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn envid_environment_app(
+    env: *const envid_environment,
+    out: *mut *const c_char,
+) -> envid_result {
+    // SAFETY: forwarded contracts.
+    guard(|| unsafe { get_field(env, envid_field::ENVID_FIELD_APP, out) })
+}
+
+/// The environment name (`prod`, `beta`, `betanoah`); always present.
+///
+/// Ownership: `*out` is borrowed from `env`, valid as long as `env`; never
+/// free it. `ENVID_NOT_FOUND` (and `*out = NULL`) when absent.
+///
+/// # Safety
+/// `env` NULL or live; `out` NULL or valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn envid_environment_env(
+    env: *const envid_environment,
+    out: *mut *const c_char,
+) -> envid_result {
+    // SAFETY: forwarded contracts.
+    guard(|| unsafe { get_field(env, envid_field::ENVID_FIELD_ENV, out) })
+}
+
+/// The class of `env`: `prod`, `beta`, `dev`, `test`, `local`, or the
+/// lower-case name when the alias table does not know it; always present.
+///
+/// Ownership: `*out` is borrowed from `env`, valid as long as `env`; never
+/// free it. `ENVID_NOT_FOUND` (and `*out = NULL`) when absent.
+///
+/// # Safety
+/// `env` NULL or live; `out` NULL or valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn envid_environment_env_type(
+    env: *const envid_environment,
+    out: *mut *const c_char,
+) -> envid_result {
+    // SAFETY: forwarded contracts.
+    guard(|| unsafe { get_field(env, envid_field::ENVID_FIELD_ENV_TYPE, out) })
+}
+
+/// The sub environment / build group (`noahauto-2`); optional.
+///
+/// Ownership: `*out` is borrowed from `env`, valid as long as `env`; never
+/// free it. `ENVID_NOT_FOUND` (and `*out = NULL`) when absent.
+///
+/// # Safety
+/// `env` NULL or live; `out` NULL or valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn envid_environment_sub_env(
+    env: *const envid_environment,
+    out: *mut *const c_char,
+) -> envid_result {
+    // SAFETY: forwarded contracts.
+    guard(|| unsafe { get_field(env, envid_field::ENVID_FIELD_SUB_ENV, out) })
+}
+
+/// The data center (`cn0`); always present.
+///
+/// Ownership: `*out` is borrowed from `env`, valid as long as `env`; never
+/// free it. `ENVID_NOT_FOUND` (and `*out = NULL`) when absent.
+///
+/// # Safety
+/// `env` NULL or live; `out` NULL or valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn envid_environment_idc(
+    env: *const envid_environment,
+    out: *mut *const c_char,
+) -> envid_result {
+    // SAFETY: forwarded contracts.
+    guard(|| unsafe { get_field(env, envid_field::ENVID_FIELD_IDC, out) })
+}
+
+/// The host kind: `container`, `kvm`, `physical` or `unknown`; always present.
+///
+/// Ownership: `*out` is borrowed from `env`, valid as long as `env`; never
+/// free it. `ENVID_NOT_FOUND` (and `*out = NULL`) when absent.
+///
+/// # Safety
+/// `env` NULL or live; `out` NULL or valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn envid_environment_platform(
+    env: *const envid_environment,
+    out: *mut *const c_char,
+) -> envid_result {
+    // SAFETY: forwarded contracts.
+    guard(|| unsafe { get_field(env, envid_field::ENVID_FIELD_PLATFORM, out) })
+}
+
+/// This host's name; optional.
+///
+/// Ownership: `*out` is borrowed from `env`, valid as long as `env`; never
+/// free it. `ENVID_NOT_FOUND` (and `*out = NULL`) when absent.
+///
+/// # Safety
+/// `env` NULL or live; `out` NULL or valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn envid_environment_hostname(
+    env: *const envid_environment,
+    out: *mut *const c_char,
+) -> envid_result {
+    // SAFETY: forwarded contracts.
+    guard(|| unsafe { get_field(env, envid_field::ENVID_FIELD_HOSTNAME, out) })
+}
+
+/// The primary IP address, as text (`10.1.2.3`, `fe80::1`); optional.
+///
+/// Ownership: `*out` is borrowed from `env`, valid as long as `env`; never
+/// free it. `ENVID_NOT_FOUND` (and `*out = NULL`) when absent.
+///
+/// # Safety
+/// `env` NULL or live; `out` NULL or valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn envid_environment_ip(
+    env: *const envid_environment,
+    out: *mut *const c_char,
+) -> envid_result {
+    // SAFETY: forwarded contracts.
+    guard(|| unsafe { get_field(env, envid_field::ENVID_FIELD_IP, out) })
+}
+
+/// The release id (`r-20261122-0042`); optional.
+///
+/// Ownership: `*out` is borrowed from `env`, valid as long as `env`; never
+/// free it. `ENVID_NOT_FOUND` (and `*out = NULL`) when absent.
+///
+/// # Safety
+/// `env` NULL or live; `out` NULL or valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn envid_environment_release_id(
+    env: *const envid_environment,
+    out: *mut *const c_char,
+) -> envid_result {
+    // SAFETY: forwarded contracts.
+    guard(|| unsafe { get_field(env, envid_field::ENVID_FIELD_RELEASE_ID, out) })
+}
+
+/// The application version of the release (`2.14.0`); optional.
+///
+/// Ownership: `*out` is borrowed from `env`, valid as long as `env`; never
+/// free it. `ENVID_NOT_FOUND` (and `*out = NULL`) when absent.
+///
+/// # Safety
+/// `env` NULL or live; `out` NULL or valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn envid_environment_release_version(
+    env: *const envid_environment,
+    out: *mut *const c_char,
+) -> envid_result {
+    // SAFETY: forwarded contracts.
+    guard(|| unsafe { get_field(env, envid_field::ENVID_FIELD_RELEASE_VERSION, out) })
+}
+
+/// The deployment time, RFC 3339 as written; optional.
+///
+/// Ownership: `*out` is borrowed from `env`, valid as long as `env`; never
+/// free it. `ENVID_NOT_FOUND` (and `*out = NULL`) when absent.
+///
+/// # Safety
+/// `env` NULL or live; `out` NULL or valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn envid_environment_release_deployed_at(
+    env: *const envid_environment,
+    out: *mut *const c_char,
+) -> envid_result {
+    // SAFETY: forwarded contracts.
+    guard(|| unsafe { get_field(env, envid_field::ENVID_FIELD_RELEASE_DEPLOYED_AT, out) })
+}
+
+/// The Kubernetes cluster; optional.
+///
+/// Ownership: `*out` is borrowed from `env`, valid as long as `env`; never
+/// free it. `ENVID_NOT_FOUND` (and `*out = NULL`) when absent.
+///
+/// # Safety
+/// `env` NULL or live; `out` NULL or valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn envid_environment_k8s_cluster(
+    env: *const envid_environment,
+    out: *mut *const c_char,
+) -> envid_result {
+    // SAFETY: forwarded contracts.
+    guard(|| unsafe { get_field(env, envid_field::ENVID_FIELD_K8S_CLUSTER, out) })
+}
+
+/// The Kubernetes namespace; optional.
+///
+/// Ownership: `*out` is borrowed from `env`, valid as long as `env`; never
+/// free it. `ENVID_NOT_FOUND` (and `*out = NULL`) when absent.
+///
+/// # Safety
+/// `env` NULL or live; `out` NULL or valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn envid_environment_k8s_namespace(
+    env: *const envid_environment,
+    out: *mut *const c_char,
+) -> envid_result {
+    // SAFETY: forwarded contracts.
+    guard(|| unsafe { get_field(env, envid_field::ENVID_FIELD_K8S_NAMESPACE, out) })
+}
+
+/// The pod name; optional.
+///
+/// Ownership: `*out` is borrowed from `env`, valid as long as `env`; never
+/// free it. `ENVID_NOT_FOUND` (and `*out = NULL`) when absent.
+///
+/// # Safety
+/// `env` NULL or live; `out` NULL or valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn envid_environment_k8s_pod(
+    env: *const envid_environment,
+    out: *mut *const c_char,
+) -> envid_result {
+    // SAFETY: forwarded contracts.
+    guard(|| unsafe { get_field(env, envid_field::ENVID_FIELD_K8S_POD, out) })
+}
+
+/// The node name; optional.
+///
+/// Ownership: `*out` is borrowed from `env`, valid as long as `env`; never
+/// free it. `ENVID_NOT_FOUND` (and `*out = NULL`) when absent.
+///
+/// # Safety
+/// `env` NULL or live; `out` NULL or valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn envid_environment_k8s_node(
+    env: *const envid_environment,
+    out: *mut *const c_char,
+) -> envid_result {
+    // SAFETY: forwarded contracts.
+    guard(|| unsafe { get_field(env, envid_field::ENVID_FIELD_K8S_NODE, out) })
+}
+
+/// The workload (deployment, statefulset) name; optional.
+///
+/// Ownership: `*out` is borrowed from `env`, valid as long as `env`; never
+/// free it. `ENVID_NOT_FOUND` (and `*out = NULL`) when absent.
+///
+/// # Safety
+/// `env` NULL or live; `out` NULL or valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn envid_environment_k8s_workload(
+    env: *const envid_environment,
+    out: *mut *const c_char,
+) -> envid_result {
+    // SAFETY: forwarded contracts.
+    guard(|| unsafe { get_field(env, envid_field::ENVID_FIELD_K8S_WORKLOAD, out) })
+}
+
+/// The release's rollout batch; `ENVID_NOT_FOUND` when absent (`*out` untouched).
+///
+/// # Safety
+/// `env` NULL or live; `out` NULL or valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn envid_environment_release_batch(
+    env: *const envid_environment,
+    out: *mut u32,
+) -> envid_result {
+    guard(|| {
+        if out.is_null() {
+            return Err(Fail::null("out"));
+        }
+        // SAFETY: NULL or live by contract.
+        let e = unsafe { env_arg(env) }?;
+        let b = e
+            .release_batch
+            .ok_or_else(|| Fail::not_found("release.batch has no value"))?;
+        // SAFETY: checked non-null; writable by contract.
+        unsafe { write_out(out, b, "out") }
+    })
+}
+
+/// One label by key, as a borrowed string; `ENVID_NOT_FOUND` (and
+/// `*out = NULL`) when there is no such label.
+///
+/// Ownership: `*out` is borrowed from `env`, valid as long as `env`.
+///
+/// # Safety
+/// `env` NULL or live; `key` NULL or NUL-terminated; `out` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn envid_environment_label(
+    env: *const envid_environment,
+    key: *const c_char,
+    out: *mut *const c_char,
+) -> envid_result {
+    guard(|| {
+        if out.is_null() {
+            return Err(Fail::null("out"));
+        }
+        // SAFETY: NULL or live by contract.
+        let e = unsafe { env_arg(env) }?;
+        // SAFETY: NULL or NUL-terminated by contract.
+        let key = unsafe { str_arg(key, "key") }?;
+        let value = e.label(key);
+        let p = value.as_ref().map_or(std::ptr::null(), |c| c.as_ptr());
+        // SAFETY: checked non-null; writable by contract.
+        unsafe { out.write(p) };
+        value.map(|_| ())
+    })
+}
+
+/// The number of labels.
+///
+/// # Safety
+/// `env` NULL or live; `out` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn envid_environment_label_count(
+    env: *const envid_environment,
+    out: *mut usize,
+) -> envid_result {
+    guard(|| {
+        // SAFETY: NULL or live by contract.
+        let e = unsafe { env_arg(env) }?;
+        // SAFETY: NULL or writable by contract.
+        unsafe { write_out(out, e.labels.len(), "out") }
+    })
+}
+
+/// The label at `index` (in key order, `0 <= index < count`): its key and
+/// value as borrowed strings, valid as long as `env`. `ENVID_NOT_FOUND` when
+/// `index` is out of range.
+///
+/// # Safety
+/// `env` NULL or live; `key_out`, `value_out` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn envid_environment_label_at(
+    env: *const envid_environment,
+    index: usize,
+    key_out: *mut *const c_char,
+    value_out: *mut *const c_char,
+) -> envid_result {
+    guard(|| {
+        if key_out.is_null() || value_out.is_null() {
+            return Err(Fail::null("key_out and value_out"));
+        }
+        // SAFETY: NULL or live by contract.
+        let e = unsafe { env_arg(env) }?;
+        let l = e
+            .labels
+            .get(index)
+            .ok_or_else(|| Fail::not_found(format!("no label at index {index}")))?;
+        let key = l.c_key.text(|| nul_fail("a label key"))?;
+        let v = l.value.text(|| nul_fail(&format!("label {:?}", l.key)))?;
+        // SAFETY: both checked non-null; writable by contract.
+        unsafe {
+            key_out.write(key.as_ptr());
+            value_out.write(v.as_ptr());
+        }
+        Ok(())
+    })
+}
+
+/// The environment as a JSON object: the fields of the model (see the
+/// README), `token` only when `secrets`, and a `sources` map (where each
+/// field came from) when `explain`. Same text as the Rust library's
+/// `Environment::report(secrets, explain)` serialized with serde_json.
+///
+/// Ownership: `*out` is owned by the caller; free it with `envid_string_free`.
+///
+/// # Safety
+/// `env` NULL or live; `out` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn envid_environment_to_json(
+    env: *const envid_environment,
+    secrets: bool,
+    explain: bool,
+    out: *mut *mut c_char,
+) -> envid_result {
+    guard(|| {
+        if out.is_null() {
+            return Err(Fail::null("out"));
+        }
+        // SAFETY: NULL or live by contract.
+        let e = unsafe { env_arg(env) }?;
+        let s = owned_c_string(e.to_json(secrets, explain)?)?;
+        // SAFETY: checked non-null; writable by contract.
+        unsafe { write_out(out, s, "out") }
+    })
+}

@@ -1,0 +1,458 @@
+//! Result codes, the per-thread last error, and the one guard every exported
+//! function runs its body in (no panic ever crosses the boundary).
+
+use std::any::Any;
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::ffi::{c_char, CStr, CString};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+/// The result of every envid function. `ENVID_OK` is 0; anything else is a
+/// failure whose message `envid_last_error` returns on the same thread.
+#[allow(non_camel_case_types)]
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum envid_result {
+    /// Success.
+    ENVID_OK = 0,
+    /// A required pointer argument was NULL.
+    ENVID_NULL_PARAMETER = 1,
+    /// An argument is malformed: not UTF-8, not an IP address, out of range,
+    /// or a value holds a NUL byte and cannot be returned as a C string.
+    ENVID_INVALID_INPUT = 2,
+    /// The asked-for value is absent: an optional field without a value, an
+    /// unknown label, a hostname no rule matches, an IP the service does not know.
+    ENVID_NOT_FOUND = 3,
+    /// The caller's buffer is too small; the needed size was reported.
+    ENVID_BUFFER_TOO_SMALL = 4,
+    /// A file (descriptor, rules file) could not be read: missing, not a
+    /// regular file, permission denied.
+    ENVID_IO = 5,
+    /// The descriptor file is invalid (syntax, schema, field types or values,
+    /// size, unknown keys in strict mode).
+    ENVID_DESCRIPTOR = 6,
+    /// The hostname rules file is invalid.
+    ENVID_RULES = 7,
+    /// An `ENVID_*` variable or a `POD_IP` holds a value of the wrong form.
+    ENVID_INVALID_VALUE = 8,
+    /// `env` or `idc` is unknown after every source was tried; the message
+    /// lists every source and why each gave nothing.
+    ENVID_UNIDENTIFIED = 9,
+    /// An IP lookup failed (service unreachable, error status, circuit open).
+    ENVID_LOOKUP_FAILED = 10,
+    /// envid panicked; the panic was caught. A bug: please report the message.
+    ENVID_PANIC = 11,
+    /// An internal failure of the binding itself (for example a JNI call failed).
+    ENVID_INTERNAL = 12,
+}
+
+impl envid_result {
+    /// Every code, in numeric order.
+    pub const ALL: [envid_result; 13] = {
+        use envid_result::*;
+        [
+            ENVID_OK,
+            ENVID_NULL_PARAMETER,
+            ENVID_INVALID_INPUT,
+            ENVID_NOT_FOUND,
+            ENVID_BUFFER_TOO_SMALL,
+            ENVID_IO,
+            ENVID_DESCRIPTOR,
+            ENVID_RULES,
+            ENVID_INVALID_VALUE,
+            ENVID_UNIDENTIFIED,
+            ENVID_LOOKUP_FAILED,
+            ENVID_PANIC,
+            ENVID_INTERNAL,
+        ]
+    };
+
+    /// The code with this numeric value.
+    pub fn from_code(code: i32) -> Option<envid_result> {
+        usize::try_from(code)
+            .ok()
+            .and_then(|i| Self::ALL.get(i).copied())
+    }
+
+    /// The constant's name, e.g. `"ENVID_NOT_FOUND"`.
+    pub fn name(self) -> &'static CStr {
+        use envid_result::*;
+        match self {
+            ENVID_OK => c"ENVID_OK",
+            ENVID_NULL_PARAMETER => c"ENVID_NULL_PARAMETER",
+            ENVID_INVALID_INPUT => c"ENVID_INVALID_INPUT",
+            ENVID_NOT_FOUND => c"ENVID_NOT_FOUND",
+            ENVID_BUFFER_TOO_SMALL => c"ENVID_BUFFER_TOO_SMALL",
+            ENVID_IO => c"ENVID_IO",
+            ENVID_DESCRIPTOR => c"ENVID_DESCRIPTOR",
+            ENVID_RULES => c"ENVID_RULES",
+            ENVID_INVALID_VALUE => c"ENVID_INVALID_VALUE",
+            ENVID_UNIDENTIFIED => c"ENVID_UNIDENTIFIED",
+            ENVID_LOOKUP_FAILED => c"ENVID_LOOKUP_FAILED",
+            ENVID_PANIC => c"ENVID_PANIC",
+            ENVID_INTERNAL => c"ENVID_INTERNAL",
+        }
+    }
+}
+
+/// A failure on its way to the caller: the code and the message for
+/// `envid_last_error`.
+#[derive(Debug)]
+pub struct Fail {
+    /// The result code.
+    pub code: envid_result,
+    /// The message.
+    pub message: Cow<'static, str>,
+}
+
+impl Fail {
+    /// A failure with this code and message.
+    pub fn new(code: envid_result, message: impl Into<Cow<'static, str>>) -> Fail {
+        Fail {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// `ENVID_NULL_PARAMETER` naming the argument.
+    pub fn null(what: &'static str) -> Fail {
+        Fail::new(
+            envid_result::ENVID_NULL_PARAMETER,
+            format!("{what} must not be NULL"),
+        )
+    }
+
+    /// `ENVID_NOT_FOUND` with a message.
+    pub fn not_found(message: impl Into<Cow<'static, str>>) -> Fail {
+        Fail::new(envid_result::ENVID_NOT_FOUND, message)
+    }
+
+    /// `ENVID_INVALID_INPUT` with a message.
+    pub fn invalid(message: impl Into<Cow<'static, str>>) -> Fail {
+        Fail::new(envid_result::ENVID_INVALID_INPUT, message)
+    }
+}
+
+impl From<envid::Error> for Fail {
+    fn from(e: envid::Error) -> Fail {
+        use envid::error::{ProblemKind, RulesErrorKind};
+        use envid::Error;
+        let code = match &e {
+            Error::Descriptor(d) => match d.kind() {
+                ProblemKind::NotFound | ProblemKind::Io | ProblemKind::NotAFile => {
+                    envid_result::ENVID_IO
+                }
+                _ => envid_result::ENVID_DESCRIPTOR,
+            },
+            Error::Rules(r) if r.kind == RulesErrorKind::Io => envid_result::ENVID_IO,
+            Error::Rules(_) => envid_result::ENVID_RULES,
+            Error::InvalidValue { .. } => envid_result::ENVID_INVALID_VALUE,
+            Error::Unidentified(_) => envid_result::ENVID_UNIDENTIFIED,
+        };
+        Fail::new(code, e.to_string())
+    }
+}
+
+impl From<envid::error::RulesError> for Fail {
+    fn from(e: envid::error::RulesError) -> Fail {
+        Fail::from(envid::Error::Rules(e))
+    }
+}
+
+/// What an exported function body returns.
+pub type FfiResult<T = ()> = Result<T, Fail>;
+
+thread_local! {
+    static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
+}
+
+/// Replaces this thread's last error message (NUL bytes become U+FFFD).
+pub fn set_last_error(message: &str) {
+    let c = CString::new(message.replace('\0', "\u{FFFD}")).unwrap_or_default();
+    // During thread teardown the slot may be gone; then there is no one to tell.
+    let _ = LAST_ERROR.try_with(|slot| {
+        if let Ok(mut slot) = slot.try_borrow_mut() {
+            *slot = c;
+        }
+    });
+}
+
+/// Runs `f` with this thread's last error message (empty when none).
+pub fn with_last_error<R>(f: impl FnOnce(&CStr) -> R) -> R {
+    let mut f = Some(f);
+    let mut call = |s: &CStr| (f.take().expect("called once"))(s);
+    match LAST_ERROR.try_with(|slot| slot.try_borrow().ok().map(|s| call(s.as_c_str()))) {
+        Ok(Some(r)) => r,
+        _ => call(c""),
+    }
+}
+
+/// A pointer to this thread's last error message (see `envid_last_error`).
+pub fn last_error_ptr() -> *const c_char {
+    LAST_ERROR
+        .try_with(|slot| match slot.try_borrow() {
+            Ok(s) => s.as_ptr(),
+            Err(_) => c"".as_ptr(),
+        })
+        .unwrap_or(c"".as_ptr())
+}
+
+/// The text of a panic payload; never panics itself (a payload whose drop
+/// panics is leaked).
+pub fn panic_message(payload: Box<dyn Any + Send>) -> String {
+    let text = if let Some(s) = payload.downcast_ref::<&'static str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_string()
+    };
+    if let Err(p) = catch_unwind(AssertUnwindSafe(|| drop(payload))) {
+        std::mem::forget(p);
+    }
+    text
+}
+
+/// The guard around every exported function: runs `f`, catches any panic,
+/// records the message of a failure as this thread's last error, and turns
+/// the outcome into an [`envid_result`]. Success leaves the last error alone
+/// (no thread-local access on the fast path).
+#[inline]
+pub fn guard(f: impl FnOnce() -> FfiResult) -> envid_result {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(())) => envid_result::ENVID_OK,
+        Ok(Err(fail)) => {
+            set_last_error(&fail.message);
+            fail.code
+        }
+        Err(payload) => {
+            set_last_error(&format!("envid panicked: {}", panic_message(payload)));
+            envid_result::ENVID_PANIC
+        }
+    }
+}
+
+/// [`guard`] for functions that return nothing (the `*_free` functions): a
+/// panic is recorded as the last error and swallowed.
+#[inline]
+pub fn guard_void(f: impl FnOnce()) {
+    if let Err(payload) = catch_unwind(AssertUnwindSafe(f)) {
+        set_last_error(&format!("envid panicked: {}", panic_message(payload)));
+    }
+}
+
+/// Writes `value` through `out`, failing with `ENVID_NULL_PARAMETER` when
+/// `out` is NULL.
+///
+/// # Safety
+/// `out` must be NULL or valid for a write of `T`.
+#[inline]
+pub unsafe fn write_out<T>(out: *mut T, value: T, what: &'static str) -> FfiResult {
+    if out.is_null() {
+        return Err(Fail::null(what));
+    }
+    // SAFETY: non-null, and the caller promises it is valid for writes.
+    unsafe { out.write(value) };
+    Ok(())
+}
+
+/// Reads a borrowed C string argument as UTF-8.
+///
+/// # Safety
+/// `p` must be NULL or point to a NUL-terminated string valid for the call.
+pub unsafe fn str_arg<'a>(p: *const c_char, what: &'static str) -> FfiResult<&'a str> {
+    if p.is_null() {
+        return Err(Fail::null(what));
+    }
+    // SAFETY: non-null and NUL-terminated by the caller's contract.
+    let c = unsafe { CStr::from_ptr(p) };
+    c.to_str()
+        .map_err(|_| Fail::invalid(format!("{what} is not valid UTF-8")))
+}
+
+/// Reads an optional path argument (NULL → `None`); any bytes are accepted on Unix.
+///
+/// # Safety
+/// `p` must be NULL or point to a NUL-terminated string valid for the call.
+pub unsafe fn path_arg(
+    p: *const c_char,
+    what: &'static str,
+) -> FfiResult<Option<std::path::PathBuf>> {
+    if p.is_null() {
+        return Ok(None);
+    }
+    // SAFETY: non-null and NUL-terminated by the caller's contract.
+    let c = unsafe { CStr::from_ptr(p) };
+    if c.is_empty() {
+        return Err(Fail::invalid(format!("{what} must not be empty")));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        Ok(Some(std::ffi::OsStr::from_bytes(c.to_bytes()).into()))
+    }
+    #[cfg(not(unix))]
+    {
+        c.to_str()
+            .map(|s| Some(s.into()))
+            .map_err(|_| Fail::invalid(format!("{what} is not valid UTF-8")))
+    }
+}
+
+/// Returns this thread's last error message: the message of the most recent
+/// failed envid call on this thread, or `""` when none failed yet. Never NULL.
+///
+/// Lifetime: the pointer is borrowed and valid until the next envid call on
+/// the same thread (which may replace the message); copy it (or use
+/// `envid_last_error_copy`) to keep it. Successful calls leave the message in
+/// place, so check the result code first, then read the message.
+#[no_mangle]
+pub extern "C" fn envid_last_error() -> *const c_char {
+    last_error_ptr()
+}
+
+/// Copies this thread's last error message, NUL-terminated, into `buf` of
+/// `len` bytes, and writes the message's full size including the NUL to
+/// `*needed` (when `needed` is not NULL).
+///
+/// Returns `ENVID_BUFFER_TOO_SMALL` when it does not fit; `buf` then holds as
+/// much as fits, NUL-terminated (when `len > 0`). This function never
+/// replaces the last error itself, so it can be retried with a larger buffer.
+/// `buf` may be NULL only when `len` is 0 (to ask for the size).
+///
+/// # Safety
+/// `buf` must be NULL or valid for writes of `len` bytes; `needed` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn envid_last_error_copy(
+    buf: *mut c_char,
+    len: usize,
+    needed: *mut usize,
+) -> envid_result {
+    let run = || {
+        with_last_error(|msg| {
+            let bytes = msg.to_bytes_with_nul();
+            if !needed.is_null() {
+                // SAFETY: non-null; the caller promises it is writable.
+                unsafe { needed.write(bytes.len()) };
+            }
+            if len == 0 {
+                return if bytes.len() <= len {
+                    envid_result::ENVID_OK
+                } else {
+                    envid_result::ENVID_BUFFER_TOO_SMALL
+                };
+            }
+            if buf.is_null() {
+                return envid_result::ENVID_NULL_PARAMETER;
+            }
+            let n = bytes.len().min(len);
+            // SAFETY: buf is valid for `len` bytes and n <= len; the source is
+            // our own CString, which cannot overlap the caller's buffer.
+            unsafe {
+                std::ptr::copy_nonoverlapping(bytes.as_ptr().cast::<c_char>(), buf, n);
+                *buf.add(n - 1) = 0;
+            }
+            if n < bytes.len() {
+                envid_result::ENVID_BUFFER_TOO_SMALL
+            } else {
+                envid_result::ENVID_OK
+            }
+        })
+    };
+    // Not through `guard`: a failure here must not overwrite the message.
+    catch_unwind(AssertUnwindSafe(run)).unwrap_or(envid_result::ENVID_PANIC)
+}
+
+/// The name of a result code (`"ENVID_NOT_FOUND"`), or `"ENVID_UNKNOWN"` for
+/// an integer that is not one. Static storage; never NULL; never freed.
+/// Takes an `int` so any value is safe to pass.
+#[no_mangle]
+pub extern "C" fn envid_result_name(result: std::ffi::c_int) -> *const c_char {
+    match envid_result::from_code(result) {
+        Some(r) => r.name().as_ptr(),
+        None => c"ENVID_UNKNOWN".as_ptr(),
+    }
+}
+
+/// Frees a string this library allocated for the caller (`envid_environment_to_json`,
+/// `envid_rules_explain`, …). NULL is a no-op. Never free borrowed strings
+/// (field getters) with it, and never free these strings with `free()`.
+///
+/// # Safety
+/// `s` must be NULL or a string returned as owned by an envid function, not yet freed.
+#[no_mangle]
+pub unsafe extern "C" fn envid_string_free(s: *mut c_char) {
+    guard_void(|| {
+        if !s.is_null() {
+            // SAFETY: by contract `s` came from CString::into_raw in this library.
+            drop(unsafe { CString::from_raw(s) });
+        }
+    })
+}
+
+/// Hands a Rust string to C as an owned, NUL-terminated string (freed with
+/// `envid_string_free`).
+pub fn owned_c_string(s: String) -> FfiResult<*mut c_char> {
+    CString::new(s)
+        .map(CString::into_raw)
+        .map_err(|_| Fail::invalid("the value contains a NUL byte"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn last() -> String {
+        with_last_error(|m| m.to_str().unwrap().to_string())
+    }
+
+    #[test]
+    fn panics_become_a_result_and_a_message() {
+        let rc = guard(|| panic!("boom {}", 42));
+        assert_eq!(rc, envid_result::ENVID_PANIC);
+        assert!(last().contains("boom 42"), "{}", last());
+        // A non-string payload.
+        let rc = guard(|| std::panic::panic_any(7u8));
+        assert_eq!(rc, envid_result::ENVID_PANIC);
+        assert!(last().contains("non-string"), "{}", last());
+        guard_void(|| panic!("in a free"));
+        assert!(last().contains("in a free"));
+    }
+
+    #[test]
+    fn failures_set_the_message_successes_keep_it() {
+        assert_eq!(
+            guard(|| Err(Fail::not_found("no such thing"))),
+            envid_result::ENVID_NOT_FOUND
+        );
+        assert_eq!(last(), "no such thing");
+        assert_eq!(guard(|| Ok(())), envid_result::ENVID_OK);
+        assert_eq!(last(), "no such thing");
+        // NUL bytes cannot truncate the message.
+        guard(|| Err(Fail::invalid("a\0b")));
+        assert_eq!(last(), "a\u{FFFD}b");
+    }
+
+    #[test]
+    fn messages_are_per_thread() {
+        guard(|| Err(Fail::invalid("main thread")));
+        std::thread::spawn(|| {
+            assert_eq!(last(), "");
+            guard(|| Err(Fail::invalid("other thread")));
+            assert_eq!(last(), "other thread");
+        })
+        .join()
+        .unwrap();
+        assert_eq!(last(), "main thread");
+    }
+
+    #[test]
+    fn codes_round_trip() {
+        for (i, r) in envid_result::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i);
+            assert_eq!(envid_result::from_code(i as i32), Some(*r));
+        }
+        assert_eq!(envid_result::from_code(-1), None);
+        assert_eq!(envid_result::from_code(13), None);
+    }
+}

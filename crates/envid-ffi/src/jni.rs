@@ -1,0 +1,640 @@
+//! The JVM binding: native methods of `io.envid.Native` (Java sources under
+//! `java/` at the repository root), on jni 0.22.
+//!
+//! Every method runs inside `EnvUnowned::with_env`, which catches panics, and
+//! resolves its outcome with [`ThrowEnvid`]: an envid failure or a panic
+//! becomes an `io.envid.EnvidException(int code, String message)` carrying
+//! the same code as the C API's `envid_result`; nothing unwinds into the JVM.
+//!
+//! Handles are the addresses of the C API's objects (`envid_environment`,
+//! `envid_rules`), passed to Java as `long`s. The Java classes own them and
+//! free them exactly once (through a `Cleaner`); the process-wide
+//! environment's handle is never freed; a lookup client's handle is freed
+//! by `LookupClient.close()` (or its cleaner).
+
+use std::any::Any;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use envid::registry::HostRecord;
+use jni::errors::ErrorPolicy;
+use jni::objects::{JClass, JLongArray, JObjectArray, JString, JThrowable, JValue};
+use jni::sys::{jboolean, jint, jlong};
+use jni::{jni_sig, jni_str, Env, EnvUnowned};
+
+use crate::environment::{envid_environment, envid_field, envid_load_options};
+use crate::error::{envid_result, panic_message, Fail};
+use crate::lookup::{envid_lookup_client, envid_lookup_options};
+use crate::rules::envid_rules;
+
+/// A failure inside a native method.
+enum JniFail {
+    /// An envid failure, thrown as `EnvidException` with its code.
+    Envid(Fail),
+    /// A JNI call failed (usually: a Java exception is already pending).
+    Jni(jni::errors::Error),
+}
+
+impl From<jni::errors::Error> for JniFail {
+    fn from(e: jni::errors::Error) -> Self {
+        JniFail::Jni(e)
+    }
+}
+
+impl From<Fail> for JniFail {
+    fn from(f: Fail) -> Self {
+        JniFail::Envid(f)
+    }
+}
+
+impl From<envid::Error> for JniFail {
+    fn from(e: envid::Error) -> Self {
+        JniFail::Envid(e.into())
+    }
+}
+
+type JResult<T> = Result<T, JniFail>;
+
+/// Throws `io.envid.EnvidException(code, message)`.
+fn throw_envid(env: &mut Env<'_>, code: envid_result, message: &str) -> jni::errors::Result<()> {
+    let class = env.find_class(jni_str!("io/envid/EnvidException"))?;
+    let msg = env.new_string(message)?;
+    let ex = env.new_object(
+        &class,
+        jni_sig!("(ILjava/lang/String;)V"),
+        &[JValue::Int(code as jint), JValue::Object(&msg)],
+    )?;
+    let ex: JThrowable = env.cast_local::<JThrowable>(ex)?;
+    // `throw` reports success as Err(JavaException): the exception is now pending.
+    match env.throw(ex) {
+        Ok(()) | Err(jni::errors::Error::JavaException) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// The error policy of every native method: envid failures and panics become
+/// `EnvidException`; a Java exception already pending (thrown by a JNI call
+/// on the way) is left to propagate as it is.
+struct ThrowEnvid;
+
+impl<T: Default> ErrorPolicy<T, JniFail> for ThrowEnvid {
+    type Captures<'unowned_env_local: 'native_method, 'native_method> = ();
+
+    fn on_error<'unowned_env_local: 'native_method, 'native_method>(
+        env: &mut Env<'unowned_env_local>,
+        _cap: &mut (),
+        err: JniFail,
+    ) -> jni::errors::Result<T> {
+        if env.exception_check() {
+            return Ok(T::default());
+        }
+        match err {
+            JniFail::Envid(f) => throw_envid(env, f.code, &f.message)?,
+            JniFail::Jni(e) => {
+                throw_envid(env, envid_result::ENVID_INTERNAL, &format!("JNI: {e}"))?
+            }
+        }
+        Ok(T::default())
+    }
+
+    fn on_panic<'unowned_env_local: 'native_method, 'native_method>(
+        env: &mut Env<'unowned_env_local>,
+        _cap: &mut (),
+        payload: Box<dyn Any + Send + 'static>,
+    ) -> jni::errors::Result<T> {
+        let msg = format!("envid panicked: {}", panic_message(payload));
+        if env.exception_check() {
+            env.exception_clear();
+        }
+        throw_envid(env, envid_result::ENVID_PANIC, &msg)?;
+        Ok(T::default())
+    }
+}
+
+/// Borrows the environment behind a handle.
+fn env_handle<'a>(h: jlong) -> JResult<&'a envid_environment> {
+    let p = h as usize as *const envid_environment;
+    // SAFETY: handles come from `current`/`load` below and are freed only
+    // by the owning Java object's cleaner, after its last use.
+    unsafe { p.as_ref() }.ok_or_else(|| Fail::null("environment handle").into())
+}
+
+/// Borrows the rules behind a handle.
+fn rules_handle<'a>(h: jlong) -> JResult<&'a envid_rules> {
+    let p = h as usize as *const envid_rules;
+    // SAFETY: as for env_handle.
+    unsafe { p.as_ref() }.ok_or_else(|| Fail::null("rules handle").into())
+}
+
+/// A Java string argument that must not be null.
+fn string_arg(env: &Env<'_>, s: &JString<'_>, what: &'static str) -> JResult<String> {
+    if s.is_null() {
+        return Err(Fail::null(what).into());
+    }
+    Ok(s.try_to_string(env)?)
+}
+
+/// A Java string argument that may be null (→ `None`).
+fn opt_path(
+    env: &Env<'_>,
+    s: &JString<'_>,
+    what: &'static str,
+) -> JResult<Option<std::path::PathBuf>> {
+    if s.is_null() {
+        return Ok(None);
+    }
+    let v = s.try_to_string(env)?;
+    if v.is_empty() {
+        return Err(Fail::invalid(format!("{what} must not be empty")).into());
+    }
+    Ok(Some(v.into()))
+}
+
+/// A `String[]` from Rust strings (`None` → Java null element).
+fn string_array<'local>(
+    env: &mut Env<'local>,
+    items: &[Option<&str>],
+) -> JResult<JObjectArray<'local, JString<'local>>> {
+    let arr = JObjectArray::<JString>::new(env, items.len(), JString::null())?;
+    for (i, item) in items.iter().enumerate() {
+        if let Some(s) = item {
+            let js = env.new_string(s)?;
+            arr.set_element(env, i, &js)?;
+            env.delete_local_ref(js);
+        }
+    }
+    Ok(arr)
+}
+
+/// `static native long current()`: the process-wide environment's handle.
+#[no_mangle]
+pub extern "system" fn Java_io_envid_Native_current<'local>(
+    mut unowned: EnvUnowned<'local>,
+    _class: JClass<'local>,
+) -> jlong {
+    unowned
+        .with_env(|_env| -> JResult<jlong> {
+            let c = crate::environment::current()?;
+            Ok(c as *const envid_environment as usize as jlong)
+        })
+        .resolve::<ThrowEnvid>()
+}
+
+/// `static native long load(String descriptor, String root, String rulesFile,
+/// boolean strict, boolean envVars)`: a fresh environment's handle, owned by
+/// the caller (free with `freeEnvironment`).
+#[no_mangle]
+pub extern "system" fn Java_io_envid_Native_load<'local>(
+    mut unowned: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    descriptor: JString<'local>,
+    root: JString<'local>,
+    rules_file: JString<'local>,
+    strict: jboolean,
+    env_vars: jboolean,
+) -> jlong {
+    unowned
+        .with_env(|env| -> JResult<jlong> {
+            let opts = envid_load_options::from_parts(
+                opt_path(env, &descriptor, "descriptor")?,
+                opt_path(env, &root, "root")?,
+                opt_path(env, &rules_file, "rulesFile")?,
+                strict,
+                env_vars,
+            );
+            let e = opts.load()?;
+            Ok(Box::into_raw(Box::new(e)) as usize as jlong)
+        })
+        .resolve::<ThrowEnvid>()
+}
+
+/// `static native void freeEnvironment(long handle)`: frees a handle from
+/// `load`; 0 and the process-wide handle are ignored.
+#[no_mangle]
+pub extern "system" fn Java_io_envid_Native_freeEnvironment<'local>(
+    mut unowned: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+) {
+    unowned
+        .with_env(|_env| -> JResult<()> {
+            // SAFETY: 0, the process-wide handle, or an unfreed handle from `load`.
+            unsafe { crate::environment::envid_environment_free(handle as usize as *const _) };
+            Ok(())
+        })
+        .resolve::<ThrowEnvid>()
+}
+
+/// `static native String field(long handle, int field)`: one field, or null
+/// when it has no value.
+#[no_mangle]
+pub extern "system" fn Java_io_envid_Native_field<'local>(
+    mut unowned: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+    field: jint,
+) -> JString<'local> {
+    unowned
+        .with_env(|env| -> JResult<JString<'local>> {
+            let e = env_handle(handle)?;
+            let f = envid_field::from_code(field)
+                .ok_or_else(|| Fail::invalid(format!("{field} is not a field number")))?;
+            match e.field(f) {
+                Ok(c) => {
+                    // Precomputed UTF-8 without NUL; NewStringUTF wants
+                    // modified UTF-8, which differs only for NUL and
+                    // supplementary characters, so convert through &str.
+                    let s = c.to_str().map_err(|_| Fail::invalid("not UTF-8"))?;
+                    Ok(env.new_string(s)?)
+                }
+                Err(f) if f.code == envid_result::ENVID_NOT_FOUND => Ok(JString::null()),
+                Err(f) => Err(f.into()),
+            }
+        })
+        .resolve::<ThrowEnvid>()
+}
+
+/// `static native String label(long handle, String key)`: one label, or null.
+#[no_mangle]
+pub extern "system" fn Java_io_envid_Native_label<'local>(
+    mut unowned: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+    key: JString<'local>,
+) -> JString<'local> {
+    unowned
+        .with_env(|env| -> JResult<JString<'local>> {
+            let e = env_handle(handle)?;
+            let key = string_arg(env, &key, "key")?;
+            match e.environment().label(&key) {
+                Some(v) => Ok(env.new_string(v)?),
+                None => Ok(JString::null()),
+            }
+        })
+        .resolve::<ThrowEnvid>()
+}
+
+/// `static native String[] labels(long handle)`: keys and values alternating,
+/// in key order.
+#[no_mangle]
+pub extern "system" fn Java_io_envid_Native_labels<'local>(
+    mut unowned: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+) -> JObjectArray<'local, JString<'local>> {
+    unowned
+        .with_env(|env| -> JResult<JObjectArray<'local, JString<'local>>> {
+            let e = env_handle(handle)?;
+            let items: Vec<Option<&str>> = e
+                .labels()
+                .iter()
+                .flat_map(|(k, v)| [Some(k.as_str()), Some(v.as_str())])
+                .collect();
+            string_array(env, &items)
+        })
+        .resolve::<ThrowEnvid>()
+}
+
+/// `static native String toJson(long handle, boolean secrets, boolean explain)`.
+#[no_mangle]
+pub extern "system" fn Java_io_envid_Native_toJson<'local>(
+    mut unowned: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+    secrets: jboolean,
+    explain: jboolean,
+) -> JString<'local> {
+    unowned
+        .with_env(|env| -> JResult<JString<'local>> {
+            let e = env_handle(handle)?;
+            Ok(env.new_string(e.to_json(secrets, explain)?)?)
+        })
+        .resolve::<ThrowEnvid>()
+}
+
+/// `static native long rulesBuiltin()`: the built-in hostname rules (owned).
+#[no_mangle]
+pub extern "system" fn Java_io_envid_Native_rulesBuiltin<'local>(
+    mut unowned: EnvUnowned<'local>,
+    _class: JClass<'local>,
+) -> jlong {
+    unowned
+        .with_env(|_env| -> JResult<jlong> {
+            Ok(Box::into_raw(Box::new(envid_rules::builtin())) as usize as jlong)
+        })
+        .resolve::<ThrowEnvid>()
+}
+
+/// `static native long rulesLoad(String path)`: rules from a file (owned).
+#[no_mangle]
+pub extern "system" fn Java_io_envid_Native_rulesLoad<'local>(
+    mut unowned: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    path: JString<'local>,
+) -> jlong {
+    unowned
+        .with_env(|env| -> JResult<jlong> {
+            let p = opt_path(env, &path, "path")?.ok_or_else(|| Fail::null("path"))?;
+            Ok(Box::into_raw(Box::new(envid_rules::load(&p)?)) as usize as jlong)
+        })
+        .resolve::<ThrowEnvid>()
+}
+
+/// `static native void freeRules(long handle)`; 0 is ignored.
+#[no_mangle]
+pub extern "system" fn Java_io_envid_Native_freeRules<'local>(
+    mut unowned: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+) {
+    unowned
+        .with_env(|_env| -> JResult<()> {
+            // SAFETY: 0 or an unfreed handle from rulesBuiltin/rulesLoad.
+            unsafe { crate::rules::envid_rules_free(handle as usize as *mut envid_rules) };
+            Ok(())
+        })
+        .resolve::<ThrowEnvid>()
+}
+
+/// `static native String[] explain(long rules, String hostname)`: `{rule,
+/// hostname, env, envDefaulted ("true"/"false"), envType, idc, app, biz}`,
+/// or null when no rule matches.
+#[no_mangle]
+pub extern "system" fn Java_io_envid_Native_explain<'local>(
+    mut unowned: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+    hostname: JString<'local>,
+) -> JObjectArray<'local, JString<'local>> {
+    unowned
+        .with_env(|env| -> JResult<JObjectArray<'local, JString<'local>>> {
+            let r = rules_handle(handle)?;
+            let h = string_arg(env, &hostname, "hostname")?;
+            let m = match r.explain(&h) {
+                Ok(m) => m,
+                Err(f) if f.code == envid_result::ENVID_NOT_FOUND => {
+                    return Ok(JObjectArray::default())
+                }
+                Err(f) => return Err(f.into()),
+            };
+            let defaulted = if m.env_defaulted { "true" } else { "false" };
+            string_array(
+                env,
+                &[
+                    Some(&m.rule),
+                    Some(&m.hostname),
+                    Some(&m.env),
+                    Some(defaulted),
+                    Some(m.env_type.as_str()),
+                    m.idc.as_deref(),
+                    m.app.as_deref(),
+                    m.biz.as_deref(),
+                ],
+            )
+        })
+        .resolve::<ThrowEnvid>()
+}
+
+/// `static native void panicForTest()`: panics inside a native method, so the
+/// Java tests can check that a panic becomes an `EnvidException` of kind
+/// `PANIC` and the JVM lives on. Not part of the public Java API.
+#[no_mangle]
+pub extern "system" fn Java_io_envid_Native_panicForTest<'local>(
+    mut unowned: EnvUnowned<'local>,
+    _class: JClass<'local>,
+) {
+    unowned
+        .with_env(|_env| -> JResult<()> { panic!("deliberate panic for the test suite") })
+        .resolve::<ThrowEnvid>()
+}
+
+// ---- Lookup client -------------------------------------------------------
+
+/// Borrows the lookup client behind a handle.
+fn client_handle<'a>(h: jlong) -> JResult<&'a envid_lookup_client> {
+    let p = h as usize as *const envid_lookup_client;
+    // SAFETY: handles come from `lookupNew` and are freed by the Java
+    // LookupClient only after every call on it returned (it holds a lock).
+    unsafe { p.as_ref() }.ok_or_else(|| Fail::null("lookup client handle (closed?)").into())
+}
+
+fn millis(v: jlong) -> Option<Duration> {
+    (v > 0).then(|| Duration::from_millis(v as u64))
+}
+
+/// `static native long lookupNew(String[] endpoints, String token, long
+/// connectMs, long requestMs, long ttlMs, long negativeTtlMs, long
+/// maxStaleMs, int maxRetries)`: values ≤ 0 (retries < 0) keep the defaults.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub extern "system" fn Java_io_envid_Native_lookupNew<'local>(
+    mut unowned: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    endpoints: JObjectArray<'local, JString<'local>>,
+    token: JString<'local>,
+    connect_ms: jlong,
+    request_ms: jlong,
+    ttl_ms: jlong,
+    negative_ttl_ms: jlong,
+    max_stale_ms: jlong,
+    max_retries: jint,
+) -> jlong {
+    unowned
+        .with_env(|env| -> JResult<jlong> {
+            if endpoints.is_null() {
+                return Err(Fail::null("endpoints").into());
+            }
+            let mut urls = Vec::new();
+            for i in 0..endpoints.len(env)? {
+                let s = endpoints.get_element(env, i)?;
+                urls.push(string_arg(env, &s, "endpoint")?);
+                env.delete_local_ref(s);
+            }
+            let token = if token.is_null() {
+                None
+            } else {
+                Some(token.try_to_string(env)?)
+            };
+            let opts = envid_lookup_options::from_parts(
+                urls,
+                token,
+                millis(connect_ms),
+                millis(request_ms),
+                millis(ttl_ms),
+                millis(negative_ttl_ms),
+                millis(max_stale_ms),
+                u32::try_from(max_retries).ok(),
+            );
+            Ok(Box::into_raw(Box::new(opts.build()?)) as usize as jlong)
+        })
+        .resolve::<ThrowEnvid>()
+}
+
+/// `static native void lookupFree(long handle)`; 0 is ignored.
+#[no_mangle]
+pub extern "system" fn Java_io_envid_Native_lookupFree<'local>(
+    mut unowned: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+) {
+    unowned
+        .with_env(|_env| -> JResult<()> {
+            // SAFETY: 0 or an unfreed handle from lookupNew, no longer in use.
+            unsafe { crate::lookup::envid_lookup_client_free(handle as usize as *mut _) };
+            Ok(())
+        })
+        .resolve::<ThrowEnvid>()
+}
+
+fn builtin_rules() -> &'static envid::hostname::Rules {
+    static RULES: OnceLock<envid::hostname::Rules> = OnceLock::new();
+    RULES.get_or_init(envid::hostname::Rules::builtin)
+}
+
+/// A host record as the `String[]` layout of `io.envid.HostRecord`.
+fn record_array<'local>(
+    env: &mut Env<'local>,
+    r: &HostRecord,
+) -> JResult<JObjectArray<'local, JString<'local>>> {
+    let json = serde_json::to_string(r)
+        .map_err(|e| Fail::new(envid_result::ENVID_INTERNAL, format!("JSON: {e}")))?;
+    let ip = r.ip.map(|i| i.to_string());
+    let cidr = r.cidr.map(|c| c.to_string());
+    let env_type = r
+        .env_type
+        .clone()
+        .unwrap_or_else(|| builtin_rules().env_type_of(&r.env));
+    let platform = r.platform.map(|p| p.as_str());
+    let c = r.container.as_ref();
+    let rel = r.release.as_ref();
+    let batch = rel.and_then(|r| r.batch).map(|b| b.to_string());
+    let k = r.k8s.as_ref();
+    let mut items: Vec<Option<&str>> = vec![
+        Some(&json),
+        ip.as_deref(),
+        cidr.as_deref(),
+        r.app.as_deref(),
+        Some(&r.env),
+        Some(env_type.as_str()),
+        r.sub_env.as_deref(),
+        Some(&r.idc),
+        platform,
+        r.hostname.as_deref(),
+        c.and_then(|c| c.runtime.as_ref()).map(|r| r.as_str()),
+        c.and_then(|c| c.id.as_deref()),
+        rel.and_then(|r| r.id.as_deref()),
+        rel.and_then(|r| r.version.as_deref()),
+        batch.as_deref(),
+        rel.and_then(|r| r.deployed_at.as_deref()),
+        k.and_then(|k| k.cluster.as_deref()),
+        k.and_then(|k| k.namespace.as_deref()),
+        k.and_then(|k| k.pod.as_deref()),
+        k.and_then(|k| k.node.as_deref()),
+        k.and_then(|k| k.workload.as_deref()),
+    ];
+    for (key, v) in &r.labels {
+        items.push(Some(key));
+        items.push(Some(v));
+    }
+    string_array(env, &items)
+}
+
+/// `static native String[] lookup(long handle, String ip)`: the record, or
+/// null when the service does not know the IP.
+#[no_mangle]
+pub extern "system" fn Java_io_envid_Native_lookup<'local>(
+    mut unowned: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+    ip: JString<'local>,
+) -> JObjectArray<'local, JString<'local>> {
+    unowned
+        .with_env(|env| -> JResult<JObjectArray<'local, JString<'local>>> {
+            let c = client_handle(handle)?;
+            let ip = string_arg(env, &ip, "ip")?;
+            match c.lookup(&ip)? {
+                Some(r) => record_array(env, &r),
+                None => Ok(JObjectArray::default()),
+            }
+        })
+        .resolve::<ThrowEnvid>()
+}
+
+/// `static native Object[] lookupMany(long handle, String[] ips)`: for each
+/// IP a record `String[]` or null (unknown); any failed IP throws
+/// `LOOKUP_FAILED` naming how many failed and the first failure.
+#[no_mangle]
+pub extern "system" fn Java_io_envid_Native_lookupMany<'local>(
+    mut unowned: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+    ips: JObjectArray<'local, JString<'local>>,
+) -> JObjectArray<'local, JObjectArray<'local, JString<'local>>> {
+    unowned
+        .with_env(
+            |env| -> JResult<JObjectArray<'local, JObjectArray<'local, JString<'local>>>> {
+                let c = client_handle(handle)?;
+                if ips.is_null() {
+                    return Err(Fail::null("ips").into());
+                }
+                let mut texts = Vec::new();
+                for i in 0..ips.len(env)? {
+                    let s = ips.get_element(env, i)?;
+                    texts.push(string_arg(env, &s, "ip")?);
+                    env.delete_local_ref(s);
+                }
+                let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+                let answers = c.lookup_many(&refs)?;
+                let failed: Vec<(&str, &Fail)> = refs
+                    .iter()
+                    .zip(&answers)
+                    .filter_map(|(ip, a)| a.as_ref().err().map(|f| (*ip, f)))
+                    .collect();
+                if let Some((ip, f)) = failed.first() {
+                    return Err(Fail::new(
+                        envid_result::ENVID_LOOKUP_FAILED,
+                        format!(
+                            "{} of {} lookups failed; {ip}: {}",
+                            failed.len(),
+                            refs.len(),
+                            f.message
+                        ),
+                    )
+                    .into());
+                }
+                let out = JObjectArray::<JObjectArray<JString>>::new(
+                    env,
+                    answers.len(),
+                    JObjectArray::<JString>::default(),
+                )?;
+                for (i, a) in answers.iter().enumerate() {
+                    if let Ok(Some(r)) = a {
+                        let arr = record_array(env, r)?;
+                        out.set_element(env, i, &arr)?;
+                        env.delete_local_ref(arr);
+                    }
+                }
+                Ok(out)
+            },
+        )
+        .resolve::<ThrowEnvid>()
+}
+
+/// `static native long[] lookupStats(long handle)`: hits, misses, stale,
+/// requests, errors.
+#[no_mangle]
+pub extern "system" fn Java_io_envid_Native_lookupStats<'local>(
+    mut unowned: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+) -> JLongArray<'local> {
+    unowned
+        .with_env(|env| -> JResult<JLongArray<'local>> {
+            let s = client_handle(handle)?.stats();
+            let v = [s.hits, s.misses, s.stale, s.requests, s.errors].map(|x| x as jlong);
+            let arr = JLongArray::new(env, v.len())?;
+            arr.set_region(env, 0, &v)?;
+            Ok(arr)
+        })
+        .resolve::<ThrowEnvid>()
+}

@@ -1,0 +1,145 @@
+//! Builds `tests/c/test_envid.c` with `cc -Wall -Wextra -Werror` against
+//! `include/envid.h`, links it to the freshly built `libenvid_ffi`, runs it
+//! and checks its "N passed, 0 failed"; then runs it again under valgrind
+//! when valgrind is on the PATH.
+//!
+//! The lookup client is tested against the real reference service
+//! (`envid_server::spawn` on 127.0.0.1, port 0, `testdata/registry.toml`).
+//!
+//! Valgrind: definite and indirect leaks and all memory errors fail the test.
+//! "Still reachable" blocks are accepted: they are the process-wide
+//! environment (a static that lives as long as the process by design), the
+//! per-thread last-error buffers and the Rust runtime's own statics.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn build(work: &Path, source: &str) -> PathBuf {
+    let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let lib_dir = common::lib_dir();
+    let exe = work.join(source.trim_end_matches(".c"));
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let out = Command::new(&cc)
+        .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic", "-g"])
+        .arg("-I")
+        .arg(crate_dir.join("include"))
+        .arg(crate_dir.join("tests/c").join(source))
+        .arg("-o")
+        .arg(&exe)
+        .arg("-L")
+        .arg(&lib_dir)
+        .arg(format!("-Wl,-rpath,{}", lib_dir.display()))
+        .args(["-lenvid_ffi", "-pthread"])
+        .output()
+        .unwrap_or_else(|e| panic!("running {cc}: {e} (a C compiler is required)"));
+    assert!(
+        out.status.success(),
+        "{cc} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    exe
+}
+
+fn run(mut cmd: Command, work: &Path) -> (String, String, Option<i32>) {
+    cmd.arg(common::example()).arg(work);
+    run_args(cmd)
+}
+
+fn run_args(mut cmd: Command) -> (String, String, Option<i32>) {
+    cmd.env("ENVID_DESCRIPTOR", common::example())
+        .env("LD_LIBRARY_PATH", common::lib_dir())
+        // Quiet the panic hook for the expected failures.
+        .env("RUST_BACKTRACE", "0");
+    let out = cmd.output().expect("run the C test program");
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        out.status.code(),
+    )
+}
+
+#[test]
+fn c_program_passes() {
+    let service = common::Service::start();
+    let work = tempfile::tempdir().unwrap();
+    common::write_fixtures(work.path());
+    let exe = build(work.path(), "test_envid.c");
+
+    let mut cmd = common::clean_command(&exe);
+    cmd.env("ENVID_TEST_LOOKUP_URL", service.url());
+    let (stdout, stderr, code) = run(cmd, work.path());
+    print!("{stdout}");
+    let (passed, failed) = common::summary(&stdout)
+        .unwrap_or_else(|| panic!("no summary line; stdout:\n{stdout}\nstderr:\n{stderr}"));
+    assert_eq!(
+        (failed, code),
+        (0, Some(0)),
+        "C test failed:\n{stdout}\n{stderr}"
+    );
+    assert!(passed > 200, "only {passed} checks ran");
+    eprintln!("C API: {passed} passed, {failed} failed");
+
+    // A bad ENVID_IP: ENVID_INVALID_VALUE from envid_current, every time.
+    let mut bad = common::clean_command(&exe);
+    bad.arg(common::example())
+        .arg(work.path())
+        .arg("invalid-value")
+        .env("ENVID_IP", "not-an-ip");
+    let (bstdout, bstderr, bcode) = run_args(bad);
+    assert_eq!(
+        (common::summary(&bstdout).map(|s| s.1), bcode),
+        (Some(0), Some(0)),
+        "C test, invalid-value mode:\n{bstdout}\n{bstderr}"
+    );
+
+    if !common::have("valgrind", "--version") {
+        eprintln!("valgrind not on PATH: skipping the memory check of the C test");
+        return;
+    }
+    let mut vg = common::clean_command("valgrind");
+    vg.args([
+        "--leak-check=full",
+        "--error-exitcode=99",
+        "--errors-for-leak-kinds=definite,indirect",
+        "--show-leak-kinds=definite,indirect",
+        "--quiet",
+    ])
+    .arg(&exe)
+    .env("ENVID_TEST_LOOKUP_URL", service.url());
+    let (vstdout, vstderr, vcode) = run(vg, work.path());
+    assert_eq!(
+        vcode,
+        Some(0),
+        "valgrind reported errors (exit {vcode:?}):\n{vstdout}\n{vstderr}"
+    );
+    assert_eq!(
+        common::summary(&vstdout).map(|s| s.1),
+        Some(0),
+        "C test under valgrind:\n{vstdout}"
+    );
+}
+
+#[test]
+fn readme_example_runs() {
+    let work = tempfile::tempdir().unwrap();
+    let exe = build(work.path(), "example.c");
+    let service = common::Service::start();
+    let mut cmd = common::clean_command(&exe);
+    cmd.env("ENVID_LOOKUP_URL", service.url());
+    let (stdout, stderr, code) = run_args(cmd);
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stdout.starts_with("flight_order in beta at cn0\n"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("load failed: ENVID_IO: "), "{stdout}");
+    assert!(stdout.contains("\"app\":\"flightqma\""), "{stdout}");
+    assert!(
+        stdout.contains("10.0.0.5: {\"ip\":\"10.0.0.5\",\"app\":\"flightqma\""),
+        "{stdout}"
+    );
+    assert!(stdout.contains("requests: 1\n"), "{stdout}");
+}

@@ -1,0 +1,170 @@
+//! Shared by the C and Java harnesses: where the built library is, the
+//! fixture files, and the Rust library's answers to compare against.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// `testdata/example.toml`.
+pub fn example() -> PathBuf {
+    repo_root()
+        .join("testdata/example.toml")
+        .canonicalize()
+        .unwrap()
+}
+
+/// The directory of the freshly built cdylib. The test executable lives in
+/// `target/<profile>/deps/`; `cargo test` writes the cdylib into that same
+/// `deps/` directory, and `cargo build` copies it up into `target/<profile>/`.
+/// Either may be stale (the copy up does not happen for test builds), so the
+/// newer of the two wins.
+pub fn lib_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let deps = exe.parent().unwrap().to_path_buf();
+    let profile = deps.parent().unwrap().to_path_buf();
+    let modified = |dir: &Path| {
+        std::fs::metadata(dir.join(lib_file_name()))
+            .and_then(|m| m.modified())
+            .ok()
+    };
+    let candidates = [(modified(&deps), deps), (modified(&profile), profile)];
+    let best = candidates
+        .into_iter()
+        .filter(|(m, _)| m.is_some())
+        .max_by_key(|(m, _)| *m)
+        .map(|(_, d)| d);
+    best.unwrap_or_else(|| {
+        panic!(
+            "{} not found next to {}; cargo builds the cdylib with the library (cargo test -p envid-ffi)",
+            lib_file_name(),
+            exe.display()
+        )
+    })
+}
+
+/// `libenvid_ffi.so` (or the platform's equivalent).
+pub fn lib_file_name() -> String {
+    format!(
+        "{}envid_ffi{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    )
+}
+
+/// Variables that would change what envid sees; child processes run without them.
+pub const ENVID_VARS: &[&str] = &[
+    "ENVID_APP",
+    "ENVID_ENV",
+    "ENVID_SUB_ENV",
+    "ENVID_IDC",
+    "ENVID_PLATFORM",
+    "ENVID_IP",
+    "ENVID_DESCRIPTOR",
+    "POD_NAME",
+    "POD_NAMESPACE",
+    "NODE_NAME",
+    "POD_IP",
+    "KUBERNETES_SERVICE_HOST",
+];
+
+/// A command with those variables removed.
+pub fn clean_command(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut c = Command::new(program);
+    for v in ENVID_VARS {
+        c.env_remove(v);
+    }
+    c
+}
+
+/// The Rust library's environment for `descriptor`, with no variables at all
+/// (the child processes run with none of [`ENVID_VARS`]).
+pub fn rust_env(descriptor: &Path) -> envid::Environment {
+    envid::Environment::builder()
+        .descriptor(descriptor)
+        .vars(envid::vars::Vars::from_pairs(Vec::<(String, String)>::new()))
+        .load()
+        .unwrap_or_else(|e| panic!("the Rust library loads {}: {e}", descriptor.display()))
+}
+
+/// The Rust library's JSON for `descriptor` (no secrets, no sources).
+pub fn rust_json(descriptor: &Path) -> String {
+    serde_json::to_string(&rust_env(descriptor).report(false, false)).unwrap()
+}
+
+/// Writes the fixture files both harnesses use into `dir`.
+pub fn write_fixtures(dir: &Path) {
+    let w = |name: &str, text: &str| std::fs::write(dir.join(name), text).unwrap();
+    w("expected.json", &rust_json(&example()));
+    w("bad-syntax.toml", "schema = 1\nenv \"beta\"\n");
+    w(
+        "unknown-key.toml",
+        "schema = 1\nenv = \"beta\"\nidc = \"cn0\"\nfuture_key = 1\n",
+    );
+    w("no-env.toml", "schema = 1\napp = \"lonely\"\n");
+    w(
+        "rules.toml",
+        "[[rule]]\nname = \"web\"\npattern = '^web-(?P<app>[a-z]+)-\\d+\\.(?P<env>[a-z]+)\\.(?P<idc>cn\\d+)$'\n\n[aliases]\nperf = \"test\"\n",
+    );
+    w(
+        "bad-rules.toml",
+        "[[rule]]\nname = \"broken\"\npattern = '(?P<idc>cn\\d+'\n",
+    );
+    std::fs::create_dir_all(dir.join("root")).unwrap();
+}
+
+/// Whether `program` runs (`program --version` or `-version` succeeds).
+pub fn have(program: &str, arg: &str) -> bool {
+    Command::new(program)
+        .arg(arg)
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+/// The "N passed, M failed" line of a test program's output.
+pub fn summary(stdout: &str) -> Option<(usize, usize)> {
+    let line = stdout.lines().rev().find(|l| l.contains(" passed, "))?;
+    let mut it = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty());
+    Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+}
+
+/// The reference environment service on loopback, serving
+/// `testdata/registry.toml`; stopped on drop.
+pub struct Service {
+    handle: Option<envid_server::ServerHandle>,
+}
+
+impl Service {
+    /// Starts it on an ephemeral port.
+    pub fn start() -> Service {
+        let registry = repo_root().join("testdata/registry.toml");
+        let handle = envid_server::spawn(envid_server::Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..envid_server::Config::new(registry)
+        })
+        .expect("the reference service starts");
+        Service {
+            handle: Some(handle),
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        self.handle.as_ref().unwrap().base_url()
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            h.shutdown();
+        }
+    }
+}

@@ -1,0 +1,279 @@
+package io.envid;
+
+import java.lang.ref.Reference;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Collection;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import java.util.concurrent.locks.ReentrantReadWriteLock;
+
+/**
+ * The IP-to-environment lookup client, for servers that see a client IP and
+ * must learn its environment: a cache (positive and shorter negative TTL),
+ * request coalescing, serve-stale during outages, at most one jittered retry,
+ * circuit breakers and failover across endpoints (one per data center). The
+ * Rust library's client, so Java and Rust servers behave the same.
+ *
+ * <p>Thread-safe: share one per process. Blocking. Close it when done
+ * ({@link AutoCloseable}); a client that is never closed is freed once
+ * unreachable. Calls after {@link #close()} throw an {@link EnvidException}
+ * of kind {@code NULL_PARAMETER}.
+ *
+ * <pre>{@code
+ * try (LookupClient c = LookupClient.builder().endpoint("http://envsvc.cn0:7070").build()) {
+ *     c.lookup("10.1.2.3").ifPresent(r -> System.out.println(r.getApp() + " " + r.getEnv()));
+ * }
+ * }</pre>
+ */
+public final class LookupClient implements AutoCloseable {
+    /** Owns the native handle; shared with the cleaner, freed exactly once. */
+    private static final class State implements Runnable {
+        private long handle;
+
+        State(long handle) {
+            this.handle = handle;
+        }
+
+        @Override
+        public synchronized void run() {
+            if (handle != 0) {
+                Native.lookupFree(handle);
+                handle = 0;
+            }
+        }
+    }
+
+    private final State state;
+    private final java.lang.ref.Cleaner.Cleanable cleanable;
+    /** Lookups hold the read lock; close() takes the write lock. */
+    private final ReentrantReadWriteLock lock = new ReentrantReadWriteLock();
+
+    private LookupClient(long handle) {
+        this.state = new State(handle);
+        this.cleanable = Native.CLEANER.register(this, state);
+    }
+
+    /** A builder; add at least one endpoint. */
+    public static Builder builder() {
+        return new Builder();
+    }
+
+    /** Builds a {@link LookupClient}. */
+    public static final class Builder {
+        private final List<String> endpoints = new ArrayList<>();
+        private String token;
+        private Duration connectTimeout;
+        private Duration requestTimeout;
+        private Duration ttl;
+        private Duration negativeTtl;
+        private Duration maxStale;
+        private int maxRetries = -1;
+
+        private Builder() {}
+
+        /** Adds an endpoint, {@code http://HOST[:PORT]} or {@code https://…}; tried in order. */
+        public Builder endpoint(String url) {
+            endpoints.add(url);
+            return this;
+        }
+
+        /** The bearer token sent on every request. */
+        public Builder token(String token) {
+            this.token = token;
+            return this;
+        }
+
+        /** TCP/TLS connect timeout (default 500 ms). */
+        public Builder connectTimeout(Duration d) {
+            this.connectTimeout = d;
+            return this;
+        }
+
+        /** Whole-request timeout, body included (default 2 s). */
+        public Builder requestTimeout(Duration d) {
+            this.requestTimeout = d;
+            return this;
+        }
+
+        /** How long a known answer is cached (default 5 min). */
+        public Builder ttl(Duration d) {
+            this.ttl = d;
+            return this;
+        }
+
+        /** How long an "unknown IP" answer is cached (default 30 s). */
+        public Builder negativeTtl(Duration d) {
+            this.negativeTtl = d;
+            return this;
+        }
+
+        /** The oldest answer served when the service fails (default 1 h). */
+        public Builder maxStale(Duration d) {
+            this.maxStale = d;
+            return this;
+        }
+
+        /** Retries per lookup after the first attempt (default 1). */
+        public Builder maxRetries(int n) {
+            if (n < 0) {
+                throw new EnvidException(EnvidException.Kind.INVALID_INPUT, "maxRetries must be >= 0");
+            }
+            this.maxRetries = n;
+            return this;
+        }
+
+        private static long ms(Duration d) {
+            if (d == null) {
+                return 0;
+            }
+            if (d.isNegative() || d.isZero()) {
+                throw new EnvidException(EnvidException.Kind.INVALID_INPUT, "durations must be positive: " + d);
+            }
+            return Math.max(1, d.toMillis());
+        }
+
+        /**
+         * The client (no request is made yet).
+         *
+         * @throws EnvidException of kind {@code INVALID_INPUT} without endpoints or with a bad one
+         */
+        public LookupClient build() {
+            long h = Native.lookupNew(endpoints.toArray(new String[0]), token, ms(connectTimeout),
+                    ms(requestTimeout), ms(ttl), ms(negativeTtl), ms(maxStale), maxRetries);
+            return new LookupClient(h);
+        }
+    }
+
+    private long handle() {
+        // Read under the read lock: close() clears it under the write lock.
+        return state.handle;
+    }
+
+    /**
+     * The environment of {@code ip} (IPv4 or IPv6 text); empty when the
+     * service does not know it.
+     *
+     * @throws EnvidException {@code INVALID_INPUT} for a malformed IP,
+     *     {@code LOOKUP_FAILED} when the service failed and no stale answer was left
+     */
+    public Optional<HostRecord> lookup(String ip) {
+        if (ip == null) {
+            throw new EnvidException(EnvidException.Kind.NULL_PARAMETER, "ip must not be null");
+        }
+        lock.readLock().lock();
+        try {
+            String[] r = Native.lookup(handle(), ip);
+            return r == null ? Optional.empty() : Optional.of(new HostRecord(r));
+        } finally {
+            lock.readLock().unlock();
+            Reference.reachabilityFence(this);
+        }
+    }
+
+    /**
+     * Looks up many IPs at once (cached ones locally, the rest in batches of
+     * at most 1,000). The map has one entry per distinct IP, in the order
+     * given; empty values are IPs the service does not know.
+     *
+     * @throws EnvidException {@code INVALID_INPUT} for a malformed IP,
+     *     {@code LOOKUP_FAILED} when any lookup failed
+     */
+    public Map<String, Optional<HostRecord>> lookupMany(Collection<String> ips) {
+        if (ips == null) {
+            throw new EnvidException(EnvidException.Kind.NULL_PARAMETER, "ips must not be null");
+        }
+        String[] in = ips.toArray(new String[0]);
+        for (String s : in) {
+            if (s == null) {
+                throw new EnvidException(EnvidException.Kind.NULL_PARAMETER, "ips must not contain null");
+            }
+        }
+        Object[] out;
+        lock.readLock().lock();
+        try {
+            out = Native.lookupMany(handle(), in);
+        } finally {
+            lock.readLock().unlock();
+            Reference.reachabilityFence(this);
+        }
+        Map<String, Optional<HostRecord>> m = new LinkedHashMap<>();
+        for (int i = 0; i < in.length; i++) {
+            m.put(in[i], out[i] == null ? Optional.empty() : Optional.of(new HostRecord((String[]) out[i])));
+        }
+        return m;
+    }
+
+    /** The client's counters. */
+    public Stats stats() {
+        lock.readLock().lock();
+        try {
+            long[] s = Native.lookupStats(handle());
+            return new Stats(s[0], s[1], s[2], s[3], s[4]);
+        } finally {
+            lock.readLock().unlock();
+            Reference.reachabilityFence(this);
+        }
+    }
+
+    /** Frees the client; waits for calls in progress. Idempotent. */
+    @Override
+    public void close() {
+        lock.writeLock().lock();
+        try {
+            cleanable.clean();
+        } finally {
+            lock.writeLock().unlock();
+        }
+    }
+
+    /** Counters of a {@link LookupClient}. */
+    public static final class Stats {
+        private final long hits;
+        private final long misses;
+        private final long stale;
+        private final long requests;
+        private final long errors;
+
+        Stats(long hits, long misses, long stale, long requests, long errors) {
+            this.hits = hits;
+            this.misses = misses;
+            this.stale = stale;
+            this.requests = requests;
+            this.errors = errors;
+        }
+
+        /** Lookups answered from a fresh cache entry. */
+        public long getHits() {
+            return hits;
+        }
+
+        /** Lookups that needed the service (or a wait on another thread's request). */
+        public long getMisses() {
+            return misses;
+        }
+
+        /** Lookups answered with a stale value because the service failed. */
+        public long getStale() {
+            return stale;
+        }
+
+        /** HTTP requests sent (retries included). */
+        public long getRequests() {
+            return requests;
+        }
+
+        /** Failed requests, and lookups refused by open circuit breakers. */
+        public long getErrors() {
+            return errors;
+        }
+
+        @Override
+        public String toString() {
+            return "Stats{hits=" + hits + ", misses=" + misses + ", stale=" + stale + ", requests=" + requests
+                    + ", errors=" + errors + "}";
+        }
+    }
+}

@@ -1,0 +1,116 @@
+package io.envid;
+
+import java.lang.ref.Cleaner;
+
+/**
+ * The native methods of {@code libenvid_ffi} (Rust, {@code crates/envid-ffi/src/jni.rs}).
+ * Package-private: the public API is {@link Environment}, {@link HostnameRules}
+ * and {@link LookupClient}.
+ *
+ * <p>The library is loaded once, by {@code System.loadLibrary("envid_ffi")}
+ * (so {@code libenvid_ffi.so} on Linux must be in a directory on the
+ * {@code java.library.path} system property), unless the system property
+ * {@code envid.library} names the library file itself, which is then loaded
+ * with {@code System.load}.
+ */
+final class Native {
+    private Native() {}
+
+    /** Frees native objects whose Java owner became unreachable. */
+    static final Cleaner CLEANER = Cleaner.create();
+
+    // Field numbers: the C API's envid_field.
+    static final int APP = 0;
+    static final int ENV = 1;
+    static final int ENV_TYPE = 2;
+    static final int SUB_ENV = 3;
+    static final int IDC = 4;
+    static final int PLATFORM = 5;
+    static final int HOSTNAME = 6;
+    static final int IP = 7;
+    static final int RELEASE_ID = 8;
+    static final int RELEASE_VERSION = 9;
+    static final int RELEASE_BATCH = 10;
+    static final int RELEASE_DEPLOYED_AT = 11;
+    static final int K8S_CLUSTER = 12;
+    static final int K8S_NAMESPACE = 13;
+    static final int K8S_POD = 14;
+    static final int K8S_NODE = 15;
+    static final int K8S_WORKLOAD = 16;
+    static final int CONTAINER_RUNTIME = 17;
+    static final int CONTAINER_ID = 18;
+    static final int VIRTUALIZATION = 19;
+
+    static {
+        load();
+    }
+
+    private static void load() {
+        String explicit = System.getProperty("envid.library");
+        if (explicit != null && !explicit.isEmpty()) {
+            try {
+                System.load(explicit);
+                return;
+            } catch (UnsatisfiedLinkError e) {
+                UnsatisfiedLinkError err = new UnsatisfiedLinkError(
+                        "envid: cannot load the native library named by -Denvid.library=" + explicit
+                                + ": " + e.getMessage());
+                err.initCause(e);
+                throw err;
+            }
+        }
+        try {
+            System.loadLibrary("envid_ffi");
+        } catch (UnsatisfiedLinkError e) {
+            UnsatisfiedLinkError err = new UnsatisfiedLinkError(
+                    "envid: native library " + System.mapLibraryName("envid_ffi")
+                            + " not found on java.library.path ("
+                            + System.getProperty("java.library.path")
+                            + "). Build it with `cargo build --release -p envid-ffi` and start Java with"
+                            + " -Djava.library.path=<dir holding " + System.mapLibraryName("envid_ffi")
+                            + "> (e.g. target/release), or name the file with -Denvid.library=<path>. Cause: "
+                            + e.getMessage());
+            err.initCause(e);
+            throw err;
+        }
+    }
+
+    static native long current();
+
+    static native long load(String descriptor, String root, String rulesFile, boolean strict, boolean envVars);
+
+    static native void freeEnvironment(long handle);
+
+    static native String field(long handle, int field);
+
+    static native String label(long handle, String key);
+
+    static native String[] labels(long handle);
+
+    static native String toJson(long handle, boolean secrets, boolean explain);
+
+    static native long rulesBuiltin();
+
+    static native long rulesLoad(String path);
+
+    static native void freeRules(long handle);
+
+    static native String[] explain(long rules, String hostname);
+
+    static native long lookupNew(String[] endpoints, String token, long connectMs, long requestMs, long ttlMs,
+            long negativeTtlMs, long maxStaleMs, int maxRetries);
+
+    static native void lookupFree(long handle);
+
+    /** The record's fields ({@link HostRecord} layout), or null when unknown. */
+    static native String[] lookup(long handle, String ip);
+
+    /** For each IP a record (String[]) or null; throws when any lookup failed. */
+    static native Object[] lookupMany(long handle, String[] ips);
+
+    /** hits, misses, stale, requests, errors. */
+    static native long[] lookupStats(long handle);
+
+    /** Panics in Rust; for the test suite only. */
+    static native void panicForTest();
+}
