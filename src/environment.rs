@@ -990,7 +990,17 @@ static CURRENT: OnceCell<Environment> = OnceCell::new();
 ///
 /// A failed load is not cached: the next call tries again, so a process that
 /// starts before its descriptor is written recovers once it is.
+#[inline]
 pub fn current() -> Result<&'static Environment, Error> {
+    // The fast path (one acquire load) inlines into callers; loading stays out of line.
+    match CURRENT.get() {
+        Some(env) => Ok(env),
+        None => load_current(),
+    }
+}
+
+#[cold]
+fn load_current() -> Result<&'static Environment, Error> {
     CURRENT.get_or_try_init(|| Environment::builder().load())
 }
 
