@@ -389,8 +389,8 @@ fn java_binding_agrees_with_rust() {
     bench.arg("100000");
     let o = bench.output().expect("run the Java bench");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    eprint!(
-        "{} (debug build of the library; the release figure is in the README)\n",
+    eprintln!(
+        "{} (debug build of the library; the release figure is in the README)",
         String::from_utf8_lossy(&o.stdout).trim_end()
     );
 }
