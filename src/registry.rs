@@ -57,6 +57,22 @@ pub struct HostRecord {
     pub labels: Labels,
 }
 
+/// The body of `POST /v1/hosts/lookup`: `{"ips": ["10.0.0.1", ...]}`. The
+/// IPs stay text here so the service can name a bad one as it was sent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LookupRequest {
+    /// The addresses asked about.
+    pub ips: Vec<String>,
+}
+
+/// The answer to `POST /v1/hosts/lookup`: each IP as sent, with its record
+/// or `null` when unknown.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LookupResponse {
+    /// Records by IP.
+    pub hosts: std::collections::HashMap<String, Option<HostRecord>>,
+}
+
 impl HostRecord {
     /// The key this record is stored under: its `ip`, else its `cidr`
     /// (`None` only for a record that has neither, which the parser refuses).

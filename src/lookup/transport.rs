@@ -8,11 +8,9 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Deserialize;
-
 use super::LookupError;
 use crate::model::Secret;
-use crate::registry::HostRecord;
+use crate::registry::{HostRecord, LookupRequest, LookupResponse};
 
 /// One batch answer: each IP asked for, known (`Some`) or unknown (`None`).
 pub type BatchAnswer = HashMap<IpAddr, Option<Arc<HostRecord>>>;
@@ -59,11 +57,6 @@ impl std::fmt::Debug for HttpTransport {
             .field("settings", &self.settings)
             .finish_non_exhaustive()
     }
-}
-
-#[derive(Deserialize)]
-struct BatchBody {
-    hosts: HashMap<String, Option<HostRecord>>,
 }
 
 impl HttpTransport {
@@ -201,8 +194,10 @@ impl Transport for HttpTransport {
 
     fn lookup_batch(&self, endpoint: &str, ips: &[IpAddr]) -> Result<BatchAnswer, LookupError> {
         let url = format!("{endpoint}/v1/hosts/lookup");
-        let body = serde_json::to_vec(&serde_json::json!({ "ips": ips }))
-            .expect("a list of IPs always encodes");
+        let request = LookupRequest {
+            ips: ips.iter().map(|ip| ip.to_string()).collect(),
+        };
+        let body = serde_json::to_vec(&request).expect("a list of IPs always encodes");
         let result = self
             .auth(self.agent.post(&url))
             .header("content-type", "application/json")
@@ -213,7 +208,7 @@ impl Transport for HttpTransport {
                 status: 404,
             });
         };
-        let parsed: BatchBody = decode(endpoint, &bytes)?;
+        let parsed: LookupResponse = decode(endpoint, &bytes)?;
         let mut out = BatchAnswer::with_capacity(ips.len());
         for (k, v) in parsed.hosts {
             let ip = k.parse::<IpAddr>().map_err(|_| LookupError::Decode {

@@ -13,14 +13,14 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use envid::registry::HostRecord;
+use envid::registry::{HostRecord, LookupRequest};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use serde::ser::SerializeMap;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::store::Store;
 
@@ -234,11 +234,6 @@ async fn get_host(
             format!("no record for {ip}"),
         ),
     }
-}
-
-#[derive(Deserialize)]
-struct LookupRequest {
-    ips: Vec<String>,
 }
 
 /// `{"hosts": {...}}` in request order, each IP once.
