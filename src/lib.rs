@@ -16,6 +16,8 @@ pub mod descriptor;
 pub mod detect;
 pub mod environment;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod hostname;
 #[cfg(feature = "lookup")]
 pub mod lookup;

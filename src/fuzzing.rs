@@ -1,0 +1,165 @@
+//! Entry points shared by the `cargo fuzz` targets (`fuzz/`) and the corpus
+//! replay test (`tests/fuzz_corpus.rs`), so every corpus file and every crash
+//! the fuzzer ever found runs through exactly the same code in plain
+//! `cargo test` on stable. Not a public API.
+//!
+//! Each function must never panic, whatever the bytes, and checks the
+//! invariants that hold for every input (errors carry a problem with an
+//! in-range location, matches are consistent).
+
+use std::net::IpAddr;
+use std::path::Path;
+
+use crate::descriptor::{self, Format};
+use crate::detect;
+use crate::error::Location;
+use crate::hostname::Rules;
+use crate::registry::{self, HostRecord, LookupRequest, LookupResponse, PrefixTable};
+
+/// A fuzz entry point.
+pub type Entry = fn(&[u8]);
+
+/// Every target by name, for the replay test.
+pub const TARGETS: &[(&str, Entry)] = &[
+    ("descriptor_toml", descriptor_toml),
+    ("descriptor_json", descriptor_json),
+    ("hostname", hostname),
+    ("rules", rules),
+    ("cgroup", cgroup),
+    ("mountinfo", mountinfo),
+    ("registry", registry_file),
+    ("lookup_request", lookup_request),
+    ("lookup_response", lookup_response),
+];
+
+fn check_location(text_len_lines: usize, loc: &Option<Location>) {
+    if let Some(l) = loc {
+        assert!(l.line >= 1 && l.column >= 1, "location {l:?}");
+        assert!(l.line <= text_len_lines + 1, "line {} past the end", l.line);
+    }
+}
+
+fn descriptor_in(data: &[u8], format: Format) {
+    let lines = data.iter().filter(|&&b| b == b'\n').count() + 1;
+    for strict in [false, true] {
+        match descriptor::parse(data, Path::new("fuzz"), format, strict) {
+            Ok(p) => {
+                for w in &p.warnings {
+                    check_location(lines, &w.location);
+                }
+            }
+            Err(e) => {
+                assert!(!e.problems.is_empty(), "an error without problems");
+                for p in &e.problems {
+                    check_location(lines, &p.location);
+                }
+                let _ = e.to_string();
+            }
+        }
+    }
+}
+
+/// The descriptor parser on TOML.
+pub fn descriptor_toml(data: &[u8]) {
+    descriptor_in(data, Format::Toml)
+}
+
+/// The descriptor parser on JSON.
+pub fn descriptor_json(data: &[u8]) {
+    descriptor_in(data, Format::Json)
+}
+
+/// The built-in hostname rule and the alias table.
+pub fn hostname(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let rules = Rules::builtin();
+    if let Some(m) = rules.explain(&text) {
+        assert!(!m.env.is_empty());
+        assert_eq!(m.env_type, rules.env_type_of(&m.env));
+        assert!(m.idc.as_deref().is_some_and(|i| i.starts_with("cn")));
+    }
+    let _ = rules.env_type_of(&text);
+}
+
+/// A rules file, then its rules on a few hostnames.
+pub fn rules(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    match Rules::parse(text, None) {
+        Ok(r) => {
+            for h in [
+                "l-flightqma9.f.beta.cn0",
+                "l-qmq1.h.cn5",
+                "web-1.beta.cn2",
+                text,
+            ] {
+                let _ = r.explain(h);
+            }
+        }
+        Err(e) => {
+            let _ = e.to_string();
+        }
+    }
+}
+
+/// The `/proc/self/cgroup` parser.
+pub fn cgroup(data: &[u8]) {
+    let f = detect::parse_cgroup(&String::from_utf8_lossy(data));
+    if let Some(id) = &f.id {
+        assert!(detect::is_container_id(id));
+    }
+}
+
+/// The `/proc/self/mountinfo` parser.
+pub fn mountinfo(data: &[u8]) {
+    let f = detect::parse_mountinfo(&String::from_utf8_lossy(data));
+    if let Some(id) = &f.id {
+        assert!(detect::is_container_id(id));
+    }
+}
+
+/// The registry file parser, then a prefix table of what it accepted.
+pub fn registry_file(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    match registry::parse_registry(text, Path::new("fuzz.toml")) {
+        Ok(records) => {
+            let mut table = PrefixTable::new();
+            for r in &records {
+                let key = r.key().expect("accepted records have a key");
+                table.insert(key, r.clone());
+            }
+            for r in &records {
+                if let Some(ip) = r.ip {
+                    assert!(table.lookup(ip).is_some());
+                }
+            }
+            let _ = table.lookup(IpAddr::from([10, 0, 0, 1]));
+        }
+        Err(e) => {
+            let _ = e.to_string();
+        }
+    }
+}
+
+/// The service's request body: JSON, then each IP.
+pub fn lookup_request(data: &[u8]) {
+    if let Ok(req) = serde_json::from_slice::<LookupRequest>(data) {
+        for ip in &req.ips {
+            let _ = ip.parse::<IpAddr>();
+        }
+    }
+}
+
+/// The client's response bodies: one record, and a batch answer.
+pub fn lookup_response(data: &[u8]) {
+    if let Ok(r) = serde_json::from_slice::<HostRecord>(data) {
+        let _ = r.key();
+        let back = serde_json::to_vec(&r).expect("a record serializes");
+        let again: HostRecord = serde_json::from_slice(&back).expect("round trip");
+        assert_eq!(again, r);
+    }
+    let _ = serde_json::from_slice::<LookupResponse>(data);
+}
