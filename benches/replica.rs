@@ -1,0 +1,2 @@
+//! Replica benchmarks (filled in below).
+fn main() {}
