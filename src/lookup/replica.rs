@@ -47,7 +47,6 @@ use std::io::Write;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -386,7 +385,6 @@ impl ReplicaBuilder {
             shared,
             sync: None,
             thread: None,
-            done: None,
         };
         let mut sync = sync;
         // The first snapshot: every endpoint once, then the cache file.
@@ -403,20 +401,22 @@ impl ReplicaBuilder {
             }
         }
         if let Some(e) = first_error {
-            let from_file = sync.policy.cache_file.clone().and_then(|path| {
-                match read_cache(&path) {
-                    Ok(view) => Some(view),
-                    Err(msg) => {
-                        replica
-                            .shared
-                            .counters
-                            .cache_errors
-                            .fetch_add(1, Ordering::Relaxed);
-                        replica.shared.error(msg);
-                        None
-                    }
-                }
-            });
+            let from_file =
+                sync.policy
+                    .cache_file
+                    .clone()
+                    .and_then(|path| match read_cache(&path) {
+                        Ok(view) => Some(view),
+                        Err(msg) => {
+                            replica
+                                .shared
+                                .counters
+                                .cache_errors
+                                .fetch_add(1, Ordering::Relaxed);
+                            replica.shared.error(msg);
+                            None
+                        }
+                    });
             match from_file {
                 Some(view) => {
                     replica.shared.view.store(Arc::new(view));
@@ -427,19 +427,14 @@ impl ReplicaBuilder {
             }
         }
         if sync.policy.background_sync {
-            let (done_tx, done_rx) = mpsc::channel::<()>();
             let thread = std::thread::Builder::new()
                 .name("envid-replica".into())
-                .spawn(move || {
-                    let _done = done_tx;
-                    sync.run();
-                })
+                .spawn(move || sync.run())
                 .map_err(|e| LookupError::Io {
                     endpoint: String::new(),
                     message: format!("cannot start the replica thread: {e}"),
                 })?;
             replica.thread = Some(thread);
-            replica.done = Some(done_rx);
         } else {
             replica.sync = Some(Mutex::new(sync));
         }
@@ -526,7 +521,10 @@ impl Syncer {
         match fetched {
             Fetched::Snapshot(view) => {
                 self.shared.view.store(Arc::new(view));
-                self.shared.counters.snapshots.fetch_add(1, Ordering::Relaxed);
+                self.shared
+                    .counters
+                    .snapshots
+                    .fetch_add(1, Ordering::Relaxed);
                 self.shared.synced();
                 self.need_snapshot = false;
                 self.write_cache();
@@ -704,8 +702,6 @@ pub struct Replica {
     /// The sync state when there is no background thread.
     sync: Option<Mutex<Syncer>>,
     thread: Option<std::thread::JoinHandle<()>>,
-    /// Disconnected when the thread has ended.
-    done: Option<mpsc::Receiver<()>>,
 }
 
 impl std::fmt::Debug for Replica {
@@ -786,12 +782,14 @@ impl Drop for Replica {
     fn drop(&mut self) {
         *self.shared.stop.lock().unwrap_or_else(|e| e.into_inner()) = true;
         self.shared.wake.notify_all();
-        if let (Some(thread), Some(done)) = (self.thread.take(), self.done.take()) {
+        if let Some(thread) = self.thread.take() {
             // Bounded: a long poll in flight cannot be interrupted; the thread
             // then ends on its own when it returns, touching nothing.
-            if let Err(mpsc::RecvTimeoutError::Disconnected) =
-                done.recv_timeout(Duration::from_millis(250))
-            {
+            let deadline = Instant::now() + Duration::from_millis(250);
+            while !thread.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            if thread.is_finished() {
                 let _ = thread.join();
             }
         }
@@ -880,8 +878,15 @@ mod tests {
 
         std::fs::write(&path, b"{\"format\": \"envid-replica-1\", \"vers").unwrap();
         let err = read_cache(&path).unwrap_err();
-        assert!(err.contains("cache.json") && err.contains("not a replica cache"), "{err}");
-        std::fs::write(&path, b"{\"format\": \"other\", \"version\": 1, \"records\": []}").unwrap();
+        assert!(
+            err.contains("cache.json") && err.contains("not a replica cache"),
+            "{err}"
+        );
+        std::fs::write(
+            &path,
+            b"{\"format\": \"other\", \"version\": 1, \"records\": []}",
+        )
+        .unwrap();
         assert!(read_cache(&path).unwrap_err().contains("unknown format"));
         assert!(read_cache(&dir.join("absent.json"))
             .unwrap_err()
