@@ -159,14 +159,7 @@ fn bad_answers_keep_the_last_version_and_back_off() {
             200,
             r#"{"version": 2, "upserts": [{"env": "x", "idc": "y"}]}"#.into(),
         ),
-        _ if path.starts_with("/v1/registry?since=1&") => {
-            if n == 5 {
-                delta(3, &[rec("10.0.0.1", "b")], &[])
-            } else {
-                thread::sleep(Duration::from_millis(100));
-                delta(3, &[], &[])
-            }
-        }
+        5 if path.starts_with("/v1/registry?since=1&") => delta(3, &[rec("10.0.0.1", "b")], &[]),
         _ => {
             thread::sleep(Duration::from_millis(100));
             delta(3, &[], &[])
