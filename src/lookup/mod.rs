@@ -33,6 +33,12 @@
 //! * **Batches**: [`LookupClient::lookup_many`] answers cached IPs locally and
 //!   asks for the rest in requests of at most 1,000 IPs.
 //!
+//! For servers that look up many IPs, [`Replica`] holds the whole registry
+//! in memory instead, synced in the background by snapshot plus long-polled
+//! deltas, and answers with a lock-free local longest-prefix match (see
+//! [`replica`]). [`Registrar`] registers, renews and removes this instance
+//! at the service (see [`registrar`]).
+//!
 //! Everything is blocking: no async runtime runs inside the client (it is
 //! loaded into JVMs). The cache and policy talk to the service only through
 //! the [`Transport`] trait; [`HttpTransport`] is the ureq implementation.
@@ -51,6 +57,8 @@
 
 mod breaker;
 mod error;
+pub mod registrar;
+pub mod replica;
 mod transport;
 
 use std::collections::HashMap;
@@ -63,6 +71,8 @@ use quick_cache::sync::{Cache, GuardResult};
 
 pub use breaker::{Admit, Breaker};
 pub use error::LookupError;
+pub use registrar::{Registrar, Registration};
+pub use replica::{Replica, ReplicaBuilder, ReplicaStats, ReplicaView};
 pub use transport::{BatchAnswer, HttpSettings, HttpTransport, Transport};
 
 use crate::model::Secret;

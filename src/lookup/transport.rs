@@ -45,6 +45,19 @@ pub struct HttpSettings {
     pub proxy: Option<String>,
 }
 
+impl Default for HttpSettings {
+    /// 500 ms connect, 2 s per request, 4 MiB responses, no token, no proxy.
+    fn default() -> Self {
+        HttpSettings {
+            connect_timeout: Duration::from_millis(500),
+            request_timeout: Duration::from_secs(2),
+            max_response_bytes: 4 * 1024 * 1024,
+            token: None,
+            proxy: None,
+        }
+    }
+}
+
 /// The ureq transport.
 pub struct HttpTransport {
     agent: ureq::Agent,
@@ -86,7 +99,7 @@ impl HttpTransport {
         Ok(HttpTransport { agent, settings })
     }
 
-    fn map_err(&self, endpoint: &str, e: ureq::Error) -> LookupError {
+    pub(crate) fn map_err(&self, endpoint: &str, e: ureq::Error) -> LookupError {
         let endpoint = endpoint.to_string();
         match e {
             ureq::Error::Timeout(_) => LookupError::Timeout {
@@ -121,8 +134,19 @@ impl HttpTransport {
         }
     }
 
-    /// Reads a response: status mapping, size cap, and the body.
-    fn body(
+    /// The agent (keep-alive pool, timeouts, proxy), for the replica and registrar.
+    pub(crate) fn agent(&self) -> &ureq::Agent {
+        &self.agent
+    }
+
+    /// The settings the agent was built with.
+    pub(crate) fn settings(&self) -> &HttpSettings {
+        &self.settings
+    }
+
+    /// Reads a response: status mapping (any 2xx is success, 404 is `None`),
+    /// size cap, and the body.
+    pub(crate) fn body(
         &self,
         endpoint: &str,
         result: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
@@ -131,7 +155,7 @@ impl HttpTransport {
         let status = resp.status().as_u16();
         let endpoint_s = endpoint.to_string();
         match status {
-            200 => {}
+            200..=299 => {}
             404 => return Ok(None),
             401 | 403 => {
                 return Err(LookupError::Unauthorized {
@@ -167,7 +191,7 @@ impl HttpTransport {
         Ok(Some(bytes))
     }
 
-    fn auth<B>(&self, req: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+    pub(crate) fn auth<B>(&self, req: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
         match &self.settings.token {
             Some(t) => req.header("authorization", format!("Bearer {}", t.expose())),
             None => req,
@@ -175,7 +199,7 @@ impl HttpTransport {
     }
 }
 
-fn decode<T: serde::de::DeserializeOwned>(endpoint: &str, bytes: &[u8]) -> Result<T, LookupError> {
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(endpoint: &str, bytes: &[u8]) -> Result<T, LookupError> {
     serde_json::from_slice(bytes).map_err(|e| LookupError::Decode {
         endpoint: endpoint.to_string(),
         message: e.to_string(),

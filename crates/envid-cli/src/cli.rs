@@ -1,7 +1,7 @@
 //! Command-line definitions. Exit codes: 0 success, 1 invalid input or
 //! unidentified environment, 2 usage error (clap's own).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -100,6 +100,82 @@ pub enum Command {
         /// Output format (text or json).
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+        /// Answer from a replica of the whole registry (one snapshot, then
+        /// local longest-prefix matches) instead of asking per IP.
+        #[arg(long)]
+        replica: bool,
+        /// With --replica: the replica's cache file (written after the
+        /// snapshot; read when the service is unreachable).
+        #[arg(long, value_name = "PATH", requires = "replica")]
+        cache_file: Option<PathBuf>,
+    },
+    /// Register this host's environment at the environment service
+    /// (PUT /v1/hosts/{ip}); with --keep-alive, renew the lease every
+    /// lease/3 until SIGTERM or Ctrl-C (then exit 0).
+    Register {
+        /// Service endpoint (the first of ENVID_ENDPOINT's list).
+        #[arg(
+            long,
+            value_name = "URL",
+            env = "ENVID_ENDPOINT",
+            value_delimiter = ',',
+            default_value = "http://127.0.0.1:7070"
+        )]
+        endpoint: Vec<String>,
+        /// Lease in seconds; an unrenewed registration expires after it.
+        #[arg(long, value_name = "SECONDS", default_value_t = 300,
+              value_parser = clap::value_parser!(u64).range(1..))]
+        lease: u64,
+        /// Read exactly this descriptor instead of the default locations.
+        #[arg(long, value_name = "PATH")]
+        descriptor: Option<PathBuf>,
+        /// Registration bearer token (also ENVID_REGISTER_TOKEN, which keeps it out of `ps`).
+        #[arg(
+            long,
+            value_name = "TOKEN",
+            env = "ENVID_REGISTER_TOKEN",
+            hide_env_values = true
+        )]
+        token: Option<String>,
+        /// Register this IP instead of the identified environment's.
+        #[arg(long, value_name = "IP")]
+        ip: Option<IpAddr>,
+        /// Keep renewing the lease until SIGTERM or Ctrl-C.
+        #[arg(long)]
+        keep_alive: bool,
+        /// Whole-request timeout in milliseconds.
+        #[arg(long, value_name = "MS", default_value_t = 2000)]
+        timeout_ms: u64,
+    },
+    /// Remove this host's registration (DELETE /v1/hosts/{ip}); removing an
+    /// unregistered IP is not an error.
+    Deregister {
+        /// Service endpoint (the first of ENVID_ENDPOINT's list).
+        #[arg(
+            long,
+            value_name = "URL",
+            env = "ENVID_ENDPOINT",
+            value_delimiter = ',',
+            default_value = "http://127.0.0.1:7070"
+        )]
+        endpoint: Vec<String>,
+        /// Read exactly this descriptor instead of the default locations.
+        #[arg(long, value_name = "PATH")]
+        descriptor: Option<PathBuf>,
+        /// Registration bearer token (also ENVID_REGISTER_TOKEN).
+        #[arg(
+            long,
+            value_name = "TOKEN",
+            env = "ENVID_REGISTER_TOKEN",
+            hide_env_values = true
+        )]
+        token: Option<String>,
+        /// Remove this IP instead of the identified environment's.
+        #[arg(long, value_name = "IP")]
+        ip: Option<IpAddr>,
+        /// Whole-request timeout in milliseconds.
+        #[arg(long, value_name = "MS", default_value_t = 2000)]
+        timeout_ms: u64,
     },
 }
 

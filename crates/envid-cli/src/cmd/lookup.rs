@@ -1,33 +1,81 @@
 //! `envid lookup IP...`: asks the environment service about IP addresses.
 
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use envid::lookup::{LookupClient, LookupError, LookupResult};
+use envid::lookup::{LookupClient, LookupError, LookupResult, Replica};
 use envid::Secret;
 use serde_json::json;
 
 use crate::cli::Format;
 use crate::output;
 
-pub fn run(
-    ips: &[String],
-    endpoints: Vec<String>,
-    token: Option<String>,
-    timeout_ms: u64,
-    format: Format,
-) -> Result<ExitCode, String> {
-    let mut b = LookupClient::builder()
-        .request_timeout(Duration::from_millis(timeout_ms))
-        .max_retries(1);
-    for e in endpoints {
-        b = b.endpoint(e);
+pub struct Args<'a> {
+    pub ips: &'a [String],
+    pub endpoints: Vec<String>,
+    pub token: Option<String>,
+    pub timeout_ms: u64,
+    pub format: Format,
+    pub replica: bool,
+    pub cache_file: Option<PathBuf>,
+}
+
+/// Answers per IP from the service, or from a replica (one snapshot).
+enum Source {
+    Service(LookupClient),
+    Replica(Replica),
+}
+
+impl Source {
+    fn open(a: &Args) -> Result<Source, LookupError> {
+        let timeout = Duration::from_millis(a.timeout_ms);
+        if a.replica {
+            let mut b = Replica::builder()
+                .request_timeout(timeout)
+                .background_sync(false);
+            for e in &a.endpoints {
+                b = b.endpoint(e.clone());
+            }
+            if let Some(t) = &a.token {
+                b = b.token(Secret::new(t.clone()));
+            }
+            if let Some(p) = &a.cache_file {
+                b = b.cache_file(p.clone());
+            }
+            let replica = b.build()?;
+            if let Some(e) = replica.last_error() {
+                eprintln!("envid: {e}");
+            }
+            if replica.stats().from_cache {
+                eprintln!("envid: the service is unreachable; answering from the cache file");
+            }
+            return Ok(Source::Replica(replica));
+        }
+        let mut b = LookupClient::builder()
+            .request_timeout(timeout)
+            .max_retries(1);
+        for e in &a.endpoints {
+            b = b.endpoint(e.clone());
+        }
+        if let Some(t) = &a.token {
+            b = b.token(Secret::new(t.clone()));
+        }
+        b.build().map(Source::Service)
     }
-    if let Some(t) = token {
-        b = b.token(Secret::new(t));
+
+    fn lookup_many(&self, ips: &[IpAddr]) -> Vec<LookupResult> {
+        match self {
+            Source::Service(c) => c.lookup_many(ips),
+            Source::Replica(r) => ips.iter().map(|ip| Ok(r.lookup(*ip))).collect(),
+        }
     }
-    let client = b.build().map_err(|e| e.to_string())?;
+}
+
+pub fn run(a: Args) -> Result<ExitCode, String> {
+    let (ips, format) = (a.ips, a.format);
+    let client = Source::open(&a).map_err(|e| e.to_string())?;
 
     // Parse first; bad input is reported per IP, next to the real answers.
     let parsed: Vec<Result<IpAddr, LookupError>> = ips

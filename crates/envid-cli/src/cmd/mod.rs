@@ -4,6 +4,7 @@ mod check;
 mod explain;
 mod inspect;
 mod lookup;
+mod register;
 mod serve;
 
 use std::process::ExitCode;
@@ -30,7 +31,49 @@ pub fn run(cli: Cli) -> Result<ExitCode, String> {
             token,
             timeout_ms,
             format,
-        } => lookup::run(&ips, endpoints, token, timeout_ms, format),
+            replica,
+            cache_file,
+        } => lookup::run(lookup::Args {
+            ips: &ips,
+            endpoints,
+            token,
+            timeout_ms,
+            format,
+            replica,
+            cache_file,
+        }),
+        Command::Register {
+            endpoint,
+            lease,
+            descriptor,
+            token,
+            ip,
+            keep_alive,
+            timeout_ms,
+        } => register::register(register::Args {
+            endpoint,
+            lease,
+            descriptor,
+            token,
+            ip,
+            keep_alive,
+            timeout_ms,
+        }),
+        Command::Deregister {
+            endpoint,
+            descriptor,
+            token,
+            ip,
+            timeout_ms,
+        } => register::deregister(register::Args {
+            endpoint,
+            lease: 0,
+            descriptor,
+            token,
+            ip,
+            keep_alive: false,
+            timeout_ms,
+        }),
         Command::Serve {
             registry,
             listen,

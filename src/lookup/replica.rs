@@ -1,0 +1,918 @@
+//! Replica mode: the whole registry in memory, synced by snapshot plus
+//! long-polled deltas (DESIGN.md, "The lookup client", and "Replication").
+//!
+//! A [`Replica`] fetches `GET /v1/registry` once, then asks
+//! `GET /v1/registry?since=N&wait=S` in a loop on one background thread
+//! (a plain `std::thread`: no async runtime, the library is loaded into
+//! JVMs). Lookups never touch the network: they run a longest-prefix match
+//! on an immutable [`ReplicaView`] (exact IP first, then the narrowest
+//! CIDR). Each delta is applied to a *copy* of the current view and the copy
+//! is swapped in with one atomic pointer store ([`arc_swap::ArcSwap`]), so
+//! readers never block, never wait for the sync thread, and never see a
+//! half-applied delta: a lookup sees version N or version N+1, nothing in
+//! between.
+//!
+//! * `410 Gone` (the replica fell behind the service's retained history):
+//!   the whole registry is fetched again.
+//! * Any error: the replica keeps serving the last view it has, counts the
+//!   error, and retries after a jittered, capped exponential backoff
+//!   (default 100 ms doubling to 30 s; endpoints are tried in turn).
+//! * With a [`cache_file`](ReplicaBuilder::cache_file), every fetched
+//!   snapshot (and, at most every `cache_write_interval`, the state after
+//!   deltas) is written atomically: a temporary file in the same directory,
+//!   fsync, rename. When the service is unreachable at start, the replica
+//!   starts from that file, so a restart during an outage still answers. A
+//!   corrupt file is reported ([`Replica::last_error`],
+//!   [`ReplicaStats::cache_errors`]) and ignored.
+//! * Dropping the [`Replica`] stops the thread: it is woken from a backoff
+//!   sleep at once, and a long poll in flight ends within `poll_wait`. The
+//!   drop waits at most 250 ms for the thread and otherwise lets it finish
+//!   its last request on its own (it touches nothing once stopped).
+//!
+//! ```no_run
+//! use envid::lookup::Replica;
+//! let replica = Replica::builder()
+//!     .endpoint("http://envsvc.cn0.example:7070")
+//!     .cache_file("/var/cache/envid/registry.json")
+//!     .build()?;
+//! if let Some(rec) = replica.lookup("10.1.2.3".parse().unwrap()) {
+//!     println!("{} {}", rec.env, rec.idc);
+//! }
+//! println!("replica at version {}", replica.stats().version);
+//! # Ok::<(), envid::lookup::LookupError>(())
+//! ```
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use serde::{Deserialize, Serialize};
+
+use super::transport::{decode, HttpSettings, HttpTransport};
+use super::LookupError;
+use crate::model::Secret;
+use crate::registry::{HostRecord, PrefixTable, RecordKey};
+
+/// The body of `GET /v1/registry`.
+#[derive(Deserialize)]
+struct SnapshotBody {
+    version: u64,
+    records: Vec<HostRecord>,
+}
+
+/// The body of `GET /v1/registry?since=N`.
+#[derive(Deserialize)]
+struct DeltaBody {
+    version: u64,
+    #[serde(default)]
+    upserts: Vec<HostRecord>,
+    #[serde(default)]
+    deletes: Vec<RecordKey>,
+}
+
+/// One consistent version of the registry, as held by a [`Replica`].
+/// Immutable: a new version is a new view.
+#[derive(Clone, Debug, Default)]
+pub struct ReplicaView {
+    version: u64,
+    records: HashMap<RecordKey, Arc<HostRecord>>,
+    table: PrefixTable<Arc<HostRecord>>,
+}
+
+impl ReplicaView {
+    /// Builds a view from whole-registry records; a record with neither
+    /// `ip` nor `cidr` is refused.
+    fn from_records(version: u64, records: Vec<HostRecord>) -> Result<ReplicaView, String> {
+        let mut view = ReplicaView {
+            version,
+            ..ReplicaView::default()
+        };
+        for rec in records {
+            view.upsert(rec)?;
+        }
+        Ok(view)
+    }
+
+    fn upsert(&mut self, rec: HostRecord) -> Result<(), String> {
+        let key = rec
+            .key()
+            .ok_or_else(|| "a record has neither `ip` nor `cidr`".to_string())?;
+        let rec = Arc::new(rec);
+        self.table.insert(key, rec.clone());
+        self.records.insert(key, rec);
+        Ok(())
+    }
+
+    /// A copy of this view with a delta applied (deletes, then upserts).
+    fn apply(
+        &self,
+        version: u64,
+        upserts: Vec<HostRecord>,
+        deletes: &[RecordKey],
+    ) -> Result<ReplicaView, String> {
+        let mut next = self.clone();
+        next.version = version;
+        for key in deletes {
+            next.table.remove(key);
+            next.records.remove(key);
+        }
+        for rec in upserts {
+            next.upsert(rec)?;
+        }
+        Ok(next)
+    }
+
+    /// The registry version this view is.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// Number of records (single IPs and ranges).
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Whether the view holds no record.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// The most specific record for `ip`: the exact address, else the
+    /// narrowest range containing it.
+    #[inline]
+    pub fn lookup(&self, ip: IpAddr) -> Option<&Arc<HostRecord>> {
+        self.table.lookup(ip)
+    }
+
+    /// The record stored under exactly `key`.
+    pub fn get(&self, key: &RecordKey) -> Option<&Arc<HostRecord>> {
+        self.records.get(key)
+    }
+
+    /// Every record, in no particular order.
+    pub fn records(&self) -> impl Iterator<Item = &Arc<HostRecord>> {
+        self.records.values()
+    }
+}
+
+/// Counters and state of a [`Replica`], read with [`Replica::stats`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReplicaStats {
+    /// The registry version being served (0 before any data).
+    pub version: u64,
+    /// Records being served.
+    pub records: usize,
+    /// Time since the last successful exchange with the service (a
+    /// snapshot, a delta or an empty long poll); `None` when there has been
+    /// none yet (for example, serving from the cache file during an outage).
+    pub age: Option<Duration>,
+    /// Successful exchanges with the service.
+    pub syncs: u64,
+    /// Whole-registry fetches (the first one, after `410 Gone`, after the cache file).
+    pub snapshots: u64,
+    /// Non-empty deltas applied.
+    pub deltas: u64,
+    /// Failed requests to the service (each followed by a backoff).
+    pub sync_errors: u64,
+    /// Whether the data being served came from the cache file (no successful
+    /// sync with the service since start).
+    pub from_cache: bool,
+    /// Cache files that could not be read or written.
+    pub cache_errors: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    syncs: AtomicU64,
+    snapshots: AtomicU64,
+    deltas: AtomicU64,
+    sync_errors: AtomicU64,
+    cache_errors: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Shared {
+    view: ArcSwap<ReplicaView>,
+    counters: Counters,
+    from_cache: AtomicBool,
+    last_sync: Mutex<Option<Instant>>,
+    last_error: Mutex<Option<String>>,
+    stop: Mutex<bool>,
+    wake: Condvar,
+}
+
+impl Shared {
+    fn stopped(&self) -> bool {
+        *self.stop.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sleeps up to `d`; returns `true` when stopped meanwhile.
+    fn sleep(&self, d: Duration) -> bool {
+        let deadline = Instant::now() + d;
+        let mut stop = self.stop.lock().unwrap_or_else(|e| e.into_inner());
+        while !*stop {
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            stop = self
+                .wake
+                .wait_timeout(stop, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        true
+    }
+
+    fn synced(&self) {
+        self.counters.syncs.fetch_add(1, Ordering::Relaxed);
+        self.from_cache.store(false, Ordering::Relaxed);
+        *self.last_sync.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+    }
+
+    fn error(&self, message: String) {
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(message);
+    }
+}
+
+/// Builds a [`Replica`].
+#[derive(Clone, Debug)]
+pub struct ReplicaBuilder {
+    endpoints: Vec<String>,
+    token: Option<Secret>,
+    proxy: Option<String>,
+    connect_timeout: Duration,
+    request_timeout: Duration,
+    max_snapshot_bytes: u64,
+    poll_wait: Duration,
+    backoff: Duration,
+    max_backoff: Duration,
+    cache_file: Option<PathBuf>,
+    cache_write_interval: Duration,
+    require_initial_sync: bool,
+    background_sync: bool,
+}
+
+impl Default for ReplicaBuilder {
+    fn default() -> Self {
+        ReplicaBuilder {
+            endpoints: Vec::new(),
+            token: None,
+            proxy: None,
+            connect_timeout: Duration::from_millis(500),
+            request_timeout: Duration::from_secs(10),
+            max_snapshot_bytes: 256 * 1024 * 1024,
+            poll_wait: Duration::from_secs(10),
+            backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(30),
+            cache_file: None,
+            cache_write_interval: Duration::from_secs(10),
+            require_initial_sync: true,
+            background_sync: true,
+        }
+    }
+}
+
+macro_rules! setter {
+    ($(#[$doc:meta])* $name:ident: $ty:ty) => {
+        $(#[$doc])*
+        pub fn $name(mut self, v: $ty) -> Self {
+            self.$name = v;
+            self
+        }
+    };
+}
+
+impl ReplicaBuilder {
+    /// Adds an endpoint (`http://host:port` or `https://…`); on errors the
+    /// replica moves on to the next one.
+    pub fn endpoint(mut self, url: impl Into<String>) -> Self {
+        self.endpoints
+            .push(url.into().trim_end_matches('/').to_string());
+        self
+    }
+    /// The bearer token sent on every request.
+    pub fn token(mut self, token: Secret) -> Self {
+        self.token = Some(token);
+        self
+    }
+    /// An explicit proxy URL (none by default; proxy variables are not read).
+    pub fn proxy(mut self, url: impl Into<String>) -> Self {
+        self.proxy = Some(url.into());
+        self
+    }
+    /// Where the last snapshot is kept, for starts during an outage.
+    pub fn cache_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.cache_file = Some(path.into());
+        self
+    }
+    setter!(/// TCP/TLS connect timeout (default 500 ms).
+        connect_timeout: Duration);
+    setter!(/// Timeout of a snapshot request, and the slack added to a long
+        /// poll's `poll_wait` (default 10 s).
+        request_timeout: Duration);
+    setter!(/// Largest snapshot or delta body accepted (default 256 MiB).
+        max_snapshot_bytes: u64);
+    setter!(/// How long the service may hold a long poll open when nothing
+        /// changed (default 10 s, sent as whole seconds, at least 1). It also
+        /// bounds how long the sync thread outlives a dropped replica.
+        poll_wait: Duration);
+    setter!(/// First backoff after an error, doubled on each further error,
+        /// jittered ×0.5–1.5 (default 100 ms).
+        backoff: Duration);
+    setter!(/// Longest backoff (default 30 s).
+        max_backoff: Duration);
+    setter!(/// Least time between cache file writes after deltas (default 10 s;
+        /// snapshots are always written).
+        cache_write_interval: Duration);
+    setter!(/// Whether [`build`](Self::build) fails when neither the service
+        /// nor the cache file gives data (default `true`). With `false` the
+        /// replica starts empty (answering `None`) and keeps trying.
+        require_initial_sync: bool);
+    setter!(/// Whether a background thread keeps the replica in sync (default
+        /// `true`). With `false` the replica is the one snapshot taken by
+        /// `build` (or the cache file), refreshed only by [`Replica::sync_once`].
+        background_sync: bool);
+
+    /// Fetches the registry (or reads the cache file when the service is
+    /// unreachable) and starts the sync thread.
+    pub fn build(self) -> Result<Replica, LookupError> {
+        if self.endpoints.is_empty() {
+            return Err(LookupError::InvalidEndpoint {
+                endpoint: String::new(),
+                reason: "no endpoint configured".into(),
+            });
+        }
+        for e in &self.endpoints {
+            if !(e.starts_with("http://") || e.starts_with("https://")) || e.len() < 9 {
+                return Err(LookupError::InvalidEndpoint {
+                    endpoint: e.clone(),
+                    reason: "expected http://HOST[:PORT] or https://HOST[:PORT]".into(),
+                });
+            }
+        }
+        let transport = HttpTransport::new(HttpSettings {
+            connect_timeout: self.connect_timeout,
+            request_timeout: self.request_timeout,
+            max_response_bytes: self.max_snapshot_bytes,
+            token: self.token.clone(),
+            proxy: self.proxy.clone(),
+        })?;
+        let shared = Arc::new(Shared {
+            view: ArcSwap::from_pointee(ReplicaView::default()),
+            counters: Counters::default(),
+            from_cache: AtomicBool::new(false),
+            last_sync: Mutex::new(None),
+            last_error: Mutex::new(None),
+            stop: Mutex::new(false),
+            wake: Condvar::new(),
+        });
+        let sync = Syncer {
+            shared: shared.clone(),
+            transport,
+            policy: self,
+            endpoint: 0,
+            need_snapshot: true,
+            dirty: false,
+            last_cache_write: Instant::now(),
+        };
+        let mut replica = Replica {
+            shared,
+            sync: None,
+            thread: None,
+        };
+        let mut sync = sync;
+        // The first snapshot: every endpoint once, then the cache file.
+        let mut first_error = None;
+        for _ in 0..sync.policy.endpoints.len() {
+            match sync.step() {
+                Ok(()) => {
+                    first_error = None;
+                    break;
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = first_error {
+            let from_file =
+                sync.policy
+                    .cache_file
+                    .clone()
+                    .and_then(|path| match read_cache(&path) {
+                        Ok(view) => Some(view),
+                        Err(msg) => {
+                            replica
+                                .shared
+                                .counters
+                                .cache_errors
+                                .fetch_add(1, Ordering::Relaxed);
+                            replica.shared.error(msg);
+                            None
+                        }
+                    });
+            match from_file {
+                Some(view) => {
+                    replica.shared.view.store(Arc::new(view));
+                    replica.shared.from_cache.store(true, Ordering::Relaxed);
+                }
+                None if sync.policy.require_initial_sync => return Err(e),
+                None => {}
+            }
+        }
+        if sync.policy.background_sync {
+            let thread = std::thread::Builder::new()
+                .name("envid-replica".into())
+                .spawn(move || sync.run())
+                .map_err(|e| LookupError::Io {
+                    endpoint: String::new(),
+                    message: format!("cannot start the replica thread: {e}"),
+                })?;
+            replica.thread = Some(thread);
+        } else {
+            replica.sync = Some(Mutex::new(sync));
+        }
+        Ok(replica)
+    }
+}
+
+/// The sync loop's state (owned by the sync thread, or by the replica when
+/// there is no thread).
+struct Syncer {
+    shared: Arc<Shared>,
+    transport: HttpTransport,
+    policy: ReplicaBuilder,
+    /// Index of the endpoint in use.
+    endpoint: usize,
+    need_snapshot: bool,
+    /// Deltas applied since the cache file was last written.
+    dirty: bool,
+    last_cache_write: Instant,
+}
+
+enum Fetched {
+    Snapshot(ReplicaView),
+    Delta(DeltaBody),
+    Gone,
+}
+
+impl Syncer {
+    fn run(mut self) {
+        let mut backoff = self.policy.backoff;
+        while !self.shared.stopped() {
+            match self.step() {
+                Ok(()) => backoff = self.policy.backoff,
+                Err(_) => {
+                    let pause = backoff
+                        .mul_f64(0.5 + fastrand::f64())
+                        .min(self.policy.max_backoff);
+                    backoff = (backoff * 2).min(self.policy.max_backoff);
+                    if self.shared.sleep(pause) {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// One exchange with the current endpoint: a snapshot or a long poll.
+    /// On error moves to the next endpoint (the caller backs off).
+    fn step(&mut self) -> Result<(), LookupError> {
+        let endpoint = self.policy.endpoints[self.endpoint % self.policy.endpoints.len()].clone();
+        let fetched = if self.need_snapshot {
+            self.fetch_snapshot(&endpoint).map(Fetched::Snapshot)
+        } else {
+            self.poll(&endpoint, self.shared.view.load().version)
+        };
+        if self.shared.stopped() {
+            return Ok(());
+        }
+        let outcome = fetched.and_then(|f| self.install(&endpoint, f));
+        match &outcome {
+            Ok(()) => {
+                if self.dirty && self.last_cache_write.elapsed() >= self.policy.cache_write_interval
+                {
+                    self.write_cache();
+                }
+            }
+            Err(e) => {
+                self.shared
+                    .counters
+                    .sync_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                self.shared.error(e.to_string());
+                self.endpoint = self.endpoint.wrapping_add(1);
+            }
+        }
+        outcome
+    }
+
+    fn install(&mut self, endpoint: &str, fetched: Fetched) -> Result<(), LookupError> {
+        let invalid = |message: String| LookupError::Decode {
+            endpoint: endpoint.to_string(),
+            message,
+        };
+        match fetched {
+            Fetched::Snapshot(view) => {
+                self.shared.view.store(Arc::new(view));
+                self.shared
+                    .counters
+                    .snapshots
+                    .fetch_add(1, Ordering::Relaxed);
+                self.shared.synced();
+                self.need_snapshot = false;
+                self.write_cache();
+            }
+            Fetched::Gone => {
+                // Behind the retained history: the whole registry again, now.
+                self.need_snapshot = true;
+                self.shared.synced();
+            }
+            Fetched::Delta(delta) => {
+                let current = self.shared.view.load_full();
+                if delta.version < current.version {
+                    // The service went back in time (restarted from its file):
+                    // our version means nothing to it any more.
+                    self.need_snapshot = true;
+                } else if delta.upserts.is_empty() && delta.deletes.is_empty() {
+                    if delta.version != current.version {
+                        let mut next = (*current).clone();
+                        next.version = delta.version;
+                        self.shared.view.store(Arc::new(next));
+                    }
+                } else {
+                    let next = current
+                        .apply(delta.version, delta.upserts, &delta.deletes)
+                        .map_err(invalid)?;
+                    self.shared.view.store(Arc::new(next));
+                    self.shared.counters.deltas.fetch_add(1, Ordering::Relaxed);
+                    self.dirty = true;
+                }
+                self.shared.synced();
+            }
+        }
+        Ok(())
+    }
+
+    fn fetch_snapshot(&self, endpoint: &str) -> Result<ReplicaView, LookupError> {
+        let url = format!("{endpoint}/v1/registry");
+        let result = self.transport.auth(self.transport.agent().get(&url)).call();
+        let bytes = self
+            .transport
+            .body(endpoint, result)?
+            .ok_or_else(|| LookupError::Status {
+                endpoint: endpoint.to_string(),
+                status: 404,
+            })?;
+        let body: SnapshotBody = decode(endpoint, &bytes)?;
+        ReplicaView::from_records(body.version, body.records).map_err(|message| {
+            LookupError::Decode {
+                endpoint: endpoint.to_string(),
+                message,
+            }
+        })
+    }
+
+    fn poll(&self, endpoint: &str, since: u64) -> Result<Fetched, LookupError> {
+        let wait = self.policy.poll_wait.as_secs().max(1);
+        let url = format!("{endpoint}/v1/registry?since={since}&wait={wait}");
+        let timeout = Duration::from_secs(wait) + self.transport.settings().request_timeout;
+        let req = self
+            .transport
+            .auth(self.transport.agent().get(&url))
+            .config()
+            .timeout_global(Some(timeout))
+            .build();
+        match self.transport.body(endpoint, req.call()) {
+            Ok(Some(bytes)) => Ok(Fetched::Delta(decode(endpoint, &bytes)?)),
+            Ok(None) => Err(LookupError::Status {
+                endpoint: endpoint.to_string(),
+                status: 404,
+            }),
+            Err(LookupError::Status { status: 410, .. }) => Ok(Fetched::Gone),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn write_cache(&mut self) {
+        let Some(path) = self.policy.cache_file.clone() else {
+            return;
+        };
+        self.last_cache_write = Instant::now();
+        self.dirty = false;
+        if let Err(e) = write_cache(&path, &self.shared.view.load()) {
+            self.shared
+                .counters
+                .cache_errors
+                .fetch_add(1, Ordering::Relaxed);
+            self.shared
+                .error(format!("cannot write cache file {}: {e}", path.display()));
+        }
+    }
+}
+
+/// The cache file: the snapshot's shape plus a format marker.
+#[derive(Serialize)]
+struct CacheOut<'a> {
+    format: &'static str,
+    version: u64,
+    records: Vec<&'a HostRecord>,
+}
+
+#[derive(Deserialize)]
+struct CacheIn {
+    format: String,
+    version: u64,
+    records: Vec<HostRecord>,
+}
+
+const CACHE_FORMAT: &str = "envid-replica-1";
+
+/// Writes `view` to `path` atomically: a temporary file in the same
+/// directory, fsync, rename, then fsync of the directory (best effort).
+fn write_cache(path: &Path, view: &ReplicaView) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "envid-replica".into());
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let tmp = dir.join(format!(
+        ".{name}.{}.{}.tmp",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
+    let out = CacheOut {
+        format: CACHE_FORMAT,
+        version: view.version,
+        records: view.records.values().map(|r| &**r).collect(),
+    };
+    let result = (|| {
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
+        let mut w = std::io::BufWriter::new(file);
+        serde_json::to_writer(&mut w, &out).map_err(std::io::Error::other)?;
+        w.flush()?;
+        let file = w.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&tmp, path)?;
+        if let Ok(d) = std::fs::File::open(&dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Reads a cache file written by [`write_cache`]; the error says what is wrong.
+fn read_cache(path: &Path) -> Result<ReplicaView, String> {
+    let bad = |what: String| format!("ignoring cache file {}: {what}", path.display());
+    let bytes = std::fs::read(path).map_err(|e| bad(format!("cannot read it: {e}")))?;
+    let file: CacheIn =
+        serde_json::from_slice(&bytes).map_err(|e| bad(format!("not a replica cache: {e}")))?;
+    if file.format != CACHE_FORMAT {
+        return Err(bad(format!(
+            "unknown format {:?} (expected {CACHE_FORMAT:?})",
+            file.format
+        )));
+    }
+    ReplicaView::from_records(file.version, file.records).map_err(bad)
+}
+
+/// A local, in-memory copy of the registry kept in sync in the background.
+/// Lookups are lock-free and never touch the network. Share one per process;
+/// dropping it stops the sync thread. See the [module documentation](self).
+pub struct Replica {
+    shared: Arc<Shared>,
+    /// The sync state when there is no background thread.
+    sync: Option<Mutex<Syncer>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Replica {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replica")
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Replica {
+    /// A builder with the defaults of the module documentation.
+    pub fn builder() -> ReplicaBuilder {
+        ReplicaBuilder::default()
+    }
+
+    /// The most specific record for `ip` (exact address, else the narrowest
+    /// range), or `None` when the registry has none. Never blocks.
+    #[inline]
+    pub fn lookup(&self, ip: IpAddr) -> Option<Arc<HostRecord>> {
+        self.shared.view.load().lookup(ip).cloned()
+    }
+
+    /// The current view, for several lookups against one consistent version.
+    pub fn view(&self) -> Arc<ReplicaView> {
+        self.shared.view.load_full()
+    }
+
+    /// The registry version being served.
+    pub fn version(&self) -> u64 {
+        self.shared.view.load().version
+    }
+
+    /// The counters and state so far.
+    pub fn stats(&self) -> ReplicaStats {
+        let c = &self.shared.counters;
+        let view = self.shared.view.load();
+        ReplicaStats {
+            version: view.version,
+            records: view.len(),
+            age: self
+                .shared
+                .last_sync
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .map(|t| t.elapsed()),
+            syncs: c.syncs.load(Ordering::Relaxed),
+            snapshots: c.snapshots.load(Ordering::Relaxed),
+            deltas: c.deltas.load(Ordering::Relaxed),
+            sync_errors: c.sync_errors.load(Ordering::Relaxed),
+            from_cache: self.shared.from_cache.load(Ordering::Relaxed),
+            cache_errors: c.cache_errors.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The last sync or cache file problem, as a sentence (kept after recovery).
+    pub fn last_error(&self) -> Option<String> {
+        self.shared
+            .last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Without a background thread ([`ReplicaBuilder::background_sync`]
+    /// `false`): one exchange with the service now (a snapshot if needed,
+    /// else a long poll of at most `poll_wait`). With a thread it does
+    /// nothing and returns `Ok`.
+    pub fn sync_once(&self) -> Result<(), LookupError> {
+        match &self.sync {
+            Some(s) => s.lock().unwrap_or_else(|e| e.into_inner()).step(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        *self.shared.stop.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.shared.wake.notify_all();
+        if let Some(thread) = self.thread.take() {
+            // Bounded: a long poll in flight cannot be interrupted; the thread
+            // then ends on its own when it returns, touching nothing.
+            let deadline = Instant::now() + Duration::from_millis(250);
+            while !thread.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            if thread.is_finished() {
+                let _ = thread.join();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(key: &str, env: &str) -> HostRecord {
+        let mut r: HostRecord =
+            serde_json::from_value(serde_json::json!({"env": env, "idc": "cn0"})).unwrap();
+        match key.parse::<RecordKey>().unwrap() {
+            RecordKey::Ip(ip) => r.ip = Some(ip),
+            RecordKey::Net(n) => r.cidr = Some(n),
+        }
+        r
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn view_longest_prefix_and_delta() {
+        let v1 = ReplicaView::from_records(
+            1,
+            vec![
+                rec("10.0.0.0/8", "prod"),
+                rec("10.1.0.0/16", "beta"),
+                rec("10.1.2.3", "dev"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(v1.lookup(ip("10.1.2.3")).unwrap().env, "dev");
+        assert_eq!(v1.lookup(ip("10.1.9.9")).unwrap().env, "beta");
+        assert_eq!(v1.lookup(ip("10.9.9.9")).unwrap().env, "prod");
+        assert!(v1.lookup(ip("11.0.0.1")).is_none());
+
+        let v2 = v1
+            .apply(
+                3,
+                vec![rec("10.1.2.4", "fat"), rec("10.0.0.0/8", "uat")],
+                &["10.1.2.3".parse().unwrap(), "10.1.0.0/16".parse().unwrap()],
+            )
+            .unwrap();
+        assert_eq!(v2.version(), 3);
+        assert_eq!(v2.len(), 2);
+        assert_eq!(v2.lookup(ip("10.1.2.3")).unwrap().env, "uat");
+        assert_eq!(v2.lookup(ip("10.1.2.4")).unwrap().env, "fat");
+        // The old view is untouched.
+        assert_eq!(v1.lookup(ip("10.1.2.3")).unwrap().env, "dev");
+        assert_eq!(v1.len(), 3);
+    }
+
+    #[test]
+    fn view_refuses_keyless_record() {
+        let mut r = rec("10.0.0.1", "prod");
+        r.ip = None;
+        assert!(ReplicaView::from_records(1, vec![r]).is_err());
+    }
+
+    #[test]
+    fn cache_file_round_trip_and_corruption() {
+        let dir = std::env::temp_dir().join(format!("envid-replica-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("cache.json");
+        let view = ReplicaView::from_records(
+            7,
+            vec![rec("10.0.0.0/8", "prod"), rec("2001:db8::1", "beta")],
+        )
+        .unwrap();
+        write_cache(&path, &view).unwrap();
+        write_cache(&path, &view).unwrap(); // replacing works too
+        let back = read_cache(&path).unwrap();
+        assert_eq!(back.version(), 7);
+        assert_eq!(back.len(), 2);
+        assert_eq!(back.lookup(ip("2001:db8::1")).unwrap().env, "beta");
+        // No temporary files are left behind.
+        let names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+
+        std::fs::write(&path, b"{\"format\": \"envid-replica-1\", \"vers").unwrap();
+        let err = read_cache(&path).unwrap_err();
+        assert!(
+            err.contains("cache.json") && err.contains("not a replica cache"),
+            "{err}"
+        );
+        std::fs::write(
+            &path,
+            b"{\"format\": \"other\", \"version\": 1, \"records\": []}",
+        )
+        .unwrap();
+        assert!(read_cache(&path).unwrap_err().contains("unknown format"));
+        assert!(read_cache(&dir.join("absent.json"))
+            .unwrap_err()
+            .contains("cannot read"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn sleep_wakes_on_stop() {
+        let shared = Arc::new(Shared {
+            view: ArcSwap::from_pointee(ReplicaView::default()),
+            counters: Counters::default(),
+            from_cache: AtomicBool::new(false),
+            last_sync: Mutex::new(None),
+            last_error: Mutex::new(None),
+            stop: Mutex::new(false),
+            wake: Condvar::new(),
+        });
+        assert!(!shared.sleep(Duration::from_millis(10)));
+        let s2 = shared.clone();
+        let t = std::thread::spawn(move || s2.sleep(Duration::from_secs(30)));
+        std::thread::sleep(Duration::from_millis(20));
+        let start = Instant::now();
+        *shared.stop.lock().unwrap() = true;
+        shared.wake.notify_all();
+        assert!(t.join().unwrap());
+        assert!(start.elapsed() < Duration::from_secs(1));
+    }
+}
