@@ -359,6 +359,7 @@ impl ReplicaBuilder {
         let transport = HttpTransport::new(HttpSettings {
             connect_timeout: self.connect_timeout,
             request_timeout: self.request_timeout,
+            total_timeout: None,
             max_response_bytes: self.max_snapshot_bytes,
             token: self.token.clone(),
             proxy: self.proxy.clone(),
@@ -587,6 +588,9 @@ impl Syncer {
             .transport
             .auth(self.transport.agent().get(&url))
             .config()
+            // The response head comes only when the wait is over: the
+            // per-phase bound of the agent must cover the wait too.
+            .timeout_recv_response(Some(timeout))
             .timeout_global(Some(timeout))
             .build();
         match self.transport.body(endpoint, req.call()) {

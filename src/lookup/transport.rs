@@ -51,6 +51,7 @@ impl Default for HttpSettings {
         HttpSettings {
             connect_timeout: Duration::from_millis(500),
             request_timeout: Duration::from_secs(2),
+            total_timeout: None,
             max_response_bytes: 4 * 1024 * 1024,
             token: None,
             proxy: None,
@@ -199,7 +200,10 @@ impl HttpTransport {
     }
 }
 
-pub(crate) fn decode<T: serde::de::DeserializeOwned>(endpoint: &str, bytes: &[u8]) -> Result<T, LookupError> {
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(
+    endpoint: &str,
+    bytes: &[u8],
+) -> Result<T, LookupError> {
     serde_json::from_slice(bytes).map_err(|e| LookupError::Decode {
         endpoint: endpoint.to_string(),
         message: e.to_string(),
