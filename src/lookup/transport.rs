@@ -197,7 +197,10 @@ impl HttpTransport {
     }
 }
 
-pub(crate) fn decode<T: serde::de::DeserializeOwned>(endpoint: &str, bytes: &[u8]) -> Result<T, LookupError> {
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(
+    endpoint: &str,
+    bytes: &[u8],
+) -> Result<T, LookupError> {
     serde_json::from_slice(bytes).map_err(|e| LookupError::Decode {
         endpoint: endpoint.to_string(),
         message: e.to_string(),
