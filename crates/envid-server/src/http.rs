@@ -2,6 +2,10 @@
 //! registration), the bearer token checks, load shedding, the registration
 //! rate limit and the Prometheus metrics.
 
+// Handlers' helpers return the ready error `Response` as `Err`: a cold path,
+// so its size does not matter, and boxing would only add noise.
+#![allow(clippy::result_large_err)]
+
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -172,13 +176,16 @@ impl Metrics {
     }
 }
 
+/// (app, IP): what the registration limit counts per.
+type WindowKey = (Option<String>, IpAddr);
+
 /// Load shedding and the registration rate limit.
 #[derive(Debug)]
 pub(crate) struct Limits {
     register_limit: usize,
     register_window: Duration,
     /// Accepted registrations per (app, IP) within the window, oldest first.
-    windows: Mutex<HashMap<(Option<String>, IpAddr), VecDeque<Instant>>>,
+    windows: Mutex<HashMap<WindowKey, VecDeque<Instant>>>,
     last_prune: Mutex<Instant>,
     in_flight: AtomicUsize,
     max_in_flight: usize,

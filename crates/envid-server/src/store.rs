@@ -552,4 +552,34 @@ mod tests {
         );
         assert_eq!(store.changes_since(2).unwrap().upserts[0].env, "d");
     }
+
+    #[test]
+    fn registrations_lay_over_static_records_and_survive_reloads() {
+        let store = Store::new(vec![rec("10.0.0.1", "static")], 10);
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let c = store
+            .register(ip, rec("10.0.0.1", "dyn"), 60, 1_000)
+            .unwrap();
+        assert_eq!(c.version, 2);
+        assert_eq!(store.snapshot().lookup(ip).unwrap().env, "dyn");
+        // Same record again: only the lease moves, no version.
+        assert!(store
+            .register(ip, rec("10.0.0.1", "dyn"), 60, 2_000)
+            .is_none());
+        // A reload that drops the static record keeps the registration.
+        assert!(store.replace_all(vec![]).is_none());
+        assert_eq!(store.snapshot().lookup(ip).unwrap().env, "dyn");
+        store.replace_all(vec![rec("10.0.0.1", "static2")]);
+        assert_eq!(store.version(), 2);
+        // Renewal moves the expiry, never the version.
+        assert_eq!(store.renew(ip, None, 50_000), Some(60));
+        assert_eq!(store.expire(61_000).0, Vec::<IpAddr>::new());
+        // Expiry shows the static record again.
+        let (expired, change) = store.expire(110_000);
+        assert_eq!(expired, vec![ip]);
+        assert_eq!(change.unwrap().version, 3);
+        assert_eq!(store.snapshot().lookup(ip).unwrap().env, "static2");
+        assert_eq!(store.deregister(ip), (false, None));
+        assert_eq!(store.renew(ip, None, 0), None);
+    }
 }
