@@ -8,27 +8,50 @@
 //! * `POST /v1/hosts/lookup` with `{"ips": [...]}` → `200`
 //!   `{"hosts": {"<ip>": record | null}}`, keyed by each IP string exactly as
 //!   sent (in request order, each once); at most [`Config::max_batch`] IPs.
+//! * `GET /v1/registry` → the whole registry `{"version": N, "records": [...]}`
+//!   ([`envid::registry::RegistrySnapshot`]) with `ETag: "N"`, `304` on a
+//!   matching `If-None-Match`; `GET /v1/registry?since=N&wait=S` → the merged
+//!   changes after N ([`envid::registry::RegistryDelta`]), held up to `S`
+//!   seconds (at most [`Config::max_wait`]) while there are none and answered
+//!   as soon as one lands; `410 gone` when N is not in the retained history.
+//! * `PUT /v1/hosts/{ip}` (record fields + `lease_seconds`, 1..=86400)
+//!   registers a dynamic record, which wins over a static one for the same
+//!   IP; `POST /v1/hosts/{ip}/renew` extends the lease (`404` when unknown);
+//!   `DELETE /v1/hosts/{ip}` is idempotent (`204`). Unrenewed leases expire.
+//!   At most [`Config::register_limit`] `PUT`s per (app, IP) per
+//!   [`Config::register_window`], then `429` + `Retry-After`. Guarded by
+//!   [`Config::registrar_token`] when set; persisted to
+//!   [`Config::state_path`] when set.
 //! * `GET /healthz` → `{"status": "ok", "version": N, "records": M}`; never
 //!   needs the token.
 //! * `GET /metrics` → Prometheus/OpenMetrics text: `envid_http_requests_total`
-//!   `{endpoint, status}` (endpoint `get_host`, `lookup`, `healthz`, `metrics`,
-//!   `other`), `envid_ips_looked_up_total`, `envid_registry_version`,
-//!   `envid_registry_records`, `envid_registry_reloads_total{result}`. A
+//!   `{endpoint, status}` (endpoint `get_host`, `lookup`, `registry`,
+//!   `register`, `renew`, `deregister`, `healthz`, `metrics`, `other`),
+//!   `envid_ips_looked_up_total`, `envid_registry_version`,
+//!   `envid_registry_records`, `envid_registry_registrations`,
+//!   `envid_registry_reloads_total{result}`, `envid_registrations_total`,
+//!   `envid_renewals_total`, `envid_deregistrations_total`,
+//!   `envid_lease_expiries_total`, `envid_rate_limited_total{reason}`,
+//!   `envid_long_polls_in_flight`. A
 //!   request is counted when its response is ready, so a scrape does not see
 //!   itself. `/metrics` needs the token when one is configured (it reveals
 //!   traffic; Prometheus scrape configs can send a bearer token).
 //!
 //! Errors are `{"error": {"code": "...", "message": "..."}}`: `400`
 //! `invalid_ip` (naming the IP), `invalid_json`, `too_many_ips`; `413`
-//! `body_too_large` past [`Config::max_body_bytes`] (413 rather than 400: it is
-//! the status that tells a client to shrink the request, not fix it); `401`
-//! `unauthorized` (with `WWW-Authenticate: Bearer`) for a missing or wrong
-//! token; `404 not_found`; `405 method_not_allowed`.
+//! `body_too_large` past [`Config::max_body_bytes`] (413 rather than 400: it
+//! is the status that tells a client to shrink the request, not fix it);
+//! `401 unauthorized` (with `WWW-Authenticate: Bearer`) for a missing or
+//! wrong token; `404 not_found`; `405 method_not_allowed`; `410 gone`; `429`
+//! + `Retry-After` (`rate_limited`, `overloaded` past
+//! [`Config::max_in_flight`] — waiting long polls and `/healthz` are not
+//! counted —, `too_many_long_polls`).
 //!
 //! The registry is reloaded when the file changes (polled; see README.md,
 //! "Reload"): a bad new file is logged to stderr and the old registry keeps
-//! serving. The records live in a versioned [`store::Store`] with a bounded
-//! change history, the base for replication.
+//! serving; registrations are kept. The records live in a versioned
+//! [`store::Store`] with a bounded change history. README.md documents the
+//! decisions (precedence, limits, shedding, persistence).
 #![warn(missing_docs)]
 
 mod http;
