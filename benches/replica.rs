@@ -191,9 +191,21 @@ fn delta_apply(path: &std::path::Path, replica: &Arc<Replica>) {
 
         let readers = Readers::start(replica, readers_n);
         thread::sleep(Duration::from_millis(2));
-        let t0 = Instant::now();
-        replica.sync_once().expect("delta");
-        let took = t0.elapsed();
+        // The sync that brings the delta (earlier ones may be empty polls
+        // while the service has not reloaded the file yet).
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let took = loop {
+            let t0 = Instant::now();
+            replica.sync_once().expect("delta");
+            let took = t0.elapsed();
+            if replica.stats().deltas > before.deltas {
+                break took;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the service did not reload the file"
+            );
+        };
         thread::sleep(Duration::from_millis(2));
         let (worst, _) = readers.stop();
         let after = replica.stats();

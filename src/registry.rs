@@ -139,6 +139,40 @@ impl<'de> Deserialize<'de> for RecordKey {
 }
 
 // ---------------------------------------------------------------------------
+// Replication wire types
+// ---------------------------------------------------------------------------
+
+/// The body of `GET /v1/registry`: the whole registry at one version.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistrySnapshot {
+    /// The registry version (also the `ETag`, as `"N"`).
+    pub version: u64,
+    /// Every record (static file records and registered ones), in key order.
+    #[serde(default)]
+    pub records: Vec<HostRecord>,
+}
+
+/// The body of `GET /v1/registry?since=N`: what changed after version `N`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistryDelta {
+    /// The version the delta brings a replica to (the current version).
+    pub version: u64,
+    /// Records added or replaced after `N` (the latest state of each key).
+    #[serde(default)]
+    pub upserts: Vec<HostRecord>,
+    /// Keys (`10.0.0.1`, `10.1.0.0/16`) removed after `N` and not re-added.
+    #[serde(default)]
+    pub deletes: Vec<RecordKey>,
+}
+
+impl RegistryDelta {
+    /// True when the delta changes nothing (a long poll that timed out).
+    pub fn is_empty(&self) -> bool {
+        self.upserts.is_empty() && self.deletes.is_empty()
+    }
+}
+
+// ---------------------------------------------------------------------------
 // The registry file
 // ---------------------------------------------------------------------------
 

@@ -56,24 +56,7 @@ use serde::{Deserialize, Serialize};
 use super::transport::{decode, HttpSettings, HttpTransport};
 use super::LookupError;
 use crate::model::Secret;
-use crate::registry::{HostRecord, PrefixTable, RecordKey};
-
-/// The body of `GET /v1/registry`.
-#[derive(Deserialize)]
-struct SnapshotBody {
-    version: u64,
-    records: Vec<HostRecord>,
-}
-
-/// The body of `GET /v1/registry?since=N`.
-#[derive(Deserialize)]
-struct DeltaBody {
-    version: u64,
-    #[serde(default)]
-    upserts: Vec<HostRecord>,
-    #[serde(default)]
-    deletes: Vec<RecordKey>,
-}
+use crate::registry::{HostRecord, PrefixTable, RecordKey, RegistryDelta, RegistrySnapshot};
 
 /// One consistent version of the registry, as held by a [`Replica`].
 /// Immutable: a new version is a new view.
@@ -459,7 +442,7 @@ struct Syncer {
 
 enum Fetched {
     Snapshot(ReplicaView),
-    Delta(DeltaBody),
+    Delta(RegistryDelta),
     Gone,
 }
 
@@ -541,7 +524,7 @@ impl Syncer {
                     // The service went back in time (restarted from its file):
                     // our version means nothing to it any more.
                     self.need_snapshot = true;
-                } else if delta.upserts.is_empty() && delta.deletes.is_empty() {
+                } else if delta.is_empty() {
                     if delta.version != current.version {
                         let mut next = (*current).clone();
                         next.version = delta.version;
@@ -571,7 +554,7 @@ impl Syncer {
                 endpoint: endpoint.to_string(),
                 status: 404,
             })?;
-        let body: SnapshotBody = decode(endpoint, &bytes)?;
+        let body: RegistrySnapshot = decode(endpoint, &bytes)?;
         ReplicaView::from_records(body.version, body.records).map_err(|message| {
             LookupError::Decode {
                 endpoint: endpoint.to_string(),

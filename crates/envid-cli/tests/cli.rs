@@ -498,3 +498,195 @@ fn serve_refuses_a_broken_registry() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("10.0.0.999"), "{}", stderr(&o));
 }
+
+/// [`envid`] with extra variables.
+fn envid_with(args: &[&str], vars: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_envid"));
+    c.args(args);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("ENVID_") || k.starts_with("POD_") || k.starts_with("KUBERNETES_") {
+            c.env_remove(k);
+        }
+    }
+    c.envs(vars.iter().copied());
+    c.output().expect("run envid")
+}
+
+#[test]
+fn register_lookup_replica_deregister() {
+    let (child, url, _rx) = serve(&[]);
+    let ex = testdata("example.toml");
+    let ex = ex.to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache.json");
+    let cache = cache.to_str().unwrap();
+
+    // This host's own environment (descriptor + ENVID_IP) is registered.
+    let o = envid_with(
+        &[
+            "register",
+            "--endpoint",
+            &url,
+            "--descriptor",
+            ex,
+            "--lease",
+            "60",
+        ],
+        &[("ENVID_IP", "10.77.0.1")],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).starts_with("registered 10.77.0.1 at "),
+        "{}",
+        stdout(&o)
+    );
+
+    // lookup --replica: one snapshot, then local answers (exact IP and ranges).
+    let o = envid(&[
+        "lookup",
+        "--replica",
+        "--cache-file",
+        cache,
+        "10.77.0.1",
+        "10.0.0.5",
+        "--endpoint",
+        &url,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains(
+            "10.77.0.1  env=beta idc=cn0 app=flight_order sub_env=noahauto-2 platform=container"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("10.0.0.5  env=beta idc=cn0 app=flightqma"),
+        "{out}"
+    );
+    // The registered record has the descriptor's facts but never its token.
+    let o = envid(&[
+        "lookup",
+        "10.77.0.1",
+        "--endpoint",
+        &url,
+        "--format",
+        "json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let rec = &v["results"][0]["record"];
+    assert_eq!(rec["k8s"]["pod"], "flight-order-7d9c4-x2k8p", "{rec}");
+    assert_eq!(rec["release"]["version"], "2.14.0", "{rec}");
+    assert!(!stdout(&o).contains("tok-example"));
+
+    // deregister is idempotent; the IP is then unknown to a replica.
+    for _ in 0..2 {
+        let o = envid(&["deregister", "--endpoint", &url, "--ip", "10.77.0.1"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(
+            stdout(&o).starts_with("deregistered 10.77.0.1"),
+            "{}",
+            stdout(&o)
+        );
+    }
+    // Deregistered: the registration's record is gone (a range may still answer).
+    let o = envid(&["lookup", "--replica", "10.77.0.1", "--endpoint", &url]);
+    assert!(!stdout(&o).contains("sub_env=noahauto-2"), "{}", stdout(&o));
+
+    // Service down: the replica answers from the cache file of the last snapshot.
+    terminate(child);
+    let o = envid(&[
+        "lookup",
+        "--replica",
+        "--cache-file",
+        cache,
+        "10.0.0.5",
+        "--endpoint",
+        &url,
+        "--timeout-ms",
+        "500",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("10.0.0.5  env=beta"), "{}", stdout(&o));
+    assert!(stderr(&o).contains("cache file"), "{}", stderr(&o));
+    // Without a cache file: a clear error, exit 1.
+    let o = envid(&[
+        "lookup",
+        "--replica",
+        "10.0.0.5",
+        "--endpoint",
+        &url,
+        "--timeout-ms",
+        "500",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    // Registration with the service down fails with exit 1 naming the IP.
+    let o = envid(&[
+        "register",
+        "--endpoint",
+        &url,
+        "--descriptor",
+        ex,
+        "--ip",
+        "10.77.0.9",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("cannot register 10.77.0.9"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn register_keep_alive_renews_until_sigterm() {
+    use std::io::BufRead;
+    let (server, url, _rx) = serve(&[]);
+    let ex = testdata("example.toml");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_envid"))
+        .args([
+            "register",
+            "--keep-alive",
+            "--lease",
+            "3",
+            "--ip",
+            "10.77.0.2",
+            "--descriptor",
+            ex.to_str().unwrap(),
+            "--endpoint",
+            &url,
+        ])
+        .env_remove("ENVID_ENDPOINT")
+        .env_remove("ENVID_REGISTER_TOKEN")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = std::io::BufReader::new(out).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = match rx.recv_timeout(std::time::Duration::from_secs(10)) {
+        Ok(line) => line,
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("envid register --keep-alive did not register");
+        }
+    };
+    if !line.starts_with("registered 10.77.0.2") {
+        let _ = child.kill();
+        let o = child.wait_with_output().unwrap();
+        panic!("{line:?}: {}", String::from_utf8_lossy(&o.stderr));
+    }
+    // Renewed every second: still registered well past the 3 s lease.
+    std::thread::sleep(std::time::Duration::from_millis(4500));
+    let o = envid(&["lookup", "10.77.0.2", "--endpoint", &url]);
+    assert!(o.status.success(), "lease kept alive: {}", stderr(&o));
+    let status = terminate(child);
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    terminate(server);
+}

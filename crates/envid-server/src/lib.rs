@@ -8,31 +8,55 @@
 //! * `POST /v1/hosts/lookup` with `{"ips": [...]}` → `200`
 //!   `{"hosts": {"<ip>": record | null}}`, keyed by each IP string exactly as
 //!   sent (in request order, each once); at most [`Config::max_batch`] IPs.
+//! * `GET /v1/registry` → the whole registry `{"version": N, "records": [...]}`
+//!   ([`envid::registry::RegistrySnapshot`]) with `ETag: "N"`, `304` on a
+//!   matching `If-None-Match`; `GET /v1/registry?since=N&wait=S` → the merged
+//!   changes after N ([`envid::registry::RegistryDelta`]), held up to `S`
+//!   seconds (at most [`Config::max_wait`]) while there are none and answered
+//!   as soon as one lands; `410 gone` when N is not in the retained history.
+//! * `PUT /v1/hosts/{ip}` (record fields + `lease_seconds`, 1..=86400)
+//!   registers a dynamic record, which wins over a static one for the same
+//!   IP; `POST /v1/hosts/{ip}/renew` extends the lease (`404` when unknown);
+//!   `DELETE /v1/hosts/{ip}` is idempotent (`204`). Unrenewed leases expire.
+//!   At most [`Config::register_limit`] `PUT`s per (app, IP) per
+//!   [`Config::register_window`], then `429` + `Retry-After`. Guarded by
+//!   [`Config::registrar_token`] when set; persisted to
+//!   [`Config::state_path`] when set.
 //! * `GET /healthz` → `{"status": "ok", "version": N, "records": M}`; never
 //!   needs the token.
 //! * `GET /metrics` → Prometheus/OpenMetrics text: `envid_http_requests_total`
-//!   `{endpoint, status}` (endpoint `get_host`, `lookup`, `healthz`, `metrics`,
-//!   `other`), `envid_ips_looked_up_total`, `envid_registry_version`,
-//!   `envid_registry_records`, `envid_registry_reloads_total{result}`. A
+//!   `{endpoint, status}` (endpoint `get_host`, `lookup`, `registry`,
+//!   `register`, `renew`, `deregister`, `healthz`, `metrics`, `other`),
+//!   `envid_ips_looked_up_total`, `envid_registry_version`,
+//!   `envid_registry_records`, `envid_registry_registrations`,
+//!   `envid_registry_reloads_total{result}`, `envid_registrations_total`,
+//!   `envid_renewals_total`, `envid_deregistrations_total`,
+//!   `envid_lease_expiries_total`, `envid_rate_limited_total{reason}`,
+//!   `envid_long_polls_in_flight`. A
 //!   request is counted when its response is ready, so a scrape does not see
 //!   itself. `/metrics` needs the token when one is configured (it reveals
 //!   traffic; Prometheus scrape configs can send a bearer token).
 //!
 //! Errors are `{"error": {"code": "...", "message": "..."}}`: `400`
 //! `invalid_ip` (naming the IP), `invalid_json`, `too_many_ips`; `413`
-//! `body_too_large` past [`Config::max_body_bytes`] (413 rather than 400: it is
-//! the status that tells a client to shrink the request, not fix it); `401`
-//! `unauthorized` (with `WWW-Authenticate: Bearer`) for a missing or wrong
-//! token; `404 not_found`; `405 method_not_allowed`.
+//! `body_too_large` past [`Config::max_body_bytes`] (413 rather than 400: it
+//! is the status that tells a client to shrink the request, not fix it);
+//! `401 unauthorized` (with `WWW-Authenticate: Bearer`) for a missing or
+//! wrong token; `404 not_found`; `405 method_not_allowed`; `410 gone`; `429`
+//! with `Retry-After` (`rate_limited`; `overloaded` past
+//! [`Config::max_in_flight`], where waiting long polls and `/healthz` are not
+//! counted; `too_many_long_polls`).
 //!
 //! The registry is reloaded when the file changes (polled; see README.md,
 //! "Reload"): a bad new file is logged to stderr and the old registry keeps
-//! serving. The records live in a versioned [`store::Store`] with a bounded
-//! change history, the base for replication.
+//! serving; registrations are kept. The records live in a versioned
+//! [`store::Store`] with a bounded change history. README.md documents the
+//! decisions (precedence, limits, shedding, persistence).
 #![warn(missing_docs)]
 
 mod http;
 mod reload;
+mod state;
 pub mod store;
 
 use std::future::Future;
@@ -64,11 +88,35 @@ pub struct Config {
     pub history_limit: usize,
     /// How long shutdown waits for in-flight requests before dropping them.
     pub drain_timeout: Duration,
+    /// Bearer token required on `PUT`/`DELETE /v1/hosts/{ip}` and
+    /// `POST /v1/hosts/{ip}/renew` when set (the read token is not accepted
+    /// there, and this one not on reads). When `None`, registration is open.
+    pub registrar_token: Option<String>,
+    /// Where registrations are saved so they survive a restart; `None` keeps
+    /// them in memory only. See README.md, "Persistence".
+    pub state_path: Option<PathBuf>,
+    /// Most accepted `PUT /v1/hosts/{ip}` per (app, IP) within
+    /// `register_window`; the next one is `429` with `Retry-After`.
+    pub register_limit: usize,
+    /// The sliding window of `register_limit`.
+    pub register_window: Duration,
+    /// Most requests handled at once before new ones are shed with `429`;
+    /// waiting long polls and `/healthz` are not counted.
+    pub max_in_flight: usize,
+    /// Most long polls (`GET /v1/registry?since=N&wait=S`) waiting at once;
+    /// past it a long poll is `429` with `Retry-After`.
+    pub max_long_polls: usize,
+    /// The longest a long poll is held (`wait` is capped to it).
+    pub max_wait: Duration,
+    /// How often ended leases are swept out.
+    pub expiry_interval: Duration,
 }
 
 impl Config {
-    /// Defaults: 127.0.0.1:7070, no token, 1 s reload check, 256 KiB bodies,
-    /// 1,000 IPs a batch, 1,000 changes of history, 10 s drain.
+    /// Defaults: 127.0.0.1:7070, no tokens, 1 s reload check, 256 KiB bodies,
+    /// 1,000 IPs a batch, 1,000 changes of history, 10 s drain, no state
+    /// file, 3 registrations per (app, IP) per 60 s, 512 requests in flight,
+    /// 4,096 long polls, 60 s longest wait, 100 ms lease sweep.
     pub fn new(registry_path: impl Into<PathBuf>) -> Config {
         Config {
             registry_path: registry_path.into(),
@@ -79,6 +127,14 @@ impl Config {
             max_batch: 1000,
             history_limit: 1000,
             drain_timeout: Duration::from_secs(10),
+            registrar_token: None,
+            state_path: None,
+            register_limit: 3,
+            register_window: Duration::from_secs(60),
+            max_in_flight: 512,
+            max_long_polls: 4096,
+            max_wait: Duration::from_secs(60),
+            expiry_interval: Duration::from_millis(100),
         }
     }
 }
@@ -142,12 +198,17 @@ struct Prepared {
 }
 
 fn prepare(config: Config) -> Result<Prepared, ServerError> {
-    if config.token.as_deref().is_some_and(|t| t.trim().is_empty()) {
-        // Refused rather than read as "no token": that would open the service.
-        return Err(ServerError::Io(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "the token must not be empty",
-        )));
+    for (token, what) in [
+        (&config.token, "the token"),
+        (&config.registrar_token, "the registrar token"),
+    ] {
+        if token.as_deref().is_some_and(|t| t.trim().is_empty()) {
+            // Refused rather than read as "no token": that would open the service.
+            return Err(ServerError::Io(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("{what} must not be empty"),
+            )));
+        }
     }
     let path = &config.registry_path;
     let bytes = std::fs::read(path)
@@ -158,7 +219,28 @@ fn prepare(config: Config) -> Result<Prepared, ServerError> {
         .map_err(|e| ServerError::Registry(e.to_string()))?;
     let listener = std::net::TcpListener::bind(config.listen)?;
     listener.set_nonblocking(true)?;
-    let store = Arc::new(Store::new(records, config.history_limit));
+    let loaded = match &config.state_path {
+        Some(p) => state::load(p, store::now_unix_ms()),
+        None => state::Loaded::default(),
+    };
+    if let Some(p) = &config.state_path {
+        if loaded.version > 0 {
+            eprintln!(
+                "envid-server: state {}: {} registrations restored, {} expired leases dropped",
+                p.display(),
+                loaded.leases.len(),
+                loaded.expired
+            );
+        }
+    }
+    // Continue after the saved version, so a replica that saw the previous
+    // run is never mistaken for one of this run (it gets `410` and re-syncs).
+    let store = Arc::new(Store::with_registrations(
+        records,
+        loaded.leases,
+        loaded.version + 1,
+        config.history_limit,
+    ));
     let metrics = Arc::new(Metrics::new());
     let reloader = Reloader::new(
         path.clone(),
@@ -170,8 +252,12 @@ fn prepare(config: Config) -> Result<Prepared, ServerError> {
         store,
         metrics,
         token: config.token.as_deref().map(Arc::from),
+        registrar_token: config.registrar_token.as_deref().map(Arc::from),
         max_batch: config.max_batch,
         max_body_bytes: config.max_body_bytes,
+        limits: Arc::new(http::Limits::new(&config)),
+        shutdown: tokio::sync::watch::channel(false).1,
+        snapshot_cache: Arc::default(),
     };
     Ok(Prepared {
         config,
@@ -185,7 +271,7 @@ async fn serve(p: Prepared, shutdown: impl Future<Output = ()> + Send + 'static)
     let Prepared {
         config,
         listener,
-        state,
+        mut state,
         mut reloader,
     } = p;
     let listener = match tokio::net::TcpListener::from_std(listener) {
@@ -217,7 +303,50 @@ async fn serve(p: Prepared, shutdown: impl Future<Output = ()> + Send + 'static)
         }
     });
 
+    let expiry_task = {
+        let store = state.store.clone();
+        let metrics = state.metrics.clone();
+        let interval = config.expiry_interval.max(Duration::from_millis(10));
+        let limits = state.limits.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let (expired, change) = store.expire(store::now_unix_ms());
+                if !expired.is_empty() {
+                    metrics.expiries.inc_by(expired.len() as u64);
+                    if let Some(c) = change {
+                        eprintln!(
+                            "envid-server: {} leases expired: version {}",
+                            expired.len(),
+                            c.version
+                        );
+                    }
+                }
+                limits.prune();
+            }
+        })
+    };
+    let persist_task = config.state_path.clone().map(|path| {
+        let store = state.store.clone();
+        tokio::spawn(async move {
+            let mut changed = store.subscribe_registrations();
+            loop {
+                if changed.changed().await.is_err() {
+                    return;
+                }
+                // Coalesce a burst of changes into one write.
+                tokio::time::sleep(state::PERSIST_DELAY).await;
+                changed.borrow_and_update();
+                persist(&store, &path).await;
+            }
+        })
+    });
+
     let (draining_tx, mut draining_rx) = tokio::sync::watch::channel(false);
+    state.shutdown = draining_rx.clone();
+    let store = state.store.clone();
     let app = http::router(state);
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown.await;
@@ -238,6 +367,33 @@ async fn serve(p: Prepared, shutdown: impl Future<Output = ()> + Send + 'static)
         }
     }
     reload_task.abort();
+    expiry_task.abort();
+    if let Some(task) = persist_task {
+        task.abort();
+    }
+    if let Some(path) = &config.state_path {
+        // The last word: whatever the write-behind task had not written yet.
+        persist(&store, path).await;
+    }
+}
+
+/// Writes the registrations to the state file (off the async workers).
+async fn persist(store: &Arc<Store>, path: &std::path::Path) {
+    let store = store.clone();
+    let path = path.to_path_buf();
+    let result = tokio::task::spawn_blocking(move || {
+        let leases = store.registrations();
+        state::save(&path, store.version(), leases).map_err(|e| (path, e))
+    })
+    .await;
+    match result {
+        Ok(Ok(())) => {}
+        Ok(Err((path, e))) => eprintln!(
+            "envid-server: cannot write the state file {}: {e}",
+            path.display()
+        ),
+        Err(e) => eprintln!("envid-server: state writer failed: {e}"),
+    }
 }
 
 /// Binds (before returning) and serves on a background thread with its own runtime.
@@ -279,6 +435,11 @@ pub fn run_blocking(config: Config) -> Result<(), ServerError> {
             ""
         }
     );
+    if prepared.config.registrar_token.is_none() {
+        eprintln!(
+            "envid-server: no registrar token: registration (PUT/DELETE /v1/hosts/IP) is open"
+        );
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -1,25 +1,37 @@
 //! The versioned record store: the current registry as an immutable snapshot
 //! behind an atomic swap, plus a bounded history of changes.
 //!
-//! Every change to the record set (a registry reload that changes records;
-//! later, registrations and lease expiries) bumps the version by one and is
-//! kept in the history as upserts and deletes, so a replica that knows
-//! version N can be sent just what changed after N, or told to fetch the
-//! whole registry again when N has fallen out of the history.
+//! The record set has two layers: *static* records from the registry file and
+//! *dynamic* records registered over HTTP (`PUT /v1/hosts/{ip}`) with a lease.
+//! What is served is the static set with the dynamic records laid over it: a
+//! registration for an IP wins over a static record for the same IP (the
+//! instance knows itself better than the file), and the static record shows
+//! again when the registration is deleted or expires. A file reload replaces
+//! only the static layer, so registrations survive reloads.
+//!
+//! Every change to the served set (a reload that changes records, a
+//! registration, an expiry, a deletion) bumps the version by one and is kept
+//! in the history as upserts and deletes, so a replica that knows version N
+//! can be sent just what changed after N, or told to fetch the whole registry
+//! again when N has fallen out of the history. Operations that change nothing
+//! served (a renewal, a re-registration with the same record, a reload that
+//! only touches comments) do not bump the version.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use envid::registry::{HostRecord, PrefixTable, RecordKey};
+use serde::{Deserialize, Serialize};
 
 /// One immutable version of the registry. Readers hold an `Arc` to it, so a
 /// swap never blocks or tears an ongoing lookup.
 #[derive(Debug, Default)]
 pub struct Snapshot {
-    /// The version (1 for the registry loaded at start).
+    /// The version (1 for the registry loaded at start without saved state).
     pub version: u64,
-    /// Every record by its key, in key order.
+    /// Every served record by its key, in key order.
     pub records: BTreeMap<RecordKey, Arc<HostRecord>>,
     /// The longest-prefix index over `records`.
     pub table: PrefixTable<Arc<HostRecord>>,
@@ -54,45 +66,143 @@ pub struct Delta {
     pub deletes: Vec<RecordKey>,
 }
 
-/// The asked version is older than the retained history: fetch the whole registry.
+/// The asked version is not one a delta can start from: older than the
+/// retained history, or newer than the current version (a replica that saw a
+/// previous run of the service). Fetch the whole registry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("version {asked} is older than the retained history (oldest change kept: {oldest})")]
+#[error(
+    "version {asked} is not in the retained history (deltas can start from {oldest} to {current})"
+)]
 pub struct Gone {
     /// The version asked for.
     pub asked: u64,
     /// The oldest version a delta can start from.
     pub oldest: u64,
+    /// The current version.
+    pub current: u64,
 }
 
-/// The store shared by the HTTP handlers and the reloader.
+/// A registered (dynamic) record and its lease.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    /// The record, with `ip` set to the registered address.
+    pub record: HostRecord,
+    /// The lease length a renewal extends by.
+    pub lease_seconds: u64,
+    /// When the lease ends, in milliseconds since the Unix epoch (wall
+    /// clock, so it survives a restart).
+    pub expires_unix_ms: u64,
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+struct Dyn {
+    record: Arc<HostRecord>,
+    lease_seconds: u64,
+    expires_unix_ms: u64,
+}
+
+#[derive(Default)]
+struct Inner {
+    history: VecDeque<Arc<Change>>,
+    statics: BTreeMap<RecordKey, Arc<HostRecord>>,
+    dynamic: BTreeMap<IpAddr, Dyn>,
+    /// (expiry, ip) for every dynamic record: the expiry sweep's index.
+    expiries: BTreeSet<(u64, IpAddr)>,
+}
+
+/// The store shared by the HTTP handlers, the reloader, the lease sweeper and
+/// the state persister.
 #[derive(Debug)]
 pub struct Store {
     current: RwLock<Arc<Snapshot>>,
     /// Also the writers' lock: held for a whole write, so writes are serialized.
-    history: Mutex<VecDeque<Arc<Change>>>,
+    inner: Mutex<Inner>,
     history_limit: usize,
     version_tx: tokio::sync::watch::Sender<u64>,
+    /// Bumped on every change of the dynamic layer (for the persister).
+    dynamic_tx: tokio::sync::watch::Sender<u64>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inner")
+            .field("history", &self.history.len())
+            .field("statics", &self.statics.len())
+            .field("dynamic", &self.dynamic.len())
+            .finish()
+    }
+}
+
+fn keyed(records: Vec<HostRecord>) -> BTreeMap<RecordKey, Arc<HostRecord>> {
+    records
+        .into_iter()
+        .filter_map(|r| Some((r.key()?, Arc::new(r))))
+        .collect()
 }
 
 impl Store {
     /// A store at version 1 holding `records` (later records replace earlier
     /// ones with the same key), keeping at most `history_limit` changes.
     pub fn new(records: Vec<HostRecord>, history_limit: usize) -> Store {
-        let records: BTreeMap<RecordKey, Arc<HostRecord>> = records
-            .into_iter()
-            .filter_map(|r| Some((r.key()?, Arc::new(r))))
-            .collect();
+        Store::with_registrations(records, Vec::new(), 1, history_limit)
+    }
+
+    /// A store at `version` holding the static `records` with the
+    /// registrations `leases` laid over them (leases without a single `ip`
+    /// are skipped; expired ones are dropped by the next [`Store::expire`]).
+    pub fn with_registrations(
+        records: Vec<HostRecord>,
+        leases: Vec<Lease>,
+        version: u64,
+        history_limit: usize,
+    ) -> Store {
+        let mut inner = Inner {
+            statics: keyed(records),
+            ..Inner::default()
+        };
+        for lease in leases {
+            let Some(ip) = lease.record.ip else { continue };
+            let mut record = lease.record;
+            record.cidr = None;
+            inner
+                .expiries
+                .insert((lease.expires_unix_ms, ip.to_canonical()));
+            inner.dynamic.insert(
+                ip.to_canonical(),
+                Dyn {
+                    record: Arc::new(record),
+                    lease_seconds: lease.lease_seconds,
+                    expires_unix_ms: lease.expires_unix_ms,
+                },
+            );
+        }
+        let mut records = inner.statics.clone();
+        for (ip, d) in &inner.dynamic {
+            records.insert(RecordKey::Ip(*ip), d.record.clone());
+        }
         let table = records.iter().map(|(k, v)| (*k, v.clone())).collect();
+        let version = version.max(1);
         Store {
             current: RwLock::new(Arc::new(Snapshot {
-                version: 1,
+                version,
                 records,
                 table,
             })),
-            history: Mutex::new(VecDeque::new()),
+            inner: Mutex::new(inner),
             history_limit: history_limit.max(1),
-            version_tx: tokio::sync::watch::channel(1).0,
+            version_tx: tokio::sync::watch::channel(version).0,
+            dynamic_tx: tokio::sync::watch::channel(0).0,
         }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The current snapshot (cheap: one `Arc` clone under a read lock).
@@ -113,49 +223,173 @@ impl Store {
         self.version_tx.subscribe()
     }
 
-    /// Replaces the whole record set (a registry reload). Returns the change,
-    /// or `None` (and the version stays) when no record differs.
-    pub fn replace_all(&self, records: Vec<HostRecord>) -> Option<Arc<Change>> {
-        let _writer = self.history.lock().unwrap_or_else(|e| e.into_inner());
-        let current = self.snapshot();
-        let new: BTreeMap<RecordKey, HostRecord> = records
-            .into_iter()
-            .filter_map(|r| Some((r.key()?, r)))
-            .collect();
-        let deletes = current
-            .records
-            .keys()
-            .filter(|k| !new.contains_key(k))
-            .copied()
-            .collect();
-        let upserts = new
-            .into_iter()
-            .filter(|(k, r)| current.records.get(k).is_none_or(|old| **old != *r))
-            .map(|(_, r)| Arc::new(r))
-            .collect();
-        drop(_writer);
-        self.apply(upserts, deletes)
+    /// Notified after every change of the registrations, renewals included
+    /// (for persisting them).
+    pub fn subscribe_registrations(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.dynamic_tx.subscribe()
     }
 
-    /// Applies upserts and deletes as one new version. Returns the change, or
-    /// `None` (and the version stays) when nothing would change.
+    /// Replaces the static record set (a registry reload); registrations
+    /// stay. Returns the change, or `None` (and the version stays) when no
+    /// served record differs.
+    pub fn replace_all(&self, records: Vec<HostRecord>) -> Option<Arc<Change>> {
+        let mut inner = self.lock();
+        let new = keyed(records);
+        let mut touched: BTreeSet<RecordKey> = inner.statics.keys().copied().collect();
+        touched.extend(new.keys().copied());
+        inner.statics = new;
+        self.commit(&mut inner, touched)
+    }
+
+    /// Applies upserts and deletes to the static layer as one new version.
+    /// Returns the change, or `None` (and the version stays) when nothing
+    /// served would change.
     pub fn apply(
         &self,
         upserts: Vec<Arc<HostRecord>>,
         deletes: Vec<RecordKey>,
     ) -> Option<Arc<Change>> {
-        let mut history = self.history.lock().unwrap_or_else(|e| e.into_inner());
-        let current = self.snapshot();
-        let upserts: Vec<_> = upserts
-            .into_iter()
-            .filter(|r| r.key().is_some_and(|k| current.records.get(&k) != Some(r)))
-            .collect();
-        let deletes: Vec<_> = deletes
-            .into_iter()
-            .filter(|k| {
-                current.records.contains_key(k) && !upserts.iter().any(|r| r.key() == Some(*k))
+        let mut inner = self.lock();
+        let mut touched = BTreeSet::new();
+        for k in deletes {
+            inner.statics.remove(&k);
+            touched.insert(k);
+        }
+        for r in upserts {
+            if let Some(k) = r.key() {
+                inner.statics.insert(k, r);
+                touched.insert(k);
+            }
+        }
+        self.commit(&mut inner, touched)
+    }
+
+    /// Registers (or replaces) the dynamic record for `ip` with a lease of
+    /// `lease_seconds` from `now_ms`. Returns the change (`None` when the
+    /// served record was already this one: only the lease moved).
+    pub fn register(
+        &self,
+        ip: IpAddr,
+        mut record: HostRecord,
+        lease_seconds: u64,
+        now_ms: u64,
+    ) -> Option<Arc<Change>> {
+        let ip = ip.to_canonical();
+        record.ip = Some(ip);
+        record.cidr = None;
+        let expires_unix_ms = now_ms.saturating_add(lease_seconds.saturating_mul(1000));
+        let mut inner = self.lock();
+        if let Some(old) = inner.dynamic.remove(&ip) {
+            inner.expiries.remove(&(old.expires_unix_ms, ip));
+        }
+        inner.expiries.insert((expires_unix_ms, ip));
+        inner.dynamic.insert(
+            ip,
+            Dyn {
+                record: Arc::new(record),
+                lease_seconds,
+                expires_unix_ms,
+            },
+        );
+        let change = self.commit(&mut inner, [RecordKey::Ip(ip)]);
+        self.dynamic_tx.send_modify(|g| *g += 1);
+        change
+    }
+
+    /// Extends the lease of `ip` to `lease_seconds` (its registered lease
+    /// when `None`) from `now_ms`. Returns the lease length, or `None` when
+    /// `ip` is not registered. Never changes the version.
+    pub fn renew(&self, ip: IpAddr, lease_seconds: Option<u64>, now_ms: u64) -> Option<u64> {
+        let ip = ip.to_canonical();
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        let d = inner.dynamic.get_mut(&ip)?;
+        let lease = lease_seconds.unwrap_or(d.lease_seconds);
+        inner.expiries.remove(&(d.expires_unix_ms, ip));
+        d.lease_seconds = lease;
+        d.expires_unix_ms = now_ms.saturating_add(lease.saturating_mul(1000));
+        inner.expiries.insert((d.expires_unix_ms, ip));
+        self.dynamic_tx.send_modify(|g| *g += 1);
+        Some(lease)
+    }
+
+    /// Removes the registration of `ip`. Returns whether there was one, and
+    /// the change (a delete, or the static record for `ip` showing again).
+    pub fn deregister(&self, ip: IpAddr) -> (bool, Option<Arc<Change>>) {
+        let ip = ip.to_canonical();
+        let mut inner = self.lock();
+        let Some(old) = inner.dynamic.remove(&ip) else {
+            return (false, None);
+        };
+        inner.expiries.remove(&(old.expires_unix_ms, ip));
+        let change = self.commit(&mut inner, [RecordKey::Ip(ip)]);
+        self.dynamic_tx.send_modify(|g| *g += 1);
+        (true, change)
+    }
+
+    /// Drops every registration whose lease ended at or before `now_ms`, as
+    /// one new version. Returns the expired IPs and the change.
+    pub fn expire(&self, now_ms: u64) -> (Vec<IpAddr>, Option<Arc<Change>>) {
+        let mut inner = self.lock();
+        let mut expired = Vec::new();
+        while let Some(&(at, ip)) = inner.expiries.first() {
+            if at > now_ms {
+                break;
+            }
+            inner.expiries.pop_first();
+            inner.dynamic.remove(&ip);
+            expired.push(ip);
+        }
+        if expired.is_empty() {
+            return (expired, None);
+        }
+        let change = self.commit(&mut inner, expired.iter().map(|ip| RecordKey::Ip(*ip)));
+        self.dynamic_tx.send_modify(|g| *g += 1);
+        (expired, change)
+    }
+
+    /// The current registrations (for persisting them), in IP order.
+    pub fn registrations(&self) -> Vec<Lease> {
+        self.lock()
+            .dynamic
+            .values()
+            .map(|d| Lease {
+                record: (*d.record).clone(),
+                lease_seconds: d.lease_seconds,
+                expires_unix_ms: d.expires_unix_ms,
             })
-            .collect();
+            .collect()
+    }
+
+    /// How many registrations there are.
+    pub fn registration_count(&self) -> usize {
+        self.lock().dynamic.len()
+    }
+
+    /// Recomputes the served record of each `touched` key (the registration
+    /// for an IP, else the static record) and commits what differs from the
+    /// current snapshot as one new version.
+    fn commit(
+        &self,
+        inner: &mut Inner,
+        touched: impl IntoIterator<Item = RecordKey>,
+    ) -> Option<Arc<Change>> {
+        let current = self.snapshot();
+        let mut upserts = Vec::new();
+        let mut deletes = Vec::new();
+        for k in touched {
+            let served = match k {
+                RecordKey::Ip(ip) => inner.dynamic.get(&ip).map(|d| &d.record),
+                RecordKey::Net(_) => None,
+            }
+            .or_else(|| inner.statics.get(&k));
+            match (served, current.records.get(&k)) {
+                (Some(new), Some(old)) if Arc::ptr_eq(new, old) || **new == **old => {}
+                (Some(new), _) => upserts.push(new.clone()),
+                (None, Some(_)) => deletes.push(k),
+                (None, None) => {}
+            }
+        }
         if upserts.is_empty() && deletes.is_empty() {
             return None;
         }
@@ -166,7 +400,7 @@ impl Store {
             table.remove(k);
         }
         for r in &upserts {
-            let k = r.key().expect("filtered above");
+            let k = r.key().expect("served records have keys");
             records.insert(k, r.clone());
             table.insert(k, r.clone());
         }
@@ -176,9 +410,9 @@ impl Store {
             upserts,
             deletes,
         });
-        history.push_back(change.clone());
-        while history.len() > self.history_limit {
-            history.pop_front();
+        inner.history.push_back(change.clone());
+        while inner.history.len() > self.history_limit {
+            inner.history.pop_front();
         }
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Snapshot {
             version,
@@ -190,27 +424,24 @@ impl Store {
     }
 
     /// The changes after version `since`, merged per key; `Gone` when the
-    /// history no longer reaches back to `since`.
+    /// history no longer reaches back to `since`, or `since` is newer than
+    /// the current version.
     pub fn changes_since(&self, since: u64) -> Result<Delta, Gone> {
-        let history = self.history.lock().unwrap_or_else(|e| e.into_inner());
+        let inner = self.lock();
         let current = self.snapshot();
-        if since >= current.version {
-            return Ok(Delta {
-                version: current.version,
-                upserts: Vec::new(),
-                deletes: Vec::new(),
-            });
-        }
-        // A delta from `since` needs every change with version > since.
-        let oldest = history.front().map_or(current.version, |c| c.version - 1);
-        if since < oldest {
+        let oldest = inner
+            .history
+            .front()
+            .map_or(current.version, |c| c.version - 1);
+        if since > current.version || since < oldest {
             return Err(Gone {
                 asked: since,
                 oldest,
+                current: current.version,
             });
         }
         let mut state: BTreeMap<RecordKey, Option<Arc<HostRecord>>> = BTreeMap::new();
-        for change in history.iter().filter(|c| c.version > since) {
+        for change in inner.history.iter().filter(|c| c.version > since) {
             for k in &change.deletes {
                 state.insert(*k, None);
             }
@@ -315,9 +546,40 @@ mod tests {
             store.changes_since(1),
             Err(Gone {
                 asked: 1,
-                oldest: 2
+                oldest: 2,
+                current: 4
             })
         );
         assert_eq!(store.changes_since(2).unwrap().upserts[0].env, "d");
+    }
+
+    #[test]
+    fn registrations_lay_over_static_records_and_survive_reloads() {
+        let store = Store::new(vec![rec("10.0.0.1", "static")], 10);
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let c = store
+            .register(ip, rec("10.0.0.1", "dyn"), 60, 1_000)
+            .unwrap();
+        assert_eq!(c.version, 2);
+        assert_eq!(store.snapshot().lookup(ip).unwrap().env, "dyn");
+        // Same record again: only the lease moves, no version.
+        assert!(store
+            .register(ip, rec("10.0.0.1", "dyn"), 60, 2_000)
+            .is_none());
+        // A reload that drops the static record keeps the registration.
+        assert!(store.replace_all(vec![]).is_none());
+        assert_eq!(store.snapshot().lookup(ip).unwrap().env, "dyn");
+        store.replace_all(vec![rec("10.0.0.1", "static2")]);
+        assert_eq!(store.version(), 2);
+        // Renewal moves the expiry, never the version.
+        assert_eq!(store.renew(ip, None, 50_000), Some(60));
+        assert_eq!(store.expire(61_000).0, Vec::<IpAddr>::new());
+        // Expiry shows the static record again.
+        let (expired, change) = store.expire(110_000);
+        assert_eq!(expired, vec![ip]);
+        assert_eq!(change.unwrap().version, 3);
+        assert_eq!(store.snapshot().lookup(ip).unwrap().env, "static2");
+        assert_eq!(store.deregister(ip), (false, None));
+        assert_eq!(store.renew(ip, None, 0), None);
     }
 }

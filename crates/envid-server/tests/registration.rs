@@ -1,0 +1,397 @@
+//! Registration over real HTTP: leases and renewals, deregistration, the
+//! per-(app, IP) limit, the registrar token, load shedding, validation,
+//! persistence across restarts, and metrics.
+
+mod common;
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn put_as(addr: SocketAddr, ip: &str, body: serde_json::Value, token: Option<&str>) -> Resp {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let mut headers = vec![("Content-Type", "application/json")];
+    if let Some(a) = &auth {
+        headers.push(("Authorization", a));
+    }
+    request(
+        addr,
+        "PUT",
+        &format!("/v1/hosts/{ip}"),
+        &headers,
+        body.to_string().as_bytes(),
+    )
+}
+
+fn put(addr: SocketAddr, ip: &str, app: &str, lease: u64) -> Resp {
+    let body = serde_json::json!({"app": app, "env": "beta", "idc": "cn0", "lease_seconds": lease});
+    put_as(addr, ip, body, None)
+}
+
+fn renew(addr: SocketAddr, ip: &str) -> Resp {
+    request(addr, "POST", &format!("/v1/hosts/{ip}/renew"), &[], b"")
+}
+
+fn delete(addr: SocketAddr, ip: &str) -> Resp {
+    request(addr, "DELETE", &format!("/v1/hosts/{ip}"), &[], b"")
+}
+
+fn host(addr: SocketAddr, ip: &str) -> Resp {
+    get(addr, &format!("/v1/hosts/{ip}"))
+}
+
+#[test]
+fn unrenewed_lease_expires_renewed_one_stays() {
+    let svc = serve_example();
+    let a = svc.local_addr();
+    assert_eq!(put(a, "192.0.2.1", "gone", 1).status, 200);
+    assert_eq!(put(a, "192.0.2.2", "kept", 1).status, 200);
+    let v = get(a, "/healthz").json()["version"].as_u64().unwrap();
+    assert_eq!(host(a, "192.0.2.1").json()["app"], "gone");
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_millis(2500) {
+        assert_eq!(renew(a, "192.0.2.2").status, 200);
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let r = host(a, "192.0.2.1");
+    assert_eq!(r.status, 404, "{}", r.body);
+    assert_eq!(host(a, "192.0.2.2").json()["app"], "kept");
+    // The expiry is a version with a delete.
+    let r = get(a, &format!("/v1/registry?since={v}"));
+    assert!(r.body.contains("\"deletes\":[\"192.0.2.1\"]"), "{}", r.body);
+    assert_eq!(renew(a, "192.0.2.1").status, 404);
+    let text = get(a, "/metrics").body;
+    assert_eq!(
+        metric(&text, "envid_lease_expiries_total"),
+        Some(1.0),
+        "{text}"
+    );
+    assert!(
+        metric(&text, "envid_renewals_total").unwrap() >= 5.0,
+        "{text}"
+    );
+}
+
+#[test]
+fn renew_unknown_is_404_and_deregister_is_idempotent() {
+    let svc = serve_example();
+    let a = svc.local_addr();
+    let r = renew(a, "192.0.2.99");
+    assert_eq!((r.status, r.error_code().as_str()), (404, "not_registered"));
+    assert_eq!(delete(a, "192.0.2.99").status, 204);
+    assert_eq!(put(a, "192.0.2.99", "app", 60).status, 200);
+    assert_eq!(delete(a, "192.0.2.99").status, 204);
+    assert_eq!(delete(a, "192.0.2.99").status, 204);
+    assert_eq!(host(a, "192.0.2.99").status, 404);
+    // Renew with a new lease length.
+    assert_eq!(put(a, "192.0.2.98", "app", 60).status, 200);
+    let r = request(
+        a,
+        "POST",
+        "/v1/hosts/192.0.2.98/renew",
+        &[],
+        br#"{"lease_seconds": 120}"#,
+    );
+    assert_eq!(r.json()["lease_seconds"], 120);
+    let text = get(a, "/metrics").body;
+    assert_eq!(
+        metric(&text, "envid_registrations_total"),
+        Some(2.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "envid_deregistrations_total"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "envid_registry_registrations"),
+        Some(1.0),
+        "{text}"
+    );
+}
+
+#[test]
+fn registration_wins_over_the_static_record_until_removed() {
+    let svc = serve_example();
+    let a = svc.local_addr();
+    let before = host(a, "10.0.0.5").json();
+    let body = serde_json::json!({"app": "dyn", "env": "prod", "idc": "cn9", "lease_seconds": 60});
+    assert_eq!(put_as(a, "10.0.0.5", body, None).status, 200);
+    assert_eq!(host(a, "10.0.0.5").json()["app"], "dyn");
+    // IPv4-mapped IPv6 is the same host.
+    assert_eq!(host(a, "::ffff:10.0.0.5").json()["app"], "dyn");
+    assert_eq!(delete(a, "::ffff:10.0.0.5").status, 204);
+    assert_eq!(host(a, "10.0.0.5").json(), before);
+}
+
+#[test]
+fn fourth_registration_in_a_window_is_429_while_renewals_work() {
+    let svc = serve_example();
+    let a = svc.local_addr();
+    for _ in 0..3 {
+        assert_eq!(put(a, "192.0.2.7", "loop", 60).status, 200);
+    }
+    let r = put(a, "192.0.2.7", "loop", 60);
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (429, "rate_limited"),
+        "{}",
+        r.body
+    );
+    let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    // No work was done: the version did not move.
+    let v = get(a, "/healthz").json()["version"].as_u64().unwrap();
+    assert_eq!(put(a, "192.0.2.7", "loop", 60).status, 429);
+    assert_eq!(get(a, "/healthz").json()["version"].as_u64().unwrap(), v);
+    for _ in 0..10 {
+        assert_eq!(renew(a, "192.0.2.7").status, 200);
+    }
+    // Another app on the IP, or the app on another IP, has its own window.
+    assert_eq!(put(a, "192.0.2.7", "other", 60).status, 200);
+    assert_eq!(put(a, "192.0.2.8", "loop", 60).status, 200);
+    let text = get(a, "/metrics").body;
+    assert_eq!(
+        metric(&text, "envid_rate_limited_total{reason=\"registration\"}"),
+        Some(2.0),
+        "{text}"
+    );
+}
+
+#[test]
+fn window_frees_after_retry_after() {
+    let mut c = config(example_registry());
+    c.register_window = Duration::from_secs(1);
+    let svc = envid_server::spawn(c).unwrap();
+    let a = svc.local_addr();
+    for _ in 0..3 {
+        assert_eq!(put(a, "192.0.2.7", "loop", 60).status, 200);
+    }
+    let r = put(a, "192.0.2.7", "loop", 60);
+    assert_eq!(r.status, 429);
+    assert_eq!(r.header("retry-after"), Some("1"));
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(put(a, "192.0.2.7", "loop", 60).status, 200);
+}
+
+#[test]
+fn registrar_token_guards_registration_only() {
+    let mut c = config(example_registry());
+    c.registrar_token = Some("reg-secret".into());
+    let svc = envid_server::spawn(c).unwrap();
+    let a = svc.local_addr();
+    let body = serde_json::json!({"env": "beta", "idc": "cn0", "lease_seconds": 60});
+    let r = put_as(a, "192.0.2.1", body.clone(), None);
+    assert_eq!(r.status, 401);
+    assert_eq!(r.header("www-authenticate"), Some("Bearer"));
+    assert_eq!(
+        put_as(a, "192.0.2.1", body.clone(), Some("wrong")).status,
+        401
+    );
+    assert_eq!(renew(a, "192.0.2.1").status, 401);
+    assert_eq!(delete(a, "192.0.2.1").status, 401);
+    assert_eq!(put_as(a, "192.0.2.1", body, Some("reg-secret")).status, 200);
+    let auth = [("Authorization", "Bearer reg-secret")];
+    assert_eq!(
+        request(a, "POST", "/v1/hosts/192.0.2.1/renew", &auth, b"").status,
+        200
+    );
+    // Reads stay open (no read token configured).
+    assert_eq!(host(a, "192.0.2.1").status, 200);
+    assert_eq!(get(a, "/v1/registry").status, 200);
+    assert_eq!(
+        request(a, "DELETE", "/v1/hosts/192.0.2.1", &auth, b"").status,
+        204
+    );
+}
+
+#[test]
+fn read_and_registrar_tokens_are_not_interchangeable() {
+    let mut c = config(example_registry());
+    c.token = Some("read".into());
+    c.registrar_token = Some("reg".into());
+    let svc = envid_server::spawn(c).unwrap();
+    let a = svc.local_addr();
+    let body = serde_json::json!({"env": "beta", "idc": "cn0", "lease_seconds": 60});
+    assert_eq!(
+        put_as(a, "192.0.2.1", body.clone(), Some("read")).status,
+        401
+    );
+    assert_eq!(put_as(a, "192.0.2.1", body, Some("reg")).status, 200);
+    assert_eq!(get_auth(a, "/v1/hosts/192.0.2.1", "reg").status, 401);
+    assert_eq!(get_auth(a, "/v1/hosts/192.0.2.1", "read").status, 200);
+    assert_eq!(get_auth(a, "/v1/registry", "read").status, 200);
+    assert_eq!(get(a, "/v1/registry").status, 401);
+    // An empty registrar token is refused at start.
+    let mut c = config(example_registry());
+    c.registrar_token = Some(" ".into());
+    assert!(envid_server::spawn(c).is_err());
+}
+
+#[test]
+fn bad_registrations_are_400() {
+    let svc = serve_example();
+    let a = svc.local_addr();
+    let cases = [
+        (
+            serde_json::json!({"env": "beta", "idc": "cn0"}),
+            "invalid_lease",
+        ),
+        (
+            serde_json::json!({"env": "beta", "idc": "cn0", "lease_seconds": 0}),
+            "invalid_lease",
+        ),
+        (
+            serde_json::json!({"env": "beta", "idc": "cn0", "lease_seconds": 86401}),
+            "invalid_lease",
+        ),
+        (
+            serde_json::json!({"env": "beta", "idc": "cn0", "lease_seconds": "60"}),
+            "invalid_lease",
+        ),
+        (
+            serde_json::json!({"idc": "cn0", "lease_seconds": 60}),
+            "invalid_record",
+        ),
+        (
+            serde_json::json!({"env": " ", "idc": "cn0", "lease_seconds": 60}),
+            "invalid_record",
+        ),
+        (
+            serde_json::json!({"env": "b", "idc": "cn0", "lease_seconds": 60, "token": "x"}),
+            "invalid_record",
+        ),
+        (
+            serde_json::json!({"env": "b", "idc": "cn0", "lease_seconds": 60, "cidr": "192.0.2.0/24"}),
+            "invalid_record",
+        ),
+        (
+            serde_json::json!({"env": "b", "idc": "cn0", "lease_seconds": 60, "ip": "192.0.2.2"}),
+            "invalid_record",
+        ),
+        (
+            serde_json::json!({"env": "b", "idc": "cn0", "lease_seconds": 60, "evn": "x"}),
+            "invalid_record",
+        ),
+        (serde_json::json!([1, 2]), "invalid_json"),
+    ];
+    for (body, code) in cases {
+        let r = put_as(a, "192.0.2.1", body.clone(), None);
+        assert_eq!(
+            (r.status, r.error_code()),
+            (400, code.to_string()),
+            "{body}: {}",
+            r.body
+        );
+    }
+    let r = put(a, "not-an-ip", "x", 60);
+    assert_eq!((r.status, r.error_code().as_str()), (400, "invalid_ip"));
+    // None of these did any work.
+    assert_eq!(get(a, "/healthz").json()["version"], 1);
+    // A matching ip in the body is fine.
+    let body =
+        serde_json::json!({"env": "b", "idc": "cn0", "lease_seconds": 60, "ip": "192.0.2.1"});
+    assert_eq!(put_as(a, "192.0.2.1", body, None).status, 200);
+}
+
+#[test]
+fn overload_is_shed_with_429_but_not_health_or_long_polls() {
+    let mut c = config(example_registry());
+    c.max_in_flight = 1;
+    let svc = envid_server::spawn(c).unwrap();
+    let a = svc.local_addr();
+    // A long poll waiting does not take the one slot.
+    let poll = std::thread::spawn(move || get(a, "/v1/registry?since=1&wait=2"));
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(host(a, "10.0.0.5").status, 200);
+    // A request whose body is still arriving holds the slot.
+    let mut stuck = TcpStream::connect(a).unwrap();
+    stuck
+        .write_all(
+            b"POST /v1/hosts/lookup HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"ips\"",
+        )
+        .unwrap();
+    wait_until("the slot to be taken", Duration::from_secs(5), || {
+        host(a, "10.0.0.5").status == 429
+    });
+    let r = host(a, "10.0.0.5");
+    assert_eq!((r.status, r.error_code().as_str()), (429, "overloaded"));
+    assert_eq!(r.header("retry-after"), Some("1"));
+    assert_eq!(get(a, "/healthz").status, 200);
+    drop(stuck);
+    wait_until("the slot to be free", Duration::from_secs(5), || {
+        host(a, "10.0.0.5").status == 200
+    });
+    assert_eq!(poll.join().unwrap().status, 200);
+    let text = get(a, "/metrics").body;
+    assert!(metric(&text, "envid_rate_limited_total{reason=\"overload\"}").unwrap() >= 2.0);
+}
+
+#[test]
+fn registrations_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let mut c = config(example_registry());
+    c.state_path = Some(state.clone());
+    let svc = envid_server::spawn(c.clone()).unwrap();
+    let a = svc.local_addr();
+    assert_eq!(put(a, "192.0.2.1", "kept", 600).status, 200);
+    assert_eq!(put(a, "192.0.2.2", "short", 1).status, 200);
+    assert_eq!(put(a, "192.0.2.3", "removed", 600).status, 200);
+    assert_eq!(delete(a, "192.0.2.3").status, 204);
+    let v = get(a, "/healthz").json()["version"].as_u64().unwrap();
+    // The write-behind writer catches up on its own, too.
+    wait_until("the state file", Duration::from_secs(5), || {
+        std::fs::read_to_string(&state).is_ok_and(|s| s.contains("kept") && !s.contains("removed"))
+    });
+    svc.shutdown();
+    std::thread::sleep(Duration::from_millis(1100)); // the 1 s lease ends while down
+    let svc = envid_server::spawn(c).unwrap();
+    let a = svc.local_addr();
+    assert_eq!(host(a, "192.0.2.1").json()["app"], "kept");
+    assert_eq!(host(a, "192.0.2.2").status, 404);
+    assert_eq!(host(a, "192.0.2.3").status, 404);
+    assert_eq!(renew(a, "192.0.2.1").status, 200);
+    // Versions continue past the previous run's, so its replicas re-sync.
+    let v2 = get(a, "/healthz").json()["version"].as_u64().unwrap();
+    assert!(v2 > v, "{v2} > {v}");
+    assert_eq!(get(a, &format!("/v1/registry?since={v}")).status, 410);
+}
+
+#[test]
+fn corrupt_state_file_starts_empty_and_is_kept_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let mut c = config(example_registry());
+    c.state_path = Some(state.clone());
+    // A good file, then the same file cut in half (a torn write).
+    {
+        let svc = envid_server::spawn(c.clone()).unwrap();
+        assert_eq!(put(svc.local_addr(), "192.0.2.1", "a", 600).status, 200);
+        svc.shutdown();
+    }
+    let good = std::fs::read(&state).unwrap();
+    for bad in [&good[..good.len() / 2], b"\x00\xffgarbage".as_slice()] {
+        std::fs::write(&state, bad).unwrap();
+        let svc = envid_server::spawn(c.clone()).unwrap();
+        let a = svc.local_addr();
+        assert_eq!(host(a, "192.0.2.1").status, 404);
+        assert_eq!(host(a, "10.0.0.5").status, 200, "static records serve");
+        let aside = dir.path().join("state.json.corrupt");
+        assert_eq!(std::fs::read(&aside).unwrap(), bad);
+        // Registering works and writes a fresh, good file.
+        assert_eq!(put(a, "192.0.2.4", "b", 600).status, 200);
+        svc.shutdown();
+        let text = std::fs::read_to_string(&state).unwrap();
+        assert!(text.contains("192.0.2.4"), "{text}");
+    }
+    // No temporary files left behind.
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(names.iter().all(|n| !n.contains(".tmp")), "{names:?}");
+}
