@@ -14,7 +14,10 @@ use crate::descriptor::{self, Format};
 use crate::detect;
 use crate::error::Location;
 use crate::hostname::Rules;
-use crate::registry::{self, HostRecord, LookupRequest, LookupResponse, PrefixTable};
+use crate::lookup::replica::fuzz_view;
+use crate::registry::{
+    self, HostRecord, LookupRequest, LookupResponse, PrefixTable, RegistryDelta, RegistrySnapshot,
+};
 
 /// A fuzz entry point.
 pub type Entry = fn(&[u8]);
@@ -30,6 +33,8 @@ pub const TARGETS: &[(&str, Entry)] = &[
     ("registry", registry_file),
     ("lookup_request", lookup_request),
     ("lookup_response", lookup_response),
+    ("registration_request", registration_request),
+    ("registry_sync", registry_sync),
 ];
 
 fn check_location(text_len_lines: usize, loc: &Option<Location>) {
@@ -162,4 +167,40 @@ pub fn lookup_response(data: &[u8]) {
         assert_eq!(again, r);
     }
     let _ = serde_json::from_slice::<LookupResponse>(data);
+}
+
+/// The service's registration and renewal bodies.
+pub fn registration_request(data: &[u8]) {
+    for ip in [IpAddr::from([10, 0, 0, 1]), "2001:db8::1".parse().unwrap()] {
+        match registry::parse_registration_body(ip, data) {
+            Ok((record, lease)) => {
+                assert_eq!(record.ip, Some(ip));
+                assert!(record.cidr.is_none());
+                assert!(!record.env.trim().is_empty() && !record.idc.trim().is_empty());
+                assert!((1..=registry::MAX_LEASE_SECONDS).contains(&lease));
+            }
+            Err(e) => assert!(!e.message.is_empty()),
+        }
+    }
+    if let Ok(Some(lease)) = registry::parse_renewal_body(data) {
+        assert!((1..=registry::MAX_LEASE_SECONDS).contains(&lease));
+    }
+}
+
+/// The replica's sync answers: a snapshot, then the same bytes as a delta
+/// applied to it; a decoded view answers for every record it holds.
+pub fn registry_sync(data: &[u8]) {
+    let base = match serde_json::from_slice::<RegistrySnapshot>(data) {
+        Ok(snapshot) => match fuzz_view::from_snapshot(snapshot) {
+            Ok(view) => view,
+            Err(_) => return,
+        },
+        Err(_) => fuzz_view::sample(),
+    };
+    fuzz_view::check(&base);
+    if let Ok(delta) = serde_json::from_slice::<RegistryDelta>(data) {
+        if let Ok(next) = fuzz_view::apply(&base, delta) {
+            fuzz_view::check(&next);
+        }
+    }
 }

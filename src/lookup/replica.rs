@@ -903,3 +903,47 @@ mod tests {
         assert!(start.elapsed() < Duration::from_secs(1));
     }
 }
+
+/// Entry points for the `registry_sync` fuzz target (`crate::fuzzing`).
+#[doc(hidden)]
+pub(crate) mod fuzz_view {
+    use super::ReplicaView;
+    use crate::registry::{HostRecord, RegistryDelta, RegistrySnapshot};
+
+    pub(crate) fn from_snapshot(s: RegistrySnapshot) -> Result<ReplicaView, String> {
+        ReplicaView::from_records(s.version, s.records)
+    }
+
+    pub(crate) fn sample() -> ReplicaView {
+        let rec = |key: &str| {
+            let mut r: HostRecord =
+                serde_json::from_str(r#"{"env": "prod", "idc": "cn0"}"#).expect("a record");
+            match key.parse() {
+                Ok(ip) => r.ip = Some(ip),
+                Err(_) => r.cidr = Some(key.parse().expect("a range")),
+            }
+            r
+        };
+        ReplicaView::from_records(
+            7,
+            vec![rec("10.0.0.1"), rec("10.0.0.0/8"), rec("2001:db8::/32")],
+        )
+        .expect("a valid view")
+    }
+
+    pub(crate) fn apply(base: &ReplicaView, d: RegistryDelta) -> Result<ReplicaView, String> {
+        base.apply(d.version, d.upserts, &d.deletes)
+    }
+
+    /// Every record is found by its key, and by its own address when single.
+    pub(crate) fn check(view: &ReplicaView) {
+        for rec in view.records() {
+            let key = rec.key().expect("held records have a key");
+            assert!(view.get(&key).is_some(), "{key} held but not found");
+            if let Some(ip) = rec.ip {
+                assert_eq!(view.lookup(ip).and_then(|r| r.ip), Some(ip));
+            }
+        }
+        assert_eq!(view.len(), view.records().count());
+    }
+}

@@ -32,9 +32,6 @@ use serde::{Deserialize, Serialize};
 use crate::store::{now_unix_ms, Store};
 use crate::Config;
 
-/// The longest lease a registration may ask for (a day).
-pub(crate) const MAX_LEASE_SECONDS: u64 = 86_400;
-
 /// Labels of `envid_http_requests_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct RequestLabels {
@@ -784,71 +781,9 @@ fn path_ip(path: Result<Path<String>, PathRejection>) -> Result<IpAddr, Response
     parse_ip(&raw).map(|ip| ip.to_canonical()).map_err(|r| *r)
 }
 
-fn lease_seconds(value: &serde_json::Value) -> Result<u64, Response> {
-    value
-        .as_u64()
-        .filter(|s| (1..=MAX_LEASE_SECONDS).contains(s))
-        .ok_or_else(|| {
-            error(
-                StatusCode::BAD_REQUEST,
-                "invalid_lease",
-                format!("lease_seconds must be a whole number from 1 to {MAX_LEASE_SECONDS}, got {value}"),
-            )
-        })
-}
-
-/// Parses a `PUT /v1/hosts/{ip}` body: the record's fields plus `lease_seconds`.
-fn parse_registration(ip: IpAddr, body: &[u8]) -> Result<(HostRecord, u64), Response> {
-    let bad = |code: &str, message: String| error(StatusCode::BAD_REQUEST, code, message);
-    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
-        bad(
-            "invalid_json",
-            format!("invalid JSON body (expected {{\"env\": ..., \"idc\": ..., \"lease_seconds\": N}}): {e}"),
-        )
-    })?;
-    let serde_json::Value::Object(mut fields) = value else {
-        return Err(bad("invalid_json", "the body must be a JSON object".into()));
-    };
-    let lease = match fields.remove("lease_seconds") {
-        Some(v) => lease_seconds(&v)?,
-        None => return Err(bad("invalid_lease", "lease_seconds is required".into())),
-    };
-    for key in fields.keys() {
-        if key == "token" {
-            return Err(bad(
-                "invalid_record",
-                "a record must not carry a token: records are served to anyone".into(),
-            ));
-        }
-        if key == "cidr" {
-            return Err(bad(
-                "invalid_record",
-                "only single IPs can be registered; ranges belong in the registry file".into(),
-            ));
-        }
-        if !envid::registry::RECORD_KEYS.contains(&key.as_str()) {
-            return Err(bad("invalid_record", format!("unknown field {key:?}")));
-        }
-    }
-    if let Some(v) = fields.get("ip") {
-        let given = v.as_str().and_then(|s| s.parse::<IpAddr>().ok());
-        if given.map(|g| g.to_canonical()) != Some(ip) {
-            return Err(bad(
-                "invalid_record",
-                format!("the body's ip {v} is not the path's {ip}"),
-            ));
-        }
-    }
-    let mut record: HostRecord = serde_json::from_value(serde_json::Value::Object(fields))
-        .map_err(|e| bad("invalid_record", e.to_string()))?;
-    for (name, value) in [("env", &record.env), ("idc", &record.idc)] {
-        if value.trim().is_empty() {
-            return Err(bad("invalid_record", format!("{name} must not be empty")));
-        }
-    }
-    record.ip = Some(ip);
-    record.cidr = None;
-    Ok((record, lease))
+/// A refused registration or renewal body as its `400`.
+fn bad_body(e: envid::registry::RegistrationBodyError) -> Response {
+    error(StatusCode::BAD_REQUEST, e.code, e.message)
 }
 
 async fn register(
@@ -864,9 +799,9 @@ async fn register(
         Ok(b) => b,
         Err(r) => return r,
     };
-    let (record, lease) = match parse_registration(ip, &body) {
+    let (record, lease) = match envid::registry::parse_registration_body(ip, &body) {
         Ok(r) => r,
-        Err(r) => return r,
+        Err(e) => return bad_body(e),
     };
     if let Err(retry_after) = state.limits.admit_registration(record.app.as_deref(), ip) {
         state.metrics.limited("registration");
@@ -905,27 +840,10 @@ async fn renew(
         Err(r) => return r,
     };
     // An optional body `{"lease_seconds": N}` changes the lease length.
-    let mut lease = None;
-    if !body.iter().all(u8::is_ascii_whitespace) {
-        let value: serde_json::Value = match serde_json::from_slice(&body) {
-            Ok(v) => v,
-            Err(e) => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_json",
-                    format!(
-                        "invalid JSON body (expected nothing or {{\"lease_seconds\": N}}): {e}"
-                    ),
-                )
-            }
-        };
-        if let Some(v) = value.get("lease_seconds") {
-            match lease_seconds(v) {
-                Ok(s) => lease = Some(s),
-                Err(r) => return r,
-            }
-        }
-    }
+    let lease = match envid::registry::parse_renewal_body(&body) {
+        Ok(l) => l,
+        Err(e) => return bad_body(e),
+    };
     match state.store.renew(ip, lease, now_unix_ms()) {
         Some(lease) => {
             state.metrics.renewals.inc();
