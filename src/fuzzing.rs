@@ -14,10 +14,9 @@ use crate::descriptor::{self, Format};
 use crate::detect;
 use crate::error::Location;
 use crate::hostname::Rules;
+#[cfg(feature = "lookup")]
 use crate::lookup::replica::fuzz_view;
-use crate::registry::{
-    self, HostRecord, LookupRequest, LookupResponse, PrefixTable, RegistryDelta, RegistrySnapshot,
-};
+use crate::registry::{self, HostRecord, LookupRequest, LookupResponse, PrefixTable};
 
 /// A fuzz entry point.
 pub type Entry = fn(&[u8]);
@@ -34,6 +33,7 @@ pub const TARGETS: &[(&str, Entry)] = &[
     ("lookup_request", lookup_request),
     ("lookup_response", lookup_response),
     ("registration_request", registration_request),
+    #[cfg(feature = "lookup")]
     ("registry_sync", registry_sync),
 ];
 
@@ -187,9 +187,11 @@ pub fn registration_request(data: &[u8]) {
     }
 }
 
+#[cfg(feature = "lookup")]
 /// The replica's sync answers: a snapshot, then the same bytes as a delta
 /// applied to it; a decoded view answers for every record it holds.
 pub fn registry_sync(data: &[u8]) {
+    use crate::registry::{RegistryDelta, RegistrySnapshot};
     let base = match serde_json::from_slice::<RegistrySnapshot>(data) {
         Ok(snapshot) => match fuzz_view::from_snapshot(snapshot) {
             Ok(view) => view,

@@ -267,8 +267,9 @@ fn long_poll_wakes_within_milliseconds() {
     let reg = svc.registrar();
     let mut figures = Vec::new();
     for i in 0..5u8 {
-        // Let the sync thread park in its long poll.
-        thread::sleep(Duration::from_millis(100));
+        // Let the sync thread park in its long poll (after the default
+        // 200 ms `min_poll_interval` that follows the previous delta).
+        thread::sleep(Duration::from_millis(300));
         let target = IpAddr::from([10, 6, 0, i]);
         let start = Instant::now();
         register(&reg, target, &registration("wake", 1));
@@ -282,6 +283,9 @@ fn long_poll_wakes_within_milliseconds() {
         "long-poll wake latency (registration PUT → visible in the replica): median {:?}, max {:?}",
         figures[2], figures[4]
     );
+    // The bound is on the typical wake; the worst of five only gets
+    // a loose bound so a loaded CI machine does not make it flaky.
+    assert!(figures[2] < Duration::from_millis(100), "{figures:?}");
     assert!(figures[4] < Duration::from_secs(1), "{figures:?}");
     svc.stop();
 }

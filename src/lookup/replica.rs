@@ -12,6 +12,9 @@
 //! half-applied delta: a lookup sees version N or version N+1, nothing in
 //! between.
 //!
+//! * Requests start at least `min_poll_interval` apart (default 200 ms), so
+//!   one replica's load on the service is bounded by that rate however fast
+//!   the registry changes; changes within the interval arrive as one delta.
 //! * `410 Gone` (the replica fell behind the service's retained history):
 //!   the whole registry is fetched again.
 //! * Any error: the replica keeps serving the last view it has, counts the
@@ -233,6 +236,7 @@ pub struct ReplicaBuilder {
     request_timeout: Duration,
     max_snapshot_bytes: u64,
     poll_wait: Duration,
+    min_poll_interval: Duration,
     backoff: Duration,
     max_backoff: Duration,
     cache_file: Option<PathBuf>,
@@ -251,6 +255,7 @@ impl Default for ReplicaBuilder {
             request_timeout: Duration::from_secs(10),
             max_snapshot_bytes: 256 * 1024 * 1024,
             poll_wait: Duration::from_secs(10),
+            min_poll_interval: Duration::from_millis(200),
             backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(30),
             cache_file: None,
@@ -305,6 +310,13 @@ impl ReplicaBuilder {
         /// changed (default 10 s, sent as whole seconds, at least 1). It also
         /// bounds how long the sync thread outlives a dropped replica.
         poll_wait: Duration);
+    setter!(/// Least time between the starts of two requests of the sync
+        /// thread (default 200 ms). Under churn this caps one replica at
+        /// 1 / `min_poll_interval` requests a second, whatever the change
+        /// rate, and batches the changes of that interval into one delta; a
+        /// change after a quiet spell still arrives at once, since the
+        /// long poll is already waiting.
+        min_poll_interval: Duration);
     setter!(/// First backoff after an error, doubled on each further error,
         /// jittered ×0.5–1.5 (default 100 ms).
         backoff: Duration);
@@ -450,8 +462,18 @@ impl Syncer {
     fn run(mut self) {
         let mut backoff = self.policy.backoff;
         while !self.shared.stopped() {
+            let started = Instant::now();
             match self.step() {
-                Ok(()) => backoff = self.policy.backoff,
+                Ok(()) => {
+                    backoff = self.policy.backoff;
+                    let pause = self
+                        .policy
+                        .min_poll_interval
+                        .saturating_sub(started.elapsed());
+                    if !pause.is_zero() && self.shared.sleep(pause) {
+                        break;
+                    }
+                }
                 Err(_) => {
                     let pause = backoff
                         .mul_f64(0.5 + fastrand::f64())

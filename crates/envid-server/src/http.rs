@@ -189,6 +189,7 @@ pub(crate) struct Limits {
     long_polls: AtomicUsize,
     max_long_polls: usize,
     max_wait: Duration,
+    poll_coalesce: Duration,
 }
 
 impl Limits {
@@ -203,6 +204,7 @@ impl Limits {
             long_polls: AtomicUsize::new(0),
             max_long_polls: config.max_long_polls,
             max_wait: config.max_wait,
+            poll_coalesce: config.poll_coalesce,
         }
     }
 
@@ -745,10 +747,18 @@ async fn registry_delta(state: &AppState, since: u64, wait: Duration) -> Respons
         };
         state.metrics.long_polls.inc();
         let mut shutdown = state.shutdown.clone();
-        tokio::select! {
-            _ = changes.wait_for(|v| *v > since) => {}
-            _ = tokio::time::sleep(wait) => {}
-            _ = shutdown.wait_for(|d| *d) => {}
+        let changed = tokio::select! {
+            _ = changes.wait_for(|v| *v > since) => true,
+            _ = tokio::time::sleep(wait) => false,
+            _ = shutdown.wait_for(|d| *d) => false,
+        };
+        if changed && !limits.poll_coalesce.is_zero() {
+            // Changes come in bursts (a deploy wave): gather the rest of the
+            // burst so every waiting replica gets it in one delta.
+            tokio::select! {
+                _ = tokio::time::sleep(limits.poll_coalesce) => {}
+                _ = shutdown.wait_for(|d| *d) => {}
+            }
         }
         state.metrics.long_polls.dec();
         delta = state.store.changes_since(since);

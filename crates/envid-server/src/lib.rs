@@ -108,6 +108,10 @@ pub struct Config {
     pub max_long_polls: usize,
     /// The longest a long poll is held (`wait` is capped to it).
     pub max_wait: Duration,
+    /// How long a long poll woken by a change waits for more changes before
+    /// answering, so a burst reaches every replica as one delta (default
+    /// 20 ms; zero answers at once).
+    pub poll_coalesce: Duration,
     /// How often ended leases are swept out.
     pub expiry_interval: Duration,
 }
@@ -116,7 +120,7 @@ impl Config {
     /// Defaults: 127.0.0.1:7070, no tokens, 1 s reload check, 256 KiB bodies,
     /// 1,000 IPs a batch, 1,000 changes of history, 10 s drain, no state
     /// file, 3 registrations per (app, IP) per 60 s, 512 requests in flight,
-    /// 4,096 long polls, 60 s longest wait, 100 ms lease sweep.
+    /// 4,096 long polls, 60 s longest wait, 20 ms long-poll coalescing, 100 ms lease sweep.
     pub fn new(registry_path: impl Into<PathBuf>) -> Config {
         Config {
             registry_path: registry_path.into(),
@@ -134,6 +138,7 @@ impl Config {
             max_in_flight: 512,
             max_long_polls: 4096,
             max_wait: Duration::from_secs(60),
+            poll_coalesce: Duration::from_millis(20),
             expiry_interval: Duration::from_millis(100),
         }
     }

@@ -166,6 +166,10 @@ fn long_poll_wakes_within_milliseconds_of_a_change() {
         latencies.push(woke.saturating_duration_since(sent));
     }
     println!("long-poll wake latency (from sending the PUT): {latencies:?}");
+    latencies.sort();
+    // The goal is 100 ms (20 ms of it is the default burst coalescing); the
+    // worst round only gets a loose bound so a loaded CI machine is no flake.
+    assert!(latencies[1] < Duration::from_millis(100), "{latencies:?}");
     for l in latencies {
         assert!(l < Duration::from_millis(500), "woke after {l:?}");
     }
