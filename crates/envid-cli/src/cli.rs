@@ -70,6 +70,20 @@ pub enum Command {
             hide_env_values = true
         )]
         token: Option<String>,
+        /// Require this bearer token on registration (PUT/DELETE
+        /// /v1/hosts/{ip}, renew) instead of leaving it open (also read from
+        /// ENVID_SERVE_REGISTRAR_TOKEN).
+        #[arg(
+            long,
+            value_name = "TOKEN",
+            env = "ENVID_SERVE_REGISTRAR_TOKEN",
+            hide_env_values = true
+        )]
+        registrar_token: Option<String>,
+        /// Keep registrations in this file so they survive a restart
+        /// (written atomically: temporary file, fsync, rename).
+        #[arg(long, value_name = "FILE")]
+        state: Option<PathBuf>,
     },
     /// Look up the environment of IP addresses at the environment service;
     /// exit 1 when any IP is unknown or its lookup fails.

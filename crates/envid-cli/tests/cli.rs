@@ -359,6 +359,7 @@ fn serve(
     let mut child = Command::new(env!("CARGO_BIN_EXE_envid"))
         .args(&args)
         .env_remove("ENVID_SERVE_TOKEN")
+        .env_remove("ENVID_SERVE_REGISTRAR_TOKEN")
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -636,6 +637,45 @@ fn register_lookup_replica_deregister() {
         "{}",
         stderr(&o)
     );
+}
+
+#[test]
+fn serve_registrar_token_and_state_file_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let state = state.to_str().unwrap();
+    let ex = testdata("example.toml");
+    let ex = ex.to_str().unwrap();
+    let args = ["--registrar-token", "reg-secret", "--state", state];
+    let (child, url, _rx) = serve(&args);
+    let register = |token: Option<&str>| {
+        let mut vars = vec![("ENVID_IP", "10.78.0.1")];
+        if let Some(t) = token {
+            vars.push(("ENVID_REGISTER_TOKEN", t));
+        }
+        envid_with(&["register", "--endpoint", &url, "--descriptor", ex], &vars)
+    };
+    // Registration needs the registrar token; the token never shows.
+    let o = register(None);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(stderr(&o).contains("401"), "{}", stderr(&o));
+    let o = register(Some("wrong"));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(!stderr(&o).contains("wrong"), "{}", stderr(&o));
+    let o = register(Some("reg-secret"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stdout(&o).contains("reg-secret") && !stderr(&o).contains("reg-secret"));
+    // Reads stay open (no read token configured).
+    let o = envid(&["lookup", "10.78.0.1", "--endpoint", &url]);
+    assert!(stdout(&o).contains("sub_env=noahauto-2"), "{}", stdout(&o));
+    assert!(terminate(child).success());
+
+    // A new process on the same state file still knows the registration.
+    let (child, url, _rx) = serve(&args);
+    let o = envid(&["lookup", "10.78.0.1", "--endpoint", &url]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("sub_env=noahauto-2"), "{}", stdout(&o));
+    assert!(terminate(child).success());
 }
 
 #[test]

@@ -78,6 +78,15 @@ pub fn run(cli: Cli) -> Result<ExitCode, String> {
             registry,
             listen,
             token,
-        } => serve::run(registry, listen, token),
+            registrar_token,
+            state,
+        } => {
+            let mut config = envid_server::Config::new(registry);
+            config.listen = listen;
+            config.token = token;
+            config.registrar_token = registrar_token;
+            config.state_path = state;
+            serve::run(config)
+        }
     }
 }
