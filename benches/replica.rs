@@ -3,18 +3,19 @@
 //! * Lookups on a replica of 10,000 single IPs and 1,116 ranges of four
 //!   prefix lengths: an exact IP, an IP answered by a range, an unknown IP
 //!   (goal: ≤ 100 ns).
-//! * A delta of 1,000 changes (the service reloads a registry file in which
-//!   1,000 records changed): the time of `sync_once` (request, decode, copy,
-//!   apply, swap), and the worst lookup latency seen by reader threads while
-//!   it runs, against the worst seen while nothing is applied (goal: readers
-//!   never block, so the two are alike).
+//! * A delta of 1,000 changes: decoding its JSON and applying it to a copy
+//!   of the view (criterion, no network); then, end to end, the service
+//!   reloads a registry file in which 1,000 records changed and the time of
+//!   `sync_once` (request, decode, copy, apply, swap) is taken, while reader
+//!   threads keep a latency histogram, against one taken while nothing is
+//!   applied (goal: readers never block, so the two are alike).
 //!
 //! `cargo bench --bench replica` (add `-- --quick` for a short run).
 
 use std::fmt::Write as _;
 use std::hint::black_box;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -106,108 +107,202 @@ fn main() {
     c.bench_function("replica lookup unknown IP", |b| {
         b.iter(|| replica.lookup(black_box(unknown)))
     });
+    apply_benches(&mut c, &replica);
     c.final_summary();
 
-    delta_apply(&path, &replica);
+    delta_apply(&path, svc.local_addr(), &replica);
     svc.shutdown();
 }
 
-/// Readers on other threads look up in a loop and keep their worst latency.
+/// Latencies in power-of-two nanosecond buckets (bucket i holds
+/// [2^i, 2^(i+1)) ns).
+#[derive(Clone)]
+struct Histogram([u64; 40]);
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram([0; 40])
+    }
+}
+
+impl Histogram {
+    fn record(&mut self, ns: u64) {
+        self.0[(64 - ns.max(1).leading_zeros() as usize - 1).min(39)] += 1;
+    }
+    fn merge(&mut self, other: &Histogram) {
+        for (a, b) in self.0.iter_mut().zip(other.0.iter()) {
+            *a += b;
+        }
+    }
+    fn count(&self) -> u64 {
+        self.0.iter().sum()
+    }
+    /// The upper bound of the bucket holding quantile `q`.
+    fn quantile(&self, q: f64) -> Duration {
+        let target = (self.count() as f64 * q).ceil() as u64;
+        let mut seen = 0;
+        for (i, n) in self.0.iter().enumerate() {
+            seen += n;
+            if seen >= target.max(1) {
+                return Duration::from_nanos(1 << (i + 1));
+            }
+        }
+        Duration::ZERO
+    }
+    fn max(&self) -> Duration {
+        self.0
+            .iter()
+            .rposition(|&n| n > 0)
+            .map_or(Duration::ZERO, |i| Duration::from_nanos(1 << (i + 1)))
+    }
+    fn summary(&self) -> String {
+        format!(
+            "{} lookups: p50 < {:?}, p99 < {:?}, p99.9 < {:?}, p99.99 < {:?}, max < {:?}",
+            self.count(),
+            self.quantile(0.5),
+            self.quantile(0.99),
+            self.quantile(0.999),
+            self.quantile(0.9999),
+            self.max()
+        )
+    }
+}
+
+/// Readers on other threads look up in a loop and keep a latency histogram.
 struct Readers {
     stop: Arc<AtomicBool>,
-    worst_ns: Arc<AtomicU64>,
-    lookups: Arc<AtomicU64>,
-    threads: Vec<thread::JoinHandle<()>>,
+    threads: Vec<thread::JoinHandle<Histogram>>,
 }
 
 impl Readers {
     fn start(replica: &Arc<Replica>, n: usize) -> Readers {
         let stop = Arc::new(AtomicBool::new(false));
-        let worst_ns = Arc::new(AtomicU64::new(0));
-        let lookups = Arc::new(AtomicU64::new(0));
         let threads = (0..n)
             .map(|t| {
-                let (r, stop, worst, count) = (
-                    replica.clone(),
-                    stop.clone(),
-                    worst_ns.clone(),
-                    lookups.clone(),
-                );
+                let (r, stop) = (replica.clone(), stop.clone());
                 thread::spawn(move || {
                     let mut i = t as u32;
-                    let mut local_worst = 0u64;
-                    let mut n = 0u64;
+                    let mut h = Histogram::default();
                     while !stop.load(Ordering::Relaxed) {
                         i = (i + 7) % SINGLE;
                         let ip = IpAddr::from([10, 1, (i / 256) as u8, (i % 256) as u8]);
                         let t0 = Instant::now();
                         black_box(r.lookup(ip));
-                        local_worst = local_worst.max(t0.elapsed().as_nanos() as u64);
-                        n += 1;
+                        h.record(t0.elapsed().as_nanos() as u64);
                     }
-                    worst.fetch_max(local_worst, Ordering::Relaxed);
-                    count.fetch_add(n, Ordering::Relaxed);
+                    h
                 })
             })
             .collect();
-        Readers {
-            stop,
-            worst_ns,
-            lookups,
-            threads,
-        }
+        Readers { stop, threads }
     }
 
-    /// Stops them: (worst latency, lookups).
-    fn stop(self) -> (Duration, u64) {
+    fn stop(self) -> Histogram {
         self.stop.store(true, Ordering::Relaxed);
+        let mut all = Histogram::default();
         for t in self.threads {
-            t.join().unwrap();
+            all.merge(&t.join().unwrap());
         }
-        (
-            Duration::from_nanos(self.worst_ns.load(Ordering::Relaxed)),
-            self.lookups.load(Ordering::Relaxed),
-        )
+        all
     }
 }
 
-fn delta_apply(path: &std::path::Path, replica: &Arc<Replica>) {
+/// The service's registry version, from `/metrics`.
+fn service_version(addr: std::net::SocketAddr) -> u64 {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    body.lines()
+        .find_map(|l| {
+            l.strip_prefix("envid_registry_version ")?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .expect("envid_registry_version in /metrics")
+}
+
+/// Pure apply (no network): decode a 1,000-upsert delta, and apply it to a
+/// copy of the 11,116-record view.
+fn apply_benches(c: &mut Criterion, replica: &Replica) {
+    use envid::lookup::replica::internals;
+    use envid::registry::{RegistryDelta, RegistrySnapshot};
+    let view = replica.view();
+    let records: Vec<_> = view.records().map(|r| (**r).clone()).collect();
+    let base = internals::from_snapshot(RegistrySnapshot {
+        version: view.version(),
+        records: records.clone(),
+    })
+    .unwrap();
+    let upserts: Vec<_> = records
+        .iter()
+        .filter(|r| r.ip.is_some())
+        .take(1000)
+        .map(|r| {
+            let mut r = r.clone();
+            r.app = Some(format!("{}-next", r.app.as_deref().unwrap_or("x")));
+            r
+        })
+        .collect();
+    let delta = RegistryDelta {
+        version: view.version() + 1,
+        upserts,
+        deletes: Vec::new(),
+    };
+    let body = serde_json::to_vec(&delta).unwrap();
+    println!("a 1,000-upsert delta is {} bytes of JSON", body.len());
+    c.bench_function("delta of 1,000 changes: decode JSON", |b| {
+        b.iter(|| serde_json::from_slice::<RegistryDelta>(black_box(&body)).unwrap())
+    });
+    c.bench_function(
+        "delta of 1,000 changes: copy view + apply (11,116 records)",
+        |b| {
+            b.iter_batched(
+                || delta.clone(),
+                |d| internals::apply(&base, d).unwrap(),
+                criterion::BatchSize::SmallInput,
+            )
+        },
+    );
+}
+
+fn delta_apply(path: &std::path::Path, addr: std::net::SocketAddr, replica: &Arc<Replica>) {
     let readers_n = thread::available_parallelism()
         .map(|n| n.get().saturating_sub(1))
         .unwrap_or(1)
         .max(1);
-    let mut applies = Vec::new();
-    let mut worst_during = Vec::new();
-    let mut worst_idle = Vec::new();
+    let mut syncs = Vec::new();
+    let mut during = Histogram::default();
+    let mut idle = Histogram::default();
     for round in 1..=10u32 {
         let before = replica.stats();
         std::fs::write(path, registry(round)).unwrap();
-        // Let the service reload the file (one version with 1,000 upserts).
-        thread::sleep(Duration::from_millis(300));
+        // Wait for the service to reload the file, so the timed sync below
+        // is the delta itself, not a long poll waiting for it.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while service_version(addr) <= before.version {
+            assert!(Instant::now() < deadline, "the service did not reload");
+            thread::sleep(Duration::from_millis(10));
+        }
 
-        let idle = Readers::start(replica, readers_n);
-        thread::sleep(Duration::from_millis(20));
-        worst_idle.push(idle.stop().0);
+        let readers = Readers::start(replica, readers_n);
+        thread::sleep(Duration::from_millis(50));
+        idle.merge(&readers.stop());
 
         let readers = Readers::start(replica, readers_n);
         thread::sleep(Duration::from_millis(2));
-        // The sync that brings the delta (earlier ones may be empty polls
-        // while the service has not reloaded the file yet).
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let took = loop {
-            let t0 = Instant::now();
-            replica.sync_once().expect("delta");
-            let took = t0.elapsed();
-            if replica.stats().deltas > before.deltas {
-                break took;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the service did not reload the file"
-            );
-        };
+        let t0 = Instant::now();
+        replica.sync_once().expect("delta");
+        syncs.push(t0.elapsed());
         thread::sleep(Duration::from_millis(2));
-        let (worst, _) = readers.stop();
+        during.merge(&readers.stop());
+
         let after = replica.stats();
         assert_eq!(after.deltas, before.deltas + 1, "one delta per round");
         assert_eq!(
@@ -218,23 +313,19 @@ fn delta_apply(path: &std::path::Path, replica: &Arc<Replica>) {
                 .as_deref(),
             Some(&*format!("app5-r{round}"))
         );
-        applies.push(took);
-        worst_during.push(worst);
     }
-    applies.sort();
-    worst_during.sort();
-    worst_idle.sort();
-    let med = |v: &[Duration]| v[v.len() / 2];
+    syncs.sort();
     println!(
-        "delta of 1,000 changes on a 11,116-record replica (sync_once: request + decode + copy + apply + swap), 10 rounds: median {:?}, max {:?}",
-        med(&applies),
-        applies.last().unwrap()
+        "sync_once bringing a 1,000-change delta to a 11,116-record replica (request + decode + copy + apply + swap), 10 rounds: median {:?}, max {:?}",
+        syncs[syncs.len() / 2],
+        syncs.last().unwrap()
     );
     println!(
-        "worst single lookup on {readers_n} reader thread(s): during apply median {:?} / max {:?}; idle median {:?} / max {:?}",
-        med(&worst_during),
-        worst_during.last().unwrap(),
-        med(&worst_idle),
-        worst_idle.last().unwrap()
+        "reader latency on {readers_n} thread(s) while the deltas were applied: {}",
+        during.summary()
+    );
+    println!(
+        "reader latency on {readers_n} thread(s) with nothing applied:         {}",
+        idle.summary()
     );
 }

@@ -15,7 +15,7 @@ use crate::detect;
 use crate::error::Location;
 use crate::hostname::Rules;
 #[cfg(feature = "lookup")]
-use crate::lookup::replica::fuzz_view;
+use crate::lookup::replica::internals as fuzz_view;
 use crate::registry::{self, HostRecord, LookupRequest, LookupResponse, PrefixTable};
 
 /// A fuzz entry point.

@@ -926,17 +926,19 @@ mod tests {
     }
 }
 
-/// Entry points for the `registry_sync` fuzz target (`crate::fuzzing`).
+/// View building and delta application without the network, for the
+/// `registry_sync` fuzz target (`crate::fuzzing`) and the replica benchmark.
+/// Not a public API.
 #[doc(hidden)]
-pub(crate) mod fuzz_view {
+pub mod internals {
     use super::ReplicaView;
     use crate::registry::{HostRecord, RegistryDelta, RegistrySnapshot};
 
-    pub(crate) fn from_snapshot(s: RegistrySnapshot) -> Result<ReplicaView, String> {
+    pub fn from_snapshot(s: RegistrySnapshot) -> Result<ReplicaView, String> {
         ReplicaView::from_records(s.version, s.records)
     }
 
-    pub(crate) fn sample() -> ReplicaView {
+    pub fn sample() -> ReplicaView {
         let rec = |key: &str| {
             let mut r: HostRecord =
                 serde_json::from_str(r#"{"env": "prod", "idc": "cn0"}"#).expect("a record");
@@ -953,12 +955,12 @@ pub(crate) mod fuzz_view {
         .expect("a valid view")
     }
 
-    pub(crate) fn apply(base: &ReplicaView, d: RegistryDelta) -> Result<ReplicaView, String> {
+    pub fn apply(base: &ReplicaView, d: RegistryDelta) -> Result<ReplicaView, String> {
         base.apply(d.version, d.upserts, &d.deletes)
     }
 
     /// Every record is found by its key, and by its own address when single.
-    pub(crate) fn check(view: &ReplicaView) {
+    pub fn check(view: &ReplicaView) {
         for rec in view.records() {
             let key = rec.key().expect("held records have a key");
             assert!(view.get(&key).is_some(), "{key} held but not found");
