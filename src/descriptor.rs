@@ -248,11 +248,20 @@ pub fn parse(
             let good = e.valid_up_to();
             // The prefix up to the first bad byte is valid UTF-8 by definition.
             let prefix = std::str::from_utf8(&bytes[..good]).unwrap_or_default();
+            let message = if bytes.starts_with(b"\xFF\xFE") || bytes.starts_with(b"\xFE\xFF") {
+                // An editor's "Unicode" save: say so rather than blame a byte.
+                format!(
+                    "UTF-16 text (byte-order mark {:02X} {:02X}); the descriptor must be UTF-8",
+                    bytes[0], bytes[1]
+                )
+            } else {
+                format!("invalid UTF-8 (byte 0x{:02x})", bytes[good])
+            };
             return Err(fail(
                 ProblemKind::InvalidUtf8,
                 None,
                 Some(Location::at(prefix, good)),
-                format!("invalid UTF-8 (byte 0x{:02x})", bytes[good]),
+                message,
             ));
         }
     };

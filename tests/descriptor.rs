@@ -130,6 +130,10 @@ const BAD: &[(&str, Expected)] = &[
         (WrongType, Some("labels.team"), Some((4, 13))),
     ),
     ("top-level-array.json", (WrongType, None, Some((1, 1)))),
+    // Byte-order marks: UTF-16 is refused by name; a BOM inside is a syntax error.
+    ("utf16-bom.toml", (InvalidUtf8, None, Some((1, 1)))),
+    ("utf16-bom.json", (InvalidUtf8, None, Some((1, 1)))),
+    ("bom-in-middle.json", (Syntax, None, Some((2, 1)))),
     // Bad values.
     (
         "empty-string.toml",
@@ -550,6 +554,39 @@ fn fifo_is_not_a_file_and_does_not_block() {
     assert_eq!(e.kind(), NotAFile);
     assert!(e.problems[0].message.contains("FIFO"));
     assert!(start.elapsed() < Duration::from_secs(1));
+}
+
+#[test]
+fn symlink_to_a_fifo_is_refused_without_blocking() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("pipe");
+    match std::process::Command::new("mkfifo").arg(&fifo).status() {
+        Ok(s) if s.success() => {}
+        _ => {
+            eprintln!("mkfifo unavailable; skipping");
+            return;
+        }
+    }
+    let path = dir.path().join("environment.json");
+    std::os::unix::fs::symlink(&fifo, &path).unwrap();
+    let start = Instant::now();
+    let e = within(Duration::from_secs(5), move || {
+        descriptor::read(&path, false).unwrap_err()
+    });
+    assert_eq!(e.kind(), NotAFile);
+    assert!(e.problems[0].message.contains("FIFO"), "{e}");
+    assert!(start.elapsed() < Duration::from_secs(1));
+}
+
+#[test]
+fn utf16_is_named_as_such() {
+    for name in ["utf16-bom.toml", "utf16-bom.json"] {
+        let e = bad(name);
+        assert!(
+            e.problems[0].message.contains("UTF-16") && e.problems[0].message.contains("FF FE"),
+            "{e}"
+        );
+    }
 }
 
 #[test]
