@@ -14,29 +14,7 @@ use std::time::{Duration, Instant};
 use envid::lookup::{LookupClient, LookupClientBuilder, LookupError};
 use envid::Secret;
 
-const REGISTRY: &str = r#"
-schema = 1
-[[records]]
-ip = "10.0.0.5"
-app = "flightqma"
-env = "beta"
-idc = "cn0"
-[[records]]
-cidr = "10.20.0.0/16"
-app = "flight_order"
-env = "prod"
-idc = "cn5"
-[[records]]
-cidr = "10.20.30.0/24"
-app = "hotel"
-env = "prod"
-idc = "cn5"
-[[records]]
-cidr = "2001:db8:42::/48"
-app = "v6app"
-env = "dev"
-idc = "cn2"
-"#;
+const REGISTRY: &str = include_str!("../testdata/registry-loopback.toml");
 
 struct Service {
     dir: tempfile::TempDir,

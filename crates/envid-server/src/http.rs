@@ -791,9 +791,18 @@ fn path_ip(path: Result<Path<String>, PathRejection>) -> Result<IpAddr, Response
     parse_ip(&raw).map(|ip| ip.to_canonical()).map_err(|r| *r)
 }
 
-/// A refused registration or renewal body as its `400`.
-fn bad_body(e: envid::registry::RegistrationBodyError) -> Response {
-    error(StatusCode::BAD_REQUEST, e.code, e.message)
+/// The path's IP and the parsed body of a registration call, or the error
+/// response (`400` naming the IP or the field, `413` past the body limit).
+fn ip_and_body<T>(
+    state: &AppState,
+    path: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+    parse: impl FnOnce(IpAddr, &[u8]) -> Result<T, envid::registry::RegistrationBodyError>,
+) -> Result<(IpAddr, T), Response> {
+    let ip = path_ip(path)?;
+    let body = body_or_error(state, body)?;
+    let parsed = parse(ip, &body).map_err(|e| error(StatusCode::BAD_REQUEST, e.code, e.message))?;
+    Ok((ip, parsed))
 }
 
 async fn register(
@@ -801,18 +810,11 @@ async fn register(
     path: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let ip = match path_ip(path) {
-        Ok(ip) => ip,
-        Err(r) => return r,
-    };
-    let body = match body_or_error(&state, body) {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    let (record, lease) = match envid::registry::parse_registration_body(ip, &body) {
-        Ok(r) => r,
-        Err(e) => return bad_body(e),
-    };
+    let (ip, (record, lease)) =
+        match ip_and_body(&state, path, body, envid::registry::parse_registration_body) {
+            Ok(v) => v,
+            Err(r) => return r,
+        };
     if let Err(retry_after) = state.limits.admit_registration(record.app.as_deref(), ip) {
         state.metrics.limited("registration");
         return too_many(
@@ -841,18 +843,12 @@ async fn renew(
     path: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let ip = match path_ip(path) {
-        Ok(ip) => ip,
-        Err(r) => return r,
-    };
-    let body = match body_or_error(&state, body) {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
     // An optional body `{"lease_seconds": N}` changes the lease length.
-    let lease = match envid::registry::parse_renewal_body(&body) {
-        Ok(l) => l,
-        Err(e) => return bad_body(e),
+    let (ip, lease) = match ip_and_body(&state, path, body, |_, b| {
+        envid::registry::parse_renewal_body(b)
+    }) {
+        Ok(v) => v,
+        Err(r) => return r,
     };
     match state.store.renew(ip, lease, now_unix_ms()) {
         Some(lease) => {
