@@ -24,12 +24,17 @@ struct Service {
 
 impl Service {
     fn start(history_limit: usize) -> Service {
+        Self::start_with(history_limit, |_| {})
+    }
+
+    fn start_with(history_limit: usize, tune: impl FnOnce(&mut envid_server::Config)) -> Service {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("registry.toml");
         std::fs::write(&path, REGISTRY).unwrap();
         let mut config = envid_server::Config::new(&path);
         config.listen = "127.0.0.1:0".parse().unwrap();
         config.history_limit = history_limit;
+        tune(&mut config);
         config.drain_timeout = Duration::from_millis(500);
         let handle = envid_server::spawn(config).expect("service starts");
         Service {
@@ -260,6 +265,33 @@ fn long_poll_wakes_within_milliseconds() {
     // a loose bound so a loaded CI machine does not make it flaky.
     assert!(figures[2] < Duration::from_millis(100), "{figures:?}");
     assert!(figures[4] < Duration::from_secs(1), "{figures:?}");
+    svc.stop();
+}
+
+#[test]
+fn registrar_gets_retry_after_on_the_fourth_put_and_renewals_still_work() {
+    let svc = Service::start_with(1000, |c| c.register_window = Duration::from_secs(1));
+    let reg = svc.registrar();
+    let target = ip("10.7.0.1");
+    let r = registration("crashloop", 1);
+    for _ in 0..3 {
+        reg.register(target, &r).unwrap();
+    }
+    let retry_after = match reg.register(target, &r) {
+        Err(LookupError::RateLimited { retry_after, .. }) => retry_after.expect("Retry-After"),
+        other => panic!("expected 429, got {other:?}"),
+    };
+    assert!(
+        retry_after > Duration::ZERO && retry_after <= Duration::from_secs(1),
+        "{retry_after:?}"
+    );
+    // Renewals are not limited.
+    for _ in 0..5 {
+        assert!(reg.renew(target).unwrap());
+    }
+    // Honouring Retry-After is enough for the next registration.
+    thread::sleep(retry_after + Duration::from_millis(100));
+    reg.register(target, &r).unwrap();
     svc.stop();
 }
 
