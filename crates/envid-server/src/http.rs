@@ -45,6 +45,12 @@ pub(crate) struct ReloadLabels {
     result: &'static str,
 }
 
+/// Labels of `envid_connections_closed_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct ConnLabels {
+    reason: &'static str,
+}
+
 /// Labels of `envid_rate_limited_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct LimitLabels {
@@ -67,6 +73,8 @@ pub(crate) struct Metrics {
     rate_limited: Family<LimitLabels, Counter>,
     long_polls: Gauge,
     registered: Gauge,
+    pub(crate) connections_open: Gauge,
+    connections_closed: Family<ConnLabels, Counter>,
 }
 
 impl Metrics {
@@ -144,6 +152,18 @@ impl Metrics {
             "Registered (dynamic) records",
             registered.clone(),
         );
+        let connections_open = Gauge::default();
+        let connections_closed = Family::<ConnLabels, Counter>::default();
+        registry.register(
+            "envid_connections_open",
+            "TCP connections being served (at most max_connections)",
+            connections_open.clone(),
+        );
+        registry.register(
+            "envid_connections_closed",
+            "TCP connections closed, by reason (done, header_timeout, error)",
+            connections_closed.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -158,7 +178,16 @@ impl Metrics {
             rate_limited,
             long_polls,
             registered,
+            connections_open,
+            connections_closed,
         }
+    }
+
+    pub(crate) fn connection_closed(&self, reason: &'static str) {
+        self.connections_open.dec();
+        self.connections_closed
+            .get_or_create(&ConnLabels { reason })
+            .inc();
     }
 
     fn limited(&self, reason: &'static str) {
@@ -190,6 +219,7 @@ pub(crate) struct Limits {
     max_long_polls: usize,
     max_wait: Duration,
     poll_coalesce: Duration,
+    request_timeout: Duration,
 }
 
 impl Limits {
@@ -205,6 +235,7 @@ impl Limits {
             max_long_polls: config.max_long_polls,
             max_wait: config.max_wait,
             poll_coalesce: config.poll_coalesce,
+            request_timeout: config.request_timeout,
         }
     }
 
@@ -350,7 +381,25 @@ async fn shed_load(State(state): State<AppState>, req: Request, next: Next) -> R
             Duration::from_secs(1),
         );
     };
-    next.run(req).await
+    // Bounds a request whose body trickles in (or never comes): it would
+    // hold an in-flight slot and a connection for as long as the client likes.
+    match tokio::time::timeout(limits.request_timeout, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => {
+            let mut response = error(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                format!(
+                    "the request was not complete within {:?}",
+                    limits.request_timeout
+                ),
+            );
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            response
+        }
+    }
 }
 
 /// A JSON error response: `{"error": {"code": "...", "message": "..."}}`.

@@ -54,6 +54,7 @@
 //! decisions (precedence, limits, shedding, persistence).
 #![warn(missing_docs)]
 
+mod conn;
 mod http;
 mod reload;
 mod state;
@@ -112,6 +113,18 @@ pub struct Config {
     /// answering, so a burst reaches every replica as one delta (default
     /// 20 ms; zero answers at once).
     pub poll_coalesce: Duration,
+    /// Most TCP connections served at once; past it new connections wait in
+    /// the kernel's accept backlog until one closes. See README.md,
+    /// "Hostile clients".
+    pub max_connections: usize,
+    /// How long a connection may take to send a request head, counted from
+    /// when the service starts waiting for it: a slow (slowloris) sender and
+    /// an idle keep-alive connection are both closed after it.
+    pub header_read_timeout: Duration,
+    /// Longest time to handle one request once its head is in (a body that
+    /// trickles in included); past it the answer is `408`. Long polls are
+    /// bounded by `max_wait` instead.
+    pub request_timeout: Duration,
     /// How often ended leases are swept out.
     pub expiry_interval: Duration,
 }
@@ -120,7 +133,8 @@ impl Config {
     /// Defaults: 127.0.0.1:7070, no tokens, 1 s reload check, 256 KiB bodies,
     /// 1,000 IPs a batch, 1,000 changes of history, 10 s drain, no state
     /// file, 3 registrations per (app, IP) per 60 s, 512 requests in flight,
-    /// 4,096 long polls, 60 s longest wait, 20 ms long-poll coalescing, 100 ms lease sweep.
+    /// 4,096 long polls, 60 s longest wait, 20 ms long-poll coalescing, 100 ms lease sweep,
+    /// 4,096 connections, 10 s to send a request head, 10 s to handle a request.
     pub fn new(registry_path: impl Into<PathBuf>) -> Config {
         Config {
             registry_path: registry_path.into(),
@@ -139,6 +153,9 @@ impl Config {
             max_long_polls: 4096,
             max_wait: Duration::from_secs(60),
             poll_coalesce: Duration::from_millis(20),
+            max_connections: 4096,
+            header_read_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(10),
             expiry_interval: Duration::from_millis(100),
         }
     }
@@ -349,28 +366,29 @@ async fn serve(p: Prepared, shutdown: impl Future<Output = ()> + Send + 'static)
         })
     });
 
-    let (draining_tx, mut draining_rx) = tokio::sync::watch::channel(false);
-    state.shutdown = draining_rx.clone();
+    let (draining_tx, draining_rx) = tokio::sync::watch::channel(false);
+    state.shutdown = draining_rx;
     let store = state.store.clone();
+    let metrics = state.metrics.clone();
     let app = http::router(state);
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+    let limits = conn::Limits {
+        max_connections: config.max_connections,
+        header_read_timeout: config.header_read_timeout,
+    };
+    let shutdown = async move {
         shutdown.await;
+        // Waiting long polls answer at once, so the drain is not held by them.
         let _ = draining_tx.send(true);
-    });
-    let drain_timeout = config.drain_timeout;
-    tokio::select! {
-        result = server => {
-            if let Err(e) = result {
-                eprintln!("envid-server: serving failed: {e}");
-            }
-        }
-        _ = async {
-            let _ = draining_rx.wait_for(|d| *d).await;
-            tokio::time::sleep(drain_timeout).await;
-        } => {
-            eprintln!("envid-server: in-flight requests still running after {drain_timeout:?}; stopping anyway");
-        }
-    }
+    };
+    conn::serve(
+        listener,
+        app,
+        limits,
+        metrics,
+        shutdown,
+        config.drain_timeout,
+    )
+    .await;
     reload_task.abort();
     expiry_task.abort();
     if let Some(task) = persist_task {
