@@ -1,5 +1,6 @@
 //! The accept loop: at most `max_connections` served at once, a deadline on
-//! every request head, and a graceful drain on shutdown.
+//! every request head, eviction of idle connections under pressure, and a
+//! graceful drain on shutdown.
 //!
 //! `axum::serve` has neither a connection cap nor a header timeout, so one
 //! client opening thousands of idle sockets, or trickling a request head a
@@ -7,21 +8,31 @@
 //! memory for as long as it liked. Here each connection is a hyper HTTP/1.1
 //! connection (the protocol's clients are HTTP/1.1: ureq, curl) with
 //! `header_read_timeout`, which hyper arms whenever it waits for a request
-//! head, so it also closes idle keep-alive connections. At the cap the loop
-//! stops accepting: new connections wait in the kernel's backlog (and are
-//! served as soon as a slot frees) rather than being accepted and dropped.
+//! head, so it closes slow senders and idle keep-alive connections alike.
+//!
+//! At the cap, a new connection evicts the oldest connection that has no
+//! request in flight (an idle keep-alive, or a head still trickling in): a
+//! flood of idle sockets then costs the service one slot turnover each, and
+//! a client that sends its request at once is served instead of queueing
+//! behind the flood in the kernel's backlog. Only when every connection has a
+//! request in flight does the loop stop accepting until one finishes.
 
+use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
+use hyper::service::{service_fn, Service};
+use hyper::Request;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 
 use crate::http::Metrics;
 
@@ -29,6 +40,56 @@ use crate::http::Metrics;
 pub(crate) struct Limits {
     pub(crate) max_connections: usize,
     pub(crate) header_read_timeout: Duration,
+}
+
+/// One open connection, as the accept loop sees it.
+struct Open {
+    /// Requests being handled on it (0: idle or still reading a head).
+    busy: Arc<AtomicUsize>,
+    /// Wakes the connection's task to drop it.
+    evict: Arc<Notify>,
+}
+
+/// Open connections by accept order (oldest first).
+#[derive(Default)]
+struct Table {
+    next_id: u64,
+    open: BTreeMap<u64, Open>,
+}
+
+impl Table {
+    /// Asks the oldest connection with no request in flight to close;
+    /// false when every connection is busy.
+    fn evict_oldest_idle(&mut self) -> bool {
+        let idle = self
+            .open
+            .iter()
+            .find(|(_, c)| c.busy.load(Ordering::Acquire) == 0)
+            .map(|(&id, _)| id);
+        match idle.and_then(|id| self.open.remove(&id)) {
+            Some(c) => {
+                c.evict.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Counts a request in flight on its connection for as long as it lives.
+struct Busy(Arc<AtomicUsize>);
+
+impl Busy {
+    fn enter(count: &Arc<AtomicUsize>) -> Busy {
+        count.fetch_add(1, Ordering::AcqRel);
+        Busy(count.clone())
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then waits at most
@@ -42,6 +103,7 @@ pub(crate) async fn serve(
     drain_timeout: Duration,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let table = Arc::new(Mutex::new(Table::default()));
     let graceful = GracefulShutdown::new();
     let mut builder = http1::Builder::new();
     builder
@@ -50,13 +112,6 @@ pub(crate) async fn serve(
         .keep_alive(true);
     tokio::pin!(shutdown);
     loop {
-        let permit = tokio::select! {
-            p = slots.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break, // never closed
-            },
-            () = &mut shutdown => break,
-        };
         let stream = tokio::select! {
             r = listener.accept() => match r {
                 Ok((stream, _)) => stream,
@@ -70,18 +125,57 @@ pub(crate) async fn serve(
             },
             () = &mut shutdown => break,
         };
+        if slots.available_permits() == 0 {
+            let evicted = lock(&table).evict_oldest_idle();
+            if evicted {
+                metrics.evicted();
+            }
+        }
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break, // the semaphore is never closed
+            },
+            () = &mut shutdown => break,
+        };
         let _ = stream.set_nodelay(true);
+        let busy = Arc::new(AtomicUsize::new(0));
+        let evict = Arc::new(Notify::new());
+        let id = {
+            let mut t = lock(&table);
+            let id = t.next_id;
+            t.next_id += 1;
+            t.open.insert(
+                id,
+                Open {
+                    busy: busy.clone(),
+                    evict: evict.clone(),
+                },
+            );
+            id
+        };
+        let inner = TowerToHyperService::new(app.clone());
+        let service = service_fn(move |req: Request<Incoming>| {
+            let guard = Busy::enter(&busy);
+            let response = inner.call(req);
+            async move {
+                let _guard = guard;
+                response.await
+            }
+        });
+        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
         metrics.connections_open.inc();
-        let conn =
-            builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
-        let conn = graceful.watch(conn);
-        let metrics = metrics.clone();
+        let (metrics, table) = (metrics.clone(), table.clone());
         tokio::spawn(async move {
-            let reason = match conn.await {
-                Ok(()) => "done",
-                Err(e) if e.is_timeout() => "header_timeout",
-                Err(_) => "error",
+            let reason = tokio::select! {
+                r = conn => match r {
+                    Ok(()) => "done",
+                    Err(e) if e.is_timeout() => "header_timeout",
+                    Err(_) => "error",
+                },
+                () = evict.notified() => "evicted",
             };
+            lock(&table).open.remove(&id);
             metrics.connection_closed(reason);
             drop(permit);
         });
@@ -95,4 +189,9 @@ pub(crate) async fn serve(
             "envid-server: in-flight requests still running after {drain_timeout:?}; stopping anyway"
         );
     }
+}
+
+fn lock(table: &Mutex<Table>) -> std::sync::MutexGuard<'_, Table> {
+    // The table holds no invariant a panic could break half-way.
+    table.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -75,6 +75,7 @@ pub(crate) struct Metrics {
     registered: Gauge,
     pub(crate) connections_open: Gauge,
     connections_closed: Family<ConnLabels, Counter>,
+    connections_evicted: Counter,
 }
 
 impl Metrics {
@@ -161,8 +162,14 @@ impl Metrics {
         );
         registry.register(
             "envid_connections_closed",
-            "TCP connections closed, by reason (done, header_timeout, error)",
+            "TCP connections closed, by reason (done, header_timeout, evicted, error)",
             connections_closed.clone(),
+        );
+        let connections_evicted = Counter::default();
+        registry.register(
+            "envid_connections_evicted",
+            "Idle connections closed to make room at max_connections",
+            connections_evicted.clone(),
         );
         Metrics {
             registry,
@@ -180,7 +187,14 @@ impl Metrics {
             registered,
             connections_open,
             connections_closed,
+            connections_evicted,
         }
+    }
+
+    /// An idle connection is being closed to make room (counted as closed
+    /// when its task ends).
+    pub(crate) fn evicted(&self) {
+        self.connections_evicted.inc();
     }
 
     pub(crate) fn connection_closed(&self, reason: &'static str) {
@@ -359,6 +373,27 @@ fn too_many(code: &str, message: impl Into<String>, retry_after: Duration) -> Re
 /// capped separately by `max_long_polls`, so replicas waiting never shed
 /// lookups.
 async fn shed_load(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    // A body declared too large is refused before any of it is read (the
+    // body limit alone would wait for it, for up to the request timeout).
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > state.max_body_bytes as u64) {
+        let mut response = error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!(
+                "the body is {} bytes; at most {} are accepted",
+                declared.unwrap_or_default(),
+                state.max_body_bytes
+            ),
+        );
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return response;
+    }
     let path = req.uri().path();
     let exempt = path == "/healthz"
         || (path == "/v1/registry"
