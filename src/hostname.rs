@@ -612,6 +612,12 @@ impl Rules {
             .find_map(|rule| rule.apply(&host, &self.aliases))
     }
 
+    /// The class of an environment name through the built-in alias table,
+    /// without copying the built-in rules.
+    pub fn builtin_env_type_of(env: &str) -> EnvType {
+        BUILTIN.env_type_of(env)
+    }
+
     /// The class of an environment name through the alias table
     /// (case-insensitive; unknown names are `Other` in lower case).
     pub fn env_type_of(&self, env: &str) -> EnvType {

@@ -74,6 +74,16 @@ pub struct LookupResponse {
 }
 
 impl HostRecord {
+    /// This record with `env_type` filled in from the built-in alias table
+    /// when it has none (the service serves every record classified, so
+    /// clients in every language agree on the class).
+    pub fn with_env_type(mut self) -> HostRecord {
+        if self.env_type.is_none() {
+            self.env_type = Some(crate::hostname::Rules::builtin_env_type_of(&self.env));
+        }
+        self
+    }
+
     /// The key this record is stored under: its `ip`, else its `cidr`
     /// (`None` only for a record that has neither, which the parser refuses).
     pub fn key(&self) -> Option<RecordKey> {

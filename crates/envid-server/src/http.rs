@@ -631,11 +631,29 @@ async fn lookup(State(state): State<AppState>, body: Result<Bytes, BytesRejectio
         );
     }
     let mut ips = Vec::with_capacity(request.ips.len());
-    for raw in &request.ips {
-        match parse_ip(raw) {
+    let mut bad = Vec::new();
+    for (i, raw) in request.ips.iter().enumerate() {
+        match raw.trim().parse::<IpAddr>() {
             Ok(ip) => ips.push(ip),
-            Err(r) => return *r,
+            Err(_) => bad.push(format!("{raw:?} at index {i}")),
         }
+    }
+    if !bad.is_empty() {
+        // Name them all (up to a screenful): a caller fixing one at a time
+        // would otherwise need as many round trips as it has typos.
+        const SHOWN: usize = 20;
+        let more = bad.len().saturating_sub(SHOWN);
+        let mut message = format!(
+            "{} invalid IP address{} of {}: {}",
+            bad.len(),
+            if bad.len() == 1 { "" } else { "es" },
+            request.ips.len(),
+            bad[..bad.len().min(SHOWN)].join(", ")
+        );
+        if more > 0 {
+            message.push_str(&format!(" and {more} more"));
+        }
+        return error(StatusCode::BAD_REQUEST, "invalid_ip", message);
     }
     state.metrics.ips_looked_up.inc_by(ips.len() as u64);
     let snapshot = state.store.snapshot();

@@ -142,7 +142,7 @@ impl std::fmt::Debug for Inner {
 fn keyed(records: Vec<HostRecord>) -> BTreeMap<RecordKey, Arc<HostRecord>> {
     records
         .into_iter()
-        .filter_map(|r| Some((r.key()?, Arc::new(r))))
+        .filter_map(|r| Some((r.key()?, Arc::new(r.with_env_type()))))
         .collect()
 }
 
@@ -168,7 +168,7 @@ impl Store {
         };
         for lease in leases {
             let Some(ip) = lease.record.ip else { continue };
-            let mut record = lease.record;
+            let mut record = lease.record.with_env_type();
             record.cidr = None;
             inner
                 .expiries
@@ -257,6 +257,11 @@ impl Store {
         }
         for r in upserts {
             if let Some(k) = r.key() {
+                let r = if r.env_type.is_some() {
+                    r
+                } else {
+                    Arc::new((*r).clone().with_env_type())
+                };
                 inner.statics.insert(k, r);
                 touched.insert(k);
             }
@@ -277,6 +282,7 @@ impl Store {
         let ip = ip.to_canonical();
         record.ip = Some(ip);
         record.cidr = None;
+        let record = record.with_env_type();
         let expires_unix_ms = now_ms.saturating_add(lease_seconds.saturating_mul(1000));
         let mut inner = self.lock();
         if let Some(old) = inner.dynamic.remove(&ip) {

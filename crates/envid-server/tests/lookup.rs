@@ -151,12 +151,51 @@ fn empty_batch_is_an_empty_answer() {
 }
 
 #[test]
+fn env_type_is_filled_from_the_alias_table_when_the_record_has_none() {
+    let server = serve_example();
+    let a = server.local_addr();
+    let r = get(a, "/v1/hosts/10.0.0.5");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["env"], "beta");
+    assert_eq!(r.json()["env_type"], "beta", "{}", r.body);
+    let r = request(
+        a,
+        "PUT",
+        "/v1/hosts/192.0.2.77",
+        &[],
+        br#"{"env": "PROD", "idc": "cn0", "lease_seconds": 60}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = get(a, "/v1/hosts/192.0.2.77");
+    assert_eq!(r.json()["env_type"], "prod", "{}", r.body);
+    server.shutdown();
+}
+
+#[test]
 fn invalid_ip_in_batch_is_400_naming_it() {
     let server = serve_example();
     let r = lookup(server.local_addr(), &["10.0.0.5", "not-an-ip", "10.0.0.6"]);
     assert_eq!(r.status, 400);
     assert_eq!(r.error_code(), "invalid_ip");
     assert!(r.error_message().contains("not-an-ip"), "{}", r.body);
+    assert!(r.error_message().contains("index 1"), "{}", r.body);
+
+    // Every bad IP is named, up to 20, with the count of the rest.
+    let mut ips: Vec<String> = (0..30).map(|i| format!("bad-{i}")).collect();
+    ips.insert(0, "10.0.0.5".into());
+    let refs: Vec<&str> = ips.iter().map(String::as_str).collect();
+    let r = lookup(server.local_addr(), &refs);
+    assert_eq!(r.status, 400);
+    let m = r.error_message();
+    assert!(m.starts_with("30 invalid IP addresses of 31: "), "{m}");
+    assert!(
+        m.contains("\"bad-0\" at index 1") && m.contains("\"bad-19\""),
+        "{m}"
+    );
+    assert!(
+        !m.contains("\"bad-20\"") && m.ends_with(" and 10 more"),
+        "{m}"
+    );
     server.shutdown();
 }
 
