@@ -62,8 +62,15 @@ impl Service {
         self.dir
     }
 
-    /// `envid_http_requests_total{endpoint=…}` summed over statuses, from /metrics.
-    fn requests(&self, endpoint: &str) -> u64 {
+    /// `envid_ips_looked_up_total`: IPs the service answered (single and batch).
+    fn ips_looked_up(&self) -> u64 {
+        self.metrics()
+            .lines()
+            .find_map(|l| l.strip_prefix("envid_ips_looked_up_total "))
+            .map_or(0, |v| v.trim().parse::<f64>().unwrap() as u64)
+    }
+
+    fn metrics(&self) -> String {
         let mut s = TcpStream::connect(self.addr()).unwrap();
         let auth = self
             .token
@@ -77,8 +84,14 @@ impl Service {
         .unwrap();
         let mut body = String::new();
         s.read_to_string(&mut body).unwrap();
+        body
+    }
+
+    /// `envid_http_requests_total{endpoint=…}` summed over statuses, from /metrics.
+    fn requests(&self, endpoint: &str) -> u64 {
         let needle = format!("endpoint=\"{endpoint}\"");
-        body.lines()
+        self.metrics()
+            .lines()
             .filter(|l| l.starts_with("envid_http_requests_total") && l.contains(&needle))
             .map(|l| l.rsplit(' ').next().unwrap().trim().parse::<f64>().unwrap() as u64)
             .sum()
@@ -157,6 +170,53 @@ fn single_batch_cidr_unknown_and_ipv6() {
     c2.lookup_many(&ips);
     assert_eq!(c2.stats().requests, 1);
     assert!(c2.stats().hits >= 4);
+    svc.stop();
+}
+
+#[test]
+fn batches_and_single_lookups_of_the_same_ips_share_requests() {
+    let svc = Service::start(None);
+    let c = Arc::new(client(&svc.url()).build().unwrap());
+    let ips: Arc<Vec<IpAddr>> = Arc::new(
+        (0..500u32)
+            .map(|i| IpAddr::from([10, 20, 7 + (i / 256) as u8, (i % 256) as u8]))
+            .collect(),
+    );
+    let start = Arc::new(Barrier::new(6));
+    let mut threads = Vec::new();
+    // Two batches in opposite orders (they must not wait on each other) and
+    // four threads looking up one IP at a time.
+    for reversed in [false, true] {
+        let (c, ips, start) = (c.clone(), ips.clone(), start.clone());
+        threads.push(thread::spawn(move || {
+            let mut order = (*ips).clone();
+            if reversed {
+                order.reverse();
+            }
+            start.wait();
+            let out = c.lookup_many(&order);
+            assert!(out.iter().all(|r| r.as_ref().unwrap().is_some()));
+        }));
+    }
+    for t in 0..4usize {
+        let (c, ips, start) = (c.clone(), ips.clone(), start.clone());
+        threads.push(thread::spawn(move || {
+            start.wait();
+            for ip in ips.iter().skip(t * 50) {
+                assert!(c.lookup(*ip).unwrap().is_some());
+            }
+        }));
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for t in threads {
+        while !t.is_finished() {
+            assert!(Instant::now() < deadline, "lookups deadlocked");
+            thread::sleep(Duration::from_millis(5));
+        }
+        t.join().unwrap();
+    }
+    // Each IP reached the service exactly once, whoever asked first.
+    assert_eq!(svc.ips_looked_up(), 500);
     svc.stop();
 }
 

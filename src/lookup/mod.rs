@@ -61,7 +61,7 @@ pub mod registrar;
 pub mod replica;
 mod transport;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -374,53 +374,84 @@ impl LookupClient {
 
     /// Looks up many IPs: cached ones locally, the rest in batch requests of
     /// at most [`MAX_BATCH`]. Answers are in the order of `ips`.
+    ///
+    /// Coalesced with concurrent lookups both ways: the IPs this call fetches
+    /// are claimed in the cache first, so a `lookup` of one of them on
+    /// another thread waits for this batch instead of sending its own
+    /// request, and an IP another thread is already fetching is not put in
+    /// the batch but waited for once the batch is done (never while holding
+    /// claims, so two batches cannot wait on each other).
     pub fn lookup_many(&self, ips: &[IpAddr]) -> Vec<LookupResult> {
         let now = Instant::now();
         let mut answers: HashMap<IpAddr, LookupResult> = HashMap::with_capacity(ips.len());
-        let mut missing: Vec<IpAddr> = Vec::new();
+        let mut claimed = Vec::new();
+        let mut elsewhere: Vec<IpAddr> = Vec::new();
+        let mut seen: HashSet<IpAddr> = HashSet::with_capacity(ips.len());
         for &raw in ips {
             let ip = canonical(raw);
-            if answers.contains_key(&ip) || missing.contains(&ip) {
+            if !seen.insert(ip) {
                 continue;
             }
-            match self.fresh.get(&ip) {
-                Some(Entry {
-                    outcome: Ok(answer),
-                    expires,
-                }) if now < expires => {
-                    self.counters.hits.fetch_add(1, Ordering::Relaxed);
-                    answers.insert(ip, Ok(answer));
+            loop {
+                match self.fresh.get_value_or_guard(&ip, Some(Duration::ZERO)) {
+                    GuardResult::Value(entry) if now < entry.expires => {
+                        let answer = match entry.outcome {
+                            Ok(answer) => {
+                                self.counters.hits.fetch_add(1, Ordering::Relaxed);
+                                Ok(answer)
+                            }
+                            Err(e) => self.stale_or(ip, e),
+                        };
+                        answers.insert(ip, answer);
+                    }
+                    GuardResult::Value(entry) => {
+                        // Expired: drop exactly this entry, then claim it.
+                        self.fresh.remove_if(&ip, |v| v.expires == entry.expires);
+                        continue;
+                    }
+                    GuardResult::Guard(guard) => {
+                        self.counters.misses.fetch_add(1, Ordering::Relaxed);
+                        claimed.push((ip, guard));
+                    }
+                    GuardResult::Timeout => elsewhere.push(ip),
                 }
-                _ => {
-                    self.counters.misses.fetch_add(1, Ordering::Relaxed);
-                    missing.push(ip);
-                }
+                break;
             }
         }
-        for chunk in missing.chunks(MAX_BATCH) {
-            let outcome = self.fetch(|endpoint| self.transport.lookup_batch(endpoint, chunk));
+        let mut claimed = claimed.into_iter();
+        loop {
+            let chunk: Vec<_> = claimed.by_ref().take(MAX_BATCH).collect();
+            if chunk.is_empty() {
+                break;
+            }
+            let batch_ips: Vec<IpAddr> = chunk.iter().map(|(ip, _)| *ip).collect();
+            let outcome = self.fetch(|endpoint| self.transport.lookup_batch(endpoint, &batch_ips));
             let now = Instant::now();
             match outcome {
                 Ok(mut batch) => {
-                    for &ip in chunk {
+                    for (ip, guard) in chunk {
                         let answer = batch.remove(&ip).flatten();
                         self.remember(ip, &answer, now);
-                        self.fresh.insert(
-                            ip,
-                            Entry {
-                                outcome: Ok(answer.clone()),
-                                expires: now + self.ttl_of(&answer),
-                            },
-                        );
+                        let _ = guard.insert(Entry {
+                            outcome: Ok(answer.clone()),
+                            expires: now + self.ttl_of(&answer),
+                        });
                         answers.insert(ip, Ok(answer));
                     }
                 }
                 Err(e) => {
-                    for &ip in chunk {
+                    for (ip, guard) in chunk {
+                        let _ = guard.insert(Entry {
+                            outcome: Err(e.clone()),
+                            expires: now + self.policy.error_ttl,
+                        });
                         answers.insert(ip, self.stale_or(ip, e.clone()));
                     }
                 }
             }
+        }
+        for ip in elsewhere {
+            answers.insert(ip, self.lookup(ip));
         }
         ips.iter()
             .map(|ip| {
