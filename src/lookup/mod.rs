@@ -10,7 +10,9 @@
 //!   appears a moment later is learned soon. The cache is bounded
 //!   (`capacity`, default 100,000 IPs) with quick_cache's eviction.
 //! * **Coalescing**: concurrent lookups of one uncached IP, from any number
-//!   of threads, share one request (quick_cache's per-key placeholder guard).
+//!   of threads, share one request (quick_cache's per-key placeholder guard);
+//!   a batch claims its IPs the same way, so single and batch lookups of one
+//!   IP never both reach the service.
 //! * **Serve stale**: when the service fails, the last known answer for an
 //!   IP is returned while it is at most `max_stale` old (default 1 h), and
 //!   counted as a stale serve. A failure is itself remembered for
