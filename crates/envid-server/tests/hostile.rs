@@ -61,6 +61,34 @@ fn closed_within(s: &mut TcpStream, bound: Duration) -> bool {
     }
 }
 
+/// A thread writing `byte` to every stream each 100 ms, as a slow client.
+struct Drip {
+    stop: Arc<AtomicBool>,
+    thread: thread::JoinHandle<()>,
+}
+
+impl Drip {
+    fn start(streams: &[TcpStream], byte: &'static [u8]) -> Drip {
+        let mut writers: Vec<TcpStream> = streams.iter().map(|s| s.try_clone().unwrap()).collect();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = thread::spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                for w in &mut writers {
+                    let _ = w.write_all(byte);
+                }
+                thread::sleep(Duration::from_millis(100));
+            }
+        });
+        Drip { stop, thread }
+    }
+
+    fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap();
+    }
+}
+
 #[test]
 fn bodies_over_the_limit_are_413_and_others_are_served() {
     let mut c = config(example_registry());
@@ -116,19 +144,7 @@ fn a_trickling_body_gets_408_within_the_request_timeout() {
         slow.push(s);
     }
     let t0 = Instant::now();
-    let stop = Arc::new(AtomicBool::new(false));
-    let drip = {
-        let mut writers: Vec<TcpStream> = slow.iter().map(|s| s.try_clone().unwrap()).collect();
-        let stop = stop.clone();
-        thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                for w in &mut writers {
-                    let _ = w.write_all(b" ");
-                }
-                thread::sleep(Duration::from_millis(100));
-            }
-        })
-    };
+    let drip = Drip::start(&slow, b" ");
     // Others are served while the slow bodies hold their requests open.
     good_lookup_within(a, Duration::from_millis(400));
     for s in &mut slow {
@@ -139,8 +155,7 @@ fn a_trickling_body_gets_408_within_the_request_timeout() {
         assert!(text.contains("request_timeout"), "{text:?}");
     }
     assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
-    stop.store(true, Ordering::Relaxed);
-    drip.join().unwrap();
+    drip.stop();
     good_lookup_within(a, Duration::from_secs(2));
 }
 
@@ -160,19 +175,7 @@ fn slowloris_heads_are_closed_after_the_header_timeout() {
         })
         .collect();
     let t0 = Instant::now();
-    let stop = Arc::new(AtomicBool::new(false));
-    let drip = {
-        let mut writers: Vec<TcpStream> = slow.iter().map(|s| s.try_clone().unwrap()).collect();
-        let stop = stop.clone();
-        thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                for w in &mut writers {
-                    let _ = w.write_all(b"a");
-                }
-                thread::sleep(Duration::from_millis(100));
-            }
-        })
-    };
+    let drip = Drip::start(&slow, b"a");
     for _ in 0..5 {
         good_lookup_within(a, Duration::from_millis(400));
         thread::sleep(Duration::from_millis(50));
@@ -184,8 +187,7 @@ fn slowloris_heads_are_closed_after_the_header_timeout() {
             closed += 1;
         }
     }
-    stop.store(true, Ordering::Relaxed);
-    drip.join().unwrap();
+    drip.stop();
     assert_eq!(closed, N, "slow heads still open after 3 s");
     let m = metrics_text(a);
     let timeouts = metric(
