@@ -211,6 +211,13 @@ typedef struct envid_lookup_client envid_lookup_client;
 typedef struct envid_lookup_options envid_lookup_options;
 
 /**
+ * A replica of the environment service's registry. Thread-safe: share one
+ * per process. Free with `envid_replica_free` (which stops its sync
+ * thread) once no thread uses it any more.
+ */
+typedef struct envid_replica envid_replica;
+
+/**
  * A set of hostname rules plus the alias table. Immutable; safe to share
  * between threads. Free with `envid_rules_free`.
  */
@@ -241,6 +248,50 @@ typedef struct {
    */
   uint64_t errors;
 } envid_lookup_stats;
+
+/**
+ * The counters of a replica.
+ */
+typedef struct {
+  /**
+   * The registry version held.
+   */
+  uint64_t version;
+  /**
+   * Records held (single IPs and ranges).
+   */
+  uint64_t records;
+  /**
+   * Milliseconds since the last successful sync; `UINT64_MAX` when the
+   * replica has never synced (it started from its cache file).
+   */
+  uint64_t age_ms;
+  /**
+   * Successful exchanges with the service (snapshots, deltas, empty polls).
+   */
+  uint64_t syncs;
+  /**
+   * Whole-registry fetches.
+   */
+  uint64_t snapshots;
+  /**
+   * Deltas applied.
+   */
+  uint64_t deltas;
+  /**
+   * Failed exchanges (the replica kept serving its last version).
+   */
+  uint64_t sync_errors;
+  /**
+   * 1 when the data came from the cache file (the service was unreachable
+   * at start) and no sync has succeeded since, else 0.
+   */
+  uint8_t from_cache;
+  /**
+   * Cache files that could not be read or written.
+   */
+  uint64_t cache_errors;
+} envid_replica_stats;
 
 #ifdef __cplusplus
 extern "C" {
@@ -693,6 +744,16 @@ envid_result envid_lookup_options_set_token(envid_lookup_options *opts, const ch
 envid_result envid_lookup_options_set_proxy(envid_lookup_options *opts, const char *url);
 
 /**
+ * Sets the file where a replica keeps its last snapshot (written
+ * atomically), read at start when the service is unreachable; NULL clears
+ * it. Used only by `envid_replica_new`. The string is copied.
+ *
+ * # Safety
+ * `opts` NULL or live; `path` NULL or NUL-terminated.
+ */
+envid_result envid_lookup_options_set_cache_file(envid_lookup_options *opts, const char *path);
+
+/**
  * Sets the TCP/TLS connect timeout in milliseconds (> 0; default 500).
  *
  * # Safety
@@ -809,6 +870,55 @@ envid_result envid_lookup_client_lookup_many(const envid_lookup_client *client,
  * `client` NULL or live; `out` NULL or writable.
  */
 envid_result envid_lookup_client_stats(const envid_lookup_client *client, envid_lookup_stats *out);
+
+/**
+ * Creates a replica from lookup options: their endpoints (tried in turn on
+ * errors), token, proxy, connect and request timeouts and cache file (the
+ * TTL, max-stale and retry settings do not apply). Fetches the whole
+ * registry before returning, or reads the cache file when the service is
+ * unreachable, then keeps it in sync on a background thread.
+ * `ENVID_INVALID_INPUT` without endpoints or with a bad one;
+ * `ENVID_LOOKUP_FAILED` when neither the service nor the cache file gave
+ * data (the message names both).
+ *
+ * Ownership: `*out` is owned by the caller; free with `envid_replica_free`.
+ * `opts` is only read and may be freed afterwards.
+ *
+ * # Safety
+ * `opts` NULL or live; `out` NULL or valid for a write.
+ */
+envid_result envid_replica_new(const envid_lookup_options *opts, envid_replica **out);
+
+/**
+ * Frees a replica and stops its sync thread. NULL is a no-op.
+ *
+ * # Safety
+ * `replica` NULL or from `envid_replica_new`, not yet freed, and no longer
+ * used by any thread.
+ */
+void envid_replica_free(envid_replica *replica);
+
+/**
+ * Looks up one IP (IPv4 or IPv6 text) in the replica: the exact IP, else
+ * the narrowest range holding it. Never touches the network. On
+ * `ENVID_OK`, `*json_out` is the record as JSON (as
+ * `envid_lookup_client_lookup` gives it); `ENVID_NOT_FOUND` when the
+ * registry does not know the IP; `ENVID_INVALID_INPUT` for a malformed IP.
+ *
+ * Ownership: `*json_out` is owned by the caller; free with `envid_string_free`.
+ *
+ * # Safety
+ * `replica` NULL or live; `ip` NULL or NUL-terminated; `json_out` NULL or writable.
+ */
+envid_result envid_replica_lookup(const envid_replica *replica, const char *ip, char **json_out);
+
+/**
+ * Reads the replica's counters (version, records, age, syncs, errors, …).
+ *
+ * # Safety
+ * `replica` NULL or live; `out` NULL or writable.
+ */
+envid_result envid_replica_get_stats(const envid_replica *replica, envid_replica_stats *out);
 
 /**
  * Creates the built-in hostname rules (`l-<app><n>.<biz>[.<env>].<idc>[.<domain>]`).

@@ -13,7 +13,7 @@
 //! * On failure, `envid_last_error()` returns the message, per thread; it is
 //!   valid until the next envid call on that thread.
 //! * Objects (`envid_environment`, `envid_load_options`, `envid_rules`,
-//!   `envid_lookup_options`, `envid_lookup_client`) have a
+//!   `envid_lookup_options`, `envid_lookup_client`, `envid_replica`) have a
 //!   `*_free` that accepts NULL; owned strings are freed with
 //!   `envid_string_free`; borrowed strings live as long as their object.
 //! * Everything is thread-safe; objects are immutable once built (load
@@ -26,9 +26,11 @@ pub mod error;
 /// cbindgen:ignore
 mod jni;
 pub mod lookup;
+pub mod replica;
 pub mod rules;
 
 pub use environment::{envid_environment, envid_field, envid_load_options};
 pub use error::envid_result;
 pub use lookup::{envid_lookup_client, envid_lookup_options, envid_lookup_stats};
+pub use replica::{envid_replica, envid_replica_stats};
 pub use rules::envid_rules;

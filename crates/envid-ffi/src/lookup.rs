@@ -41,6 +41,7 @@ pub struct envid_lookup_options {
     negative_ttl: Option<Duration>,
     max_stale: Option<Duration>,
     max_retries: Option<u32>,
+    cache_file: Option<String>,
 }
 
 impl envid_lookup_options {
@@ -66,7 +67,39 @@ impl envid_lookup_options {
             negative_ttl,
             max_stale,
             max_retries,
+            cache_file: None,
         }
+    }
+
+    /// The replica's cache file (only a replica uses it).
+    pub fn with_cache_file(mut self, path: Option<String>) -> envid_lookup_options {
+        self.cache_file = path;
+        self
+    }
+
+    /// Builds a replica from the endpoints, token, proxy, timeouts and cache
+    /// file; the cache policy (TTLs, max stale, retries) does not apply.
+    pub fn build_replica(&self) -> FfiResult<crate::replica::envid_replica> {
+        let mut b = envid::lookup::Replica::builder();
+        for e in &self.endpoints {
+            b = b.endpoint(e.clone());
+        }
+        if let Some(t) = &self.token {
+            b = b.token(Secret::new(t.clone()));
+        }
+        if let Some(p) = &self.proxy {
+            b = b.proxy(p.clone());
+        }
+        if let Some(v) = self.connect_timeout {
+            b = b.connect_timeout(v);
+        }
+        if let Some(v) = self.request_timeout {
+            b = b.request_timeout(v);
+        }
+        if let Some(f) = &self.cache_file {
+            b = b.cache_file(f);
+        }
+        Ok(crate::replica::envid_replica::new(b.build()?))
     }
 
     /// Builds the client.
@@ -163,13 +196,13 @@ impl envid_lookup_client {
     }
 }
 
-fn parse_ip(s: &str) -> FfiResult<IpAddr> {
+pub(crate) fn parse_ip(s: &str) -> FfiResult<IpAddr> {
     s.trim()
         .parse()
         .map_err(|_| Fail::from(LookupError::InvalidIp { input: s.into() }))
 }
 
-fn record_json(r: &HostRecord) -> FfiResult<String> {
+pub(crate) fn record_json(r: &HostRecord) -> FfiResult<String> {
     serde_json::to_string(r)
         .map_err(|e| Fail::new(envid_result::ENVID_INTERNAL, format!("JSON: {e}")))
 }
@@ -278,6 +311,30 @@ pub unsafe extern "C" fn envid_lookup_options_set_proxy(
                 None
             } else {
                 Some(str_arg(url, "url")?.to_string())
+            };
+            Ok(())
+        })
+    }
+}
+
+/// Sets the file where a replica keeps its last snapshot (written
+/// atomically), read at start when the service is unreachable; NULL clears
+/// it. Used only by `envid_replica_new`. The string is copied.
+///
+/// # Safety
+/// `opts` NULL or live; `path` NULL or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn envid_lookup_options_set_cache_file(
+    opts: *mut envid_lookup_options,
+    path: *const c_char,
+) -> envid_result {
+    // SAFETY: forwarded contracts.
+    unsafe {
+        set_lookup_option(opts, |o| {
+            o.cache_file = if path.is_null() {
+                None
+            } else {
+                Some(str_arg(path, "path")?.to_string())
             };
             Ok(())
         })

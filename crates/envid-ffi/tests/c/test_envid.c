@@ -654,6 +654,134 @@ static void test_lookup(const char *url) {
     envid_lookup_client_free(c);
 }
 
+struct replica_arg {
+    envid_replica *replica;
+    int errors;
+};
+
+static void *replica_worker(void *p) {
+    struct replica_arg *arg = p;
+    static const char *ips[] = {"10.0.0.5", "10.5.0.21", "10.8.1.77", "10.8.3.4", "192.0.2.1"};
+    for (int i = 0; i < 1000; i++) {
+        const char *ip = ips[i % 5];
+        char *json = NULL;
+        envid_result rc = envid_replica_lookup(arg->replica, ip, &json);
+        if (i % 5 == 4 ? rc != ENVID_NOT_FOUND : (rc != ENVID_OK || !contains(json, "\"env\""))) {
+            arg->errors++;
+        }
+        envid_string_free(json);
+    }
+    return NULL;
+}
+
+static envid_replica *replica_from(const char *url, const char *cache_file, envid_result expect) {
+    envid_lookup_options *o = NULL;
+    envid_replica *r = NULL;
+    CHECK_RC(envid_lookup_options_new(&o), ENVID_OK);
+    CHECK_RC(envid_lookup_options_add_endpoint(o, url), ENVID_OK);
+    CHECK_RC(envid_lookup_options_set_connect_timeout_ms(o, 300), ENVID_OK);
+    CHECK_RC(envid_lookup_options_set_request_timeout_ms(o, 2000), ENVID_OK);
+    CHECK_RC(envid_lookup_options_set_cache_file(o, cache_file), ENVID_OK);
+    CHECK_RC(envid_replica_new(o, &r), expect);
+    envid_lookup_options_free(o);
+    return r;
+}
+
+static void test_replica(const char *url, const char *dir) {
+    char *cache = path_join(dir, "replica-cache.json");
+    envid_lookup_options *o = NULL;
+    envid_replica *r = NULL;
+    /* NULL everywhere. */
+    CHECK_RC(envid_lookup_options_set_cache_file(NULL, cache), ENVID_NULL_PARAMETER);
+    CHECK_RC(envid_replica_new(NULL, &r), ENVID_NULL_PARAMETER);
+    CHECK_RC(envid_lookup_options_new(&o), ENVID_OK);
+    CHECK_RC(envid_replica_new(o, NULL), ENVID_NULL_PARAMETER);
+    CHECK_RC(envid_replica_new(o, &r), ENVID_INVALID_INPUT); /* no endpoint */
+    CHECK(r == NULL);
+    CHECK_RC(envid_lookup_options_add_endpoint(o, "gopher://x"), ENVID_OK);
+    CHECK_RC(envid_replica_new(o, &r), ENVID_INVALID_INPUT);
+    envid_lookup_options_free(o);
+    char *json = NULL;
+    CHECK_RC(envid_replica_lookup(NULL, "10.0.0.5", &json), ENVID_NULL_PARAMETER);
+    envid_replica_stats st;
+    CHECK_RC(envid_replica_get_stats(NULL, &st), ENVID_NULL_PARAMETER);
+    envid_replica_free(NULL);
+
+    r = replica_from(url, cache, ENVID_OK);
+    if (r == NULL) {
+        free(cache);
+        return;
+    }
+    CHECK_RC(envid_replica_lookup(r, NULL, &json), ENVID_NULL_PARAMETER);
+    CHECK_RC(envid_replica_lookup(r, "10.0.0.5", NULL), ENVID_NULL_PARAMETER);
+    CHECK_RC(envid_replica_get_stats(r, NULL), ENVID_NULL_PARAMETER);
+    /* The same answers as the service: an IP, the IP inside its range, a
+       range, IPv6, unknown and malformed. */
+    CHECK_RC(envid_replica_lookup(r, "10.0.0.5", &json), ENVID_OK);
+    CHECK(contains(json, "\"app\":\"flightqma\""));
+    CHECK(contains(json, "\"ip\":\"10.0.0.5\""));
+    envid_string_free(json);
+    CHECK_RC(envid_replica_lookup(r, "10.8.1.77", &json), ENVID_OK);
+    CHECK(contains(json, "\"env\":\"betanoah\""));
+    envid_string_free(json);
+    CHECK_RC(envid_replica_lookup(r, "10.8.250.9", &json), ENVID_OK);
+    CHECK(contains(json, "\"cidr\":\"10.8.0.0/16\""));
+    envid_string_free(json);
+    CHECK_RC(envid_replica_lookup(r, "2001:db8:5:1::9", &json), ENVID_OK);
+    CHECK(contains(json, "\"cidr\":\"2001:db8:5:1::/64\""));
+    envid_string_free(json);
+    json = (char *)0x1;
+    CHECK_RC(envid_replica_lookup(r, "192.0.2.1", &json), ENVID_NOT_FOUND);
+    CHECK(json == (char *)0x1);
+    CHECK(contains(envid_last_error(), "192.0.2.1"));
+    json = NULL;
+    CHECK_RC(envid_replica_lookup(r, "10.0.0.300", &json), ENVID_INVALID_INPUT);
+    CHECK(contains(envid_last_error(), "10.0.0.300"));
+    CHECK_RC(envid_replica_lookup(r, "\xff\xfe", &json), ENVID_INVALID_INPUT);
+
+    CHECK_RC(envid_replica_get_stats(r, &st), ENVID_OK);
+    CHECK(st.version >= 1);
+    CHECK(st.records == 10); /* testdata/registry.toml */
+    CHECK(st.snapshots == 1);
+    CHECK(st.from_cache == 0);
+    CHECK(st.age_ms < 60000);
+
+    /* Many threads on one replica. */
+    enum { N = 8 };
+    pthread_t t[N];
+    struct replica_arg args[N];
+    for (int i = 0; i < N; i++) {
+        args[i].replica = r;
+        args[i].errors = 0;
+        CHECK(pthread_create(&t[i], NULL, replica_worker, &args[i]) == 0);
+    }
+    int errors = 0;
+    for (int i = 0; i < N; i++) {
+        pthread_join(t[i], NULL);
+        errors += args[i].errors;
+    }
+    CHECK(errors == 0);
+    envid_replica_free(r);
+
+    /* Service unreachable: the cache file written above answers. */
+    r = replica_from("http://127.0.0.1:1", cache, ENVID_OK);
+    if (r != NULL) {
+        CHECK_RC(envid_replica_get_stats(r, &st), ENVID_OK);
+        CHECK(st.from_cache == 1);
+        CHECK(st.records == 10); /* testdata/registry.toml */
+        CHECK(st.age_ms == UINT64_MAX);
+        CHECK_RC(envid_replica_lookup(r, "10.5.0.21", &json), ENVID_OK);
+        CHECK(contains(json, "\"app\":\"qmq\""));
+        envid_string_free(json);
+        envid_replica_free(r);
+    }
+    /* Unreachable and no cache file: LOOKUP_FAILED naming the endpoint. */
+    r = replica_from("http://127.0.0.1:1", NULL, ENVID_LOOKUP_FAILED);
+    CHECK(r == NULL);
+    CHECK(contains(envid_last_error(), "127.0.0.1:1"));
+    free(cache);
+}
+
 static void test_invalid_value(void) {
     for (int i = 0; i < 2; i++) { /* a failed load is not cached */
         const envid_environment *env = NULL;
@@ -703,6 +831,7 @@ int main(int argc, char **argv) {
     const char *url = getenv("ENVID_TEST_LOOKUP_URL");
     if (url != NULL) {
         test_lookup(url);
+        test_replica(url, dir);
     } else {
         printf("ENVID_TEST_LOOKUP_URL not set: lookup client not tested\n");
         failed++;

@@ -1,0 +1,173 @@
+//! `envid_replica`: the whole registry in memory, kept in sync by a
+//! background thread (snapshot, then long-polled deltas); lookups are local
+//! longest-prefix matches that never touch the network.
+
+use std::ffi::c_char;
+use std::sync::Arc;
+
+use envid::lookup::Replica;
+use envid::registry::HostRecord;
+
+use crate::error::{
+    envid_result, guard, guard_void, owned_c_string, str_arg, write_out, Fail, FfiResult,
+};
+use crate::lookup::{envid_lookup_options, parse_ip, record_json};
+
+/// A replica of the environment service's registry. Thread-safe: share one
+/// per process. Free with `envid_replica_free` (which stops its sync
+/// thread) once no thread uses it any more.
+#[derive(Debug)]
+pub struct envid_replica {
+    replica: Replica,
+}
+
+/// The counters of a replica.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct envid_replica_stats {
+    /// The registry version held.
+    pub version: u64,
+    /// Records held (single IPs and ranges).
+    pub records: u64,
+    /// Milliseconds since the last successful sync; `UINT64_MAX` when the
+    /// replica has never synced (it started from its cache file).
+    pub age_ms: u64,
+    /// Successful exchanges with the service (snapshots, deltas, empty polls).
+    pub syncs: u64,
+    /// Whole-registry fetches.
+    pub snapshots: u64,
+    /// Deltas applied.
+    pub deltas: u64,
+    /// Failed exchanges (the replica kept serving its last version).
+    pub sync_errors: u64,
+    /// 1 when the data came from the cache file (the service was unreachable
+    /// at start) and no sync has succeeded since, else 0.
+    pub from_cache: u8,
+    /// Cache files that could not be read or written.
+    pub cache_errors: u64,
+}
+
+impl envid_replica {
+    pub(crate) fn new(replica: Replica) -> envid_replica {
+        envid_replica { replica }
+    }
+
+    /// The record for one IP (`None`: the registry does not know it).
+    pub fn lookup(&self, ip: &str) -> FfiResult<Option<Arc<HostRecord>>> {
+        Ok(self.replica.lookup(parse_ip(ip)?))
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> envid_replica_stats {
+        let s = self.replica.stats();
+        envid_replica_stats {
+            version: s.version,
+            records: s.records as u64,
+            age_ms: s.age.map_or(u64::MAX, |a| {
+                u64::try_from(a.as_millis()).unwrap_or(u64::MAX)
+            }),
+            syncs: s.syncs,
+            snapshots: s.snapshots,
+            deltas: s.deltas,
+            sync_errors: s.sync_errors,
+            from_cache: u8::from(s.from_cache),
+            cache_errors: s.cache_errors,
+        }
+    }
+}
+
+/// Creates a replica from lookup options: their endpoints (tried in turn on
+/// errors), token, proxy, connect and request timeouts and cache file (the
+/// TTL, max-stale and retry settings do not apply). Fetches the whole
+/// registry before returning, or reads the cache file when the service is
+/// unreachable, then keeps it in sync on a background thread.
+/// `ENVID_INVALID_INPUT` without endpoints or with a bad one;
+/// `ENVID_LOOKUP_FAILED` when neither the service nor the cache file gave
+/// data (the message names both).
+///
+/// Ownership: `*out` is owned by the caller; free with `envid_replica_free`.
+/// `opts` is only read and may be freed afterwards.
+///
+/// # Safety
+/// `opts` NULL or live; `out` NULL or valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn envid_replica_new(
+    opts: *const envid_lookup_options,
+    out: *mut *mut envid_replica,
+) -> envid_result {
+    guard(|| {
+        if out.is_null() {
+            return Err(Fail::null("out"));
+        }
+        // SAFETY: NULL or live by contract.
+        let o = unsafe { opts.as_ref() }.ok_or_else(|| Fail::null("opts"))?;
+        let p = Box::into_raw(Box::new(o.build_replica()?));
+        // SAFETY: checked non-null; writable by contract.
+        unsafe { write_out(out, p, "out") }
+    })
+}
+
+/// Frees a replica and stops its sync thread. NULL is a no-op.
+///
+/// # Safety
+/// `replica` NULL or from `envid_replica_new`, not yet freed, and no longer
+/// used by any thread.
+#[no_mangle]
+pub unsafe extern "C" fn envid_replica_free(replica: *mut envid_replica) {
+    guard_void(|| {
+        if !replica.is_null() {
+            // SAFETY: by contract it came from Box::into_raw here.
+            drop(unsafe { Box::from_raw(replica) });
+        }
+    })
+}
+
+/// Looks up one IP (IPv4 or IPv6 text) in the replica: the exact IP, else
+/// the narrowest range holding it. Never touches the network. On
+/// `ENVID_OK`, `*json_out` is the record as JSON (as
+/// `envid_lookup_client_lookup` gives it); `ENVID_NOT_FOUND` when the
+/// registry does not know the IP; `ENVID_INVALID_INPUT` for a malformed IP.
+///
+/// Ownership: `*json_out` is owned by the caller; free with `envid_string_free`.
+///
+/// # Safety
+/// `replica` NULL or live; `ip` NULL or NUL-terminated; `json_out` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn envid_replica_lookup(
+    replica: *const envid_replica,
+    ip: *const c_char,
+    json_out: *mut *mut c_char,
+) -> envid_result {
+    guard(|| {
+        if json_out.is_null() {
+            return Err(Fail::null("json_out"));
+        }
+        // SAFETY: NULL or live by contract.
+        let r = unsafe { replica.as_ref() }.ok_or_else(|| Fail::null("replica"))?;
+        // SAFETY: NULL or NUL-terminated by contract.
+        let ip = unsafe { str_arg(ip, "ip") }?;
+        let rec = r
+            .lookup(ip)?
+            .ok_or_else(|| Fail::not_found(format!("the registry replica does not know {ip}")))?;
+        let s = owned_c_string(record_json(&rec)?)?;
+        // SAFETY: checked non-null; writable by contract.
+        unsafe { write_out(json_out, s, "json_out") }
+    })
+}
+
+/// Reads the replica's counters (version, records, age, syncs, errors, …).
+///
+/// # Safety
+/// `replica` NULL or live; `out` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn envid_replica_get_stats(
+    replica: *const envid_replica,
+    out: *mut envid_replica_stats,
+) -> envid_result {
+    guard(|| {
+        // SAFETY: NULL or live by contract.
+        let r = unsafe { replica.as_ref() }.ok_or_else(|| Fail::null("replica"))?;
+        // SAFETY: NULL or writable by contract.
+        unsafe { write_out(out, r.stats(), "out") }
+    })
+}
