@@ -25,6 +25,7 @@ use jni::{jni_sig, jni_str, Env, EnvUnowned};
 use crate::environment::{envid_environment, envid_field, envid_load_options};
 use crate::error::{envid_result, panic_message, Fail};
 use crate::lookup::{envid_lookup_client, envid_lookup_options};
+use crate::replica::envid_replica;
 use crate::rules::envid_rules;
 
 /// A failure inside a native method.
@@ -632,6 +633,140 @@ pub extern "system" fn Java_io_envid_Native_lookupStats<'local>(
         .with_env(|env| -> JResult<JLongArray<'local>> {
             let s = client_handle(handle)?.stats();
             let v = [s.hits, s.misses, s.stale, s.requests, s.errors].map(|x| x as jlong);
+            let arr = JLongArray::new(env, v.len())?;
+            arr.set_region(env, 0, &v)?;
+            Ok(arr)
+        })
+        .resolve::<ThrowEnvid>()
+}
+
+// ---- Replica ---------------------------------------------------------------
+
+/// Borrows the replica behind a handle.
+fn replica_handle<'a>(h: jlong) -> JResult<&'a envid_replica> {
+    let p = h as usize as *const envid_replica;
+    // SAFETY: handles come from `replicaNew` and are freed by the Java
+    // Replica only after every call on it returned (it holds a lock).
+    unsafe { p.as_ref() }.ok_or_else(|| Fail::null("replica handle (closed?)").into())
+}
+
+/// `static native long replicaNew(String[] endpoints, String token, long
+/// connectMs, long requestMs, String cacheFile)`: values ≤ 0 keep the
+/// defaults; a null cache file means none. Fetches the registry (or reads
+/// the cache file) before returning.
+#[no_mangle]
+pub extern "system" fn Java_io_envid_Native_replicaNew<'local>(
+    mut unowned: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    endpoints: JObjectArray<'local, JString<'local>>,
+    token: JString<'local>,
+    connect_ms: jlong,
+    request_ms: jlong,
+    cache_file: JString<'local>,
+) -> jlong {
+    unowned
+        .with_env(|env| -> JResult<jlong> {
+            if endpoints.is_null() {
+                return Err(Fail::null("endpoints").into());
+            }
+            let mut urls = Vec::new();
+            for i in 0..endpoints.len(env)? {
+                let s = endpoints.get_element(env, i)?;
+                urls.push(string_arg(env, &s, "endpoint")?);
+                env.delete_local_ref(s);
+            }
+            let token = if token.is_null() {
+                None
+            } else {
+                Some(token.try_to_string(env)?)
+            };
+            let cache_file = if cache_file.is_null() {
+                None
+            } else {
+                Some(string_arg(env, &cache_file, "cacheFile")?)
+            };
+            let opts = envid_lookup_options::from_parts(
+                urls,
+                token,
+                millis(connect_ms),
+                millis(request_ms),
+                None,
+                None,
+                None,
+                None,
+            )
+            .with_cache_file(cache_file);
+            Ok(Box::into_raw(Box::new(opts.build_replica()?)) as usize as jlong)
+        })
+        .resolve::<ThrowEnvid>()
+}
+
+/// `static native void replicaFree(long handle)`; 0 is ignored. Stops the
+/// replica's sync thread.
+#[no_mangle]
+pub extern "system" fn Java_io_envid_Native_replicaFree<'local>(
+    mut unowned: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+) {
+    unowned
+        .with_env(|_env| -> JResult<()> {
+            // SAFETY: 0 or an unfreed handle from replicaNew, no longer in use.
+            unsafe { crate::replica::envid_replica_free(handle as usize as *mut _) };
+            Ok(())
+        })
+        .resolve::<ThrowEnvid>()
+}
+
+/// `static native String[] replicaLookup(long handle, String ip)`: the
+/// record, or null when the registry does not know the IP.
+#[no_mangle]
+pub extern "system" fn Java_io_envid_Native_replicaLookup<'local>(
+    mut unowned: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+    ip: JString<'local>,
+) -> JObjectArray<'local, JString<'local>> {
+    unowned
+        .with_env(|env| -> JResult<JObjectArray<'local, JString<'local>>> {
+            let r = replica_handle(handle)?;
+            let ip = string_arg(env, &ip, "ip")?;
+            match r.lookup(&ip)? {
+                Some(rec) => record_array(env, &rec),
+                None => Ok(JObjectArray::default()),
+            }
+        })
+        .resolve::<ThrowEnvid>()
+}
+
+/// `static native long[] replicaStats(long handle)`: version, records,
+/// age ms (-1 when never synced), syncs, snapshots, deltas, sync errors,
+/// from cache (0/1), cache errors.
+#[no_mangle]
+pub extern "system" fn Java_io_envid_Native_replicaStats<'local>(
+    mut unowned: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+) -> JLongArray<'local> {
+    unowned
+        .with_env(|env| -> JResult<JLongArray<'local>> {
+            let s = replica_handle(handle)?.stats();
+            let age = if s.age_ms == u64::MAX {
+                -1
+            } else {
+                s.age_ms as jlong
+            };
+            let v = [
+                s.version as jlong,
+                s.records as jlong,
+                age,
+                s.syncs as jlong,
+                s.snapshots as jlong,
+                s.deltas as jlong,
+                s.sync_errors as jlong,
+                jlong::from(s.from_cache),
+                s.cache_errors as jlong,
+            ];
             let arr = JLongArray::new(env, v.len())?;
             arr.set_region(env, 0, &v)?;
             Ok(arr)

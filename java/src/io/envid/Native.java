@@ -111,6 +111,18 @@ final class Native {
     /** hits, misses, stale, requests, errors. */
     static native long[] lookupStats(long handle);
 
+    /** Builds a replica (fetches the registry or reads the cache file); values <= 0 keep defaults. */
+    static native long replicaNew(String[] endpoints, String token, long connectMs, long requestMs,
+            String cacheFile);
+
+    static native void replicaFree(long handle);
+
+    /** The record's fields ({@link HostRecord} layout), or null when unknown. */
+    static native String[] replicaLookup(long handle, String ip);
+
+    /** version, records, age ms (-1: never synced), syncs, snapshots, deltas, sync errors, from cache, cache errors. */
+    static native long[] replicaStats(long handle);
+
     /** Panics in Rust; for the test suite only. */
     static native void panicForTest();
 }

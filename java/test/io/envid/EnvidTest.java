@@ -450,6 +450,75 @@ public final class EnvidTest {
         }
     }
 
+    static void testReplica(Path work, String url) throws Exception {
+        List<Map<String, String>> cases = new ArrayList<>();
+        try (var s = Files.list(work.resolve("lookups"))) {
+            for (Path p : (Iterable<Path>) s.sorted()::iterator) {
+                cases.add(readTsv(p));
+            }
+        }
+        Path cache = work.resolve("replica-cache.json");
+        Replica r = Replica.builder().endpoint(url).connectTimeout(java.time.Duration.ofMillis(500))
+                .requestTimeout(java.time.Duration.ofSeconds(2)).cacheFile(cache).build();
+        try {
+            // The replica answers what the Rust on-demand client got from the service.
+            for (Map<String, String> want : cases) {
+                compareRecord(r.lookup(want.get("query")), want, "replica " + want.get("query"));
+            }
+            Replica.Stats st = r.stats();
+            check(st.getVersion() >= 1, "replica version: " + st);
+            checkEq(st.getRecords(), 10L, "replica records (testdata/registry.toml)");
+            checkEq(st.getSnapshots(), 1L, "one snapshot");
+            check(!st.isFromCache() && st.getAge().isPresent(), "synced, not from cache: " + st);
+            check(st.toString().contains("version="), "stats toString");
+            expectThrows(EnvidException.Kind.INVALID_INPUT, "replica bad IP", () -> r.lookup("10.0.0.300"));
+            expectThrows(EnvidException.Kind.NULL_PARAMETER, "replica null IP", () -> r.lookup(null));
+
+            AtomicInteger errors = new AtomicInteger();
+            List<Thread> ts = new ArrayList<>();
+            for (int t = 0; t < 16; t++) {
+                final int seed = t;
+                Thread th = new Thread(() -> {
+                    for (int i = 0; i < 1000; i++) {
+                        Map<String, String> want = cases.get((seed + i) % cases.size());
+                        Optional<HostRecord> got = r.lookup(want.get("query"));
+                        boolean ok = want.containsKey("unknown") ? got.isEmpty()
+                                : got.isPresent() && got.get().toJson().equals(want.get("json"));
+                        if (!ok) {
+                            errors.incrementAndGet();
+                        }
+                    }
+                });
+                ts.add(th);
+                th.start();
+            }
+            for (Thread th : ts) {
+                th.join();
+            }
+            checkEq(errors.get(), 0, "16 threads of replica lookups, errors");
+        } finally {
+            r.close();
+        }
+        r.close(); // idempotent
+        expectThrows(EnvidException.Kind.NULL_PARAMETER, "replica lookup after close", () -> r.lookup("10.0.0.5"));
+
+        // The service unreachable: the cache file answers.
+        try (Replica down = Replica.builder().endpoint("http://127.0.0.1:1")
+                .connectTimeout(java.time.Duration.ofMillis(300)).cacheFile(cache).build()) {
+            check(down.stats().isFromCache() && down.stats().getAge().isEmpty(), "from the cache file: " + down.stats());
+            for (Map<String, String> want : cases) {
+                compareRecord(down.lookup(want.get("query")), want, "cached replica " + want.get("query"));
+            }
+        }
+        EnvidException e = expectThrows(EnvidException.Kind.LOOKUP_FAILED, "replica, service down, no cache",
+                () -> Replica.builder().endpoint("http://127.0.0.1:1")
+                        .connectTimeout(java.time.Duration.ofMillis(300)).build());
+        check(e != null && e.getMessage().contains("127.0.0.1:1"), "the message names the endpoint");
+        expectThrows(EnvidException.Kind.INVALID_INPUT, "replica without endpoint", () -> Replica.builder().build());
+        expectThrows(EnvidException.Kind.INVALID_INPUT, "replica bad endpoint",
+                () -> Replica.builder().endpoint("ftp://example").build());
+    }
+
     public static void main(String[] args) throws Exception {
         if (args.length < 1) {
             System.err.println("usage: EnvidTest WORKDIR [MODE [LOOKUP_URL]]");
@@ -471,6 +540,7 @@ public final class EnvidTest {
                 testThreads(work);
                 if (args.length > 2) {
                     testLookups(work, args[2]);
+                    testReplica(work, args[2]);
                 } else {
                     check(false, "no LOOKUP_URL given: the lookup client was not tested");
                 }
