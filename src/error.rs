@@ -59,6 +59,38 @@ impl Location {
     }
 }
 
+/// The line starts of one text, for files that report a location per
+/// record: each lookup is a binary search plus a scan of one line, where
+/// [`Location::at`] scans from the start of the file (quadratic over
+/// thousands of records).
+pub(crate) struct LineIndex<'a> {
+    text: &'a str,
+    line_starts: Vec<usize>,
+}
+
+impl<'a> LineIndex<'a> {
+    pub(crate) fn new(text: &'a str) -> Self {
+        let line_starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        LineIndex { text, line_starts }
+    }
+
+    /// Same answer as [`Location::at`] for the same text and offset.
+    pub(crate) fn at(&self, offset: usize) -> Location {
+        let mut offset = offset.min(self.text.len());
+        while !self.text.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        // Index of the last line start <= offset.
+        let line = self.line_starts.partition_point(|&s| s <= offset) - 1;
+        Location {
+            line: line + 1,
+            column: self.text[self.line_starts[line]..offset].chars().count() + 1,
+        }
+    }
+}
+
 /// The kind of a descriptor problem; tests and callers match on it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ProblemKind {

@@ -10,7 +10,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::Location;
+use crate::error::{LineIndex, Location};
 use crate::model::{ContainerInfo, EnvType, K8s, Labels, Platform, Release};
 
 /// One record of the environment service: the model's fields minus the token,
@@ -463,7 +463,8 @@ pub fn parse_registry(text: &str, path: &Path) -> Result<Vec<HostRecord>, Regist
     use RegistryProblemKind as K;
 
     let mut problems = Vec::new();
-    let at = |span: std::ops::Range<usize>| Some(Location::at(text, span.start));
+    let lines = LineIndex::new(text);
+    let at = |span: std::ops::Range<usize>| Some(lines.at(span.start));
     let mut problem = |kind, loc, value: Option<&str>, message: String| {
         problems.push(RegistryProblem {
             kind,
@@ -647,7 +648,7 @@ pub fn parse_registry(text: &str, path: &Path) -> Result<Vec<HostRecord>, Regist
         let record = match HostRecord::deserialize(ValueDeserializer::from(item.clone())) {
             Ok(r) => r,
             Err(e) => {
-                let loc = e.span().map(|s| Location::at(text, s.start)).or(rec_loc);
+                let loc = e.span().and_then(at).or(rec_loc);
                 problem(
                     K::InvalidRecord,
                     loc,
@@ -1025,5 +1026,46 @@ mod tests {
         assert_eq!(Location::at(text, 2), Location { line: 2, column: 1 });
         assert_eq!(Location::at(text, 5), Location { line: 2, column: 3 });
         assert_eq!(Location::at(text, 100), Location { line: 3, column: 2 });
+    }
+
+    #[test]
+    fn line_index_agrees_with_location_at_everywhere() {
+        for text in ["", "\n", "a\nbé c\nd", "\n\nxé\n", "日本\n語\r\nz"] {
+            let lines = LineIndex::new(text);
+            for offset in 0..=text.len() + 2 {
+                assert_eq!(
+                    lines.at(offset),
+                    Location::at(text, offset),
+                    "{text:?} @ {offset}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn problems_deep_in_a_large_registry_have_their_own_line() {
+        // 20,000 records took 12 s when every record's location was found by
+        // scanning from the start of the file.
+        let mut text = String::from("schema = 1\n");
+        for i in 0..20_000u32 {
+            let [_, a, b, c] = i.to_be_bytes();
+            text.push_str(&format!(
+                "[[records]]\nip = \"10.{a}.{b}.{c}\"\nenv = \"prod\"\nidc = \"dc1\"\n"
+            ));
+        }
+        text.push_str("[[records]]\nip = \"10.0.0.7\"\nenv = \"prod\"\nidc = \"dc1\"\n");
+        let err = parse_registry(&text, Path::new("big.toml")).unwrap_err();
+        assert_eq!(err.problems.len(), 1, "{err}");
+        let p = &err.problems[0];
+        assert_eq!(p.kind, RegistryProblemKind::Duplicate, "{err}");
+        // Line 1 is the schema; record n (1-based) starts at 2 + 4 (n - 1)
+        // and its `ip` is the next line.
+        assert_eq!(
+            p.location,
+            Some(Location {
+                line: 2 + 4 * 20_000 + 1,
+                column: 6
+            })
+        );
     }
 }
