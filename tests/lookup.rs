@@ -411,7 +411,7 @@ fn failover_to_the_second_endpoint() {
 // ----- a misbehaving peer -----------------------------------------------
 
 /// What the fault peer does with each request.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 enum Fault {
     Slow,
     Status500,
@@ -474,6 +474,17 @@ fn serve_fault(mut conn: TcpStream, fault: Fault) {
             _ => return,
         }
     }
+    // Read the batch body too: closing a socket with unread input sends a
+    // reset, which the client would rightly report as I/O, not the fault.
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    let body_len = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    if std::io::copy(&mut (&conn).take(body_len), &mut std::io::sink()).ok() != Some(body_len) {
+        return;
+    }
     let reply: Vec<u8> = match fault {
         Fault::Slow => {
             thread::sleep(Duration::from_millis(1500));
@@ -499,6 +510,15 @@ fn serve_fault(mut conn: TcpStream, fault: Fault) {
                 .to_vec()
         }
     };
+    // The peer closes after one reply, so it says so: otherwise the client
+    // may reuse the pooled connection before the close reaches it.
+    let status_line_end = reply.windows(2).position(|w| w == b"\r\n").unwrap();
+    let reply = [
+        &reply[..status_line_end],
+        b"\r\nConnection: close",
+        &reply[status_line_end..],
+    ]
+    .concat();
     let _ = conn.write_all(&reply);
     let _ = conn.flush();
     // Dropping the connection here cuts a body that promised more.
@@ -544,7 +564,10 @@ fn faults_are_typed_errors_never_panics() {
         );
         // The batch path reports the same kind of error per IP.
         let out = c.lookup_many(&[ip("10.0.0.2"), ip("10.0.0.3")]);
-        assert!(out.iter().all(|r| r.as_ref().is_err_and(want)), "{out:?}");
+        assert!(
+            out.iter().all(|r| r.as_ref().is_err_and(want)),
+            "{fault:?}: {out:?}"
+        );
     }
 }
 

@@ -93,6 +93,9 @@ impl HttpTransport {
             .timeout_global(settings.total_timeout)
             .http_status_as_error(false)
             .max_redirects(0)
+            // Below the reference service's 10 s idle close, so a pooled
+            // connection is not reused in the instant the server closes it.
+            .max_idle_age(Duration::from_secs(5))
             .proxy(proxy)
             .user_agent(concat!("envid/", env!("CARGO_PKG_VERSION")))
             .build()
