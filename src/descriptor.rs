@@ -108,7 +108,7 @@ use std::net::IpAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use crate::error::{DescriptorError, Location, Problem, ProblemKind};
+use crate::error::{DescriptorError, LineIndex, Location, Problem, ProblemKind};
 use crate::model::{EnvType, K8s, Labels, Platform, Release, Secret};
 
 /// Descriptors larger than this are refused unread.
@@ -971,10 +971,11 @@ impl Validator {
         let locate = |mut pending: Vec<Pending>| -> Vec<Problem> {
             // File order; problems without a place (missing fields) last.
             pending.sort_by_key(|p| p.offset.unwrap_or(usize::MAX));
+            let lines = LineIndex::new(text);
             pending
                 .into_iter()
                 .map(|p| Problem {
-                    location: p.offset.map(|o| Location::at(text, o)),
+                    location: p.offset.map(|o| lines.at(o)),
                     ..p.problem
                 })
                 .collect()
