@@ -70,6 +70,11 @@ fn benches(c: &mut Criterion) {
             .unwrap()
         })
     });
+    // The toml crate's own share of `descriptor_parse_toml`.
+    let toml_text = std::str::from_utf8(&toml_bytes).unwrap();
+    c.bench_function("toml_detable_parse", |b| {
+        b.iter(|| toml::de::DeTable::parse(black_box(toml_text)).unwrap())
+    });
     let json_path = root.join("testdata/descriptors/good/full.json");
     let json_bytes = std::fs::read(&json_path).unwrap();
     c.bench_function("descriptor_parse_json", |b| {
