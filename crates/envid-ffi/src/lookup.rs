@@ -44,6 +44,31 @@ pub struct envid_lookup_options {
     cache_file: Option<String>,
 }
 
+/// Applies what the client and the replica builders share (endpoints, token,
+/// proxy, timeouts): same method names, different types, so a macro.
+macro_rules! connection_settings {
+    ($opts:expr, $builder:expr) => {{
+        let opts = $opts;
+        let mut b = $builder;
+        for e in &opts.endpoints {
+            b = b.endpoint(e.clone());
+        }
+        if let Some(t) = &opts.token {
+            b = b.token(Secret::new(t.clone()));
+        }
+        if let Some(p) = &opts.proxy {
+            b = b.proxy(p.clone());
+        }
+        if let Some(v) = opts.connect_timeout {
+            b = b.connect_timeout(v);
+        }
+        if let Some(v) = opts.request_timeout {
+            b = b.request_timeout(v);
+        }
+        b
+    }};
+}
+
 impl envid_lookup_options {
     /// Options from plain values (the JNI binding); `None` keeps a default.
     #[allow(clippy::too_many_arguments)]
@@ -80,22 +105,7 @@ impl envid_lookup_options {
     /// Builds a replica from the endpoints, token, proxy, timeouts and cache
     /// file; the cache policy (TTLs, max stale, retries) does not apply.
     pub fn build_replica(&self) -> FfiResult<crate::replica::envid_replica> {
-        let mut b = envid::lookup::Replica::builder();
-        for e in &self.endpoints {
-            b = b.endpoint(e.clone());
-        }
-        if let Some(t) = &self.token {
-            b = b.token(Secret::new(t.clone()));
-        }
-        if let Some(p) = &self.proxy {
-            b = b.proxy(p.clone());
-        }
-        if let Some(v) = self.connect_timeout {
-            b = b.connect_timeout(v);
-        }
-        if let Some(v) = self.request_timeout {
-            b = b.request_timeout(v);
-        }
+        let mut b = connection_settings!(self, envid::lookup::Replica::builder());
         if let Some(f) = &self.cache_file {
             b = b.cache_file(f);
         }
@@ -104,22 +114,7 @@ impl envid_lookup_options {
 
     /// Builds the client.
     pub fn build(&self) -> FfiResult<envid_lookup_client> {
-        let mut b = LookupClient::builder();
-        for e in &self.endpoints {
-            b = b.endpoint(e.clone());
-        }
-        if let Some(t) = &self.token {
-            b = b.token(Secret::new(t.clone()));
-        }
-        if let Some(p) = &self.proxy {
-            b = b.proxy(p.clone());
-        }
-        if let Some(v) = self.connect_timeout {
-            b = b.connect_timeout(v);
-        }
-        if let Some(v) = self.request_timeout {
-            b = b.request_timeout(v);
-        }
+        let mut b = connection_settings!(self, LookupClient::builder());
         if let Some(v) = self.ttl {
             b = b.ttl(v);
         }
