@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use envid::registry::HostRecord;
 use jni::errors::ErrorPolicy;
-use jni::objects::{JClass, JLongArray, JObjectArray, JString, JThrowable, JValue};
+use jni::objects::{JClass, JLongArray, JObject, JObjectArray, JString, JThrowable, JValue};
 use jni::sys::{jboolean, jint, jlong};
 use jni::{jni_sig, jni_str, Env, EnvUnowned};
 
@@ -57,7 +57,12 @@ impl From<envid::Error> for JniFail {
 type JResult<T> = Result<T, JniFail>;
 
 /// Throws `io.envid.EnvidException(code, message)`.
-fn throw_envid(env: &mut Env<'_>, code: envid_result, message: &str) -> jni::errors::Result<()> {
+/// A new (not thrown) `io.envid.EnvidException`.
+fn new_envid_exception<'local>(
+    env: &mut Env<'local>,
+    code: envid_result,
+    message: &str,
+) -> jni::errors::Result<JObject<'local>> {
     let class = env.find_class(jni_str!("io/envid/EnvidException"))?;
     let msg = env.new_string(message)?;
     let ex = env.new_object(
@@ -65,6 +70,13 @@ fn throw_envid(env: &mut Env<'_>, code: envid_result, message: &str) -> jni::err
         jni_sig!("(ILjava/lang/String;)V"),
         &[JValue::Int(code as jint), JValue::Object(&msg)],
     )?;
+    env.delete_local_ref(class);
+    env.delete_local_ref(msg);
+    Ok(ex)
+}
+
+fn throw_envid(env: &mut Env<'_>, code: envid_result, message: &str) -> jni::errors::Result<()> {
+    let ex = new_envid_exception(env, code, message)?;
     let ex: JThrowable = env.cast_local::<JThrowable>(ex)?;
     // `throw` reports success as Err(JavaException): the exception is now pending.
     match env.throw(ex) {
@@ -133,6 +145,24 @@ fn string_arg(env: &Env<'_>, s: &JString<'_>, what: &'static str) -> JResult<Str
         return Err(Fail::null(what).into());
     }
     Ok(s.try_to_string(env)?)
+}
+
+/// The strings of a Java `String[]`; a null array or element is `NULL_PARAMETER`.
+fn string_array_arg(
+    env: &mut Env<'_>,
+    array: &JObjectArray<'_, JString<'_>>,
+    what: &'static str,
+) -> JResult<Vec<String>> {
+    if array.is_null() {
+        return Err(Fail::null(what).into());
+    }
+    let mut out = Vec::new();
+    for i in 0..array.len(env)? {
+        let s = array.get_element(env, i)?;
+        out.push(string_arg(env, &s, "ip")?);
+        env.delete_local_ref(s);
+    }
+    Ok(out)
 }
 
 /// A Java string argument that may be null (→ `None`).
@@ -575,15 +605,7 @@ pub extern "system" fn Java_io_envid_Native_lookupMany<'local>(
         .with_env(
             |env| -> JResult<JObjectArray<'local, JObjectArray<'local, JString<'local>>>> {
                 let c = client_handle(handle)?;
-                if ips.is_null() {
-                    return Err(Fail::null("ips").into());
-                }
-                let mut texts = Vec::new();
-                for i in 0..ips.len(env)? {
-                    let s = ips.get_element(env, i)?;
-                    texts.push(string_arg(env, &s, "ip")?);
-                    env.delete_local_ref(s);
-                }
+                let texts = string_array_arg(env, &ips, "ips")?;
                 let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
                 let answers = c.lookup_many(&refs)?;
                 let failed: Vec<(&str, &Fail)> = refs
@@ -618,6 +640,38 @@ pub extern "system" fn Java_io_envid_Native_lookupMany<'local>(
                 Ok(out)
             },
         )
+        .resolve::<ThrowEnvid>()
+}
+
+/// `static native Object[] lookupEach(long handle, String[] ips)`: for each
+/// IP a record `String[]`, null (unknown), or the `EnvidException` of its
+/// failure (`INVALID_INPUT` for a malformed IP, `LOOKUP_FAILED` otherwise),
+/// returned, not thrown.
+#[no_mangle]
+pub extern "system" fn Java_io_envid_Native_lookupEach<'local>(
+    mut unowned: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+    ips: JObjectArray<'local, JString<'local>>,
+) -> JObjectArray<'local, JObject<'local>> {
+    unowned
+        .with_env(|env| -> JResult<JObjectArray<'local, JObject<'local>>> {
+            let c = client_handle(handle)?;
+            let texts = string_array_arg(env, &ips, "ips")?;
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            let answers = c.lookup_each(&refs);
+            let out = JObjectArray::<JObject>::new(env, answers.len(), JObject::null())?;
+            for (i, a) in answers.iter().enumerate() {
+                let element = match a {
+                    Ok(None) => continue,
+                    Ok(Some(r)) => JObject::from(record_array(env, r)?),
+                    Err(f) => new_envid_exception(env, f.code, &f.message)?,
+                };
+                out.set_element(env, i, &element)?;
+                env.delete_local_ref(element);
+            }
+            Ok(out)
+        })
         .resolve::<ThrowEnvid>()
 }
 

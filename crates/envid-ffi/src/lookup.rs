@@ -178,6 +178,28 @@ impl envid_lookup_client {
             .collect())
     }
 
+    /// The answer of each IP, in order; a malformed IP is its own
+    /// `ENVID_INVALID_INPUT` failure instead of failing the whole call.
+    pub fn lookup_each(&self, ips: &[&str]) -> Vec<Answer> {
+        let parsed: Vec<FfiResult<IpAddr>> = ips.iter().map(|s| parse_ip(s)).collect();
+        let valid: Vec<IpAddr> = parsed
+            .iter()
+            .filter_map(|p| p.as_ref().ok().copied())
+            .collect();
+        let mut answers = self.client.lookup_many(&valid).into_iter();
+        parsed
+            .into_iter()
+            .map(|p| {
+                p.and_then(|_| {
+                    answers
+                        .next()
+                        .expect("one answer per valid IP")
+                        .map_err(Fail::from)
+                })
+            })
+            .collect()
+    }
+
     /// The counters so far.
     pub fn stats(&self) -> envid_lookup_stats {
         let s = self.client.stats();

@@ -179,18 +179,11 @@ public final class LookupClient implements AutoCloseable {
      * given; empty values are IPs the service does not know.
      *
      * @throws EnvidException {@code INVALID_INPUT} for a malformed IP,
-     *     {@code LOOKUP_FAILED} when any lookup failed
+     *     {@code LOOKUP_FAILED} when any lookup failed (see
+     *     {@link #lookupEach} for the answers that did not)
      */
     public Map<String, Optional<HostRecord>> lookupMany(Collection<String> ips) {
-        if (ips == null) {
-            throw new EnvidException(EnvidException.Kind.NULL_PARAMETER, "ips must not be null");
-        }
-        String[] in = ips.toArray(new String[0]);
-        for (String s : in) {
-            if (s == null) {
-                throw new EnvidException(EnvidException.Kind.NULL_PARAMETER, "ips must not contain null");
-            }
-        }
+        String[] in = ipArray(ips);
         Object[] out;
         lock.readLock().lock();
         try {
@@ -204,6 +197,49 @@ public final class LookupClient implements AutoCloseable {
             m.put(in[i], out[i] == null ? Optional.empty() : Optional.of(new HostRecord((String[]) out[i])));
         }
         return m;
+    }
+
+    /**
+     * Looks up many IPs at once, like {@link #lookupMany}, but gives each IP
+     * its own outcome instead of throwing when some fail: the records found
+     * stay usable when others time out, and a malformed IP fails alone (kind
+     * {@code INVALID_INPUT}). The map has one entry per distinct IP, in the
+     * order given.
+     *
+     * @throws EnvidException {@code NULL_PARAMETER} when {@code ips} or one
+     *     of its elements is null, or the client is closed
+     */
+    public Map<String, LookupResult> lookupEach(Collection<String> ips) {
+        String[] in = ipArray(ips);
+        Object[] out;
+        lock.readLock().lock();
+        try {
+            out = Native.lookupEach(handle(), in);
+        } finally {
+            lock.readLock().unlock();
+            Reference.reachabilityFence(this);
+        }
+        Map<String, LookupResult> m = new LinkedHashMap<>();
+        for (int i = 0; i < in.length; i++) {
+            Object o = out[i];
+            LookupResult r = o instanceof EnvidException e ? LookupResult.failed(e)
+                    : LookupResult.answered(o == null ? null : new HostRecord((String[]) o));
+            m.putIfAbsent(in[i], r);
+        }
+        return m;
+    }
+
+    private static String[] ipArray(Collection<String> ips) {
+        if (ips == null) {
+            throw new EnvidException(EnvidException.Kind.NULL_PARAMETER, "ips must not be null");
+        }
+        String[] in = ips.toArray(new String[0]);
+        for (String s : in) {
+            if (s == null) {
+                throw new EnvidException(EnvidException.Kind.NULL_PARAMETER, "ips must not contain null");
+            }
+        }
+        return in;
     }
 
     /** The client's counters. */

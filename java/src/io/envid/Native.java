@@ -108,6 +108,12 @@ final class Native {
     /** For each IP a record (String[]) or null; throws when any lookup failed. */
     static native Object[] lookupMany(long handle, String[] ips);
 
+    /**
+     * For each IP a record (String[]), null (unknown) or the EnvidException
+     * of its failure (returned, not thrown).
+     */
+    static native Object[] lookupEach(long handle, String[] ips);
+
     /** hits, misses, stale, requests, errors. */
     static native long[] lookupStats(long handle);
 

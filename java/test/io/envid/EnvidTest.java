@@ -405,6 +405,34 @@ public final class EnvidTest {
             expectThrows(EnvidException.Kind.NULL_PARAMETER, "null IP", () -> c.lookup(null));
             expectThrows(EnvidException.Kind.NULL_PARAMETER, "null IPs", () -> c.lookupMany(null));
 
+            // Each IP its own outcome: the good ones answer beside a malformed one.
+            List<String> mixed = new ArrayList<>(ips);
+            mixed.add(1, "nope");
+            mixed.add("10.0.0.300");
+            mixed.add(ips.get(0)); // a repeat: one entry per distinct IP
+            Map<String, LookupResult> each = c.lookupEach(mixed);
+            List<String> distinct = new ArrayList<>(new java.util.LinkedHashSet<>(mixed));
+            checkEq(new ArrayList<>(each.keySet()), distinct, "lookupEach keys: distinct, in order");
+            for (Map<String, String> want : cases) {
+                LookupResult r = each.get(want.get("query"));
+                check(!r.isFailed() && r.error().isEmpty(), "lookupEach " + want.get("query") + " answered: " + r);
+                compareRecord(r.record(), want, "lookupEach " + want.get("query"));
+                compareRecord(r.get(), want, "lookupEach get " + want.get("query"));
+            }
+            for (String bad : List.of("nope", "10.0.0.300")) {
+                LookupResult r = each.get(bad);
+                check(r.isFailed() && r.record().isEmpty(), "lookupEach " + bad + " failed: " + r);
+                EnvidException e = r.error().orElseThrow();
+                checkEq(e.kind(), EnvidException.Kind.INVALID_INPUT, "lookupEach " + bad + " kind");
+                check(e.getMessage().contains(bad), "lookupEach names " + bad + ": " + e.getMessage());
+                expectThrows(EnvidException.Kind.INVALID_INPUT, "lookupEach get " + bad, r::get);
+                check(r.toString().contains("INVALID_INPUT"), "toString of a failure: " + r);
+            }
+            checkEq(c.lookupEach(List.of()), Map.of(), "lookupEach of nothing");
+            expectThrows(EnvidException.Kind.NULL_PARAMETER, "lookupEach null IPs", () -> c.lookupEach(null));
+            expectThrows(EnvidException.Kind.NULL_PARAMETER, "lookupEach null IP",
+                    () -> c.lookupEach(java.util.Arrays.asList("10.0.0.5", null)));
+
             // Many threads on one client.
             AtomicInteger errors = new AtomicInteger();
             List<Thread> ts = new ArrayList<>();
@@ -446,6 +474,15 @@ public final class EnvidTest {
             check(e != null && e.getMessage().contains("127.0.0.1:1"), "the message names the endpoint");
             expectThrows(EnvidException.Kind.LOOKUP_FAILED, "service down, batch",
                     () -> down.lookupMany(List.of("10.0.0.6", "10.0.0.7")));
+            Map<String, LookupResult> downEach = down.lookupEach(List.of("10.0.0.8", "bad", "10.0.0.9"));
+            for (String ip : List.of("10.0.0.8", "10.0.0.9")) {
+                EnvidException err = downEach.get(ip).error().orElse(null);
+                check(err != null && err.kind() == EnvidException.Kind.LOOKUP_FAILED
+                        && err.getMessage().contains("127.0.0.1:1"),
+                        "service down, lookupEach " + ip + ": " + downEach.get(ip));
+            }
+            checkEq(downEach.get("bad").error().map(EnvidException::kind),
+                    Optional.of(EnvidException.Kind.INVALID_INPUT), "service down, lookupEach bad IP");
             check(down.stats().getErrors() >= 1, "errors counted");
         }
     }
