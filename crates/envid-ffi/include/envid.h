@@ -180,7 +180,7 @@ typedef enum {
 } envid_field;
 
 /**
- * An identified environment, with every field precomputed as a C string.
+ * An identified environment, each field kept as a C string once asked for.
  *
  * Obtained from `envid_current` (borrowed, lives as long as the process) or
  * `envid_load` (owned, freed with `envid_environment_free`). Immutable and

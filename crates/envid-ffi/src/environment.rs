@@ -1,6 +1,7 @@
 //! `envid_environment`: the process-wide environment, loading one with
 //! options, field getters and JSON.
 
+use std::borrow::Cow;
 use std::ffi::{c_char, CString};
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -146,14 +147,15 @@ struct Label {
     value: Slot,
 }
 
-/// An identified environment, with every field precomputed as a C string.
+/// An identified environment, each field kept as a C string once asked for.
 ///
 /// Obtained from `envid_current` (borrowed, lives as long as the process) or
 /// `envid_load` (owned, freed with `envid_environment_free`). Immutable and
 /// safe to share between threads.
 pub struct envid_environment {
     env: EnvRef,
-    fields: [Slot; ENVID_FIELD_COUNT],
+    /// Each field as a C string, made on first use (see `value`).
+    fields: [OnceLock<Slot>; ENVID_FIELD_COUNT],
     /// Sorted by key.
     labels: Vec<Label>,
     release_batch: Option<u32>,
@@ -188,68 +190,10 @@ fn slot(v: Option<&str>) -> Slot {
 
 impl envid_environment {
     fn new(env: EnvRef, owned: bool) -> envid_environment {
-        use envid_field::*;
         let e: &Environment = match &env {
             EnvRef::Static(e) => e,
             EnvRef::Owned(e) => e,
         };
-        let mut fields: [Slot; ENVID_FIELD_COUNT] = std::array::from_fn(|_| Slot::Absent);
-        let release = e.release();
-        let k8s = e.k8s();
-        let container = e.container();
-        let ip = e.ip().map(|ip| ip.to_string());
-        let batch = release.and_then(|r| r.batch).map(|b| b.to_string());
-        let values: [(envid_field, Option<&str>); ENVID_FIELD_COUNT] = [
-            (ENVID_FIELD_APP, e.app()),
-            (ENVID_FIELD_ENV, Some(e.env())),
-            (ENVID_FIELD_ENV_TYPE, Some(e.env_type().as_str())),
-            (ENVID_FIELD_SUB_ENV, e.sub_env()),
-            (ENVID_FIELD_IDC, Some(e.idc())),
-            (ENVID_FIELD_PLATFORM, Some(e.platform().as_str())),
-            (ENVID_FIELD_HOSTNAME, e.hostname()),
-            (ENVID_FIELD_IP, ip.as_deref()),
-            (
-                ENVID_FIELD_RELEASE_ID,
-                release.and_then(|r| r.id.as_deref()),
-            ),
-            (
-                ENVID_FIELD_RELEASE_VERSION,
-                release.and_then(|r| r.version.as_deref()),
-            ),
-            (ENVID_FIELD_RELEASE_BATCH, batch.as_deref()),
-            (
-                ENVID_FIELD_RELEASE_DEPLOYED_AT,
-                release.and_then(|r| r.deployed_at.as_deref()),
-            ),
-            (
-                ENVID_FIELD_K8S_CLUSTER,
-                k8s.and_then(|k| k.cluster.as_deref()),
-            ),
-            (
-                ENVID_FIELD_K8S_NAMESPACE,
-                k8s.and_then(|k| k.namespace.as_deref()),
-            ),
-            (ENVID_FIELD_K8S_POD, k8s.and_then(|k| k.pod.as_deref())),
-            (ENVID_FIELD_K8S_NODE, k8s.and_then(|k| k.node.as_deref())),
-            (
-                ENVID_FIELD_K8S_WORKLOAD,
-                k8s.and_then(|k| k.workload.as_deref()),
-            ),
-            (
-                ENVID_FIELD_CONTAINER_RUNTIME,
-                container
-                    .and_then(|c| c.runtime.as_ref())
-                    .map(|r| r.as_str()),
-            ),
-            (
-                ENVID_FIELD_CONTAINER_ID,
-                container.and_then(|c| c.id.as_deref()),
-            ),
-            (ENVID_FIELD_VIRTUALIZATION, e.virtualization()),
-        ];
-        for (f, v) in values {
-            fields[f as usize] = slot(v);
-        }
         // BTreeMap iteration is in key order, so the Vec is sorted.
         let labels = e
             .labels()
@@ -260,13 +204,54 @@ impl envid_environment {
                 value: slot(Some(v)),
             })
             .collect();
-        let release_batch = release.and_then(|r| r.batch);
+        let release_batch = e.release().and_then(|r| r.batch);
         envid_environment {
             env,
-            fields,
+            fields: std::array::from_fn(|_| OnceLock::new()),
             labels,
             release_batch,
             owned,
+        }
+    }
+
+    /// One field's value. Fields are converted on first use, as the library
+    /// runs its probes (hostname, IP, container, virtualization) on first use.
+    fn value(&self, f: envid_field) -> Option<Cow<'_, str>> {
+        fn text(s: Option<&str>) -> Option<Cow<'_, str>> {
+            s.map(Cow::Borrowed)
+        }
+        use envid_field::*;
+        let e = self.environment();
+        let release = || e.release();
+        let k8s = || e.k8s();
+        let container = || e.container();
+        match f {
+            ENVID_FIELD_APP => text(e.app()),
+            ENVID_FIELD_ENV => text(Some(e.env())),
+            ENVID_FIELD_ENV_TYPE => text(Some(e.env_type().as_str())),
+            ENVID_FIELD_SUB_ENV => text(e.sub_env()),
+            ENVID_FIELD_IDC => text(Some(e.idc())),
+            ENVID_FIELD_PLATFORM => text(Some(e.platform().as_str())),
+            ENVID_FIELD_HOSTNAME => text(e.hostname()),
+            ENVID_FIELD_IP => e.ip().map(|ip| Cow::Owned(ip.to_string())),
+            ENVID_FIELD_RELEASE_ID => text(release().and_then(|r| r.id.as_deref())),
+            ENVID_FIELD_RELEASE_VERSION => text(release().and_then(|r| r.version.as_deref())),
+            ENVID_FIELD_RELEASE_BATCH => self.release_batch.map(|b| Cow::Owned(b.to_string())),
+            ENVID_FIELD_RELEASE_DEPLOYED_AT => {
+                text(release().and_then(|r| r.deployed_at.as_deref()))
+            }
+            ENVID_FIELD_K8S_CLUSTER => text(k8s().and_then(|k| k.cluster.as_deref())),
+            ENVID_FIELD_K8S_NAMESPACE => text(k8s().and_then(|k| k.namespace.as_deref())),
+            ENVID_FIELD_K8S_POD => text(k8s().and_then(|k| k.pod.as_deref())),
+            ENVID_FIELD_K8S_NODE => text(k8s().and_then(|k| k.node.as_deref())),
+            ENVID_FIELD_K8S_WORKLOAD => text(k8s().and_then(|k| k.workload.as_deref())),
+            ENVID_FIELD_CONTAINER_RUNTIME => text(
+                container()
+                    .and_then(|c| c.runtime.as_ref())
+                    .map(|r| r.as_str()),
+            ),
+            ENVID_FIELD_CONTAINER_ID => text(container().and_then(|c| c.id.as_deref())),
+            ENVID_FIELD_VIRTUALIZATION => text(e.virtualization()),
         }
     }
 
@@ -281,7 +266,8 @@ impl envid_environment {
     /// One field as a borrowed C string.
     #[inline]
     pub fn field(&self, f: envid_field) -> FfiResult<&CString> {
-        match &self.fields[f as usize] {
+        let slot = self.fields[f as usize].get_or_init(|| slot(self.value(f).as_deref()));
+        match slot {
             Slot::Text(c) => Ok(c),
             Slot::Absent => Err(Fail::not_found(format!("{} has no value", f.name()))),
             Slot::HasNul => Err(nul_fail(f.name())),
