@@ -3,8 +3,10 @@
 //! and checks its "N passed, 0 failed"; then runs it again under valgrind
 //! when valgrind is on the PATH.
 //!
-//! The lookup client is tested against the real reference service
-//! (`envid_server::spawn` on 127.0.0.1, port 0, `testdata/registry.toml`).
+//! The lookup client and the replica are tested against the real reference
+//! service (`envid_server::spawn` on 127.0.0.1, port 0, a copy of
+//! `testdata/registry.toml` that the C program rewrites to make the service
+//! publish deltas, then restores).
 //!
 //! Valgrind: definite and indirect leaks and all memory errors fail the test.
 //! "Still reachable" blocks are accepted: they are the process-wide
@@ -63,13 +65,21 @@ fn run_args(mut cmd: Command) -> (String, String, Option<i32>) {
 
 #[test]
 fn c_program_passes() {
-    let service = common::Service::start();
     let work = tempfile::tempdir().unwrap();
+    // A copy the C program rewrites (and restores) to make deltas.
+    let registry = work.path().join("registry.toml");
+    std::fs::copy(
+        common::repo_root().join("testdata/registry.toml"),
+        &registry,
+    )
+    .unwrap();
+    let service = common::Service::start_with(&registry);
     common::write_fixtures(work.path());
     let exe = build(work.path(), "test_envid.c");
 
     let mut cmd = common::clean_command(&exe);
-    cmd.env("ENVID_TEST_LOOKUP_URL", service.url());
+    cmd.env("ENVID_TEST_LOOKUP_URL", service.url())
+        .env("ENVID_TEST_REGISTRY", &registry);
     let (stdout, stderr, code) = run(cmd, work.path());
     print!("{stdout}");
     let (passed, failed) = common::summary(&stdout)
@@ -108,7 +118,8 @@ fn c_program_passes() {
         "--quiet",
     ])
     .arg(&exe)
-    .env("ENVID_TEST_LOOKUP_URL", service.url());
+    .env("ENVID_TEST_LOOKUP_URL", service.url())
+    .env("ENVID_TEST_REGISTRY", &registry);
     let (vstdout, vstderr, vcode) = run(vg, work.path());
     assert_eq!(
         vcode,

@@ -11,8 +11,10 @@
  * rules.toml, bad-rules.toml, and an empty directory root/.
  *
  * When ENVID_TEST_LOOKUP_URL is set (the harness starts the reference
- * environment service on loopback with testdata/registry.toml), the lookup
- * client is tested against it.
+ * environment service on loopback with a copy of testdata/registry.toml), the
+ * lookup client and the replica are tested against it. ENVID_TEST_REGISTRY
+ * names that copy: the replica test rewrites it (then restores it) to make
+ * the service publish changes.
  *
  * With "invalid-value" (the harness then sets ENVID_IP to garbage) it only
  * checks that envid_current fails with ENVID_INVALID_VALUE, every time.
@@ -20,12 +22,15 @@
  * Prints one line per failed check and a final "N passed, M failed"; exits 1
  * when anything failed.
  */
+#define _POSIX_C_SOURCE 200809L /* nanosleep */
+
 #include "envid.h"
 
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static int passed = 0;
 static int failed = 0;
@@ -782,6 +787,72 @@ static void test_replica(const char *url, const char *dir) {
     free(cache);
 }
 
+/* Replaces a file the way a deploy would: the service never reads half of it. */
+static int write_file_atomic(const char *path, const char *text) {
+    size_t n = strlen(path) + 5;
+    char *tmp = malloc(n);
+    snprintf(tmp, n, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    int ok = f != NULL && fputs(text, f) >= 0;
+    if (f != NULL && fclose(f) != 0) {
+        ok = 0;
+    }
+    ok = ok && rename(tmp, path) == 0;
+    free(tmp);
+    return ok;
+}
+
+/* Polls the replica (up to 10 s) until `ip` gives `want`, with `needle` in
+   the record when given. */
+static int replica_until(envid_replica *r, const char *ip, envid_result want, const char *needle) {
+    for (int i = 0; i < 500; i++) {
+        char *json = NULL;
+        envid_result rc = envid_replica_lookup(r, ip, &json);
+        int ok = rc == want && (needle == NULL || contains(json, needle));
+        envid_string_free(json);
+        if (ok) {
+            return 1;
+        }
+        struct timespec pause = {0, 20 * 1000 * 1000};
+        nanosleep(&pause, NULL);
+    }
+    return 0;
+}
+
+/* The service's registry changes while a replica runs: the replica follows
+   by deltas (a new record, then its removal), with no new snapshot. */
+static void test_replica_follows_deltas(const char *url, const char *registry) {
+    char *original = read_file(registry);
+    CHECK(original != NULL);
+    envid_replica *r = original == NULL ? NULL : replica_from(url, NULL, ENVID_OK);
+    if (r == NULL) {
+        free(original);
+        return;
+    }
+    envid_replica_stats before, after;
+    CHECK_RC(envid_replica_get_stats(r, &before), ENVID_OK);
+    char *json = NULL;
+    CHECK_RC(envid_replica_lookup(r, "192.0.2.77", &json), ENVID_NOT_FOUND);
+    const char *record =
+        "\n[[records]]\nip = \"192.0.2.77\"\napp = \"c-delta\"\nenv = \"beta\"\nidc = \"cn0\"\n";
+    size_t n = strlen(original) + strlen(record) + 1;
+    char *changed = malloc(n);
+    snprintf(changed, n, "%s%s", original, record);
+    CHECK(write_file_atomic(registry, changed));
+    CHECK(replica_until(r, "192.0.2.77", ENVID_OK, "\"app\":\"c-delta\""));
+    CHECK(write_file_atomic(registry, original));
+    CHECK(replica_until(r, "192.0.2.77", ENVID_NOT_FOUND, NULL));
+    CHECK_RC(envid_replica_get_stats(r, &after), ENVID_OK);
+    CHECK(after.version >= before.version + 2);
+    CHECK(after.deltas >= before.deltas + 2);
+    CHECK(after.snapshots == before.snapshots);
+    CHECK(after.records == before.records);
+    CHECK(after.sync_errors == before.sync_errors);
+    envid_replica_free(r);
+    free(changed);
+    free(original);
+}
+
 static void test_invalid_value(void) {
     for (int i = 0; i < 2; i++) { /* a failed load is not cached */
         const envid_environment *env = NULL;
@@ -832,6 +903,11 @@ int main(int argc, char **argv) {
     if (url != NULL) {
         test_lookup(url);
         test_replica(url, dir);
+        const char *registry = getenv("ENVID_TEST_REGISTRY");
+        CHECK(registry != NULL);
+        if (registry != NULL) {
+            test_replica_follows_deltas(url, registry);
+        }
     } else {
         printf("ENVID_TEST_LOOKUP_URL not set: lookup client not tested\n");
         failed++;

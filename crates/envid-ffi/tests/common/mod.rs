@@ -155,6 +155,20 @@ impl Service {
         }
     }
 
+    /// Serves `registry` (a file the test may change), noticing changes
+    /// every 50 ms.
+    pub fn start_with(registry: &Path) -> Service {
+        let handle = envid_server::spawn(envid_server::Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            reload_interval: std::time::Duration::from_millis(50),
+            ..envid_server::Config::new(registry)
+        })
+        .expect("the reference service starts");
+        Service {
+            handle: Some(handle),
+        }
+    }
+
     /// `http://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         self.handle.as_ref().unwrap().base_url()
