@@ -343,8 +343,15 @@ fn java_binding_agrees_with_rust() {
         eprintln!("!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!");
         return;
     }
-    let service = common::Service::start();
     let work = tempfile::tempdir().unwrap();
+    // A copy the harness rewrites (and restores) to make deltas.
+    let registry = work.path().join("registry.toml");
+    std::fs::copy(
+        common::repo_root().join("testdata/registry.toml"),
+        &registry,
+    )
+    .unwrap();
+    let service = common::Service::start_with(&registry);
     common::write_fixtures(work.path());
     write_lookups(work.path(), &service.url());
     let cases = write_cases(work.path());
@@ -352,7 +359,10 @@ fn java_binding_agrees_with_rust() {
     let classes = compile(work.path());
 
     let mut main = java(&classes, "io.envid.EnvidTest");
-    main.arg(work.path()).arg("all").arg(service.url());
+    main.arg(work.path())
+        .arg("all")
+        .arg(service.url())
+        .arg(&registry);
     let (passed, _) = run_checked(main, "EnvidTest");
     assert!(passed > 100, "only {passed} checks ran");
     eprintln!("Java: {passed} passed, 0 failed ({cases} descriptor cases)");

@@ -556,9 +556,55 @@ public final class EnvidTest {
                 () -> Replica.builder().endpoint("ftp://example").build());
     }
 
+    /** Replaces a file the way a deploy would: the service never reads half of it. */
+    static void replaceFile(Path path, String text) throws Exception {
+        Path tmp = path.resolveSibling(path.getFileName() + ".tmp");
+        Files.writeString(tmp, text);
+        Files.move(tmp, path, java.nio.file.StandardCopyOption.ATOMIC_MOVE,
+                java.nio.file.StandardCopyOption.REPLACE_EXISTING);
+    }
+
+    /** Polls (up to 10 s) until the replica's answer for ip passes the test. */
+    static boolean replicaUntil(Replica r, String ip, java.util.function.Predicate<Optional<HostRecord>> ok)
+            throws InterruptedException {
+        for (int i = 0; i < 500; i++) {
+            if (ok.test(r.lookup(ip))) {
+                return true;
+            }
+            Thread.sleep(20);
+        }
+        return false;
+    }
+
+    /**
+     * The service's registry file changes while a replica runs: the replica
+     * follows by deltas (a new record, then its removal), no new snapshot.
+     */
+    static void testReplicaDeltas(String url, Path registry) throws Exception {
+        String original = Files.readString(registry);
+        try (Replica r = Replica.builder().endpoint(url).requestTimeout(java.time.Duration.ofSeconds(2)).build()) {
+            Replica.Stats before = r.stats();
+            checkEq(r.lookup("192.0.2.78"), Optional.empty(), "not yet registered");
+            replaceFile(registry, original
+                    + "\n[[records]]\nip = \"192.0.2.78\"\napp = \"java-delta\"\nenv = \"beta\"\nidc = \"cn0\"\n");
+            check(replicaUntil(r, "192.0.2.78", rec -> rec.flatMap(HostRecord::getApp).equals(Optional.of("java-delta"))),
+                    "the added record reaches the replica");
+            replaceFile(registry, original);
+            check(replicaUntil(r, "192.0.2.78", Optional::isEmpty), "the removed record leaves the replica");
+            Replica.Stats after = r.stats();
+            check(after.getVersion() >= before.getVersion() + 2, "versions: " + before + " -> " + after);
+            check(after.getDeltas() >= before.getDeltas() + 2, "deltas: " + before + " -> " + after);
+            checkEq(after.getSnapshots(), before.getSnapshots(), "no new snapshot");
+            checkEq(after.getRecords(), before.getRecords(), "records back to the start");
+            checkEq(after.getSyncErrors(), before.getSyncErrors(), "no sync error");
+        } finally {
+            replaceFile(registry, original);
+        }
+    }
+
     public static void main(String[] args) throws Exception {
         if (args.length < 1) {
-            System.err.println("usage: EnvidTest WORKDIR [MODE [LOOKUP_URL]]");
+            System.err.println("usage: EnvidTest WORKDIR [MODE [LOOKUP_URL [REGISTRY]]]");
             System.exit(2);
         }
         Path work = Paths.get(args[0]);
@@ -578,6 +624,11 @@ public final class EnvidTest {
                 if (args.length > 2) {
                     testLookups(work, args[2]);
                     testReplica(work, args[2]);
+                    if (args.length > 3) {
+                        testReplicaDeltas(args[2], Paths.get(args[3]));
+                    } else {
+                        check(false, "no REGISTRY given: replica deltas were not tested");
+                    }
                 } else {
                     check(false, "no LOOKUP_URL given: the lookup client was not tested");
                 }
