@@ -66,14 +66,7 @@ fn run_args(mut cmd: Command) -> (String, String, Option<i32>) {
 #[test]
 fn c_program_passes() {
     let work = tempfile::tempdir().unwrap();
-    // A copy the C program rewrites (and restores) to make deltas.
-    let registry = work.path().join("registry.toml");
-    std::fs::copy(
-        common::repo_root().join("testdata/registry.toml"),
-        &registry,
-    )
-    .unwrap();
-    let service = common::Service::start_with(&registry);
+    let (service, registry) = common::Service::start_on_copy(work.path());
     common::write_fixtures(work.path());
     let exe = build(work.path(), "test_envid.c");
 

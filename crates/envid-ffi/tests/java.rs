@@ -9,8 +9,9 @@
 //! `Rules` explain; Java must agree field by field.
 //!
 //! Lookups go to the real reference service (`envid_server::spawn` on
-//! 127.0.0.1, `testdata/registry.toml`); the Rust client's answers for the
-//! same IPs are the expectation.
+//! 127.0.0.1, a copy of `testdata/registry.toml`); the Rust client's answers
+//! for the same IPs are the expectation. The replica test rewrites the copy
+//! (then restores it) to see deltas arrive.
 //!
 //! Skipped, loudly, when `javac` is not installed (CI installs JDK 17).
 
@@ -344,14 +345,7 @@ fn java_binding_agrees_with_rust() {
         return;
     }
     let work = tempfile::tempdir().unwrap();
-    // A copy the harness rewrites (and restores) to make deltas.
-    let registry = work.path().join("registry.toml");
-    std::fs::copy(
-        common::repo_root().join("testdata/registry.toml"),
-        &registry,
-    )
-    .unwrap();
-    let service = common::Service::start_with(&registry);
+    let (service, registry) = common::Service::start_on_copy(work.path());
     common::write_fixtures(work.path());
     write_lookups(work.path(), &service.url());
     let cases = write_cases(work.path());

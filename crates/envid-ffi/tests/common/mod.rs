@@ -155,18 +155,22 @@ impl Service {
         }
     }
 
-    /// Serves `registry` (a file the test may change), noticing changes
-    /// every 50 ms.
-    pub fn start_with(registry: &Path) -> Service {
+    /// Serves a copy of `testdata/registry.toml` in `dir`, noticing changes
+    /// to it every 50 ms: tests rewrite the copy (then restore it) to make
+    /// the service publish deltas. Returns the copy's path too.
+    pub fn start_on_copy(dir: &Path) -> (Service, PathBuf) {
+        let registry = dir.join("registry.toml");
+        std::fs::copy(repo_root().join("testdata/registry.toml"), &registry).unwrap();
         let handle = envid_server::spawn(envid_server::Config {
             listen: "127.0.0.1:0".parse().unwrap(),
             reload_interval: std::time::Duration::from_millis(50),
-            ..envid_server::Config::new(registry)
+            ..envid_server::Config::new(&registry)
         })
         .expect("the reference service starts");
-        Service {
+        let service = Service {
             handle: Some(handle),
-        }
+        };
+        (service, registry)
     }
 
     /// `http://127.0.0.1:PORT`.
