@@ -152,6 +152,7 @@ fn string_array_arg(
     env: &mut Env<'_>,
     array: &JObjectArray<'_, JString<'_>>,
     what: &'static str,
+    element: &'static str,
 ) -> JResult<Vec<String>> {
     if array.is_null() {
         return Err(Fail::null(what).into());
@@ -159,22 +160,29 @@ fn string_array_arg(
     let mut out = Vec::new();
     for i in 0..array.len(env)? {
         let s = array.get_element(env, i)?;
-        out.push(string_arg(env, &s, "ip")?);
+        out.push(string_arg(env, &s, element)?);
         env.delete_local_ref(s);
     }
     Ok(out)
 }
 
-/// A Java string argument that may be null (→ `None`).
+/// A Java string that may be null (then `None`).
+fn opt_string_arg(env: &Env<'_>, s: &JString<'_>) -> JResult<Option<String>> {
+    if s.is_null() {
+        return Ok(None);
+    }
+    Ok(Some(s.try_to_string(env)?))
+}
+
+/// A path argument that may be null (then `None`) but not empty.
 fn opt_path(
     env: &Env<'_>,
     s: &JString<'_>,
     what: &'static str,
 ) -> JResult<Option<std::path::PathBuf>> {
-    if s.is_null() {
+    let Some(v) = opt_string_arg(env, s)? else {
         return Ok(None);
-    }
-    let v = s.try_to_string(env)?;
+    };
     if v.is_empty() {
         return Err(Fail::invalid(format!("{what} must not be empty")).into());
     }
@@ -472,20 +480,8 @@ pub extern "system" fn Java_io_envid_Native_lookupNew<'local>(
 ) -> jlong {
     unowned
         .with_env(|env| -> JResult<jlong> {
-            if endpoints.is_null() {
-                return Err(Fail::null("endpoints").into());
-            }
-            let mut urls = Vec::new();
-            for i in 0..endpoints.len(env)? {
-                let s = endpoints.get_element(env, i)?;
-                urls.push(string_arg(env, &s, "endpoint")?);
-                env.delete_local_ref(s);
-            }
-            let token = if token.is_null() {
-                None
-            } else {
-                Some(token.try_to_string(env)?)
-            };
+            let urls = string_array_arg(env, &endpoints, "endpoints", "endpoint")?;
+            let token = opt_string_arg(env, &token)?;
             let opts = envid_lookup_options::from_parts(
                 urls,
                 token,
@@ -605,7 +601,7 @@ pub extern "system" fn Java_io_envid_Native_lookupMany<'local>(
         .with_env(
             |env| -> JResult<JObjectArray<'local, JObjectArray<'local, JString<'local>>>> {
                 let c = client_handle(handle)?;
-                let texts = string_array_arg(env, &ips, "ips")?;
+                let texts = string_array_arg(env, &ips, "ips", "ip")?;
                 let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
                 let answers = c.lookup_many(&refs)?;
                 let failed: Vec<(&str, &Fail)> = refs
@@ -657,7 +653,7 @@ pub extern "system" fn Java_io_envid_Native_lookupEach<'local>(
     unowned
         .with_env(|env| -> JResult<JObjectArray<'local, JObject<'local>>> {
             let c = client_handle(handle)?;
-            let texts = string_array_arg(env, &ips, "ips")?;
+            let texts = string_array_arg(env, &ips, "ips", "ip")?;
             let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
             let answers = c.lookup_each(&refs);
             let out = JObjectArray::<JObject>::new(env, answers.len(), JObject::null())?;
@@ -720,25 +716,9 @@ pub extern "system" fn Java_io_envid_Native_replicaNew<'local>(
 ) -> jlong {
     unowned
         .with_env(|env| -> JResult<jlong> {
-            if endpoints.is_null() {
-                return Err(Fail::null("endpoints").into());
-            }
-            let mut urls = Vec::new();
-            for i in 0..endpoints.len(env)? {
-                let s = endpoints.get_element(env, i)?;
-                urls.push(string_arg(env, &s, "endpoint")?);
-                env.delete_local_ref(s);
-            }
-            let token = if token.is_null() {
-                None
-            } else {
-                Some(token.try_to_string(env)?)
-            };
-            let cache_file = if cache_file.is_null() {
-                None
-            } else {
-                Some(string_arg(env, &cache_file, "cacheFile")?)
-            };
+            let urls = string_array_arg(env, &endpoints, "endpoints", "endpoint")?;
+            let token = opt_string_arg(env, &token)?;
+            let cache_file = opt_string_arg(env, &cache_file)?;
             let opts = envid_lookup_options::from_parts(
                 urls,
                 token,

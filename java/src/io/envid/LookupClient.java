@@ -1,6 +1,5 @@
 package io.envid;
 
-import java.lang.ref.Reference;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Collection;
@@ -8,7 +7,6 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
-import java.util.concurrent.locks.ReentrantReadWriteLock;
 
 /**
  * The IP-to-environment lookup client, for servers that see a client IP and
@@ -29,31 +27,10 @@ import java.util.concurrent.locks.ReentrantReadWriteLock;
  * }</pre>
  */
 public final class LookupClient implements AutoCloseable {
-    /** Owns the native handle; shared with the cleaner, freed exactly once. */
-    private static final class State implements Runnable {
-        private long handle;
-
-        State(long handle) {
-            this.handle = handle;
-        }
-
-        @Override
-        public synchronized void run() {
-            if (handle != 0) {
-                Native.lookupFree(handle);
-                handle = 0;
-            }
-        }
-    }
-
-    private final State state;
-    private final java.lang.ref.Cleaner.Cleanable cleanable;
-    /** Lookups hold the read lock; close() takes the write lock. */
-    private final ReentrantReadWriteLock lock = new ReentrantReadWriteLock();
+    private final OwnedHandle handle;
 
     private LookupClient(long handle) {
-        this.state = new State(handle);
-        this.cleanable = Native.CLEANER.register(this, state);
+        this.handle = new OwnedHandle(handle, Native::lookupFree);
     }
 
     /** A builder; add at least one endpoint. */
@@ -125,31 +102,17 @@ public final class LookupClient implements AutoCloseable {
             return this;
         }
 
-        private static long ms(Duration d) {
-            if (d == null) {
-                return 0;
-            }
-            if (d.isNegative() || d.isZero()) {
-                throw new EnvidException(EnvidException.Kind.INVALID_INPUT, "durations must be positive: " + d);
-            }
-            return Math.max(1, d.toMillis());
-        }
-
         /**
          * The client (no request is made yet).
          *
          * @throws EnvidException of kind {@code INVALID_INPUT} without endpoints or with a bad one
          */
         public LookupClient build() {
-            long h = Native.lookupNew(endpoints.toArray(new String[0]), token, ms(connectTimeout),
-                    ms(requestTimeout), ms(ttl), ms(negativeTtl), ms(maxStale), maxRetries);
+            long h = Native.lookupNew(endpoints.toArray(new String[0]), token,
+                    Native.millis(connectTimeout), Native.millis(requestTimeout), Native.millis(ttl),
+                    Native.millis(negativeTtl), Native.millis(maxStale), maxRetries);
             return new LookupClient(h);
         }
-    }
-
-    private long handle() {
-        // Read under the read lock: close() clears it under the write lock.
-        return state.handle;
     }
 
     /**
@@ -163,14 +126,8 @@ public final class LookupClient implements AutoCloseable {
         if (ip == null) {
             throw new EnvidException(EnvidException.Kind.NULL_PARAMETER, "ip must not be null");
         }
-        lock.readLock().lock();
-        try {
-            String[] r = Native.lookup(handle(), ip);
-            return r == null ? Optional.empty() : Optional.of(new HostRecord(r));
-        } finally {
-            lock.readLock().unlock();
-            Reference.reachabilityFence(this);
-        }
+        String[] r = handle.call(h -> Native.lookup(h, ip));
+        return r == null ? Optional.empty() : Optional.of(new HostRecord(r));
     }
 
     /**
@@ -184,14 +141,7 @@ public final class LookupClient implements AutoCloseable {
      */
     public Map<String, Optional<HostRecord>> lookupMany(Collection<String> ips) {
         String[] in = ipArray(ips);
-        Object[] out;
-        lock.readLock().lock();
-        try {
-            out = Native.lookupMany(handle(), in);
-        } finally {
-            lock.readLock().unlock();
-            Reference.reachabilityFence(this);
-        }
+        Object[] out = handle.call(h -> Native.lookupMany(h, in));
         Map<String, Optional<HostRecord>> m = new LinkedHashMap<>();
         for (int i = 0; i < in.length; i++) {
             m.put(in[i], out[i] == null ? Optional.empty() : Optional.of(new HostRecord((String[]) out[i])));
@@ -211,14 +161,7 @@ public final class LookupClient implements AutoCloseable {
      */
     public Map<String, LookupResult> lookupEach(Collection<String> ips) {
         String[] in = ipArray(ips);
-        Object[] out;
-        lock.readLock().lock();
-        try {
-            out = Native.lookupEach(handle(), in);
-        } finally {
-            lock.readLock().unlock();
-            Reference.reachabilityFence(this);
-        }
+        Object[] out = handle.call(h -> Native.lookupEach(h, in));
         Map<String, LookupResult> m = new LinkedHashMap<>();
         for (int i = 0; i < in.length; i++) {
             Object o = out[i];
@@ -244,25 +187,14 @@ public final class LookupClient implements AutoCloseable {
 
     /** The client's counters. */
     public Stats stats() {
-        lock.readLock().lock();
-        try {
-            long[] s = Native.lookupStats(handle());
-            return new Stats(s[0], s[1], s[2], s[3], s[4]);
-        } finally {
-            lock.readLock().unlock();
-            Reference.reachabilityFence(this);
-        }
+        long[] s = handle.call(Native::lookupStats);
+        return new Stats(s[0], s[1], s[2], s[3], s[4]);
     }
 
     /** Frees the client; waits for calls in progress. Idempotent. */
     @Override
     public void close() {
-        lock.writeLock().lock();
-        try {
-            cleanable.clean();
-        } finally {
-            lock.writeLock().unlock();
-        }
+        handle.close();
     }
 
     /** Counters of a {@link LookupClient}. */

@@ -19,6 +19,17 @@ final class Native {
     /** Frees native objects whose Java owner became unreachable. */
     static final Cleaner CLEANER = Cleaner.create();
 
+    /** A timeout for the native builders: 0 (keep the default) for null, else at least 1 ms. */
+    static long millis(java.time.Duration d) {
+        if (d == null) {
+            return 0;
+        }
+        if (d.isNegative() || d.isZero()) {
+            throw new EnvidException(EnvidException.Kind.INVALID_INPUT, "durations must be positive: " + d);
+        }
+        return Math.max(1, d.toMillis());
+    }
+
     // Field numbers: the C API's envid_field.
     static final int APP = 0;
     static final int ENV = 1;

@@ -1,12 +1,10 @@
 package io.envid;
 
-import java.lang.ref.Reference;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Optional;
-import java.util.concurrent.locks.ReentrantReadWriteLock;
 
 /**
  * The environment service's whole registry in memory, for servers that look
@@ -31,31 +29,10 @@ import java.util.concurrent.locks.ReentrantReadWriteLock;
  * }</pre>
  */
 public final class Replica implements AutoCloseable {
-    /** Owns the native handle; shared with the cleaner, freed exactly once. */
-    private static final class State implements Runnable {
-        private long handle;
-
-        State(long handle) {
-            this.handle = handle;
-        }
-
-        @Override
-        public synchronized void run() {
-            if (handle != 0) {
-                Native.replicaFree(handle);
-                handle = 0;
-            }
-        }
-    }
-
-    private final State state;
-    private final java.lang.ref.Cleaner.Cleanable cleanable;
-    /** Lookups hold the read lock; close() takes the write lock. */
-    private final ReentrantReadWriteLock lock = new ReentrantReadWriteLock();
+    private final OwnedHandle handle;
 
     private Replica(long handle) {
-        this.state = new State(handle);
-        this.cleanable = Native.CLEANER.register(this, state);
+        this.handle = new OwnedHandle(handle, Native::replicaFree);
     }
 
     /** A builder; add at least one endpoint. */
@@ -106,16 +83,6 @@ public final class Replica implements AutoCloseable {
             return this;
         }
 
-        private static long ms(Duration d) {
-            if (d == null) {
-                return 0;
-            }
-            if (d.isNegative() || d.isZero()) {
-                throw new EnvidException(EnvidException.Kind.INVALID_INPUT, "durations must be positive: " + d);
-            }
-            return Math.max(1, d.toMillis());
-        }
-
         /**
          * Fetches the registry (or reads the cache file when the service is
          * unreachable) and starts the sync thread.
@@ -124,8 +91,8 @@ public final class Replica implements AutoCloseable {
          *     {@code LOOKUP_FAILED} when neither the service nor the cache file gave data
          */
         public Replica build() {
-            long h = Native.replicaNew(endpoints.toArray(new String[0]), token, ms(connectTimeout),
-                    ms(requestTimeout), cacheFile);
+            long h = Native.replicaNew(endpoints.toArray(new String[0]), token,
+                    Native.millis(connectTimeout), Native.millis(requestTimeout), cacheFile);
             return new Replica(h);
         }
     }
@@ -140,36 +107,19 @@ public final class Replica implements AutoCloseable {
         if (ip == null) {
             throw new EnvidException(EnvidException.Kind.NULL_PARAMETER, "ip must not be null");
         }
-        lock.readLock().lock();
-        try {
-            String[] r = Native.replicaLookup(state.handle, ip);
-            return r == null ? Optional.empty() : Optional.of(new HostRecord(r));
-        } finally {
-            lock.readLock().unlock();
-            Reference.reachabilityFence(this);
-        }
+        String[] r = handle.call(h -> Native.replicaLookup(h, ip));
+        return r == null ? Optional.empty() : Optional.of(new HostRecord(r));
     }
 
     /** The replica's counters. */
     public Stats stats() {
-        lock.readLock().lock();
-        try {
-            return new Stats(Native.replicaStats(state.handle));
-        } finally {
-            lock.readLock().unlock();
-            Reference.reachabilityFence(this);
-        }
+        return new Stats(handle.call(Native::replicaStats));
     }
 
     /** Stops the sync thread and frees the replica; waits for calls in progress. Idempotent. */
     @Override
     public void close() {
-        lock.writeLock().lock();
-        try {
-            cleanable.clean();
-        } finally {
-            lock.writeLock().unlock();
-        }
+        handle.close();
     }
 
     /** Counters of a {@link Replica}. */
