@@ -434,28 +434,7 @@ public final class EnvidTest {
                     () -> c.lookupEach(java.util.Arrays.asList("10.0.0.5", null)));
 
             // Many threads on one client.
-            AtomicInteger errors = new AtomicInteger();
-            List<Thread> ts = new ArrayList<>();
-            for (int t = 0; t < 16; t++) {
-                final int seed = t;
-                Thread th = new Thread(() -> {
-                    for (int i = 0; i < 300; i++) {
-                        Map<String, String> want = cases.get((seed + i) % cases.size());
-                        Optional<HostRecord> r = c.lookup(want.get("query"));
-                        boolean ok = want.containsKey("unknown") ? r.isEmpty()
-                                : r.isPresent() && r.get().toJson().equals(want.get("json"));
-                        if (!ok) {
-                            errors.incrementAndGet();
-                        }
-                    }
-                });
-                ts.add(th);
-                th.start();
-            }
-            for (Thread th : ts) {
-                th.join();
-            }
-            checkEq(errors.get(), 0, "16 threads of lookups, errors");
+            checkEq(lookupsFromThreads(16, 300, cases, c::lookup), 0, "16 threads of lookups, errors");
         } finally {
             c.close();
         }
@@ -487,6 +466,36 @@ public final class EnvidTest {
         }
     }
 
+    /**
+     * {@code threads} threads each make {@code perThread} lookups of the
+     * cases through {@code lookup}; returns how many answers were wrong.
+     */
+    static int lookupsFromThreads(int threads, int perThread, List<Map<String, String>> cases,
+            java.util.function.Function<String, Optional<HostRecord>> lookup) throws InterruptedException {
+        AtomicInteger errors = new AtomicInteger();
+        List<Thread> ts = new ArrayList<>();
+        for (int t = 0; t < threads; t++) {
+            final int seed = t;
+            Thread th = new Thread(() -> {
+                for (int i = 0; i < perThread; i++) {
+                    Map<String, String> want = cases.get((seed + i) % cases.size());
+                    Optional<HostRecord> got = lookup.apply(want.get("query"));
+                    boolean ok = want.containsKey("unknown") ? got.isEmpty()
+                            : got.isPresent() && got.get().toJson().equals(want.get("json"));
+                    if (!ok) {
+                        errors.incrementAndGet();
+                    }
+                }
+            });
+            ts.add(th);
+            th.start();
+        }
+        for (Thread th : ts) {
+            th.join();
+        }
+        return errors.get();
+    }
+
     static void testReplica(Path work, String url) throws Exception {
         List<Map<String, String>> cases = new ArrayList<>();
         try (var s = Files.list(work.resolve("lookups"))) {
@@ -511,28 +520,7 @@ public final class EnvidTest {
             expectThrows(EnvidException.Kind.INVALID_INPUT, "replica bad IP", () -> r.lookup("10.0.0.300"));
             expectThrows(EnvidException.Kind.NULL_PARAMETER, "replica null IP", () -> r.lookup(null));
 
-            AtomicInteger errors = new AtomicInteger();
-            List<Thread> ts = new ArrayList<>();
-            for (int t = 0; t < 16; t++) {
-                final int seed = t;
-                Thread th = new Thread(() -> {
-                    for (int i = 0; i < 1000; i++) {
-                        Map<String, String> want = cases.get((seed + i) % cases.size());
-                        Optional<HostRecord> got = r.lookup(want.get("query"));
-                        boolean ok = want.containsKey("unknown") ? got.isEmpty()
-                                : got.isPresent() && got.get().toJson().equals(want.get("json"));
-                        if (!ok) {
-                            errors.incrementAndGet();
-                        }
-                    }
-                });
-                ts.add(th);
-                th.start();
-            }
-            for (Thread th : ts) {
-                th.join();
-            }
-            checkEq(errors.get(), 0, "16 threads of replica lookups, errors");
+            checkEq(lookupsFromThreads(16, 1000, cases, r::lookup), 0, "16 threads of replica lookups, errors");
         } finally {
             r.close();
         }
