@@ -164,7 +164,7 @@ pub(crate) async fn serve(
             }
         });
         let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
-        metrics.connections_open.inc();
+        metrics.connection_opened();
         let (metrics, table) = (metrics.clone(), table.clone());
         tokio::spawn(async move {
             let reason = tokio::select! {

@@ -73,7 +73,7 @@ pub(crate) struct Metrics {
     rate_limited: Family<LimitLabels, Counter>,
     long_polls: Gauge,
     registered: Gauge,
-    pub(crate) connections_open: Gauge,
+    connections_open: Gauge,
     connections_closed: Family<ConnLabels, Counter>,
     connections_evicted: Counter,
 }
@@ -189,6 +189,10 @@ impl Metrics {
             connections_closed,
             connections_evicted,
         }
+    }
+
+    pub(crate) fn connection_opened(&self) {
+        self.connections_open.inc();
     }
 
     /// An idle connection is being closed to make room (counted as closed
@@ -380,7 +384,7 @@ async fn shed_load(State(state): State<AppState>, req: Request, next: Next) -> R
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|n| n > state.max_body_bytes as u64) {
-        let mut response = error(
+        return closing(error(
             StatusCode::PAYLOAD_TOO_LARGE,
             "body_too_large",
             format!(
@@ -388,11 +392,7 @@ async fn shed_load(State(state): State<AppState>, req: Request, next: Next) -> R
                 declared.unwrap_or_default(),
                 state.max_body_bytes
             ),
-        );
-        response
-            .headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-        return response;
+        ));
     }
     let path = req.uri().path();
     let exempt = path == "/healthz"
@@ -420,21 +420,24 @@ async fn shed_load(State(state): State<AppState>, req: Request, next: Next) -> R
     // hold an in-flight slot and a connection for as long as the client likes.
     match tokio::time::timeout(limits.request_timeout, next.run(req)).await {
         Ok(response) => response,
-        Err(_) => {
-            let mut response = error(
-                StatusCode::REQUEST_TIMEOUT,
-                "request_timeout",
-                format!(
-                    "the request was not complete within {:?}",
-                    limits.request_timeout
-                ),
-            );
-            response
-                .headers_mut()
-                .insert(header::CONNECTION, HeaderValue::from_static("close"));
-            response
-        }
+        Err(_) => closing(error(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            format!(
+                "the request was not complete within {:?}",
+                limits.request_timeout
+            ),
+        )),
     }
+}
+
+/// Ends the connection after this response: the rest of the request body
+/// was never read, so the connection cannot carry another request.
+fn closing(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
 }
 
 /// A JSON error response: `{"error": {"code": "...", "message": "..."}}`.

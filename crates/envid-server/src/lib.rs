@@ -113,9 +113,9 @@ pub struct Config {
     /// answering, so a burst reaches every replica as one delta (default
     /// 20 ms; zero answers at once).
     pub poll_coalesce: Duration,
-    /// Most TCP connections served at once; past it new connections wait in
-    /// the kernel's accept backlog until one closes. See README.md,
-    /// "Hostile clients".
+    /// Most TCP connections served at once; past it a new connection evicts
+    /// the oldest one with no request in flight, or waits in the kernel's
+    /// accept backlog when every one is busy. See README.md, "Hostile clients".
     pub max_connections: usize,
     /// How long a connection may take to send a request head, counted from
     /// when the service starts waiting for it: a slow (slowloris) sender and
