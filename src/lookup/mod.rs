@@ -69,7 +69,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use quick_cache::sync::{Cache, GuardResult};
+use quick_cache::sync::{Cache, DefaultLifecycle, GuardResult, PlaceholderGuard};
+use quick_cache::{DefaultHashBuilder, UnitWeighter};
 
 pub use breaker::{Admit, Breaker};
 pub use error::LookupError;
@@ -108,6 +109,27 @@ struct Counters {
     stale: AtomicU64,
     requests: AtomicU64,
     errors: AtomicU64,
+}
+
+/// The right to fetch one IP: lookups of it elsewhere wait until it is
+/// filled (or dropped).
+type Placeholder<'a> = PlaceholderGuard<
+    'a,
+    IpAddr,
+    Entry,
+    UnitWeighter,
+    DefaultHashBuilder,
+    DefaultLifecycle<IpAddr, Entry>,
+>;
+
+/// What [`LookupClient::claim`] found for an IP.
+enum Claim<'a> {
+    /// Answered from the cache (a fresh answer, or a remembered failure).
+    Answer(LookupResult),
+    /// Not cached: this caller fetches it.
+    Fetch(Placeholder<'a>),
+    /// Another thread is fetching it and did not finish within the wait.
+    Elsewhere,
 }
 
 /// A cache entry: a fresh answer, or a recent failure.
@@ -331,45 +353,69 @@ impl LookupClient {
     /// The environment of `ip`: `Ok(None)` when the service does not know it.
     pub fn lookup(&self, ip: IpAddr) -> LookupResult {
         let ip = canonical(ip);
+        match self.claim(ip, None) {
+            Claim::Answer(answer) => answer,
+            Claim::Fetch(guard) => {
+                let outcome = self.fetch(|endpoint| self.transport.get_host(endpoint, ip));
+                self.settle(ip, guard, outcome, Instant::now())
+            }
+            Claim::Elsewhere => unreachable!("no timeout was given"),
+        }
+    }
+
+    /// A cached answer for `ip`, or the right to fetch it (the cache's
+    /// placeholder: other lookups of `ip` wait for it), or, when another
+    /// thread holds that right past `wait`, `Elsewhere`.
+    fn claim(&self, ip: IpAddr, wait: Option<Duration>) -> Claim<'_> {
         loop {
-            match self.fresh.get_value_or_guard(&ip, None) {
+            match self.fresh.get_value_or_guard(&ip, wait) {
                 GuardResult::Value(entry) => {
                     if Instant::now() < entry.expires {
-                        return match entry.outcome {
+                        return Claim::Answer(match entry.outcome {
                             Ok(answer) => {
                                 self.counters.hits.fetch_add(1, Ordering::Relaxed);
                                 Ok(answer)
                             }
                             // A remembered failure: stale if possible, else the error.
                             Err(e) => self.stale_or(ip, e),
-                        };
+                        });
                     }
                     // Expired: drop exactly this entry, then race for the guard.
                     self.fresh.remove_if(&ip, |v| v.expires == entry.expires);
                 }
                 GuardResult::Guard(guard) => {
                     self.counters.misses.fetch_add(1, Ordering::Relaxed);
-                    let outcome = self.fetch(|endpoint| self.transport.get_host(endpoint, ip));
-                    let now = Instant::now();
-                    return match outcome {
-                        Ok(answer) => {
-                            self.remember(ip, &answer, now);
-                            let _ = guard.insert(Entry {
-                                outcome: Ok(answer.clone()),
-                                expires: now + self.ttl_of(&answer),
-                            });
-                            Ok(answer)
-                        }
-                        Err(e) => {
-                            let _ = guard.insert(Entry {
-                                outcome: Err(e.clone()),
-                                expires: now + self.policy.error_ttl,
-                            });
-                            self.stale_or(ip, e)
-                        }
-                    };
+                    return Claim::Fetch(guard);
                 }
-                GuardResult::Timeout => unreachable!("no timeout was given"),
+                GuardResult::Timeout => return Claim::Elsewhere,
+            }
+        }
+    }
+
+    /// Caches what a fetch of `ip` gave (a failure for `error_ttl`) and
+    /// returns the answer: on failure, the stale one if any.
+    fn settle(
+        &self,
+        ip: IpAddr,
+        guard: Placeholder<'_>,
+        outcome: LookupResult,
+        now: Instant,
+    ) -> LookupResult {
+        match outcome {
+            Ok(answer) => {
+                self.remember(ip, &answer, now);
+                let _ = guard.insert(Entry {
+                    outcome: Ok(answer.clone()),
+                    expires: now + self.ttl_of(&answer),
+                });
+                Ok(answer)
+            }
+            Err(e) => {
+                let _ = guard.insert(Entry {
+                    outcome: Err(e.clone()),
+                    expires: now + self.policy.error_ttl,
+                });
+                self.stale_or(ip, e)
             }
         }
     }
@@ -384,7 +430,6 @@ impl LookupClient {
     /// the batch but waited for once the batch is done (never while holding
     /// claims, so two batches cannot wait on each other).
     pub fn lookup_many(&self, ips: &[IpAddr]) -> Vec<LookupResult> {
-        let now = Instant::now();
         let mut answers: HashMap<IpAddr, LookupResult> = HashMap::with_capacity(ips.len());
         let mut claimed = Vec::new();
         let mut elsewhere: Vec<IpAddr> = Vec::new();
@@ -394,30 +439,12 @@ impl LookupClient {
             if !seen.insert(ip) {
                 continue;
             }
-            loop {
-                match self.fresh.get_value_or_guard(&ip, Some(Duration::ZERO)) {
-                    GuardResult::Value(entry) if now < entry.expires => {
-                        let answer = match entry.outcome {
-                            Ok(answer) => {
-                                self.counters.hits.fetch_add(1, Ordering::Relaxed);
-                                Ok(answer)
-                            }
-                            Err(e) => self.stale_or(ip, e),
-                        };
-                        answers.insert(ip, answer);
-                    }
-                    GuardResult::Value(entry) => {
-                        // Expired: drop exactly this entry, then claim it.
-                        self.fresh.remove_if(&ip, |v| v.expires == entry.expires);
-                        continue;
-                    }
-                    GuardResult::Guard(guard) => {
-                        self.counters.misses.fetch_add(1, Ordering::Relaxed);
-                        claimed.push((ip, guard));
-                    }
-                    GuardResult::Timeout => elsewhere.push(ip),
+            match self.claim(ip, Some(Duration::ZERO)) {
+                Claim::Answer(answer) => {
+                    answers.insert(ip, answer);
                 }
-                break;
+                Claim::Fetch(guard) => claimed.push((ip, guard)),
+                Claim::Elsewhere => elsewhere.push(ip),
             }
         }
         let mut claimed = claimed.into_iter();
@@ -429,27 +456,12 @@ impl LookupClient {
             let batch_ips: Vec<IpAddr> = chunk.iter().map(|(ip, _)| *ip).collect();
             let outcome = self.fetch(|endpoint| self.transport.lookup_batch(endpoint, &batch_ips));
             let now = Instant::now();
-            match outcome {
-                Ok(mut batch) => {
-                    for (ip, guard) in chunk {
-                        let answer = batch.remove(&ip).flatten();
-                        self.remember(ip, &answer, now);
-                        let _ = guard.insert(Entry {
-                            outcome: Ok(answer.clone()),
-                            expires: now + self.ttl_of(&answer),
-                        });
-                        answers.insert(ip, Ok(answer));
-                    }
-                }
-                Err(e) => {
-                    for (ip, guard) in chunk {
-                        let _ = guard.insert(Entry {
-                            outcome: Err(e.clone()),
-                            expires: now + self.policy.error_ttl,
-                        });
-                        answers.insert(ip, self.stale_or(ip, e.clone()));
-                    }
-                }
+            for (ip, guard) in chunk {
+                let one = match &outcome {
+                    Ok(batch) => Ok(batch.get(&ip).cloned().flatten()),
+                    Err(e) => Err(e.clone()),
+                };
+                answers.insert(ip, self.settle(ip, guard, one, now));
             }
         }
         for ip in elsewhere {
