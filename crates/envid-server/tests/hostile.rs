@@ -260,10 +260,15 @@ fn ten_thousand_connections_are_bounded_and_others_still_served() {
         flood.len(),
         t0.elapsed()
     );
-    // While the flood's sockets are held open, idle, others are served at
-    // once: each new connection evicts the oldest idle one.
+    // While the flood's sockets are held open, idle, others are served: each
+    // new connection evicts the oldest idle one. The bound is the kernel's,
+    // not the service's: flood handshakes the kernel completed but the
+    // service has not accepted yet can fill the listen queue, and Linux then
+    // drops a good client's SYN, which it retransmits 1 s and 3 s later
+    // (measured here: ~0.5 ms usually, ~1 s and, on a loaded 2-core CI
+    // machine, 2.03 s when the first SYN was dropped).
     for _ in 0..10 {
-        good_lookup_within(a, Duration::from_secs(2));
+        good_lookup_within(a, SYN_RETRANSMITS);
     }
     let m = metrics_text(a);
     let open = metric(&m, "envid_connections_open").unwrap();
@@ -276,8 +281,11 @@ fn ten_thousand_connections_are_bounded_and_others_still_served() {
     if flood.len() > CAP {
         assert!(evicted > 0.0, "a flood past the cap evicted nothing");
     }
+    // Closing the flood completes the handshakes still half-open on the
+    // service's side (a FIN carries the ACK), so thousands of connections
+    // rush the listen queue at once: the case that dropped SYNs above.
     drop(flood);
-    good_lookup_within(a, Duration::from_secs(2));
+    good_lookup_within(a, SYN_RETRANSMITS);
     // Closed by their peers, or (a connect that timed out on our side after
     // the kernel completed it) by the header timeout.
     wait_until(
@@ -285,7 +293,16 @@ fn ten_thousand_connections_are_bounded_and_others_still_served() {
         Duration::from_secs(8),
         || metric(&metrics_text(a), "envid_connections_open").unwrap_or(f64::MAX) <= 1.0,
     );
+    // Once the flood has drained, nothing stands in a good client's way.
+    good_lookup_within(a, Duration::from_secs(2));
 }
+
+/// A good client's bound while a flood can overflow the kernel's listen
+/// queue: its SYN may be dropped twice (retransmitted at 1 s and 3 s) before
+/// it is queued, and then it waits for the service to accept what is ahead of
+/// it. Time, not correctness, is what a dropped SYN costs; a refused or
+/// wrong answer still fails at once.
+const SYN_RETRANSMITS: Duration = Duration::from_secs(7);
 
 #[test]
 fn garbage_bytes_are_refused_and_the_service_keeps_serving() {
