@@ -231,8 +231,8 @@ fn service_version(addr: std::net::SocketAddr) -> u64 {
 /// Pure apply (no network): decode a 1,000-upsert delta, and apply it to a
 /// copy of the 11,116-record view.
 fn apply_benches(c: &mut Criterion, replica: &Replica) {
-    use envid::lookup::replica::internals;
-    use envid::registry::{RegistryDelta, RegistrySnapshot};
+    use envid::fuzzing::fuzz_view as internals;
+    use envid::protocol::{RegistryDelta, RegistrySnapshot};
     let view = replica.view();
     let records: Vec<_> = view.records().map(|r| (**r).clone()).collect();
     let base = internals::from_snapshot(RegistrySnapshot {

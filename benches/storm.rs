@@ -30,7 +30,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use envid::lookup::{HttpSettings, LookupClient, Registrar, Registration, Replica};
-use envid::registry::HostRecord;
+use envid::protocol::HostRecord;
 
 const SERVERS: usize = 50;
 const STARTS_PER_WAVE: usize = 50;

@@ -62,14 +62,17 @@ impl Location {
 /// The line starts of one text, for files that report a location per
 /// record: each lookup is a binary search plus a scan of one line, where
 /// [`Location::at`] scans from the start of the file (quadratic over
-/// thousands of records).
-pub(crate) struct LineIndex<'a> {
+/// thousands of records). Public because the reference service locates
+/// problems in its own files (the registry) the same way.
+#[derive(Debug)]
+pub struct LineIndex<'a> {
     text: &'a str,
     line_starts: Vec<usize>,
 }
 
 impl<'a> LineIndex<'a> {
-    pub(crate) fn new(text: &'a str) -> Self {
+    /// Indexes the line starts of `text`.
+    pub fn new(text: &'a str) -> Self {
         let line_starts = std::iter::once(0)
             .chain(text.match_indices('\n').map(|(i, _)| i + 1))
             .collect();
@@ -77,7 +80,7 @@ impl<'a> LineIndex<'a> {
     }
 
     /// Same answer as [`Location::at`] for the same text and offset.
-    pub(crate) fn at(&self, offset: usize) -> Location {
+    pub fn at(&self, offset: usize) -> Location {
         let mut offset = offset.min(self.text.len());
         while !self.text.is_char_boundary(offset) {
             offset -= 1;
@@ -269,3 +272,31 @@ impl fmt::Display for Unidentified {
 }
 
 impl std::error::Error for Unidentified {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn location_counts_lines_and_chars() {
+        let text = "a\nbé c\nd";
+        assert_eq!(Location::at(text, 0), Location { line: 1, column: 1 });
+        assert_eq!(Location::at(text, 2), Location { line: 2, column: 1 });
+        assert_eq!(Location::at(text, 5), Location { line: 2, column: 3 });
+        assert_eq!(Location::at(text, 100), Location { line: 3, column: 2 });
+    }
+
+    #[test]
+    fn line_index_agrees_with_location_at_everywhere() {
+        for text in ["", "\n", "a\nbé c\nd", "\n\nxé\n", "日本\n語\r\nz"] {
+            let lines = LineIndex::new(text);
+            for offset in 0..=text.len() + 2 {
+                assert_eq!(
+                    lines.at(offset),
+                    Location::at(text, offset),
+                    "{text:?} @ {offset}"
+                );
+            }
+        }
+    }
+}

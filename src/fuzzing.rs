@@ -1,7 +1,9 @@
 //! Entry points shared by the `cargo fuzz` targets (`fuzz/`) and the corpus
 //! replay test (`tests/fuzz_corpus.rs`), so every corpus file and every crash
 //! the fuzzer ever found runs through exactly the same code in plain
-//! `cargo test` on stable. Not a public API.
+//! `cargo test` on stable. Compiled only with the `fuzzing` feature: not an
+//! API. The registry-file and registration-body targets live beside their
+//! parsers, in `envid_server::fuzzing`.
 //!
 //! Each function must never panic, whatever the bytes, and checks the
 //! invariants that hold for every input (errors carry a problem with an
@@ -14,9 +16,7 @@ use crate::descriptor::{self, Format};
 use crate::detect;
 use crate::error::Location;
 use crate::hostname::Rules;
-#[cfg(feature = "lookup")]
-use crate::lookup::replica::internals as fuzz_view;
-use crate::registry::{self, HostRecord, LookupRequest, LookupResponse, PrefixTable};
+use crate::protocol::{HostRecord, LookupRequest, LookupResponse};
 
 /// A fuzz entry point.
 pub type Entry = fn(&[u8]);
@@ -29,10 +29,8 @@ pub const TARGETS: &[(&str, Entry)] = &[
     ("rules", rules),
     ("cgroup", cgroup),
     ("mountinfo", mountinfo),
-    ("registry", registry_file),
     ("lookup_request", lookup_request),
     ("lookup_response", lookup_response),
-    ("registration_request", registration_request),
     #[cfg(feature = "lookup")]
     ("registry_sync", registry_sync),
 ];
@@ -124,31 +122,6 @@ pub fn mountinfo(data: &[u8]) {
     }
 }
 
-/// The registry file parser, then a prefix table of what it accepted.
-pub fn registry_file(data: &[u8]) {
-    let Ok(text) = std::str::from_utf8(data) else {
-        return;
-    };
-    match registry::parse_registry(text, Path::new("fuzz.toml")) {
-        Ok(records) => {
-            let mut table = PrefixTable::new();
-            for r in &records {
-                let key = r.key().expect("accepted records have a key");
-                table.insert(key, r.clone());
-            }
-            for r in &records {
-                if let Some(ip) = r.ip {
-                    assert!(table.lookup(ip).is_some());
-                }
-            }
-            let _ = table.lookup(IpAddr::from([10, 0, 0, 1]));
-        }
-        Err(e) => {
-            let _ = e.to_string();
-        }
-    }
-}
-
 /// The service's request body: JSON, then each IP.
 pub fn lookup_request(data: &[u8]) {
     if let Ok(req) = serde_json::from_slice::<LookupRequest>(data) {
@@ -169,29 +142,11 @@ pub fn lookup_response(data: &[u8]) {
     let _ = serde_json::from_slice::<LookupResponse>(data);
 }
 
-/// The service's registration and renewal bodies.
-pub fn registration_request(data: &[u8]) {
-    for ip in [IpAddr::from([10, 0, 0, 1]), "2001:db8::1".parse().unwrap()] {
-        match registry::parse_registration_body(ip, data) {
-            Ok((record, lease)) => {
-                assert_eq!(record.ip, Some(ip));
-                assert!(record.cidr.is_none());
-                assert!(!record.env.trim().is_empty() && !record.idc.trim().is_empty());
-                assert!((1..=registry::MAX_LEASE_SECONDS).contains(&lease));
-            }
-            Err(e) => assert!(!e.message.is_empty()),
-        }
-    }
-    if let Ok(Some(lease)) = registry::parse_renewal_body(data) {
-        assert!((1..=registry::MAX_LEASE_SECONDS).contains(&lease));
-    }
-}
-
 #[cfg(feature = "lookup")]
 /// The replica's sync answers: a snapshot, then the same bytes as a delta
 /// applied to it; a decoded view answers for every record it holds.
 pub fn registry_sync(data: &[u8]) {
-    use crate::registry::{RegistryDelta, RegistrySnapshot};
+    use crate::protocol::{RegistryDelta, RegistrySnapshot};
     let base = match serde_json::from_slice::<RegistrySnapshot>(data) {
         Ok(snapshot) => match fuzz_view::from_snapshot(snapshot) {
             Ok(view) => view,
@@ -204,5 +159,53 @@ pub fn registry_sync(data: &[u8]) {
         if let Ok(next) = fuzz_view::apply(&base, delta) {
             fuzz_view::check(&next);
         }
+    }
+}
+
+#[cfg(feature = "lookup")]
+pub mod fuzz_view {
+    //! The replica's view, driven directly: for the `registry_sync` target
+    //! and the replica bench's delta-apply figures.
+    use crate::lookup::replica::ReplicaView;
+    use crate::protocol::{HostRecord, RegistryDelta, RegistrySnapshot};
+
+    /// A view of a snapshot.
+    pub fn from_snapshot(s: RegistrySnapshot) -> Result<ReplicaView, String> {
+        ReplicaView::from_records(s.version, s.records)
+    }
+
+    /// A small view with an address and two ranges.
+    pub fn sample() -> ReplicaView {
+        let rec = |key: &str| {
+            let mut r: HostRecord =
+                serde_json::from_str(r#"{"env": "prod", "idc": "cn0"}"#).expect("a record");
+            match key.parse() {
+                Ok(ip) => r.ip = Some(ip),
+                Err(_) => r.cidr = Some(key.parse().expect("a range")),
+            }
+            r
+        };
+        ReplicaView::from_records(
+            7,
+            vec![rec("10.0.0.1"), rec("10.0.0.0/8"), rec("2001:db8::/32")],
+        )
+        .expect("a valid view")
+    }
+
+    /// `base` with a delta applied (a copy; `base` is unchanged).
+    pub fn apply(base: &ReplicaView, d: RegistryDelta) -> Result<ReplicaView, String> {
+        base.apply(d.version, d.upserts, &d.deletes)
+    }
+
+    /// Every record is found by its key, and by its own address when single.
+    pub fn check(view: &ReplicaView) {
+        for rec in view.records() {
+            let key = rec.key().expect("held records have a key");
+            assert!(view.get(&key).is_some(), "{key} held but not found");
+            if let Some(ip) = rec.ip {
+                assert_eq!(view.lookup(ip).and_then(|r| r.ip), Some(ip));
+            }
+        }
+        assert_eq!(view.len(), view.records().count());
     }
 }

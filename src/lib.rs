@@ -16,7 +16,7 @@ pub mod descriptor;
 pub mod detect;
 pub mod environment;
 pub mod error;
-#[doc(hidden)]
+#[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod hostname;
 #[cfg(feature = "lookup")]
@@ -24,7 +24,8 @@ pub mod lookup;
 pub mod model;
 #[cfg(feature = "opentelemetry")]
 pub mod otel;
-pub mod registry;
+pub mod prefix;
+pub mod protocol;
 pub mod source;
 pub mod vars;
 

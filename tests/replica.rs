@@ -13,7 +13,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use envid::lookup::{HttpSettings, LookupError, Registrar, Registration, Replica, ReplicaBuilder};
-use envid::registry::HostRecord;
+use envid::protocol::HostRecord;
 
 const REGISTRY: &str = include_str!("../testdata/registry-loopback.toml");
 

@@ -79,7 +79,7 @@ pub use replica::{Replica, ReplicaBuilder, ReplicaStats, ReplicaView};
 pub use transport::{BatchAnswer, HttpSettings, HttpTransport, Transport};
 
 use crate::model::Secret;
-use crate::registry::HostRecord;
+use crate::protocol::HostRecord;
 
 /// The answer for one IP: the record, or `None` when the service does not know it.
 pub type LookupResult = Result<Option<Arc<HostRecord>>, LookupError>;

@@ -27,7 +27,7 @@ use serde::Serialize;
 use super::transport::{HttpSettings, HttpTransport};
 use super::LookupError;
 use crate::environment::Environment;
-use crate::registry::HostRecord;
+use crate::protocol::HostRecord;
 
 /// What `PUT /v1/hosts/{ip}` sends: the record's fields (never a token;
 /// `ip` and `cidr` are dropped, the IP is in the path) plus the lease.

@@ -59,7 +59,8 @@ use serde::{Deserialize, Serialize};
 use super::transport::{decode, HttpSettings, HttpTransport};
 use super::LookupError;
 use crate::model::Secret;
-use crate::registry::{HostRecord, PrefixTable, RecordKey, RegistryDelta, RegistrySnapshot};
+use crate::prefix::PrefixTable;
+use crate::protocol::{HostRecord, RecordKey, RegistryDelta, RegistrySnapshot};
 
 /// One consistent version of the registry, as held by a [`Replica`].
 /// Immutable: a new version is a new view.
@@ -73,7 +74,10 @@ pub struct ReplicaView {
 impl ReplicaView {
     /// Builds a view from whole-registry records; a record with neither
     /// `ip` nor `cidr` is refused.
-    fn from_records(version: u64, records: Vec<HostRecord>) -> Result<ReplicaView, String> {
+    pub(crate) fn from_records(
+        version: u64,
+        records: Vec<HostRecord>,
+    ) -> Result<ReplicaView, String> {
         let mut view = ReplicaView {
             version,
             ..ReplicaView::default()
@@ -95,7 +99,7 @@ impl ReplicaView {
     }
 
     /// A copy of this view with a delta applied (deletes, then upserts).
-    fn apply(
+    pub(crate) fn apply(
         &self,
         version: u64,
         upserts: Vec<HostRecord>,
@@ -923,51 +927,5 @@ mod tests {
         shared.wake.notify_all();
         assert!(t.join().unwrap());
         assert!(start.elapsed() < Duration::from_secs(1));
-    }
-}
-
-/// View building and delta application without the network, for the
-/// `registry_sync` fuzz target (`crate::fuzzing`) and the replica benchmark.
-/// Not a public API.
-#[doc(hidden)]
-pub mod internals {
-    use super::ReplicaView;
-    use crate::registry::{HostRecord, RegistryDelta, RegistrySnapshot};
-
-    pub fn from_snapshot(s: RegistrySnapshot) -> Result<ReplicaView, String> {
-        ReplicaView::from_records(s.version, s.records)
-    }
-
-    pub fn sample() -> ReplicaView {
-        let rec = |key: &str| {
-            let mut r: HostRecord =
-                serde_json::from_str(r#"{"env": "prod", "idc": "cn0"}"#).expect("a record");
-            match key.parse() {
-                Ok(ip) => r.ip = Some(ip),
-                Err(_) => r.cidr = Some(key.parse().expect("a range")),
-            }
-            r
-        };
-        ReplicaView::from_records(
-            7,
-            vec![rec("10.0.0.1"), rec("10.0.0.0/8"), rec("2001:db8::/32")],
-        )
-        .expect("a valid view")
-    }
-
-    pub fn apply(base: &ReplicaView, d: RegistryDelta) -> Result<ReplicaView, String> {
-        base.apply(d.version, d.upserts, &d.deletes)
-    }
-
-    /// Every record is found by its key, and by its own address when single.
-    pub fn check(view: &ReplicaView) {
-        for rec in view.records() {
-            let key = rec.key().expect("held records have a key");
-            assert!(view.get(&key).is_some(), "{key} held but not found");
-            if let Some(ip) = rec.ip {
-                assert_eq!(view.lookup(ip).and_then(|r| r.ip), Some(ip));
-            }
-        }
-        assert_eq!(view.len(), view.records().count());
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use super::LookupError;
 use crate::model::Secret;
-use crate::registry::{HostRecord, LookupRequest, LookupResponse};
+use crate::protocol::{HostRecord, LookupRequest, LookupResponse};
 
 /// One batch answer: each IP asked for, known (`Some`) or unknown (`None`).
 pub type BatchAnswer = HashMap<IpAddr, Option<Arc<HostRecord>>>;

@@ -16,7 +16,7 @@ use std::any::Any;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use envid::registry::HostRecord;
+use envid::protocol::HostRecord;
 use jni::errors::ErrorPolicy;
 use jni::objects::{JClass, JLongArray, JObject, JObjectArray, JString, JThrowable, JValue};
 use jni::sys::{jboolean, jint, jlong};

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use envid::lookup::{LookupClient, LookupError, LookupResult};
-use envid::registry::HostRecord;
+use envid::protocol::HostRecord;
 use envid::Secret;
 
 use crate::error::{

@@ -6,7 +6,7 @@ use std::ffi::c_char;
 use std::sync::Arc;
 
 use envid::lookup::Replica;
-use envid::registry::HostRecord;
+use envid::protocol::HostRecord;
 
 use crate::error::{
     envid_result, guard, guard_void, owned_c_string, str_arg, write_out, Fail, FfiResult,

@@ -1,10 +1,11 @@
-//! Longest-prefix lookups in `envid::registry::PrefixTable` (target: ≤100 ns).
+//! Longest-prefix lookups in `envid::prefix::PrefixTable` (target: ≤100 ns).
 
 use std::hint::black_box;
 use std::net::IpAddr;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use envid::registry::{PrefixTable, RecordKey};
+use envid::prefix::PrefixTable;
+use envid::protocol::RecordKey;
 
 fn table() -> PrefixTable<u32> {
     let mut t = PrefixTable::new();

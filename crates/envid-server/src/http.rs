@@ -20,7 +20,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use envid::registry::{HostRecord, LookupRequest, RecordKey};
+use envid::protocol::{HostRecord, LookupRequest, RecordKey};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -731,14 +731,14 @@ struct RegistryQuery {
     wait: Option<u64>,
 }
 
-/// `GET /v1/registry` body (the fields of [`envid::registry::RegistrySnapshot`]).
+/// `GET /v1/registry` body (the fields of [`envid::protocol::RegistrySnapshot`]).
 #[derive(Serialize)]
 struct SnapshotOut<'a> {
     version: u64,
     records: Vec<&'a HostRecord>,
 }
 
-/// `GET /v1/registry?since=N` body (the fields of [`envid::registry::RegistryDelta`]).
+/// `GET /v1/registry?since=N` body (the fields of [`envid::protocol::RegistryDelta`]).
 #[derive(Serialize)]
 struct DeltaOut<'a> {
     version: u64,
@@ -902,7 +902,7 @@ fn ip_and_body<T>(
     state: &AppState,
     path: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
-    parse: impl FnOnce(IpAddr, &[u8]) -> Result<T, envid::registry::RegistrationBodyError>,
+    parse: impl FnOnce(IpAddr, &[u8]) -> Result<T, crate::registration_body::RegistrationBodyError>,
 ) -> Result<(IpAddr, T), Response> {
     let ip = path_ip(path)?;
     let body = body_or_error(state, body)?;
@@ -915,11 +915,15 @@ async fn register(
     path: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let (ip, (record, lease)) =
-        match ip_and_body(&state, path, body, envid::registry::parse_registration_body) {
-            Ok(v) => v,
-            Err(r) => return r,
-        };
+    let (ip, (record, lease)) = match ip_and_body(
+        &state,
+        path,
+        body,
+        crate::registration_body::parse_registration_body,
+    ) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
     if let Err(retry_after) = state.limits.admit_registration(record.app.as_deref(), ip) {
         state.metrics.limited("registration");
         return too_many(
@@ -950,7 +954,7 @@ async fn renew(
 ) -> Response {
     // An optional body `{"lease_seconds": N}` changes the lease length.
     let (ip, lease) = match ip_and_body(&state, path, body, |_, b| {
-        envid::registry::parse_renewal_body(b)
+        crate::registration_body::parse_renewal_body(b)
     }) {
         Ok(v) => v,
         Err(r) => return r,

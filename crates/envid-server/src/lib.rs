@@ -1,7 +1,7 @@
 //! The reference environment service (DESIGN.md, "The IP lookup protocol").
 //!
 //! A small, real HTTP service answering IP → environment lookups from a TOML
-//! registry file (see [`envid::registry::parse_registry`] for the format):
+//! registry file (see [`crate::registry_file::parse_registry`] for the format):
 //!
 //! * `GET /v1/hosts/{ip}` → `200` with the most specific record (the exact IP
 //!   before the narrowest CIDR), `404` with a JSON error when unknown.
@@ -9,9 +9,9 @@
 //!   `{"hosts": {"<ip>": record | null}}`, keyed by each IP string exactly as
 //!   sent (in request order, each once); at most [`Config::max_batch`] IPs.
 //! * `GET /v1/registry` → the whole registry `{"version": N, "records": [...]}`
-//!   ([`envid::registry::RegistrySnapshot`]) with `ETag: "N"`, `304` on a
+//!   ([`envid::protocol::RegistrySnapshot`]) with `ETag: "N"`, `304` on a
 //!   matching `If-None-Match`; `GET /v1/registry?since=N&wait=S` → the merged
-//!   changes after N ([`envid::registry::RegistryDelta`]), held up to `S`
+//!   changes after N ([`envid::protocol::RegistryDelta`]), held up to `S`
 //!   seconds (at most [`Config::max_wait`]) while there are none and answered
 //!   as soon as one lands; `410 gone` when N is not in the retained history.
 //! * `PUT /v1/hosts/{ip}` (record fields + `lease_seconds`, 1..=86400)
@@ -55,7 +55,11 @@
 #![warn(missing_docs)]
 
 mod conn;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod http;
+pub mod registration_body;
+pub mod registry_file;
 mod reload;
 mod state;
 pub mod store;
@@ -237,7 +241,7 @@ fn prepare(config: Config) -> Result<Prepared, ServerError> {
         .map_err(|e| ServerError::Registry(format!("cannot read {}: {e}", path.display())))?;
     let text = String::from_utf8(bytes)
         .map_err(|_| ServerError::Registry(format!("{}: not valid UTF-8", path.display())))?;
-    let records = envid::registry::parse_registry(&text, path)
+    let records = crate::registry_file::parse_registry(&text, path)
         .map_err(|e| ServerError::Registry(e.to_string()))?;
     let listener = std::net::TcpListener::bind(config.listen)?;
     listener.set_nonblocking(true)?;

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use envid::registry::parse_registry;
+use crate::registry_file::parse_registry;
 
 use crate::http::Metrics;
 use crate::store::Store;

@@ -145,7 +145,7 @@ mod tests {
 
     fn lease(ip: &str, expires: u64) -> Lease {
         let text = format!("[[records]]\nip = \"{ip}\"\nenv = \"beta\"\nidc = \"cn0\"\n");
-        let record = envid::registry::parse_registry(&text, Path::new("t.toml"))
+        let record = crate::registry_file::parse_registry(&text, Path::new("t.toml"))
             .unwrap()
             .remove(0);
         Lease {

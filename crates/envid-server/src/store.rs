@@ -22,7 +22,8 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use envid::registry::{HostRecord, PrefixTable, RecordKey};
+use envid::prefix::PrefixTable;
+use envid::protocol::{HostRecord, RecordKey};
 use serde::{Deserialize, Serialize};
 
 /// One immutable version of the registry. Readers hold an `Arc` to it, so a
@@ -482,7 +483,7 @@ mod tests {
         } else {
             format!("[[records]]\nip = \"{key}\"\nenv = \"{env}\"\nidc = \"cn0\"\n")
         };
-        envid::registry::parse_registry(&text, std::path::Path::new("t.toml"))
+        crate::registry_file::parse_registry(&text, std::path::Path::new("t.toml"))
             .unwrap()
             .remove(0)
     }

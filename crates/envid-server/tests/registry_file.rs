@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use envid::registry::{load_registry, RegistryError, RegistryProblemKind as K};
+use envid_server::registry_file::{load_registry, RegistryError, RegistryProblemKind as K};
 
 fn testdata(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -170,7 +170,8 @@ cidr = "1.2.3.0/99"
 env = "a"
 idc = "b"
 "#;
-    let err = envid::registry::parse_registry(text, Path::new("multi.toml")).unwrap_err();
+    let err =
+        envid_server::registry_file::parse_registry(text, Path::new("multi.toml")).unwrap_err();
     assert_eq!(err.problems.len(), 2, "{err}");
     let shown = err.to_string();
     assert!(

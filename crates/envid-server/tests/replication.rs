@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::*;
-use envid::registry::{RegistryDelta, RegistrySnapshot};
+use envid::protocol::{RegistryDelta, RegistrySnapshot};
 
 fn put(addr: SocketAddr, ip: &str, app: &str, env: &str, lease: u64) -> Resp {
     let body = serde_json::json!({"app": app, "env": env, "idc": "cn0", "lease_seconds": lease});

@@ -7,7 +7,7 @@ use std::hint::black_box;
 use std::path::Path;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use envid::registry::parse_registry;
+use envid_server::registry_file::parse_registry;
 
 fn registry_text(records: u32) -> String {
     let mut text = String::from("schema = 1\n");

@@ -1,0 +1,129 @@
+//! The bodies of `PUT /v1/hosts/{ip}` and `POST /v1/hosts/{ip}/renew`:
+//! what a registering client may say, checked before anything is stored.
+
+use std::net::IpAddr;
+
+use envid::protocol::{HostRecord, RECORD_KEYS};
+
+/// The longest lease a registration may ask for (a day).
+pub const MAX_LEASE_SECONDS: u64 = 86_400;
+
+/// Why a registration or renewal body was refused; the service answers `400`
+/// with `code` and `message`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct RegistrationBodyError {
+    /// Machine-readable code: `invalid_json`, `invalid_lease` or `invalid_record`.
+    pub code: &'static str,
+    /// What was wrong, naming the field or value.
+    pub message: String,
+}
+
+fn body_error(code: &'static str, message: impl Into<String>) -> RegistrationBodyError {
+    RegistrationBodyError {
+        code,
+        message: message.into(),
+    }
+}
+
+/// Checks a `lease_seconds` value: a whole number from 1 to [`MAX_LEASE_SECONDS`].
+pub fn parse_lease_seconds(value: &serde_json::Value) -> Result<u64, RegistrationBodyError> {
+    value
+        .as_u64()
+        .filter(|s| (1..=MAX_LEASE_SECONDS).contains(s))
+        .ok_or_else(|| {
+            body_error(
+                "invalid_lease",
+                format!(
+                    "lease_seconds must be a whole number from 1 to {MAX_LEASE_SECONDS}, got {value}"
+                ),
+            )
+        })
+}
+
+/// Parses a `PUT /v1/hosts/{ip}` body: a record's fields plus the required
+/// `lease_seconds`. The record gets the path's `ip` (a body `ip` must equal
+/// it); `cidr` and `token` are refused (ranges belong in the registry file,
+/// and records are served to anyone), as are unknown fields and an empty
+/// `env` or `idc`.
+pub fn parse_registration_body(
+    ip: IpAddr,
+    body: &[u8],
+) -> Result<(HostRecord, u64), RegistrationBodyError> {
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
+        body_error(
+            "invalid_json",
+            format!("invalid JSON body (expected {{\"env\": ..., \"idc\": ..., \"lease_seconds\": N}}): {e}"),
+        )
+    })?;
+    let serde_json::Value::Object(mut fields) = value else {
+        return Err(body_error("invalid_json", "the body must be a JSON object"));
+    };
+    let lease = match fields.remove("lease_seconds") {
+        Some(v) => parse_lease_seconds(&v)?,
+        None => return Err(body_error("invalid_lease", "lease_seconds is required")),
+    };
+    for key in fields.keys() {
+        match key.as_str() {
+            "token" => {
+                return Err(body_error(
+                    "invalid_record",
+                    "a record must not carry a token: records are served to anyone",
+                ))
+            }
+            "cidr" => {
+                return Err(body_error(
+                    "invalid_record",
+                    "only single IPs can be registered; ranges belong in the registry file",
+                ))
+            }
+            k if !RECORD_KEYS.contains(&k) => {
+                return Err(body_error(
+                    "invalid_record",
+                    format!("unknown field {key:?}"),
+                ))
+            }
+            _ => {}
+        }
+    }
+    if let Some(v) = fields.get("ip") {
+        let given = v.as_str().and_then(|s| s.parse::<IpAddr>().ok());
+        if given.map(|g| g.to_canonical()) != Some(ip.to_canonical()) {
+            return Err(body_error(
+                "invalid_record",
+                format!("the body's ip {v} is not the path's {ip}"),
+            ));
+        }
+    }
+    let mut record: HostRecord = serde_json::from_value(serde_json::Value::Object(fields))
+        .map_err(|e| body_error("invalid_record", e.to_string()))?;
+    for (name, value) in [("env", &record.env), ("idc", &record.idc)] {
+        if value.trim().is_empty() {
+            return Err(body_error(
+                "invalid_record",
+                format!("{name} must not be empty"),
+            ));
+        }
+    }
+    record.ip = Some(ip);
+    record.cidr = None;
+    Ok((record, lease))
+}
+
+/// Parses a `POST /v1/hosts/{ip}/renew` body: empty (keep the lease length)
+/// or `{"lease_seconds": N}`.
+pub fn parse_renewal_body(body: &[u8]) -> Result<Option<u64>, RegistrationBodyError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
+        body_error(
+            "invalid_json",
+            format!("invalid JSON body (expected nothing or {{\"lease_seconds\": N}}): {e}"),
+        )
+    })?;
+    value
+        .get("lease_seconds")
+        .map(parse_lease_seconds)
+        .transpose()
+}

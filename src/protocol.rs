@@ -1,0 +1,219 @@
+//! The wire types of the environment service's HTTP protocol: the host
+//! record every lookup answers with, the batch lookup bodies, and the
+//! replication snapshot and delta. Clients and the service share these types,
+//! so the JSON on the wire has one definition (see `ARCHITECTURE.md`, "Where
+//! is that IP").
+
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{ContainerInfo, EnvType, K8s, Labels, Platform, Release};
+
+/// One record of the environment service: the model's fields minus the token,
+/// keyed by a single `ip` or a `cidr` range (exactly one of the two). Unknown
+/// fields are ignored so older clients keep working with newer services.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostRecord {
+    /// The single address this record is for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<IpAddr>,
+    /// The range this record is for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cidr: Option<ipnet::IpNet>,
+    /// Application code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
+    /// Environment name.
+    pub env: String,
+    /// Environment class; derived from `env` by the built-in alias table when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env_type: Option<EnvType>,
+    /// Sub environment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub_env: Option<String>,
+    /// Data center.
+    pub idc: String,
+    /// Host kind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<Platform>,
+    /// Container facts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<ContainerInfo>,
+    /// Host name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    /// Release facts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<Release>,
+    /// Kubernetes facts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub k8s: Option<K8s>,
+    /// Free-form labels.
+    #[serde(default, skip_serializing_if = "Labels::is_empty")]
+    pub labels: Labels,
+}
+
+/// The body of `POST /v1/hosts/lookup`: `{"ips": ["10.0.0.1", ...]}`. The
+/// IPs stay text here so the service can name a bad one as it was sent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LookupRequest {
+    /// The addresses asked about.
+    pub ips: Vec<String>,
+}
+
+/// The answer to `POST /v1/hosts/lookup`: each IP as sent, with its record
+/// or `null` when unknown.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LookupResponse {
+    /// Records by IP.
+    pub hosts: std::collections::HashMap<String, Option<HostRecord>>,
+}
+
+impl HostRecord {
+    /// This record with `env_type` filled in from the built-in alias table
+    /// when it has none (the service serves every record classified, so
+    /// clients in every language agree on the class).
+    pub fn with_env_type(mut self) -> HostRecord {
+        if self.env_type.is_none() {
+            self.env_type = Some(crate::hostname::Rules::builtin_env_type_of(&self.env));
+        }
+        self
+    }
+
+    /// The key this record is stored under: its `ip`, else its `cidr`
+    /// (`None` only for a record that has neither, which the parser refuses).
+    pub fn key(&self) -> Option<RecordKey> {
+        match (self.ip, self.cidr) {
+            (Some(ip), _) => Some(RecordKey::Ip(ip)),
+            (None, Some(net)) => Some(RecordKey::Net(net)),
+            (None, None) => None,
+        }
+    }
+}
+
+/// What a registry record is keyed by: a single address or a range. Printed as
+/// `10.0.0.1` or `10.1.0.0/16` (the form replication deltas use for deletes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RecordKey {
+    /// A single address.
+    Ip(IpAddr),
+    /// A range (always in canonical form: no host bits set).
+    Net(ipnet::IpNet),
+}
+
+impl fmt::Display for RecordKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RecordKey::Ip(ip) => write!(f, "{ip}"),
+            RecordKey::Net(net) => write!(f, "{net}"),
+        }
+    }
+}
+
+impl FromStr for RecordKey {
+    type Err = String;
+    /// `10.0.0.1` → `Ip`, `10.1.0.0/16` → `Net`; a range with host bits set is refused.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.contains('/') {
+            let net: ipnet::IpNet = s.parse().map_err(|_| format!("invalid CIDR {s:?}"))?;
+            if net.trunc() != net {
+                return Err(format!(
+                    "CIDR {s:?} has host bits set (did you mean \"{}\"?)",
+                    net.trunc()
+                ));
+            }
+            Ok(RecordKey::Net(net))
+        } else {
+            s.parse()
+                .map(RecordKey::Ip)
+                .map_err(|_| format!("invalid IP address {s:?}"))
+        }
+    }
+}
+
+impl Serialize for RecordKey {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for RecordKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Replication wire types
+// ---------------------------------------------------------------------------
+
+/// The body of `GET /v1/registry`: the whole registry at one version.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistrySnapshot {
+    /// The registry version (also the `ETag`, as `"N"`).
+    pub version: u64,
+    /// Every record (static file records and registered ones), in key order.
+    #[serde(default)]
+    pub records: Vec<HostRecord>,
+}
+
+/// The body of `GET /v1/registry?since=N`: what changed after version `N`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistryDelta {
+    /// The version the delta brings a replica to (the current version).
+    pub version: u64,
+    /// Records added or replaced after `N` (the latest state of each key).
+    #[serde(default)]
+    pub upserts: Vec<HostRecord>,
+    /// Keys (`10.0.0.1`, `10.1.0.0/16`) removed after `N` and not re-added.
+    #[serde(default)]
+    pub deletes: Vec<RecordKey>,
+}
+
+impl RegistryDelta {
+    /// True when the delta changes nothing (a long poll that timed out).
+    pub fn is_empty(&self) -> bool {
+        self.upserts.is_empty() && self.deletes.is_empty()
+    }
+}
+
+/// The keys a registry record may have (anything else is refused as a typo).
+pub const RECORD_KEYS: &[&str] = &[
+    "ip",
+    "cidr",
+    "app",
+    "env",
+    "env_type",
+    "sub_env",
+    "idc",
+    "platform",
+    "container",
+    "hostname",
+    "release",
+    "k8s",
+    "labels",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(s: &str) -> RecordKey {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn record_key_text() {
+        assert_eq!(key("10.0.0.1"), RecordKey::Ip("10.0.0.1".parse().unwrap()));
+        assert_eq!(key("10.1.0.0/16").to_string(), "10.1.0.0/16");
+        assert!("10.1.0.1/16"
+            .parse::<RecordKey>()
+            .unwrap_err()
+            .contains("10.1.0.0/16"));
+        assert!("nope".parse::<RecordKey>().is_err());
+    }
+}
