@@ -12,6 +12,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod atomic_file;
 pub mod descriptor;
 pub mod detect;
 pub mod environment;

@@ -46,7 +46,6 @@
 //! ```
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -647,49 +646,16 @@ struct CacheIn {
 
 const CACHE_FORMAT: &str = "envid-replica-1";
 
-/// Writes `view` to `path` atomically: a temporary file in the same
-/// directory, fsync, rename, then fsync of the directory (best effort).
+/// Writes `view` to `path` (see [`crate::atomic_file`]).
 fn write_cache(path: &Path, view: &ReplicaView) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "envid-replica".into());
-    static SEQ: AtomicU64 = AtomicU64::new(0);
-    let tmp = dir.join(format!(
-        ".{name}.{}.{}.tmp",
-        std::process::id(),
-        SEQ.fetch_add(1, Ordering::Relaxed)
-    ));
     let out = CacheOut {
         format: CACHE_FORMAT,
         version: view.version,
         records: view.records.values().map(|r| &**r).collect(),
     };
-    let result = (|| {
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)?;
-        let mut w = std::io::BufWriter::new(file);
-        serde_json::to_writer(&mut w, &out).map_err(std::io::Error::other)?;
-        w.flush()?;
-        let file = w.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()?;
-        drop(file);
-        std::fs::rename(&tmp, path)?;
-        if let Ok(d) = std::fs::File::open(&dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    crate::atomic_file::write(path, |w| {
+        serde_json::to_writer(w, &out).map_err(std::io::Error::other)
+    })
 }
 
 /// Reads a cache file written by [`write_cache`]; the error says what is wrong.

@@ -18,7 +18,6 @@
 //! refusing to start would take every lookup down over a cache file.
 //! Leases that ended while the service was down are dropped at load.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -115,28 +114,9 @@ pub(crate) fn save(path: &Path, version: u64, leases: Vec<Lease>) -> std::io::Re
         version,
         registrations: leases,
     };
-    let bytes = serde_json::to_vec(&state).map_err(std::io::Error::other)?;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".tmp.{}", std::process::id()));
-    let tmp = dir.join(name);
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&bytes)?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, path)?;
-        #[cfg(unix)]
-        std::fs::File::open(dir)?.sync_all()?;
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    envid::atomic_file::write(path, |w| {
+        serde_json::to_writer(w, &state).map_err(std::io::Error::other)
+    })
 }
 
 #[cfg(test)]
