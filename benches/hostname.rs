@@ -5,7 +5,7 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use envid::hostname::Rules;
+use envid::rules::Rules;
 
 fn explain(c: &mut Criterion) {
     let rules = Rules::builtin();

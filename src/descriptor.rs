@@ -1,4 +1,4 @@
-//! The environment descriptor file (DESIGN.md, "The descriptor file").
+//! The environment descriptor file (README, "The descriptor file"; ARCHITECTURE.md, "Where am I").
 //!
 //! The release system writes a small file onto every host at deploy time;
 //! this module reads it into a [`Descriptor`]. TOML is the primary format,

@@ -1,4 +1,8 @@
-//! Platform detection (DESIGN.md, "Platform detection" and "Primary IP").
+//! Platform detection and the primary-IP policy (ARCHITECTURE.md, "Where am I").
+//!
+//! Public because a user may want them alone: [`detect`] (container vs VM
+//! evidence below a root), [`hostname`] and [`primary_ip`]. The parsers
+//! behind them are internal, tested beside their code.
 //!
 //! Every probe reads a file relative to an injectable root (`/` for the real
 //! host), so tests fake whole hosts under `testdata/hosts/`. No subprocess is
@@ -69,7 +73,7 @@ pub struct Detection {
 
 /// What a cgroup or mountinfo file says about containers.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct CgroupFacts {
+pub(crate) struct CgroupFacts {
     /// The runtime the paths name.
     pub runtime: Option<ContainerRuntime>,
     /// A 64-hex container id found in the paths.
@@ -81,7 +85,7 @@ pub struct CgroupFacts {
 }
 
 /// True for exactly 64 hex characters.
-pub fn is_container_id(s: &str) -> bool {
+pub(crate) fn is_container_id(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
@@ -125,7 +129,7 @@ fn classify_path(path: &str, facts: &mut CgroupFacts) {
 }
 
 /// Parses `/proc/self/cgroup` (`hierarchy:controllers:path` lines).
-pub fn parse_cgroup(text: &str) -> CgroupFacts {
+pub(crate) fn parse_cgroup(text: &str) -> CgroupFacts {
     let mut facts = CgroupFacts::default();
     for line in text.lines() {
         let Some(path) = line.splitn(3, ':').nth(2) else {
@@ -158,7 +162,7 @@ fn cgroup_v1_host_only(text: &str) -> bool {
 
 /// Parses `/proc/self/mountinfo`: the root and mount point of each mount
 /// (fields 4 and 5) are read for runtime paths and container ids.
-pub fn parse_mountinfo(text: &str) -> CgroupFacts {
+pub(crate) fn parse_mountinfo(text: &str) -> CgroupFacts {
     let mut facts = CgroupFacts::default();
     for line in text.lines() {
         let mut fields = line.split(' ');
@@ -187,7 +191,7 @@ pub fn parse_mountinfo(text: &str) -> CgroupFacts {
 }
 
 /// The hypervisor a DMI string names, if any.
-pub fn hypervisor_from_dmi(value: &str) -> Option<&'static str> {
+pub(crate) fn hypervisor_from_dmi(value: &str) -> Option<&'static str> {
     let v = value.trim().to_ascii_lowercase();
     const TABLE: &[(&str, &str)] = &[
         ("kubevirt", "kvm"),
@@ -420,7 +424,7 @@ pub fn hostname(root: &Path) -> Option<(String, String)> {
 
 /// One interface address, as the primary-IP policy sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Iface {
+pub(crate) struct Iface {
     /// Interface name (`eth0`).
     pub name: String,
     /// Kernel interface index (order of the policy).
@@ -432,7 +436,7 @@ pub struct Iface {
 }
 
 /// Interface name prefixes of virtual bridges and overlays, never primary.
-pub const VIRTUAL_PREFIXES: [&str; 14] = [
+pub(crate) const VIRTUAL_PREFIXES: [&str; 14] = [
     "docker",
     "veth",
     "cni",
@@ -450,14 +454,14 @@ pub const VIRTUAL_PREFIXES: [&str; 14] = [
 ];
 
 /// True for names of virtual bridges and overlays ([`VIRTUAL_PREFIXES`]).
-pub fn is_virtual_interface(name: &str) -> bool {
+pub(crate) fn is_virtual_interface(name: &str) -> bool {
     VIRTUAL_PREFIXES.iter().any(|p| name.starts_with(p))
 }
 
-/// DESIGN.md's policy: the first up, non-loopback IPv4 of a non-virtual
+/// The policy: the first up, non-loopback IPv4 of a non-virtual
 /// interface by index; an IPv6 address (not link-local) only when there is
 /// no such IPv4.
-pub fn select_primary_ip(ifaces: &[Iface]) -> Option<&Iface> {
+pub(crate) fn select_primary_ip(ifaces: &[Iface]) -> Option<&Iface> {
     let mut candidates: Vec<&Iface> = ifaces
         .iter()
         .filter(|i| i.up && !i.addr.is_loopback() && !i.addr.is_unspecified())
@@ -497,6 +501,9 @@ pub fn primary_ip() -> Option<(IpAddr, String)> {
 mod tests {
     use super::*;
 
+    const ID1: &str = "3f4e8c2a9b1d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f";
+    const ID2: &str = "9c1b2a3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9";
+
     #[test]
     fn container_id_is_exactly_64_hex() {
         assert!(is_container_id(&"a".repeat(64)));
@@ -509,5 +516,124 @@ mod tests {
         assert_eq!(hypervisor_from_dmi("QEMU"), Some("kvm"));
         assert_eq!(hypervisor_from_dmi("VMware, Inc."), Some("vmware"));
         assert_eq!(hypervisor_from_dmi("Dell Inc."), None);
+    }
+
+    #[test]
+    fn cgroup_v1_paths() {
+        let f = parse_cgroup(&format!("4:pids:/system.slice/docker-{ID1}.scope\n"));
+        assert_eq!(f.runtime, Some(ContainerRuntime::Docker));
+        assert_eq!(f.id.as_deref(), Some(ID1));
+        let f = parse_cgroup(&format!(
+            "3:cpu:/kubepods.slice/kubepods-pod1.slice/crio-{ID2}.scope\n"
+        ));
+        assert_eq!(f.runtime, Some(ContainerRuntime::Kubernetes));
+        assert!(f.kubepods);
+        assert_eq!(f.id.as_deref(), Some(ID2));
+        let f = parse_cgroup(&format!("3:cpu:/system.slice/crio-{ID2}.scope\n"));
+        assert_eq!(f.runtime, Some(ContainerRuntime::CriO));
+        // Host paths say nothing.
+        let f = parse_cgroup("12:memory:/user.slice\n0::/init.scope\n");
+        assert!(!f.container);
+        // Garbage lines are skipped, never a panic.
+        let f = parse_cgroup("no colons here\n::\n:::::\n\u{0}\n");
+        assert!(!f.container);
+    }
+
+    #[test]
+    fn container_id_must_be_64_hex() {
+        let short = &ID1[..63];
+        let f = parse_cgroup(&format!("1:cpu:/docker/{short}\n"));
+        assert_eq!(f.runtime, Some(ContainerRuntime::Docker));
+        assert_eq!(f.id, None, "63 characters is not an id");
+        let nonhex = format!("{}g", &ID1[..63]);
+        let f = parse_cgroup(&format!("1:cpu:/docker/{nonhex}\n"));
+        assert_eq!(f.id, None, "non-hex is not an id");
+        let long = format!("{ID1}0");
+        let f = parse_cgroup(&format!("1:cpu:/docker/{long}\n"));
+        assert_eq!(f.id, None, "65 characters is not an id");
+    }
+
+    #[test]
+    fn mountinfo_ignores_64_hex_names_outside_runtime_paths() {
+        let text = format!("50 40 8:1 /home/user/{ID1} /data rw - ext4 /dev/sda1 rw\n");
+        assert!(!parse_mountinfo(&text).container);
+        assert!(!parse_mountinfo("short line\n\n1 2 3\n").container);
+    }
+
+    fn iface(name: &str, index: u32, up: bool, addr: &str) -> Iface {
+        Iface {
+            name: name.into(),
+            index,
+            up,
+            addr: addr.parse().unwrap(),
+        }
+    }
+
+    fn pick(ifaces: &[Iface]) -> Option<IpAddr> {
+        select_primary_ip(ifaces).map(|i| i.addr)
+    }
+
+    #[test]
+    fn primary_ip_policy() {
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        // docker0 has the lower index: the classic wrong answer.
+        let t = [
+            iface("lo", 1, true, "127.0.0.1"),
+            iface("docker0", 2, true, "172.17.0.1"),
+            iface("eth0", 3, true, "10.1.2.3"),
+        ];
+        assert_eq!(pick(&t), ip("10.1.2.3"));
+        // Order is by index, not by list order.
+        let t = [
+            iface("eth1", 5, true, "10.9.9.9"),
+            iface("eth0", 4, true, "10.1.1.1"),
+        ];
+        assert_eq!(pick(&t), ip("10.1.1.1"));
+        // Every virtual kind is skipped.
+        let t = [
+            iface("veth12ab", 2, true, "10.0.0.1"),
+            iface("cni0", 3, true, "10.0.0.2"),
+            iface("flannel.1", 4, true, "10.0.0.3"),
+            iface("cali123", 5, true, "10.0.0.4"),
+            iface("virbr0", 6, true, "192.168.122.1"),
+            iface("br-1234", 7, true, "172.18.0.1"),
+            iface("ens3", 8, true, "10.5.5.5"),
+        ];
+        assert_eq!(pick(&t), ip("10.5.5.5"));
+        // Down interfaces are skipped.
+        let t = [
+            iface("eth0", 2, false, "10.1.1.1"),
+            iface("eth1", 3, true, "10.2.2.2"),
+        ];
+        assert_eq!(pick(&t), ip("10.2.2.2"));
+        // IPv6 only when there is no IPv4; link-local never.
+        let t = [
+            iface("eth0", 2, true, "fe80::1"),
+            iface("eth0", 2, true, "2001:db8::5"),
+        ];
+        assert_eq!(pick(&t), ip("2001:db8::5"));
+        let t = [
+            iface("eth0", 2, true, "2001:db8::5"),
+            iface("eth1", 3, true, "10.3.3.3"),
+        ];
+        assert_eq!(pick(&t), ip("10.3.3.3"));
+        // Only loopback or link-local: nothing.
+        assert_eq!(
+            pick(&[
+                iface("lo", 1, true, "127.0.0.1"),
+                iface("lo", 1, true, "::1")
+            ]),
+            None
+        );
+        assert_eq!(pick(&[iface("eth0", 2, true, "fe80::2")]), None);
+        assert_eq!(pick(&[]), None);
+    }
+
+    #[test]
+    fn primary_ip_on_this_machine_is_never_virtual() {
+        if let Some((ip, name)) = primary_ip() {
+            assert!(!ip.is_loopback(), "{ip} on {name}");
+            assert!(!is_virtual_interface(&name), "{name}");
+        }
     }
 }

@@ -227,8 +227,9 @@ pub struct RulesError {
 /// What one source said when it was asked for a field and gave nothing.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Attempt {
-    /// The source, as a person reads it (`descriptor /etc/envid/environment.toml`).
-    pub source: String,
+    /// The source asked (printed as a person reads it:
+    /// `descriptor /etc/envid/environment.toml`).
+    pub source: Source,
     /// Why it gave nothing (`file not found`, `no rule matched "web-3"`, …).
     pub outcome: String,
 }

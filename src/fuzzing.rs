@@ -15,8 +15,8 @@ use std::path::Path;
 use crate::descriptor::{self, Format};
 use crate::detect;
 use crate::error::Location;
-use crate::hostname::Rules;
 use crate::protocol::{HostRecord, LookupRequest, LookupResponse};
+use crate::rules::Rules;
 
 /// A fuzz entry point.
 pub type Entry = fn(&[u8]);

@@ -15,11 +15,11 @@
 pub mod atomic_file;
 pub mod descriptor;
 pub mod detect;
+pub mod env_type;
 pub mod environment;
 pub mod error;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
-pub mod hostname;
 #[cfg(feature = "lookup")]
 pub mod lookup;
 pub mod model;
@@ -27,6 +27,7 @@ pub mod model;
 pub mod otel;
 pub mod prefix;
 pub mod protocol;
+pub mod rules;
 pub mod source;
 pub mod vars;
 

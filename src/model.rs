@@ -1,77 +1,15 @@
-//! The environment model of DESIGN.md as plain typed values.
+//! The environment model as plain typed values (ARCHITECTURE.md, "Where am I").
 //!
 //! These types carry no behaviour beyond parsing and printing their own
 //! names; where a value comes from is the business of [`crate::environment`].
 
 use std::collections::BTreeMap;
+
+pub use crate::env_type::EnvType;
 use std::fmt;
 use std::str::FromStr;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-/// The class of an environment name, derived from the name through the alias
-/// table of [`crate::hostname::Rules`] unless given explicitly.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum EnvType {
-    /// Production.
-    Prod,
-    /// Beta / staging.
-    Beta,
-    /// Development.
-    Dev,
-    /// Test / QA.
-    Test,
-    /// A developer's own machine.
-    Local,
-    /// A name the alias table does not know, kept as written (lower case).
-    Other(String),
-}
-
-impl EnvType {
-    /// The canonical lower-case name (`prod`, `beta`, …, or the `Other` text).
-    pub fn as_str(&self) -> &str {
-        match self {
-            EnvType::Prod => "prod",
-            EnvType::Beta => "beta",
-            EnvType::Dev => "dev",
-            EnvType::Test => "test",
-            EnvType::Local => "local",
-            EnvType::Other(s) => s,
-        }
-    }
-
-    /// Parses one of the five canonical class names (case-insensitive);
-    /// anything else becomes `Other` with the lower-cased text.
-    pub fn from_class_name(s: &str) -> EnvType {
-        match s.to_ascii_lowercase().as_str() {
-            "prod" => EnvType::Prod,
-            "beta" => EnvType::Beta,
-            "dev" => EnvType::Dev,
-            "test" => EnvType::Test,
-            "local" => EnvType::Local,
-            other => EnvType::Other(other.to_string()),
-        }
-    }
-}
-
-impl fmt::Display for EnvType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl Serialize for EnvType {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
-
-impl<'de> Deserialize<'de> for EnvType {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        Ok(EnvType::from_class_name(&s))
-    }
-}
+use serde::{Deserialize, Serialize};
 
 /// What kind of host this is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -78,7 +78,7 @@ impl HostRecord {
     /// clients in every language agree on the class).
     pub fn with_env_type(mut self) -> HostRecord {
         if self.env_type.is_none() {
-            self.env_type = Some(crate::hostname::Rules::builtin_env_type_of(&self.env));
+            self.env_type = Some(EnvType::of_env(&self.env));
         }
         self
     }

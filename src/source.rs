@@ -32,6 +32,23 @@ pub enum Source {
 }
 
 impl Source {
+    /// The precedence rank of this kind of source: 0 (set in code) is the
+    /// strongest, then environment variables, the descriptor, Kubernetes
+    /// variables, hostname rules (and the alias table), probes, defaults.
+    /// Merging takes each field from the lowest rank that gives it, and the
+    /// `Unidentified` report lists its attempts in this order.
+    pub fn precedence(&self) -> u8 {
+        match self {
+            Source::Builder => 0,
+            Source::EnvVar(_) => 1,
+            Source::Descriptor(_) => 2,
+            Source::K8sVar(_) => 3,
+            Source::HostnameRule(_) | Source::Alias { .. } => 4,
+            Source::Probe(_) => 5,
+            Source::Default => 6,
+        }
+    }
+
     /// A short machine-readable kind: `builder`, `env_var`, `descriptor`,
     /// `k8s_var`, `hostname_rule`, `alias`, `probe`, `default`.
     pub fn kind(&self) -> &'static str {

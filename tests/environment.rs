@@ -425,11 +425,14 @@ fn unidentified_names_every_source_and_keeps_found_facts() {
         "environment.json",
         "file not found",
         "kubernetes",
-        "hostname rules on \"web-3\"",
-        "no rule matched",
+        "hostname rule \"kvm-default\": no match for hostname \"web-3\"",
     ] {
         assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
     }
+    // Attempts are typed sources in precedence order.
+    let ranks: Vec<u8> = u.attempts.iter().map(|a| a.source.precedence()).collect();
+    assert!(ranks.windows(2).all(|w| w[0] <= w[1]), "{ranks:?}");
+    assert_eq!(u.attempts[0].source, envid::Source::Builder);
     let found: Vec<_> = u
         .found
         .iter()

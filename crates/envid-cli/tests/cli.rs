@@ -154,7 +154,7 @@ fn inspect_unidentified_host_exits_1_naming_sources_and_facts() {
         "environment.toml",
         "environment.json",
         "file not found",
-        "no rule matched",
+        "no match for hostname",
         "web-3",
     ] {
         assert!(err.contains(needle), "missing {needle} in stderr:\n{err}");

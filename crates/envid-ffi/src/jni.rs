@@ -513,9 +513,9 @@ pub extern "system" fn Java_io_envid_Native_lookupFree<'local>(
         .resolve::<ThrowEnvid>()
 }
 
-fn builtin_rules() -> &'static envid::hostname::Rules {
-    static RULES: OnceLock<envid::hostname::Rules> = OnceLock::new();
-    RULES.get_or_init(envid::hostname::Rules::builtin)
+fn builtin_rules() -> &'static envid::rules::Rules {
+    static RULES: OnceLock<envid::rules::Rules> = OnceLock::new();
+    RULES.get_or_init(envid::rules::Rules::builtin)
 }
 
 /// A host record as the `String[]` layout of `io.envid.HostRecord`.

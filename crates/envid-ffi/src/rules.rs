@@ -2,7 +2,7 @@
 
 use std::ffi::c_char;
 
-use envid::hostname::{HostnameMatch, Rules};
+use envid::rules::{HostnameMatch, Rules};
 
 use crate::error::{
     envid_result, guard, guard_void, owned_c_string, path_arg, str_arg, write_out, Fail, FfiResult,

@@ -21,7 +21,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use envid::hostname::Rules;
+use envid::rules::Rules;
 use envid_ffi::error::Fail;
 
 fn esc(s: &str) -> String {

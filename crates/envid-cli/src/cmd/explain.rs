@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use envid::hostname::Rules;
+use envid::rules::Rules;
 
 use crate::cli::Format;
 use crate::output;

@@ -1,4 +1,5 @@
-//! Hostname rules: the KVM fallback (DESIGN.md, "Hostname rules").
+//! Hostname rules: the KVM fallback (ARCHITECTURE.md, "Where am I").
+//! Reading the hostname itself is a probe ([`crate::detect::hostname`]).
 //!
 //! On a legacy KVM virtual machine without an environment descriptor, the
 //! hostname itself says where the VM is. A [`Rules`] value holds an ordered
@@ -64,18 +65,9 @@
 //!
 //! # The alias table
 //!
-//! Environment names are mapped to their class case-insensitively:
-//!
-//! | class | built-in names |
-//! | --- | --- |
-//! | [`EnvType::Prod`] | `prod`, `production`, `prd`, `online` |
-//! | [`EnvType::Beta`] | `beta`, `betanoah`, `staging`, `stage`, `pre`, `preprod`, `uat` |
-//! | [`EnvType::Dev`] | `dev`, `development` |
-//! | [`EnvType::Test`] | `test`, `testing`, `qa`, `fat`, `sit` |
-//! | [`EnvType::Local`] | `local` |
-//!
-//! Any other name is `EnvType::Other(name in lower case)`. A rules file can add
-//! names or re-map the built-in ones, except the five class names themselves.
+//! Environment names are mapped to their class through the alias table of
+//! [`EnvType`] (see [`EnvType::of_env`]). A rules file can add names or re-map
+//! the built-in ones, except the five class names themselves.
 //!
 //! # The rules file
 //!
@@ -155,29 +147,6 @@ pub const MAX_HOSTNAME_LEN: usize = 253;
 /// Rules files larger than this are refused (a rules file is a few KiB).
 pub const MAX_RULES_FILE_LEN: u64 = 1024 * 1024;
 
-const BUILTIN_ALIASES: &[(&str, EnvType)] = &[
-    ("prod", EnvType::Prod),
-    ("production", EnvType::Prod),
-    ("prd", EnvType::Prod),
-    ("online", EnvType::Prod),
-    ("beta", EnvType::Beta),
-    ("betanoah", EnvType::Beta),
-    ("staging", EnvType::Beta),
-    ("stage", EnvType::Beta),
-    ("pre", EnvType::Beta),
-    ("preprod", EnvType::Beta),
-    ("uat", EnvType::Beta),
-    ("dev", EnvType::Dev),
-    ("development", EnvType::Dev),
-    ("test", EnvType::Test),
-    ("testing", EnvType::Test),
-    ("qa", EnvType::Test),
-    ("fat", EnvType::Test),
-    ("sit", EnvType::Test),
-    ("local", EnvType::Local),
-];
-
-const CLASS_NAMES: [&str; 5] = ["prod", "beta", "dev", "test", "local"];
 const GROUPS: [&str; 4] = ["env", "idc", "app", "biz"];
 
 static BUILTIN: Lazy<Rules> = Lazy::new(|| {
@@ -188,10 +157,7 @@ static BUILTIN: Lazy<Rules> = Lazy::new(|| {
     )
     .expect("the built-in rule compiles");
     rule.refuse_env_after_idc = true;
-    let aliases = BUILTIN_ALIASES
-        .iter()
-        .map(|(name, class)| (name.to_string(), class.clone()))
-        .collect();
+    let aliases = EnvType::builtin_aliases().clone();
     Rules {
         rules: Arc::new(vec![rule]),
         aliases: Arc::new(aliases),
@@ -377,7 +343,7 @@ impl Rule {
                 }
             }
         }
-        let env_type = lookup(aliases, &env);
+        let env_type = EnvType::of_env_in(aliases, &env);
         Some(HostnameMatch {
             rule: self.name.clone(),
             hostname: host.to_string(),
@@ -388,18 +354,6 @@ impl Rule {
             app: nonempty(self.app_group).map(str::to_string),
             biz: nonempty(self.biz_group).map(str::to_string),
         })
-    }
-}
-
-fn lookup(aliases: &BTreeMap<String, EnvType>, env: &str) -> EnvType {
-    let env: Cow<'_, str> = if env.bytes().any(|b| b.is_ascii_uppercase()) {
-        Cow::Owned(env.to_ascii_lowercase())
-    } else {
-        Cow::Borrowed(env)
-    };
-    match aliases.get(env.as_ref()) {
-        Some(class) => class.clone(),
-        None => EnvType::Other(env.to_lowercase()),
     }
 }
 
@@ -579,13 +533,13 @@ impl Rules {
                 )));
             }
             let value = class.get_ref().trim().to_ascii_lowercase();
-            if !CLASS_NAMES.contains(&value.as_str()) {
+            if !crate::env_type::CLASS_NAMES.contains(&value.as_str()) {
                 return Err(alias_error(format!(
                     "alias {name:?} names unknown class {:?} (the classes are prod, beta, dev, test, local)",
                     class.get_ref()
                 )));
             }
-            if CLASS_NAMES.contains(&key.as_str()) && key != value {
+            if crate::env_type::CLASS_NAMES.contains(&key.as_str()) && key != value {
                 return Err(alias_error(format!(
                     "{key:?} is a class name and cannot be re-mapped to {value:?}"
                 )));
@@ -612,16 +566,10 @@ impl Rules {
             .find_map(|rule| rule.apply(&host, &self.aliases))
     }
 
-    /// The class of an environment name through the built-in alias table,
-    /// without copying the built-in rules.
-    pub fn builtin_env_type_of(env: &str) -> EnvType {
-        BUILTIN.env_type_of(env)
-    }
-
     /// The class of an environment name through the alias table
     /// (case-insensitive; unknown names are `Other` in lower case).
     pub fn env_type_of(&self, env: &str) -> EnvType {
-        lookup(&self.aliases, env.trim())
+        EnvType::of_env_in(&self.aliases, env.trim())
     }
 
     /// The rules, in the order they are tried.

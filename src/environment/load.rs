@@ -1,0 +1,396 @@
+//! One load: find the descriptor, merge every source field by field in
+//! precedence order, fall back to the hostname rules, derive `env_type`, and
+//! either build the [`Environment`] or report why it is unidentified.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use once_cell::sync::OnceCell;
+
+use super::builder::EnvironmentBuilder;
+use super::unidentified;
+use super::{Environment, Probes, DEFAULT_DESCRIPTOR_PATHS, DESCRIPTOR_VAR};
+use crate::descriptor::{self, Descriptor};
+use crate::error::{Attempt, Error, ProblemKind};
+use crate::model::{EnvType, Field, K8s, Labels, Platform, Release, Secret};
+use crate::rules::{HostnameMatch, Rules};
+use crate::source::Source;
+
+/// A value and where it came from, while merging.
+pub(super) type Sourced<T> = Option<(T, Source)>;
+
+fn first<T>(candidates: impl IntoIterator<Item = Sourced<T>>) -> Sourced<T> {
+    candidates.into_iter().flatten().next()
+}
+
+/// The facts every source gave, before `env_type` is derived and before the
+/// required ones are checked.
+pub(super) struct Merged {
+    pub(super) app: Sourced<String>,
+    pub(super) env: Sourced<String>,
+    pub(super) sub_env: Sourced<String>,
+    pub(super) idc: Sourced<String>,
+    pub(super) token: Sourced<Secret>,
+    pub(super) release: Sourced<Release>,
+    pub(super) k8s: Option<K8s>,
+    pub(super) k8s_sources: BTreeMap<&'static str, Source>,
+    pub(super) labels: Labels,
+    pub(super) labels_source: Option<Source>,
+}
+
+/// One load: the builder's settings plus the attempts recorded on the way.
+pub(super) struct Loader {
+    b: EnvironmentBuilder,
+    attempts: Vec<Attempt>,
+}
+
+impl Loader {
+    pub(super) fn new(b: EnvironmentBuilder) -> Loader {
+        Loader {
+            b,
+            attempts: Vec::new(),
+        }
+    }
+
+    pub(super) fn load(mut self) -> Result<Environment, Error> {
+        let rules = match (&self.b.rules, &self.b.rules_file) {
+            (Some(r), _) => r.clone(),
+            (None, Some(path)) => Rules::load(path)?,
+            (None, None) => Rules::builtin(),
+        };
+        let (desc, warnings) = match self.descriptor()? {
+            Some(p) => (Some(p.descriptor), p.warnings),
+            None => (None, Vec::new()),
+        };
+        let mut merged = self.merge(desc.as_ref())?;
+        let probes = self.probes(desc.as_ref())?;
+        let hostname_match = self.hostname_fallback(&rules, &probes, &mut merged);
+        let env_type = merged
+            .env
+            .as_ref()
+            .map(|(name, from)| self.env_type(&rules, desc.as_ref(), name, from));
+
+        match (merged.env, merged.idc, env_type) {
+            (Some(env), Some(idc), Some(env_type)) => Ok(Environment {
+                app: merged.app,
+                env,
+                env_type,
+                sub_env: merged.sub_env,
+                idc,
+                token: merged.token,
+                release: merged.release,
+                k8s: merged.k8s,
+                k8s_sources: merged.k8s_sources,
+                labels: merged.labels,
+                labels_source: merged.labels_source,
+                warnings,
+                descriptor_path: desc.map(|d| d.path),
+                probes,
+            }),
+            (env, idc, _) => {
+                let facts = unidentified::Facts {
+                    app: merged.app,
+                    env,
+                    idc,
+                };
+                Err(unidentified::report(
+                    &self.b,
+                    std::mem::take(&mut self.attempts),
+                    desc.as_ref(),
+                    hostname_match.as_ref(),
+                    facts,
+                    &probes,
+                ))
+            }
+        }
+    }
+
+    fn var(&self, name: &str) -> Sourced<String> {
+        if !self.b.env_vars {
+            return None;
+        }
+        self.b
+            .vars
+            .get(name)
+            .map(|v| (v, Source::EnvVar(name.to_string())))
+    }
+
+    fn builder<T: Clone>(v: &Option<T>) -> Sourced<T> {
+        v.clone().map(|v| (v, Source::Builder))
+    }
+
+    /// Finds and reads the descriptor by the location policy.
+    fn descriptor(&mut self) -> Result<Option<descriptor::Parsed>, Error> {
+        let (paths, required): (Vec<PathBuf>, bool) =
+            match (&self.b.descriptors, self.var(DESCRIPTOR_VAR)) {
+                (Some(p), _) => (p.clone(), self.b.descriptor_required),
+                (None, Some((p, _))) => (vec![PathBuf::from(p)], true),
+                (None, None) => (
+                    DEFAULT_DESCRIPTOR_PATHS
+                        .iter()
+                        .map(|p| self.b.root.join(p.trim_start_matches('/')))
+                        .collect(),
+                    false,
+                ),
+            };
+        if paths.is_empty() {
+            self.attempts.push(Attempt {
+                source: Source::Builder,
+                outcome: "the descriptor path list is empty".into(),
+            });
+        }
+        for path in paths {
+            match descriptor::read(&path, self.b.strict) {
+                Ok(parsed) => return Ok(Some(parsed)),
+                Err(e) if e.kind() == ProblemKind::NotFound && !required => {
+                    self.attempts.push(Attempt {
+                        source: Source::Descriptor(path),
+                        outcome: "file not found".into(),
+                    });
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Every field that code, variables, the descriptor and the Kubernetes
+    /// variables give, each from the highest source that has it.
+    fn merge(&self, desc: Option<&Descriptor>) -> Result<Merged, Error> {
+        let dsrc = desc.map(|d| Source::Descriptor(d.path.clone()));
+        let from_desc = |get: &dyn Fn(&Descriptor) -> Option<String>| -> Sourced<String> {
+            let d = desc?;
+            get(d).map(|v| (v, dsrc.clone().expect("descriptor source")))
+        };
+        let token = first([
+            Self::builder(&self.b.token),
+            desc.and_then(|d| d.token.clone())
+                .map(|t| (t, dsrc.clone().expect("descriptor source"))),
+        ]);
+        let release = desc
+            .and_then(|d| d.release.clone())
+            .map(|r| (r, dsrc.clone().expect("descriptor source")));
+        let (k8s, k8s_sources) = self.k8s(desc, dsrc.as_ref());
+        let mut labels = desc.map(|d| d.labels.clone()).unwrap_or_default();
+        let labels_source = if !self.b.labels.is_empty() {
+            Some(Source::Builder)
+        } else if !labels.is_empty() {
+            dsrc.clone()
+        } else {
+            None
+        };
+        labels.extend(self.b.labels.clone());
+        Ok(Merged {
+            app: first([
+                Self::builder(&self.b.app),
+                self.var("ENVID_APP"),
+                from_desc(&|d| d.app.clone()),
+            ]),
+            env: first([
+                Self::builder(&self.b.env),
+                self.var("ENVID_ENV"),
+                from_desc(&|d| d.env.clone()),
+            ]),
+            sub_env: first([
+                Self::builder(&self.b.sub_env),
+                self.var("ENVID_SUB_ENV"),
+                from_desc(&|d| d.sub_env.clone()),
+            ]),
+            idc: first([
+                Self::builder(&self.b.idc),
+                self.var("ENVID_IDC"),
+                from_desc(&|d| d.idc.clone()),
+            ]),
+            token,
+            release,
+            k8s,
+            k8s_sources,
+            labels,
+            labels_source,
+        })
+    }
+
+    /// The facts probes may give, with what higher sources already said
+    /// about them; the probes themselves run on first access.
+    fn probes(&self, desc: Option<&Descriptor>) -> Result<Probes, Error> {
+        let dsrc = || Source::Descriptor(desc.expect("descriptor").path.clone());
+        let platform = first([
+            Self::builder(&self.b.platform),
+            self.parsed_var("ENVID_PLATFORM", Field::Platform, |s| {
+                s.parse::<Platform>().map_err(|e| e.to_string())
+            })?,
+            desc.and_then(|d| d.platform).map(|p| (p, dsrc())),
+        ]);
+        let ip = first([
+            Self::builder(&self.b.ip),
+            self.parsed_var("ENVID_IP", Field::Ip, parse_ip)?,
+            desc.and_then(|d| d.ip).map(|ip| (ip, dsrc())),
+            self.k8s_ip()?,
+        ]);
+        let probes = Probes {
+            root: self.b.root.clone(),
+            vars: self.b.vars.clone(),
+            platform,
+            ip,
+            hostname: OnceCell::new(),
+            detection: OnceCell::new(),
+            probed_ip: OnceCell::new(),
+        };
+        if let Some(h) = &self.b.hostname {
+            let _ = probes.hostname.set(Some((h.clone(), Source::Builder)));
+        }
+        Ok(probes)
+    }
+
+    /// Fills `app`, `env` and `idc` from the hostname rules when a higher
+    /// source left one of them out; records why the rules gave nothing.
+    fn hostname_fallback(
+        &mut self,
+        rules: &Rules,
+        probes: &Probes,
+        merged: &mut Merged,
+    ) -> Option<HostnameMatch> {
+        // Only when a field they give is still missing: on a container with
+        // a full descriptor the hostname is random anyway.
+        if merged.app.is_some() && merged.env.is_some() && merged.idc.is_some() {
+            return None;
+        }
+        let Some((h, _)) = probes.hostname() else {
+            self.attempts.push(Attempt {
+                source: Source::Probe("hostname".into()),
+                outcome: "the hostname could not be read, so no hostname rule was tried".into(),
+            });
+            return None;
+        };
+        let Some(m) = rules.explain(h) else {
+            if rules.rules().is_empty() {
+                self.attempts.push(Attempt {
+                    source: Source::HostnameRule("(none)".into()),
+                    outcome: "the rules file leaves no hostname rule".into(),
+                });
+            }
+            for rule in rules.rules() {
+                self.attempts.push(Attempt {
+                    source: Source::HostnameRule(rule.name().to_string()),
+                    outcome: format!("no match for hostname {h:?}"),
+                });
+            }
+            return None;
+        };
+        let src = Source::HostnameRule(m.rule.clone());
+        if merged.app.is_none() {
+            merged.app = m.app.clone().map(|a| (a, src.clone()));
+        }
+        if merged.env.is_none() {
+            merged.env = Some((m.env.clone(), src.clone()));
+        }
+        if merged.idc.is_none() {
+            merged.idc = m.idc.clone().map(|i| (i, src.clone()));
+        }
+        Some(m)
+    }
+
+    /// `env_type`: an explicit one only from a source at least as strong as
+    /// the one that gave `env` (a descriptor's class must not stick to an
+    /// `env` overridden by `ENVID_ENV`), else derived through the alias table.
+    fn env_type(
+        &self,
+        rules: &Rules,
+        desc: Option<&Descriptor>,
+        env: &str,
+        env_source: &Source,
+    ) -> (EnvType, Source) {
+        let explicit = first([
+            Self::builder(&self.b.env_type),
+            desc.and_then(|d| {
+                d.env_type
+                    .clone()
+                    .map(|t| (t, Source::Descriptor(d.path.clone())))
+            }),
+        ]);
+        match explicit {
+            Some((t, s)) if s.precedence() <= env_source.precedence() => (t, s),
+            _ => (
+                rules.env_type_of(env),
+                Source::Alias {
+                    from: Box::new(env_source.clone()),
+                },
+            ),
+        }
+    }
+
+    fn parsed_var<T>(
+        &self,
+        name: &str,
+        field: Field,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Result<Sourced<T>, Error> {
+        match self.var(name) {
+            None => Ok(None),
+            Some((text, source)) => match parse(&text) {
+                Ok(v) => Ok(Some((v, source))),
+                Err(reason) => Err(Error::InvalidValue {
+                    field,
+                    origin: source,
+                    value: text,
+                    reason,
+                }),
+            },
+        }
+    }
+
+    fn k8s_ip(&self) -> Result<Sourced<IpAddr>, Error> {
+        match self.b.vars.get("POD_IP") {
+            None => Ok(None),
+            Some(text) => parse_ip(&text)
+                .map(|ip| Some((ip, Source::K8sVar("POD_IP".into()))))
+                .map_err(|reason| Error::InvalidValue {
+                    field: Field::Ip,
+                    origin: Source::K8sVar("POD_IP".into()),
+                    value: text,
+                    reason,
+                }),
+        }
+    }
+
+    fn k8s(
+        &self,
+        desc: Option<&Descriptor>,
+        dsrc: Option<&Source>,
+    ) -> (Option<K8s>, BTreeMap<&'static str, Source>) {
+        let mut k = desc.and_then(|d| d.k8s.clone()).unwrap_or_default();
+        let mut sources = BTreeMap::new();
+        if let Some(src) = dsrc {
+            for (name, present) in [
+                ("cluster", k.cluster.is_some()),
+                ("namespace", k.namespace.is_some()),
+                ("pod", k.pod.is_some()),
+                ("node", k.node.is_some()),
+                ("workload", k.workload.is_some()),
+            ] {
+                if present {
+                    sources.insert(name, src.clone());
+                }
+            }
+        }
+        for (var, name, slot) in [
+            ("POD_NAME", "pod", &mut k.pod),
+            ("POD_NAMESPACE", "namespace", &mut k.namespace),
+            ("NODE_NAME", "node", &mut k.node),
+        ] {
+            if slot.is_none() {
+                if let Some(v) = self.b.vars.get(var) {
+                    *slot = Some(v);
+                    sources.insert(name, Source::K8sVar(var.to_string()));
+                }
+            }
+        }
+        ((!k.is_empty()).then_some(k), sources)
+    }
+}
+
+fn parse_ip(s: &str) -> Result<IpAddr, String> {
+    s.parse::<IpAddr>()
+        .map_err(|_| "not an IPv4 or IPv6 address".to_string())
+}
