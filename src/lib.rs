@@ -1,15 +1,69 @@
 //! envid tells software where it runs.
 //!
 //! At deploy time a release system writes an environment descriptor onto
-//! every container and VM; envid reads it, falls back to the hostname on
-//! legacy KVM VMs, detects container vs VM itself, and exposes the result as
-//! a typed, cached [`Environment`] with the provenance of every fact. Servers
-//! also get a resilient IP-to-environment lookup client ([`lookup`]).
+//! every container and VM. envid answers two questions from it:
+//!
+//! * **Where am I?** [`current()`] reads the descriptor (falling back to the
+//!   hostname convention on legacy KVM VMs, and probing container vs VM
+//!   itself) and gives a typed, cached [`Environment`] with the provenance
+//!   ([`Source`]) of every fact.
+//! * **Where is that IP?** A server asks the environment service which
+//!   application and environment an address belongs to, on demand
+//!   ([`LookupClient`]) or from a full replica of the registry ([`Replica`]);
+//!   instances register themselves with a [`Registrar`]. All three take one
+//!   [`ServiceConfig`].
+//!
+//! ARCHITECTURE.md in the repository maps the code; the README has the
+//! formats and the CLI.
+//!
+//! # Where am I
 //!
 //! ```no_run
-//! let env = envid::current().expect("environment identified");
-//! println!("{} in {} at {}", env.app().unwrap_or("?"), env.env(), env.idc());
+//! use std::error::Error;
+//!
+//! fn main() -> Result<(), Box<dyn Error>> {
+//!     let env = envid::current()?;
+//!     if env.env_type() == &envid::EnvType::Prod {
+//!         println!("careful: production");
+//!     }
+//!     println!("{} in {} at {}", env.app().unwrap_or("?"), env.env(), env.idc());
+//!     println!("env came from {}", env.source(envid::Field::Env).unwrap());
+//!     Ok(())
+//! }
 //! ```
+//!
+//! # Where is that IP
+//!
+//! ```no_run
+//! # #[cfg(feature = "lookup")] {
+//! use std::error::Error;
+//! use std::net::IpAddr;
+//!
+//! fn main() -> Result<(), Box<dyn Error>> {
+//!     let config = envid::ServiceConfig::builder()
+//!         .endpoint("http://envsvc.cn0.example:7070")
+//!         .build()?;
+//!     let client = envid::LookupClient::builder(config).build()?;
+//!     let ip: IpAddr = "10.8.1.77".parse()?;
+//!     match client.lookup(ip)? {
+//!         Some(record) => println!("{ip} is {:?} in {}", record.app, record.env),
+//!         None => println!("{ip} is unknown"),
+//!     }
+//!     Ok(())
+//! }
+//! # }
+//! ```
+//!
+//! # Features
+//!
+//! * `lookup` (on by default): the blocking clients ([`LookupClient`],
+//!   [`Replica`], [`Registrar`]) on ureq with rustls. It brings the TLS stack
+//!   (rustls, ring, webpki-roots); a crate that only asks "where am I"
+//!   depends on envid with `default-features = false` and gets none of it.
+//! * `opentelemetry`: `otel::EnvidResourceDetector`, envid's facts as an
+//!   OpenTelemetry resource.
+//! * `fuzzing`: entry points for the fuzz targets; never enable it in a
+//!   product.
 #![warn(missing_docs)]
 
 pub mod atomic_file;
@@ -31,7 +85,9 @@ pub mod rules;
 pub mod source;
 pub mod vars;
 
-pub use environment::{current, Environment, EnvironmentBuilder};
+pub use environment::{current, current_if_loaded, Environment, EnvironmentBuilder};
 pub use error::Error;
-pub use model::{ContainerInfo, ContainerRuntime, EnvType, Field, K8s, Platform, Release, Secret};
+pub use model::{
+    ContainerInfo, ContainerRuntime, EnvType, Field, K8s, Labels, Platform, Release, Secret,
+};
 pub use source::Source;
