@@ -5,11 +5,15 @@
 //!
 //! | class | built-in names |
 //! | --- | --- |
-//! | [`EnvType::Prod`] | `prod`, `production`, `prd`, `online` |
+//! | [`EnvType::Prod`] | `prod`, `pro`, `production`, `prd`, `online`, `tools` |
 //! | [`EnvType::Beta`] | `beta`, `betanoah`, `staging`, `stage`, `pre`, `preprod`, `uat` |
 //! | [`EnvType::Dev`] | `dev`, `development` |
-//! | [`EnvType::Test`] | `test`, `testing`, `qa`, `fat`, `sit` |
+//! | [`EnvType::Test`] | `test`, `testing`, `qa`, `fat`, `sit`, `fws`, `lpt` |
 //! | [`EnvType::Local`] | `local` |
+//!
+//! Apollo's env names are all there, case-insensitively: `PRO` (prod),
+//! `UAT` (beta), `FAT`, `FWS` and `LPT` (test), `DEV`, `LOCAL`, and `TOOLS`,
+//! which Apollo places in the production area, as prod.
 //!
 //! Any other name is `EnvType::Other(name in lower case)`. A rules file can add
 //! names or re-map the built-in ones, except the five class names themselves.
@@ -88,9 +92,11 @@ impl<'de> Deserialize<'de> for EnvType {
 /// The built-in alias table: each environment name and its class.
 pub const BUILTIN_ALIASES: &[(&str, EnvType)] = &[
     ("prod", EnvType::Prod),
+    ("pro", EnvType::Prod),
     ("production", EnvType::Prod),
     ("prd", EnvType::Prod),
     ("online", EnvType::Prod),
+    ("tools", EnvType::Prod),
     ("beta", EnvType::Beta),
     ("betanoah", EnvType::Beta),
     ("staging", EnvType::Beta),
@@ -105,6 +111,8 @@ pub const BUILTIN_ALIASES: &[(&str, EnvType)] = &[
     ("qa", EnvType::Test),
     ("fat", EnvType::Test),
     ("sit", EnvType::Test),
+    ("fws", EnvType::Test),
+    ("lpt", EnvType::Test),
     ("local", EnvType::Local),
 ];
 

@@ -66,6 +66,7 @@
 //!   product.
 #![warn(missing_docs)]
 
+pub mod apollo;
 pub mod atomic_file;
 pub mod descriptor;
 pub mod detect;

@@ -11,10 +11,15 @@ use serde::{Serialize, Serializer};
 pub enum Source {
     /// Set explicitly on the [`crate::EnvironmentBuilder`] in code.
     Builder,
+    /// A JVM system property (`envid.env`, …), named; set by the Java binding.
+    SystemProperty(String),
     /// A process environment variable (`ENVID_APP`, …), named.
     EnvVar(String),
     /// The descriptor file at this path.
     Descriptor(PathBuf),
+    /// Apollo's `server.properties` at this path, read when no descriptor
+    /// is found (see [`crate::apollo`]).
+    Apollo(PathBuf),
     /// A Kubernetes downward-API variable (`POD_NAME`, …), named.
     K8sVar(String),
     /// A hostname rule, by the rule's name.
@@ -33,29 +38,33 @@ pub enum Source {
 
 impl Source {
     /// The precedence rank of this kind of source: 0 (set in code) is the
-    /// strongest, then environment variables, the descriptor, Kubernetes
+    /// strongest, then JVM system properties, environment variables, the
+    /// descriptor (or Apollo's file in its place), Kubernetes
     /// variables, hostname rules (and the alias table), probes, defaults.
     /// Merging takes each field from the lowest rank that gives it, and the
     /// `Unidentified` report lists its attempts in this order.
     pub fn precedence(&self) -> u8 {
         match self {
             Source::Builder => 0,
-            Source::EnvVar(_) => 1,
-            Source::Descriptor(_) => 2,
-            Source::K8sVar(_) => 3,
-            Source::HostnameRule(_) | Source::Alias { .. } => 4,
-            Source::Probe(_) => 5,
-            Source::Default => 6,
+            Source::SystemProperty(_) => 1,
+            Source::EnvVar(_) => 2,
+            Source::Descriptor(_) | Source::Apollo(_) => 3,
+            Source::K8sVar(_) => 4,
+            Source::HostnameRule(_) | Source::Alias { .. } => 5,
+            Source::Probe(_) => 6,
+            Source::Default => 7,
         }
     }
 
-    /// A short machine-readable kind: `builder`, `env_var`, `descriptor`,
+    /// A short machine-readable kind: `builder`, `system_property`, `env_var`, `descriptor`, `apollo`,
     /// `k8s_var`, `hostname_rule`, `alias`, `probe`, `default`.
     pub fn kind(&self) -> &'static str {
         match self {
             Source::Builder => "builder",
+            Source::SystemProperty(_) => "system_property",
             Source::EnvVar(_) => "env_var",
             Source::Descriptor(_) => "descriptor",
+            Source::Apollo(_) => "apollo",
             Source::K8sVar(_) => "k8s_var",
             Source::HostnameRule(_) => "hostname_rule",
             Source::Alias { .. } => "alias",
@@ -69,10 +78,12 @@ impl Source {
     pub fn detail(&self) -> Option<String> {
         match self {
             Source::Builder | Source::Default => None,
-            Source::EnvVar(s) | Source::K8sVar(s) | Source::HostnameRule(s) | Source::Probe(s) => {
-                Some(s.clone())
-            }
-            Source::Descriptor(p) => Some(p.display().to_string()),
+            Source::SystemProperty(s)
+            | Source::EnvVar(s)
+            | Source::K8sVar(s)
+            | Source::HostnameRule(s)
+            | Source::Probe(s) => Some(s.clone()),
+            Source::Descriptor(p) | Source::Apollo(p) => Some(p.display().to_string()),
             Source::Alias { from } => Some(format!("alias table, env from {from}")),
         }
     }
@@ -82,8 +93,10 @@ impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Source::Builder => f.write_str("builder (set in code)"),
+            Source::SystemProperty(p) => write!(f, "system property {p}"),
             Source::EnvVar(v) => write!(f, "environment variable {v}"),
             Source::Descriptor(p) => write!(f, "descriptor {}", p.display()),
+            Source::Apollo(p) => write!(f, "apollo {}", p.display()),
             Source::K8sVar(v) => write!(f, "kubernetes variable {v}"),
             Source::HostnameRule(r) => write!(f, "hostname rule {r:?}"),
             Source::Alias { from } => write!(f, "alias table (env from {from})"),

@@ -504,3 +504,137 @@ fn builder_platform_and_ip_skip_probing() {
     assert_eq!(e.source(Field::Platform), Some(Source::Builder));
     assert_eq!(e.ip(), Some("192.0.2.9".parse::<IpAddr>().unwrap()));
 }
+
+#[test]
+fn system_properties_rank_between_code_and_variables() {
+    let e = Environment::builder()
+        .descriptor(example())
+        .vars(Vars::from_pairs([
+            ("ENVID_ENV", "dev"),
+            ("ENVID_IDC", "cn9"),
+            ("ENVID_IP", "10.0.0.9"),
+        ]))
+        .system_properties([
+            ("envid.env", "uat"),
+            ("envid.app", "from_prop"),
+            ("envid.ip", "10.0.0.7"),
+            ("envid.sub_env", " "),
+        ])
+        .idc("cn1")
+        .load()
+        .unwrap();
+    assert_eq!(e.env(), "uat");
+    assert_eq!(
+        e.source(Field::Env),
+        Some(Source::SystemProperty("envid.env".into()))
+    );
+    assert_eq!(
+        e.source(Field::Env).unwrap().to_string(),
+        "system property envid.env"
+    );
+    assert_eq!(e.env_type(), &EnvType::Beta);
+    assert_eq!(e.app(), Some("from_prop"));
+    assert_eq!(e.ip(), Some("10.0.0.7".parse::<IpAddr>().unwrap()));
+    // Code still wins; a blank property is unset.
+    assert_eq!(e.idc(), "cn1");
+    assert_eq!(e.source(Field::SubEnv), Some(Source::Descriptor(example())));
+    // envid.descriptor names a file that must exist.
+    let err = Environment::builder()
+        .vars(no_vars())
+        .system_properties([("envid.descriptor", "/nonexistent/env.toml")])
+        .load()
+        .unwrap_err();
+    assert!(err.to_string().contains("/nonexistent/env.toml"), "{err}");
+    let err = Environment::builder()
+        .vars(no_vars())
+        .system_properties([("envid.ip", "10.1.2.300")])
+        .descriptor(example())
+        .load()
+        .unwrap_err();
+    assert!(err.to_string().contains("system property envid.ip"), "{err}");
+}
+
+fn apollo_root(body: &str) -> tempfile::TempDir {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("opt/settings");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("server.properties"), body).unwrap();
+    root
+}
+
+#[test]
+fn apollo_server_properties_identify_a_host_without_a_descriptor() {
+    for (name, class) in [
+        ("PRO", EnvType::Prod),
+        ("FAT", EnvType::Test),
+        ("UAT", EnvType::Beta),
+        ("FWS", EnvType::Test),
+        ("LPT", EnvType::Test),
+        ("TOOLS", EnvType::Prod),
+        ("DEV", EnvType::Dev),
+        ("LOCAL", EnvType::Local),
+        ("pro", EnvType::Prod),
+    ] {
+        let root = apollo_root(&format!("# written by ops\nenv={name}\nidc=cn5\n"));
+        let e = Environment::builder()
+            .root(root.path())
+            .hostname("web-3")
+            .vars(no_vars())
+            .load()
+            .unwrap();
+        let path = root.path().join("opt/settings/server.properties");
+        assert_eq!(e.env(), name);
+        assert_eq!(e.env_type(), &class, "{name}");
+        assert_eq!(e.idc(), "cn5");
+        assert_eq!(e.source(Field::Env), Some(Source::Apollo(path.clone())));
+        assert_eq!(e.source(Field::Idc), Some(Source::Apollo(path)));
+    }
+}
+
+#[test]
+fn apollo_ranks_below_an_envid_descriptor_and_its_path_can_be_moved() {
+    let root = apollo_root("env=PRO\nidc=cn5\n");
+    let toml = root.path().join("etc/envid/environment.toml");
+    std::fs::create_dir_all(toml.parent().unwrap()).unwrap();
+    std::fs::copy(example(), &toml).unwrap();
+    let e = Environment::builder()
+        .root(root.path())
+        .vars(no_vars())
+        .load()
+        .unwrap();
+    assert_eq!(e.env(), "beta");
+    assert_eq!(e.source(Field::Env), Some(Source::Descriptor(toml)));
+
+    // The variable and the JVM property move the file, as in Apollo.
+    let other = tempfile::tempdir().unwrap();
+    let moved = other.path().join("apollo.properties");
+    std::fs::write(&moved, "env=FAT\nidc=cn7\n").unwrap();
+    let by_var = Environment::builder()
+        .root(other.path())
+        .vars(Vars::from_pairs([(
+            "APOLLO_PATH_SERVER_PROPERTIES",
+            moved.to_str().unwrap(),
+        )]))
+        .load()
+        .unwrap();
+    assert_eq!((by_var.env(), by_var.idc()), ("FAT", "cn7"));
+    let by_prop = Environment::builder()
+        .root(other.path())
+        .vars(no_vars())
+        .system_properties([("apollo.path.server.properties", moved.to_str().unwrap())])
+        .load()
+        .unwrap();
+    assert_eq!(by_prop.source(Field::Env), Some(Source::Apollo(moved)));
+
+    // Without one, the unidentified report names the file it looked for.
+    let err = Environment::builder()
+        .root(other.path())
+        .hostname("web-3")
+        .vars(no_vars())
+        .load()
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("apollo ") && err.to_string().contains("server.properties"),
+        "{err}"
+    );
+}

@@ -34,6 +34,7 @@ pub struct EnvironmentBuilder {
     pub(super) strict: bool,
     pub(super) env_vars: bool,
     pub(super) vars: Vars,
+    pub(super) properties: Vars,
 }
 
 impl Default for EnvironmentBuilder {
@@ -57,6 +58,7 @@ impl Default for EnvironmentBuilder {
             strict: false,
             env_vars: true,
             vars: Vars::Process,
+            properties: Vars::Map(Default::default()),
         }
     }
 }
@@ -160,6 +162,21 @@ impl EnvironmentBuilder {
     /// Where variables are read from (process environment by default).
     pub fn vars(mut self, vars: Vars) -> Self {
         self.vars = vars;
+        self
+    }
+    /// JVM system properties: `envid.app`, `envid.env`, `envid.sub_env`,
+    /// `envid.idc`, `envid.ip` and `envid.descriptor` rank above the
+    /// `ENVID_*` variables and below values set in code, with the source
+    /// `system property envid.env`; `apollo.path.server.properties` names
+    /// Apollo's file. The Java binding passes `System.getProperties()`; other
+    /// callers rarely need this. Blank values count as unset.
+    pub fn system_properties<I, K, V>(mut self, pairs: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        self.properties = Vars::from_pairs(pairs);
         self
     }
 

@@ -10,7 +10,8 @@ use once_cell::sync::OnceCell;
 
 use super::builder::EnvironmentBuilder;
 use super::unidentified;
-use super::{Environment, Probes, DEFAULT_DESCRIPTOR_PATHS, DESCRIPTOR_VAR};
+use super::{Environment, Probes, DEFAULT_DESCRIPTOR_PATHS, DESCRIPTOR_PROPERTY, DESCRIPTOR_VAR};
+use crate::apollo::{self, ServerProperties};
 use crate::descriptor::{self, Descriptor};
 use crate::error::{Attempt, Error, ProblemKind};
 use crate::model::{EnvType, Field, K8s, Labels, Platform, Release, Secret};
@@ -63,7 +64,12 @@ impl Loader {
             Some(p) => (Some(p.descriptor), p.warnings),
             None => (None, Vec::new()),
         };
-        let mut merged = self.merge(desc.as_ref())?;
+        // Apollo's file stands in for a descriptor, never beside one.
+        let apollo = match desc {
+            Some(_) => None,
+            None => self.apollo()?,
+        };
+        let mut merged = self.merge(desc.as_ref(), apollo.as_ref())?;
         let probes = self.probes(desc.as_ref())?;
         let hostname_match = self.hostname_fallback(&rules, &probes, &mut merged);
         let env_type = merged
@@ -116,24 +122,31 @@ impl Loader {
             .map(|v| (v, Source::EnvVar(name.to_string())))
     }
 
+    fn property(&self, name: &str) -> Sourced<String> {
+        self.b
+            .properties
+            .get(name)
+            .map(|v| (v, Source::SystemProperty(name.to_string())))
+    }
+
     fn builder<T: Clone>(v: &Option<T>) -> Sourced<T> {
         v.clone().map(|v| (v, Source::Builder))
     }
 
     /// Finds and reads the descriptor by the location policy.
     fn descriptor(&mut self) -> Result<Option<descriptor::Parsed>, Error> {
-        let (paths, required): (Vec<PathBuf>, bool) =
-            match (&self.b.descriptors, self.var(DESCRIPTOR_VAR)) {
-                (Some(p), _) => (p.clone(), self.b.descriptor_required),
-                (None, Some((p, _))) => (vec![PathBuf::from(p)], true),
-                (None, None) => (
-                    DEFAULT_DESCRIPTOR_PATHS
-                        .iter()
-                        .map(|p| self.b.root.join(p.trim_start_matches('/')))
-                        .collect(),
-                    false,
-                ),
-            };
+        let named = first([self.property(DESCRIPTOR_PROPERTY), self.var(DESCRIPTOR_VAR)]);
+        let (paths, required): (Vec<PathBuf>, bool) = match (&self.b.descriptors, named) {
+            (Some(p), _) => (p.clone(), self.b.descriptor_required),
+            (None, Some((p, _))) => (vec![PathBuf::from(p)], true),
+            (None, None) => (
+                DEFAULT_DESCRIPTOR_PATHS
+                    .iter()
+                    .map(|p| self.b.root.join(p.trim_start_matches('/')))
+                    .collect(),
+                false,
+            ),
+        };
         if paths.is_empty() {
             self.attempts.push(Attempt {
                 source: Source::Builder,
@@ -155,10 +168,43 @@ impl Loader {
         Ok(None)
     }
 
-    /// Every field that code, variables, the descriptor and the Kubernetes
-    /// variables give, each from the highest source that has it.
-    fn merge(&self, desc: Option<&Descriptor>) -> Result<Merged, Error> {
+    /// Apollo's `server.properties`, at the path the JVM property or the
+    /// variable names, else at its default place below the root.
+    fn apollo(&mut self) -> Result<Option<ServerProperties>, Error> {
+        let named = match self.property(apollo::PATH_PROPERTY) {
+            Some((p, _)) => Some(p),
+            None => self.b.vars.get(apollo::PATH_VAR),
+        };
+        let path = match named {
+            Some(p) => PathBuf::from(p),
+            None => self
+                .b
+                .root
+                .join(apollo::DEFAULT_PATH.trim_start_matches('/')),
+        };
+        let props = apollo::read(&path)?;
+        if props.is_none() {
+            self.attempts.push(Attempt {
+                source: Source::Apollo(path),
+                outcome: "file not found".into(),
+            });
+        }
+        Ok(props)
+    }
+
+    /// Every field that code, JVM properties, variables, the descriptor (or
+    /// Apollo's file) and the Kubernetes variables give, each from the
+    /// highest source that has it.
+    fn merge(
+        &self,
+        desc: Option<&Descriptor>,
+        apollo: Option<&ServerProperties>,
+    ) -> Result<Merged, Error> {
         let dsrc = desc.map(|d| Source::Descriptor(d.path.clone()));
+        let from_apollo = |v: &Option<String>| -> Sourced<String> {
+            let a = apollo?;
+            v.clone().map(|v| (v, Source::Apollo(a.path.clone())))
+        };
         let from_desc = |get: &dyn Fn(&Descriptor) -> Option<String>| -> Sourced<String> {
             let d = desc?;
             get(d).map(|v| (v, dsrc.clone().expect("descriptor source")))
@@ -184,23 +230,29 @@ impl Loader {
         Ok(Merged {
             app: first([
                 Self::builder(&self.b.app),
+                self.property("envid.app"),
                 self.var("ENVID_APP"),
                 from_desc(&|d| d.app.clone()),
             ]),
             env: first([
                 Self::builder(&self.b.env),
+                self.property("envid.env"),
                 self.var("ENVID_ENV"),
                 from_desc(&|d| d.env.clone()),
+                apollo.and_then(|a| from_apollo(&a.env)),
             ]),
             sub_env: first([
                 Self::builder(&self.b.sub_env),
+                self.property("envid.sub_env"),
                 self.var("ENVID_SUB_ENV"),
                 from_desc(&|d| d.sub_env.clone()),
             ]),
             idc: first([
                 Self::builder(&self.b.idc),
+                self.property("envid.idc"),
                 self.var("ENVID_IDC"),
                 from_desc(&|d| d.idc.clone()),
+                apollo.and_then(|a| from_apollo(&a.idc)),
             ]),
             token,
             release,
@@ -217,14 +269,15 @@ impl Loader {
         let dsrc = || Source::Descriptor(desc.expect("descriptor").path.clone());
         let platform = first([
             Self::builder(&self.b.platform),
-            self.parsed_var("ENVID_PLATFORM", Field::Platform, |s| {
+            parsed(self.var("ENVID_PLATFORM"), Field::Platform, |s| {
                 s.parse::<Platform>().map_err(|e| e.to_string())
             })?,
             desc.and_then(|d| d.platform).map(|p| (p, dsrc())),
         ]);
         let ip = first([
             Self::builder(&self.b.ip),
-            self.parsed_var("ENVID_IP", Field::Ip, parse_ip)?,
+            parsed(self.property("envid.ip"), Field::Ip, parse_ip)?,
+            parsed(self.var("ENVID_IP"), Field::Ip, parse_ip)?,
             desc.and_then(|d| d.ip).map(|ip| (ip, dsrc())),
             self.k8s_ip()?,
         ]);
@@ -320,26 +373,6 @@ impl Loader {
         }
     }
 
-    fn parsed_var<T>(
-        &self,
-        name: &str,
-        field: Field,
-        parse: impl Fn(&str) -> Result<T, String>,
-    ) -> Result<Sourced<T>, Error> {
-        match self.var(name) {
-            None => Ok(None),
-            Some((text, source)) => match parse(&text) {
-                Ok(v) => Ok(Some((v, source))),
-                Err(reason) => Err(Error::InvalidValue {
-                    field,
-                    origin: source,
-                    value: text,
-                    reason,
-                }),
-            },
-        }
-    }
-
     fn k8s_ip(&self) -> Result<Sourced<IpAddr>, Error> {
         match self.b.vars.get("POD_IP") {
             None => Ok(None),
@@ -387,6 +420,27 @@ impl Loader {
             }
         }
         ((!k.is_empty()).then_some(k), sources)
+    }
+}
+
+/// A text value parsed into its type; a value that does not parse is an
+/// error naming the field, the source and the value.
+fn parsed<T>(
+    text: Sourced<String>,
+    field: Field,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Result<Sourced<T>, Error> {
+    match text {
+        None => Ok(None),
+        Some((text, source)) => match parse(&text) {
+            Ok(v) => Ok(Some((v, source))),
+            Err(reason) => Err(Error::InvalidValue {
+                field,
+                origin: source,
+                value: text,
+                reason,
+            }),
+        },
     }
 }
 

@@ -49,6 +49,10 @@ pub const DEFAULT_DESCRIPTOR_PATHS: [&str; 2] =
 /// The variable naming a descriptor that must exist.
 pub const DESCRIPTOR_VAR: &str = "ENVID_DESCRIPTOR";
 
+/// The JVM system property naming a descriptor that must exist (above
+/// [`DESCRIPTOR_VAR`]).
+pub const DESCRIPTOR_PROPERTY: &str = "envid.descriptor";
+
 /// Where this process runs: the merged facts and where each came from.
 ///
 /// Obtain the process-wide one with [`current`], or a fresh one with
