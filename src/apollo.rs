@@ -50,6 +50,7 @@ pub fn read(path: &Path) -> Result<Option<ServerProperties>, DescriptorError> {
     let fail =
         |kind, location: Option<Location>, field: Option<Field>, message: String| DescriptorError {
             path: path.to_path_buf(),
+            warnings: Vec::new(),
             problems: vec![Problem {
                 kind,
                 field: field.map(|f| f.as_str().to_string()),

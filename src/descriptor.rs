@@ -67,8 +67,11 @@
 //!   `envid check` can list every one. A syntax error, invalid UTF-8, a size
 //!   or I/O problem, and an unsupported schema stop early with that one
 //!   problem. On failure [`DescriptorError::problems`] holds only the
-//!   errors; the warnings of a failed parse are dropped, so every entry of
-//!   `problems` really is an error.
+//!   errors and [`DescriptorError::warnings`] the warnings found beside
+//!   them, so a typo'd key is shown even when the file fails.
+//! * **Did you mean**: when `app`, `env` or `idc` is missing and an unknown
+//!   key is one edit away from it (`evn`), the missing-field problem says
+//!   "did you mean `env`?" ([`did_you_mean`]).
 //! * **Locations**: 1-based line and column (in characters) of the
 //!   offending value, of the key for unknown keys and duplicates, and of the
 //!   first bad byte for invalid UTF-8. Missing fields have no location. A
@@ -204,6 +207,7 @@ pub struct Parsed {
 /// then everything [`parse`] reports.
 pub fn read(path: &Path, strict: bool) -> Result<Parsed, DescriptorError> {
     let fail = |kind, message: String| DescriptorError {
+        warnings: Vec::new(),
         path: path.to_path_buf(),
         problems: vec![Problem {
             kind,
@@ -230,6 +234,7 @@ pub fn parse(
     strict: bool,
 ) -> Result<Parsed, DescriptorError> {
     let fail = |kind, field: Option<String>, location, message: String| DescriptorError {
+        warnings: Vec::new(),
         path: path.to_path_buf(),
         problems: vec![Problem {
             kind,
@@ -285,6 +290,7 @@ pub fn parse(
         strict,
         errors: Vec::new(),
         warnings: Vec::new(),
+        unknown_keys: Vec::new(),
     };
     let descriptor = v.descriptor(root, path);
     v.finish(text, path, descriptor)
@@ -523,6 +529,16 @@ fn text_problem(s: &str) -> Option<String> {
     }
 }
 
+/// "did you mean `env`? (unknown key `evn`)" when one of `unknown_keys` is
+/// one edit (insertion, deletion, substitution or swap) away from `field`.
+pub fn did_you_mean<S: AsRef<str>>(field: &str, unknown_keys: &[S]) -> Option<String> {
+    unknown_keys
+        .iter()
+        .map(AsRef::as_ref)
+        .find(|k| strsim::damerau_levenshtein(k, field) == 1)
+        .map(|k| format!("did you mean `{field}`? the file has the unknown key `{k}`"))
+}
+
 /// A problem and the byte offset it is about, located at the end.
 struct Pending {
     offset: Option<usize>,
@@ -534,6 +550,7 @@ struct Validator {
     strict: bool,
     errors: Vec<Pending>,
     warnings: Vec<Pending>,
+    unknown_keys: Vec<String>,
 }
 
 impl Validator {
@@ -598,6 +615,7 @@ impl Validator {
     }
 
     fn unknown_key(&mut self, field: String, offset: usize) {
+        self.unknown_keys.push(field.clone());
         let message = if self.strict {
             format!("unknown key `{field}` (refused in strict mode)")
         } else {
@@ -801,7 +819,9 @@ impl Validator {
                                 ProblemKind::InvalidValue,
                                 "ip",
                                 at,
-                                format!("invalid IP address {s:?}"),
+                                format!(
+                                    "{s:?} is not an IP address: expected IPv4 like \"10.1.2.3\" or IPv6 like \"2001:db8::1\""
+                                ),
                             ),
                         }
                     }
@@ -824,7 +844,12 @@ impl Validator {
                     ProblemKind::MissingField,
                     Some(field.into()),
                     None,
-                    format!("`{field}` is missing; the release system always writes it"),
+                    match did_you_mean(field, &self.unknown_keys) {
+                        Some(hint) => format!("`{field}` is missing ({hint})"),
+                        None => {
+                            format!("`{field}` is missing; the release system always writes it")
+                        }
+                    },
                 );
             }
         }
@@ -896,13 +921,15 @@ impl Validator {
         let rfc3339 = &time::format_description::well_known::Rfc3339;
         match time::OffsetDateTime::parse(&text, rfc3339) {
             Ok(_) => Some(text),
-            Err(e) => {
+            Err(_) => {
                 self.error(
                     ProblemKind::InvalidValue,
                     FIELD,
                     at,
                     format!(
-                        "{text:?} is not an RFC 3339 date-time like \"2026-11-22T10:00:00Z\" ({e})"
+                        "{text:?} is not an RFC 3339 date-time: expected YYYY-MM-DDTHH:MM:SS \
+                         with an optional fraction and a UTC offset (Z or +08:00), \
+                         like \"2026-11-22T10:00:00Z\""
                     ),
                 );
                 None
@@ -988,6 +1015,7 @@ impl Validator {
             _ => Err(DescriptorError {
                 path: path.to_path_buf(),
                 problems: locate(self.errors),
+                warnings: locate(self.warnings),
             }),
         }
     }

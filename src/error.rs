@@ -153,8 +153,11 @@ impl fmt::Display for Problem {
 pub struct DescriptorError {
     /// The descriptor's path.
     pub path: PathBuf,
-    /// Every problem, in file order; never empty.
+    /// Every error, in file order; never empty.
     pub problems: Vec<Problem>,
+    /// The warnings found beside the errors (unknown keys, …), so that a
+    /// typo is shown even when the file fails for another reason.
+    pub warnings: Vec<Problem>,
 }
 
 impl DescriptorError {
@@ -168,15 +171,18 @@ impl fmt::Display for DescriptorError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let path = self.path.display();
         match self.problems.as_slice() {
-            [one] => write!(f, "invalid descriptor {path}:{}", located(one)),
+            [one] => write!(f, "invalid descriptor {path}:{}", located(one))?,
             many => {
                 write!(f, "invalid descriptor {path}: {} problems", many.len())?;
                 for p in many {
                     write!(f, "\n  {path}:{}", located(p))?;
                 }
-                Ok(())
             }
         }
+        for w in &self.warnings {
+            write!(f, "\n  warning: {path}:{}", located(w))?;
+        }
+        Ok(())
     }
 }
 
@@ -255,6 +261,9 @@ pub struct Unidentified {
     pub attempts: Vec<Attempt>,
     /// What was found.
     pub found: Vec<Fact>,
+    /// The descriptor's warnings (an unknown key may be the missing field,
+    /// misspelt), with the descriptor's path.
+    pub warnings: Vec<(PathBuf, Problem)>,
 }
 
 impl fmt::Display for Unidentified {
@@ -267,6 +276,9 @@ impl fmt::Display for Unidentified {
         )?;
         for a in &self.attempts {
             write!(f, "\n  tried {}: {}", a.source, a.outcome)?;
+        }
+        for (path, w) in &self.warnings {
+            write!(f, "\n  warning: {}:{}", path.display(), located(w))?;
         }
         Ok(())
     }

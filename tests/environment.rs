@@ -551,7 +551,10 @@ fn system_properties_rank_between_code_and_variables() {
         .descriptor(example())
         .load()
         .unwrap_err();
-    assert!(err.to_string().contains("system property envid.ip"), "{err}");
+    assert!(
+        err.to_string().contains("system property envid.ip"),
+        "{err}"
+    );
 }
 
 fn apollo_root(body: &str) -> tempfile::TempDir {

@@ -103,7 +103,7 @@ impl Loader {
                 Err(unidentified::report(
                     &self.b,
                     std::mem::take(&mut self.attempts),
-                    desc.as_ref(),
+                    desc.as_ref().map(|d| (d, &warnings[..])),
                     hostname_match.as_ref(),
                     facts,
                     &probes,

@@ -6,8 +6,8 @@
 use super::builder::EnvironmentBuilder;
 use super::load::Sourced;
 use super::{evidence_summary, is_vm_evidence, Probes};
-use crate::descriptor::Descriptor;
-use crate::error::{Attempt, Error, Fact, Unidentified};
+use crate::descriptor::{self, Descriptor};
+use crate::error::{Attempt, Error, Fact, Problem, ProblemKind, Unidentified};
 use crate::model::Field;
 use crate::rules::HostnameMatch;
 use crate::source::Source;
@@ -25,7 +25,7 @@ pub(super) struct Facts {
 pub(super) fn report(
     b: &EnvironmentBuilder,
     recorded: Vec<Attempt>,
-    desc: Option<&Descriptor>,
+    desc: Option<(&Descriptor, &[Problem])>,
     hostname_match: Option<&HostnameMatch>,
     facts: Facts,
     probes: &Probes,
@@ -39,10 +39,14 @@ pub(super) fn report(
     }
     let attempts = attempts(b, recorded, &missing, desc, hostname_match);
     let found = found(facts, probes);
+    let warnings = desc
+        .map(|(d, w)| w.iter().map(|p| (d.path.clone(), p.clone())).collect())
+        .unwrap_or_default();
     Error::Unidentified(Box::new(Unidentified {
         missing,
         attempts,
         found,
+        warnings,
     }))
 }
 
@@ -51,7 +55,7 @@ fn attempts(
     b: &EnvironmentBuilder,
     recorded: Vec<Attempt>,
     missing: &[Field],
-    desc: Option<&Descriptor>,
+    desc: Option<(&Descriptor, &[Problem])>,
     hostname_match: Option<&HostnameMatch>,
 ) -> Vec<Attempt> {
     let names: Vec<&str> = missing.iter().map(|f| f.as_str()).collect();
@@ -74,10 +78,23 @@ fn attempts(
             },
         });
     }
-    if let Some(d) = desc {
+    if let Some((d, warnings)) = desc {
+        let unknown: Vec<&str> = warnings
+            .iter()
+            .filter(|w| w.kind == ProblemKind::UnknownKey)
+            .filter_map(|w| w.field.as_deref())
+            .collect();
+        let hints: Vec<String> = names
+            .iter()
+            .filter_map(|f| descriptor::did_you_mean(f, &unknown))
+            .collect();
+        let mut outcome = format!("has no {wanted}");
+        if !hints.is_empty() {
+            outcome = format!("{outcome} ({})", hints.join("; "));
+        }
         out.push(Attempt {
             source: Source::Descriptor(d.path.clone()),
-            outcome: format!("has no {wanted}"),
+            outcome,
         });
     }
     out.push(Attempt {

@@ -26,21 +26,35 @@ pub enum Format {
     Toml,
 }
 
+/// Output formats of reports that have no TOML form (`check`, `lookup`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    /// Aligned text for people.
+    Text,
+    /// JSON for programs.
+    Json,
+}
+
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Print this host's environment (exit 1 when it cannot be identified).
     Inspect(InspectArgs),
-    /// Validate a descriptor file; exit 1 listing every problem when invalid.
+    /// Validate a descriptor file as a release gate; exit 1 listing every
+    /// problem when invalid (a descriptor without app, env or idc is invalid).
     Check {
         /// The descriptor (.toml or .json).
         file: PathBuf,
-        /// Unknown keys and missing expected fields are errors.
+        /// Unknown keys are errors too.
         #[arg(long)]
         strict: bool,
-        /// Output format (text or json).
-        #[arg(long, value_enum, default_value_t = Format::Text)]
-        format: Format,
+        /// Allow a descriptor without app, env or idc (completed by other
+        /// sources on purpose: variables, Kubernetes, hostname rules).
+        #[arg(long)]
+        partial: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+        format: ReportFormat,
     },
     /// Show which hostname rule matches HOSTNAME and what it reads; exit 1 when none.
     Explain {

@@ -1,23 +1,42 @@
-//! `envid check FILE`: validates a descriptor, listing every problem.
+//! `envid check FILE`: validates a descriptor, listing every problem. The
+//! release system runs it as its gate, so a descriptor that cannot identify
+//! a host (no `app`, `env` or `idc`) fails unless `--partial` says other
+//! sources complete it on purpose.
 
 use std::path::Path;
 use std::process::ExitCode;
 
 use envid::descriptor;
-use envid::error::Problem;
+use envid::error::{Problem, ProblemKind};
 use serde_json::json;
 
-use crate::cli::Format;
+use crate::cli::{Format, ReportFormat};
 use crate::output;
 
-pub fn run(file: &Path, strict: bool, format: Format) -> Result<ExitCode, String> {
-    let (errors, warnings) = match descriptor::read(file, strict) {
+pub fn run(
+    file: &Path,
+    strict: bool,
+    partial: bool,
+    format: ReportFormat,
+) -> Result<ExitCode, String> {
+    let (mut errors, mut warnings) = match descriptor::read(file, strict) {
         Ok(p) => (Vec::new(), p.warnings),
-        Err(e) => (e.problems, Vec::new()),
+        Err(e) => (e.problems, e.warnings),
     };
+    if !partial {
+        let (missing, rest): (Vec<_>, Vec<_>) = warnings
+            .into_iter()
+            .partition(|w| w.kind == ProblemKind::MissingField);
+        warnings = rest;
+        errors.extend(missing.into_iter().map(|mut p| {
+            p.message
+                .push_str(" (a release gate needs it; --partial allows its absence)");
+            p
+        }));
+    }
     let valid = errors.is_empty();
     match format {
-        Format::Text => {
+        ReportFormat::Text => {
             for p in &errors {
                 println!("{}", line(file, "error", p));
             }
@@ -40,7 +59,7 @@ pub fn run(file: &Path, strict: bool, format: Format) -> Result<ExitCode, String
                 );
             }
         }
-        _ => {
+        ReportFormat::Json => {
             let v = json!({
                 "file": file.display().to_string(),
                 "valid": valid,

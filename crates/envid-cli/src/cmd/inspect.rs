@@ -42,7 +42,18 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
 
 fn render(env: &Environment, a: &Args) -> Result<String, String> {
     if a.format != Format::Text {
-        return output::structured(&env.report(a.show_secrets, a.explain), a.format);
+        // "identified" on success too, so a program reads one key either way.
+        #[derive(serde::Serialize)]
+        struct Identified<'a> {
+            identified: bool,
+            #[serde(flatten)]
+            report: envid::environment::Report<'a>,
+        }
+        let v = Identified {
+            identified: true,
+            report: env.report(a.show_secrets, a.explain),
+        };
+        return output::structured(&v, a.format);
     }
     let mut rows: Vec<(String, String, Option<String>)> = Vec::new();
     let src = |f: Field| {
@@ -157,11 +168,26 @@ fn render_unidentified(u: &Unidentified, format: Format) -> Result<String, Strin
                     )
                 })
                 .collect();
+            let warnings: Vec<_> = u
+                .warnings
+                .iter()
+                .map(|(path, w)| {
+                    json!({
+                        "file": path.display().to_string(),
+                        "kind": format!("{:?}", w.kind),
+                        "field": w.field,
+                        "line": w.location.as_ref().map(|l| l.line),
+                        "column": w.location.as_ref().map(|l| l.column),
+                        "message": w.message,
+                    })
+                })
+                .collect();
             let v = json!({
                 "identified": false,
                 "missing": u.missing,
                 "attempts": u.attempts,
                 "found": found,
+                "warnings": warnings,
             });
             output::structured(&v, format)
         }

@@ -18,8 +18,9 @@ pub fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Check {
             file,
             strict,
+            partial,
             format,
-        } => check::run(&file, strict, format),
+        } => check::run(&file, strict, partial, format),
         Command::Explain {
             hostname,
             rules,
