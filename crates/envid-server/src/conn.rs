@@ -34,7 +34,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore};
 
-use crate::http::Metrics;
+use crate::metrics::Metrics;
 
 /// The connection limits (from `Config`).
 pub(crate) struct Limits {

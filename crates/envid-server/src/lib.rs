@@ -58,6 +58,7 @@ mod conn;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 mod http;
+mod metrics;
 pub mod registration_body;
 pub mod registry_file;
 mod reload;
@@ -70,7 +71,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::http::{AppState, Metrics};
+use crate::http::AppState;
+use crate::metrics::Metrics;
 use crate::reload::Reloader;
 use crate::store::Store;
 

@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::registry_file::parse_registry;
 
-use crate::http::Metrics;
+use crate::metrics::Metrics;
 use crate::store::Store;
 
 /// Within this age of the file's mtime, the content is re-checked on every poll.
