@@ -55,6 +55,7 @@
 #![warn(missing_docs)]
 
 mod conn;
+mod error;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 mod http;
@@ -71,6 +72,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use crate::error::ErrorCode;
 use crate::http::AppState;
 use crate::metrics::Metrics;
 use crate::reload::Reloader;

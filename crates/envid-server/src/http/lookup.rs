@@ -6,36 +6,28 @@ use std::net::IpAddr;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use envid::protocol::{HostRecord, LookupRequest};
 use serde::ser::SerializeMap;
 use serde::Serialize;
 
-use super::{body_or_error, error, parse_ip, AppState};
+use super::{path_ip, read_body, AppState};
+use crate::error::{ApiError, ErrorCode};
 
 pub(crate) async fn get_host(
     State(state): State<AppState>,
     path: Result<Path<String>, PathRejection>,
-) -> Response {
-    let Path(raw) = match path {
-        Ok(p) => p,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_ip", e.body_text()),
-    };
-    let ip = match parse_ip(&raw) {
-        Ok(ip) => ip,
-        Err(r) => return *r,
-    };
+) -> Result<Response, ApiError> {
+    let ip = path_ip(path)?;
     state.metrics.ips_looked_up.inc();
     let snapshot = state.store.snapshot();
     match snapshot.lookup(ip) {
-        Some(record) => Json(&**record).into_response(),
-        None => error(
-            StatusCode::NOT_FOUND,
-            "not_found",
+        Some(record) => Ok(Json(&**record).into_response()),
+        None => Err(ApiError::new(
+            ErrorCode::NotFound,
             format!("no record for {ip}"),
-        ),
+        )),
     }
 }
 
@@ -63,31 +55,23 @@ impl Serialize for Hosts<'_> {
 pub(crate) async fn lookup(
     State(state): State<AppState>,
     body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let body = match body_or_error(&state, body) {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    let request: LookupRequest = match serde_json::from_slice(&body) {
-        Ok(r) => r,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "invalid_json",
-                format!("invalid JSON body (expected {{\"ips\": [\"10.0.0.1\", ...]}}): {e}"),
-            )
-        }
-    };
+) -> Result<Response, ApiError> {
+    let body = read_body(&state, body)?;
+    let request: LookupRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(
+            ErrorCode::InvalidJson,
+            format!("invalid JSON body (expected {{\"ips\": [\"10.0.0.1\", ...]}}): {e}"),
+        )
+    })?;
     if request.ips.len() > state.max_batch {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "too_many_ips",
+        return Err(ApiError::new(
+            ErrorCode::TooManyIps,
             format!(
                 "too many IPs: {} in one request, at most {} allowed; split the batch",
                 request.ips.len(),
                 state.max_batch
             ),
-        );
+        ));
     }
     let mut ips = Vec::with_capacity(request.ips.len());
     let mut bad = Vec::new();
@@ -112,7 +96,7 @@ pub(crate) async fn lookup(
         if more > 0 {
             message.push_str(&format!(" and {more} more"));
         }
-        return error(StatusCode::BAD_REQUEST, "invalid_ip", message);
+        return Err(ApiError::new(ErrorCode::InvalidIp, message));
     }
     state.metrics.ips_looked_up.inc_by(ips.len() as u64);
     let snapshot = state.store.snapshot();
@@ -124,5 +108,5 @@ pub(crate) async fn lookup(
         .filter(|(raw, _)| seen.insert(raw.as_str()))
         .map(|(raw, ip)| (raw.as_str(), snapshot.lookup(*ip).map(|r| &**r)))
         .collect();
-    Json(Hosts(hosts)).into_response()
+    Ok(Json(Hosts(hosts)).into_response())
 }

@@ -3,10 +3,6 @@
 //! passes (bearer-token check, load shedding, request metrics). The handlers
 //! live by subject: [`lookup`], [`replication`], [`registration`].
 
-// Handlers' helpers return the ready error `Response` as `Err`: a cold path,
-// so its size does not matter, and boxing would only add noise.
-#![allow(clippy::result_large_err)]
-
 mod lookup;
 mod registration;
 mod replication;
@@ -17,15 +13,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{MatchedPath, Request, State};
-use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{MatchedPath, Path, Request, State};
+use axum::http::{header, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Serialize;
 
+use crate::error::{ApiError, ErrorCode};
 use crate::metrics::{Metrics, RequestLabels};
 use crate::store::Store;
 use crate::Config;
@@ -128,38 +124,31 @@ pub(crate) fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// `429` + `Retry-After` (whole seconds, at least 1).
-pub(crate) fn too_many(code: &str, message: impl Into<String>, retry_after: Duration) -> Response {
-    let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
-    let mut response = error(StatusCode::TOO_MANY_REQUESTS, code, message);
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
-    response
-}
-
 /// Sheds requests past `max_in_flight` with `429`. Not counted: `/healthz`
 /// (an orchestrator must not kill a busy service) and replication deltas
 /// (`/v1/registry?since=…`), whose waiting long polls hold no work and are
 /// capped separately by `max_long_polls`, so replicas waiting never shed
 /// lookups.
-async fn shed_load(State(state): State<AppState>, req: Request, next: Next) -> Response {
+async fn shed_load(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
     // A body declared too large is refused before any of it is read (the
     // body limit alone would wait for it, for up to the request timeout).
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > state.max_body_bytes as u64) {
-        return closing(error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
+    if let Some(n) = declared.filter(|&n| n > state.max_body_bytes as u64) {
+        return Err(ApiError::new(
+            ErrorCode::TooLarge,
             format!(
-                "the body is {} bytes; at most {} are accepted",
-                declared.unwrap_or_default(),
+                "the body is {n} bytes; at most {} are accepted",
                 state.max_body_bytes
             ),
-        ));
+        )
+        .closing());
     }
     let path = req.uri().path();
     let exempt = path == "/healthz"
@@ -169,62 +158,34 @@ async fn shed_load(State(state): State<AppState>, req: Request, next: Next) -> R
                 .query()
                 .is_some_and(|q| q.split('&').any(|p| p.starts_with("since="))));
     if exempt {
-        return next.run(req).await;
+        return Ok(next.run(req).await);
     }
     let limits = state.limits.clone();
     let Some(_slot) = Slot::take(&limits.in_flight, limits.max_in_flight) else {
         state.metrics.limited("overload");
-        return too_many(
-            "overloaded",
+        return Err(ApiError::new(
+            ErrorCode::Overloaded,
             format!(
                 "the service is handling {} requests at once; retry later",
                 limits.max_in_flight
             ),
-            Duration::from_secs(1),
-        );
+        )
+        .retry_after(Duration::from_secs(1)));
     };
     // Bounds a request whose body trickles in (or never comes): it would
     // hold an in-flight slot and a connection for as long as the client likes.
-    match tokio::time::timeout(limits.request_timeout, next.run(req)).await {
-        Ok(response) => response,
-        Err(_) => closing(error(
-            StatusCode::REQUEST_TIMEOUT,
-            "request_timeout",
-            format!(
-                "the request was not complete within {:?}",
-                limits.request_timeout
-            ),
-        )),
-    }
-}
-
-/// Ends the connection after this response: the rest of the request body
-/// was never read, so the connection cannot carry another request.
-fn closing(mut response: Response) -> Response {
-    response
-        .headers_mut()
-        .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    response
-}
-
-/// A JSON error response: `{"error": {"code": "...", "message": "..."}}`.
-pub(crate) fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    #[derive(Serialize)]
-    struct Body<'a> {
-        error: Inner<'a>,
-    }
-    #[derive(Serialize)]
-    struct Inner<'a> {
-        code: &'a str,
-        message: String,
-    }
-    let body = Body {
-        error: Inner {
-            code,
-            message: message.into(),
-        },
-    };
-    (status, Json(body)).into_response()
+    tokio::time::timeout(limits.request_timeout, next.run(req))
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                ErrorCode::Timeout,
+                format!(
+                    "the request was not complete within {:?}",
+                    limits.request_timeout
+                ),
+            )
+            .closing()
+        })
 }
 
 async fn count_request(State(state): State<AppState>, req: Request, next: Next) -> Response {
@@ -260,7 +221,11 @@ fn is_registration(req: &Request) -> bool {
     }
 }
 
-async fn require_token(State(state): State<AppState>, req: Request, next: Next) -> Response {
+async fn require_token(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
     let token = if is_registration(&req) {
         &state.registrar_token
     } else {
@@ -275,23 +240,20 @@ async fn require_token(State(state): State<AppState>, req: Request, next: Next) 
                 let (scheme, rest) = v.trim().split_once(' ')?;
                 scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
             });
-        let (code, message) = match given {
-            None => (
-                "unauthorized",
-                "missing bearer token (Authorization: Bearer <token>)",
-            ),
-            Some(given) if !constant_time_eq(given.as_bytes(), token.as_bytes()) => {
-                ("unauthorized", "wrong bearer token")
+        match given {
+            None => {
+                return Err(ApiError::new(
+                    ErrorCode::Unauthorized,
+                    "missing bearer token (Authorization: Bearer <token>)",
+                ))
             }
-            Some(_) => return next.run(req).await,
-        };
-        let mut response = error(StatusCode::UNAUTHORIZED, code, message);
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        return response;
+            Some(given) if !constant_time_eq(given.as_bytes(), token.as_bytes()) => {
+                return Err(ApiError::new(ErrorCode::Unauthorized, "wrong bearer token"))
+            }
+            Some(_) => {}
+        }
     }
-    next.run(req).await
+    Ok(next.run(req).await)
 }
 
 /// Compares without an early exit on the first differing byte.
@@ -302,34 +264,32 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// The request body, or the `413`/`400` response.
-pub(crate) fn body_or_error(
+/// The request body, or the `413`/`400` error.
+pub(crate) fn read_body(
     state: &AppState,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Bytes, Response> {
-    match body {
-        Ok(b) => Ok(b),
-        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            format!(
-                "request body is larger than the limit of {} bytes",
-                state.max_body_bytes
-            ),
-        )),
-        Err(e) => Err(error(StatusCode::BAD_REQUEST, "bad_body", e.body_text())),
-    }
+) -> Result<Bytes, ApiError> {
+    body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                ErrorCode::TooLarge,
+                format!(
+                    "request body is larger than the limit of {} bytes",
+                    state.max_body_bytes
+                ),
+            )
+        } else {
+            ApiError::new(ErrorCode::BadBody, e.body_text())
+        }
+    })
 }
 
-/// Parses an IP, or the `400 invalid_ip` response naming it.
-pub(crate) fn parse_ip(s: &str) -> Result<IpAddr, Box<Response>> {
-    s.trim().parse::<IpAddr>().map_err(|_| {
-        Box::new(error(
-            StatusCode::BAD_REQUEST,
-            "invalid_ip",
-            format!("invalid IP address {s:?}"),
-        ))
-    })
+/// The IP in the path, or the `400 invalid_ip` error naming it.
+pub(crate) fn path_ip(path: Result<Path<String>, PathRejection>) -> Result<IpAddr, ApiError> {
+    let Path(raw) = path.map_err(|e| ApiError::new(ErrorCode::InvalidIp, e.body_text()))?;
+    raw.trim()
+        .parse::<IpAddr>()
+        .map_err(|_| ApiError::invalid_ip(&raw))
 }
 
 async fn healthz(State(state): State<AppState>) -> Response {
@@ -342,37 +302,29 @@ async fn healthz(State(state): State<AppState>) -> Response {
     .into_response()
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
+async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
     let snapshot = state.store.snapshot();
-    let text = match state.metrics.encode(
-        snapshot.version,
-        snapshot.records.len(),
-        state.store.registration_count(),
-    ) {
-        Ok(text) => text,
-        Err(e) => {
-            return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                format!("encoding metrics: {e}"),
-            )
-        }
-    };
-    ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response()
+    let text = state
+        .metrics
+        .encode(
+            snapshot.version,
+            snapshot.records.len(),
+            state.store.registration_count(),
+        )
+        .map_err(|e| ApiError::new(ErrorCode::Internal, format!("encoding metrics: {e}")))?;
+    Ok(([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response())
 }
 
-async fn not_found(req: Request) -> Response {
-    error(
-        StatusCode::NOT_FOUND,
-        "not_found",
+async fn not_found(req: Request) -> ApiError {
+    ApiError::new(
+        ErrorCode::NotFound,
         format!("no such endpoint: {}", req.uri().path()),
     )
 }
 
-async fn method_not_allowed(req: Request) -> Response {
-    error(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
+async fn method_not_allowed(req: Request) -> ApiError {
+    ApiError::new(
+        ErrorCode::MethodNotAllowed,
         format!("{} is not allowed on {}", req.method(), req.uri().path()),
     )
 }

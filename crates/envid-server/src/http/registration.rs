@@ -13,7 +13,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use super::{body_or_error, error, parse_ip, too_many, AppState};
+use super::{path_ip, read_body, AppState};
+use crate::error::{ApiError, ErrorCode};
+use crate::registration_body::{
+    parse_registration_body, parse_renewal_body, RegistrationBodyError,
+};
 use crate::store::now_unix_ms;
 
 /// (app, IP): what the registration limit counts per.
@@ -81,100 +85,82 @@ impl RegistrationLimit {
     }
 }
 
-/// The IP in the path (IPv4-mapped IPv6 as IPv4), or the `400` response.
-fn path_ip(path: Result<Path<String>, PathRejection>) -> Result<IpAddr, Response> {
-    let Path(raw) =
-        path.map_err(|e| error(StatusCode::BAD_REQUEST, "invalid_ip", e.body_text()))?;
-    parse_ip(&raw).map(|ip| ip.to_canonical()).map_err(|r| *r)
+/// The IP in the path, IPv4-mapped IPv6 as IPv4: one registration per host
+/// however its address is written.
+fn canonical_path_ip(path: Result<Path<String>, PathRejection>) -> Result<IpAddr, ApiError> {
+    path_ip(path).map(|ip| ip.to_canonical())
 }
 
 /// The path's IP and the parsed body of a registration call, or the error
-/// response (`400` naming the IP or the field, `413` past the body limit).
+/// (`400` naming the IP or the field, `413` past the body limit).
 fn ip_and_body<T>(
     state: &AppState,
     path: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
-    parse: impl FnOnce(IpAddr, &[u8]) -> Result<T, crate::registration_body::RegistrationBodyError>,
-) -> Result<(IpAddr, T), Response> {
-    let ip = path_ip(path)?;
-    let body = body_or_error(state, body)?;
-    let parsed = parse(ip, &body).map_err(|e| error(StatusCode::BAD_REQUEST, e.code, e.message))?;
-    Ok((ip, parsed))
+    parse: impl FnOnce(IpAddr, &[u8]) -> Result<T, RegistrationBodyError>,
+) -> Result<(IpAddr, T), ApiError> {
+    let ip = canonical_path_ip(path)?;
+    let body = read_body(state, body)?;
+    Ok((ip, parse(ip, &body)?))
 }
 
 pub(crate) async fn register(
     State(state): State<AppState>,
     path: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let (ip, (record, lease)) = match ip_and_body(
-        &state,
-        path,
-        body,
-        crate::registration_body::parse_registration_body,
-    ) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    if let Err(retry_after) = state.limits.registration.admit(record.app.as_deref(), ip) {
+) -> Result<Response, ApiError> {
+    let (ip, (record, lease)) = ip_and_body(&state, path, body, parse_registration_body)?;
+    let limit = &state.limits.registration;
+    if let Err(retry_after) = limit.admit(record.app.as_deref(), ip) {
         state.metrics.limited("registration");
-        return too_many(
-            "rate_limited",
+        return Err(ApiError::new(
+            ErrorCode::RateLimited,
             format!(
                 "more than {} registrations of {ip} (app {}) within {:?}; renew instead of re-registering",
-                state.limits.registration.limit,
+                limit.limit,
                 record.app.as_deref().unwrap_or("-"),
-                state.limits.registration.window
+                limit.window
             ),
-            retry_after,
-        );
+        )
+        .retry_after(retry_after));
     }
     let change = state.store.register(ip, record, lease, now_unix_ms());
     state.metrics.registrations.inc();
-    Json(serde_json::json!({
+    Ok(Json(serde_json::json!({
         "ip": ip,
         "lease_seconds": lease,
         "version": change.map_or_else(|| state.store.version(), |c| c.version),
     }))
-    .into_response()
+    .into_response())
 }
 
 pub(crate) async fn renew(
     State(state): State<AppState>,
     path: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
-) -> Response {
+) -> Result<Response, ApiError> {
     // An optional body `{"lease_seconds": N}` changes the lease length.
-    let (ip, lease) = match ip_and_body(&state, path, body, |_, b| {
-        crate::registration_body::parse_renewal_body(b)
-    }) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+    let (ip, lease) = ip_and_body(&state, path, body, |_, b| parse_renewal_body(b))?;
     match state.store.renew(ip, lease, now_unix_ms()) {
         Some(lease) => {
             state.metrics.renewals.inc();
-            Json(serde_json::json!({"ip": ip, "lease_seconds": lease})).into_response()
+            Ok(Json(serde_json::json!({"ip": ip, "lease_seconds": lease})).into_response())
         }
-        None => error(
-            StatusCode::NOT_FOUND,
-            "not_registered",
+        None => Err(ApiError::new(
+            ErrorCode::NotRegistered,
             format!("{ip} is not registered (its lease may have ended); register it again"),
-        ),
+        )),
     }
 }
 
 pub(crate) async fn deregister(
     State(state): State<AppState>,
     path: Result<Path<String>, PathRejection>,
-) -> Response {
-    let ip = match path_ip(path) {
-        Ok(ip) => ip,
-        Err(r) => return r,
-    };
+) -> Result<StatusCode, ApiError> {
+    let ip = canonical_path_ip(path)?;
     let (was_registered, _) = state.store.deregister(ip);
     if was_registered {
         state.metrics.deregistrations.inc();
     }
-    StatusCode::NO_CONTENT.into_response()
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -12,7 +12,8 @@ use axum::Json;
 use envid::protocol::{HostRecord, RecordKey};
 use serde::{Deserialize, Serialize};
 
-use super::{error, too_many, AppState, Slot};
+use super::{AppState, Slot};
+use crate::error::{ApiError, ErrorCode};
 
 #[derive(Deserialize)]
 pub(crate) struct RegistryQuery {
@@ -55,22 +56,18 @@ pub(crate) async fn registry(
     State(state): State<AppState>,
     query: Result<Query<RegistryQuery>, QueryRejection>,
     headers: HeaderMap,
-) -> Response {
-    let Query(query) = match query {
-        Ok(q) => q,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "invalid_query",
-                format!(
-                    "{} (expected ?since=N&wait=SECONDS, both whole numbers)",
-                    e.body_text()
-                ),
-            )
-        }
-    };
+) -> Result<Response, ApiError> {
+    let Query(query) = query.map_err(|e| {
+        ApiError::new(
+            ErrorCode::InvalidQuery,
+            format!(
+                "{} (expected ?since=N&wait=SECONDS, both whole numbers)",
+                e.body_text()
+            ),
+        )
+    })?;
     match query.since {
-        None => registry_snapshot(&state, &headers),
+        None => Ok(registry_snapshot(&state, &headers)),
         Some(since) => {
             let wait = Duration::from_secs(query.wait.unwrap_or(0)).min(state.limits.max_wait);
             registry_delta(&state, since, wait).await
@@ -122,7 +119,11 @@ fn registry_snapshot(state: &AppState, headers: &HeaderMap) -> Response {
         .into_response()
 }
 
-async fn registry_delta(state: &AppState, since: u64, wait: Duration) -> Response {
+async fn registry_delta(
+    state: &AppState,
+    since: u64,
+    wait: Duration,
+) -> Result<Response, ApiError> {
     // Subscribe before looking, so a change landing in between still wakes us.
     let mut changes = state.store.subscribe();
     let mut delta = state.store.changes_since(since);
@@ -130,14 +131,14 @@ async fn registry_delta(state: &AppState, since: u64, wait: Duration) -> Respons
         let limits = state.limits.clone();
         let Some(_slot) = Slot::take(&limits.long_polls, limits.max_long_polls) else {
             state.metrics.limited("long_polls");
-            return too_many(
-                "too_many_long_polls",
+            return Err(ApiError::new(
+                ErrorCode::TooManyLongPolls,
                 format!(
                     "{} long polls are already waiting; retry later",
                     limits.max_long_polls
                 ),
-                Duration::from_secs(1),
-            );
+            )
+            .retry_after(Duration::from_secs(1)));
         };
         state.metrics.long_polls.inc();
         let mut shutdown = state.shutdown.clone();
@@ -157,19 +158,16 @@ async fn registry_delta(state: &AppState, since: u64, wait: Duration) -> Respons
         state.metrics.long_polls.dec();
         delta = state.store.changes_since(since);
     }
-    match delta {
-        Ok(d) => {
-            let out = DeltaOut {
-                version: d.version,
-                upserts: d.upserts.iter().map(|r| &**r).collect(),
-                deletes: &d.deletes,
-            };
-            ([(header::ETAG, etag(d.version))], Json(out)).into_response()
-        }
-        Err(gone) => error(
-            StatusCode::GONE,
-            "gone",
+    let d = delta.map_err(|gone| {
+        ApiError::new(
+            ErrorCode::Gone,
             format!("{gone}; fetch the whole registry (GET /v1/registry)"),
-        ),
-    }
+        )
+    })?;
+    let out = DeltaOut {
+        version: d.version,
+        upserts: d.upserts.iter().map(|r| &**r).collect(),
+        deletes: &d.deletes,
+    };
+    Ok(([(header::ETAG, etag(d.version))], Json(out)).into_response())
 }
