@@ -84,8 +84,8 @@ use crate::metrics::Metrics;
 use crate::reload::Reloader;
 use crate::store::Store;
 
-/// How to run the service.
-#[derive(Clone, Debug)]
+/// How to run the service. Its `Debug` output redacts the tokens.
+#[derive(Clone)]
 pub struct Config {
     /// The TOML registry file.
     pub registry_path: PathBuf,
@@ -172,6 +172,57 @@ impl Config {
             request_timeout: Duration::from_secs(10),
             expiry_interval: Duration::from_millis(100),
         }
+    }
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Destructured so a new field cannot be left out by accident.
+        let Config {
+            registry_path,
+            listen,
+            token,
+            reload_interval,
+            max_body_bytes,
+            max_batch,
+            history_limit,
+            drain_timeout,
+            registrar_token,
+            state_path,
+            register_limit,
+            register_window,
+            max_in_flight,
+            max_long_polls,
+            max_wait,
+            poll_coalesce,
+            max_connections,
+            header_read_timeout,
+            request_timeout,
+            expiry_interval,
+        } = self;
+        let redacted = |t: &Option<String>| t.as_ref().map(|_| "<redacted>");
+        f.debug_struct("Config")
+            .field("registry_path", registry_path)
+            .field("listen", listen)
+            .field("token", &redacted(token))
+            .field("reload_interval", reload_interval)
+            .field("max_body_bytes", max_body_bytes)
+            .field("max_batch", max_batch)
+            .field("history_limit", history_limit)
+            .field("drain_timeout", drain_timeout)
+            .field("registrar_token", &redacted(registrar_token))
+            .field("state_path", state_path)
+            .field("register_limit", register_limit)
+            .field("register_window", register_window)
+            .field("max_in_flight", max_in_flight)
+            .field("max_long_polls", max_long_polls)
+            .field("max_wait", max_wait)
+            .field("poll_coalesce", poll_coalesce)
+            .field("max_connections", max_connections)
+            .field("header_read_timeout", header_read_timeout)
+            .field("request_timeout", request_timeout)
+            .field("expiry_interval", expiry_interval)
+            .finish()
     }
 }
 
