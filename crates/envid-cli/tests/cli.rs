@@ -381,7 +381,8 @@ fn serve(
         match rx.recv_timeout(left) {
             Ok(line) => {
                 if let Some(rest) = line.split("listening on ").nth(1) {
-                    let url = rest.split(',').next().unwrap().to_string();
+                    // The URL ends the log message; structured fields follow.
+                    let url = rest.split_whitespace().next().unwrap().to_string();
                     return (child, url, rx);
                 }
             }

@@ -34,7 +34,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore};
 
-use crate::http::Metrics;
+use crate::metrics::Metrics;
 
 /// The connection limits (from `Config`).
 pub(crate) struct Limits {
@@ -118,7 +118,7 @@ pub(crate) async fn serve(
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning; the
                     // connections being served keep going.
-                    eprintln!("envid-server: accept failed: {e}");
+                    tracing::warn!(error = %e, "accept failed; retrying in 50 ms");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
@@ -185,8 +185,9 @@ pub(crate) async fn serve(
         .await
         .is_err()
     {
-        eprintln!(
-            "envid-server: in-flight requests still running after {drain_timeout:?}; stopping anyway"
+        tracing::warn!(
+            ?drain_timeout,
+            "in-flight requests still running after the drain timeout; stopping anyway"
         );
     }
 }

@@ -1,4 +1,5 @@
-//! The reference environment service (DESIGN.md, "The IP lookup protocol").
+//! The reference environment service (the protocol: see ARCHITECTURE.md,
+//! "Where is that IP", and README.md).
 //!
 //! A small, real HTTP service answering IP → environment lookups from a TOML
 //! registry file (see [`crate::registry_file::parse_registry`] for the format):
@@ -45,19 +46,26 @@
 //! wrong token; `404 not_found`; `405 method_not_allowed`; `410 gone`; `429`
 //! with `Retry-After` (`rate_limited`; `overloaded` past
 //! [`Config::max_in_flight`], where waiting long polls and `/healthz` are not
-//! counted; `too_many_long_polls`).
+//! counted; `too_many_long_polls`). [`ErrorCode`] lists every code with its
+//! status.
 //!
 //! The registry is reloaded when the file changes (polled; see README.md,
-//! "Reload"): a bad new file is logged to stderr and the old registry keeps
-//! serving; registrations are kept. The records live in a versioned
+//! "Reload"): a bad new file is logged as a warning and the old registry
+//! keeps serving; registrations are kept. The records live in a versioned
 //! [`store::Store`] with a bounded change history. README.md documents the
 //! decisions (precedence, limits, shedding, persistence).
+//!
+//! The service logs through [`tracing`] (structured fields, levels) and
+//! installs no subscriber: the embedding program chooses one (`envid serve`
+//! writes to stderr, filtered by `RUST_LOG`, default `info`).
 #![warn(missing_docs)]
 
 mod conn;
+mod error;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 mod http;
+mod metrics;
 pub mod registration_body;
 pub mod registry_file;
 mod reload;
@@ -70,12 +78,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::http::{AppState, Metrics};
+pub use crate::error::ErrorCode;
+use crate::http::AppState;
+use crate::metrics::Metrics;
 use crate::reload::Reloader;
 use crate::store::Store;
 
-/// How to run the service.
-#[derive(Clone, Debug)]
+/// How to run the service. Its `Debug` output redacts the tokens.
+#[derive(Clone)]
 pub struct Config {
     /// The TOML registry file.
     pub registry_path: PathBuf,
@@ -165,6 +175,57 @@ impl Config {
     }
 }
 
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Destructured so a new field cannot be left out by accident.
+        let Config {
+            registry_path,
+            listen,
+            token,
+            reload_interval,
+            max_body_bytes,
+            max_batch,
+            history_limit,
+            drain_timeout,
+            registrar_token,
+            state_path,
+            register_limit,
+            register_window,
+            max_in_flight,
+            max_long_polls,
+            max_wait,
+            poll_coalesce,
+            max_connections,
+            header_read_timeout,
+            request_timeout,
+            expiry_interval,
+        } = self;
+        let redacted = |t: &Option<String>| t.as_ref().map(|_| "<redacted>");
+        f.debug_struct("Config")
+            .field("registry_path", registry_path)
+            .field("listen", listen)
+            .field("token", &redacted(token))
+            .field("reload_interval", reload_interval)
+            .field("max_body_bytes", max_body_bytes)
+            .field("max_batch", max_batch)
+            .field("history_limit", history_limit)
+            .field("drain_timeout", drain_timeout)
+            .field("registrar_token", &redacted(registrar_token))
+            .field("state_path", state_path)
+            .field("register_limit", register_limit)
+            .field("register_window", register_window)
+            .field("max_in_flight", max_in_flight)
+            .field("max_long_polls", max_long_polls)
+            .field("max_wait", max_wait)
+            .field("poll_coalesce", poll_coalesce)
+            .field("max_connections", max_connections)
+            .field("header_read_timeout", header_read_timeout)
+            .field("request_timeout", request_timeout)
+            .field("expiry_interval", expiry_interval)
+            .finish()
+    }
+}
+
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -251,11 +312,11 @@ fn prepare(config: Config) -> Result<Prepared, ServerError> {
     };
     if let Some(p) = &config.state_path {
         if loaded.version > 0 {
-            eprintln!(
-                "envid-server: state {}: {} registrations restored, {} expired leases dropped",
-                p.display(),
-                loaded.leases.len(),
-                loaded.expired
+            tracing::info!(
+                path = %p.display(),
+                restored = loaded.leases.len(),
+                expired = loaded.expired,
+                "registrations restored from the state file"
             );
         }
     }
@@ -303,7 +364,7 @@ async fn serve(p: Prepared, shutdown: impl Future<Output = ()> + Send + 'static)
     let listener = match tokio::net::TcpListener::from_std(listener) {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("envid-server: cannot use the bound socket: {e}");
+            tracing::error!(error = %e, "cannot use the bound socket");
             return;
         }
     };
@@ -322,7 +383,7 @@ async fn serve(p: Prepared, shutdown: impl Future<Output = ()> + Send + 'static)
             {
                 Ok(r) => r,
                 Err(e) => {
-                    eprintln!("envid-server: registry reloader stopped: {e}");
+                    tracing::error!(error = %e, "registry reloader stopped");
                     return;
                 }
             };
@@ -343,10 +404,10 @@ async fn serve(p: Prepared, shutdown: impl Future<Output = ()> + Send + 'static)
                 if !expired.is_empty() {
                     metrics.expiries.inc_by(expired.len() as u64);
                     if let Some(c) = change {
-                        eprintln!(
-                            "envid-server: {} leases expired: version {}",
-                            expired.len(),
-                            c.version
+                        tracing::info!(
+                            expired = expired.len(),
+                            version = c.version,
+                            "leases expired"
                         );
                     }
                 }
@@ -415,11 +476,10 @@ async fn persist(store: &Arc<Store>, path: &std::path::Path) {
     .await;
     match result {
         Ok(Ok(())) => {}
-        Ok(Err((path, e))) => eprintln!(
-            "envid-server: cannot write the state file {}: {e}",
-            path.display()
-        ),
-        Err(e) => eprintln!("envid-server: state writer failed: {e}"),
+        Ok(Err((path, e))) => {
+            tracing::error!(path = %path.display(), error = %e, "cannot write the state file")
+        }
+        Err(e) => tracing::error!(error = %e, "state writer failed"),
     }
 }
 
@@ -453,26 +513,21 @@ pub fn run_blocking(config: Config) -> Result<(), ServerError> {
     let prepared = prepare(config)?;
     let addr = prepared.listener.local_addr()?;
     let records = prepared.state.store.snapshot().records.len();
-    eprintln!(
-        "envid-server: listening on http://{addr}, registry {} ({records} records){}",
-        prepared.config.registry_path.display(),
-        if prepared.config.token.is_some() {
-            ", token required"
-        } else {
-            ""
-        }
+    tracing::info!(
+        registry = %prepared.config.registry_path.display(),
+        records,
+        token_required = prepared.config.token.is_some(),
+        "listening on http://{addr}"
     );
     if prepared.config.registrar_token.is_none() {
-        eprintln!(
-            "envid-server: no registrar token: registration (PUT/DELETE /v1/hosts/IP) is open"
-        );
+        tracing::warn!("no registrar token: registration (PUT/DELETE /v1/hosts/IP) is open");
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(serve(prepared, shutdown_signal()));
     runtime.shutdown_timeout(Duration::from_secs(1));
-    eprintln!("envid-server: stopped");
+    tracing::info!("stopped");
     Ok(())
 }
 
@@ -497,5 +552,5 @@ async fn shutdown_signal() {
         _ = ctrl_c => {}
         _ = term => {}
     }
-    eprintln!("envid-server: shutting down, draining in-flight requests");
+    tracing::info!("shutting down, draining in-flight requests");
 }

@@ -5,6 +5,8 @@ use std::net::IpAddr;
 
 use envid::protocol::{HostRecord, RECORD_KEYS};
 
+use crate::error::ErrorCode;
+
 /// The longest lease a registration may ask for (a day).
 pub const MAX_LEASE_SECONDS: u64 = 86_400;
 
@@ -13,13 +15,14 @@ pub const MAX_LEASE_SECONDS: u64 = 86_400;
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{code}: {message}")]
 pub struct RegistrationBodyError {
-    /// Machine-readable code: `invalid_json`, `invalid_lease` or `invalid_record`.
-    pub code: &'static str,
+    /// [`ErrorCode::InvalidJson`], [`ErrorCode::InvalidLease`] or
+    /// [`ErrorCode::InvalidRecord`].
+    pub code: ErrorCode,
     /// What was wrong, naming the field or value.
     pub message: String,
 }
 
-fn body_error(code: &'static str, message: impl Into<String>) -> RegistrationBodyError {
+fn body_error(code: ErrorCode, message: impl Into<String>) -> RegistrationBodyError {
     RegistrationBodyError {
         code,
         message: message.into(),
@@ -33,7 +36,7 @@ pub fn parse_lease_seconds(value: &serde_json::Value) -> Result<u64, Registratio
         .filter(|s| (1..=MAX_LEASE_SECONDS).contains(s))
         .ok_or_else(|| {
             body_error(
-                "invalid_lease",
+                ErrorCode::InvalidLease,
                 format!(
                     "lease_seconds must be a whole number from 1 to {MAX_LEASE_SECONDS}, got {value}"
                 ),
@@ -52,34 +55,42 @@ pub fn parse_registration_body(
 ) -> Result<(HostRecord, u64), RegistrationBodyError> {
     let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
         body_error(
-            "invalid_json",
+            ErrorCode::InvalidJson,
             format!("invalid JSON body (expected {{\"env\": ..., \"idc\": ..., \"lease_seconds\": N}}): {e}"),
         )
     })?;
     let serde_json::Value::Object(mut fields) = value else {
-        return Err(body_error("invalid_json", "the body must be a JSON object"));
+        return Err(body_error(
+            ErrorCode::InvalidJson,
+            "the body must be a JSON object",
+        ));
     };
     let lease = match fields.remove("lease_seconds") {
         Some(v) => parse_lease_seconds(&v)?,
-        None => return Err(body_error("invalid_lease", "lease_seconds is required")),
+        None => {
+            return Err(body_error(
+                ErrorCode::InvalidLease,
+                "lease_seconds is required",
+            ))
+        }
     };
     for key in fields.keys() {
         match key.as_str() {
             "token" => {
                 return Err(body_error(
-                    "invalid_record",
+                    ErrorCode::InvalidRecord,
                     "a record must not carry a token: records are served to anyone",
                 ))
             }
             "cidr" => {
                 return Err(body_error(
-                    "invalid_record",
+                    ErrorCode::InvalidRecord,
                     "only single IPs can be registered; ranges belong in the registry file",
                 ))
             }
             k if !RECORD_KEYS.contains(&k) => {
                 return Err(body_error(
-                    "invalid_record",
+                    ErrorCode::InvalidRecord,
                     format!("unknown field {key:?}"),
                 ))
             }
@@ -90,17 +101,17 @@ pub fn parse_registration_body(
         let given = v.as_str().and_then(|s| s.parse::<IpAddr>().ok());
         if given.map(|g| g.to_canonical()) != Some(ip.to_canonical()) {
             return Err(body_error(
-                "invalid_record",
+                ErrorCode::InvalidRecord,
                 format!("the body's ip {v} is not the path's {ip}"),
             ));
         }
     }
     let mut record: HostRecord = serde_json::from_value(serde_json::Value::Object(fields))
-        .map_err(|e| body_error("invalid_record", e.to_string()))?;
+        .map_err(|e| body_error(ErrorCode::InvalidRecord, e.to_string()))?;
     for (name, value) in [("env", &record.env), ("idc", &record.idc)] {
         if value.trim().is_empty() {
             return Err(body_error(
-                "invalid_record",
+                ErrorCode::InvalidRecord,
                 format!("{name} must not be empty"),
             ));
         }
@@ -118,7 +129,7 @@ pub fn parse_renewal_body(body: &[u8]) -> Result<Option<u64>, RegistrationBodyEr
     }
     let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
         body_error(
-            "invalid_json",
+            ErrorCode::InvalidJson,
             format!("invalid JSON body (expected nothing or {{\"lease_seconds\": N}}): {e}"),
         )
     })?;

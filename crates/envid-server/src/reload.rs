@@ -7,7 +7,7 @@
 //! (mtime, length); when they differ, or when the mtime is so recent that a
 //! same-size rewrite within one timestamp tick could hide (the "racy" window
 //! git also guards against), the content is read and hashed, and only a new
-//! hash is parsed. A file that fails to parse is reported once on stderr and
+//! hash is parsed. A file that fails to parse is logged once (a warning) and
 //! the old registry keeps serving; the next good file is loaded as usual.
 
 use std::hash::{Hash, Hasher};
@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::registry_file::parse_registry;
 
-use crate::http::Metrics;
+use crate::metrics::Metrics;
 use crate::store::Store;
 
 /// Within this age of the file's mtime, the content is re-checked on every poll.
@@ -59,9 +59,11 @@ impl Reloader {
     fn fail(&mut self, message: String) {
         // Report a failure once, not on every poll.
         if self.last_error.as_deref() != Some(message.as_str()) {
-            eprintln!(
-                "envid-server: registry reload failed, still serving version {}: {message}",
-                self.store.version()
+            tracing::warn!(
+                path = %self.path.display(),
+                error = %message,
+                version = self.store.version(),
+                "registry reload failed; keeping the old registry"
             );
             self.metrics.reload(false);
             self.last_error = Some(message);
@@ -106,15 +108,18 @@ impl Reloader {
         self.metrics.reload(true);
         let count = records.len();
         match self.store.replace_all(records) {
-            Some(change) => eprintln!(
-                "envid-server: registry {path} reloaded: version {}, {count} records ({} upserted, {} deleted)",
-                change.version,
-                change.upserts.len(),
-                change.deletes.len()
+            Some(change) => tracing::info!(
+                path,
+                version = change.version,
+                records = count,
+                upserted = change.upserts.len(),
+                deleted = change.deletes.len(),
+                "registry reloaded"
             ),
-            None => eprintln!(
-                "envid-server: registry {path} reloaded: no record changed, still version {}",
-                self.store.version()
+            None => tracing::info!(
+                path,
+                version = self.store.version(),
+                "registry reloaded; no record changed"
             ),
         }
     }

@@ -12,7 +12,7 @@
 //! find out on their next renewal (`404`) and register again.
 //!
 //! At start, a missing file means no registrations. A file that cannot be
-//! read or parsed is reported on stderr, moved aside to `<path>.corrupt`
+//! read or parsed is logged as a warning, moved aside to `<path>.corrupt`
 //! (kept for inspection, not overwritten), and the service starts with no
 //! registrations: registrations are soft state their owners re-create, and
 //! refusing to start would take every lookup down over a cache file.
@@ -54,9 +54,10 @@ pub(crate) fn load(path: &Path, now_ms: u64) -> Loaded {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Loaded::default(),
         Err(e) => {
-            eprintln!(
-                "envid-server: cannot read the state file {}: {e}; starting with no registrations",
-                path.display()
+            tracing::warn!(
+                path = %path.display(),
+                error = %e,
+                "cannot read the state file; starting with no registrations"
             );
             return Loaded::default();
         }
@@ -87,14 +88,20 @@ pub(crate) fn load(path: &Path, now_ms: u64) -> Loaded {
         Err(e) => {
             let aside = corrupt_path(path);
             let moved = std::fs::rename(path, &aside);
-            eprintln!(
-                "envid-server: the state file {} is corrupt ({e}); {}; starting with no registrations",
-                path.display(),
-                match moved {
-                    Ok(()) => format!("moved aside to {}", aside.display()),
-                    Err(e) => format!("could not move it aside: {e}"),
-                }
-            );
+            match moved {
+                Ok(()) => tracing::warn!(
+                    path = %path.display(),
+                    error = %e,
+                    moved_to = %aside.display(),
+                    "the state file is corrupt; moved it aside, starting with no registrations"
+                ),
+                Err(move_error) => tracing::warn!(
+                    path = %path.display(),
+                    error = %e,
+                    %move_error,
+                    "the state file is corrupt and could not be moved aside; starting with no registrations"
+                ),
+            }
             Loaded::default()
         }
     }

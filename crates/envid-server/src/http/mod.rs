@@ -1,0 +1,330 @@
+//! The HTTP API (see ARCHITECTURE.md, "Where is that IP", and the README):
+//! the router, the state the handlers share, and the middleware every request
+//! passes (bearer-token check, load shedding, request metrics). The handlers
+//! live by subject: [`lookup`], [`replication`], [`registration`].
+
+mod lookup;
+mod registration;
+mod replication;
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{MatchedPath, Path, Request, State};
+use axum::http::{header, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+
+use crate::error::{ApiError, ErrorCode};
+use crate::metrics::{Metrics, RequestLabels};
+use crate::store::Store;
+use crate::Config;
+
+use lookup::{get_host, lookup};
+use registration::{deregister, register, renew, RegistrationLimit};
+use replication::registry;
+
+/// Load shedding and the registration rate limit.
+#[derive(Debug)]
+pub(crate) struct Limits {
+    pub(crate) registration: RegistrationLimit,
+    in_flight: AtomicUsize,
+    max_in_flight: usize,
+    long_polls: AtomicUsize,
+    max_long_polls: usize,
+    max_wait: Duration,
+    poll_coalesce: Duration,
+    request_timeout: Duration,
+}
+
+impl Limits {
+    pub(crate) fn new(config: &Config) -> Limits {
+        Limits {
+            registration: RegistrationLimit::new(config.register_limit, config.register_window),
+            in_flight: AtomicUsize::new(0),
+            max_in_flight: config.max_in_flight.max(1),
+            long_polls: AtomicUsize::new(0),
+            max_long_polls: config.max_long_polls,
+            max_wait: config.max_wait,
+            poll_coalesce: config.poll_coalesce,
+            request_timeout: config.request_timeout,
+        }
+    }
+
+    /// Forgets idle registration windows (at most once a second).
+    pub(crate) fn prune(&self) {
+        self.registration.prune();
+    }
+}
+
+/// Takes one slot of a counter capped at `max`, released on drop (also when
+/// the request is cancelled).
+pub(crate) struct Slot<'a>(&'a AtomicUsize);
+
+impl<'a> Slot<'a> {
+    pub(crate) fn take(counter: &'a AtomicUsize, max: usize) -> Option<Slot<'a>> {
+        let before = counter.fetch_add(1, Ordering::AcqRel);
+        let slot = Slot(counter);
+        (before < max).then_some(slot)
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// What the handlers share.
+#[derive(Clone, Debug)]
+pub(crate) struct AppState {
+    pub(crate) store: Arc<Store>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) token: Option<Arc<str>>,
+    pub(crate) registrar_token: Option<Arc<str>>,
+    pub(crate) max_batch: usize,
+    pub(crate) max_body_bytes: usize,
+    pub(crate) limits: Arc<Limits>,
+    /// Turns true when the service starts draining (ends long polls early).
+    pub(crate) shutdown: tokio::sync::watch::Receiver<bool>,
+    /// The encoded body of the last snapshot served, by version.
+    pub(crate) snapshot_cache: Arc<Mutex<Option<(u64, Bytes)>>>,
+}
+
+/// The router: lookups, replication and `/metrics` behind the read token,
+/// registration behind the registrar token (each when set), `/healthz`
+/// always open, JSON errors everywhere, load shedding and metrics on every
+/// request.
+pub(crate) fn router(state: AppState) -> Router {
+    let max_body_bytes = state.max_body_bytes;
+    let protected = Router::new()
+        .route("/v1/hosts/lookup", post(lookup))
+        .route(
+            "/v1/hosts/{ip}",
+            get(get_host).put(register).delete(deregister),
+        )
+        .route("/v1/hosts/{ip}/renew", post(renew))
+        .route("/v1/registry", get(registry))
+        .route("/metrics", get(metrics))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .merge(protected)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), shed_load))
+        .layer(middleware::from_fn_with_state(state.clone(), count_request))
+        .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
+        .with_state(state)
+}
+
+/// Sheds requests past `max_in_flight` with `429`. Not counted: `/healthz`
+/// (an orchestrator must not kill a busy service) and replication deltas
+/// (`/v1/registry?since=…`), whose waiting long polls hold no work and are
+/// capped separately by `max_long_polls`, so replicas waiting never shed
+/// lookups.
+async fn shed_load(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    // A body declared too large is refused before any of it is read (the
+    // body limit alone would wait for it, for up to the request timeout).
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if let Some(n) = declared.filter(|&n| n > state.max_body_bytes as u64) {
+        return Err(ApiError::new(
+            ErrorCode::TooLarge,
+            format!(
+                "the body is {n} bytes; at most {} are accepted",
+                state.max_body_bytes
+            ),
+        )
+        .closing());
+    }
+    let path = req.uri().path();
+    let exempt = path == "/healthz"
+        || (path == "/v1/registry"
+            && req
+                .uri()
+                .query()
+                .is_some_and(|q| q.split('&').any(|p| p.starts_with("since="))));
+    if exempt {
+        return Ok(next.run(req).await);
+    }
+    let limits = state.limits.clone();
+    let Some(_slot) = Slot::take(&limits.in_flight, limits.max_in_flight) else {
+        state.metrics.limited("overload");
+        return Err(ApiError::new(
+            ErrorCode::Overloaded,
+            format!(
+                "the service is handling {} requests at once; retry later",
+                limits.max_in_flight
+            ),
+        )
+        .retry_after(Duration::from_secs(1)));
+    };
+    // Bounds a request whose body trickles in (or never comes): it would
+    // hold an in-flight slot and a connection for as long as the client likes.
+    tokio::time::timeout(limits.request_timeout, next.run(req))
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                ErrorCode::Timeout,
+                format!(
+                    "the request was not complete within {:?}",
+                    limits.request_timeout
+                ),
+            )
+            .closing()
+        })
+}
+
+async fn count_request(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let endpoint = match req.extensions().get::<MatchedPath>().map(|p| p.as_str()) {
+        Some("/v1/hosts/{ip}") => match *req.method() {
+            Method::PUT => "register",
+            Method::DELETE => "deregister",
+            _ => "get_host",
+        },
+        Some("/v1/hosts/{ip}/renew") => "renew",
+        Some("/v1/registry") => "registry",
+        Some("/v1/hosts/lookup") => "lookup",
+        Some("/healthz") => "healthz",
+        Some("/metrics") => "metrics",
+        _ => "other",
+    };
+    let response = next.run(req).await;
+    let status = response.status().as_u16();
+    state
+        .metrics
+        .requests
+        .get_or_create(&RequestLabels { endpoint, status })
+        .inc();
+    response
+}
+
+/// Is this a registration request (registrar token) rather than a read?
+fn is_registration(req: &Request) -> bool {
+    match req.extensions().get::<MatchedPath>().map(|p| p.as_str()) {
+        Some("/v1/hosts/{ip}") => matches!(*req.method(), Method::PUT | Method::DELETE),
+        Some("/v1/hosts/{ip}/renew") => true,
+        _ => false,
+    }
+}
+
+async fn require_token(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let token = if is_registration(&req) {
+        &state.registrar_token
+    } else {
+        &state.token
+    };
+    if let Some(token) = token {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                let (scheme, rest) = v.trim().split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+            });
+        match given {
+            None => {
+                return Err(ApiError::new(
+                    ErrorCode::Unauthorized,
+                    "missing bearer token (Authorization: Bearer <token>)",
+                ))
+            }
+            Some(given) if !constant_time_eq(given.as_bytes(), token.as_bytes()) => {
+                return Err(ApiError::new(ErrorCode::Unauthorized, "wrong bearer token"))
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(next.run(req).await)
+}
+
+/// Compares without an early exit on the first differing byte.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The request body, or the `413`/`400` error.
+pub(crate) fn read_body(
+    state: &AppState,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Bytes, ApiError> {
+    body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                ErrorCode::TooLarge,
+                format!(
+                    "request body is larger than the limit of {} bytes",
+                    state.max_body_bytes
+                ),
+            )
+        } else {
+            ApiError::new(ErrorCode::BadBody, e.body_text())
+        }
+    })
+}
+
+/// The IP in the path, or the `400 invalid_ip` error naming it.
+pub(crate) fn path_ip(path: Result<Path<String>, PathRejection>) -> Result<IpAddr, ApiError> {
+    let Path(raw) = path.map_err(|e| ApiError::new(ErrorCode::InvalidIp, e.body_text()))?;
+    raw.trim()
+        .parse::<IpAddr>()
+        .map_err(|_| ApiError::invalid_ip(&raw))
+}
+
+async fn healthz(State(state): State<AppState>) -> Response {
+    let snapshot = state.store.snapshot();
+    Json(serde_json::json!({
+        "status": "ok",
+        "version": snapshot.version,
+        "records": snapshot.records.len(),
+    }))
+    .into_response()
+}
+
+async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let snapshot = state.store.snapshot();
+    let text = state
+        .metrics
+        .encode(
+            snapshot.version,
+            snapshot.records.len(),
+            state.store.registration_count(),
+        )
+        .map_err(|e| ApiError::new(ErrorCode::Internal, format!("encoding metrics: {e}")))?;
+    Ok(([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response())
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError::new(
+        ErrorCode::NotFound,
+        format!("no such endpoint: {}", req.uri().path()),
+    )
+}
+
+async fn method_not_allowed(req: Request) -> ApiError {
+    ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        format!("{} is not allowed on {}", req.method(), req.uri().path()),
+    )
+}

@@ -1,0 +1,216 @@
+//! The service's Prometheus metrics (the list is in the crate docs and the
+//! README, "Metrics"): counters and gauges, their labels, and the
+//! OpenMetrics text encoding served on `/metrics`.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+/// The `Content-Type` of [`Metrics::encode`]'s text.
+pub(crate) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Labels of `envid_http_requests_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct RequestLabels {
+    pub(crate) endpoint: &'static str,
+    pub(crate) status: u16,
+}
+
+/// Labels of `envid_registry_reloads_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct ReloadLabels {
+    result: &'static str,
+}
+
+/// Labels of `envid_connections_closed_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct ConnLabels {
+    reason: &'static str,
+}
+
+/// Labels of `envid_rate_limited_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct LimitLabels {
+    reason: &'static str,
+}
+
+/// The service's metrics.
+#[derive(Debug)]
+pub(crate) struct Metrics {
+    registry: Registry,
+    pub(crate) requests: Family<RequestLabels, Counter>,
+    pub(crate) ips_looked_up: Counter,
+    pub(crate) reloads: Family<ReloadLabels, Counter>,
+    version: Gauge,
+    records: Gauge,
+    pub(crate) registrations: Counter,
+    pub(crate) renewals: Counter,
+    pub(crate) deregistrations: Counter,
+    pub(crate) expiries: Counter,
+    pub(crate) rate_limited: Family<LimitLabels, Counter>,
+    pub(crate) long_polls: Gauge,
+    registered: Gauge,
+    connections_open: Gauge,
+    connections_closed: Family<ConnLabels, Counter>,
+    connections_evicted: Counter,
+}
+
+impl Metrics {
+    pub(crate) fn new() -> Metrics {
+        let mut registry = Registry::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        let ips_looked_up = Counter::default();
+        let reloads = Family::<ReloadLabels, Counter>::default();
+        let version = Gauge::default();
+        let records = Gauge::default();
+        registry.register(
+            "envid_http_requests",
+            "HTTP requests by endpoint and status code",
+            requests.clone(),
+        );
+        registry.register(
+            "envid_ips_looked_up",
+            "IP addresses looked up (single and batch, valid requests only)",
+            ips_looked_up.clone(),
+        );
+        registry.register(
+            "envid_registry_reloads",
+            "Registry file reloads by result (ok, error)",
+            reloads.clone(),
+        );
+        registry.register(
+            "envid_registry_version",
+            "Version of the registry being served",
+            version.clone(),
+        );
+        registry.register(
+            "envid_registry_records",
+            "Records in the registry being served",
+            records.clone(),
+        );
+        let registrations = Counter::default();
+        let renewals = Counter::default();
+        let deregistrations = Counter::default();
+        let expiries = Counter::default();
+        let rate_limited = Family::<LimitLabels, Counter>::default();
+        let long_polls = Gauge::default();
+        let registered = Gauge::default();
+        registry.register(
+            "envid_registrations",
+            "Accepted registrations (PUT /v1/hosts/{ip})",
+            registrations.clone(),
+        );
+        registry.register(
+            "envid_renewals",
+            "Lease renewals of registered IPs",
+            renewals.clone(),
+        );
+        registry.register(
+            "envid_deregistrations",
+            "Registrations removed by DELETE /v1/hosts/{ip} (absent IPs not counted)",
+            deregistrations.clone(),
+        );
+        registry.register(
+            "envid_lease_expiries",
+            "Registrations dropped because their lease ended",
+            expiries.clone(),
+        );
+        registry.register(
+            "envid_rate_limited",
+            "Requests answered 429 by reason (registration, overload, long_polls)",
+            rate_limited.clone(),
+        );
+        registry.register(
+            "envid_long_polls_in_flight",
+            "Replication long polls waiting for a change",
+            long_polls.clone(),
+        );
+        registry.register(
+            "envid_registry_registrations",
+            "Registered (dynamic) records",
+            registered.clone(),
+        );
+        let connections_open = Gauge::default();
+        let connections_closed = Family::<ConnLabels, Counter>::default();
+        registry.register(
+            "envid_connections_open",
+            "TCP connections being served (at most max_connections)",
+            connections_open.clone(),
+        );
+        registry.register(
+            "envid_connections_closed",
+            "TCP connections closed, by reason (done, header_timeout, evicted, error)",
+            connections_closed.clone(),
+        );
+        let connections_evicted = Counter::default();
+        registry.register(
+            "envid_connections_evicted",
+            "Idle connections closed to make room at max_connections",
+            connections_evicted.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            ips_looked_up,
+            reloads,
+            version,
+            records,
+            registrations,
+            renewals,
+            deregistrations,
+            expiries,
+            rate_limited,
+            long_polls,
+            registered,
+            connections_open,
+            connections_closed,
+            connections_evicted,
+        }
+    }
+
+    pub(crate) fn connection_opened(&self) {
+        self.connections_open.inc();
+    }
+
+    /// An idle connection is being closed to make room (counted as closed
+    /// when its task ends).
+    pub(crate) fn evicted(&self) {
+        self.connections_evicted.inc();
+    }
+
+    pub(crate) fn connection_closed(&self, reason: &'static str) {
+        self.connections_open.dec();
+        self.connections_closed
+            .get_or_create(&ConnLabels { reason })
+            .inc();
+    }
+
+    pub(crate) fn limited(&self, reason: &'static str) {
+        self.rate_limited
+            .get_or_create(&LimitLabels { reason })
+            .inc();
+    }
+
+    /// The OpenMetrics text of every metric, the registry gauges set first
+    /// to the registry being served.
+    pub(crate) fn encode(
+        &self,
+        version: u64,
+        records: usize,
+        registrations: usize,
+    ) -> Result<String, std::fmt::Error> {
+        self.version.set(version as i64);
+        self.records.set(records as i64);
+        self.registered.set(registrations as i64);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
+        Ok(text)
+    }
+
+    pub(crate) fn reload(&self, ok: bool) {
+        let result = if ok { "ok" } else { "error" };
+        self.reloads.get_or_create(&ReloadLabels { result }).inc();
+    }
+}
