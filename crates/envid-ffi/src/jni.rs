@@ -11,6 +11,10 @@
 //! free them exactly once (through a `Cleaner`); the process-wide
 //! environment's handle is never freed; a lookup client's handle is freed
 //! by `LookupClient.close()` (or its cleaner).
+//!
+//! A Java `Environment` crosses JNI once when it is made (`snapshot`: the
+//! JSON, every field and the labels as one `String[]`) and keeps the values
+//! in Java fields, so its getters cost a field read, not a JNI call.
 
 use std::any::Any;
 use std::sync::OnceLock;
