@@ -21,7 +21,8 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/.." && pwd)"
 target="${CARGO_TARGET_DIR:-$root/target}"
-case "$target" in /*) ;; *) target="$root/$target" ;; esac
+# Cargo reads a relative CARGO_TARGET_DIR against the working directory; so do we.
+case "$target" in /*) ;; *) target="$PWD/$target" ;; esac
 
 die() {
   echo "java/build.sh: $*" >&2
