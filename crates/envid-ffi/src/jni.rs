@@ -11,6 +11,10 @@
 //! free them exactly once (through a `Cleaner`); the process-wide
 //! environment's handle is never freed; a lookup client's handle is freed
 //! by `LookupClient.close()` (or its cleaner).
+//!
+//! A Java `Environment` crosses JNI once when it is made (`snapshot`: the
+//! JSON, every field and the labels as one `String[]`) and keeps the values
+//! in Java fields, so its getters cost a field read, not a JNI call.
 
 use std::any::Any;
 use std::sync::OnceLock;
@@ -22,7 +26,7 @@ use jni::objects::{JClass, JLongArray, JObject, JObjectArray, JString, JThrowabl
 use jni::sys::{jboolean, jint, jlong};
 use jni::{jni_sig, jni_str, Env, EnvUnowned};
 
-use crate::environment::{envid_environment, envid_field, envid_load_options};
+use crate::environment::{envid_environment, envid_field, envid_load_options, ENVID_FIELD_COUNT};
 use crate::error::{envid_result, panic_message, Fail};
 use crate::lookup::{envid_lookup_client, envid_lookup_options};
 use crate::replica::envid_replica;
@@ -293,30 +297,13 @@ pub extern "system" fn Java_io_envid_Native_field<'local>(
         .resolve::<ThrowEnvid>()
 }
 
-/// `static native String label(long handle, String key)`: one label, or null.
+/// `static native String[] snapshot(long handle)`: everything the Java
+/// `Environment` keeps, in one call, so its getters never cross JNI again:
+/// `{json, field 0, …, field 19, label key, label value, …}` — the JSON
+/// without token or sources, the fields in `envid_field` order (null when
+/// absent), then the labels in key order.
 #[no_mangle]
-pub extern "system" fn Java_io_envid_Native_label<'local>(
-    mut unowned: EnvUnowned<'local>,
-    _class: JClass<'local>,
-    handle: jlong,
-    key: JString<'local>,
-) -> JString<'local> {
-    unowned
-        .with_env(|env| -> JResult<JString<'local>> {
-            let e = env_handle(handle)?;
-            let key = string_arg(env, &key, "key")?;
-            match e.environment().label(&key) {
-                Some(v) => Ok(env.new_string(v)?),
-                None => Ok(JString::null()),
-            }
-        })
-        .resolve::<ThrowEnvid>()
-}
-
-/// `static native String[] labels(long handle)`: keys and values alternating,
-/// in key order.
-#[no_mangle]
-pub extern "system" fn Java_io_envid_Native_labels<'local>(
+pub extern "system" fn Java_io_envid_Native_snapshot<'local>(
     mut unowned: EnvUnowned<'local>,
     _class: JClass<'local>,
     handle: jlong,
@@ -324,11 +311,24 @@ pub extern "system" fn Java_io_envid_Native_labels<'local>(
     unowned
         .with_env(|env| -> JResult<JObjectArray<'local, JString<'local>>> {
             let e = env_handle(handle)?;
-            let items: Vec<Option<&str>> = e
-                .labels()
-                .iter()
-                .flat_map(|(k, v)| [Some(k.as_str()), Some(v.as_str())])
-                .collect();
+            let json = e.to_json(false, false)?;
+            let mut items: Vec<Option<&str>> = Vec::with_capacity(1 + ENVID_FIELD_COUNT);
+            items.push(Some(&json));
+            for code in 0..ENVID_FIELD_COUNT as jint {
+                let f = envid_field::from_code(code).expect("every code below the count");
+                match e.field(f) {
+                    Ok(c) => items
+                        .push(Some(c.to_str().map_err(|_| {
+                            Fail::invalid(format!("{} is not UTF-8", f.name()))
+                        })?)),
+                    Err(fail) if fail.code == envid_result::ENVID_NOT_FOUND => items.push(None),
+                    Err(fail) => return Err(fail.into()),
+                }
+            }
+            for (k, v) in e.labels() {
+                items.push(Some(k));
+                items.push(Some(v));
+            }
             string_array(env, &items)
         })
         .resolve::<ThrowEnvid>()

@@ -1,6 +1,8 @@
-//! Compiles the Java binding (`java/src`) and its test program (`java/test`)
-//! with `javac`, runs it with `java` against the freshly built
-//! `libenvid_ffi`, and checks its "N passed, 0 failed".
+//! Compiles the Java binding (`java/src`) and its JUnit 5 tests (`java/test`)
+//! with `javac`, and runs the tests with JUnit's console launcher (Debian's
+//! `junit5` package; `.ci/run` installs it) against the freshly built
+//! `libenvid_ffi`. A failure prints JUnit's tree: the test and the
+//! assertion's message.
 //!
 //! The expected answers come from the Rust library itself: for every
 //! descriptor (testdata/example.toml, testdata/descriptors/{good,bad}/*) this
@@ -14,6 +16,8 @@
 //! (then restores it) to see deltas arrive.
 //!
 //! Skipped, loudly, when `javac` is not installed (CI installs JDK 17).
+//! With a JDK but without JUnit's console launcher it fails, saying how to
+//! install it (`JUNIT_CONSOLE_JAR` names another copy).
 
 mod common;
 
@@ -274,6 +278,20 @@ fn write_lookups(work: &Path, url: &str) {
     }
 }
 
+/// JUnit's console launcher (a standalone jar, API and engines included).
+fn junit_jar() -> PathBuf {
+    let jar = std::env::var_os("JUNIT_CONSOLE_JAR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/share/java/junit-platform-console-standalone.jar"));
+    assert!(
+        jar.is_file(),
+        "{} not found: the Java tests need JUnit 5's console launcher. Install it \
+         (`apt-get install junit5`; .ci/run does) or name the jar with JUNIT_CONSOLE_JAR",
+        jar.display()
+    );
+    jar
+}
+
 fn compile(work: &Path) -> PathBuf {
     let java = common::repo_root().join("java");
     let out = work.join("classes");
@@ -287,7 +305,9 @@ fn compile(work: &Path) -> PathBuf {
         }
     }
     let o = Command::new("javac")
-        .args(["-Xlint:all", "-Werror", "--release", "17", "-d"])
+        .args(["-Xlint:all", "-Werror", "--release", "17", "-cp"])
+        .arg(junit_jar())
+        .arg("-d")
         .arg(&out)
         .args(&sources)
         .output()
@@ -301,38 +321,65 @@ fn compile(work: &Path) -> PathBuf {
     out
 }
 
-/// `java` for `main`; `-Xcheck:jni` (strict JNI argument checking) for the
-/// tests, not for the bench.
-fn java(classes: &Path, main: &str) -> Command {
+/// `java` with the library on `java.library.path` and the descriptor of
+/// testdata/example.toml; `-Xcheck:jni` (strict JNI argument checking)
+/// unless `checked` is false (the bench).
+fn java(checked: bool) -> Command {
     let mut c = common::clean_command("java");
-    if main != "io.envid.EnvidBench" {
+    if checked {
         c.arg("-Xcheck:jni");
     }
     c.arg(format!(
         "-Djava.library.path={}",
         common::lib_dir().display()
     ))
-    .arg("-cp")
-    .arg(classes)
-    .arg(main)
     .env("ENVID_DESCRIPTOR", common::example())
     .env("RUST_BACKTRACE", "0");
     c
 }
 
-fn run_checked(mut cmd: Command, what: &str) -> (usize, usize) {
+/// Runs the JUnit test classes `classes` (in package io.envid); returns how
+/// many tests succeeded. Panics with JUnit's report when any failed.
+fn junit(mut cmd: Command, classes_dir: &Path, work: &Path, classes: &[&str]) -> usize {
+    let mut cp = std::ffi::OsString::from(junit_jar());
+    cp.push(":");
+    cp.push(classes_dir);
+    cmd.arg("-cp")
+        .arg(cp)
+        .arg(format!("-Denvidtest.work={}", work.display()))
+        .arg("org.junit.platform.console.ConsoleLauncher")
+        .args([
+            "--disable-banner",
+            "--disable-ansi-colors",
+            "--details=tree",
+            "--fail-if-no-tests",
+        ])
+        .arg("--reports-dir")
+        .arg(work.join("junit-reports"));
+    for c in classes {
+        cmd.arg("--select-class").arg(format!("io.envid.{c}"));
+    }
     let o = cmd.output().expect("run java");
     let stdout = String::from_utf8_lossy(&o.stdout);
     let stderr = String::from_utf8_lossy(&o.stderr);
-    print!("{stdout}");
-    let (passed, failed) = common::summary(&stdout)
-        .unwrap_or_else(|| panic!("{what}: no summary line\nstdout:\n{stdout}\nstderr:\n{stderr}"));
+    let count = |what: &str| -> Option<usize> {
+        let line = stdout.lines().find(|l| l.contains(what))?;
+        line.trim_start_matches(['[', ' '])
+            .split(' ')
+            .next()?
+            .parse()
+            .ok()
+    };
+    let (Some(ok), Some(failed)) = (count(" tests successful"), count(" tests failed")) else {
+        panic!("{classes:?}: no JUnit summary\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    };
     assert!(
         failed == 0 && o.status.success(),
-        "{what}: {failed} failed (exit {:?})\n{stdout}\n{stderr}",
+        "JUnit {classes:?}: {failed} failed (exit {:?})\n{stdout}\n{stderr}",
         o.status.code()
     );
-    (passed, failed)
+    eprintln!("JUnit {classes:?}: {ok} tests successful, 0 failed");
+    ok
 }
 
 #[test]
@@ -352,24 +399,39 @@ fn java_binding_agrees_with_rust() {
     write_hostnames(work.path());
     let classes = compile(work.path());
 
-    let mut main = java(&classes, "io.envid.EnvidTest");
-    main.arg(work.path())
-        .arg("all")
-        .arg(service.url())
-        .arg(&registry);
-    let (passed, _) = run_checked(main, "EnvidTest");
-    assert!(passed > 100, "only {passed} checks ran");
-    eprintln!("Java: {passed} passed, 0 failed ({cases} descriptor cases)");
+    let mut main = java(true);
+    main.arg(format!("-Denvidtest.url={}", service.url()))
+        .arg(format!("-Denvidtest.registry={}", registry.display()));
+    let passed = junit(
+        main,
+        &classes,
+        work.path(),
+        &[
+            "EnvironmentTest",
+            "ErrorsTest",
+            "HostnameRulesTest",
+            "LookupClientTest",
+            "ReplicaTest",
+        ],
+    );
+    // One test per descriptor case and per hostname, plus the groups.
+    assert!(
+        passed > cases + 16,
+        "only {passed} tests ran ({cases} descriptor cases)"
+    );
+    eprintln!("Java: {passed} JUnit tests passed ({cases} descriptor cases)");
 
     // A bad ENVID_IP: current() fails with INVALID_VALUE, as an exception.
-    let mut bad = java(&classes, "io.envid.EnvidTest");
-    bad.arg(work.path())
-        .arg("invalid-value")
-        .env("ENVID_IP", "not-an-ip");
-    run_checked(bad, "EnvidTest invalid-value");
+    let mut bad = java(true);
+    bad.env("ENVID_IP", "not-an-ip");
+    let ran = junit(bad, &classes, work.path(), &["InvalidValueTest"]);
+    assert_eq!(ran, 1, "InvalidValueTest ran (not skipped)");
 
     // The README's example.
-    let o = java(&classes, "com.example.EnvidExample")
+    let o = java(true)
+        .arg("-cp")
+        .arg(&classes)
+        .arg("com.example.EnvidExample")
         .env("ENVID_LOOKUP_URL", service.url())
         .output()
         .expect("run the example");
@@ -388,13 +450,18 @@ fn java_binding_agrees_with_rust() {
     assert!(out.contains("10.0.0.5: flightqma beta cn0\n"), "{out}");
     assert!(out.contains("192.0.2.1 known: false\n"), "{out}");
 
-    // The JNI call's cost (debug build here; see EnvidBench for release).
-    let mut bench = java(&classes, "io.envid.EnvidBench");
-    bench.arg("100000");
-    let o = bench.output().expect("run the Java bench");
+    // The getters' cost against a field read (debug build of the library
+    // here; the release figures are in the README).
+    let o = java(false)
+        .arg("-cp")
+        .arg(&classes)
+        .arg("io.envid.EnvidBench")
+        .arg("100000")
+        .output()
+        .expect("run the Java bench");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     eprintln!(
-        "{} (debug build of the library; the release figure is in the README)",
+        "{} (debug build of the library)",
         String::from_utf8_lossy(&o.stdout).trim_end()
     );
 }

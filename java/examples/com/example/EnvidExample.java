@@ -12,11 +12,11 @@ import java.nio.file.Paths;
  * The README's Java example; crates/envid-ffi/tests/java.rs compiles and runs it.
  *
  * <pre>
- *   cargo build --release -p envid-ffi
- *   javac -d /tmp/envid-java java/src/io/envid/*.java java/examples/com/example/EnvidExample.java
+ *   cargo build --release -p envid-ffi && bash java/build.sh   # target/java/envid-0.1.0.jar
+ *   javac -cp target/java/envid-0.1.0.jar -d /tmp/envid-example java/examples/com/example/EnvidExample.java
  *   ENVID_DESCRIPTOR=testdata/example.toml \
  *     ENVID_LOOKUP_URL=http://127.0.0.1:7070 \
- *     java -Djava.library.path=target/release -cp /tmp/envid-java com.example.EnvidExample
+ *     java -cp target/java/envid-0.1.0.jar:/tmp/envid-example com.example.EnvidExample
  * </pre>
  *
  * (ENVID_LOOKUP_URL: a running {@code envid serve --registry testdata/registry.toml};

@@ -2,6 +2,7 @@ package io.envid;
 
 import java.lang.ref.Reference;
 import java.util.Collections;
+import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.Optional;
@@ -17,18 +18,93 @@ import java.util.OptionalInt;
  * Native memory of a loaded environment is freed automatically once the
  * object is unreachable; the process-wide one lives as long as the process.
  *
+ * <p>Every value is read from the native library once, when the object is
+ * made (the probes for hostname, IP, container and virtualization run
+ * then); the getters return final fields and never cross JNI, so they cost
+ * what a Java field read costs. Only {@link #toJson(boolean, boolean)} with
+ * a token or sources asks the native object again.
+ *
  * <p>Every failure is an {@link EnvidException}.
  */
 public final class Environment {
     private static volatile Environment current;
 
+    /**
+     * The native object, kept only for {@link #toJson(boolean, boolean)}
+     * with a token or sources: every getter reads the fields below, filled
+     * by one native call when the object is made.
+     */
     private final long handle;
+
+    private final String json;
+    private final Optional<String> app;
+    private final String env;
+    private final String envType;
+    private final Optional<String> subEnv;
+    private final String idc;
+    private final String platform;
+    private final Optional<String> hostname;
+    private final Optional<String> ip;
+    private final Optional<String> releaseId;
+    private final Optional<String> releaseVersion;
+    private final OptionalInt releaseBatch;
+    private final Optional<String> releaseDeployedAt;
+    private final Optional<String> k8sCluster;
+    private final Optional<String> k8sNamespace;
+    private final Optional<String> k8sPod;
+    private final Optional<String> k8sNode;
+    private final Optional<String> k8sWorkload;
+    private final Optional<String> containerRuntime;
+    private final Optional<String> containerId;
+    private final Optional<String> virtualization;
+    /** Unmodifiable, in key order. */
+    private final Map<String, String> labels;
+    /** The same labels as Optionals, so getLabel allocates nothing. */
+    private final Map<String, Optional<String>> labelOptionals;
 
     private Environment(long handle, boolean owned) {
         this.handle = handle;
         if (owned) {
+            // Registered before the snapshot, so a failing snapshot still frees the handle.
             Native.CLEANER.register(this, new Free(handle));
         }
+        String[] s;
+        try {
+            s = Native.snapshot(handle);
+        } finally {
+            Reference.reachabilityFence(this);
+        }
+        int f = 1; // s[0] is the JSON; the fields follow in Native's field order.
+        json = s[0];
+        app = Optional.ofNullable(s[f + Native.APP]);
+        env = s[f + Native.ENV];
+        envType = s[f + Native.ENV_TYPE];
+        subEnv = Optional.ofNullable(s[f + Native.SUB_ENV]);
+        idc = s[f + Native.IDC];
+        platform = s[f + Native.PLATFORM];
+        hostname = Optional.ofNullable(s[f + Native.HOSTNAME]);
+        ip = Optional.ofNullable(s[f + Native.IP]);
+        releaseId = Optional.ofNullable(s[f + Native.RELEASE_ID]);
+        releaseVersion = Optional.ofNullable(s[f + Native.RELEASE_VERSION]);
+        String batch = s[f + Native.RELEASE_BATCH];
+        releaseBatch = batch == null ? OptionalInt.empty() : OptionalInt.of(Integer.parseUnsignedInt(batch));
+        releaseDeployedAt = Optional.ofNullable(s[f + Native.RELEASE_DEPLOYED_AT]);
+        k8sCluster = Optional.ofNullable(s[f + Native.K8S_CLUSTER]);
+        k8sNamespace = Optional.ofNullable(s[f + Native.K8S_NAMESPACE]);
+        k8sPod = Optional.ofNullable(s[f + Native.K8S_POD]);
+        k8sNode = Optional.ofNullable(s[f + Native.K8S_NODE]);
+        k8sWorkload = Optional.ofNullable(s[f + Native.K8S_WORKLOAD]);
+        containerRuntime = Optional.ofNullable(s[f + Native.CONTAINER_RUNTIME]);
+        containerId = Optional.ofNullable(s[f + Native.CONTAINER_ID]);
+        virtualization = Optional.ofNullable(s[f + Native.VIRTUALIZATION]);
+        Map<String, String> l = new LinkedHashMap<>();
+        Map<String, Optional<String>> lo = new HashMap<>();
+        for (int i = f + Native.FIELD_COUNT; i + 1 < s.length; i += 2) {
+            l.put(s[i], s[i + 1]);
+            lo.put(s[i], Optional.of(s[i + 1]));
+        }
+        labels = Collections.unmodifiableMap(l);
+        labelOptionals = lo;
     }
 
     /** Frees a loaded environment; holds no reference to its owner. */
@@ -78,26 +154,14 @@ public final class Environment {
         return new Environment(h, true);
     }
 
-    private String field(int f) {
-        try {
-            return Native.field(handle, f);
-        } finally {
-            Reference.reachabilityFence(this);
-        }
-    }
-
-    private Optional<String> optional(int f) {
-        return Optional.ofNullable(field(f));
-    }
-
     /** The application code ({@code flight_order}). */
     public Optional<String> getApp() {
-        return optional(Native.APP);
+        return app;
     }
 
     /** The environment name as the company spells it ({@code prod}, {@code beta}, {@code betanoah}). */
     public String getEnv() {
-        return field(Native.ENV);
+        return env;
     }
 
     /**
@@ -105,93 +169,92 @@ public final class Environment {
      * {@code test}, {@code local}, or the lower-case name for others.
      */
     public String getEnvType() {
-        return field(Native.ENV_TYPE);
+        return envType;
     }
 
     /** The sub environment / build group ({@code noahauto-2}). */
     public Optional<String> getSubEnv() {
-        return optional(Native.SUB_ENV);
+        return subEnv;
     }
 
     /** The data center ({@code cn0}). */
     public String getIdc() {
-        return field(Native.IDC);
+        return idc;
     }
 
     /** The host kind: {@code container}, {@code kvm}, {@code physical} or {@code unknown}. */
     public String getPlatform() {
-        return field(Native.PLATFORM);
+        return platform;
     }
 
     /** This host's name. */
     public Optional<String> getHostname() {
-        return optional(Native.HOSTNAME);
+        return hostname;
     }
 
     /** The primary IP address, as text. */
     public Optional<String> getIp() {
-        return optional(Native.IP);
+        return ip;
     }
 
     /** The container runtime ({@code docker}, {@code podman}, {@code containerd}, {@code cri-o}, {@code kubernetes}). */
     public Optional<String> getContainerRuntime() {
-        return optional(Native.CONTAINER_RUNTIME);
+        return containerRuntime;
     }
 
     /** The container id (64 hex characters). */
     public Optional<String> getContainerId() {
-        return optional(Native.CONTAINER_ID);
+        return containerId;
     }
 
     /** The hypervisor, when visible ({@code kvm}, {@code vmware}, …). */
     public Optional<String> getVirtualization() {
-        return optional(Native.VIRTUALIZATION);
+        return virtualization;
     }
 
     /** The release id ({@code r-20261122-0042}). */
     public Optional<String> getReleaseId() {
-        return optional(Native.RELEASE_ID);
+        return releaseId;
     }
 
     /** The application version of the release ({@code 2.14.0}). */
     public Optional<String> getReleaseVersion() {
-        return optional(Native.RELEASE_VERSION);
+        return releaseVersion;
     }
 
     /** The rollout batch of the release. */
     public OptionalInt getReleaseBatch() {
-        String b = field(Native.RELEASE_BATCH);
-        return b == null ? OptionalInt.empty() : OptionalInt.of(Integer.parseUnsignedInt(b));
+        return releaseBatch;
     }
 
     /** The deployment time, RFC 3339 as written. */
     public Optional<String> getReleaseDeployedAt() {
-        return optional(Native.RELEASE_DEPLOYED_AT);
+        return releaseDeployedAt;
     }
 
     /** The Kubernetes cluster. */
     public Optional<String> getK8sCluster() {
-        return optional(Native.K8S_CLUSTER);
+        return k8sCluster;
     }
 
     /** The Kubernetes namespace. */
     public Optional<String> getK8sNamespace() {
-        return optional(Native.K8S_NAMESPACE);
+        return k8sNamespace;
     }
 
     /** The pod name. */
     public Optional<String> getK8sPod() {
-        return optional(Native.K8S_POD);
+        return k8sPod;
     }
 
     /** The node name. */
     public Optional<String> getK8sNode() {
-        return optional(Native.K8S_NODE);
+        return k8sNode;
     }
 
     /** The workload (deployment, statefulset) name. */
     public Optional<String> getK8sWorkload() {
-        return optional(Native.K8S_WORKLOAD);
+        return k8sWorkload;
     }
 
     /** One label from the release system. */
@@ -199,31 +262,17 @@ public final class Environment {
         if (key == null) {
             throw new EnvidException(EnvidException.Kind.NULL_PARAMETER, "key must not be null");
         }
-        try {
-            return Optional.ofNullable(Native.label(handle, key));
-        } finally {
-            Reference.reachabilityFence(this);
-        }
+        return labelOptionals.getOrDefault(key, Optional.empty());
     }
 
     /** All labels, in key order (unmodifiable). */
     public Map<String, String> getLabels() {
-        String[] kv;
-        try {
-            kv = Native.labels(handle);
-        } finally {
-            Reference.reachabilityFence(this);
-        }
-        Map<String, String> m = new LinkedHashMap<>();
-        for (int i = 0; i + 1 < kv.length; i += 2) {
-            m.put(kv[i], kv[i + 1]);
-        }
-        return Collections.unmodifiableMap(m);
+        return labels;
     }
 
     /** The environment as JSON, without the token and without sources. */
     public String toJson() {
-        return toJson(false, false);
+        return json;
     }
 
     /**
@@ -234,6 +283,10 @@ public final class Environment {
      * @param explain include a {@code sources} map (where each field came from)
      */
     public String toJson(boolean secrets, boolean explain) {
+        if (!secrets && !explain) {
+            return json;
+        }
+        // Made on demand, so the token is not kept in the Java heap.
         try {
             return Native.toJson(handle, secrets, explain);
         } finally {

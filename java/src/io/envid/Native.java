@@ -7,11 +7,9 @@ import java.lang.ref.Cleaner;
  * Package-private: the public API is {@link Environment}, {@link HostnameRules}
  * and {@link LookupClient}.
  *
- * <p>The library is loaded once, by {@code System.loadLibrary("envid_ffi")}
- * (so {@code libenvid_ffi.so} on Linux must be in a directory on the
- * {@code java.library.path} system property), unless the system property
- * {@code envid.library} names the library file itself, which is then loaded
- * with {@code System.load}.
+ * <p>The library is loaded once, when this class initializes, by
+ * {@link NativeLoader}: {@code -Denvid.library=FILE}, else
+ * {@code java.library.path}, else the copy bundled in the jar.
  */
 final class Native {
     private Native() {}
@@ -51,39 +49,11 @@ final class Native {
     static final int CONTAINER_RUNTIME = 17;
     static final int CONTAINER_ID = 18;
     static final int VIRTUALIZATION = 19;
+    /** How many fields there are (the C API's ENVID_FIELD_COUNT). */
+    static final int FIELD_COUNT = 20;
 
     static {
-        load();
-    }
-
-    private static void load() {
-        String explicit = System.getProperty("envid.library");
-        if (explicit != null && !explicit.isEmpty()) {
-            try {
-                System.load(explicit);
-                return;
-            } catch (UnsatisfiedLinkError e) {
-                UnsatisfiedLinkError err = new UnsatisfiedLinkError(
-                        "envid: cannot load the native library named by -Denvid.library=" + explicit
-                                + ": " + e.getMessage());
-                err.initCause(e);
-                throw err;
-            }
-        }
-        try {
-            System.loadLibrary("envid_ffi");
-        } catch (UnsatisfiedLinkError e) {
-            UnsatisfiedLinkError err = new UnsatisfiedLinkError(
-                    "envid: native library " + System.mapLibraryName("envid_ffi")
-                            + " not found on java.library.path ("
-                            + System.getProperty("java.library.path")
-                            + "). Build it with `cargo build --release -p envid-ffi` and start Java with"
-                            + " -Djava.library.path=<dir holding " + System.mapLibraryName("envid_ffi")
-                            + "> (e.g. target/release), or name the file with -Denvid.library=<path>. Cause: "
-                            + e.getMessage());
-            err.initCause(e);
-            throw err;
-        }
+        NativeLoader.load();
     }
 
     static native long current();
@@ -94,9 +64,12 @@ final class Native {
 
     static native String field(long handle, int field);
 
-    static native String label(long handle, String key);
-
-    static native String[] labels(long handle);
+    /**
+     * Everything an {@link Environment} keeps, in one call: {@code {json,
+     * field 0 .. field FIELD_COUNT-1 (null when absent), label key, label
+     * value, ...}}, the JSON without token or sources, labels in key order.
+     */
+    static native String[] snapshot(long handle);
 
     static native String toJson(long handle, boolean secrets, boolean explain);
 
