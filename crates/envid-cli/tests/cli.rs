@@ -311,7 +311,11 @@ fn inspect_unidentified_docker_container_still_shows_its_facts() {
     );
     assert_eq!(v["found"]["hostname"]["value"], "3f4e8c2a9b1d");
     assert_eq!(v["found"]["platform"]["source"]["kind"], "probe");
-    assert!(stderr(&o).contains("no match for hostname"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("no match for hostname"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]

@@ -321,6 +321,21 @@ pub fn current() -> FfiResult<&'static envid_environment> {
     Ok(CURRENT.get_or_init(|| envid_environment::new(EnvRef::Static(env), false)))
 }
 
+/// The JVM's process-wide environment: like [`current`], but loaded with the
+/// JVM's `envid.*` system properties, which rank above `ENVID_*` (the C
+/// API has no such properties, so the two are kept apart).
+pub fn jvm_current(properties: Vec<(String, String)>) -> FfiResult<&'static envid_environment> {
+    static JVM_CURRENT: OnceLock<envid_environment> = OnceLock::new();
+    if let Some(c) = JVM_CURRENT.get() {
+        return Ok(c);
+    }
+    let env = Environment::builder()
+        .system_properties(properties)
+        .load()?;
+    // Not owned: `freeEnvironment` ignores it, as it ignores `current`.
+    Ok(JVM_CURRENT.get_or_init(|| envid_environment::new(EnvRef::Owned(Box::new(env)), false)))
+}
+
 /// Options for `envid_load`. Create with `envid_load_options_new`, free with
 /// `envid_load_options_free`. Not synchronized: do not set options from two
 /// threads at once (reading it from many `envid_load` calls at once is fine).
@@ -331,6 +346,8 @@ pub struct envid_load_options {
     rules_file: Option<PathBuf>,
     strict: bool,
     env_vars: bool,
+    /// JVM system properties (`envid.env`, …); the C API never sets them.
+    properties: Vec<(String, String)>,
 }
 
 impl Default for envid_load_options {
@@ -341,18 +358,21 @@ impl Default for envid_load_options {
             rules_file: None,
             strict: false,
             env_vars: true,
+            properties: Vec::new(),
         }
     }
 }
 
 impl envid_load_options {
-    /// Options from plain values (used by the JNI binding).
+    /// Options from plain values (used by the JNI binding, which also
+    /// passes the JVM's `envid.*` system properties).
     pub fn from_parts(
         descriptor: Option<PathBuf>,
         root: Option<PathBuf>,
         rules_file: Option<PathBuf>,
         strict: bool,
         env_vars: bool,
+        properties: Vec<(String, String)>,
     ) -> envid_load_options {
         envid_load_options {
             descriptor,
@@ -360,6 +380,7 @@ impl envid_load_options {
             rules_file,
             strict,
             env_vars,
+            properties,
         }
     }
 
@@ -367,7 +388,8 @@ impl envid_load_options {
     pub fn load(&self) -> FfiResult<envid_environment> {
         let mut b = Environment::builder()
             .strict(self.strict)
-            .env_vars(self.env_vars);
+            .env_vars(self.env_vars)
+            .system_properties(self.properties.clone());
         if let Some(p) = &self.descriptor {
             b = b.descriptor(p);
         }

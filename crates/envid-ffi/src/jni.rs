@@ -209,23 +209,39 @@ fn string_array<'local>(
     Ok(arr)
 }
 
-/// `static native long current()`: the process-wide environment's handle.
+/// `[key, value, key, value, …]` from Java into pairs.
+fn property_pairs(
+    env: &mut Env<'_>,
+    array: &JObjectArray<'_, JString<'_>>,
+) -> JResult<Vec<(String, String)>> {
+    let flat = string_array_arg(env, array, "properties", "property")?;
+    Ok(flat
+        .chunks_exact(2)
+        .map(|kv| (kv[0].clone(), kv[1].clone()))
+        .collect())
+}
+
+/// `static native long current(String[] properties)`: the JVM's
+/// process-wide environment's handle; `properties` are the JVM's `envid.*`
+/// system properties as `[key, value, …]`.
 #[no_mangle]
 pub extern "system" fn Java_io_envid_Native_current<'local>(
     mut unowned: EnvUnowned<'local>,
     _class: JClass<'local>,
+    properties: JObjectArray<'local, JString<'local>>,
 ) -> jlong {
     unowned
-        .with_env(|_env| -> JResult<jlong> {
-            let c = crate::environment::current()?;
+        .with_env(|env| -> JResult<jlong> {
+            let properties = property_pairs(env, &properties)?;
+            let c = crate::environment::jvm_current(properties)?;
             Ok(c as *const envid_environment as usize as jlong)
         })
         .resolve::<ThrowEnvid>()
 }
 
 /// `static native long load(String descriptor, String root, String rulesFile,
-/// boolean strict, boolean envVars)`: a fresh environment's handle, owned by
-/// the caller (free with `freeEnvironment`).
+/// boolean strict, boolean envVars, String[] properties)`: a fresh
+/// environment's handle, owned by the caller (free with `freeEnvironment`).
 #[no_mangle]
 pub extern "system" fn Java_io_envid_Native_load<'local>(
     mut unowned: EnvUnowned<'local>,
@@ -235,15 +251,18 @@ pub extern "system" fn Java_io_envid_Native_load<'local>(
     rules_file: JString<'local>,
     strict: jboolean,
     env_vars: jboolean,
+    properties: JObjectArray<'local, JString<'local>>,
 ) -> jlong {
     unowned
         .with_env(|env| -> JResult<jlong> {
+            let properties = property_pairs(env, &properties)?;
             let opts = envid_load_options::from_parts(
                 opt_path(env, &descriptor, "descriptor")?,
                 opt_path(env, &root, "root")?,
                 opt_path(env, &rules_file, "rulesFile")?,
                 strict,
                 env_vars,
+                properties,
             );
             let e = opts.load()?;
             Ok(Box::into_raw(Box::new(e)) as usize as jlong)

@@ -427,6 +427,15 @@ fn java_binding_agrees_with_rust() {
     let ran = junit(bad, &classes, work.path(), &["InvalidValueTest"]);
     assert_eq!(ran, 1, "InvalidValueTest ran (not skipped)");
 
+    // -Denvid.* over ENVID_*, and Apollo's file, in a JVM of their own.
+    let mut props = java(true);
+    props
+        .env("ENVID_ENV", "dev")
+        .arg("-Denvid.env=uat")
+        .arg("-Denvid.idc=cn7");
+    let ran = junit(props, &classes, work.path(), &["SystemPropertiesTest"]);
+    assert_eq!(ran, 2, "SystemPropertiesTest ran (not skipped)");
+
     // The README's example.
     let o = java(true)
         .arg("-cp")

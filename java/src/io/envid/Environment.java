@@ -136,7 +136,7 @@ public final class Environment {
         }
         synchronized (Environment.class) {
             if (current == null) {
-                current = new Environment(Native.current(), false);
+                current = new Environment(Native.current(systemProperties()), false);
             }
             return current;
         }
@@ -150,8 +150,32 @@ public final class Environment {
      */
     public static Environment load(LoadOptions options) {
         LoadOptions o = options == null ? LoadOptions.defaults() : options;
-        long h = Native.load(o.descriptor, o.root, o.rulesFile, o.strict, o.envVars);
+        long h = Native.load(o.descriptor, o.root, o.rulesFile, o.strict, o.envVars, systemProperties());
         return new Environment(h, true);
+    }
+
+    /** The system properties envid reads, in the order the native side expects them. */
+    static final String[] PROPERTY_NAMES = {
+        "envid.app", "envid.env", "envid.sub_env", "envid.idc", "envid.ip", "envid.descriptor",
+        "apollo.path.server.properties",
+    };
+
+    /**
+     * The JVM's {@code -Denvid.*} properties (and Apollo's
+     * {@code apollo.path.server.properties}) that are set, as
+     * {@code [key, value, ...]}: they rank above the {@code ENVID_*} variables,
+     * with the source {@code system property envid.env}.
+     */
+    private static String[] systemProperties() {
+        java.util.List<String> kv = new java.util.ArrayList<>();
+        for (String name : PROPERTY_NAMES) {
+            String value = System.getProperty(name);
+            if (value != null) {
+                kv.add(name);
+                kv.add(value);
+            }
+        }
+        return kv.toArray(new String[0]);
     }
 
     /** The application code ({@code flight_order}). */

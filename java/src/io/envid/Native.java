@@ -56,9 +56,10 @@ final class Native {
         NativeLoader.load();
     }
 
-    static native long current();
+    static native long current(String[] properties);
 
-    static native long load(String descriptor, String root, String rulesFile, boolean strict, boolean envVars);
+    static native long load(String descriptor, String root, String rulesFile, boolean strict, boolean envVars,
+            String[] properties);
 
     static native void freeEnvironment(long handle);
 

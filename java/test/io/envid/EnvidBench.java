@@ -137,7 +137,7 @@ public final class EnvidBench {
 
     public static void main(String[] args) throws Exception {
         int n = args.length > 0 ? Integer.parseInt(args[0]) : 2_000_000;
-        long handle = Native.current();
+        long handle = Native.current(new String[0]);
         String env = Environment.current().getEnv();
         Plain.instance = new Plain(env);
         Op jni = new JniCall(handle);

@@ -54,7 +54,7 @@ class ErrorsTest {
         assertThrowsKind(EnvidException.Kind.NULL_PARAMETER, "handle 0", () -> Native.field(0, Native.ENV));
         assertThrowsKind(EnvidException.Kind.NULL_PARAMETER, "snapshot of handle 0", () -> Native.snapshot(0));
         assertThrowsKind(EnvidException.Kind.INVALID_INPUT, "bad field number",
-                () -> Native.field(Native.current(), 99));
+                () -> Native.field(Native.current(new String[0]), 99));
     }
 
     @Test
