@@ -27,10 +27,20 @@ pub mod model;
 pub mod otel;
 pub mod prefix;
 pub mod protocol;
+#[cfg(feature = "lookup")]
+pub mod registrar;
+#[cfg(feature = "lookup")]
+pub mod service_config;
 pub mod source;
 pub mod vars;
 
 pub use environment::{current, Environment, EnvironmentBuilder};
 pub use error::Error;
+#[cfg(feature = "lookup")]
+pub use lookup::{LookupClient, Replica};
 pub use model::{ContainerInfo, ContainerRuntime, EnvType, Field, K8s, Platform, Release, Secret};
+#[cfg(feature = "lookup")]
+pub use registrar::{Registrar, Registration};
+#[cfg(feature = "lookup")]
+pub use service_config::ServiceConfig;
 pub use source::Source;

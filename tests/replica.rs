@@ -12,8 +12,10 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use envid::lookup::{HttpSettings, LookupError, Registrar, Registration, Replica, ReplicaBuilder};
+use envid::lookup::{LookupError, Replica, ReplicaBuilder};
 use envid::protocol::HostRecord;
+use envid::registrar::{Registrar, Registration};
+use envid::ServiceConfig;
 
 const REGISTRY: &str = include_str!("../testdata/registry-loopback.toml");
 
@@ -52,7 +54,12 @@ impl Service {
     }
 
     fn registrar(&self) -> Registrar {
-        Registrar::new(self.url(), HttpSettings::default()).unwrap()
+        Registrar::new(
+            ServiceConfig::builder()
+                .endpoint(self.url())
+                .build()
+                .unwrap(),
+        )
     }
 
     /// The service's registry version, from its snapshot.
@@ -73,10 +80,13 @@ fn ip(s: &str) -> IpAddr {
 }
 
 fn replica(url: &str) -> ReplicaBuilder {
-    Replica::builder()
+    let config = ServiceConfig::builder()
         .endpoint(url)
         .connect_timeout(Duration::from_millis(300))
-        .request_timeout(Duration::from_secs(2))
+        .per_phase_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    Replica::builder(config)
         .poll_wait(Duration::from_secs(2))
         .backoff(Duration::from_millis(20))
         .max_backoff(Duration::from_millis(200))
@@ -500,11 +510,11 @@ fn drop_stops_the_sync_thread_promptly() {
 #[test]
 fn bad_configuration_is_refused() {
     assert!(matches!(
-        Replica::builder().build(),
+        ServiceConfig::builder().build(),
         Err(LookupError::InvalidEndpoint { .. })
     ));
     assert!(matches!(
-        Replica::builder().endpoint("envsvc:7070").build(),
+        ServiceConfig::builder().endpoint("envsvc:7070").build(),
         Err(LookupError::InvalidEndpoint { .. })
     ));
 }

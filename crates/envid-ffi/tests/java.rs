@@ -202,8 +202,11 @@ const LOOKUP_IPS: &[&str] = &[
 fn write_lookups(work: &Path, url: &str) {
     let dir = work.join("lookups");
     std::fs::create_dir_all(&dir).unwrap();
-    let client = envid::lookup::LookupClient::builder()
+    let config = envid::ServiceConfig::builder()
         .endpoint(url)
+        .build()
+        .unwrap();
+    let client = envid::lookup::LookupClient::builder(config)
         .build()
         .unwrap();
     let rules = Rules::builtin();
@@ -311,6 +314,11 @@ fn java(classes: &Path, main: &str) -> Command {
     c.arg(format!(
         "-Djava.library.path={}",
         common::lib_dir().display()
+    ))
+    // Whether the library has `Native.panicForTest` (the `test-hooks` feature).
+    .arg(format!(
+        "-Denvid.testHooks={}",
+        cfg!(feature = "test-hooks")
     ))
     .arg("-cp")
     .arg(classes)
