@@ -216,7 +216,7 @@ public final class EnvidTest {
             boolean absent = false;
             try {
                 Native.panicForTest();
-            } catch (UnsatisfiedLinkError e) {
+            } catch (UnsatisfiedLinkError missing) {
                 absent = true;
             }
             check(absent, "panicForTest is absent without the test-hooks feature");
