@@ -8,11 +8,13 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use envid::lookup::{LookupError, Replica, ReplicaBuilder};
+use envid::lookup::{
+    HttpTransport, LookupClient, LookupError, Replica, ReplicaBuilder, Request, Transport,
+};
 use envid::protocol::HostRecord;
 use envid::registrar::{Registrar, Registration};
 use envid::ServiceConfig;
@@ -517,4 +519,72 @@ fn bad_configuration_is_refused() {
         ServiceConfig::builder().endpoint("envsvc:7070").build(),
         Err(LookupError::InvalidEndpoint { .. })
     ));
+}
+
+/// Records every request, then hands it to the real HTTP transport.
+struct Recording {
+    inner: HttpTransport,
+    seen: Mutex<Vec<String>>,
+}
+
+impl Transport for Recording {
+    fn send(&self, r: &Request<'_>) -> Result<Option<Vec<u8>>, LookupError> {
+        let poll = if r.long_poll.is_some() {
+            " (long poll)"
+        } else {
+            ""
+        };
+        self.seen
+            .lock()
+            .unwrap()
+            .push(format!("{:?} {}{poll}", r.method, r.path));
+        self.inner.send(r)
+    }
+}
+
+#[test]
+fn all_three_clients_go_through_one_transport_seam() {
+    let svc = Service::start(64);
+    let config = ServiceConfig::builder()
+        .endpoint(svc.url())
+        .build()
+        .unwrap();
+    let t = Arc::new(Recording {
+        inner: HttpTransport::new(&config),
+        seen: Mutex::new(Vec::new()),
+    });
+    let registrar = Registrar::with_transport(config.clone(), t.clone());
+    let me = ip("10.77.0.1");
+    register(&registrar, me, &registration("seam", 1));
+    assert!(registrar.renew(me).unwrap());
+    let client = LookupClient::builder(config.clone())
+        .build_with_transport(t.clone())
+        .unwrap();
+    assert_eq!(
+        client.lookup(me).unwrap().unwrap().app.as_deref(),
+        Some("seam")
+    );
+    assert_eq!(client.lookup_many(&[ip("10.0.0.5"), me]).len(), 2);
+    let replica = Replica::builder(config)
+        .background_sync(false)
+        .poll_wait(Duration::from_secs(1))
+        .build_with_transport(t.clone())
+        .unwrap();
+    assert_eq!(replica.lookup(me).unwrap().app.as_deref(), Some("seam"));
+    replica.sync_once().unwrap();
+    registrar.deregister(me).unwrap();
+    let seen = t.seen.lock().unwrap().clone();
+    let v = replica.version();
+    for want in [
+        "Put /v1/hosts/10.77.0.1".to_string(),
+        "Post /v1/hosts/10.77.0.1/renew".into(),
+        "Get /v1/hosts/10.77.0.1".into(),
+        "Post /v1/hosts/lookup".into(),
+        "Get /v1/registry".into(),
+        format!("Get /v1/registry?since={v}&wait=1 (long poll)"),
+        "Delete /v1/hosts/10.77.0.1".into(),
+    ] {
+        assert!(seen.contains(&want), "{want:?} not in {seen:?}");
+    }
+    svc.stop();
 }
