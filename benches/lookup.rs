@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use envid::lookup::LookupClient;
+use envid::ServiceConfig;
 
 /// One /10 range so any IP below 10.64.0.0/10 is known to the service.
 const REGISTRY: &str = r#"
@@ -63,11 +64,15 @@ fn requests_seen(url: &str, endpoint: &str) -> u64 {
 /// 8 threads, each looking up 250 of 500 fresh IPs (each IP by 4 threads).
 fn storm(url: &str, batch: bool) -> (u64, Duration) {
     let client = Arc::new(
-        LookupClient::builder()
-            .endpoint(url)
-            .request_timeout(Duration::from_secs(5))
-            .build()
-            .unwrap(),
+        LookupClient::builder(
+            ServiceConfig::builder()
+                .endpoint(url)
+                .per_phase_timeout(Duration::from_secs(5))
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap(),
     );
     let ips: Arc<Vec<IpAddr>> = Arc::new((0..500).map(|_| fresh_ip()).collect());
     let barrier = Arc::new(Barrier::new(8));
@@ -108,7 +113,8 @@ fn benches(c: &mut Criterion) {
     let server = envid_server::spawn(config).unwrap();
     let url = server.base_url();
 
-    let client = LookupClient::builder().endpoint(&url).build().unwrap();
+    let config = ServiceConfig::builder().endpoint(&url).build().unwrap();
+    let client = LookupClient::builder(config).build().unwrap();
     let warm: IpAddr = "10.0.0.5".parse().unwrap();
     client.lookup(warm).unwrap().unwrap();
     c.bench_function("hit", |b| {
@@ -135,11 +141,12 @@ fn benches(c: &mut Criterion) {
     });
     // The same with a strict whole-request deadline (`total_timeout`): the
     // cost of re-arming the socket timeout on every read and write.
-    let strict = LookupClient::builder()
+    let strict_config = ServiceConfig::builder()
         .endpoint(&url)
         .total_timeout(Duration::from_secs(2))
         .build()
         .unwrap();
+    let strict = LookupClient::builder(strict_config).build().unwrap();
     g.bench_function("miss_total_timeout", |b| {
         b.iter(|| black_box(strict.lookup(fresh_ip()).unwrap()))
     });

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use criterion::Criterion;
 use envid::lookup::Replica;
+use envid::ServiceConfig;
 
 const SINGLE: u32 = 10_000;
 
@@ -81,12 +82,16 @@ fn main() {
     config.reload_interval = Duration::from_millis(20);
     let svc = envid_server::spawn(config).expect("service starts");
     let replica = Arc::new(
-        Replica::builder()
-            .endpoint(svc.base_url())
-            .background_sync(false)
-            .poll_wait(Duration::from_secs(5))
-            .build()
-            .expect("snapshot"),
+        Replica::builder(
+            ServiceConfig::builder()
+                .endpoint(svc.base_url())
+                .build()
+                .unwrap(),
+        )
+        .background_sync(false)
+        .poll_wait(Duration::from_secs(5))
+        .build()
+        .expect("snapshot"),
     );
     println!("replica: {:?}", replica.stats());
 

@@ -29,8 +29,10 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use envid::lookup::{HttpSettings, LookupClient, Registrar, Registration, Replica};
+use envid::lookup::{LookupClient, Replica};
 use envid::protocol::HostRecord;
+use envid::registrar::{Registrar, Registration};
+use envid::ServiceConfig;
 
 const SERVERS: usize = 50;
 const STARTS_PER_WAVE: usize = 50;
@@ -121,14 +123,17 @@ fn run(mode: Mode, waves: usize) -> Figures {
     let svc = envid_server::spawn(config).expect("service starts");
     let url = svc.base_url();
     let addr = svc.local_addr();
-    let registrar = Registrar::new(&url, HttpSettings::default()).expect("registrar");
+    let config = ServiceConfig::builder()
+        .endpoint(&url)
+        .build()
+        .expect("config");
+    let registrar = Registrar::new(config.clone());
 
     let replicas: Vec<Arc<Replica>> = match mode {
         Mode::Replica => (0..SERVERS)
             .map(|_| {
                 Arc::new(
-                    Replica::builder()
-                        .endpoint(&url)
+                    Replica::builder(config.clone())
                         .poll_wait(Duration::from_secs(5))
                         .build()
                         .expect("replica"),
@@ -141,8 +146,7 @@ fn run(mode: Mode, waves: usize) -> Figures {
         Mode::OnDemand => (0..SERVERS)
             .map(|_| {
                 Arc::new(
-                    LookupClient::builder()
-                        .endpoint(&url)
+                    LookupClient::builder(config.clone())
                         .build()
                         .expect("client"),
                 )

@@ -82,13 +82,25 @@ pub mod model;
 pub mod otel;
 pub mod prefix;
 pub mod protocol;
+#[cfg(feature = "lookup")]
+pub mod registrar;
 pub mod rules;
+#[cfg(feature = "lookup")]
+pub mod service_config;
 pub mod source;
 pub mod vars;
 
 pub use environment::{current, current_if_loaded, Environment, EnvironmentBuilder};
 pub use error::Error;
+#[cfg(feature = "lookup")]
+pub use lookup::{LookupClient, LookupError, Replica, ReplicaStats};
 pub use model::{
     ContainerInfo, ContainerRuntime, EnvType, Field, K8s, Labels, Platform, Release, Secret,
 };
+#[cfg(feature = "lookup")]
+pub use protocol::HostRecord;
+#[cfg(feature = "lookup")]
+pub use registrar::{Registrar, Registration};
+#[cfg(feature = "lookup")]
+pub use service_config::ServiceConfig;
 pub use source::Source;

@@ -12,7 +12,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use envid::lookup::{LookupClient, LookupClientBuilder, LookupError};
-use envid::Secret;
+use envid::service_config::ServiceConfigBuilder;
+use envid::{Secret, ServiceConfig};
 
 const REGISTRY: &str = include_str!("../testdata/registry-loopback.toml");
 
@@ -102,12 +103,19 @@ fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
-fn client(url: &str) -> LookupClientBuilder {
-    LookupClient::builder()
+fn config(url: &str) -> ServiceConfigBuilder {
+    ServiceConfig::builder()
         .endpoint(url)
         .connect_timeout(Duration::from_millis(300))
-        .request_timeout(Duration::from_millis(800))
-        .backoff(Duration::from_millis(10))
+        .per_phase_timeout(Duration::from_millis(800))
+}
+
+fn client_with(config: ServiceConfigBuilder) -> LookupClientBuilder {
+    LookupClient::builder(config.build().unwrap()).backoff(Duration::from_millis(10))
+}
+
+fn client(url: &str) -> LookupClientBuilder {
+    client_with(config(url))
 }
 
 #[test]
@@ -243,23 +251,22 @@ fn token_required_accepted_refused() {
         matches!(err, LookupError::Unauthorized { status: 401, .. }),
         "{err:?}"
     );
-    let wrong = client(&svc.url())
-        .token(Secret::new("nope"))
+    let wrong = client_with(config(&svc.url()).token(Secret::new("nope")))
         .build()
         .unwrap();
     assert!(matches!(
         wrong.lookup(ip("10.0.0.5")),
         Err(LookupError::Unauthorized { .. })
     ));
-    let right = client(&svc.url())
-        .token(Secret::new("s3cret-token"))
+    let right = client_with(config(&svc.url()).token(Secret::new("s3cret-token")))
         .build()
         .unwrap();
     assert!(right.lookup(ip("10.0.0.5")).unwrap().is_some());
     // The token never shows in Debug or errors.
     assert!(!format!("{right:?}{err}{err:?}").contains("s3cret"));
-    let b = client(&svc.url()).token(Secret::new("s3cret-token"));
+    let b = config(&svc.url()).token(Secret::new("s3cret-token"));
     assert!(!format!("{b:?}").contains("s3cret"));
+    assert!(!format!("{:?}", client_with(b)).contains("s3cret"));
     svc.stop();
 }
 
@@ -396,9 +403,12 @@ fn failover_to_the_second_endpoint() {
         l.local_addr().unwrap()
     }; // closed again: connection refused
     let svc = Service::start(None);
-    let c = LookupClient::builder()
+    let config = ServiceConfig::builder()
         .endpoint(format!("http://{dead}"))
         .endpoint(svc.url())
+        .build()
+        .unwrap();
+    let c = LookupClient::builder(config)
         .max_retries(1)
         .backoff(Duration::from_millis(5))
         .build()
@@ -525,12 +535,10 @@ fn serve_fault(mut conn: TcpStream, fault: Fault) {
 }
 
 fn fault_client(peer: &Peer) -> LookupClient {
-    client(&peer.url())
-        .request_timeout(Duration::from_millis(300))
-        .max_response_bytes(64 * 1024)
-        .max_retries(0)
-        .build()
-        .unwrap()
+    let config = config(&peer.url())
+        .per_phase_timeout(Duration::from_millis(300))
+        .max_response_bytes(64 * 1024);
+    client_with(config).max_retries(0).build().unwrap()
 }
 
 type ErrorCheck = fn(&LookupError) -> bool;
@@ -598,11 +606,11 @@ fn retry_after_is_honoured() {
 #[test]
 fn bad_configuration_is_refused() {
     assert!(matches!(
-        LookupClient::builder().build(),
+        ServiceConfig::builder().build(),
         Err(LookupError::InvalidEndpoint { .. })
     ));
     assert!(matches!(
-        LookupClient::builder().endpoint("ftp://x").build(),
+        ServiceConfig::builder().endpoint("ftp://x").build(),
         Err(LookupError::InvalidEndpoint { .. })
     ));
 }

@@ -8,12 +8,16 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use envid::lookup::{HttpSettings, LookupError, Registrar, Registration, Replica, ReplicaBuilder};
+use envid::lookup::{
+    HttpTransport, LookupClient, LookupError, Replica, ReplicaBuilder, Request, Transport,
+};
 use envid::protocol::HostRecord;
+use envid::registrar::{Registrar, Registration};
+use envid::ServiceConfig;
 
 const REGISTRY: &str = include_str!("../testdata/registry-loopback.toml");
 
@@ -52,7 +56,12 @@ impl Service {
     }
 
     fn registrar(&self) -> Registrar {
-        Registrar::new(self.url(), HttpSettings::default()).unwrap()
+        Registrar::new(
+            ServiceConfig::builder()
+                .endpoint(self.url())
+                .build()
+                .unwrap(),
+        )
     }
 
     /// The service's registry version, from its snapshot.
@@ -73,10 +82,13 @@ fn ip(s: &str) -> IpAddr {
 }
 
 fn replica(url: &str) -> ReplicaBuilder {
-    Replica::builder()
+    let config = ServiceConfig::builder()
         .endpoint(url)
         .connect_timeout(Duration::from_millis(300))
-        .request_timeout(Duration::from_secs(2))
+        .per_phase_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    Replica::builder(config)
         .poll_wait(Duration::from_secs(2))
         .backoff(Duration::from_millis(20))
         .max_backoff(Duration::from_millis(200))
@@ -500,11 +512,79 @@ fn drop_stops_the_sync_thread_promptly() {
 #[test]
 fn bad_configuration_is_refused() {
     assert!(matches!(
-        Replica::builder().build(),
+        ServiceConfig::builder().build(),
         Err(LookupError::InvalidEndpoint { .. })
     ));
     assert!(matches!(
-        Replica::builder().endpoint("envsvc:7070").build(),
+        ServiceConfig::builder().endpoint("envsvc:7070").build(),
         Err(LookupError::InvalidEndpoint { .. })
     ));
+}
+
+/// Records every request, then hands it to the real HTTP transport.
+struct Recording {
+    inner: HttpTransport,
+    seen: Mutex<Vec<String>>,
+}
+
+impl Transport for Recording {
+    fn send(&self, r: &Request<'_>) -> Result<Option<Vec<u8>>, LookupError> {
+        let poll = if r.long_poll.is_some() {
+            " (long poll)"
+        } else {
+            ""
+        };
+        self.seen
+            .lock()
+            .unwrap()
+            .push(format!("{:?} {}{poll}", r.method, r.path));
+        self.inner.send(r)
+    }
+}
+
+#[test]
+fn all_three_clients_go_through_one_transport_seam() {
+    let svc = Service::start(64);
+    let config = ServiceConfig::builder()
+        .endpoint(svc.url())
+        .build()
+        .unwrap();
+    let t = Arc::new(Recording {
+        inner: HttpTransport::new(&config),
+        seen: Mutex::new(Vec::new()),
+    });
+    let registrar = Registrar::with_transport(config.clone(), t.clone());
+    let me = ip("10.77.0.1");
+    register(&registrar, me, &registration("seam", 1));
+    assert!(registrar.renew(me).unwrap());
+    let client = LookupClient::builder(config.clone())
+        .build_with_transport(t.clone())
+        .unwrap();
+    assert_eq!(
+        client.lookup(me).unwrap().unwrap().app.as_deref(),
+        Some("seam")
+    );
+    assert_eq!(client.lookup_many(&[ip("10.0.0.5"), me]).len(), 2);
+    let replica = Replica::builder(config)
+        .background_sync(false)
+        .poll_wait(Duration::from_secs(1))
+        .build_with_transport(t.clone())
+        .unwrap();
+    assert_eq!(replica.lookup(me).unwrap().app.as_deref(), Some("seam"));
+    replica.sync_once().unwrap();
+    registrar.deregister(me).unwrap();
+    let seen = t.seen.lock().unwrap().clone();
+    let v = replica.version();
+    for want in [
+        "Put /v1/hosts/10.77.0.1".to_string(),
+        "Post /v1/hosts/10.77.0.1/renew".into(),
+        "Get /v1/hosts/10.77.0.1".into(),
+        "Post /v1/hosts/lookup".into(),
+        "Get /v1/registry".into(),
+        format!("Get /v1/registry?since={v}&wait=1 (long poll)"),
+        "Delete /v1/hosts/10.77.0.1".into(),
+    ] {
+        assert!(seen.contains(&want), "{want:?} not in {seen:?}");
+    }
+    svc.stop();
 }

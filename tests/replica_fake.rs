@@ -10,6 +10,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use envid::lookup::Replica;
+use envid::ServiceConfig;
 
 type Handler = dyn Fn(&str, usize) -> (u16, String) + Send + Sync;
 
@@ -110,12 +111,16 @@ fn snapshot_deltas_gone_and_back_in_time() {
         }
         (n, p) => panic!("unexpected request {n}: {p}"),
     });
-    let r = Replica::builder()
-        .endpoint(&peer.url)
-        .background_sync(false)
-        .poll_wait(Duration::from_secs(1))
-        .build()
-        .unwrap();
+    let r = Replica::builder(
+        ServiceConfig::builder()
+            .endpoint(&peer.url)
+            .build()
+            .unwrap(),
+    )
+    .background_sync(false)
+    .poll_wait(Duration::from_secs(1))
+    .build()
+    .unwrap();
     assert_eq!(
         (r.version(), app(&r, "10.0.0.2").as_deref()),
         (5, Some("b"))
@@ -165,13 +170,17 @@ fn bad_answers_keep_the_last_version_and_back_off() {
             delta(3, &[], &[])
         }
     });
-    let r = Replica::builder()
-        .endpoint(&peer.url)
-        .poll_wait(Duration::from_secs(1))
-        .backoff(Duration::from_millis(10))
-        .max_backoff(Duration::from_millis(40))
-        .build()
-        .unwrap();
+    let r = Replica::builder(
+        ServiceConfig::builder()
+            .endpoint(&peer.url)
+            .build()
+            .unwrap(),
+    )
+    .poll_wait(Duration::from_secs(1))
+    .backoff(Duration::from_millis(10))
+    .max_backoff(Duration::from_millis(40))
+    .build()
+    .unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     while r.version() != 3 {
         // Until then, every lookup answers from version 1.

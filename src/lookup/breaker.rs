@@ -17,7 +17,7 @@ enum State {
 
 /// The breaker of one endpoint.
 #[derive(Debug)]
-pub struct Breaker {
+pub(crate) struct Breaker {
     state: Mutex<State>,
     threshold: u32,
     cool_down: Duration,
@@ -25,7 +25,7 @@ pub struct Breaker {
 
 /// What [`Breaker::admit`] decided.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Admit {
+pub(crate) enum Admit {
     /// Send the request.
     Yes,
     /// Do not: the breaker is open for this much longer.
@@ -34,7 +34,7 @@ pub enum Admit {
 
 impl Breaker {
     /// A closed breaker.
-    pub fn new(threshold: u32, cool_down: Duration) -> Breaker {
+    pub(crate) fn new(threshold: u32, cool_down: Duration) -> Breaker {
         Breaker {
             state: Mutex::new(State::Closed { failures: 0 }),
             threshold: threshold.max(1),
@@ -44,7 +44,7 @@ impl Breaker {
 
     /// May a request go to this endpoint now? In half-open state only the
     /// first caller gets through (the probe); others wait out the probe.
-    pub fn admit(&self, now: Instant) -> Admit {
+    pub(crate) fn admit(&self, now: Instant) -> Admit {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         match *s {
             State::Closed { .. } => Admit::Yes,
@@ -59,13 +59,13 @@ impl Breaker {
     }
 
     /// The request succeeded.
-    pub fn success(&self) {
+    pub(crate) fn success(&self) {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         *s = State::Closed { failures: 0 };
     }
 
     /// The request failed; `hold` is a `Retry-After` to honour, if any.
-    pub fn failure(&self, now: Instant, hold: Option<Duration>) {
+    pub(crate) fn failure(&self, now: Instant, hold: Option<Duration>) {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let open = |d: Duration| State::Open { until: now + d };
         *s = match (*s, hold) {
@@ -81,7 +81,8 @@ impl Breaker {
     }
 
     /// True when requests currently flow (closed).
-    pub fn is_closed(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_closed(&self) -> bool {
         matches!(
             *self.state.lock().unwrap_or_else(|e| e.into_inner()),
             State::Closed { .. }

@@ -15,6 +15,18 @@ pub enum LookupError {
         /// Why it was refused.
         reason: String,
     },
+    /// A setting of a [`ServiceConfig`](crate::ServiceConfig) other than the
+    /// endpoints was refused: the proxy URL, the CA file, a zero timeout or
+    /// size cap.
+    #[error("invalid {field}: {reason}")]
+    InvalidConfig {
+        /// The setting, as the builder names it (`proxy`, `ca_file`,
+        /// `connect_timeout`, `per_phase_timeout`, `total_timeout`,
+        /// `max_response_bytes`).
+        field: &'static str,
+        /// Why it was refused.
+        reason: String,
+    },
     /// Not an IP address (CLI and FFI input).
     #[error("invalid IP address {input:?}")]
     InvalidIp {
@@ -29,7 +41,8 @@ pub enum LookupError {
         /// The transport's reason.
         message: String,
     },
-    /// The connect or whole-request timeout passed.
+    /// A timeout passed: the connect timeout, one phase's per-phase timeout
+    /// (`timeout` is the per-phase one), or the opt-in total deadline.
     #[error("{endpoint} did not answer within {timeout:?}")]
     Timeout {
         /// The endpoint.

@@ -1,4 +1,4 @@
-//! The IP-to-environment lookup client (DESIGN.md, "The lookup client").
+//! The IP-to-environment lookup client (see ARCHITECTURE.md, "Where is that IP").
 //!
 //! Servers see a client IP and ask the environment service what it is.
 //! Container IPs churn and deploys come in bursts, so the client is built so
@@ -24,11 +24,12 @@
 //! * **Circuit breaker** per endpoint: `breaker_threshold` consecutive
 //!   failures (default 5) open it; no request goes there for `breaker_cool_down`
 //!   (default 5 s) or a longer `Retry-After`; then one probe decides.
-//! * **Timeouts**: `connect_timeout` [500 ms]; `request_timeout` [2 s] bounds
-//!   each phase of a request (send, response head, body), so a request ends
-//!   within `connect_timeout + 3 × request_timeout`; `total_timeout` adds a
-//!   strict whole-request deadline when asked for (it costs about 50 µs a
-//!   request here: the socket timeout is re-armed on every read and write).
+//! * **Timeouts**: those of the [`ServiceConfig`], named by phase:
+//!   `connect` [500 ms]; `per_phase` [2 s] bounds each phase of a request
+//!   (send, response head, body), so a request ends within
+//!   `connect + 3 × per_phase`; `total` adds a strict whole-request deadline
+//!   when asked for (it costs about 50 µs a request here: the socket timeout
+//!   is re-armed on every read and write).
 //! * **Failover**: endpoints (one per data center) are tried in order,
 //!   skipping those whose breaker is open; with every breaker open a lookup
 //!   fails at once with [`LookupError::CircuitOpen`] (or serves stale).
@@ -38,19 +39,23 @@
 //! For servers that look up many IPs, [`Replica`] holds the whole registry
 //! in memory instead, synced in the background by snapshot plus long-polled
 //! deltas, and answers with a lock-free local longest-prefix match (see
-//! [`replica`]). [`Registrar`] registers, renews and removes this instance
-//! at the service (see [`registrar`]).
+//! [`replica`]). [`Registrar`](crate::registrar::Registrar) registers, renews
+//! and removes this instance at the service. All three take one
+//! [`ServiceConfig`] (endpoints, token, proxy, TLS roots, timeouts).
 //!
 //! Everything is blocking: no async runtime runs inside the client (it is
-//! loaded into JVMs). The cache and policy talk to the service only through
-//! the [`Transport`] trait; [`HttpTransport`] is the ureq implementation.
+//! loaded into JVMs). The cache and retry logic talk to the service only
+//! through the [`Transport`] trait; [`HttpTransport`] is the ureq
+//! implementation.
 //!
 //! ```no_run
 //! use envid::lookup::LookupClient;
-//! let client = LookupClient::builder()
+//! use envid::ServiceConfig;
+//! let config = ServiceConfig::builder()
 //!     .endpoint("http://envsvc.cn0.example:7070")
 //!     .endpoint("http://envsvc.cn5.example:7070")
 //!     .build()?;
+//! let client = LookupClient::builder(config).build()?;
 //! if let Some(rec) = client.lookup("10.1.2.3".parse().unwrap())? {
 //!     println!("{} {} {}", rec.app.as_deref().unwrap_or("?"), rec.env, rec.idc);
 //! }
@@ -59,9 +64,8 @@
 
 mod breaker;
 mod error;
-pub mod registrar;
 pub mod replica;
-mod transport;
+pub(crate) mod transport;
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -72,14 +76,13 @@ use std::time::{Duration, Instant};
 use quick_cache::sync::{Cache, DefaultLifecycle, GuardResult, PlaceholderGuard};
 use quick_cache::{DefaultHashBuilder, UnitWeighter};
 
-pub use breaker::{Admit, Breaker};
+use breaker::{Admit, Breaker};
 pub use error::LookupError;
-pub use registrar::{Registrar, Registration};
 pub use replica::{Replica, ReplicaBuilder, ReplicaStats, ReplicaView};
-pub use transport::{BatchAnswer, HttpSettings, HttpTransport, Transport};
+pub use transport::{HttpTransport, Method, Request, Transport};
 
-use crate::model::Secret;
 use crate::protocol::HostRecord;
+use crate::service_config::ServiceConfig;
 
 /// The answer for one IP: the record, or `None` when the service does not know it.
 pub type LookupResult = Result<Option<Arc<HostRecord>>, LookupError>;
@@ -147,16 +150,10 @@ struct Known {
     at: Instant,
 }
 
-/// Builds a [`LookupClient`].
-#[derive(Clone, Debug)]
-pub struct LookupClientBuilder {
-    endpoints: Vec<String>,
-    token: Option<Secret>,
-    connect_timeout: Duration,
-    request_timeout: Duration,
-    total_timeout: Option<Duration>,
-    max_response_bytes: u64,
-    proxy: Option<String>,
+/// The cache, retry and breaker settings of a client (the connection
+/// settings are its [`ServiceConfig`]).
+#[derive(Clone, Copy, Debug)]
+struct Settings {
     ttl: Duration,
     negative_ttl: Duration,
     error_ttl: Duration,
@@ -168,16 +165,9 @@ pub struct LookupClientBuilder {
     breaker_cool_down: Duration,
 }
 
-impl Default for LookupClientBuilder {
+impl Default for Settings {
     fn default() -> Self {
-        LookupClientBuilder {
-            endpoints: Vec::new(),
-            token: None,
-            connect_timeout: Duration::from_millis(500),
-            request_timeout: Duration::from_secs(2),
-            total_timeout: None,
-            max_response_bytes: 4 * 1024 * 1024,
-            proxy: None,
+        Settings {
             ttl: Duration::from_secs(300),
             negative_ttl: Duration::from_secs(30),
             error_ttl: Duration::from_secs(1),
@@ -191,46 +181,25 @@ impl Default for LookupClientBuilder {
     }
 }
 
+/// Builds a [`LookupClient`] from a [`ServiceConfig`]: the cache, retry and
+/// breaker settings.
+#[derive(Clone, Debug)]
+pub struct LookupClientBuilder {
+    config: ServiceConfig,
+    settings: Settings,
+}
+
 macro_rules! setter {
     ($(#[$doc:meta])* $name:ident: $ty:ty) => {
         $(#[$doc])*
         pub fn $name(mut self, v: $ty) -> Self {
-            self.$name = v;
+            self.settings.$name = v;
             self
         }
     };
 }
 
 impl LookupClientBuilder {
-    /// Adds an endpoint (`http://host:port` or `https://…`); they are tried in order.
-    pub fn endpoint(mut self, url: impl Into<String>) -> Self {
-        self.endpoints
-            .push(url.into().trim_end_matches('/').to_string());
-        self
-    }
-    /// The bearer token sent on every request.
-    pub fn token(mut self, token: Secret) -> Self {
-        self.token = Some(token);
-        self
-    }
-    /// An explicit proxy URL (none by default; proxy variables are not read).
-    pub fn proxy(mut self, url: impl Into<String>) -> Self {
-        self.proxy = Some(url.into());
-        self
-    }
-    setter!(/// TCP/TLS connect timeout (default 500 ms).
-        connect_timeout: Duration);
-    setter!(/// Bound on each phase of a request: sending, waiting for the
-        /// response head, reading the body (default 2 s).
-        request_timeout: Duration);
-    /// A strict deadline for the whole request (off by default; see
-    /// [`HttpSettings::total_timeout`] for its cost).
-    pub fn total_timeout(mut self, d: Duration) -> Self {
-        self.total_timeout = Some(d);
-        self
-    }
-    setter!(/// Largest response body accepted (default 4 MiB).
-        max_response_bytes: u64);
     setter!(/// How long a known answer is fresh (default 5 min).
         ttl: Duration);
     setter!(/// How long an "unknown IP" answer is fresh (default 30 s).
@@ -250,53 +219,35 @@ impl LookupClientBuilder {
     setter!(/// How long an open breaker refuses requests (default 5 s).
         breaker_cool_down: Duration);
 
-    /// Builds the client with the HTTP transport.
+    /// Builds the client with the [`HttpTransport`] of its config.
     pub fn build(self) -> Result<LookupClient, LookupError> {
-        let transport = HttpTransport::new(HttpSettings {
-            connect_timeout: self.connect_timeout,
-            request_timeout: self.request_timeout,
-            total_timeout: self.total_timeout,
-            max_response_bytes: self.max_response_bytes,
-            token: self.token.clone(),
-            proxy: self.proxy.clone(),
-        })?;
+        let transport = HttpTransport::new(&self.config);
         self.build_with_transport(Arc::new(transport))
     }
 
-    /// Builds the client over another transport.
+    /// Builds the client over another transport (the config's endpoints
+    /// are still the ones asked, in its order).
     pub fn build_with_transport(
         self,
         transport: Arc<dyn Transport>,
     ) -> Result<LookupClient, LookupError> {
-        if self.endpoints.is_empty() {
-            return Err(LookupError::InvalidEndpoint {
-                endpoint: String::new(),
-                reason: "no endpoint configured".into(),
-            });
-        }
-        for e in &self.endpoints {
-            if !(e.starts_with("http://") || e.starts_with("https://")) || e.len() < 9 {
-                return Err(LookupError::InvalidEndpoint {
-                    endpoint: e.clone(),
-                    reason: "expected http://HOST[:PORT] or https://HOST[:PORT]".into(),
-                });
-            }
-        }
+        let s = self.settings;
         let endpoints = self
-            .endpoints
+            .config
+            .endpoints()
             .iter()
             .map(|url| EndpointState {
                 url: url.clone(),
-                breaker: Breaker::new(self.breaker_threshold, self.breaker_cool_down),
+                breaker: Breaker::new(s.breaker_threshold, s.breaker_cool_down),
             })
             .collect();
         Ok(LookupClient {
-            fresh: Cache::new(self.capacity.max(1)),
-            known: Cache::new(self.capacity.max(1)),
+            fresh: Cache::new(s.capacity.max(1)),
+            known: Cache::new(s.capacity.max(1)),
             endpoints,
             transport,
             counters: Counters::default(),
-            policy: self,
+            settings: s,
         })
     }
 }
@@ -315,7 +266,7 @@ pub struct LookupClient {
     endpoints: Vec<EndpointState>,
     transport: Arc<dyn Transport>,
     counters: Counters,
-    policy: LookupClientBuilder,
+    settings: Settings,
 }
 
 impl std::fmt::Debug for LookupClient {
@@ -328,9 +279,12 @@ impl std::fmt::Debug for LookupClient {
 }
 
 impl LookupClient {
-    /// A builder with the defaults of the module documentation.
-    pub fn builder() -> LookupClientBuilder {
-        LookupClientBuilder::default()
+    /// A builder over `config`, with the defaults of the module documentation.
+    pub fn builder(config: ServiceConfig) -> LookupClientBuilder {
+        LookupClientBuilder {
+            config,
+            settings: Settings::default(),
+        }
     }
 
     /// The counters so far.
@@ -356,7 +310,8 @@ impl LookupClient {
         match self.claim(ip, None) {
             Claim::Answer(answer) => answer,
             Claim::Fetch(guard) => {
-                let outcome = self.fetch(|endpoint| self.transport.get_host(endpoint, ip));
+                let outcome =
+                    self.fetch(|endpoint| transport::get_host(&*self.transport, endpoint, ip));
                 self.settle(ip, guard, outcome, Instant::now())
             }
             Claim::Elsewhere => unreachable!("no timeout was given"),
@@ -418,7 +373,7 @@ impl LookupClient {
             Err(e) => {
                 let _ = guard.insert(Entry {
                     outcome: Err(e.clone()),
-                    expires: now + self.policy.error_ttl,
+                    expires: now + self.settings.error_ttl,
                 });
                 self.stale_or(ip, e)
             }
@@ -459,7 +414,8 @@ impl LookupClient {
                 break;
             }
             let batch_ips: Vec<IpAddr> = chunk.iter().map(|(ip, _)| *ip).collect();
-            let outcome = self.fetch(|endpoint| self.transport.lookup_batch(endpoint, &batch_ips));
+            let outcome = self
+                .fetch(|endpoint| transport::lookup_batch(&*self.transport, endpoint, &batch_ips));
             let now = Instant::now();
             for (ip, guard) in chunk {
                 let one = match &outcome {
@@ -489,9 +445,9 @@ impl LookupClient {
 
     fn ttl_of(&self, answer: &Option<Arc<HostRecord>>) -> Duration {
         if answer.is_some() {
-            self.policy.ttl
+            self.settings.ttl
         } else {
-            self.policy.negative_ttl
+            self.settings.negative_ttl
         }
     }
 
@@ -508,7 +464,7 @@ impl LookupClient {
     /// The last known answer if young enough, else the error.
     fn stale_or(&self, ip: IpAddr, e: LookupError) -> LookupResult {
         match self.known.get(&ip) {
-            Some(k) if k.at.elapsed() <= self.policy.max_stale => {
+            Some(k) if k.at.elapsed() <= self.settings.max_stale => {
                 self.counters.stale.fetch_add(1, Ordering::Relaxed);
                 Ok(k.answer)
             }
@@ -519,7 +475,7 @@ impl LookupClient {
     /// One logical request: endpoints in failover order, breakers, at most
     /// `max_retries` retries with jittered backoff.
     fn fetch<T>(&self, send: impl Fn(&str) -> Result<T, LookupError>) -> Result<T, LookupError> {
-        let attempts = 1 + self.policy.max_retries as usize;
+        let attempts = 1 + self.settings.max_retries as usize;
         let mut last: Option<LookupError> = None;
         let mut sent = 0usize;
         let mut start_at = 0usize;
@@ -580,7 +536,7 @@ impl LookupClient {
     }
 
     fn jittered_backoff(&self) -> Duration {
-        self.policy.backoff.mul_f64(0.5 + fastrand::f64())
+        self.settings.backoff.mul_f64(0.5 + fastrand::f64())
     }
 }
 

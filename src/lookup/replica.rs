@@ -1,5 +1,5 @@
 //! Replica mode: the whole registry in memory, synced by snapshot plus
-//! long-polled deltas (DESIGN.md, "The lookup client", and "Replication").
+//! long-polled deltas (see ARCHITECTURE.md, "Where is that IP").
 //!
 //! A [`Replica`] fetches `GET /v1/registry` once, then asks
 //! `GET /v1/registry?since=N&wait=S` in a loop on one background thread
@@ -12,6 +12,10 @@
 //! half-applied delta: a lookup sees version N or version N+1, nothing in
 //! between.
 //!
+//! * Connection settings come from the [`ServiceConfig`]; what it leaves
+//!   unset defaults larger than for the lookup client, since a snapshot is
+//!   the whole registry: `per_phase` 10 s (also the slack added to a long
+//!   poll's wait), response cap 256 MiB.
 //! * Requests start at least `min_poll_interval` apart (default 200 ms), so
 //!   one replica's load on the service is bounded by that rate however fast
 //!   the registry changes; changes within the interval arrive as one delta.
@@ -34,8 +38,11 @@
 //!
 //! ```no_run
 //! use envid::lookup::Replica;
-//! let replica = Replica::builder()
+//! use envid::ServiceConfig;
+//! let config = ServiceConfig::builder()
 //!     .endpoint("http://envsvc.cn0.example:7070")
+//!     .build()?;
+//! let replica = Replica::builder(config)
 //!     .cache_file("/var/cache/envid/registry.json")
 //!     .build()?;
 //! if let Some(rec) = replica.lookup("10.1.2.3".parse().unwrap()) {
@@ -55,11 +62,11 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 
-use super::transport::{decode, HttpSettings, HttpTransport};
+use super::transport::{decode, not_found, HttpTransport, Method, Request, Transport};
 use super::LookupError;
-use crate::model::Secret;
 use crate::prefix::PrefixTable;
 use crate::protocol::{HostRecord, RecordKey, RegistryDelta, RegistrySnapshot};
+use crate::service_config::ServiceConfig;
 
 /// One consistent version of the registry, as held by a [`Replica`].
 /// Immutable: a new version is a new view.
@@ -229,15 +236,15 @@ impl Shared {
     }
 }
 
-/// Builds a [`Replica`].
+/// A replica's default `per_phase` timeout: a snapshot is the whole registry.
+const REPLICA_PER_PHASE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A replica's default response cap.
+const REPLICA_MAX_RESPONSE_BYTES: u64 = 256 * 1024 * 1024;
+
+/// The sync settings of a replica (the connection settings are its
+/// [`ServiceConfig`]).
 #[derive(Clone, Debug)]
-pub struct ReplicaBuilder {
-    endpoints: Vec<String>,
-    token: Option<Secret>,
-    proxy: Option<String>,
-    connect_timeout: Duration,
-    request_timeout: Duration,
-    max_snapshot_bytes: u64,
+struct Settings {
     poll_wait: Duration,
     min_poll_interval: Duration,
     backoff: Duration,
@@ -248,15 +255,9 @@ pub struct ReplicaBuilder {
     background_sync: bool,
 }
 
-impl Default for ReplicaBuilder {
+impl Default for Settings {
     fn default() -> Self {
-        ReplicaBuilder {
-            endpoints: Vec::new(),
-            token: None,
-            proxy: None,
-            connect_timeout: Duration::from_millis(500),
-            request_timeout: Duration::from_secs(10),
-            max_snapshot_bytes: 256 * 1024 * 1024,
+        Settings {
             poll_wait: Duration::from_secs(10),
             min_poll_interval: Duration::from_millis(200),
             backoff: Duration::from_millis(100),
@@ -269,46 +270,30 @@ impl Default for ReplicaBuilder {
     }
 }
 
+/// Builds a [`Replica`] from a [`ServiceConfig`]: the sync and cache file
+/// settings.
+#[derive(Clone, Debug)]
+pub struct ReplicaBuilder {
+    config: ServiceConfig,
+    settings: Settings,
+}
+
 macro_rules! setter {
     ($(#[$doc:meta])* $name:ident: $ty:ty) => {
         $(#[$doc])*
         pub fn $name(mut self, v: $ty) -> Self {
-            self.$name = v;
+            self.settings.$name = v;
             self
         }
     };
 }
 
 impl ReplicaBuilder {
-    /// Adds an endpoint (`http://host:port` or `https://…`); on errors the
-    /// replica moves on to the next one.
-    pub fn endpoint(mut self, url: impl Into<String>) -> Self {
-        self.endpoints
-            .push(url.into().trim_end_matches('/').to_string());
-        self
-    }
-    /// The bearer token sent on every request.
-    pub fn token(mut self, token: Secret) -> Self {
-        self.token = Some(token);
-        self
-    }
-    /// An explicit proxy URL (none by default; proxy variables are not read).
-    pub fn proxy(mut self, url: impl Into<String>) -> Self {
-        self.proxy = Some(url.into());
-        self
-    }
     /// Where the last snapshot is kept, for starts during an outage.
     pub fn cache_file(mut self, path: impl Into<PathBuf>) -> Self {
-        self.cache_file = Some(path.into());
+        self.settings.cache_file = Some(path.into());
         self
     }
-    setter!(/// TCP/TLS connect timeout (default 500 ms).
-        connect_timeout: Duration);
-    setter!(/// Timeout of a snapshot request, and the slack added to a long
-        /// poll's `poll_wait` (default 10 s).
-        request_timeout: Duration);
-    setter!(/// Largest snapshot or delta body accepted (default 256 MiB).
-        max_snapshot_bytes: u64);
     setter!(/// How long the service may hold a long poll open when nothing
         /// changed (default 10 s, sent as whole seconds, at least 1). It also
         /// bounds how long the sync thread outlives a dropped replica.
@@ -338,30 +323,23 @@ impl ReplicaBuilder {
         background_sync: bool);
 
     /// Fetches the registry (or reads the cache file when the service is
-    /// unreachable) and starts the sync thread.
+    /// unreachable) and starts the sync thread, over the [`HttpTransport`]
+    /// of the config.
     pub fn build(self) -> Result<Replica, LookupError> {
-        if self.endpoints.is_empty() {
-            return Err(LookupError::InvalidEndpoint {
-                endpoint: String::new(),
-                reason: "no endpoint configured".into(),
-            });
-        }
-        for e in &self.endpoints {
-            if !(e.starts_with("http://") || e.starts_with("https://")) || e.len() < 9 {
-                return Err(LookupError::InvalidEndpoint {
-                    endpoint: e.clone(),
-                    reason: "expected http://HOST[:PORT] or https://HOST[:PORT]".into(),
-                });
-            }
-        }
-        let transport = HttpTransport::new(HttpSettings {
-            connect_timeout: self.connect_timeout,
-            request_timeout: self.request_timeout,
-            total_timeout: None,
-            max_response_bytes: self.max_snapshot_bytes,
-            token: self.token.clone(),
-            proxy: self.proxy.clone(),
-        })?;
+        let transport = HttpTransport::with_defaults(
+            &self.config,
+            REPLICA_PER_PHASE_TIMEOUT,
+            REPLICA_MAX_RESPONSE_BYTES,
+        );
+        self.build_with_transport(Arc::new(transport))
+    }
+
+    /// [`build`](Self::build) over another transport (the config's
+    /// endpoints are still the ones asked, in turn).
+    pub fn build_with_transport(
+        self,
+        transport: Arc<dyn Transport>,
+    ) -> Result<Replica, LookupError> {
         let shared = Arc::new(Shared {
             view: ArcSwap::from_pointee(ReplicaView::default()),
             counters: Counters::default(),
@@ -374,7 +352,8 @@ impl ReplicaBuilder {
         let sync = Syncer {
             shared: shared.clone(),
             transport,
-            policy: self,
+            endpoints: self.config.endpoints().to_vec(),
+            settings: self.settings,
             endpoint: 0,
             need_snapshot: true,
             dirty: false,
@@ -388,7 +367,7 @@ impl ReplicaBuilder {
         let mut sync = sync;
         // The first snapshot: every endpoint once, then the cache file.
         let mut first_error = None;
-        for _ in 0..sync.policy.endpoints.len() {
+        for _ in 0..sync.endpoints.len() {
             match sync.step() {
                 Ok(()) => {
                     first_error = None;
@@ -401,7 +380,7 @@ impl ReplicaBuilder {
         }
         if let Some(e) = first_error {
             let from_file =
-                sync.policy
+                sync.settings
                     .cache_file
                     .clone()
                     .and_then(|path| match read_cache(&path) {
@@ -421,11 +400,11 @@ impl ReplicaBuilder {
                     replica.shared.view.store(Arc::new(view));
                     replica.shared.from_cache.store(true, Ordering::Relaxed);
                 }
-                None if sync.policy.require_initial_sync => return Err(e),
+                None if sync.settings.require_initial_sync => return Err(e),
                 None => {}
             }
         }
-        if sync.policy.background_sync {
+        if sync.settings.background_sync {
             let thread = std::thread::Builder::new()
                 .name("envid-replica".into())
                 .spawn(move || sync.run())
@@ -445,8 +424,10 @@ impl ReplicaBuilder {
 /// there is no thread).
 struct Syncer {
     shared: Arc<Shared>,
-    transport: HttpTransport,
-    policy: ReplicaBuilder,
+    transport: Arc<dyn Transport>,
+    /// The config's endpoints, tried in turn.
+    endpoints: Vec<String>,
+    settings: Settings,
     /// Index of the endpoint in use.
     endpoint: usize,
     need_snapshot: bool,
@@ -463,14 +444,14 @@ enum Fetched {
 
 impl Syncer {
     fn run(mut self) {
-        let mut backoff = self.policy.backoff;
+        let mut backoff = self.settings.backoff;
         while !self.shared.stopped() {
             let started = Instant::now();
             match self.step() {
                 Ok(()) => {
-                    backoff = self.policy.backoff;
+                    backoff = self.settings.backoff;
                     let pause = self
-                        .policy
+                        .settings
                         .min_poll_interval
                         .saturating_sub(started.elapsed());
                     if !pause.is_zero() && self.shared.sleep(pause) {
@@ -480,8 +461,8 @@ impl Syncer {
                 Err(_) => {
                     let pause = backoff
                         .mul_f64(0.5 + fastrand::f64())
-                        .min(self.policy.max_backoff);
-                    backoff = (backoff * 2).min(self.policy.max_backoff);
+                        .min(self.settings.max_backoff);
+                    backoff = (backoff * 2).min(self.settings.max_backoff);
                     if self.shared.sleep(pause) {
                         break;
                     }
@@ -493,7 +474,7 @@ impl Syncer {
     /// One exchange with the current endpoint: a snapshot or a long poll.
     /// On error moves to the next endpoint (the caller backs off).
     fn step(&mut self) -> Result<(), LookupError> {
-        let endpoint = self.policy.endpoints[self.endpoint % self.policy.endpoints.len()].clone();
+        let endpoint = self.endpoints[self.endpoint % self.endpoints.len()].clone();
         let fetched = if self.need_snapshot {
             self.fetch_snapshot(&endpoint).map(Fetched::Snapshot)
         } else {
@@ -505,7 +486,8 @@ impl Syncer {
         let outcome = fetched.and_then(|f| self.install(&endpoint, f));
         match &outcome {
             Ok(()) => {
-                if self.dirty && self.last_cache_write.elapsed() >= self.policy.cache_write_interval
+                if self.dirty
+                    && self.last_cache_write.elapsed() >= self.settings.cache_write_interval
                 {
                     self.write_cache();
                 }
@@ -570,15 +552,10 @@ impl Syncer {
     }
 
     fn fetch_snapshot(&self, endpoint: &str) -> Result<ReplicaView, LookupError> {
-        let url = format!("{endpoint}/v1/registry");
-        let result = self.transport.auth(self.transport.agent().get(&url)).call();
         let bytes = self
             .transport
-            .body(endpoint, result)?
-            .ok_or_else(|| LookupError::Status {
-                endpoint: endpoint.to_string(),
-                status: 404,
-            })?;
+            .send(&Request::new(Method::Get, endpoint, "/v1/registry"))?
+            .ok_or_else(|| not_found(endpoint))?;
         let body: RegistrySnapshot = decode(endpoint, &bytes)?;
         ReplicaView::from_records(body.version, body.records).map_err(|message| {
             LookupError::Decode {
@@ -589,31 +566,20 @@ impl Syncer {
     }
 
     fn poll(&self, endpoint: &str, since: u64) -> Result<Fetched, LookupError> {
-        let wait = self.policy.poll_wait.as_secs().max(1);
-        let url = format!("{endpoint}/v1/registry?since={since}&wait={wait}");
-        let timeout = Duration::from_secs(wait) + self.transport.settings().request_timeout;
-        let req = self
-            .transport
-            .auth(self.transport.agent().get(&url))
-            .config()
-            // The response head comes only when the wait is over: the
-            // per-phase bound of the agent must cover the wait too.
-            .timeout_recv_response(Some(timeout))
-            .timeout_global(Some(timeout))
-            .build();
-        match self.transport.body(endpoint, req.call()) {
+        let wait = self.settings.poll_wait.as_secs().max(1);
+        let path = format!("/v1/registry?since={since}&wait={wait}");
+        let request =
+            Request::new(Method::Get, endpoint, &path).long_poll(Duration::from_secs(wait));
+        match self.transport.send(&request) {
             Ok(Some(bytes)) => Ok(Fetched::Delta(decode(endpoint, &bytes)?)),
-            Ok(None) => Err(LookupError::Status {
-                endpoint: endpoint.to_string(),
-                status: 404,
-            }),
+            Ok(None) => Err(not_found(endpoint)),
             Err(LookupError::Status { status: 410, .. }) => Ok(Fetched::Gone),
             Err(e) => Err(e),
         }
     }
 
     fn write_cache(&mut self) {
-        let Some(path) = self.policy.cache_file.clone() else {
+        let Some(path) = self.settings.cache_file.clone() else {
             return;
         };
         self.last_cache_write = Instant::now();
@@ -692,9 +658,12 @@ impl std::fmt::Debug for Replica {
 }
 
 impl Replica {
-    /// A builder with the defaults of the module documentation.
-    pub fn builder() -> ReplicaBuilder {
-        ReplicaBuilder::default()
+    /// A builder over `config`, with the defaults of the module documentation.
+    pub fn builder(config: ServiceConfig) -> ReplicaBuilder {
+        ReplicaBuilder {
+            config,
+            settings: Settings::default(),
+        }
     }
 
     /// The most specific record for `ip` (exact address, else the narrowest

@@ -1,7 +1,8 @@
-//! How requests reach the service. The cache and policy in
-//! [`super::LookupClient`] only see the [`Transport`] trait; [`HttpTransport`]
-//! is the real one (ureq 3 with rustls: keep-alive, explicit timeouts, an
-//! explicit proxy setting and a response size cap).
+//! How requests reach the service. The lookup client, the replica and the
+//! registrar only see the [`Transport`] trait, one HTTP exchange at a time;
+//! [`HttpTransport`] is the real one (ureq 3 with rustls: keep-alive, the
+//! [`ServiceConfig`]'s timeouts, proxy and TLS roots, a response size cap).
+//! The protocol's paths and bodies are built here too, once, for all three.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -9,106 +10,142 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::LookupError;
-use crate::model::Secret;
 use crate::protocol::{HostRecord, LookupRequest, LookupResponse};
+use crate::service_config::{ServiceConfig, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_PER_PHASE_TIMEOUT};
 
 /// One batch answer: each IP asked for, known (`Some`) or unknown (`None`).
-pub type BatchAnswer = HashMap<IpAddr, Option<Arc<HostRecord>>>;
+pub(crate) type BatchAnswer = HashMap<IpAddr, Option<Arc<HostRecord>>>;
 
-/// Sends lookups to one endpoint.
-pub trait Transport: Send + Sync {
-    /// `GET /v1/hosts/{ip}`: `Ok(None)` for 404.
-    fn get_host(&self, endpoint: &str, ip: IpAddr) -> Result<Option<Arc<HostRecord>>, LookupError>;
-    /// `POST /v1/hosts/lookup` with at most the service's batch limit of IPs.
-    fn lookup_batch(&self, endpoint: &str, ips: &[IpAddr]) -> Result<BatchAnswer, LookupError>;
+/// The HTTP methods the protocol uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    /// `GET`
+    Get,
+    /// `POST`
+    Post,
+    /// `PUT`
+    Put,
+    /// `DELETE`
+    Delete,
 }
 
-/// Settings of [`HttpTransport`].
-#[derive(Clone, Debug)]
-pub struct HttpSettings {
-    /// TCP (and TLS) connect timeout.
-    pub connect_timeout: Duration,
-    /// Bound on each phase of a request: sending it, waiting for the
-    /// response head, reading the body.
-    pub request_timeout: Duration,
-    /// An optional deadline for the whole request. Off by default: a
-    /// shrinking deadline re-arms the socket timeout on every read and write,
-    /// which costs about 50 µs a request on loopback here (the lookup bench
-    /// measures it), while the per-phase bound already stops every hang.
-    pub total_timeout: Option<Duration>,
-    /// Largest response body accepted.
-    pub max_response_bytes: u64,
-    /// Bearer token.
-    pub token: Option<Secret>,
-    /// Proxy URL; `None` means no proxy (proxy variables are deliberately
-    /// not read: a lookup client inside a JVM must not pick one up by accident).
-    pub proxy: Option<String>,
+/// One request to one endpoint, as the clients hand it to a [`Transport`].
+#[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
+pub struct Request<'a> {
+    /// The method.
+    pub method: Method,
+    /// The endpoint (`http://host:port`, no trailing `/`).
+    pub endpoint: &'a str,
+    /// Path and query, from the leading `/` (`/v1/hosts/10.0.0.1`).
+    pub path: &'a str,
+    /// A JSON body, if any.
+    pub json: Option<&'a [u8]>,
+    /// A long poll: the service may hold the response head back this long,
+    /// so the response-head (and total) bounds are extended by it.
+    pub long_poll: Option<Duration>,
 }
 
-impl Default for HttpSettings {
-    /// 500 ms connect, 2 s per request, 4 MiB responses, no token, no proxy.
-    fn default() -> Self {
-        HttpSettings {
-            connect_timeout: Duration::from_millis(500),
-            request_timeout: Duration::from_secs(2),
-            total_timeout: None,
-            max_response_bytes: 4 * 1024 * 1024,
-            token: None,
-            proxy: None,
+impl<'a> Request<'a> {
+    /// A request without a body.
+    pub fn new(method: Method, endpoint: &'a str, path: &'a str) -> Request<'a> {
+        Request {
+            method,
+            endpoint,
+            path,
+            json: None,
+            long_poll: None,
         }
+    }
+
+    /// With a JSON body.
+    pub fn json(mut self, body: &'a [u8]) -> Request<'a> {
+        self.json = Some(body);
+        self
+    }
+
+    /// As a long poll that the service may hold for `wait`.
+    pub fn long_poll(mut self, wait: Duration) -> Request<'a> {
+        self.long_poll = Some(wait);
+        self
     }
 }
 
-/// The ureq transport.
+/// Sends requests to the service. Implement it to run the clients over
+/// something else than [`HttpTransport`] (a test double, another HTTP stack).
+pub trait Transport: Send + Sync {
+    /// Sends `request`. `Ok(Some(body))` for any 2xx, `Ok(None)` for 404;
+    /// other statuses are errors: 401/403 [`LookupError::Unauthorized`], 429
+    /// (and 503 with `Retry-After`) [`LookupError::RateLimited`], the rest
+    /// [`LookupError::Status`].
+    fn send(&self, request: &Request<'_>) -> Result<Option<Vec<u8>>, LookupError>;
+}
+
+/// The ureq transport, built from a [`ServiceConfig`].
 pub struct HttpTransport {
     agent: ureq::Agent,
-    settings: HttpSettings,
+    config: ServiceConfig,
+    per_phase: Duration,
+    max_response_bytes: u64,
 }
 
 impl std::fmt::Debug for HttpTransport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HttpTransport")
-            .field("settings", &self.settings)
+            .field("config", &self.config)
             .finish_non_exhaustive()
     }
 }
 
 impl HttpTransport {
-    /// An agent with these settings.
-    pub fn new(settings: HttpSettings) -> Result<HttpTransport, LookupError> {
-        let proxy = match &settings.proxy {
-            None => None,
-            Some(p) => Some(
-                ureq::Proxy::new(p).map_err(|e| LookupError::InvalidEndpoint {
-                    endpoint: p.clone(),
-                    reason: format!("invalid proxy: {e}"),
-                })?,
-            ),
-        };
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_connect(Some(settings.connect_timeout))
-            .timeout_send_request(Some(settings.request_timeout))
-            .timeout_recv_response(Some(settings.request_timeout))
-            .timeout_recv_body(Some(settings.request_timeout))
-            .timeout_global(settings.total_timeout)
+    /// An agent with the config's timeouts, proxy and TLS roots; the
+    /// defaults of the lookup client for what the config leaves unset.
+    pub fn new(config: &ServiceConfig) -> HttpTransport {
+        Self::with_defaults(
+            config,
+            DEFAULT_PER_PHASE_TIMEOUT,
+            DEFAULT_MAX_RESPONSE_BYTES,
+        )
+    }
+
+    /// An agent with `per_phase` and `max_response_bytes` as defaults for
+    /// what the config leaves unset (the replica's are larger).
+    pub(crate) fn with_defaults(
+        config: &ServiceConfig,
+        per_phase: Duration,
+        max_response_bytes: u64,
+    ) -> HttpTransport {
+        let per_phase = config.per_phase_timeout().unwrap_or(per_phase);
+        let mut builder = ureq::Agent::config_builder()
+            .timeout_connect(Some(config.connect_timeout()))
+            .timeout_send_request(Some(per_phase))
+            .timeout_recv_response(Some(per_phase))
+            .timeout_recv_body(Some(per_phase))
+            .timeout_global(config.total_timeout())
             .http_status_as_error(false)
             .max_redirects(0)
             // Below the reference service's 10 s idle close, so a pooled
             // connection is not reused in the instant the server closes it.
             .max_idle_age(Duration::from_secs(5))
-            .proxy(proxy)
-            .user_agent(concat!("envid/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .into();
-        Ok(HttpTransport { agent, settings })
+            .proxy(config.proxy().cloned())
+            .user_agent(concat!("envid/", env!("CARGO_PKG_VERSION")));
+        if let Some(tls) = config.tls() {
+            builder = builder.tls_config(tls.clone());
+        }
+        HttpTransport {
+            agent: builder.build().into(),
+            config: config.clone(),
+            per_phase,
+            max_response_bytes: config.max_response_bytes().unwrap_or(max_response_bytes),
+        }
     }
 
-    pub(crate) fn map_err(&self, endpoint: &str, e: ureq::Error) -> LookupError {
+    fn map_err(&self, endpoint: &str, e: ureq::Error) -> LookupError {
         let endpoint = endpoint.to_string();
         match e {
             ureq::Error::Timeout(_) => LookupError::Timeout {
                 endpoint,
-                timeout: self.settings.request_timeout,
+                timeout: self.per_phase,
             },
             ureq::Error::BodyExceedsLimit(limit) => LookupError::TooLarge { endpoint, limit },
             ureq::Error::ConnectionFailed | ureq::Error::HostNotFound => LookupError::Connect {
@@ -124,7 +161,7 @@ impl HttpTransport {
                 },
                 std::io::ErrorKind::TimedOut => LookupError::Timeout {
                     endpoint,
-                    timeout: self.settings.request_timeout,
+                    timeout: self.per_phase,
                 },
                 _ => LookupError::Io {
                     endpoint,
@@ -138,19 +175,9 @@ impl HttpTransport {
         }
     }
 
-    /// The agent (keep-alive pool, timeouts, proxy), for the replica and registrar.
-    pub(crate) fn agent(&self) -> &ureq::Agent {
-        &self.agent
-    }
-
-    /// The settings the agent was built with.
-    pub(crate) fn settings(&self) -> &HttpSettings {
-        &self.settings
-    }
-
     /// Reads a response: status mapping (any 2xx is success, 404 is `None`),
     /// size cap, and the body.
-    pub(crate) fn body(
+    fn body(
         &self,
         endpoint: &str,
         result: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
@@ -189,17 +216,58 @@ impl HttpTransport {
         let bytes = resp
             .body_mut()
             .with_config()
-            .limit(self.settings.max_response_bytes)
+            .limit(self.max_response_bytes)
             .read_to_vec()
             .map_err(|e| self.map_err(endpoint, e))?;
         Ok(Some(bytes))
     }
 
-    pub(crate) fn auth<B>(&self, req: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
-        match &self.settings.token {
+    fn auth<B>(&self, req: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        match self.config.token() {
             Some(t) => req.header("authorization", format!("Bearer {}", t.expose())),
             None => req,
         }
+    }
+
+    fn send_with_body(
+        &self,
+        req: ureq::RequestBuilder<ureq::typestate::WithBody>,
+        json: Option<&[u8]>,
+    ) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
+        let req = self.auth(req);
+        match json {
+            Some(body) => req.header("content-type", "application/json").send(body),
+            None => req.send_empty(),
+        }
+    }
+}
+
+impl Transport for HttpTransport {
+    fn send(&self, r: &Request<'_>) -> Result<Option<Vec<u8>>, LookupError> {
+        let url = format!("{}{}", r.endpoint, r.path);
+        let result = match r.method {
+            Method::Get => {
+                let req = self.auth(self.agent.get(&url));
+                match r.long_poll {
+                    None => req.call(),
+                    Some(wait) => {
+                        // The response head comes only when the wait is
+                        // over: its bound (and the total) must cover it.
+                        let head = wait + self.per_phase;
+                        let total = wait + self.config.total_timeout().unwrap_or(self.per_phase);
+                        req.config()
+                            .timeout_recv_response(Some(head))
+                            .timeout_global(Some(total))
+                            .build()
+                            .call()
+                    }
+                }
+            }
+            Method::Delete => self.auth(self.agent.delete(&url)).call(),
+            Method::Post => self.send_with_body(self.agent.post(&url), r.json),
+            Method::Put => self.send_with_body(self.agent.put(&url), r.json),
+        };
+        self.body(r.endpoint, result)
     }
 }
 
@@ -213,47 +281,54 @@ pub(crate) fn decode<T: serde::de::DeserializeOwned>(
     })
 }
 
-impl Transport for HttpTransport {
-    fn get_host(&self, endpoint: &str, ip: IpAddr) -> Result<Option<Arc<HostRecord>>, LookupError> {
-        let url = format!("{endpoint}/v1/hosts/{ip}");
-        let result = self.auth(self.agent.get(&url)).call();
-        match self.body(endpoint, result)? {
-            None => Ok(None),
-            Some(bytes) => Ok(Some(Arc::new(decode::<HostRecord>(endpoint, &bytes)?))),
-        }
+/// A 404 where the protocol always answers.
+pub(crate) fn not_found(endpoint: &str) -> LookupError {
+    LookupError::Status {
+        endpoint: endpoint.to_string(),
+        status: 404,
     }
+}
 
-    fn lookup_batch(&self, endpoint: &str, ips: &[IpAddr]) -> Result<BatchAnswer, LookupError> {
-        let url = format!("{endpoint}/v1/hosts/lookup");
-        let request = LookupRequest {
-            ips: ips.iter().map(|ip| ip.to_string()).collect(),
-        };
-        let body = serde_json::to_vec(&request).expect("a list of IPs always encodes");
-        let result = self
-            .auth(self.agent.post(&url))
-            .header("content-type", "application/json")
-            .send(&body[..]);
-        let Some(bytes) = self.body(endpoint, result)? else {
-            return Err(LookupError::Status {
-                endpoint: endpoint.to_string(),
-                status: 404,
-            });
-        };
-        let parsed: LookupResponse = decode(endpoint, &bytes)?;
-        let mut out = BatchAnswer::with_capacity(ips.len());
-        for (k, v) in parsed.hosts {
-            let ip = k.parse::<IpAddr>().map_err(|_| LookupError::Decode {
-                endpoint: endpoint.to_string(),
-                message: format!("answer keyed by {k:?}, not an IP address"),
-            })?;
-            out.insert(ip, v.map(Arc::new));
-        }
-        if let Some(missing) = ips.iter().find(|ip| !out.contains_key(ip)) {
-            return Err(LookupError::Decode {
-                endpoint: endpoint.to_string(),
-                message: format!("answer lacks {missing}"),
-            });
-        }
-        Ok(out)
+/// `GET /v1/hosts/{ip}`: `Ok(None)` for 404.
+pub(crate) fn get_host(
+    t: &dyn Transport,
+    endpoint: &str,
+    ip: IpAddr,
+) -> Result<Option<Arc<HostRecord>>, LookupError> {
+    let path = format!("/v1/hosts/{ip}");
+    match t.send(&Request::new(Method::Get, endpoint, &path))? {
+        None => Ok(None),
+        Some(bytes) => Ok(Some(Arc::new(decode::<HostRecord>(endpoint, &bytes)?))),
     }
+}
+
+/// `POST /v1/hosts/lookup` with at most the service's batch limit of IPs.
+pub(crate) fn lookup_batch(
+    t: &dyn Transport,
+    endpoint: &str,
+    ips: &[IpAddr],
+) -> Result<BatchAnswer, LookupError> {
+    let request = LookupRequest {
+        ips: ips.iter().map(|ip| ip.to_string()).collect(),
+    };
+    let body = serde_json::to_vec(&request).expect("a list of IPs always encodes");
+    let bytes = t
+        .send(&Request::new(Method::Post, endpoint, "/v1/hosts/lookup").json(&body))?
+        .ok_or_else(|| not_found(endpoint))?;
+    let parsed: LookupResponse = decode(endpoint, &bytes)?;
+    let mut out = BatchAnswer::with_capacity(ips.len());
+    for (k, v) in parsed.hosts {
+        let ip = k.parse::<IpAddr>().map_err(|_| LookupError::Decode {
+            endpoint: endpoint.to_string(),
+            message: format!("answer keyed by {k:?}, not an IP address"),
+        })?;
+        out.insert(ip, v.map(Arc::new));
+    }
+    if let Some(missing) = ips.iter().find(|ip| !out.contains_key(ip)) {
+        return Err(LookupError::Decode {
+            endpoint: endpoint.to_string(),
+            message: format!("answer lacks {missing}"),
+        });
+    }
+    Ok(out)
 }

@@ -3,6 +3,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -101,110 +102,166 @@ pub enum Command {
     },
     /// Look up the environment of IP addresses at the environment service;
     /// exit 1 when any IP is unknown or its lookup fails.
-    Lookup {
-        /// The IP addresses.
-        #[arg(required = true, value_name = "IP")]
-        ips: Vec<String>,
-        /// Service endpoint(s), tried in order (failover).
-        #[arg(
-            long = "endpoint",
-            value_name = "URL",
-            env = "ENVID_ENDPOINT",
-            value_delimiter = ',',
-            default_value = "http://127.0.0.1:7070"
-        )]
-        endpoints: Vec<String>,
-        /// Bearer token (also ENVID_LOOKUP_TOKEN, which keeps it out of `ps`).
-        #[arg(
-            long,
-            value_name = "TOKEN",
-            env = "ENVID_LOOKUP_TOKEN",
-            hide_env_values = true
-        )]
-        token: Option<String>,
-        /// Whole-request timeout in milliseconds.
-        #[arg(long, value_name = "MS", default_value_t = 2000)]
-        timeout_ms: u64,
-        /// Output format (text or json).
-        #[arg(long, value_enum, default_value_t = Format::Text)]
-        format: Format,
-        /// Answer from a replica of the whole registry (one snapshot, then
-        /// local longest-prefix matches) instead of asking per IP.
-        #[arg(long)]
-        replica: bool,
-        /// With --replica: the replica's cache file (written after the
-        /// snapshot; read when the service is unreachable).
-        #[arg(long, value_name = "PATH", requires = "replica")]
-        cache_file: Option<PathBuf>,
-    },
+    Lookup(LookupArgs),
     /// Register this host's environment at the environment service
     /// (PUT /v1/hosts/{ip}); with --keep-alive, renew the lease every
     /// lease/3 until SIGTERM or Ctrl-C (then exit 0).
-    Register {
-        /// Service endpoint (the first of ENVID_ENDPOINT's list).
-        #[arg(
-            long,
-            value_name = "URL",
-            env = "ENVID_ENDPOINT",
-            value_delimiter = ',',
-            default_value = "http://127.0.0.1:7070"
-        )]
-        endpoint: Vec<String>,
-        /// Lease in seconds; an unrenewed registration expires after it.
-        #[arg(long, value_name = "SECONDS", default_value_t = 300,
-              value_parser = clap::value_parser!(u64).range(1..))]
-        lease: u64,
-        /// Read exactly this descriptor instead of the default locations.
-        #[arg(long, value_name = "PATH")]
-        descriptor: Option<PathBuf>,
-        /// Registration bearer token (also ENVID_REGISTER_TOKEN, which keeps it out of `ps`).
-        #[arg(
-            long,
-            value_name = "TOKEN",
-            env = "ENVID_REGISTER_TOKEN",
-            hide_env_values = true
-        )]
-        token: Option<String>,
-        /// Register this IP instead of the identified environment's.
-        #[arg(long, value_name = "IP")]
-        ip: Option<IpAddr>,
-        /// Keep renewing the lease until SIGTERM or Ctrl-C.
-        #[arg(long)]
-        keep_alive: bool,
-        /// Whole-request timeout in milliseconds.
-        #[arg(long, value_name = "MS", default_value_t = 2000)]
-        timeout_ms: u64,
-    },
+    Register(RegisterArgs),
     /// Remove this host's registration (DELETE /v1/hosts/{ip}); removing an
     /// unregistered IP is not an error.
-    Deregister {
-        /// Service endpoint (the first of ENVID_ENDPOINT's list).
-        #[arg(
-            long,
-            value_name = "URL",
-            env = "ENVID_ENDPOINT",
-            value_delimiter = ',',
-            default_value = "http://127.0.0.1:7070"
-        )]
-        endpoint: Vec<String>,
-        /// Read exactly this descriptor instead of the default locations.
-        #[arg(long, value_name = "PATH")]
-        descriptor: Option<PathBuf>,
-        /// Registration bearer token (also ENVID_REGISTER_TOKEN).
-        #[arg(
-            long,
-            value_name = "TOKEN",
-            env = "ENVID_REGISTER_TOKEN",
-            hide_env_values = true
-        )]
-        token: Option<String>,
-        /// Remove this IP instead of the identified environment's.
-        #[arg(long, value_name = "IP")]
-        ip: Option<IpAddr>,
-        /// Whole-request timeout in milliseconds.
-        #[arg(long, value_name = "MS", default_value_t = 2000)]
-        timeout_ms: u64,
-    },
+    Deregister(DeregisterArgs),
+}
+
+/// How to reach the environment service: shared by `lookup`, `register`
+/// and `deregister` (each adds its own token).
+#[derive(Debug, clap::Args)]
+pub struct ServiceArgs {
+    /// Service endpoint(s), comma-separated or repeated: lookups fail over
+    /// in order; registration goes to the first.
+    #[arg(
+        long = "endpoint",
+        value_name = "URL",
+        env = "ENVID_ENDPOINT",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:7070"
+    )]
+    pub endpoints: Vec<String>,
+    /// Trust the CA certificates of this PEM file (instead of the bundled
+    /// Mozilla roots) for https endpoints.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// Send requests through this proxy (proxy variables are not read).
+    #[arg(long, value_name = "URL")]
+    pub proxy: Option<String>,
+    /// TCP connect (and TLS handshake) timeout in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 500)]
+    pub connect_timeout_ms: u64,
+    /// Per-phase timeout in milliseconds: bounds sending the request,
+    /// waiting for the response head and reading the body, each on its own.
+    #[arg(long, value_name = "MS", default_value_t = 2000)]
+    pub timeout_ms: u64,
+    /// A strict deadline for each whole request, in milliseconds (off by
+    /// default).
+    #[arg(long, value_name = "MS")]
+    pub total_timeout_ms: Option<u64>,
+}
+
+impl ServiceArgs {
+    /// The library's connection config, with `token` as the bearer token;
+    /// `Err` is the library's sentence for a bad endpoint, proxy, CA file
+    /// or timeout.
+    pub fn config(&self, token: Option<&str>) -> Result<envid::ServiceConfig, String> {
+        let ms = Duration::from_millis;
+        let mut b = envid::ServiceConfig::builder()
+            .endpoints(self.endpoints.iter().cloned())
+            .connect_timeout(ms(self.connect_timeout_ms))
+            .per_phase_timeout(ms(self.timeout_ms));
+        if let Some(t) = token {
+            b = b.token(envid::Secret::new(t));
+        }
+        if let Some(p) = &self.proxy {
+            b = b.proxy(p.clone());
+        }
+        if let Some(ca) = &self.ca {
+            b = b.ca_file(ca.clone());
+        }
+        if let Some(t) = self.total_timeout_ms {
+            b = b.total_timeout(ms(t));
+        }
+        b.build().map_err(|e| e.to_string())
+    }
+}
+
+/// The bearer token of `envid lookup`.
+#[derive(Debug, clap::Args)]
+pub struct LookupToken {
+    /// Bearer token (also ENVID_LOOKUP_TOKEN, which keeps it out of `ps`).
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "ENVID_LOOKUP_TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+}
+
+/// The registration token of `envid register` and `envid deregister`.
+#[derive(Debug, clap::Args)]
+pub struct RegisterToken {
+    /// Registration bearer token (also ENVID_REGISTER_TOKEN, which keeps it out of `ps`).
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "ENVID_REGISTER_TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+}
+
+/// Arguments of `envid lookup`.
+#[derive(Debug, clap::Args)]
+pub struct LookupArgs {
+    /// The IP addresses.
+    #[arg(required = true, value_name = "IP")]
+    pub ips: Vec<String>,
+    /// The service.
+    #[command(flatten)]
+    pub service: ServiceArgs,
+    /// The token.
+    #[command(flatten)]
+    pub token: LookupToken,
+    /// Output format (text or json).
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Answer from a replica of the whole registry (one snapshot, then
+    /// local longest-prefix matches) instead of asking per IP.
+    #[arg(long)]
+    pub replica: bool,
+    /// With --replica: the replica's cache file (written after the
+    /// snapshot; read when the service is unreachable).
+    #[arg(long, value_name = "PATH", requires = "replica")]
+    pub cache_file: Option<PathBuf>,
+}
+
+/// Arguments of `envid register`.
+#[derive(Debug, clap::Args)]
+pub struct RegisterArgs {
+    /// The service.
+    #[command(flatten)]
+    pub service: ServiceArgs,
+    /// The token.
+    #[command(flatten)]
+    pub token: RegisterToken,
+    /// Lease in seconds; an unrenewed registration expires after it.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub lease: u64,
+    /// Read exactly this descriptor instead of the default locations.
+    #[arg(long, value_name = "PATH")]
+    pub descriptor: Option<PathBuf>,
+    /// Register this IP instead of the identified environment's.
+    #[arg(long, value_name = "IP")]
+    pub ip: Option<IpAddr>,
+    /// Keep renewing the lease until SIGTERM or Ctrl-C.
+    #[arg(long)]
+    pub keep_alive: bool,
+}
+
+/// Arguments of `envid deregister`.
+#[derive(Debug, clap::Args)]
+pub struct DeregisterArgs {
+    /// The service.
+    #[command(flatten)]
+    pub service: ServiceArgs,
+    /// The token.
+    #[command(flatten)]
+    pub token: RegisterToken,
+    /// Read exactly this descriptor instead of the default locations.
+    #[arg(long, value_name = "PATH")]
+    pub descriptor: Option<PathBuf>,
+    /// Remove this IP instead of the identified environment's.
+    #[arg(long, value_name = "IP")]
+    pub ip: Option<IpAddr>,
 }
 
 /// Arguments of `envid inspect`.

@@ -486,6 +486,33 @@ fn serve_with_token_and_lookup_failure_messages() {
 }
 
 #[test]
+fn bad_service_settings_exit_1_naming_the_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let no_cert = dir.path().join("ca.pem");
+    std::fs::write(&no_cert, "not a certificate\n").unwrap();
+    let cases: [(&[&str], &str); 4] = [
+        (&["--endpoint", "envsvc:7070"], "envsvc:7070"),
+        (&["--ca", no_cert.to_str().unwrap()], "ca_file"),
+        (&["--proxy", "::nope::"], "proxy"),
+        (&["--timeout-ms", "0"], "per_phase_timeout"),
+    ];
+    for (command, reg) in [("lookup", false), ("register", true), ("deregister", true)] {
+        for (flags, named) in &cases {
+            let mut args = vec![command];
+            if reg {
+                args.extend(["--ip", "10.0.0.9"]);
+            } else {
+                args.push("10.0.0.9");
+            }
+            args.extend_from_slice(flags);
+            let o = envid_with(&args, &[]);
+            assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
+            assert!(stderr(&o).contains(named), "{args:?}: {}", stderr(&o));
+        }
+    }
+}
+
+#[test]
 fn serve_refuses_a_broken_registry() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("r.toml");

@@ -18,7 +18,7 @@ use envid_ffi::environment::{
     envid_environment_label,
 };
 use envid_ffi::error::envid_string_free;
-use envid_ffi::lookup::{
+use envid_ffi::options::{
     envid_lookup_options, envid_lookup_options_add_endpoint, envid_lookup_options_free,
     envid_lookup_options_new,
 };
@@ -114,10 +114,11 @@ fn replica(c: &mut Criterion) {
     })
     .expect("the reference service starts");
     let url = service.base_url();
-    let rust = envid::lookup::Replica::builder()
+    let config = envid::ServiceConfig::builder()
         .endpoint(url.clone())
         .build()
         .unwrap();
+    let rust = envid::lookup::Replica::builder(config).build().unwrap();
     let c_side = c_replica(&url);
     let mut g = c.benchmark_group("replica");
     // Inside 10.8.1.0/24 (and /16, /8): a longest-prefix answer.

@@ -203,10 +203,12 @@ typedef struct envid_load_options envid_load_options;
 typedef struct envid_lookup_client envid_lookup_client;
 
 /**
- * Options for `envid_lookup_client_new`: endpoints (at least one), token,
- * timeouts and cache policy; anything not set keeps the library's default
- * (connect 500 ms, request 2 s, TTL 5 min, negative TTL 30 s, max stale
- * 1 h, 1 retry). Not synchronized: set from one thread.
+ * Options for `envid_lookup_client_new` and `envid_replica_new`: endpoints
+ * (at least one), token, proxy, CA file, timeouts, the client's cache
+ * policy and the replica's cache file; anything not set keeps the
+ * library's default (connect 500 ms, per-phase 2 s (10 s for a replica),
+ * no total deadline, TTL 5 min, negative TTL 30 s, max stale 1 h,
+ * 1 retry). Not synchronized: set from one thread.
  */
 typedef struct envid_lookup_options envid_lookup_options;
 
@@ -699,6 +701,75 @@ const char *envid_result_name(int result);
 void envid_string_free(char *s);
 
 /**
+ * Creates a lookup client. `ENVID_INVALID_INPUT` when there is no endpoint,
+ * one is not an `http://`/`https://` URL, the proxy URL is malformed or
+ * the CA file holds no certificate. Makes no request yet.
+ *
+ * Ownership: `*out` is owned by the caller; free with
+ * `envid_lookup_client_free`. `opts` is only read and may be freed afterwards.
+ *
+ * # Safety
+ * `opts` NULL or live; `out` NULL or valid for a write.
+ */
+envid_result envid_lookup_client_new(const envid_lookup_options *opts, envid_lookup_client **out);
+
+/**
+ * Frees a lookup client. NULL is a no-op.
+ *
+ * # Safety
+ * `client` NULL or from `envid_lookup_client_new`, not yet freed, and no
+ * longer used by any thread.
+ */
+void envid_lookup_client_free(envid_lookup_client *client);
+
+/**
+ * Looks up one IP (IPv4 or IPv6 text). On `ENVID_OK`, `*json_out` is the
+ * service's record as JSON (`ip` or `cidr`, `app`, `env`, `env_type`,
+ * `sub_env`, `idc`, `platform`, `container`, `hostname`, `release`, `k8s`,
+ * `labels`, absent fields left out). `ENVID_NOT_FOUND` when the service
+ * does not know the IP, `ENVID_INVALID_INPUT` for a malformed IP,
+ * `ENVID_LOOKUP_FAILED` when the service failed and no stale answer was
+ * left. Blocks for at most connect + 3 × the per-phase timeout (or the total
+ * timeout, when set) per attempt, and 1 + retries attempts.
+ *
+ * Ownership: `*json_out` is owned by the caller; free with `envid_string_free`.
+ *
+ * # Safety
+ * `client` NULL or live; `ip` NULL or NUL-terminated; `json_out` NULL or writable.
+ */
+envid_result envid_lookup_client_lookup(const envid_lookup_client *client,
+                                        const char *ip,
+                                        char **json_out);
+
+/**
+ * Looks up `count` IPs at once: cached ones locally, the rest in batch
+ * requests of at most 1,000. On `ENVID_OK`, `*json_out` is
+ * `{"hosts": {IP: record | null, …}, "errors": {IP: message, …}}`: every
+ * IP that was answered is under `hosts` (null: unknown to the service),
+ * every IP whose lookup failed (service down, no stale answer) under
+ * `errors`. IPs are keyed as given. A malformed IP fails the whole call
+ * with `ENVID_INVALID_INPUT`; `count` 0 is fine.
+ *
+ * Ownership: `*json_out` is owned by the caller; free with `envid_string_free`.
+ *
+ * # Safety
+ * `client` NULL or live; `ips` NULL only when `count` is 0, else `count`
+ * NUL-terminated strings; `json_out` NULL or writable.
+ */
+envid_result envid_lookup_client_lookup_many(const envid_lookup_client *client,
+                                             const char *const *ips,
+                                             size_t count,
+                                             char **json_out);
+
+/**
+ * Reads the client's counters (hits, misses, stale serves, requests, errors).
+ *
+ * # Safety
+ * `client` NULL or live; `out` NULL or writable.
+ */
+envid_result envid_lookup_client_stats(const envid_lookup_client *client, envid_lookup_stats *out);
+
+/**
  * Creates lookup options (no endpoint yet; add at least one).
  *
  * Ownership: `*out` is owned by the caller; free with `envid_lookup_options_free`.
@@ -763,13 +834,48 @@ envid_result envid_lookup_options_set_connect_timeout_ms(envid_lookup_options *o
                                                          uint64_t millis);
 
 /**
- * Sets the whole-request timeout in milliseconds, body included (> 0; default 2000).
+ * Sets the per-phase timeout in milliseconds (> 0; default 2000, 10000
+ * for a replica): it bounds each phase of a request on its own (sending
+ * it, waiting for the response head, reading the body), so a request ends
+ * within connect + 3 × per-phase. For one deadline over the whole request
+ * see `envid_lookup_options_set_total_timeout_ms`.
+ *
+ * # Safety
+ * `opts` NULL or live.
+ */
+envid_result envid_lookup_options_set_per_phase_timeout_ms(envid_lookup_options *opts,
+                                                           uint64_t millis);
+
+/**
+ * Deprecated: the old name of `envid_lookup_options_set_per_phase_timeout_ms`
+ * (it was never a whole-request timeout); same behaviour.
  *
  * # Safety
  * `opts` NULL or live.
  */
 envid_result envid_lookup_options_set_request_timeout_ms(envid_lookup_options *opts,
                                                          uint64_t millis);
+
+/**
+ * Sets a strict deadline for each whole request, in milliseconds (> 0; off
+ * by default: it costs about 50 µs a request, and the per-phase timeout
+ * already stops every hang).
+ *
+ * # Safety
+ * `opts` NULL or live.
+ */
+envid_result envid_lookup_options_set_total_timeout_ms(envid_lookup_options *opts, uint64_t millis);
+
+/**
+ * Sets a PEM file of CA certificates to trust instead of the bundled
+ * Mozilla roots (a service with a private CA); NULL clears it. Read, and
+ * checked to hold at least one certificate, by `envid_lookup_client_new`
+ * and `envid_replica_new`. The string is copied.
+ *
+ * # Safety
+ * `opts` NULL or live; `path` NULL or NUL-terminated.
+ */
+envid_result envid_lookup_options_set_ca_file(envid_lookup_options *opts, const char *path);
 
 /**
  * Sets how long a known answer is cached, in milliseconds (> 0; default 5 min).
@@ -805,79 +911,13 @@ envid_result envid_lookup_options_set_max_stale_ms(envid_lookup_options *opts, u
 envid_result envid_lookup_options_set_max_retries(envid_lookup_options *opts, uint32_t retries);
 
 /**
- * Creates a lookup client. `ENVID_INVALID_INPUT` when there is no endpoint
- * or one is not an `http://`/`https://` URL. Makes no request yet.
- *
- * Ownership: `*out` is owned by the caller; free with
- * `envid_lookup_client_free`. `opts` is only read and may be freed afterwards.
- *
- * # Safety
- * `opts` NULL or live; `out` NULL or valid for a write.
- */
-envid_result envid_lookup_client_new(const envid_lookup_options *opts, envid_lookup_client **out);
-
-/**
- * Frees a lookup client. NULL is a no-op.
- *
- * # Safety
- * `client` NULL or from `envid_lookup_client_new`, not yet freed, and no
- * longer used by any thread.
- */
-void envid_lookup_client_free(envid_lookup_client *client);
-
-/**
- * Looks up one IP (IPv4 or IPv6 text). On `ENVID_OK`, `*json_out` is the
- * service's record as JSON (`ip` or `cidr`, `app`, `env`, `env_type`,
- * `sub_env`, `idc`, `platform`, `container`, `hostname`, `release`, `k8s`,
- * `labels`, absent fields left out). `ENVID_NOT_FOUND` when the service
- * does not know the IP, `ENVID_INVALID_INPUT` for a malformed IP,
- * `ENVID_LOOKUP_FAILED` when the service failed and no stale answer was
- * left. Blocks for at most the request timeout × (1 + retries) per endpoint.
- *
- * Ownership: `*json_out` is owned by the caller; free with `envid_string_free`.
- *
- * # Safety
- * `client` NULL or live; `ip` NULL or NUL-terminated; `json_out` NULL or writable.
- */
-envid_result envid_lookup_client_lookup(const envid_lookup_client *client,
-                                        const char *ip,
-                                        char **json_out);
-
-/**
- * Looks up `count` IPs at once: cached ones locally, the rest in batch
- * requests of at most 1,000. On `ENVID_OK`, `*json_out` is
- * `{"hosts": {IP: record | null, …}, "errors": {IP: message, …}}`: every
- * IP that was answered is under `hosts` (null: unknown to the service),
- * every IP whose lookup failed (service down, no stale answer) under
- * `errors`. IPs are keyed as given. A malformed IP fails the whole call
- * with `ENVID_INVALID_INPUT`; `count` 0 is fine.
- *
- * Ownership: `*json_out` is owned by the caller; free with `envid_string_free`.
- *
- * # Safety
- * `client` NULL or live; `ips` NULL only when `count` is 0, else `count`
- * NUL-terminated strings; `json_out` NULL or writable.
- */
-envid_result envid_lookup_client_lookup_many(const envid_lookup_client *client,
-                                             const char *const *ips,
-                                             size_t count,
-                                             char **json_out);
-
-/**
- * Reads the client's counters (hits, misses, stale serves, requests, errors).
- *
- * # Safety
- * `client` NULL or live; `out` NULL or writable.
- */
-envid_result envid_lookup_client_stats(const envid_lookup_client *client, envid_lookup_stats *out);
-
-/**
  * Creates a replica from lookup options: their endpoints (tried in turn on
- * errors), token, proxy, connect and request timeouts and cache file (the
- * TTL, max-stale and retry settings do not apply). Fetches the whole
+ * errors), token, proxy, CA file, timeouts and cache file (the TTL,
+ * max-stale and retry settings do not apply). Fetches the whole
  * registry before returning, or reads the cache file when the service is
  * unreachable, then keeps it in sync on a background thread.
- * `ENVID_INVALID_INPUT` without endpoints or with a bad one;
+ * `ENVID_INVALID_INPUT` without endpoints or with a bad one (or a bad
+ * proxy URL or CA file);
  * `ENVID_LOOKUP_FAILED` when neither the service nor the cache file gave
  * data (the message names both).
  *

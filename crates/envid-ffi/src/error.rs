@@ -398,6 +398,20 @@ pub fn owned_c_string(s: String) -> FfiResult<*mut c_char> {
         .map_err(|_| Fail::invalid("the value contains a NUL byte"))
 }
 
+/// The library's lookup errors: bad input (endpoints, settings, IPs) is
+/// `ENVID_INVALID_INPUT`, the rest `ENVID_LOOKUP_FAILED`.
+impl From<envid::lookup::LookupError> for Fail {
+    fn from(e: envid::lookup::LookupError) -> Fail {
+        let code = match e {
+            envid::lookup::LookupError::InvalidEndpoint { .. }
+            | envid::lookup::LookupError::InvalidConfig { .. }
+            | envid::lookup::LookupError::InvalidIp { .. } => envid_result::ENVID_INVALID_INPUT,
+            _ => envid_result::ENVID_LOOKUP_FAILED,
+        };
+        Fail::new(code, e.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

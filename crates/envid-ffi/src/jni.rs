@@ -28,7 +28,8 @@ use jni::{jni_sig, jni_str, Env, EnvUnowned};
 
 use crate::environment::{envid_environment, envid_field, envid_load_options, ENVID_FIELD_COUNT};
 use crate::error::{envid_result, panic_message, Fail};
-use crate::lookup::{envid_lookup_client, envid_lookup_options};
+use crate::lookup::envid_lookup_client;
+use crate::options::envid_lookup_options;
 use crate::replica::envid_replica;
 use crate::rules::envid_rules;
 
@@ -455,7 +456,9 @@ pub extern "system" fn Java_io_envid_Native_explain<'local>(
 
 /// `static native void panicForTest()`: panics inside a native method, so the
 /// Java tests can check that a panic becomes an `EnvidException` of kind
-/// `PANIC` and the JVM lives on. Not part of the public Java API.
+/// `PANIC` and the JVM lives on. Not part of the public Java API: compiled
+/// only with the `test-hooks` feature.
+#[cfg(feature = "test-hooks")]
 #[no_mangle]
 pub extern "system" fn Java_io_envid_Native_panicForTest<'local>(
     mut unowned: EnvUnowned<'local>,
@@ -481,7 +484,7 @@ fn millis(v: jlong) -> Option<Duration> {
 }
 
 /// `static native long lookupNew(String[] endpoints, String token, long
-/// connectMs, long requestMs, long ttlMs, long negativeTtlMs, long
+/// connectMs, long perPhaseMs, long ttlMs, long negativeTtlMs, long
 /// maxStaleMs, int maxRetries)`: values ≤ 0 (retries < 0) keep the defaults.
 #[no_mangle]
 #[allow(clippy::too_many_arguments)]
@@ -491,7 +494,7 @@ pub extern "system" fn Java_io_envid_Native_lookupNew<'local>(
     endpoints: JObjectArray<'local, JString<'local>>,
     token: JString<'local>,
     connect_ms: jlong,
-    request_ms: jlong,
+    per_phase_ms: jlong,
     ttl_ms: jlong,
     negative_ttl_ms: jlong,
     max_stale_ms: jlong,
@@ -505,13 +508,13 @@ pub extern "system" fn Java_io_envid_Native_lookupNew<'local>(
                 urls,
                 token,
                 millis(connect_ms),
-                millis(request_ms),
+                millis(per_phase_ms),
                 millis(ttl_ms),
                 millis(negative_ttl_ms),
                 millis(max_stale_ms),
                 u32::try_from(max_retries).ok(),
             );
-            Ok(Box::into_raw(Box::new(opts.build()?)) as usize as jlong)
+            Ok(Box::into_raw(Box::new(envid_lookup_client::new(&opts)?)) as usize as jlong)
         })
         .resolve::<ThrowEnvid>()
 }
@@ -720,7 +723,7 @@ fn replica_handle<'a>(h: jlong) -> JResult<&'a envid_replica> {
 }
 
 /// `static native long replicaNew(String[] endpoints, String token, long
-/// connectMs, long requestMs, String cacheFile)`: values ≤ 0 keep the
+/// connectMs, long perPhaseMs, String cacheFile)`: values ≤ 0 keep the
 /// defaults; a null cache file means none. Fetches the registry (or reads
 /// the cache file) before returning.
 #[no_mangle]
@@ -730,7 +733,7 @@ pub extern "system" fn Java_io_envid_Native_replicaNew<'local>(
     endpoints: JObjectArray<'local, JString<'local>>,
     token: JString<'local>,
     connect_ms: jlong,
-    request_ms: jlong,
+    per_phase_ms: jlong,
     cache_file: JString<'local>,
 ) -> jlong {
     unowned
@@ -742,14 +745,14 @@ pub extern "system" fn Java_io_envid_Native_replicaNew<'local>(
                 urls,
                 token,
                 millis(connect_ms),
-                millis(request_ms),
+                millis(per_phase_ms),
                 None,
                 None,
                 None,
                 None,
             )
             .with_cache_file(cache_file);
-            Ok(Box::into_raw(Box::new(opts.build_replica()?)) as usize as jlong)
+            Ok(Box::into_raw(Box::new(envid_replica::new(&opts)?)) as usize as jlong)
         })
         .resolve::<ThrowEnvid>()
 }

@@ -26,11 +26,14 @@ pub mod error;
 /// cbindgen:ignore
 mod jni;
 pub mod lookup;
+pub mod options;
+mod record;
 pub mod replica;
 pub mod rules;
 
 pub use environment::{envid_environment, envid_field, envid_load_options};
 pub use error::envid_result;
-pub use lookup::{envid_lookup_client, envid_lookup_options, envid_lookup_stats};
+pub use lookup::{envid_lookup_client, envid_lookup_stats};
+pub use options::envid_lookup_options;
 pub use replica::{envid_replica, envid_replica_stats};
 pub use rules::envid_rules;

@@ -4,132 +4,15 @@
 use std::ffi::c_char;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
-use envid::lookup::{LookupClient, LookupError, LookupResult};
+use envid::lookup::{LookupClient, LookupResult};
 use envid::protocol::HostRecord;
-use envid::Secret;
 
 use crate::error::{
     envid_result, guard, guard_void, owned_c_string, str_arg, write_out, Fail, FfiResult,
 };
-
-impl From<LookupError> for Fail {
-    fn from(e: LookupError) -> Fail {
-        let code = match e {
-            LookupError::InvalidEndpoint { .. } | LookupError::InvalidIp { .. } => {
-                envid_result::ENVID_INVALID_INPUT
-            }
-            _ => envid_result::ENVID_LOOKUP_FAILED,
-        };
-        Fail::new(code, e.to_string())
-    }
-}
-
-/// Options for `envid_lookup_client_new`: endpoints (at least one), token,
-/// timeouts and cache policy; anything not set keeps the library's default
-/// (connect 500 ms, request 2 s, TTL 5 min, negative TTL 30 s, max stale
-/// 1 h, 1 retry). Not synchronized: set from one thread.
-#[derive(Clone, Debug, Default)]
-pub struct envid_lookup_options {
-    endpoints: Vec<String>,
-    token: Option<String>,
-    proxy: Option<String>,
-    connect_timeout: Option<Duration>,
-    request_timeout: Option<Duration>,
-    ttl: Option<Duration>,
-    negative_ttl: Option<Duration>,
-    max_stale: Option<Duration>,
-    max_retries: Option<u32>,
-    cache_file: Option<String>,
-}
-
-/// Applies what the client and the replica builders share (endpoints, token,
-/// proxy, timeouts): same method names, different types, so a macro.
-macro_rules! connection_settings {
-    ($opts:expr, $builder:expr) => {{
-        let opts = $opts;
-        let mut b = $builder;
-        for e in &opts.endpoints {
-            b = b.endpoint(e.clone());
-        }
-        if let Some(t) = &opts.token {
-            b = b.token(Secret::new(t.clone()));
-        }
-        if let Some(p) = &opts.proxy {
-            b = b.proxy(p.clone());
-        }
-        if let Some(v) = opts.connect_timeout {
-            b = b.connect_timeout(v);
-        }
-        if let Some(v) = opts.request_timeout {
-            b = b.request_timeout(v);
-        }
-        b
-    }};
-}
-
-impl envid_lookup_options {
-    /// Options from plain values (the JNI binding); `None` keeps a default.
-    #[allow(clippy::too_many_arguments)]
-    pub fn from_parts(
-        endpoints: Vec<String>,
-        token: Option<String>,
-        connect_timeout: Option<Duration>,
-        request_timeout: Option<Duration>,
-        ttl: Option<Duration>,
-        negative_ttl: Option<Duration>,
-        max_stale: Option<Duration>,
-        max_retries: Option<u32>,
-    ) -> envid_lookup_options {
-        envid_lookup_options {
-            endpoints,
-            token,
-            proxy: None,
-            connect_timeout,
-            request_timeout,
-            ttl,
-            negative_ttl,
-            max_stale,
-            max_retries,
-            cache_file: None,
-        }
-    }
-
-    /// The replica's cache file (only a replica uses it).
-    pub fn with_cache_file(mut self, path: Option<String>) -> envid_lookup_options {
-        self.cache_file = path;
-        self
-    }
-
-    /// Builds a replica from the endpoints, token, proxy, timeouts and cache
-    /// file; the cache policy (TTLs, max stale, retries) does not apply.
-    pub fn build_replica(&self) -> FfiResult<crate::replica::envid_replica> {
-        let mut b = connection_settings!(self, envid::lookup::Replica::builder());
-        if let Some(f) = &self.cache_file {
-            b = b.cache_file(f);
-        }
-        Ok(crate::replica::envid_replica::new(b.build()?))
-    }
-
-    /// Builds the client.
-    pub fn build(&self) -> FfiResult<envid_lookup_client> {
-        let mut b = connection_settings!(self, LookupClient::builder());
-        if let Some(v) = self.ttl {
-            b = b.ttl(v);
-        }
-        if let Some(v) = self.negative_ttl {
-            b = b.negative_ttl(v);
-        }
-        if let Some(v) = self.max_stale {
-            b = b.max_stale(v);
-        }
-        if let Some(v) = self.max_retries {
-            b = b.max_retries(v);
-        }
-        Ok(envid_lookup_client { client: b.build()? })
-    }
-}
+use crate::options::envid_lookup_options;
+use crate::record::{parse_ip, record_json};
 
 /// A lookup client. Thread-safe: share one per process (it holds the cache
 /// and the keep-alive connections). Free with `envid_lookup_client_free`
@@ -159,6 +42,25 @@ pub struct envid_lookup_stats {
 pub type Answer = Result<Option<Arc<HostRecord>>, Fail>;
 
 impl envid_lookup_client {
+    /// Builds the client: the options' service config and cache policy
+    /// (the replica's cache file does not apply).
+    pub fn new(opts: &envid_lookup_options) -> FfiResult<envid_lookup_client> {
+        let mut b = LookupClient::builder(opts.service_config()?);
+        if let Some(v) = opts.ttl {
+            b = b.ttl(v);
+        }
+        if let Some(v) = opts.negative_ttl {
+            b = b.negative_ttl(v);
+        }
+        if let Some(v) = opts.max_stale {
+            b = b.max_stale(v);
+        }
+        if let Some(v) = opts.max_retries {
+            b = b.max_retries(v);
+        }
+        Ok(envid_lookup_client { client: b.build()? })
+    }
+
     /// The record of one IP (`None`: the service does not know it).
     pub fn lookup(&self, ip: &str) -> FfiResult<Option<Arc<HostRecord>>> {
         Ok(self.client.lookup(parse_ip(ip)?)?)
@@ -213,269 +115,9 @@ impl envid_lookup_client {
     }
 }
 
-pub(crate) fn parse_ip(s: &str) -> FfiResult<IpAddr> {
-    s.trim()
-        .parse()
-        .map_err(|_| Fail::from(LookupError::InvalidIp { input: s.into() }))
-}
-
-pub(crate) fn record_json(r: &HostRecord) -> FfiResult<String> {
-    serde_json::to_string(r)
-        .map_err(|e| Fail::new(envid_result::ENVID_INTERNAL, format!("JSON: {e}")))
-}
-
-/// Creates lookup options (no endpoint yet; add at least one).
-///
-/// Ownership: `*out` is owned by the caller; free with `envid_lookup_options_free`.
-///
-/// # Safety
-/// `out` NULL or valid for a write.
-#[no_mangle]
-pub unsafe extern "C" fn envid_lookup_options_new(
-    out: *mut *mut envid_lookup_options,
-) -> envid_result {
-    guard(|| {
-        if out.is_null() {
-            return Err(Fail::null("out"));
-        }
-        let p = Box::into_raw(Box::<envid_lookup_options>::default());
-        // SAFETY: checked non-null; writable by contract.
-        unsafe { write_out(out, p, "out") }
-    })
-}
-
-/// Frees lookup options. NULL is a no-op.
-///
-/// # Safety
-/// `opts` NULL or from `envid_lookup_options_new`, not yet freed.
-#[no_mangle]
-pub unsafe extern "C" fn envid_lookup_options_free(opts: *mut envid_lookup_options) {
-    guard_void(|| {
-        if !opts.is_null() {
-            // SAFETY: by contract it came from Box::into_raw here.
-            drop(unsafe { Box::from_raw(opts) });
-        }
-    })
-}
-
-unsafe fn set_lookup_option(
-    opts: *mut envid_lookup_options,
-    f: impl FnOnce(&mut envid_lookup_options) -> FfiResult,
-) -> envid_result {
-    guard(|| {
-        // SAFETY: NULL or a live, unshared options object by contract.
-        let o = unsafe { opts.as_mut() }.ok_or_else(|| Fail::null("opts"))?;
-        f(o)
-    })
-}
-
-/// Adds an endpoint, `http://HOST[:PORT]` or `https://…` (one per data
-/// center; tried in the order added). Checked by `envid_lookup_client_new`.
-/// The string is copied.
-///
-/// # Safety
-/// `opts` NULL or live; `url` NULL or NUL-terminated.
-#[no_mangle]
-pub unsafe extern "C" fn envid_lookup_options_add_endpoint(
-    opts: *mut envid_lookup_options,
-    url: *const c_char,
-) -> envid_result {
-    // SAFETY: forwarded contracts.
-    unsafe {
-        set_lookup_option(opts, |o| {
-            o.endpoints.push(str_arg(url, "url")?.to_string());
-            Ok(())
-        })
-    }
-}
-
-/// Sets the bearer token sent on every request; NULL clears it. The string
-/// is copied; it never appears in error messages.
-///
-/// # Safety
-/// `opts` NULL or live; `token` NULL or NUL-terminated.
-#[no_mangle]
-pub unsafe extern "C" fn envid_lookup_options_set_token(
-    opts: *mut envid_lookup_options,
-    token: *const c_char,
-) -> envid_result {
-    // SAFETY: forwarded contracts.
-    unsafe {
-        set_lookup_option(opts, |o| {
-            o.token = if token.is_null() {
-                None
-            } else {
-                Some(str_arg(token, "token")?.to_string())
-            };
-            Ok(())
-        })
-    }
-}
-
-/// Sets an explicit proxy URL; NULL: none (proxy variables are never read).
-///
-/// # Safety
-/// `opts` NULL or live; `url` NULL or NUL-terminated.
-#[no_mangle]
-pub unsafe extern "C" fn envid_lookup_options_set_proxy(
-    opts: *mut envid_lookup_options,
-    url: *const c_char,
-) -> envid_result {
-    // SAFETY: forwarded contracts.
-    unsafe {
-        set_lookup_option(opts, |o| {
-            o.proxy = if url.is_null() {
-                None
-            } else {
-                Some(str_arg(url, "url")?.to_string())
-            };
-            Ok(())
-        })
-    }
-}
-
-/// Sets the file where a replica keeps its last snapshot (written
-/// atomically), read at start when the service is unreachable; NULL clears
-/// it. Used only by `envid_replica_new`. The string is copied.
-///
-/// # Safety
-/// `opts` NULL or live; `path` NULL or NUL-terminated.
-#[no_mangle]
-pub unsafe extern "C" fn envid_lookup_options_set_cache_file(
-    opts: *mut envid_lookup_options,
-    path: *const c_char,
-) -> envid_result {
-    // SAFETY: forwarded contracts.
-    unsafe {
-        set_lookup_option(opts, |o| {
-            o.cache_file = if path.is_null() {
-                None
-            } else {
-                Some(str_arg(path, "path")?.to_string())
-            };
-            Ok(())
-        })
-    }
-}
-
-fn ms(v: u64, what: &str) -> FfiResult<Duration> {
-    if v == 0 {
-        return Err(Fail::invalid(format!("{what} must be more than 0 ms")));
-    }
-    Ok(Duration::from_millis(v))
-}
-
-/// Sets the TCP/TLS connect timeout in milliseconds (> 0; default 500).
-///
-/// # Safety
-/// `opts` NULL or live.
-#[no_mangle]
-pub unsafe extern "C" fn envid_lookup_options_set_connect_timeout_ms(
-    opts: *mut envid_lookup_options,
-    millis: u64,
-) -> envid_result {
-    // SAFETY: forwarded contract.
-    unsafe {
-        set_lookup_option(opts, |o| {
-            o.connect_timeout = Some(ms(millis, "connect timeout")?);
-            Ok(())
-        })
-    }
-}
-
-/// Sets the whole-request timeout in milliseconds, body included (> 0; default 2000).
-///
-/// # Safety
-/// `opts` NULL or live.
-#[no_mangle]
-pub unsafe extern "C" fn envid_lookup_options_set_request_timeout_ms(
-    opts: *mut envid_lookup_options,
-    millis: u64,
-) -> envid_result {
-    // SAFETY: forwarded contract.
-    unsafe {
-        set_lookup_option(opts, |o| {
-            o.request_timeout = Some(ms(millis, "request timeout")?);
-            Ok(())
-        })
-    }
-}
-
-/// Sets how long a known answer is cached, in milliseconds (> 0; default 5 min).
-///
-/// # Safety
-/// `opts` NULL or live.
-#[no_mangle]
-pub unsafe extern "C" fn envid_lookup_options_set_ttl_ms(
-    opts: *mut envid_lookup_options,
-    millis: u64,
-) -> envid_result {
-    // SAFETY: forwarded contract.
-    unsafe {
-        set_lookup_option(opts, |o| {
-            o.ttl = Some(ms(millis, "ttl")?);
-            Ok(())
-        })
-    }
-}
-
-/// Sets how long an "unknown IP" answer is cached, in milliseconds (> 0; default 30 s).
-///
-/// # Safety
-/// `opts` NULL or live.
-#[no_mangle]
-pub unsafe extern "C" fn envid_lookup_options_set_negative_ttl_ms(
-    opts: *mut envid_lookup_options,
-    millis: u64,
-) -> envid_result {
-    // SAFETY: forwarded contract.
-    unsafe {
-        set_lookup_option(opts, |o| {
-            o.negative_ttl = Some(ms(millis, "negative ttl")?);
-            Ok(())
-        })
-    }
-}
-
-/// Sets the oldest answer served when the service fails, in milliseconds
-/// (> 0; default 1 h).
-///
-/// # Safety
-/// `opts` NULL or live.
-#[no_mangle]
-pub unsafe extern "C" fn envid_lookup_options_set_max_stale_ms(
-    opts: *mut envid_lookup_options,
-    millis: u64,
-) -> envid_result {
-    // SAFETY: forwarded contract.
-    unsafe {
-        set_lookup_option(opts, |o| {
-            o.max_stale = Some(ms(millis, "max stale")?);
-            Ok(())
-        })
-    }
-}
-
-/// Sets the retries per lookup after the first attempt (default 1; 0: none).
-///
-/// # Safety
-/// `opts` NULL or live.
-#[no_mangle]
-pub unsafe extern "C" fn envid_lookup_options_set_max_retries(
-    opts: *mut envid_lookup_options,
-    retries: u32,
-) -> envid_result {
-    // SAFETY: forwarded contract.
-    unsafe {
-        set_lookup_option(opts, |o| {
-            o.max_retries = Some(retries);
-            Ok(())
-        })
-    }
-}
-
-/// Creates a lookup client. `ENVID_INVALID_INPUT` when there is no endpoint
-/// or one is not an `http://`/`https://` URL. Makes no request yet.
+/// Creates a lookup client. `ENVID_INVALID_INPUT` when there is no endpoint,
+/// one is not an `http://`/`https://` URL, the proxy URL is malformed or
+/// the CA file holds no certificate. Makes no request yet.
 ///
 /// Ownership: `*out` is owned by the caller; free with
 /// `envid_lookup_client_free`. `opts` is only read and may be freed afterwards.
@@ -493,7 +135,7 @@ pub unsafe extern "C" fn envid_lookup_client_new(
         }
         // SAFETY: NULL or live by contract.
         let o = unsafe { opts.as_ref() }.ok_or_else(|| Fail::null("opts"))?;
-        let p = Box::into_raw(Box::new(o.build()?));
+        let p = Box::into_raw(Box::new(envid_lookup_client::new(o)?));
         // SAFETY: checked non-null; writable by contract.
         unsafe { write_out(out, p, "out") }
     })
@@ -520,7 +162,8 @@ pub unsafe extern "C" fn envid_lookup_client_free(client: *mut envid_lookup_clie
 /// `labels`, absent fields left out). `ENVID_NOT_FOUND` when the service
 /// does not know the IP, `ENVID_INVALID_INPUT` for a malformed IP,
 /// `ENVID_LOOKUP_FAILED` when the service failed and no stale answer was
-/// left. Blocks for at most the request timeout × (1 + retries) per endpoint.
+/// left. Blocks for at most connect + 3 × the per-phase timeout (or the total
+/// timeout, when set) per attempt, and 1 + retries attempts.
 ///
 /// Ownership: `*json_out` is owned by the caller; free with `envid_string_free`.
 ///

@@ -11,7 +11,8 @@ use envid::protocol::HostRecord;
 use crate::error::{
     envid_result, guard, guard_void, owned_c_string, str_arg, write_out, Fail, FfiResult,
 };
-use crate::lookup::{envid_lookup_options, parse_ip, record_json};
+use crate::options::envid_lookup_options;
+use crate::record::{parse_ip, record_json};
 
 /// A replica of the environment service's registry. Thread-safe: share one
 /// per process. Free with `envid_replica_free` (which stops its sync
@@ -48,8 +49,17 @@ pub struct envid_replica_stats {
 }
 
 impl envid_replica {
-    pub(crate) fn new(replica: Replica) -> envid_replica {
-        envid_replica { replica }
+    /// Builds the replica: the options' service config and cache file (the
+    /// client's TTL, max-stale and retry settings do not apply). Fetches the
+    /// registry (or reads the cache file) before returning.
+    pub fn new(opts: &envid_lookup_options) -> FfiResult<envid_replica> {
+        let mut b = Replica::builder(opts.service_config()?);
+        if let Some(f) = &opts.cache_file {
+            b = b.cache_file(f);
+        }
+        Ok(envid_replica {
+            replica: b.build()?,
+        })
     }
 
     /// The record for one IP (`None`: the registry does not know it).
@@ -77,11 +87,12 @@ impl envid_replica {
 }
 
 /// Creates a replica from lookup options: their endpoints (tried in turn on
-/// errors), token, proxy, connect and request timeouts and cache file (the
-/// TTL, max-stale and retry settings do not apply). Fetches the whole
+/// errors), token, proxy, CA file, timeouts and cache file (the TTL,
+/// max-stale and retry settings do not apply). Fetches the whole
 /// registry before returning, or reads the cache file when the service is
 /// unreachable, then keeps it in sync on a background thread.
-/// `ENVID_INVALID_INPUT` without endpoints or with a bad one;
+/// `ENVID_INVALID_INPUT` without endpoints or with a bad one (or a bad
+/// proxy URL or CA file);
 /// `ENVID_LOOKUP_FAILED` when neither the service nor the cache file gave
 /// data (the message names both).
 ///
@@ -101,7 +112,7 @@ pub unsafe extern "C" fn envid_replica_new(
         }
         // SAFETY: NULL or live by contract.
         let o = unsafe { opts.as_ref() }.ok_or_else(|| Fail::null("opts"))?;
-        let p = Box::into_raw(Box::new(o.build_replica()?));
+        let p = Box::into_raw(Box::new(envid_replica::new(o)?));
         // SAFETY: checked non-null; writable by contract.
         unsafe { write_out(out, p, "out") }
     })

@@ -206,8 +206,11 @@ const LOOKUP_IPS: &[&str] = &[
 fn write_lookups(work: &Path, url: &str) {
     let dir = work.join("lookups");
     std::fs::create_dir_all(&dir).unwrap();
-    let client = envid::lookup::LookupClient::builder()
+    let config = envid::ServiceConfig::builder()
         .endpoint(url)
+        .build()
+        .unwrap();
+    let client = envid::lookup::LookupClient::builder(config)
         .build()
         .unwrap();
     let rules = Rules::builtin();
@@ -332,6 +335,11 @@ fn java(checked: bool) -> Command {
     c.arg(format!(
         "-Djava.library.path={}",
         common::lib_dir().display()
+    ))
+    // Whether the library has `Native.panicForTest` (the `test-hooks` feature).
+    .arg(format!(
+        "-Denvid.testHooks={}",
+        cfg!(feature = "test-hooks")
     ))
     .env("ENVID_DESCRIPTOR", common::example())
     .env("RUST_BACKTRACE", "0");

@@ -1,26 +1,13 @@
 //! `envid lookup IP...`: asks the environment service about IP addresses.
 
 use std::net::IpAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use envid::lookup::{LookupClient, LookupError, LookupResult, Replica};
-use envid::Secret;
 use serde_json::json;
 
-use crate::cli::Format;
+use crate::cli::{Format, LookupArgs};
 use crate::output;
-
-pub struct Args<'a> {
-    pub ips: &'a [String],
-    pub endpoints: Vec<String>,
-    pub token: Option<String>,
-    pub timeout_ms: u64,
-    pub format: Format,
-    pub replica: bool,
-    pub cache_file: Option<PathBuf>,
-}
 
 /// Answers per IP from the service, or from a replica (one snapshot).
 enum Source {
@@ -29,22 +16,14 @@ enum Source {
 }
 
 impl Source {
-    fn open(a: &Args) -> Result<Source, LookupError> {
-        let timeout = Duration::from_millis(a.timeout_ms);
+    fn open(a: &LookupArgs) -> Result<Source, String> {
+        let config = a.service.config(a.token.token.as_deref())?;
         if a.replica {
-            let mut b = Replica::builder()
-                .request_timeout(timeout)
-                .background_sync(false);
-            for e in &a.endpoints {
-                b = b.endpoint(e.clone());
-            }
-            if let Some(t) = &a.token {
-                b = b.token(Secret::new(t.clone()));
-            }
+            let mut b = Replica::builder(config).background_sync(false);
             if let Some(p) = &a.cache_file {
                 b = b.cache_file(p.clone());
             }
-            let replica = b.build()?;
+            let replica = b.build().map_err(|e| e.to_string())?;
             if let Some(e) = replica.last_error() {
                 eprintln!("envid: {e}");
             }
@@ -53,16 +32,11 @@ impl Source {
             }
             return Ok(Source::Replica(replica));
         }
-        let mut b = LookupClient::builder()
-            .request_timeout(timeout)
-            .max_retries(1);
-        for e in &a.endpoints {
-            b = b.endpoint(e.clone());
-        }
-        if let Some(t) = &a.token {
-            b = b.token(Secret::new(t.clone()));
-        }
-        b.build().map(Source::Service)
+        LookupClient::builder(config)
+            .max_retries(1)
+            .build()
+            .map(Source::Service)
+            .map_err(|e| e.to_string())
     }
 
     fn lookup_many(&self, ips: &[IpAddr]) -> Vec<LookupResult> {
@@ -73,9 +47,9 @@ impl Source {
     }
 }
 
-pub fn run(a: Args) -> Result<ExitCode, String> {
-    let (ips, format) = (a.ips, a.format);
-    let client = Source::open(&a).map_err(|e| e.to_string())?;
+pub fn run(a: LookupArgs) -> Result<ExitCode, String> {
+    let client = Source::open(&a)?;
+    let (ips, format) = (&a.ips, a.format);
 
     // Parse first; bad input is reported per IP, next to the real answers.
     let parsed: Vec<Result<IpAddr, LookupError>> = ips

@@ -9,18 +9,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use envid::lookup::{HttpSettings, LookupError, Registrar, Registration};
-use envid::{Environment, Secret};
+use envid::lookup::LookupError;
+use envid::registrar::{Registrar, Registration};
+use envid::Environment;
 
-pub struct Args {
-    pub endpoint: Vec<String>,
-    pub lease: u64,
-    pub descriptor: Option<PathBuf>,
-    pub token: Option<String>,
-    pub ip: Option<IpAddr>,
-    pub keep_alive: bool,
-    pub timeout_ms: u64,
-}
+use crate::cli::{DeregisterArgs, RegisterArgs, RegisterToken, ServiceArgs};
 
 /// Registration attempts refused with `429` before giving up (without --keep-alive).
 const RATE_LIMITED_ATTEMPTS: u32 = 5;
@@ -36,28 +29,14 @@ fn environment(descriptor: &Option<PathBuf>) -> Result<Environment, String> {
         .map_err(|e| format!("cannot identify this host's environment: {e}"))
 }
 
-fn registrar(a: &Args) -> Result<Registrar, String> {
-    let endpoint = a
-        .endpoint
-        .first()
-        .cloned()
-        .ok_or("no endpoint given (--endpoint URL)")?;
-    Registrar::new(
-        endpoint,
-        HttpSettings {
-            request_timeout: Duration::from_millis(a.timeout_ms),
-            token: a.token.clone().map(Secret::new),
-            ..HttpSettings::default()
-        },
-    )
-    .map_err(|e| e.to_string())
+fn registrar(service: &ServiceArgs, token: &RegisterToken) -> Result<Registrar, String> {
+    Ok(Registrar::new(service.config(token.token.as_deref())?))
 }
 
-fn ip_of(a: &Args, env: Option<&Environment>) -> Result<IpAddr, String> {
-    a.ip.or_else(|| env.and_then(Environment::ip))
-        .ok_or_else(|| {
-            "this host's IP is unknown (set ENVID_IP or the descriptor's `ip`, or pass --ip)".into()
-        })
+fn ip_of(ip: Option<IpAddr>, env: Option<&Environment>) -> Result<IpAddr, String> {
+    ip.or_else(|| env.and_then(Environment::ip)).ok_or_else(|| {
+        "this host's IP is unknown (set ENVID_IP or the descriptor's `ip`, or pass --ip)".into()
+    })
 }
 
 /// Sleeps up to `d` in small steps; `true` when a stop signal arrived.
@@ -125,10 +104,10 @@ fn register_until_done(
     }
 }
 
-pub fn register(a: Args) -> Result<ExitCode, String> {
+pub fn register(a: RegisterArgs) -> Result<ExitCode, String> {
+    let registrar = registrar(&a.service, &a.token)?;
     let env = environment(&a.descriptor)?;
-    let ip = ip_of(&a, Some(&env))?;
-    let registrar = registrar(&a)?;
+    let ip = ip_of(a.ip, Some(&env))?;
     let lease = Duration::from_secs(a.lease);
     let reg = Registration::from_environment(&env, lease);
 
@@ -184,13 +163,13 @@ pub fn register(a: Args) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn deregister(a: Args) -> Result<ExitCode, String> {
+pub fn deregister(a: DeregisterArgs) -> Result<ExitCode, String> {
+    let registrar = registrar(&a.service, &a.token)?;
     // --ip needs no environment; otherwise this host's IP, as registered.
     let ip = match a.ip {
         Some(ip) => ip,
-        None => ip_of(&a, Some(&environment(&a.descriptor)?))?,
+        None => ip_of(None, Some(&environment(&a.descriptor)?))?,
     };
-    let registrar = registrar(&a)?;
     registrar
         .deregister(ip)
         .map_err(|e| format!("cannot deregister {ip}: {e}"))?;

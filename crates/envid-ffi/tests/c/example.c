@@ -66,7 +66,7 @@ int main(void) {
         envid_lookup_client *client = NULL;
         envid_lookup_options_new(&lo);
         envid_lookup_options_add_endpoint(lo, url);
-        envid_lookup_options_set_request_timeout_ms(lo, 1000);
+        envid_lookup_options_set_per_phase_timeout_ms(lo, 1000);
         rc = envid_lookup_client_new(lo, &client);
         envid_lookup_options_free(lo);
         if (rc == ENVID_OK) {

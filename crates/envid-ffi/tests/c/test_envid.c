@@ -499,7 +499,7 @@ static envid_lookup_client *lookup_client(const char *url, uint32_t retries) {
     CHECK_RC(envid_lookup_options_new(&o), ENVID_OK);
     CHECK_RC(envid_lookup_options_add_endpoint(o, url), ENVID_OK);
     CHECK_RC(envid_lookup_options_set_connect_timeout_ms(o, 300), ENVID_OK);
-    CHECK_RC(envid_lookup_options_set_request_timeout_ms(o, 2000), ENVID_OK);
+    CHECK_RC(envid_lookup_options_set_per_phase_timeout_ms(o, 2000), ENVID_OK);
     CHECK_RC(envid_lookup_options_set_max_retries(o, retries), ENVID_OK);
     CHECK_RC(envid_lookup_client_new(o, &c), ENVID_OK);
     envid_lookup_options_free(o);
@@ -541,7 +541,12 @@ static void test_lookup(const char *url) {
     CHECK(contains(envid_last_error(), "no endpoint"));
     CHECK(c == NULL);
     CHECK_RC(envid_lookup_options_set_connect_timeout_ms(o, 0), ENVID_INVALID_INPUT);
-    CHECK_RC(envid_lookup_options_set_request_timeout_ms(o, 0), ENVID_INVALID_INPUT);
+    CHECK_RC(envid_lookup_options_set_per_phase_timeout_ms(o, 0), ENVID_INVALID_INPUT);
+    CHECK_RC(envid_lookup_options_set_request_timeout_ms(o, 0), ENVID_INVALID_INPUT); /* deprecated name */
+    CHECK_RC(envid_lookup_options_set_request_timeout_ms(o, 2000), ENVID_OK);
+    CHECK_RC(envid_lookup_options_set_total_timeout_ms(o, 0), ENVID_INVALID_INPUT);
+    CHECK_RC(envid_lookup_options_set_total_timeout_ms(o, 5000), ENVID_OK);
+    CHECK_RC(envid_lookup_options_set_ca_file(NULL, NULL), ENVID_NULL_PARAMETER);
     CHECK_RC(envid_lookup_options_set_ttl_ms(o, 60000), ENVID_OK);
     CHECK_RC(envid_lookup_options_set_negative_ttl_ms(o, 1000), ENVID_OK);
     CHECK_RC(envid_lookup_options_set_max_stale_ms(o, 60000), ENVID_OK);
@@ -553,6 +558,22 @@ static void test_lookup(const char *url) {
     CHECK(contains(envid_last_error(), "ftp://example"));
     CHECK_RC(envid_lookup_client_new(o, NULL), ENVID_NULL_PARAMETER);
     CHECK_RC(envid_lookup_client_new(NULL, &c), ENVID_NULL_PARAMETER);
+    envid_lookup_options_free(o);
+
+    /* The connection settings are checked once, for the client and the replica alike. */
+    envid_replica *r = NULL;
+    CHECK_RC(envid_lookup_options_new(&o), ENVID_OK);
+    CHECK_RC(envid_lookup_options_add_endpoint(o, url), ENVID_OK);
+    CHECK_RC(envid_lookup_options_set_ca_file(o, "/nonexistent/envid-ca.pem"), ENVID_OK);
+    CHECK_RC(envid_lookup_client_new(o, &c), ENVID_INVALID_INPUT);
+    CHECK(contains(envid_last_error(), "ca_file"));
+    CHECK_RC(envid_replica_new(o, &r), ENVID_INVALID_INPUT);
+    CHECK(contains(envid_last_error(), "ca_file"));
+    CHECK_RC(envid_lookup_options_set_ca_file(o, NULL), ENVID_OK);
+    CHECK_RC(envid_lookup_options_set_proxy(o, "::not a proxy::"), ENVID_OK);
+    CHECK_RC(envid_lookup_client_new(o, &c), ENVID_INVALID_INPUT);
+    CHECK(contains(envid_last_error(), "proxy"));
+    CHECK(c == NULL && r == NULL);
     envid_lookup_options_free(o);
 
     c = lookup_client(url, 1);
@@ -685,7 +706,7 @@ static envid_replica *replica_from(const char *url, const char *cache_file, envi
     CHECK_RC(envid_lookup_options_new(&o), ENVID_OK);
     CHECK_RC(envid_lookup_options_add_endpoint(o, url), ENVID_OK);
     CHECK_RC(envid_lookup_options_set_connect_timeout_ms(o, 300), ENVID_OK);
-    CHECK_RC(envid_lookup_options_set_request_timeout_ms(o, 2000), ENVID_OK);
+    CHECK_RC(envid_lookup_options_set_per_phase_timeout_ms(o, 2000), ENVID_OK);
     CHECK_RC(envid_lookup_options_set_cache_file(o, cache_file), ENVID_OK);
     CHECK_RC(envid_replica_new(o, &r), expect);
     envid_lookup_options_free(o);

@@ -43,7 +43,7 @@ public final class EnvidExample {
         String url = System.getenv("ENVID_LOOKUP_URL");
         if (url != null) {
             try (LookupClient client = LookupClient.builder().endpoint(url)
-                    .requestTimeout(Duration.ofSeconds(1)).build()) {
+                    .perPhaseTimeout(Duration.ofSeconds(1)).build()) {
                 client.lookup("10.0.0.5").ifPresent(r ->
                         System.out.println("10.0.0.5: " + r.getApp().orElse("?") + " " + r.getEnv() + " " + r.getIdc()));
                 System.out.println("192.0.2.1 known: " + client.lookup("192.0.2.1").isPresent());

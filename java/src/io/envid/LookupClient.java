@@ -43,7 +43,7 @@ public final class LookupClient implements AutoCloseable {
         private final List<String> endpoints = new ArrayList<>();
         private String token;
         private Duration connectTimeout;
-        private Duration requestTimeout;
+        private Duration perPhaseTimeout;
         private Duration ttl;
         private Duration negativeTtl;
         private Duration maxStale;
@@ -69,10 +69,24 @@ public final class LookupClient implements AutoCloseable {
             return this;
         }
 
-        /** Whole-request timeout, body included (default 2 s). */
-        public Builder requestTimeout(Duration d) {
-            this.requestTimeout = d;
+        /**
+         * Per-phase timeout (default 2 s): bounds each phase of a request on
+         * its own (sending it, waiting for the response head, reading the
+         * body).
+         */
+        public Builder perPhaseTimeout(Duration d) {
+            this.perPhaseTimeout = d;
             return this;
+        }
+
+        /**
+         * The old name of {@link #perPhaseTimeout} (it never bounded the whole request).
+         *
+         * @deprecated use {@link #perPhaseTimeout}
+         */
+        @Deprecated
+        public Builder requestTimeout(Duration d) {
+            return perPhaseTimeout(d);
         }
 
         /** How long a known answer is cached (default 5 min). */
@@ -109,7 +123,7 @@ public final class LookupClient implements AutoCloseable {
          */
         public LookupClient build() {
             long h = Native.lookupNew(endpoints.toArray(new String[0]), token,
-                    Native.millis(connectTimeout), Native.millis(requestTimeout), Native.millis(ttl),
+                    Native.millis(connectTimeout), Native.millis(perPhaseTimeout), Native.millis(ttl),
                     Native.millis(negativeTtl), Native.millis(maxStale), maxRetries);
             return new LookupClient(h);
         }

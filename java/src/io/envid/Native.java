@@ -82,7 +82,7 @@ final class Native {
 
     static native String[] explain(long rules, String hostname);
 
-    static native long lookupNew(String[] endpoints, String token, long connectMs, long requestMs, long ttlMs,
+    static native long lookupNew(String[] endpoints, String token, long connectMs, long perPhaseMs, long ttlMs,
             long negativeTtlMs, long maxStaleMs, int maxRetries);
 
     static native void lookupFree(long handle);
@@ -103,7 +103,7 @@ final class Native {
     static native long[] lookupStats(long handle);
 
     /** Builds a replica (fetches the registry or reads the cache file); values <= 0 keep defaults. */
-    static native long replicaNew(String[] endpoints, String token, long connectMs, long requestMs,
+    static native long replicaNew(String[] endpoints, String token, long connectMs, long perPhaseMs,
             String cacheFile);
 
     static native void replicaFree(long handle);
@@ -114,6 +114,6 @@ final class Native {
     /** version, records, age ms (-1: never synced), syncs, snapshots, deltas, sync errors, from cache, cache errors. */
     static native long[] replicaStats(long handle);
 
-    /** Panics in Rust; for the test suite only. */
+    /** Panics in Rust; for the test suite only (present only in a library built with envid-ffi's test-hooks feature). */
     static native void panicForTest();
 }

@@ -45,7 +45,7 @@ public final class Replica implements AutoCloseable {
         private final List<String> endpoints = new ArrayList<>();
         private String token;
         private Duration connectTimeout;
-        private Duration requestTimeout;
+        private Duration perPhaseTimeout;
         private String cacheFile;
 
         private Builder() {}
@@ -68,10 +68,24 @@ public final class Replica implements AutoCloseable {
             return this;
         }
 
-        /** Timeout of a snapshot request, and the slack added to a long poll (default 10 s). */
-        public Builder requestTimeout(Duration d) {
-            this.requestTimeout = d;
+        /**
+         * Per-phase timeout (default 10 s): bounds each phase of a request on
+         * its own (sending it, waiting for the response head, reading the
+         * body), and the slack added to a long poll's wait.
+         */
+        public Builder perPhaseTimeout(Duration d) {
+            this.perPhaseTimeout = d;
             return this;
+        }
+
+        /**
+         * The old name of {@link #perPhaseTimeout} (it never bounded the whole request).
+         *
+         * @deprecated use {@link #perPhaseTimeout}
+         */
+        @Deprecated
+        public Builder requestTimeout(Duration d) {
+            return perPhaseTimeout(d);
         }
 
         /**
@@ -92,7 +106,7 @@ public final class Replica implements AutoCloseable {
          */
         public Replica build() {
             long h = Native.replicaNew(endpoints.toArray(new String[0]), token,
-                    Native.millis(connectTimeout), Native.millis(requestTimeout), cacheFile);
+                    Native.millis(connectTimeout), Native.millis(perPhaseTimeout), cacheFile);
             return new Replica(h);
         }
     }

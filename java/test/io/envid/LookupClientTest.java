@@ -111,7 +111,7 @@ class LookupClientTest {
         assertTrue(cases.size() >= 5, "lookup cases: " + cases.size());
         List<String> ips = new ArrayList<>();
         LookupClient c = LookupClient.builder().endpoint(url).connectTimeout(Duration.ofMillis(500))
-                .requestTimeout(Duration.ofSeconds(2)).ttl(Duration.ofMinutes(1))
+                .perPhaseTimeout(Duration.ofSeconds(2)).ttl(Duration.ofMinutes(1))
                 .negativeTtl(Duration.ofSeconds(5)).maxStale(Duration.ofMinutes(10))
                 .maxRetries(1).build();
         try {
@@ -196,7 +196,7 @@ class LookupClientTest {
         assertThrowsKind(EnvidException.Kind.INVALID_INPUT, "bad endpoint",
                 () -> LookupClient.builder().endpoint("ftp://example").build());
         assertThrowsKind(EnvidException.Kind.INVALID_INPUT, "zero timeout",
-                () -> LookupClient.builder().endpoint(url).requestTimeout(Duration.ZERO).build());
+                () -> LookupClient.builder().endpoint(url).perPhaseTimeout(Duration.ZERO).build());
     }
 
     @Test

@@ -32,7 +32,7 @@ class ReplicaTest {
     void replicaAgreesWithTheRustClient() throws Exception {
         List<Map<String, String>> cases = TestData.lookupCases();
         Replica r = Replica.builder().endpoint(TestData.url()).connectTimeout(Duration.ofMillis(500))
-                .requestTimeout(Duration.ofSeconds(2)).cacheFile(cache()).build();
+                .perPhaseTimeout(Duration.ofSeconds(2)).cacheFile(cache()).build();
         try {
             // The replica answers what the Rust on-demand client got from the service.
             for (Map<String, String> want : cases) {
@@ -106,7 +106,7 @@ class ReplicaTest {
     void followsDeltas() throws Exception {
         Path registry = TestData.registry();
         String original = Files.readString(registry);
-        try (Replica r = Replica.builder().endpoint(TestData.url()).requestTimeout(Duration.ofSeconds(2)).build()) {
+        try (Replica r = Replica.builder().endpoint(TestData.url()).perPhaseTimeout(Duration.ofSeconds(2)).build()) {
             Replica.Stats before = r.stats();
             assertEquals(Optional.empty(), r.lookup("192.0.2.78"), "not yet registered");
             replaceFile(registry, original

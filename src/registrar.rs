@@ -1,33 +1,42 @@
-//! Registration of an instance at the environment service (DESIGN.md,
-//! "Registration"): `PUT /v1/hosts/{ip}` with the instance's record and a
+//! Registration of an instance at the environment service: `PUT /v1/hosts/{ip}` with the instance's record and a
 //! lease, `POST /v1/hosts/{ip}/renew` to extend the lease, and
 //! `DELETE /v1/hosts/{ip}` (idempotent) when the instance goes away.
 //!
-//! These are single blocking calls with the lookup client's HTTP settings
-//! (timeouts, explicit proxy, size cap) and no retry policy: the caller
+//! These are single blocking calls over the same [`ServiceConfig`] and
+//! [`Transport`] as the lookup client (timeouts, explicit proxy, TLS roots,
+//! size cap), to the config's **first** endpoint only: registration is one
+//! write to one service, and the other endpoints are for the lookup
+//! clients' failover. There is no retry: the caller
 //! (`envid register --keep-alive`, a release system, the FFI) decides when
 //! to retry, and must honour [`LookupError::RateLimited`]'s `retry_after`
 //! (registrations are rate-limited per app and IP).
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use envid::lookup::{HttpSettings, Registrar, Registration};
+//! use envid::registrar::{Registrar, Registration};
+//! use envid::{Secret, ServiceConfig};
 //! let env = envid::Environment::builder().load()?;
-//! let registrar = Registrar::new("http://envsvc.cn0.example:7070", HttpSettings::default())?;
+//! let config = ServiceConfig::builder()
+//!     .endpoint("http://envsvc.cn0.example:7070")
+//!     .token(Secret::new("registration-token"))
+//!     .build()?;
+//! let registrar = Registrar::new(config);
 //! let ip = env.ip().expect("this host has an IP");
 //! registrar.register(ip, &Registration::from_environment(&env, Duration::from_secs(300)))?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
 
-use super::transport::{HttpSettings, HttpTransport};
-use super::LookupError;
 use crate::environment::Environment;
+use crate::lookup::transport::not_found;
+use crate::lookup::{HttpTransport, LookupError, Method, Request, Transport};
 use crate::protocol::HostRecord;
+use crate::service_config::ServiceConfig;
 
 /// What `PUT /v1/hosts/{ip}` sends: the record's fields (never a token;
 /// `ip` and `cidr` are dropped, the IP is in the path) plus the lease.
@@ -84,36 +93,38 @@ impl Registration {
     }
 }
 
-/// Registers, renews and removes instances at one endpoint.
-#[derive(Debug)]
+/// Registers, renews and removes instances at the first endpoint of a
+/// [`ServiceConfig`] (see the [module documentation](self)).
 pub struct Registrar {
-    transport: HttpTransport,
+    transport: Arc<dyn Transport>,
     endpoint: String,
 }
 
+impl std::fmt::Debug for Registrar {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registrar")
+            .field("endpoint", &self.endpoint)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Registrar {
-    /// A registrar for `endpoint` (`http://host:port` or `https://…`);
-    /// `settings.token` is the registration token.
-    pub fn new(
-        endpoint: impl Into<String>,
-        settings: HttpSettings,
-    ) -> Result<Registrar, LookupError> {
-        let endpoint = endpoint.into().trim_end_matches('/').to_string();
-        if !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
-            || endpoint.len() < 9
-        {
-            return Err(LookupError::InvalidEndpoint {
-                endpoint,
-                reason: "expected http://HOST[:PORT] or https://HOST[:PORT]".into(),
-            });
-        }
-        Ok(Registrar {
-            transport: HttpTransport::new(settings)?,
-            endpoint,
-        })
+    /// A registrar over the [`HttpTransport`] of `config`; its token is the
+    /// registration token. Makes no request yet.
+    pub fn new(config: ServiceConfig) -> Registrar {
+        let transport = Arc::new(HttpTransport::new(&config));
+        Registrar::with_transport(config, transport)
     }
 
-    /// The endpoint.
+    /// A registrar over another transport.
+    pub fn with_transport(config: ServiceConfig, transport: Arc<dyn Transport>) -> Registrar {
+        Registrar {
+            transport,
+            endpoint: config.endpoints()[0].clone(),
+        }
+    }
+
+    /// The endpoint registrations go to (the config's first).
     pub fn endpoint(&self) -> &str {
         &self.endpoint
     }
@@ -121,19 +132,12 @@ impl Registrar {
     /// `PUT /v1/hosts/{ip}`: registers (or re-registers) `ip`. A `429` is
     /// [`LookupError::RateLimited`] with the service's `Retry-After`.
     pub fn register(&self, ip: IpAddr, registration: &Registration) -> Result<(), LookupError> {
-        let url = format!("{}/v1/hosts/{ip}", self.endpoint);
+        let path = format!("/v1/hosts/{ip}");
         let body = registration.to_json();
-        let result = self
-            .transport
-            .auth(self.transport.agent().put(&url))
-            .header("content-type", "application/json")
-            .send(&body[..]);
-        match self.transport.body(&self.endpoint, result)? {
+        let request = Request::new(Method::Put, &self.endpoint, &path).json(&body);
+        match self.transport.send(&request)? {
             Some(_) => Ok(()),
-            None => Err(LookupError::Status {
-                endpoint: self.endpoint.clone(),
-                status: 404,
-            }),
+            None => Err(not_found(&self.endpoint)),
         }
     }
 
@@ -141,23 +145,17 @@ impl Registrar {
     /// service does not know `ip` (the lease expired, or the service lost
     /// it): register again.
     pub fn renew(&self, ip: IpAddr) -> Result<bool, LookupError> {
-        let url = format!("{}/v1/hosts/{ip}/renew", self.endpoint);
-        let result = self
-            .transport
-            .auth(self.transport.agent().post(&url))
-            .send_empty();
-        Ok(self.transport.body(&self.endpoint, result)?.is_some())
+        let path = format!("/v1/hosts/{ip}/renew");
+        let request = Request::new(Method::Post, &self.endpoint, &path);
+        Ok(self.transport.send(&request)?.is_some())
     }
 
     /// `DELETE /v1/hosts/{ip}`: removes the registration; removing an
     /// unknown IP is not an error.
     pub fn deregister(&self, ip: IpAddr) -> Result<(), LookupError> {
-        let url = format!("{}/v1/hosts/{ip}", self.endpoint);
-        let result = self
-            .transport
-            .auth(self.transport.agent().delete(&url))
-            .call();
-        self.transport.body(&self.endpoint, result).map(|_| ())
+        let path = format!("/v1/hosts/{ip}");
+        let request = Request::new(Method::Delete, &self.endpoint, &path);
+        self.transport.send(&request).map(|_| ())
     }
 }
 
@@ -193,10 +191,12 @@ mod tests {
     }
 
     #[test]
-    fn refuses_bad_endpoint() {
-        assert!(matches!(
-            Registrar::new("envsvc:7070", HttpSettings::default()),
-            Err(LookupError::InvalidEndpoint { .. })
-        ));
+    fn goes_to_the_first_endpoint() {
+        let config = ServiceConfig::builder()
+            .endpoint("http://a.example:7070/")
+            .endpoint("http://b.example:7070")
+            .build()
+            .unwrap();
+        assert_eq!(Registrar::new(config).endpoint(), "http://a.example:7070");
     }
 }

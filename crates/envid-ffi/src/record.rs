@@ -1,0 +1,20 @@
+//! What the lookup client and the replica share at the boundary: IP
+//! parsing and a record's JSON.
+
+use std::net::IpAddr;
+
+use envid::lookup::LookupError;
+use envid::protocol::HostRecord;
+
+use crate::error::{envid_result, Fail, FfiResult};
+
+pub(crate) fn parse_ip(s: &str) -> FfiResult<IpAddr> {
+    s.trim()
+        .parse()
+        .map_err(|_| Fail::from(LookupError::InvalidIp { input: s.into() }))
+}
+
+pub(crate) fn record_json(r: &HostRecord) -> FfiResult<String> {
+    serde_json::to_string(r)
+        .map_err(|e| Fail::new(envid_result::ENVID_INTERNAL, format!("JSON: {e}")))
+}
