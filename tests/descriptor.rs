@@ -161,6 +161,10 @@ const BAD: &[(&str, Expected)] = &[
     ),
     ("bad-ip.toml", (InvalidValue, Some("ip"), Some((5, 6)))),
     (
+        "bad-date-string.toml",
+        (InvalidValue, Some("release.deployed_at"), Some((7, 15))),
+    ),
+    (
         "unknown-platform.toml",
         (InvalidValue, Some("platform"), Some((5, 12))),
     ),
@@ -233,8 +237,12 @@ fn messages_say_what_is_wrong() {
         ("duplicate-key.toml", "duplicate key `app`"),
         ("duplicate-key.json", "duplicate key \"app\""),
         ("unknown-platform.toml", "unknown platform \"vm\""),
-        ("bad-ip.toml", "invalid IP address \"10.0.0.256\""),
+        ("bad-ip.toml", "\"10.0.0.256\" is not an IP address: expected IPv4 like"),
         ("negative-batch.toml", "must not be negative"),
+        (
+            "bad-date-string.toml",
+            "\"2026-11-22 10:00\" is not an RFC 3339 date-time: expected YYYY-MM-DDTHH:MM:SS",
+        ),
         ("huge-string.toml", "too long (5000 bytes; at most 4096)"),
         ("nul-escaped.toml", "control character (U+0000)"),
         ("invalid-utf8.toml", "invalid UTF-8 (byte 0xff)"),
