@@ -496,16 +496,17 @@ fn utf8<'b>(bytes: &'b [u8], path: &Path) -> Result<&'b str, PodInfoError> {
     std::str::from_utf8(bytes).map_err(|e| {
         let good = e.valid_up_to();
         let prefix = std::str::from_utf8(&bytes[..good]).unwrap_or_default();
+        let message = if bytes.starts_with(b"\xFF\xFE") || bytes.starts_with(b"\xFE\xFF") {
+            "UTF-16 text; the kubelet writes UTF-8".to_string()
+        } else {
+            format!(
+                "invalid UTF-8 (byte 0x{:02x}); the kubelet writes UTF-8",
+                bytes[good]
+            )
+        };
         PodInfoError {
             location: Some(Location::at(prefix, good)),
-            ..PodInfoError::new(
-                PodInfoErrorKind::InvalidUtf8,
-                path,
-                format!(
-                    "invalid UTF-8 (byte 0x{:02x}); the kubelet writes UTF-8",
-                    bytes[good]
-                ),
-            )
+            ..PodInfoError::new(PodInfoErrorKind::InvalidUtf8, path, message)
         }
     })
 }
