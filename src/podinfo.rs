@@ -24,9 +24,10 @@
 //!
 //! The kubelet writes one `key="value"` per line, keys sorted, no newline
 //! after the last line (Kubernetes' `fieldpath.FormatMap`: Go's
-//! `fmt.Sprintf("%v=%q\n", key, value)`). The key is written raw (the API
-//! server allows no `=`, quote, space or control character in it); the
-//! value is quoted by Go's `strconv.Quote`. [`parse`] accepts exactly the
+//! `fmt.Sprintf("%v=%q\n", key, value)`). The key is written raw: the API
+//! server allows only ASCII letters, digits, `-`, `_`, `.` and one `/` in
+//! it, and [`parse`] takes any printable ASCII but `=` and `"`. The value is
+//! quoted by Go's `strconv.Quote`. [`parse`] accepts exactly the
 //! escapes `strconv.Quote` can write:
 //!
 //! | escape | means |
@@ -515,13 +516,7 @@ fn utf8<'b>(bytes: &'b [u8], path: &Path) -> Result<&'b str, PodInfoError> {
 /// file order; `path` is only used in errors. See the module documentation
 /// for the format.
 pub fn parse(text: &str, path: &Path) -> Result<Vec<(String, String)>, PodInfoError> {
-    if text.len() as u64 > MAX_FILE_SIZE {
-        return Err(read_error(path, ProblemKind::TooLarge, String::new()));
-    }
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    parse_located(text)
-        .map(|entries| entries.into_iter().map(|e| (e.key, e.value)).collect())
-        .map_err(|e| e.into_error(text, path))
+    parse_unmarked(text.strip_prefix('\u{feff}').unwrap_or(text), path)
 }
 
 /// [`parse`] on the bytes of a file: UTF-8 checked (a byte-order mark is
@@ -530,7 +525,18 @@ pub fn parse_bytes(bytes: &[u8], path: &Path) -> Result<Vec<(String, String)>, P
     if bytes.len() as u64 > MAX_FILE_SIZE {
         return Err(read_error(path, ProblemKind::TooLarge, String::new()));
     }
-    parse(utf8(bytes, path)?, path)
+    parse_unmarked(utf8(bytes, path)?, path)
+}
+
+/// [`parse`] of a text whose byte-order mark, if any, is already dropped
+/// (only one is: a second would be part of the first key, and refused).
+fn parse_unmarked(text: &str, path: &Path) -> Result<Vec<(String, String)>, PodInfoError> {
+    if text.len() as u64 > MAX_FILE_SIZE {
+        return Err(read_error(path, ProblemKind::TooLarge, String::new()));
+    }
+    parse_located(text)
+        .map(|entries| entries.into_iter().map(|e| (e.key, e.value)).collect())
+        .map_err(|e| e.into_error(text, path))
 }
 
 struct Entry {
@@ -577,9 +583,10 @@ fn parse_located(text: &str) -> Result<Vec<Entry>, ParseError> {
             key: None,
             message,
         };
-        let Some(eq) =
-            line.find(|c: char| c == '=' || c == '"' || c.is_whitespace() || c.is_control())
-        else {
+        // Kubernetes keys are ASCII (a DNS prefix, `/`, a name of letters,
+        // digits, `-`, `_` and `.`); this checks no more than that they are
+        // printable ASCII, so a key never hides a space or a byte-order mark.
+        let Some(eq) = line.find(|c: char| c == '=' || c == '"' || !c.is_ascii_graphic()) else {
             return Err(fail(
                 PodInfoErrorKind::Syntax,
                 line.len(),
@@ -591,7 +598,9 @@ fn parse_located(text: &str) -> Result<Vec<Entry>, ParseError> {
             return Err(fail(
                 PodInfoErrorKind::Syntax,
                 eq,
-                format!("{stop:?} in a key; {VALID_LINE}"),
+                format!(
+                    "{stop:?} in a key (keys are printable ASCII, without quotes); {VALID_LINE}"
+                ),
             ));
         }
         if eq == 0 {
@@ -808,9 +817,13 @@ impl std::str::FromStr for PodInfoKey {
             }
             None => (None, s),
         };
-        if key.is_empty() || key.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        if key.is_empty()
+            || !key
+                .chars()
+                .all(|c| c.is_ascii_graphic() && c != '=' && c != '"')
+        {
             return Err(format!(
-                "{s:?}: a key must be non-empty, without spaces or control characters"
+                "{s:?}: a key is printable ASCII without `=` or quotes, like envid.io/env"
             ));
         }
         Ok(PodInfoKey {
@@ -1112,7 +1125,10 @@ mod tests {
             ("a=\"x\rb\"", Syntax, 1, 5),
             ("a=\"é\u{85}\"", Syntax, 1, 5),
             ("a=\"1\"\nb=\"2\"\na=\"3\"", DuplicateKey, 3, 1),
-            ("é=\"1\"\nkey=\"日本\" x", Syntax, 2, 9),
+            ("a=\"é\"\nkey=\"日本\" x", Syntax, 2, 9),
+            ("é=\"1\"", Syntax, 1, 1),
+            ("a\u{feff}=\"1\"", Syntax, 1, 2),
+            ("\u{feff}\u{feff}a=\"1\"", Syntax, 1, 1),
         ];
         for (text, kind, line, column) in cases {
             assert_eq!(fails(text), (kind, line, column), "{text:?}");
