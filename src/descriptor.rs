@@ -1,4 +1,4 @@
-//! The environment descriptor file (DESIGN.md, "The descriptor file").
+//! The environment descriptor file (see the README, "The descriptor file").
 //!
 //! The release system writes a small file onto every host at deploy time;
 //! this module reads it into a [`Descriptor`]. TOML is the primary format,
