@@ -928,7 +928,7 @@ impl PodInfoMapping {
     /// [`PodInfoMapping::labels`] is set; then every label whose key the
     /// mapping does not name, except those with an empty value. Their
     /// provenance is `info.path(PodInfoFile::Labels)`.
-    pub fn labels(&self, info: &PodInfo) -> Result<Labels, PodInfoError> {
+    pub fn offered_labels(&self, info: &PodInfo) -> Result<Labels, PodInfoError> {
         let mut out = Labels::new();
         if !self.labels {
             return Ok(out);
@@ -1224,10 +1224,10 @@ mod tests {
         );
         assert_eq!(get(Field::Platform), None);
         // Labels only when asked for, and then not those the mapping names.
-        assert!(m.labels(&i).unwrap().is_empty());
+        assert!(m.offered_labels(&i).unwrap().is_empty());
         let all = PodInfoMapping { labels: true, ..m };
         assert_eq!(
-            all.labels(&i).unwrap(),
+            all.offered_labels(&i).unwrap(),
             Labels::from([("team".to_string(), "f".to_string())])
         );
     }
@@ -1294,7 +1294,7 @@ mod tests {
         // `label:environment` is taken, so not offered; `envid.io/env` is
         // named for annotations only, so the label is.
         assert_eq!(
-            m.labels(&i).unwrap(),
+            m.offered_labels(&i).unwrap(),
             Labels::from([("envid.io/env".to_string(), "label".to_string())])
         );
         assert_eq!(m.resolve(&i, Field::SubEnv).unwrap(), None);

@@ -125,12 +125,15 @@ fn atomic_writer_volume_reads_its_generation_and_maps_every_field() {
         })
     );
     // Other labels only when asked for.
-    assert!(PodInfoMapping::default().labels(&i).unwrap().is_empty());
+    assert!(PodInfoMapping::default()
+        .offered_labels(&i)
+        .unwrap()
+        .is_empty());
     let offered = PodInfoMapping {
         labels: true,
         ..PodInfoMapping::default()
     }
-    .labels(&i)
+    .offered_labels(&i)
     .unwrap();
     let keys: Vec<&str> = offered.keys().map(String::as_str).collect();
     assert_eq!(keys, ["pod-template-hash", "team"]);
