@@ -302,12 +302,25 @@ fn too_large() -> String {
 
 /// Reads at most `MAX_SIZE + 1` bytes of a regular file.
 fn read_bounded(path: &Path) -> Result<Vec<u8>, (ProblemKind, String)> {
+    read_capped(path, MAX_SIZE).map_err(|(kind, message)| match kind {
+        ProblemKind::TooLarge => (kind, too_large()),
+        _ => (kind, message),
+    })
+}
+
+/// Reads a regular file of at most `cap` bytes the way [`read`] reads a
+/// descriptor (never opens a non-regular file, non-blocking open, bounded
+/// read); shared with the downward-API reader (`crate::podinfo`). Errors are
+/// [`ProblemKind::NotFound`], [`ProblemKind::NotAFile`],
+/// [`ProblemKind::TooLarge`] and [`ProblemKind::Io`] with a sentence.
+pub(crate) fn read_capped(path: &Path, cap: u64) -> Result<Vec<u8>, (ProblemKind, String)> {
+    let too_large = || (ProblemKind::TooLarge, format!("larger than {cap} bytes"));
     // Checked before opening: opening a device can itself have effects
     // (a watchdog arms on open), so non-regular files are never opened.
     let meta = std::fs::metadata(path).map_err(io_problem)?;
     check_regular(&meta)?;
-    if meta.len() > MAX_SIZE {
-        return Err((ProblemKind::TooLarge, too_large()));
+    if meta.len() > cap {
+        return Err(too_large());
     }
     // Syscalls are the bulk of a cold load, so the happy path is exactly
     // stat, open, one read, close. If the path is swapped between the check
@@ -328,13 +341,13 @@ fn read_bounded(path: &Path) -> Result<Vec<u8>, (ProblemKind, String)> {
     if n == want {
         // Longer than it was at the stat: it is being written. Read on,
         // bounded, rather than parse a prefix.
-        file.take(MAX_SIZE + 1 - n as u64)
+        file.take((cap + 1).saturating_sub(n as u64))
             .read_to_end(&mut buf)
             .map_err(io_problem)?;
     }
     // A short read of a regular file is its end; no probe read is needed.
-    if buf.len() as u64 > MAX_SIZE {
-        return Err((ProblemKind::TooLarge, too_large()));
+    if buf.len() as u64 > cap {
+        return Err(too_large());
     }
     Ok(buf)
 }
@@ -509,8 +522,10 @@ fn toml_value(value: toml::de::DeValue<'_>) -> Val<'_> {
 
 /// What is wrong with a string's content, if anything. Surrounding
 /// whitespace (including a trailing newline) is not checked: it is trimmed
-/// away. The message never quotes the value (it may be the token).
-fn text_problem(s: &str) -> Option<String> {
+/// away. The message never quotes the value (it may be the token). Shared
+/// with the downward-API reader (`crate::podinfo`), whose values obey the
+/// same rules.
+pub(crate) fn text_problem(s: &str) -> Option<String> {
     let s = s.trim();
     if s.is_empty() {
         Some("must not be empty".to_string())

@@ -15,6 +15,7 @@ use std::path::Path;
 use crate::descriptor::{self, Format};
 use crate::detect;
 use crate::error::Location;
+use crate::podinfo;
 use crate::protocol::{HostRecord, LookupRequest, LookupResponse};
 use crate::rules::Rules;
 
@@ -31,6 +32,7 @@ pub const TARGETS: &[(&str, Entry)] = &[
     ("mountinfo", mountinfo),
     ("lookup_request", lookup_request),
     ("lookup_response", lookup_response),
+    ("podinfo", podinfo),
     #[cfg(feature = "lookup")]
     ("registry_sync", registry_sync),
 ];
@@ -120,6 +122,80 @@ pub fn mountinfo(data: &[u8]) {
     if let Some(id) = &f.id {
         assert!(detect::is_container_id(id));
     }
+}
+
+/// The downward-API `labels`/`annotations` parser: an error has an
+/// in-range location; a parsed file has unique keys and parses back to the
+/// same entries once written again the kubelet's way.
+pub fn podinfo(data: &[u8]) {
+    let path = Path::new("fuzz");
+    match podinfo::parse_bytes(data, path) {
+        Ok(entries) => {
+            // The kubelet's form: no newline after the last line, so the
+            // text written back is never longer than the input.
+            let mut again = String::new();
+            for (i, (key, value)) in entries.iter().enumerate() {
+                assert!(!key.is_empty(), "an empty key");
+                if i > 0 {
+                    again.push('\n');
+                }
+                again.push_str(key);
+                again.push('=');
+                go_quote(value, &mut again);
+            }
+            let keys: std::collections::HashSet<&str> =
+                entries.iter().map(|(k, _)| k.as_str()).collect();
+            assert_eq!(keys.len(), entries.len(), "a duplicate key");
+            match podinfo::parse(&again, path) {
+                Ok(back) => assert_eq!(back, entries, "round trip of {again:?}"),
+                Err(e) => panic!("written back {again:?}, refused: {e}"),
+            }
+        }
+        Err(e) => {
+            let lines: Vec<&[u8]> = data.split(|&b| b == b'\n').collect();
+            match &e.location {
+                Some(l) => {
+                    assert!(l.line >= 1 && l.line <= lines.len(), "line {l:?}");
+                    // Columns count characters, never more than the bytes.
+                    assert!(
+                        l.column >= 1 && l.column <= lines[l.line - 1].len() + 1,
+                        "column {l:?}"
+                    );
+                }
+                None => assert_eq!(e.kind, podinfo::PodInfoErrorKind::TooLarge, "{e}"),
+            }
+            assert!(!e.message.is_empty());
+            let _ = e.to_string();
+        }
+    }
+}
+
+/// Quotes like Go's `strconv.Quote` for every character the parser can
+/// yield (printable ones other than ASCII are left raw, which it accepts).
+fn go_quote(value: &str, out: &mut String) {
+    use std::fmt::Write;
+    out.push('"');
+    for c in value.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\u{7}' => out.push_str("\\a"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{b}' => out.push_str("\\v"),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
 }
 
 /// The service's request body: JSON, then each IP.

@@ -80,6 +80,7 @@ pub mod lookup;
 pub mod model;
 #[cfg(feature = "opentelemetry")]
 pub mod otel;
+pub mod podinfo;
 pub mod prefix;
 pub mod protocol;
 #[cfg(feature = "lookup")]
