@@ -360,6 +360,27 @@ static void test_load(const char *example, const char *dir, const char *expected
     CHECK(contains(envid_last_error(), "no-env.toml"));
     envid_load_options_free(o);
 
+    /* A host set up for Apollo: no descriptor, /opt/settings/server.properties
+       below the root gives env and idc, with its own source. */
+    char *apollo = path_join(dir, "apollo");
+    o = options(NULL, apollo, 0);
+    CHECK_RC(envid_load(o, &env), ENVID_OK);
+    const char *v = NULL;
+    CHECK_RC(envid_environment_env(env, &v), ENVID_OK);
+    CHECK(v != NULL && strcmp(v, "PRO") == 0);
+    CHECK_RC(envid_environment_env_type(env, &v), ENVID_OK);
+    CHECK(v != NULL && strcmp(v, "prod") == 0);
+    CHECK_RC(envid_environment_idc(env, &v), ENVID_OK);
+    CHECK(v != NULL && strcmp(v, "cn5") == 0);
+    char *sources = NULL;
+    CHECK_RC(envid_environment_to_json(env, false, true, &sources), ENVID_OK);
+    CHECK(sources != NULL && contains(sources, "\"apollo\"") && contains(sources, "server.properties"));
+    envid_string_free(sources);
+    envid_environment_free(env);
+    env = NULL;
+    envid_load_options_free(o);
+    free(apollo);
+
     /* A bad ENVID_* value (variables on): the harness cannot set one for
        this process only, so use a rules file error instead. */
     char *badrules = path_join(dir, "bad-rules.toml");
