@@ -9,7 +9,8 @@ use std::sync::OnceLock;
 use envid::Environment;
 
 use crate::error::{
-    envid_result, guard, guard_void, owned_c_string, path_arg, str_arg, write_out, Fail, FfiResult,
+    envid_result, free_box, guard, guard_void, obj_arg, owned_c_string, path_arg, str_arg,
+    write_out, Fail, FfiResult,
 };
 
 /// A field of the environment, for `envid_environment_field`. Every field
@@ -411,7 +412,7 @@ impl envid_load_options {
 #[inline]
 pub unsafe fn env_arg<'a>(p: *const envid_environment) -> FfiResult<&'a envid_environment> {
     // SAFETY: by contract `p` is NULL or points to a live object.
-    unsafe { p.as_ref() }.ok_or_else(|| Fail::null("env"))
+    unsafe { obj_arg(p, "env") }
 }
 
 /// Gets the process-wide environment: loaded once with the default settings
@@ -464,12 +465,8 @@ pub unsafe extern "C" fn envid_load_options_new(out: *mut *mut envid_load_option
 /// `opts` must be NULL or from `envid_load_options_new`, not yet freed.
 #[no_mangle]
 pub unsafe extern "C" fn envid_load_options_free(opts: *mut envid_load_options) {
-    guard_void(|| {
-        if !opts.is_null() {
-            // SAFETY: by contract it came from Box::into_raw in envid_load_options_new.
-            drop(unsafe { Box::from_raw(opts) });
-        }
-    })
+    // SAFETY: NULL or from its constructor, unused, by contract.
+    guard_void(|| unsafe { free_box(opts) })
 }
 
 /// Helper for the option setters.

@@ -256,6 +256,41 @@ pub unsafe fn write_out<T>(out: *mut T, value: T, what: &'static str) -> FfiResu
     Ok(())
 }
 
+/// Borrows an object argument; NULL is `ENVID_NULL_PARAMETER` naming it.
+///
+/// # Safety
+/// `p` must be NULL or point to a live `T` for the call.
+pub unsafe fn obj_arg<'a, T>(p: *const T, what: &'static str) -> FfiResult<&'a T> {
+    // SAFETY: NULL or live, by the caller's contract.
+    unsafe { p.as_ref() }.ok_or_else(|| Fail::null(what))
+}
+
+/// The constructor shape every object shares: `*out` gets a new box made by
+/// `make`, owned by the caller and freed with [`free_box`].
+///
+/// # Safety
+/// `out` must be NULL or valid for a write.
+pub unsafe fn new_out<T>(out: *mut *mut T, make: impl FnOnce() -> FfiResult<T>) -> FfiResult {
+    if out.is_null() {
+        return Err(Fail::null("out"));
+    }
+    let p = Box::into_raw(Box::new(make()?));
+    // SAFETY: checked non-null; writable by the caller's contract.
+    unsafe { write_out(out, p, "out") }
+}
+
+/// Frees a box made by [`new_out`]; NULL is a no-op.
+///
+/// # Safety
+/// `p` must be NULL or from [`new_out`] (or `Box::into_raw`), not yet freed,
+/// and no longer used by any thread.
+pub unsafe fn free_box<T>(p: *mut T) {
+    if !p.is_null() {
+        // SAFETY: by contract it came from Box::into_raw and is not used again.
+        drop(unsafe { Box::from_raw(p) });
+    }
+}
+
 /// Reads a borrowed C string argument as UTF-8.
 ///
 /// # Safety

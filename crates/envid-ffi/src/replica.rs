@@ -9,7 +9,8 @@ use envid::lookup::Replica;
 use envid::protocol::HostRecord;
 
 use crate::error::{
-    envid_result, guard, guard_void, owned_c_string, str_arg, write_out, Fail, FfiResult,
+    envid_result, free_box, guard, guard_void, new_out, obj_arg, owned_c_string, str_arg,
+    write_out, Fail, FfiResult,
 };
 use crate::options::envid_lookup_options;
 use crate::record::{parse_ip, record_json};
@@ -107,14 +108,9 @@ pub unsafe extern "C" fn envid_replica_new(
     out: *mut *mut envid_replica,
 ) -> envid_result {
     guard(|| {
-        if out.is_null() {
-            return Err(Fail::null("out"));
-        }
-        // SAFETY: NULL or live by contract.
-        let o = unsafe { opts.as_ref() }.ok_or_else(|| Fail::null("opts"))?;
-        let p = Box::into_raw(Box::new(envid_replica::new(o)?));
-        // SAFETY: checked non-null; writable by contract.
-        unsafe { write_out(out, p, "out") }
+        // SAFETY: NULL or live by contract; `out` NULL or writable.
+        let o = unsafe { obj_arg(opts, "opts") }?;
+        unsafe { new_out(out, || envid_replica::new(o)) }
     })
 }
 
@@ -125,12 +121,8 @@ pub unsafe extern "C" fn envid_replica_new(
 /// used by any thread.
 #[no_mangle]
 pub unsafe extern "C" fn envid_replica_free(replica: *mut envid_replica) {
-    guard_void(|| {
-        if !replica.is_null() {
-            // SAFETY: by contract it came from Box::into_raw here.
-            drop(unsafe { Box::from_raw(replica) });
-        }
-    })
+    // SAFETY: NULL or from envid_replica_new, unused, by contract.
+    guard_void(|| unsafe { free_box(replica) })
 }
 
 /// Looks up one IP (IPv4 or IPv6 text) in the replica: the exact IP, else
@@ -154,7 +146,7 @@ pub unsafe extern "C" fn envid_replica_lookup(
             return Err(Fail::null("json_out"));
         }
         // SAFETY: NULL or live by contract.
-        let r = unsafe { replica.as_ref() }.ok_or_else(|| Fail::null("replica"))?;
+        let r = unsafe { obj_arg(replica, "replica") }?;
         // SAFETY: NULL or NUL-terminated by contract.
         let ip = unsafe { str_arg(ip, "ip") }?;
         let rec = r
@@ -177,7 +169,7 @@ pub unsafe extern "C" fn envid_replica_get_stats(
 ) -> envid_result {
     guard(|| {
         // SAFETY: NULL or live by contract.
-        let r = unsafe { replica.as_ref() }.ok_or_else(|| Fail::null("replica"))?;
+        let r = unsafe { obj_arg(replica, "replica") }?;
         // SAFETY: NULL or writable by contract.
         unsafe { write_out(out, r.stats(), "out") }
     })
