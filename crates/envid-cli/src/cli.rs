@@ -99,6 +99,16 @@ pub enum Command {
         /// (written atomically: temporary file, fsync, rename).
         #[arg(long, value_name = "FILE")]
         state: Option<PathBuf>,
+        /// Apply a registry file change even when it deletes more than half
+        /// of the static records (an empty or truncated file); by default
+        /// such a reload is refused and the old registry keeps serving.
+        #[arg(long)]
+        allow_mass_delete: bool,
+        /// Let leases expire even when renewals collapse fleet-wide (by
+        /// default, when more than 15% lapse within one lease period, they
+        /// are kept until renewals recover).
+        #[arg(long)]
+        no_lease_preservation: bool,
     },
     /// Look up the environment of IP addresses at the environment service;
     /// exit 1 when any IP is unknown or its lookup fails.

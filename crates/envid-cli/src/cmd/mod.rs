@@ -35,12 +35,16 @@ pub fn run(cli: Cli) -> Result<ExitCode, String> {
             token,
             registrar_token,
             state,
+            allow_mass_delete,
+            no_lease_preservation,
         } => {
             let mut config = envid_server::Config::new(registry);
             config.listen = listen;
             config.token = token;
             config.registrar_token = registrar_token;
             config.state_path = state;
+            config.allow_mass_delete = allow_mass_delete;
+            config.lease_preservation = !no_lease_preservation;
             serve::run(config)
         }
     }
