@@ -6,6 +6,7 @@ mod inspect;
 mod lookup;
 mod register;
 mod serve;
+mod watch;
 
 use std::process::ExitCode;
 
@@ -27,6 +28,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, String> {
             format,
         } => explain::run(&hostname, rules.as_deref(), format),
         Command::Lookup(args) => lookup::run(args),
+        Command::Watch(args) => watch::run(args),
         Command::Register(args) => register::register(args),
         Command::Deregister(args) => register::deregister(args),
         Command::Serve {
