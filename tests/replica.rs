@@ -458,11 +458,26 @@ fn outage_keeps_serving_and_restart_reads_the_cache_file() {
         b"{\"format\": \"envid-replica-1\", \"version\": 3, \"rec",
     )
     .unwrap();
+    // Typed: the service's error and the file's problem, each as such.
     let e = replica(&url).cache_file(&cache).build().unwrap_err();
-    assert!(
-        matches!(e, LookupError::Connect { .. } | LookupError::Timeout { .. }),
-        "{e}"
-    );
+    match &e {
+        LookupError::NoReplicaData {
+            service, problem, ..
+        } => {
+            assert!(
+                matches!(
+                    **service,
+                    LookupError::Connect { .. } | LookupError::Timeout { .. }
+                ),
+                "{e}"
+            );
+            assert!(
+                matches!(problem, envid::lookup::CacheProblem::Corrupt(_)),
+                "{e}"
+            );
+        }
+        other => panic!("expected NoReplicaData, got {other:?}"),
+    }
     let r3 = replica(&url)
         .cache_file(&cache)
         .require_initial_sync(false)
