@@ -37,9 +37,10 @@
 //!   [`LookupError::NoReplicaData`] when nothing else gave data).
 //! * **Protection against mass deletion.** The replica remembers its
 //!   *normal* record count: the largest count the service gave it within
-//!   `protection_window` (default 6 h), kept as the maximum of each tenth of
-//!   an hour-long bucket (an instantaneous maximum, so a deploy that doubles
-//!   the fleet and then halves it does not double the normal count). When
+//!   `protection_window` (default 6 h), kept as the largest count of each
+//!   of 36 buckets (10 min by default): an instantaneous maximum, so a
+//!   deploy that doubles the fleet and then halves it does not double the
+//!   normal count. When
 //!   what the service says would leave fewer than `enter` × normal records
 //!   (default 0.35), the replica is *protected*: it keeps serving its last
 //!   healthy view plus every new or changed record, and holds the deletes
@@ -69,7 +70,11 @@
 //! if let Some(rec) = replica.lookup("10.1.2.3".parse().unwrap()) {
 //!     println!("{} {}", rec.env, rec.idc);
 //! }
-//! println!("replica at version {}", replica.stats().version);
+//! let stats = replica.stats();
+//! println!("replica at version {}", stats.version);
+//! if stats.protected {
+//!     println!("holding {} deletes since {:?}", stats.held_deletes, stats.protected_since);
+//! }
 //! # Ok::<(), envid::lookup::LookupError>(())
 //! ```
 
@@ -745,7 +750,9 @@ impl Syncer {
                     // our version means nothing to it any more.
                     self.need_snapshot = true;
                 } else if delta.is_empty() {
-                    if delta.version != current.version {
+                    // While protected, an empty poll is judged again too, so a
+                    // collapse that outlasts the window ends without a change.
+                    if delta.version != current.version || self.guard.actual.is_some() {
                         self.publish(Said::Delta(delta)).map_err(invalid)?;
                     }
                 } else {
@@ -1180,6 +1187,24 @@ mod tests {
             CacheProblem::Missing
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn normal_count_is_the_largest_within_the_window() {
+        let s = Settings {
+            protection_window: Duration::from_millis(360),
+            ..Settings::default()
+        };
+        let mut g = Guard::default();
+        g.observe(100, &s);
+        g.observe(40, &s);
+        g.observe(200, &s);
+        g.observe(100, &s);
+        // The largest count, not an accumulation of what was seen.
+        assert_eq!(g.normal(), 200);
+        std::thread::sleep(Duration::from_millis(400));
+        g.observe(40, &s);
+        assert_eq!(g.normal(), 40, "older buckets left the window");
     }
 
     #[test]

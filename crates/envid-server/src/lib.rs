@@ -23,8 +23,10 @@
 //!   [`Config::register_window`], then `429` + `Retry-After`. Guarded by
 //!   [`Config::registrar_token`] when set; persisted to
 //!   [`Config::state_path`] when set.
-//! * `GET /healthz` → `{"status": "ok", "version": N, "records": M}`; never
-//!   needs the token.
+//! * `GET /healthz` → `{"status": "ok", "version": N, "records": M,
+//!   "reload_refused": null | {...}, "lease_self_preservation": null | {...}}`
+//!   (see [`Config::allow_mass_delete`], [`Config::lease_preservation`]);
+//!   never needs the token.
 //! * `GET /metrics` → Prometheus/OpenMetrics text: `envid_http_requests_total`
 //!   `{endpoint, status}` (endpoint `get_host`, `lookup`, `registry`,
 //!   `register`, `renew`, `deregister`, `healthz`, `metrics`, `other`),
@@ -33,7 +35,8 @@
 //!   `envid_registry_reloads_total{result}`, `envid_registrations_total`,
 //!   `envid_renewals_total`, `envid_deregistrations_total`,
 //!   `envid_lease_expiries_total`, `envid_rate_limited_total{reason}`,
-//!   `envid_long_polls_in_flight`. A
+//!   `envid_long_polls_in_flight`, `envid_registry_reload_refused`,
+//!   `envid_lease_self_preservation`, `envid_leases_held`. A
 //!   request is counted when its response is ready, so a scrape does not see
 //!   itself. `/metrics` needs the token when one is configured (it reveals
 //!   traffic; Prometheus scrape configs can send a bearer token).
@@ -51,7 +54,9 @@
 //!
 //! The registry is reloaded when the file changes (polled; see README.md,
 //! "Reload"): a bad new file is logged as a warning and the old registry
-//! keeps serving; registrations are kept. The records live in a versioned
+//! keeps serving; so does one that would delete more than half of the
+//! static records, unless [`Config::allow_mass_delete`] (README.md,
+//! "Protection against mass deletion"); registrations are kept. The records live in a versioned
 //! [`store::Store`] with a bounded change history. README.md documents the
 //! decisions (precedence, limits, shedding, persistence).
 //!
