@@ -362,8 +362,20 @@ fn serve_on(
     String,
     std::sync::mpsc::Receiver<String>,
 ) {
+    serve_registry(&testdata("registry.toml"), listen, extra)
+}
+
+/// [`serve_on`] with another registry file.
+fn serve_registry(
+    registry: &Path,
+    listen: &str,
+    extra: &[&str],
+) -> (
+    std::process::Child,
+    String,
+    std::sync::mpsc::Receiver<String>,
+) {
     use std::io::BufRead;
-    let registry = testdata("registry.toml");
     let mut args = vec![
         "serve",
         "--registry",
@@ -987,6 +999,36 @@ fn register_keep_alive_registers_again_when_the_service_lost_it() {
         "back: {}",
         stdout(&o)
     );
+    assert_eq!(terminate(child).code(), Some(0));
+    terminate(server);
+}
+
+#[test]
+fn watch_shows_a_replica_protecting_its_view() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = dir.path().join("registry.toml");
+    let mut text = String::from("schema = 1\n");
+    for i in 1..=20 {
+        text.push_str(&format!(
+            "[[records]]\nip = \"10.60.0.{i}\"\nenv = \"prod\"\nidc = \"cn0\"\n"
+        ));
+    }
+    std::fs::write(&registry, &text).unwrap();
+    let (server, url, _rx) = serve_registry(&registry, "127.0.0.1:0", &["--allow-mass-delete"]);
+    let (child, rx) = spawn_lines(&["watch", "--endpoint", &url, "--interval", "60"]);
+    let start = line_where(&rx, 10, |l| l.starts_with("start")).expect("a start line");
+    assert!(start.contains("records=20 protected=no"), "{start}");
+    // The file is emptied; the service (told to) applies it; the replica holds.
+    let tmp = dir.path().join("registry.tmp");
+    std::fs::write(&tmp, "schema = 1\n").unwrap();
+    std::fs::rename(&tmp, &registry).unwrap();
+    let change = line_where(&rx, 10, |l| l.starts_with("change")).expect("a change line");
+    assert!(
+        change.contains("records=20 protected=yes held_deletes=20"),
+        "{change}"
+    );
+    assert!(change.contains("normal_records=20"), "{change}");
+    println!("watch: {start}\nwatch: {change}");
     assert_eq!(terminate(child).code(), Some(0));
     terminate(server);
 }
