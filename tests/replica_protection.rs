@@ -469,3 +469,42 @@ fn cache_file_age_and_problems_are_reported() {
         .unwrap();
     assert_eq!(r.stats().cache, CacheFileStatus::Missing);
 }
+
+#[test]
+fn renew_or_register_waits_out_429_when_registering_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("registry.toml");
+    std::fs::write(&path, registry(0, 1)).unwrap();
+    let mut c = envid_server::Config::new(&path);
+    c.listen = "127.0.0.1:0".parse().unwrap();
+    c.register_limit = 1;
+    c.register_window = Duration::from_secs(2);
+    let svc = envid_server::spawn(c).unwrap();
+    let registrar = Registrar::new(config(&svc.base_url()));
+    let mut record: HostRecord =
+        serde_json::from_value(serde_json::json!({"app": "limited", "env": "prod", "idc": "cn0"}))
+            .unwrap();
+    record.ip = None;
+    let reg = Registration {
+        record,
+        lease: Duration::from_secs(3),
+    };
+    let ip: IpAddr = "10.201.0.1".parse().unwrap();
+    registrar.register(ip, &reg).unwrap();
+    assert_eq!(
+        registrar.renew_or_register(ip, &reg).unwrap(),
+        Renewal::Renewed
+    );
+    // The service forgets it; the next PUT is over the limit (1 per 2 s).
+    registrar.deregister(ip).unwrap();
+    let started = Instant::now();
+    assert_eq!(
+        registrar.renew_or_register(ip, &reg).unwrap(),
+        Renewal::Registered
+    );
+    println!(
+        "re-registered after {:?} (429 waited out)",
+        started.elapsed()
+    );
+    assert!(registrar.renew(ip).unwrap());
+}
