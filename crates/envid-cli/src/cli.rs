@@ -99,10 +99,24 @@ pub enum Command {
         /// (written atomically: temporary file, fsync, rename).
         #[arg(long, value_name = "FILE")]
         state: Option<PathBuf>,
+        /// Apply a registry file change even when it deletes more than half
+        /// of the static records (an empty or truncated file); by default
+        /// such a reload is refused and the old registry keeps serving.
+        #[arg(long)]
+        allow_mass_delete: bool,
+        /// Let leases expire even when renewals collapse fleet-wide (by
+        /// default, when more than 15% lapse within one lease period, they
+        /// are kept until renewals recover).
+        #[arg(long)]
+        no_lease_preservation: bool,
     },
     /// Look up the environment of IP addresses at the environment service;
     /// exit 1 when any IP is unknown or its lookup fails.
     Lookup(LookupArgs),
+    /// Run a replica of the registry and print one line per change and per
+    /// interval (version, records, protection, held deletes, sync age,
+    /// cache file, sync errors) until SIGTERM or Ctrl-C (then exit 0).
+    Watch(WatchArgs),
     /// Register this host's environment at the environment service
     /// (PUT /v1/hosts/{ip}); with --keep-alive, renew the lease every
     /// lease/3 until SIGTERM or Ctrl-C (then exit 0).
@@ -221,6 +235,28 @@ pub struct LookupArgs {
     /// snapshot; read when the service is unreachable).
     #[arg(long, value_name = "PATH", requires = "replica")]
     pub cache_file: Option<PathBuf>,
+}
+
+/// Arguments of `envid watch`.
+#[derive(Debug, clap::Args)]
+pub struct WatchArgs {
+    /// The service.
+    #[command(flatten)]
+    pub service: ServiceArgs,
+    /// The token.
+    #[command(flatten)]
+    pub token: LookupToken,
+    /// The replica's cache file (read when the service is unreachable at
+    /// start, written as the replica syncs).
+    #[arg(long, value_name = "PATH")]
+    pub cache_file: Option<PathBuf>,
+    /// Seconds between two lines when nothing changes.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub interval: u64,
+    /// Output format: text lines, or one JSON object per line.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    pub format: ReportFormat,
 }
 
 /// Arguments of `envid register`.

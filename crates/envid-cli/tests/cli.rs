@@ -350,14 +350,38 @@ fn serve(
     String,
     std::sync::mpsc::Receiver<String>,
 ) {
+    serve_on("127.0.0.1:0", extra)
+}
+
+/// [`serve`] on `listen` (to restart a service on the same address).
+fn serve_on(
+    listen: &str,
+    extra: &[&str],
+) -> (
+    std::process::Child,
+    String,
+    std::sync::mpsc::Receiver<String>,
+) {
+    serve_registry(&testdata("registry.toml"), listen, extra)
+}
+
+/// [`serve_on`] with another registry file.
+fn serve_registry(
+    registry: &Path,
+    listen: &str,
+    extra: &[&str],
+) -> (
+    std::process::Child,
+    String,
+    std::sync::mpsc::Receiver<String>,
+) {
     use std::io::BufRead;
-    let registry = testdata("registry.toml");
     let mut args = vec![
         "serve",
         "--registry",
         registry.to_str().unwrap(),
         "--listen",
-        "127.0.0.1:0",
+        listen,
     ];
     args.extend_from_slice(extra);
     let mut child = Command::new(env!("CARGO_BIN_EXE_envid"))
@@ -760,5 +784,251 @@ fn register_keep_alive_renews_until_sigterm() {
     assert!(o.status.success(), "lease kept alive: {}", stderr(&o));
     let status = terminate(child);
     assert_eq!(status.code(), Some(0), "{status:?}");
+    terminate(server);
+}
+
+/// Spawns `envid ARGS` with its stdout lines sent to the receiver.
+fn spawn_lines(args: &[&str]) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_envid"))
+        .args(args)
+        .env_remove("ENVID_ENDPOINT")
+        .env_remove("ENVID_LOOKUP_TOKEN")
+        .env_remove("ENVID_REGISTER_TOKEN")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, rx)
+}
+
+/// The next line matching `want` within `secs` seconds (others are skipped).
+fn line_where(
+    rx: &std::sync::mpsc::Receiver<String>,
+    secs: u64,
+    want: impl Fn(&str) -> bool,
+) -> Option<String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) if want(&line) => return Some(line),
+            Ok(_) => {}
+            Err(_) => return None,
+        }
+    }
+}
+
+#[test]
+fn watch_prints_a_line_per_change_and_per_interval_until_sigterm() {
+    let (server, url, _rx) = serve(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("watch-cache.json");
+    let (child, rx) = spawn_lines(&[
+        "watch",
+        "--endpoint",
+        &url,
+        "--cache-file",
+        cache.to_str().unwrap(),
+        "--interval",
+        "1",
+        "--format",
+        "json",
+    ]);
+    let json = |l: &str| serde_json::from_str::<serde_json::Value>(l).unwrap();
+    let start = line_where(&rx, 10, |l| l.contains("\"start\"")).expect("a start line");
+    let v = json(&start);
+    assert_eq!(v["records"], 10, "{v}");
+    assert_eq!(v["protected"], false, "{v}");
+    assert_eq!(v["held_deletes"], 0, "{v}");
+    assert_eq!(v["cache"], "present", "{v}");
+    assert_eq!(v["sync_errors"], 0, "{v}");
+    // A change: one line at once.
+    let ex = testdata("example.toml");
+    let o = envid(&[
+        "register",
+        "--endpoint",
+        &url,
+        "--descriptor",
+        ex.to_str().unwrap(),
+        "--ip",
+        "10.77.0.5",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let change = line_where(&rx, 10, |l| l.contains("\"change\"")).expect("a change line");
+    assert_eq!(json(&change)["records"], 11, "{change}");
+    // Nothing changes: one line per interval.
+    let tick = line_where(&rx, 5, |l| l.contains("\"interval\"")).expect("an interval line");
+    assert_eq!(json(&tick)["records"], 11, "{tick}");
+    println!("watch: {start}\nwatch: {change}\nwatch: {tick}");
+    assert_eq!(terminate(child).code(), Some(0));
+    terminate(server);
+
+    // Text lines, the service down: from the cache file, with its age.
+    let (child, rx) = spawn_lines(&[
+        "watch",
+        "--endpoint",
+        &url,
+        "--cache-file",
+        cache.to_str().unwrap(),
+        "--interval",
+        "1",
+        "--timeout-ms",
+        "300",
+    ]);
+    let line = line_where(&rx, 10, |l| l.starts_with("start")).expect("a start line");
+    // The file of the first sync at least (deltas reach it within
+    // cache_write_interval).
+    assert!(
+        line.contains("records=10 ") || line.contains("records=11 "),
+        "{line}"
+    );
+    assert!(line.contains("protected=no held_deletes=0"), "{line}");
+    assert!(line.contains("cache=present cache_age="), "{line}");
+    assert!(line.contains("from_cache=yes"), "{line}");
+    let tick = line_where(&rx, 10, |l| !l.contains("sync_errors=0")).expect("sync errors");
+    println!("watch: {line}\nwatch: {tick}");
+    assert_eq!(terminate(child).code(), Some(0));
+}
+
+#[test]
+fn lookup_replica_says_the_cache_file_age_and_its_problems() {
+    let (server, url, _rx) = serve(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache.json");
+    let cache = cache.to_str().unwrap();
+    let base = [
+        "lookup",
+        "--replica",
+        "--cache-file",
+        cache,
+        "10.0.0.5",
+        "--endpoint",
+    ];
+    let with = |extra: &[&str]| {
+        let mut args: Vec<&str> = base.to_vec();
+        args.push(&url);
+        args.extend_from_slice(&["--timeout-ms", "300", "--connect-timeout-ms", "300"]);
+        args.extend_from_slice(extra);
+        envid(&args)
+    };
+    let o = with(&[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stdout(&o).contains("cache file"), "fresh: {}", stdout(&o));
+    terminate(server);
+
+    // Every answer from the cache file says how old it is.
+    let o = with(&[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("10.0.0.5  env=beta"), "{out}");
+    assert!(
+        out.contains("[from the cache file, ") && out.contains("s old]"),
+        "{out}"
+    );
+    let o = with(&["--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["replica"]["from_cache"], true, "{v}");
+    assert_eq!(v["replica"]["cache"], "present", "{v}");
+    assert!(v["replica"]["cache_age_seconds"].is_u64(), "{v}");
+    println!("from the cache file: {}", out.trim());
+
+    // Corrupt, then missing: said as such, exit 1.
+    std::fs::write(cache, "{\"format\": \"envid-replica-1\", \"vers").unwrap();
+    let o = with(&[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("cache.json is corrupt"),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::remove_file(cache).unwrap();
+    let o = with(&[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("cache.json is missing"),
+        "{}",
+        stderr(&o)
+    );
+    println!("corrupt/missing: {}", stderr(&o).trim());
+}
+
+#[test]
+fn register_keep_alive_registers_again_when_the_service_lost_it() {
+    let (server, url, _rx) = serve(&[]);
+    let listen = url.trim_start_matches("http://").to_string();
+    let ex = testdata("example.toml");
+    let (child, rx) = spawn_lines(&[
+        "register",
+        "--keep-alive",
+        "--lease",
+        "3",
+        "--ip",
+        "10.77.0.3",
+        "--descriptor",
+        ex.to_str().unwrap(),
+        "--endpoint",
+        &url,
+    ]);
+    line_where(&rx, 10, |l| l.starts_with("registered 10.77.0.3 at")).expect("registered");
+    // The service restarts without its registrations (no state file).
+    terminate(server);
+    let (server, url2, _rx2) = serve_on(&listen, &[]);
+    assert_eq!(url, url2);
+    let o = envid(&["lookup", "10.77.0.3", "--endpoint", &url]);
+    assert!(
+        !stdout(&o).contains("sub_env=noahauto-2"),
+        "lost: {}",
+        stdout(&o)
+    );
+    // The next renewal gets 404: registered again (after a jitter < lease/3).
+    let again = line_where(&rx, 10, |l| l.starts_with("registered 10.77.0.3 again"));
+    assert!(again.is_some(), "registered again");
+    let o = envid(&["lookup", "10.77.0.3", "--endpoint", &url]);
+    assert!(
+        stdout(&o).contains("sub_env=noahauto-2"),
+        "back: {}",
+        stdout(&o)
+    );
+    assert_eq!(terminate(child).code(), Some(0));
+    terminate(server);
+}
+
+#[test]
+fn watch_shows_a_replica_protecting_its_view() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = dir.path().join("registry.toml");
+    let mut text = String::from("schema = 1\n");
+    for i in 1..=20 {
+        text.push_str(&format!(
+            "[[records]]\nip = \"10.60.0.{i}\"\nenv = \"prod\"\nidc = \"cn0\"\n"
+        ));
+    }
+    std::fs::write(&registry, &text).unwrap();
+    let (server, url, _rx) = serve_registry(&registry, "127.0.0.1:0", &["--allow-mass-delete"]);
+    let (child, rx) = spawn_lines(&["watch", "--endpoint", &url, "--interval", "60"]);
+    let start = line_where(&rx, 10, |l| l.starts_with("start")).expect("a start line");
+    assert!(start.contains("records=20 protected=no"), "{start}");
+    // The file is emptied; the service (told to) applies it; the replica holds.
+    let tmp = dir.path().join("registry.tmp");
+    std::fs::write(&tmp, "schema = 1\n").unwrap();
+    std::fs::rename(&tmp, &registry).unwrap();
+    let change = line_where(&rx, 10, |l| l.starts_with("change")).expect("a change line");
+    assert!(
+        change.contains("records=20 protected=yes held_deletes=20"),
+        "{change}"
+    );
+    assert!(change.contains("normal_records=20"), "{change}");
+    println!("watch: {start}\nwatch: {change}");
+    assert_eq!(terminate(child).code(), Some(0));
     terminate(server);
 }

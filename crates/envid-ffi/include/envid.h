@@ -28,6 +28,31 @@
 #define ENVID_FIELD_COUNT 20
 
 /**
+ * `cache_state`: no cache file is configured.
+ */
+#define ENVID_CACHE_UNUSED 0
+
+/**
+ * `cache_state`: the cache file is not there (yet).
+ */
+#define ENVID_CACHE_MISSING 1
+
+/**
+ * `cache_state`: the cache file was not a replica cache (ignored).
+ */
+#define ENVID_CACHE_CORRUPT 2
+
+/**
+ * `cache_state`: the cache file could not be read or written.
+ */
+#define ENVID_CACHE_UNUSABLE 3
+
+/**
+ * `cache_state`: the cache file holds a view (`cache_age_ms` says how old).
+ */
+#define ENVID_CACHE_PRESENT 4
+
+/**
  * The result of every envid function. `ENVID_OK` is 0; anything else is a
  * failure whose message `envid_last_error` returns on the same thread.
  */
@@ -293,6 +318,34 @@ typedef struct {
    * Cache files that could not be read or written.
    */
   uint64_t cache_errors;
+  /**
+   * 1 while the replica protects its view against a mass deletion (it
+   * serves its last healthy view plus new records and holds the
+   * deletes), else 0.
+   */
+  uint8_t is_protected;
+  /**
+   * Deletes held while protected; 0 otherwise.
+   */
+  uint64_t held_deletes;
+  /**
+   * When the protection started, in milliseconds since the Unix epoch;
+   * 0 when not protected.
+   */
+  uint64_t protected_since_ms;
+  /**
+   * The recent normal record count protection compares with.
+   */
+  uint64_t normal_records;
+  /**
+   * The cache file's state: one of the `ENVID_CACHE_*` values.
+   */
+  uint8_t cache_state;
+  /**
+   * Milliseconds since the cache file's content was written;
+   * `UINT64_MAX` when there is no usable cache file.
+   */
+  uint64_t cache_age_ms;
 } envid_replica_stats;
 
 #ifdef __cplusplus
@@ -953,7 +1006,8 @@ void envid_replica_free(envid_replica *replica);
 envid_result envid_replica_lookup(const envid_replica *replica, const char *ip, char **json_out);
 
 /**
- * Reads the replica's counters (version, records, age, syncs, errors, …).
+ * Reads the replica's counters (version, records, age, syncs, errors,
+ * protection against mass deletion, the cache file's state and age).
  *
  * # Safety
  * `replica` NULL or live; `out` NULL or writable.

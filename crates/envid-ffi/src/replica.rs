@@ -5,7 +5,7 @@
 use std::ffi::c_char;
 use std::sync::Arc;
 
-use envid::lookup::Replica;
+use envid::lookup::{CacheFileStatus, Replica};
 use envid::protocol::HostRecord;
 
 use crate::error::{
@@ -47,6 +47,37 @@ pub struct envid_replica_stats {
     pub from_cache: u8,
     /// Cache files that could not be read or written.
     pub cache_errors: u64,
+    /// 1 while the replica protects its view against a mass deletion (it
+    /// serves its last healthy view plus new records and holds the
+    /// deletes), else 0.
+    pub is_protected: u8,
+    /// Deletes held while protected; 0 otherwise.
+    pub held_deletes: u64,
+    /// When the protection started, in milliseconds since the Unix epoch;
+    /// 0 when not protected.
+    pub protected_since_ms: u64,
+    /// The recent normal record count protection compares with.
+    pub normal_records: u64,
+    /// The cache file's state: one of the `ENVID_CACHE_*` values.
+    pub cache_state: u8,
+    /// Milliseconds since the cache file's content was written;
+    /// `UINT64_MAX` when there is no usable cache file.
+    pub cache_age_ms: u64,
+}
+
+/// `cache_state`: no cache file is configured.
+pub const ENVID_CACHE_UNUSED: u8 = 0;
+/// `cache_state`: the cache file is not there (yet).
+pub const ENVID_CACHE_MISSING: u8 = 1;
+/// `cache_state`: the cache file was not a replica cache (ignored).
+pub const ENVID_CACHE_CORRUPT: u8 = 2;
+/// `cache_state`: the cache file could not be read or written.
+pub const ENVID_CACHE_UNUSABLE: u8 = 3;
+/// `cache_state`: the cache file holds a view (`cache_age_ms` says how old).
+pub const ENVID_CACHE_PRESENT: u8 = 4;
+
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl envid_replica {
@@ -74,15 +105,28 @@ impl envid_replica {
         envid_replica_stats {
             version: s.version,
             records: s.records as u64,
-            age_ms: s.age.map_or(u64::MAX, |a| {
-                u64::try_from(a.as_millis()).unwrap_or(u64::MAX)
-            }),
+            age_ms: s.age.map_or(u64::MAX, millis),
             syncs: s.syncs,
             snapshots: s.snapshots,
             deltas: s.deltas,
             sync_errors: s.sync_errors,
             from_cache: u8::from(s.from_cache),
             cache_errors: s.cache_errors,
+            is_protected: u8::from(s.protected),
+            held_deletes: s.held_deletes as u64,
+            protected_since_ms: s
+                .protected_since
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, millis),
+            normal_records: s.normal_records as u64,
+            cache_state: match s.cache {
+                CacheFileStatus::Unused => ENVID_CACHE_UNUSED,
+                CacheFileStatus::Missing => ENVID_CACHE_MISSING,
+                CacheFileStatus::Corrupt => ENVID_CACHE_CORRUPT,
+                CacheFileStatus::Unusable => ENVID_CACHE_UNUSABLE,
+                CacheFileStatus::Present => ENVID_CACHE_PRESENT,
+            },
+            cache_age_ms: s.cache_age.map_or(u64::MAX, millis),
         }
     }
 }
@@ -158,7 +202,8 @@ pub unsafe extern "C" fn envid_replica_lookup(
     })
 }
 
-/// Reads the replica's counters (version, records, age, syncs, errors, …).
+/// Reads the replica's counters (version, records, age, syncs, errors,
+/// protection against mass deletion, the cache file's state and age).
 ///
 /// # Safety
 /// `replica` NULL or live; `out` NULL or writable.

@@ -23,8 +23,10 @@
 //!   [`Config::register_window`], then `429` + `Retry-After`. Guarded by
 //!   [`Config::registrar_token`] when set; persisted to
 //!   [`Config::state_path`] when set.
-//! * `GET /healthz` → `{"status": "ok", "version": N, "records": M}`; never
-//!   needs the token.
+//! * `GET /healthz` → `{"status": "ok", "version": N, "records": M,
+//!   "reload_refused": null | {...}, "lease_self_preservation": null | {...}}`
+//!   (see [`Config::allow_mass_delete`], [`Config::lease_preservation`]);
+//!   never needs the token.
 //! * `GET /metrics` → Prometheus/OpenMetrics text: `envid_http_requests_total`
 //!   `{endpoint, status}` (endpoint `get_host`, `lookup`, `registry`,
 //!   `register`, `renew`, `deregister`, `healthz`, `metrics`, `other`),
@@ -33,7 +35,8 @@
 //!   `envid_registry_reloads_total{result}`, `envid_registrations_total`,
 //!   `envid_renewals_total`, `envid_deregistrations_total`,
 //!   `envid_lease_expiries_total`, `envid_rate_limited_total{reason}`,
-//!   `envid_long_polls_in_flight`. A
+//!   `envid_long_polls_in_flight`, `envid_registry_reload_refused`,
+//!   `envid_lease_self_preservation`, `envid_leases_held`. A
 //!   request is counted when its response is ready, so a scrape does not see
 //!   itself. `/metrics` needs the token when one is configured (it reveals
 //!   traffic; Prometheus scrape configs can send a bearer token).
@@ -51,7 +54,9 @@
 //!
 //! The registry is reloaded when the file changes (polled; see README.md,
 //! "Reload"): a bad new file is logged as a warning and the old registry
-//! keeps serving; registrations are kept. The records live in a versioned
+//! keeps serving; so does one that would delete more than half of the
+//! static records, unless [`Config::allow_mass_delete`] (README.md,
+//! "Protection against mass deletion"); registrations are kept. The records live in a versioned
 //! [`store::Store`] with a bounded change history. README.md documents the
 //! decisions (precedence, limits, shedding, persistence).
 //!
@@ -64,6 +69,7 @@ mod conn;
 mod error;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
+mod guard;
 mod http;
 mod metrics;
 pub mod registration_body;
@@ -141,6 +147,15 @@ pub struct Config {
     pub request_timeout: Duration,
     /// How often ended leases are swept out.
     pub expiry_interval: Duration,
+    /// Apply a registry file reload even when it deletes more than half of
+    /// the static records (an empty or truncated file); by default such a
+    /// reload is refused and the old registry keeps serving. See README.md,
+    /// "Protection against mass deletion".
+    pub allow_mass_delete: bool,
+    /// Lease self-preservation (default on): when more than 15% of the
+    /// leases lapse within one lease period, stop expiring them until
+    /// renewals recover.
+    pub lease_preservation: bool,
 }
 
 impl Config {
@@ -171,6 +186,8 @@ impl Config {
             header_read_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(10),
             expiry_interval: Duration::from_millis(100),
+            allow_mass_delete: false,
+            lease_preservation: true,
         }
     }
 }
@@ -199,6 +216,8 @@ impl std::fmt::Debug for Config {
             header_read_timeout,
             request_timeout,
             expiry_interval,
+            allow_mass_delete,
+            lease_preservation,
         } = self;
         let redacted = |t: &Option<String>| t.as_ref().map(|_| "<redacted>");
         f.debug_struct("Config")
@@ -222,6 +241,8 @@ impl std::fmt::Debug for Config {
             .field("header_read_timeout", header_read_timeout)
             .field("request_timeout", request_timeout)
             .field("expiry_interval", expiry_interval)
+            .field("allow_mass_delete", allow_mass_delete)
+            .field("lease_preservation", lease_preservation)
             .finish()
     }
 }
@@ -329,15 +350,19 @@ fn prepare(config: Config) -> Result<Prepared, ServerError> {
         config.history_limit,
     ));
     let metrics = Arc::new(Metrics::new());
+    let guard = Arc::new(guard::Guard::default());
     let reloader = Reloader::new(
         path.clone(),
         store.clone(),
         metrics.clone(),
         text.as_bytes(),
+        guard.clone(),
+        config.allow_mass_delete,
     );
     let state = AppState {
         store,
         metrics,
+        guard,
         token: config.token.as_deref().map(Arc::from),
         registrar_token: config.registrar_token.as_deref().map(Arc::from),
         max_batch: config.max_batch,
@@ -395,12 +420,54 @@ async fn serve(p: Prepared, shutdown: impl Future<Output = ()> + Send + 'static)
         let metrics = state.metrics.clone();
         let interval = config.expiry_interval.max(Duration::from_millis(10));
         let limits = state.limits.clone();
+        let guard = state.guard.clone();
+        let preservation = config.lease_preservation;
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut lapses = guard::Lapses::default();
             loop {
                 tick.tick().await;
-                let (expired, change) = store.expire(store::now_unix_ms());
+                limits.prune();
+                let now = store::now_unix_ms();
+                let (live, due, longest) = store.lease_due(now);
+                if preservation {
+                    match lapses.decide(now, live, due) {
+                        guard::Sweep::Hold(started) => {
+                            if started {
+                                tracing::warn!(
+                                    due,
+                                    live,
+                                    "lease self-preservation: more than 15% of the leases lapsed \
+                                     within one lease period; leases stop expiring until renewals recover"
+                                );
+                            }
+                            metrics.preservation(true, due);
+                            *guard.preserving.lock().unwrap_or_else(|e| e.into_inner()) =
+                                Some(guard::Preserving {
+                                    since_unix_ms: lapses.since().unwrap_or(now),
+                                    held: due,
+                                    live,
+                                });
+                            continue;
+                        }
+                        guard::Sweep::Resume => {
+                            tracing::info!(
+                                due,
+                                live,
+                                "lease self-preservation ended: renewals recovered; expiring the rest"
+                            );
+                            metrics.preservation(false, 0);
+                            *guard.preserving.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                        }
+                        guard::Sweep::Expire => {}
+                    }
+                }
+                if due == 0 {
+                    continue;
+                }
+                let (expired, change) = store.expire(now);
+                lapses.expired(now, expired.len(), longest);
                 if !expired.is_empty() {
                     metrics.expiries.inc_by(expired.len() as u64);
                     if let Some(c) = change {
@@ -411,7 +478,6 @@ async fn serve(p: Prepared, shutdown: impl Future<Output = ()> + Send + 'static)
                         );
                     }
                 }
-                limits.prune();
             }
         })
     };

@@ -55,6 +55,9 @@ pub(crate) struct Metrics {
     connections_open: Gauge,
     connections_closed: Family<ConnLabels, Counter>,
     connections_evicted: Counter,
+    reload_refused: Gauge,
+    lease_preservation: Gauge,
+    leases_held: Gauge,
 }
 
 impl Metrics {
@@ -77,7 +80,7 @@ impl Metrics {
         );
         registry.register(
             "envid_registry_reloads",
-            "Registry file reloads by result (ok, error)",
+            "Registry file reloads by result (ok, error, refused)",
             reloads.clone(),
         );
         registry.register(
@@ -150,8 +153,29 @@ impl Metrics {
             "Idle connections closed to make room at max_connections",
             connections_evicted.clone(),
         );
+        let reload_refused = Gauge::default();
+        registry.register(
+            "envid_registry_reload_refused",
+            "1 while the registry file on disk is refused (it would delete most static records)",
+            reload_refused.clone(),
+        );
+        let lease_preservation = Gauge::default();
+        registry.register(
+            "envid_lease_self_preservation",
+            "1 while leases are kept past their end because renewals collapsed",
+            lease_preservation.clone(),
+        );
+        let leases_held = Gauge::default();
+        registry.register(
+            "envid_leases_held",
+            "Leases past their end kept by self-preservation",
+            leases_held.clone(),
+        );
         Metrics {
             registry,
+            reload_refused,
+            lease_preservation,
+            leases_held,
             requests,
             ips_looked_up,
             reloads,
@@ -212,5 +236,22 @@ impl Metrics {
     pub(crate) fn reload(&self, ok: bool) {
         let result = if ok { "ok" } else { "error" };
         self.reloads.get_or_create(&ReloadLabels { result }).inc();
+        if ok {
+            self.reload_refused.set(0);
+        }
+    }
+
+    /// A reload refused as a mass deletion (`result="refused"`).
+    pub(crate) fn reload_refused(&self) {
+        self.reloads
+            .get_or_create(&ReloadLabels { result: "refused" })
+            .inc();
+        self.reload_refused.set(1);
+    }
+
+    /// Lease self-preservation: whether in force, and the leases it holds.
+    pub(crate) fn preservation(&self, on: bool, held: usize) {
+        self.lease_preservation.set(i64::from(on));
+        self.leases_held.set(held as i64);
     }
 }

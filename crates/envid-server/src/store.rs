@@ -368,6 +368,30 @@ impl Store {
             .collect()
     }
 
+    /// For a reload's check: how many static records there are, and how
+    /// many of them `records` (the new file) would delete.
+    pub fn static_deletions(&self, records: &[HostRecord]) -> (usize, usize) {
+        let inner = self.lock();
+        let new: BTreeSet<RecordKey> = records.iter().filter_map(HostRecord::key).collect();
+        let gone = inner.statics.keys().filter(|k| !new.contains(k)).count();
+        (inner.statics.len(), gone)
+    }
+
+    /// For lease self-preservation: the registrations, how many of them
+    /// ended at or before `now_ms`, and the longest lease among those (ms).
+    pub fn lease_due(&self, now_ms: u64) -> (usize, usize, u64) {
+        let inner = self.lock();
+        let mut due = 0;
+        let mut longest = 0;
+        for (_, ip) in inner.expiries.range(..=(now_ms, IpAddr::from([255u8; 16]))) {
+            due += 1;
+            if let Some(d) = inner.dynamic.get(ip) {
+                longest = longest.max(d.lease_seconds.saturating_mul(1000));
+            }
+        }
+        (inner.dynamic.len(), due, longest)
+    }
+
     /// How many registrations there are.
     pub fn registration_count(&self) -> usize {
         self.lock().dynamic.len()

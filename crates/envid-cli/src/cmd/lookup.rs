@@ -27,8 +27,12 @@ impl Source {
             if let Some(e) = replica.last_error() {
                 eprintln!("envid: {e}");
             }
-            if replica.stats().from_cache {
-                eprintln!("envid: the service is unreachable; answering from the cache file");
+            let s = replica.stats();
+            if s.from_cache {
+                eprintln!(
+                    "envid: the service is unreachable; answering from the cache file ({} old)",
+                    age_text(s.cache_age)
+                );
             }
             return Ok(Source::Replica(replica));
         }
@@ -44,6 +48,42 @@ impl Source {
             Source::Service(c) => c.lookup_many(ips),
             Source::Replica(r) => ips.iter().map(|ip| Ok(r.lookup(*ip))).collect(),
         }
+    }
+}
+
+/// `125s`, or `unknown`.
+fn age_text(age: Option<std::time::Duration>) -> String {
+    age.map_or_else(|| "unknown".into(), |a| format!("{}s", a.as_secs()))
+}
+
+impl Source {
+    /// What an answer from the cache file says of it: `None` when the
+    /// answers come from the service (directly or through a fresh snapshot).
+    fn cache_note(&self) -> Option<String> {
+        match self {
+            Source::Replica(r) if r.stats().from_cache => Some(format!(
+                "from the cache file, {} old",
+                age_text(r.stats().cache_age)
+            )),
+            _ => None,
+        }
+    }
+
+    /// The replica's state, for JSON answers.
+    fn replica_json(&self) -> Option<serde_json::Value> {
+        let Source::Replica(r) = self else {
+            return None;
+        };
+        let s = r.stats();
+        Some(json!({
+            "version": s.version,
+            "records": s.records,
+            "from_cache": s.from_cache,
+            "cache": s.cache.as_str(),
+            "cache_age_seconds": s.cache_age.map(|a| a.as_secs()),
+            "protected": s.protected,
+            "held_deletes": s.held_deletes,
+        }))
     }
 }
 
@@ -93,6 +133,9 @@ pub fn run(a: LookupArgs) -> Result<ExitCode, String> {
                         if let Some(c) = &rec.cidr {
                             line.push_str(&format!(" (range {c})"));
                         }
+                        if let Some(note) = client.cache_note() {
+                            line.push_str(&format!(" [{note}]"));
+                        }
                         println!("{line}");
                     }
                     Ok(None) => {
@@ -120,10 +163,11 @@ pub fn run(a: LookupArgs) -> Result<ExitCode, String> {
                     }
                 })
                 .collect();
-            print!(
-                "{}",
-                output::structured(&json!({ "results": rows }), Format::Json)?
-            );
+            let mut body = json!({ "results": rows });
+            if let Some(r) = client.replica_json() {
+                body["replica"] = r;
+            }
+            print!("{}", output::structured(&body, Format::Json)?);
         }
     }
     Ok(if ok {

@@ -6,6 +6,7 @@ mod inspect;
 mod lookup;
 mod register;
 mod serve;
+mod watch;
 
 use std::process::ExitCode;
 
@@ -27,6 +28,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, String> {
             format,
         } => explain::run(&hostname, rules.as_deref(), format),
         Command::Lookup(args) => lookup::run(args),
+        Command::Watch(args) => watch::run(args),
         Command::Register(args) => register::register(args),
         Command::Deregister(args) => register::deregister(args),
         Command::Serve {
@@ -35,12 +37,16 @@ pub fn run(cli: Cli) -> Result<ExitCode, String> {
             token,
             registrar_token,
             state,
+            allow_mass_delete,
+            no_lease_preservation,
         } => {
             let mut config = envid_server::Config::new(registry);
             config.listen = listen;
             config.token = token;
             config.registrar_token = registrar_token;
             config.state_path = state;
+            config.allow_mass_delete = allow_mass_delete;
+            config.lease_preservation = !no_lease_preservation;
             serve::run(config)
         }
     }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use envid::lookup::LookupError;
-use envid::registrar::{Registrar, Registration};
+use envid::registrar::{reregister_jitter, Registrar, Registration};
 use envid::Environment;
 
 use crate::cli::{DeregisterArgs, RegisterArgs, RegisterToken, ServiceArgs};
@@ -141,12 +141,18 @@ pub fn register(a: RegisterArgs) -> Result<ExitCode, String> {
         match registrar.renew(ip) {
             Ok(true) => backoff = Duration::from_secs(1),
             Ok(false) => {
+                // Jittered: when the service lost its state, the whole fleet
+                // gets 404 within one renewal period; spread them over it.
+                let jitter = reregister_jitter(lease);
                 eprintln!(
-                    "envid: the service no longer knows {ip} (lease expired?); registering again"
+                    "envid: the service no longer knows {ip} (lease expired, or the service lost its state); registering again in {:.1}s",
+                    jitter.as_secs_f64()
                 );
-                if !register_until_done(&registrar, ip, &reg, &stop, true)? {
+                if pause(&stop, jitter) || !register_until_done(&registrar, ip, &reg, &stop, true)?
+                {
                     break;
                 }
+                println!("registered {ip} again at {}", registrar.endpoint());
             }
             Err(LookupError::RateLimited { retry_after, .. }) => {
                 wait = retry_after.unwrap_or(Duration::from_secs(1)).min(period);

@@ -792,6 +792,13 @@ static void test_replica(const char *url, const char *dir) {
     CHECK(st.snapshots == 1);
     CHECK(st.from_cache == 0);
     CHECK(st.age_ms < 60000);
+    /* Not protected against a mass deletion; the cache file was written. */
+    CHECK(st.is_protected == 0);
+    CHECK(st.held_deletes == 0);
+    CHECK(st.protected_since_ms == 0);
+    CHECK(st.normal_records == 10);
+    CHECK(st.cache_state == ENVID_CACHE_PRESENT);
+    CHECK(st.cache_age_ms < 60000);
 
     /* Many threads on one replica. */
     enum { N = 8 };
@@ -817,6 +824,8 @@ static void test_replica(const char *url, const char *dir) {
         CHECK(st.from_cache == 1);
         CHECK(st.records == 10); /* testdata/registry.toml */
         CHECK(st.age_ms == UINT64_MAX);
+        CHECK(st.cache_state == ENVID_CACHE_PRESENT);
+        CHECK(st.cache_age_ms != UINT64_MAX);
         CHECK_RC(envid_replica_lookup(r, "10.5.0.21", &json), ENVID_OK);
         CHECK(contains(json, "\"app\":\"qmq\""));
         envid_string_free(json);

@@ -86,6 +86,8 @@ impl Drop for Slot<'_> {
 pub(crate) struct AppState {
     pub(crate) store: Arc<Store>,
     pub(crate) metrics: Arc<Metrics>,
+    /// What mass-deletion protection is doing (for `/healthz`).
+    pub(crate) guard: Arc<crate::guard::Guard>,
     pub(crate) token: Option<Arc<str>>,
     pub(crate) registrar_token: Option<Arc<str>>,
     pub(crate) max_batch: usize,
@@ -298,6 +300,8 @@ async fn healthz(State(state): State<AppState>) -> Response {
         "status": "ok",
         "version": snapshot.version,
         "records": snapshot.records.len(),
+        "reload_refused": state.guard.refused(),
+        "lease_self_preservation": state.guard.preserving(),
     }))
     .into_response()
 }
