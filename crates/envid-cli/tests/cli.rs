@@ -1114,3 +1114,25 @@ fn inspect_a_pod_from_its_downward_api_volume() {
         stderr(&o)
     );
 }
+
+// Issue 18, item 9: the server README says a record without env_type gets
+// its class from the alias table: `uat` is served as `beta`.
+#[test]
+fn a_registered_uat_host_is_served_as_class_beta() {
+    let (child, url, _rx) = serve(&[]);
+    let o = envid_with(
+        &["register", "--endpoint", &url],
+        &[
+            ("ENVID_ENV", "uat"),
+            ("ENVID_IDC", "cn0"),
+            ("ENVID_IP", "10.77.0.8"),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = envid(&["lookup", "10.77.0.8", "--endpoint", &url, "--format", "json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["results"][0]["record"]["env"], "uat");
+    assert_eq!(v["results"][0]["record"]["env_type"], "beta");
+    terminate(child);
+}
