@@ -18,8 +18,9 @@
 //!
 //! Probes are lazy: a probe runs only when its field is read and no higher
 //! source gave it, and then once per [`Environment`]. Loading from a complete
-//! descriptor therefore reads one file and makes no other system call but
-//! `uname` when a hostname rule is needed.
+//! descriptor therefore reads one file, looks for the downward-API
+//! directory (one `stat` when there is none), and makes no other system call
+//! but `uname` when a hostname rule is needed.
 //!
 //! `env_type` is taken explicitly from the source that gave `env` (or a higher
 //! one); otherwise it is derived from `env` through the alias table of the

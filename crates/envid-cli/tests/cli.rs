@@ -1129,7 +1129,14 @@ fn a_registered_uat_host_is_served_as_class_beta() {
         ],
     );
     assert!(o.status.success(), "{}", stderr(&o));
-    let o = envid(&["lookup", "10.77.0.8", "--endpoint", &url, "--format", "json"]);
+    let o = envid(&[
+        "lookup",
+        "10.77.0.8",
+        "--endpoint",
+        &url,
+        "--format",
+        "json",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(v["results"][0]["record"]["env"], "uat");
