@@ -202,7 +202,9 @@ impl Registrar {
     }
 
     /// `DELETE /v1/hosts/{ip}`: removes the registration; removing an
-    /// unknown IP is not an error.
+    /// unknown IP is not an error. The service answers `409` (here
+    /// [`LookupError::Status`] with status 409) for an IP of its registry
+    /// file: a static record is changed in that file, not here.
     pub fn deregister(&self, ip: IpAddr) -> Result<(), LookupError> {
         let path = format!("/v1/hosts/{ip}");
         let request = Request::new(Method::Delete, &self.endpoint, &path);

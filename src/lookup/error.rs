@@ -50,13 +50,17 @@ pub enum LookupError {
         /// The timeout that passed.
         timeout: Duration,
     },
-    /// The service refused the token (401/403).
-    #[error("{endpoint} refused the credentials (HTTP {status})")]
+    /// The service wants a token and none was sent, or it refused the one
+    /// sent (401/403).
+    #[error("{endpoint} {} (HTTP {status})", if *token_sent { "refused the token" } else { "needs a token and none was sent" })]
     Unauthorized {
         /// The endpoint.
         endpoint: String,
         /// 401 or 403.
         status: u16,
+        /// Whether the request carried a bearer token: without one, the
+        /// caller must configure it; with one, it is the wrong token.
+        token_sent: bool,
     },
     /// The service is shedding load (429); it asked to wait this long.
     #[error("{endpoint} is shedding load (HTTP 429){}", retry_after.map(|d| format!(", retry after {}s", d.as_secs())).unwrap_or_default())]

@@ -57,16 +57,17 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
         format: ReportFormat,
     },
-    /// Show which hostname rule matches HOSTNAME and what it reads; exit 1 when none.
+    /// Show which hostname rule matches HOSTNAME and what it reads; when
+    /// none does, each rule tried and why (exit 1).
     Explain {
         /// The hostname to explain.
         hostname: String,
         /// Hostname rules and aliases file.
         #[arg(long, value_name = "FILE")]
         rules: Option<PathBuf>,
-        /// Output format (text or json).
-        #[arg(long, value_enum, default_value_t = Format::Text)]
-        format: Format,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+        format: ReportFormat,
     },
     /// Run the reference environment service on a registry file.
     Serve {
@@ -111,7 +112,8 @@ pub enum Command {
         no_lease_preservation: bool,
     },
     /// Look up the environment of IP addresses at the environment service;
-    /// exit 1 when any IP is unknown or its lookup fails.
+    /// exit 1 when any IP is unknown or its lookup fails, 2 when an argument
+    /// is not an IP address.
     Lookup(LookupArgs),
     /// Run a replica of the registry and print one line per change and per
     /// interval (version, records, protection, held deletes, sync age,
@@ -224,9 +226,9 @@ pub struct LookupArgs {
     /// The token.
     #[command(flatten)]
     pub token: LookupToken,
-    /// Output format (text or json).
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    pub format: Format,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    pub format: ReportFormat,
     /// Answer from a replica of the whole registry (one snapshot, then
     /// local longest-prefix matches) instead of asking per IP.
     #[arg(long)]

@@ -449,7 +449,7 @@ fn serve_then_lookup_then_sigterm() {
     let out = stdout(&o);
     assert!(out.starts_with("10.0.0.5  env=beta idc=cn0"), "{out}");
 
-    // Unknown and invalid IPs: exit 1 with a message per IP; known ones still printed.
+    // Unknown and invalid IPs: a message per IP; known ones still printed.
     let o = envid(&[
         "lookup",
         "10.0.0.5",
@@ -460,7 +460,8 @@ fn serve_then_lookup_then_sigterm() {
         "--format",
         "json",
     ]);
-    assert_eq!(o.status.code(), Some(1));
+    // An argument that is not an IP is a usage error, even beside answers.
+    assert_eq!(o.status.code(), Some(2));
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     let r = &v["results"];
     assert_eq!(r[0]["record"]["env"], "beta");
@@ -482,12 +483,14 @@ fn serve_with_token_and_lookup_failure_messages() {
     let (child, url, _rx) = serve(&["--token", "t0k"]);
     let o = envid(&["lookup", "10.0.0.5", "--endpoint", &url]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains("refused the credentials"),
-        "{}",
-        stderr(&o)
-    );
-    assert!(!stderr(&o).contains("t0k"));
+    for needle in ["needs a token", "--token", "ENVID_LOOKUP_TOKEN"] {
+        assert!(stderr(&o).contains(needle), "{needle}: {}", stderr(&o));
+    }
+    let o = envid(&["lookup", "10.0.0.5", "--endpoint", &url, "--token", "wrong"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("refused the token"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("needs a token"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("t0k") && !stderr(&o).contains("wrong"));
     let o = envid(&["lookup", "10.0.0.5", "--endpoint", &url, "--token", "t0k"]);
     assert!(o.status.success(), "{}", stderr(&o));
     terminate(child);
@@ -715,9 +718,15 @@ fn serve_registrar_token_and_state_file_survive_a_restart() {
     let o = register(None);
     assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
     assert!(stderr(&o).contains("401"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("needs a token") && stderr(&o).contains("ENVID_REGISTER_TOKEN"),
+        "{}",
+        stderr(&o)
+    );
     let o = register(Some("wrong"));
     assert_eq!(o.status.code(), Some(1));
     assert!(!stderr(&o).contains("wrong"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("refused the token"), "{}", stderr(&o));
     let o = register(Some("reg-secret"));
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(!stdout(&o).contains("reg-secret") && !stderr(&o).contains("reg-secret"));
@@ -785,6 +794,378 @@ fn register_keep_alive_renews_until_sigterm() {
     let status = terminate(child);
     assert_eq!(status.code(), Some(0), "{status:?}");
     terminate(server);
+}
+
+// Issue 18, item 1: every problem shows, always, with "did you mean".
+#[test]
+fn check_and_inspect_show_a_typoed_key_with_did_you_mean() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("d.toml");
+    std::fs::write(
+        &p,
+        "schema = 1\napp = \"a\"\nevn = \"beta\"\nidc = \"cn0\"\nip = \"10.1.2.300\"\n",
+    )
+    .unwrap();
+    let p = p.to_str().unwrap();
+    let o = envid(&["check", p]);
+    assert_eq!(o.status.code(), Some(1));
+    let out = stdout(&o);
+    assert!(out.contains(":5:") && out.contains("10.1.2.300"), "{out}");
+    assert!(out.contains("warning") && out.contains("evn"), "{out}");
+    assert!(out.contains("did you mean `env`?"), "{out}");
+
+    let o = envid(&["check", p, "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let warnings = v["warnings"].as_array().unwrap();
+    assert!(warnings.iter().any(|w| w["field"] == "evn"), "{v}");
+    let errors = v["errors"].to_string();
+    assert!(errors.contains("did you mean `env`?"), "{v}");
+
+    // inspect names the typo too (here the IP stops the load first).
+    std::fs::write(
+        dir.path().join("e.toml"),
+        "schema = 1\napp = \"a\"\nevn = \"beta\"\nidc = \"cn0\"\n",
+    )
+    .unwrap();
+    let e = dir.path().join("e.toml");
+    let o = envid(&[
+        "inspect",
+        "--descriptor",
+        e.to_str().unwrap(),
+        "--root",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.contains("evn") && err.contains("did you mean `env`?"),
+        "{err}"
+    );
+}
+
+// Issue 18, item 2: check is a release gate.
+#[test]
+fn check_fails_without_app_env_or_idc_unless_partial() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("d.toml");
+    std::fs::write(&p, "schema = 1\napp = \"a\"\nidc = \"cn0\"\n").unwrap();
+    let p = p.to_str().unwrap();
+    let o = envid(&["check", p]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(stdout(&o).contains("invalid (1 error)"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("env"), "{}", stdout(&o));
+    let o = envid(&["check", "--partial", p]);
+    assert!(o.status.success(), "{}", stdout(&o));
+    assert!(stdout(&o).contains("valid (1 warning)"), "{}", stdout(&o));
+}
+
+// Issue 18, item 3: values are quoted, and the message says what is valid.
+#[test]
+fn value_messages_quote_the_value_and_show_a_valid_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("d.toml");
+    std::fs::write(
+        &p,
+        "schema = 1\napp = \"a\"\nenv = \"beta\"\nidc = \"cn0\"\nplatform = \"contianer\"\n\
+         ip = \"10.1.2.300\"\n[release]\ndeployed_at = \"yesterday\"\n",
+    )
+    .unwrap();
+    let o = envid(&["check", p.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let out = stdout(&o);
+    for needle in [
+        "\"contianer\"",
+        "container, kvm, physical, unknown",
+        "\"10.1.2.300\"",
+        "like \"10.1.2.3\"",
+        "\"yesterday\"",
+        "like \"2026-11-22T10:00:00Z\"",
+    ] {
+        assert!(out.contains(needle), "missing {needle} in\n{out}");
+    }
+    assert!(!out.contains("character literal"), "{out}");
+}
+
+// Issue 18, item 4: explain says why each rule did not match.
+#[test]
+fn explain_no_match_names_each_rule_and_why_in_text_and_json() {
+    let o = envid(&["explain", "l-a1.h.cn0.beta"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.contains("kvm-default"), "{err}");
+    assert!(err.contains("refused on purpose"), "{err}");
+    assert!(err.contains("l-<app>.<biz>.beta.cn0"), "{err}");
+
+    let o = envid(&["explain", "web-3"]);
+    let err = stderr(&o);
+    assert!(err.contains("l-<app><n>.<biz>[.<env>].<idc>"), "{err}");
+    assert!(err.contains("does not start with \"l-\""), "{err}");
+
+    let o = envid(&["explain", "l-a1.h.cn0.beta", "--format", "json"]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("a JSON object");
+    assert_eq!(v["matched"], false);
+    assert_eq!(v["hostname"], "l-a1.h.cn0.beta");
+    assert_eq!(v["attempts"][0]["rule"], "kvm-default");
+    assert_eq!(v["attempts"][0]["outcome"], "env_after_idc");
+    assert!(v["attempts"][0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("refused on purpose"));
+
+    // A rules file: its rules first, each with its pattern.
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.toml");
+    std::fs::write(
+        &rules,
+        "[[rule]]\nname = \"web\"\npattern = '^web-(?P<idc>cn\\d+)$'\ndefault_env = \"prod\"\n",
+    )
+    .unwrap();
+    let o = envid(&[
+        "explain",
+        "web-3",
+        "--rules",
+        rules.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["attempts"][0]["rule"], "web");
+    assert_eq!(v["attempts"][1]["rule"], "kvm-default");
+
+    // A match: the same object, matched true.
+    let o = envid(&["explain", "l-qmq1.h.cn5", "--format", "json"]);
+    assert!(o.status.success());
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["matched"], true);
+    assert_eq!(v["idc"], "cn5");
+    assert_eq!(v["attempts"][0]["outcome"], "matched");
+}
+
+// Issue 18, item 5: usage errors exit 2; TOML only where it exists; JSON
+// says "identified" either way.
+#[test]
+fn usage_errors_of_lookup_check_explain_exit_2() {
+    let o = envid(&["lookup", "not-an-ip", "--endpoint", "http://127.0.0.1:9"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("not-an-ip"), "{}", stderr(&o));
+    let ex = testdata("example.toml");
+    let ex = ex.to_str().unwrap();
+    for args in [
+        &["lookup", "10.0.0.5", "--format", "toml"][..],
+        &["check", ex, "--format", "toml"],
+        &["explain", "l-qmq1.h.cn5", "--format", "toml"],
+    ] {
+        let o = envid(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        assert!(stdout(&o).is_empty(), "{args:?}: {}", stdout(&o));
+    }
+    let o = envid(&["inspect", "--descriptor", ex, "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["identified"], true);
+}
+
+// Issue 18, item 6: deregister needs only the IP.
+#[test]
+fn deregister_needs_only_the_ip() {
+    let (child, url, _rx) = serve(&[]);
+    let ex = testdata("example.toml");
+    let o = envid_with(
+        &[
+            "register",
+            "--endpoint",
+            &url,
+            "--descriptor",
+            ex.to_str().unwrap(),
+        ],
+        &[("ENVID_IP", "10.77.0.7")],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    // No descriptor, no env: this host is not identified, but its IP is known.
+    let root = tempfile::tempdir().unwrap();
+    let o = envid_with(
+        &["deregister", "--endpoint", &url],
+        &[
+            ("ENVID_IP", "10.77.0.7"),
+            ("ENVID_PODINFO", root.path().to_str().unwrap()),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).starts_with("deregistered 10.77.0.7"),
+        "{}",
+        stdout(&o)
+    );
+    let o = envid(&["lookup", "10.77.0.7", "--endpoint", &url]);
+    assert!(!stdout(&o).contains("sub_env=noahauto-2"), "{}", stdout(&o));
+    terminate(child);
+}
+
+/// A one-shot HTTP responder on loopback: answers the first request with
+/// `status` and a JSON error body, and hands back the request line.
+fn answer_once(status: &str, code: &str) -> (String, std::thread::JoinHandle<String>) {
+    use std::io::{BufRead, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let body = format!("{{\"error\":{{\"code\":\"{code}\",\"message\":\"x\"}}}}");
+    let status = status.to_string();
+    let handle = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+        let mut request_line = String::new();
+        reader.read_line(&mut request_line).unwrap();
+        let mut line = String::new();
+        while reader.read_line(&mut line).unwrap() > 2 {
+            line.clear();
+        }
+        let mut stream = stream;
+        write!(
+            stream,
+            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        request_line
+    });
+    (url, handle)
+}
+
+// Issue 18, item 6: a static record is not deregistered; say so, exit 1.
+// The reference service answers such a DELETE with 409 `static_record`.
+#[test]
+fn deregister_of_a_static_record_exits_1() {
+    let (url, handle) = answer_once("409 Conflict", "static_record");
+    let o = envid(&["deregister", "--endpoint", &url, "--ip", "10.0.0.5"]);
+    assert_eq!(
+        handle.join().unwrap().trim(),
+        "DELETE /v1/hosts/10.0.0.5 HTTP/1.1"
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(stdout(&o).is_empty(), "{}", stdout(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("10.0.0.5 is a static record from the registry file")
+            && err.contains("edit the registry file instead"),
+        "{err}"
+    );
+}
+
+// Issue 18, item 9: the headline names every command.
+#[test]
+fn help_headline_lists_every_command() {
+    let o = envid(&["--help"]);
+    assert!(o.status.success());
+    let out = stdout(&o);
+    let headline = out.lines().next().unwrap();
+    for command in [
+        "inspect",
+        "check",
+        "explain",
+        "lookup",
+        "register",
+        "deregister",
+        "serve",
+    ] {
+        assert!(headline.contains(command), "{command} not in {headline:?}");
+        assert!(
+            out.lines().any(|l| l.trim_start().starts_with(command)),
+            "{command} not listed:\n{out}"
+        );
+    }
+    // Operator messages name the program, not library jargon.
+    let root = testdata("hosts/docker");
+    let o = envid(&["inspect", "--root", root.to_str().unwrap()]);
+    let err = stderr(&o);
+    assert!(
+        err.contains("the program (builder): it set no env, idc"),
+        "{err}"
+    );
+    assert!(!err.contains("set in code"), "{err}");
+}
+
+// Issue 18, Kubernetes: a pod describes itself through its downward-API volume.
+#[test]
+fn inspect_a_pod_from_its_downward_api_volume() {
+    let root = testdata("hosts/k8s-podinfo");
+    let root = root.to_str().unwrap();
+    let o = envid(&["inspect", "--root", root, "--explain"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains("/etc/podinfo/annotations envid.io/env)"),
+        "{out}"
+    );
+    assert!(out.contains("(podinfo "), "{out}");
+    assert!(
+        out.contains("k8s.pod_uid") && out.contains("6f1c2a9e-0d7b-4a43-9d2e-3f1b5c7a8e90"),
+        "{out}"
+    );
+    let o = envid(&["inspect", "--root", root, "--format", "json", "--explain"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["env"], "beta");
+    assert_eq!(v["idc"], "cn0");
+    assert_eq!(v["k8s"]["pod_uid"], "6f1c2a9e-0d7b-4a43-9d2e-3f1b5c7a8e90");
+    assert_eq!(v["sources"]["env"]["kind"], "podinfo");
+    assert_eq!(v["sources"]["k8s.pod_uid"]["kind"], "podinfo");
+
+    // A volume named by ENVID_PODINFO; the rules file asks for the labels.
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.toml");
+    std::fs::write(&rules, "[podinfo]\nlabels = true\n").unwrap();
+    let volume = testdata("hosts/k8s-podinfo/etc/podinfo");
+    let o = envid_with(
+        &[
+            "inspect",
+            "--root",
+            dir.path().to_str().unwrap(),
+            "--rules",
+            rules.to_str().unwrap(),
+            "--format",
+            "json",
+        ],
+        &[("ENVID_PODINFO", volume.to_str().unwrap())],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["labels"]["team"], "flight", "{v}");
+
+    // No volume: the report lists the attempt.
+    let o = envid(&["inspect", "--root", dir.path().to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("tried podinfo ") && stderr(&o).contains("directory not found"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+// Issue 18, item 9: the server README says a record without env_type gets
+// its class from the alias table: `uat` is served as `beta`.
+#[test]
+fn a_registered_uat_host_is_served_as_class_beta() {
+    let (child, url, _rx) = serve(&[]);
+    let o = envid_with(
+        &["register", "--endpoint", &url],
+        &[
+            ("ENVID_ENV", "uat"),
+            ("ENVID_IDC", "cn0"),
+            ("ENVID_IP", "10.77.0.8"),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = envid(&[
+        "lookup",
+        "10.77.0.8",
+        "--endpoint",
+        &url,
+        "--format",
+        "json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["results"][0]["record"]["env"], "uat");
+    assert_eq!(v["results"][0]["record"]["env_type"], "beta");
+    terminate(child);
 }
 
 /// Spawns `envid ARGS` with its stdout lines sent to the receiver.

@@ -25,7 +25,7 @@
 /**
  * The number of fields in [`envid_field`].
  */
-#define ENVID_FIELD_COUNT 20
+#define ENVID_FIELD_COUNT 21
 
 /**
  * `cache_state`: no cache file is configured.
@@ -86,7 +86,8 @@ typedef enum {
   ENVID_IO = 5,
   /**
    * The descriptor file is invalid (syntax, schema, field types or values,
-   * size, unknown keys in strict mode).
+   * size, unknown keys in strict mode), or so is a file of the Kubernetes
+   * downward-API volume.
    */
   ENVID_DESCRIPTOR = 6,
   /**
@@ -202,6 +203,11 @@ typedef enum {
    * `virtualization`: the hypervisor when visible (optional).
    */
   ENVID_FIELD_VIRTUALIZATION = 19,
+  /**
+   * `k8s.pod_uid`: the pod's UID, from the downward-API volume or
+   * `POD_UID` (optional).
+   */
+  ENVID_FIELD_K8S_POD_UID = 20,
 } envid_field;
 
 /**
@@ -651,6 +657,18 @@ envid_result envid_environment_k8s_node(const envid_environment *env, const char
  * `env` NULL or live; `out` NULL or valid for a write.
  */
 envid_result envid_environment_k8s_workload(const envid_environment *env, const char **out);
+
+/**
+ * The pod's UID (from the downward-API volume's `uid` file or `POD_UID`);
+ * optional.
+ *
+ * Ownership: `*out` is borrowed from `env`, valid as long as `env`; never
+ * free it. `ENVID_NOT_FOUND` (and `*out = NULL`) when absent.
+ *
+ * # Safety
+ * `env` NULL or live; `out` NULL or valid for a write.
+ */
+envid_result envid_environment_k8s_pod_uid(const envid_environment *env, const char **out);
 
 /**
  * The release's rollout batch; `ENVID_NOT_FOUND` when absent (`*out` untouched).

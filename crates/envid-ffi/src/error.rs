@@ -29,7 +29,8 @@ pub enum envid_result {
     /// regular file, permission denied.
     ENVID_IO = 5,
     /// The descriptor file is invalid (syntax, schema, field types or values,
-    /// size, unknown keys in strict mode).
+    /// size, unknown keys in strict mode), or so is a file of the Kubernetes
+    /// downward-API volume.
     ENVID_DESCRIPTOR = 6,
     /// The hostname rules file is invalid.
     ENVID_RULES = 7,
@@ -136,6 +137,7 @@ impl Fail {
 impl From<envid::Error> for Fail {
     fn from(e: envid::Error) -> Fail {
         use envid::error::{ProblemKind, RulesErrorKind};
+        use envid::podinfo::PodInfoErrorKind;
         use envid::Error;
         let code = match &e {
             Error::Descriptor(d) => match d.kind() {
@@ -147,6 +149,12 @@ impl From<envid::Error> for Fail {
             Error::Rules(r) if r.kind == RulesErrorKind::Io => envid_result::ENVID_IO,
             Error::Rules(_) => envid_result::ENVID_RULES,
             Error::InvalidValue { .. } => envid_result::ENVID_INVALID_VALUE,
+            Error::PodInfo(p) => match p.kind {
+                PodInfoErrorKind::Io
+                | PodInfoErrorKind::NotAFile
+                | PodInfoErrorKind::NotADirectory => envid_result::ENVID_IO,
+                _ => envid_result::ENVID_DESCRIPTOR,
+            },
             Error::Unidentified(_) => envid_result::ENVID_UNIDENTIFIED,
         };
         Fail::new(code, e.to_string())

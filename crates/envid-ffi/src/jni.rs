@@ -580,6 +580,7 @@ fn record_array<'local>(
         k.and_then(|k| k.pod.as_deref()),
         k.and_then(|k| k.node.as_deref()),
         k.and_then(|k| k.workload.as_deref()),
+        k.and_then(|k| k.pod_uid.as_deref()),
     ];
     for (key, v) in &r.labels {
         items.push(Some(key));

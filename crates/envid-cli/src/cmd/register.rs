@@ -99,7 +99,7 @@ fn register_until_done(
                 }
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
-            Err(e) => return Err(format!("cannot register {ip}: {e}")),
+            Err(e) => return Err(format!("cannot register {ip}: {}", explained(&e))),
         }
     }
 }
@@ -171,14 +171,54 @@ pub fn register(a: RegisterArgs) -> Result<ExitCode, String> {
 
 pub fn deregister(a: DeregisterArgs) -> Result<ExitCode, String> {
     let registrar = registrar(&a.service, &a.token)?;
-    // --ip needs no environment; otherwise this host's IP, as registered.
+    // Only the IP is needed: --ip needs no environment at all, and without
+    // it a host that cannot be fully identified still knows its IP.
     let ip = match a.ip {
         Some(ip) => ip,
-        None => ip_of(None, Some(&environment(&a.descriptor)?))?,
+        None => this_ip(&a.descriptor)?,
     };
-    registrar
-        .deregister(ip)
-        .map_err(|e| format!("cannot deregister {ip}: {e}"))?;
-    println!("deregistered {ip} at {}", registrar.endpoint());
-    Ok(ExitCode::SUCCESS)
+    match registrar.deregister(ip) {
+        Ok(()) => {
+            println!("deregistered {ip} at {}", registrar.endpoint());
+            Ok(ExitCode::SUCCESS)
+        }
+        // The service refuses to delete what the registry file says.
+        Err(LookupError::Status { status: 409, .. }) => {
+            eprintln!(
+                "envid: {ip} is a static record from the registry file of {}; edit the registry file instead",
+                registrar.endpoint()
+            );
+            Ok(ExitCode::from(1))
+        }
+        Err(e) => Err(format!("cannot deregister {ip}: {}", explained(&e))),
+    }
+}
+
+/// This host's IP by the usual sources (`ENVID_IP`, the descriptor, the
+/// interface probe), whether or not the rest of its environment is known.
+fn this_ip(descriptor: &Option<PathBuf>) -> Result<IpAddr, String> {
+    let mut b = Environment::builder();
+    if let Some(p) = descriptor {
+        b = b.descriptor(p.clone());
+    }
+    match b.load() {
+        Ok(env) => ip_of(None, Some(&env)),
+        Err(envid::Error::Unidentified(u)) => u
+            .found
+            .iter()
+            .find(|f| f.field == envid::Field::Ip)
+            .and_then(|f| f.value.parse().ok())
+            .map_or_else(|| ip_of(None, None), Ok),
+        Err(e) => Err(format!("cannot read this host's IP: {e}")),
+    }
+}
+
+/// The error, and for a missing token where to give it.
+fn explained(e: &LookupError) -> String {
+    match e {
+        LookupError::Unauthorized {
+            token_sent: false, ..
+        } => format!("{e}: set ENVID_REGISTER_TOKEN (or pass --token)"),
+        _ => e.to_string(),
+    }
 }

@@ -181,6 +181,9 @@ static void check_example_fields(const envid_environment *env, const char *expec
     CHECK(streq(s, "node-cn0-117"));
     CHECK_RC(envid_environment_k8s_workload(env, &s), ENVID_OK);
     CHECK(streq(s, "flight-order"));
+    /* The example has no pod UID (no volume, no POD_UID). */
+    CHECK_RC(envid_environment_k8s_pod_uid(env, &s), ENVID_NOT_FOUND);
+    CHECK(s == NULL);
 
     /* hostname and ip come from probes of this host: present or absent, but
        consistent with the JSON the Rust library gives. */
