@@ -69,37 +69,7 @@ pub enum Command {
         format: Format,
     },
     /// Run the reference environment service on a registry file.
-    Serve {
-        /// The TOML registry of host records (single IPs and CIDR ranges).
-        #[arg(long, value_name = "FILE")]
-        registry: PathBuf,
-        /// Address to listen on.
-        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7070")]
-        listen: SocketAddr,
-        /// Require this bearer token on every endpoint but /healthz
-        /// (also read from ENVID_SERVE_TOKEN, which keeps it out of `ps`).
-        #[arg(
-            long,
-            value_name = "TOKEN",
-            env = "ENVID_SERVE_TOKEN",
-            hide_env_values = true
-        )]
-        token: Option<String>,
-        /// Require this bearer token on registration (PUT/DELETE
-        /// /v1/hosts/{ip}, renew) instead of leaving it open (also read from
-        /// ENVID_SERVE_REGISTRAR_TOKEN).
-        #[arg(
-            long,
-            value_name = "TOKEN",
-            env = "ENVID_SERVE_REGISTRAR_TOKEN",
-            hide_env_values = true
-        )]
-        registrar_token: Option<String>,
-        /// Keep registrations in this file so they survive a restart
-        /// (written atomically: temporary file, fsync, rename).
-        #[arg(long, value_name = "FILE")]
-        state: Option<PathBuf>,
-    },
+    Serve(ServeArgs),
     /// Look up the environment of IP addresses at the environment service;
     /// exit 1 when any IP is unknown or its lookup fails.
     Lookup(LookupArgs),
@@ -110,6 +80,58 @@ pub enum Command {
     /// Remove this host's registration (DELETE /v1/hosts/{ip}); removing an
     /// unregistered IP is not an error.
     Deregister(DeregisterArgs),
+}
+
+/// Arguments of `envid serve`.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// The TOML registry of host records (single IPs and CIDR ranges).
+    #[arg(long, value_name = "FILE")]
+    pub registry: PathBuf,
+    /// Address to listen on.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7070")]
+    pub listen: SocketAddr,
+    /// Require this bearer token on every read endpoint but /healthz
+    /// (also read from ENVID_SERVE_TOKEN, which keeps it out of `ps`).
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "ENVID_SERVE_TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+    /// App credentials (TOML: [[app]] name, envs, idcs, token_sha256;
+    /// [[operator]] name, token_sha256): who may register what. Without it
+    /// registration is closed. Reloaded when it changes.
+    #[arg(long, value_name = "FILE")]
+    pub apps: Option<PathBuf>,
+    /// Take the client address from X-Forwarded-For when the connection
+    /// comes from this proxy range (repeatable); ignored from anyone else.
+    #[arg(long = "trusted-proxy", value_name = "CIDR", value_parser = parse_cidr)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Allow registering loopback addresses (tests and local development).
+    #[arg(long)]
+    pub allow_loopback_registration: bool,
+    /// Let anyone register any IP without a token (local development only;
+    /// /healthz, /metrics and the log say so).
+    #[arg(long, conflicts_with = "apps")]
+    pub insecure_open_registration: bool,
+    /// Serve HTTPS with this PEM certificate chain (re-read when it changes).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Keep registrations in this file so they survive a restart
+    /// (written atomically: temporary file, fsync, rename).
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
+}
+
+fn parse_cidr(s: &str) -> Result<ipnet::IpNet, String> {
+    s.parse::<ipnet::IpNet>()
+        .or_else(|_| s.parse::<IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("{s:?} is not an address range (e.g. 10.0.0.0/8) or address"))
 }
 
 /// How to reach the environment service: shared by `lookup`, `register`
@@ -188,7 +210,9 @@ pub struct LookupToken {
 /// The registration token of `envid register` and `envid deregister`.
 #[derive(Debug, clap::Args)]
 pub struct RegisterToken {
-    /// Registration bearer token (also ENVID_REGISTER_TOKEN, which keeps it out of `ps`).
+    /// Registration bearer token instead of the descriptor's `token` (an
+    /// operator's, for instance; also ENVID_REGISTER_TOKEN, which keeps it
+    /// out of `ps`). Never printed.
     #[arg(
         long,
         value_name = "TOKEN",
@@ -196,6 +220,10 @@ pub struct RegisterToken {
         hide_env_values = true
     )]
     pub token: Option<String>,
+    /// Send the token over plain http:// to a host other than loopback
+    /// (anyone on the path can read it; use https:// instead).
+    #[arg(long)]
+    pub insecure_http: bool,
 }
 
 /// Arguments of `envid lookup`.

@@ -29,18 +29,18 @@ pub fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Lookup(args) => lookup::run(args),
         Command::Register(args) => register::register(args),
         Command::Deregister(args) => register::deregister(args),
-        Command::Serve {
-            registry,
-            listen,
-            token,
-            registrar_token,
-            state,
-        } => {
-            let mut config = envid_server::Config::new(registry);
-            config.listen = listen;
-            config.token = token;
-            config.registrar_token = registrar_token;
-            config.state_path = state;
+        Command::Serve(a) => {
+            let mut config = envid_server::Config::new(a.registry);
+            config.listen = a.listen;
+            config.token = a.token;
+            config.apps_path = a.apps;
+            config.trusted_proxies = a.trusted_proxies;
+            config.allow_loopback_registration = a.allow_loopback_registration;
+            config.insecure_open_registration = a.insecure_open_registration;
+            if let (Some(cert), Some(key)) = (a.tls_cert, a.tls_key) {
+                config.tls = Some(envid_server::TlsFiles { cert, key });
+            }
+            config.state_path = a.state;
             serve::run(config)
         }
     }
