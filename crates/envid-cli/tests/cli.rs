@@ -363,7 +363,6 @@ fn serve(
     let mut child = Command::new(env!("CARGO_BIN_EXE_envid"))
         .args(&args)
         .env_remove("ENVID_SERVE_TOKEN")
-        .env_remove("ENVID_SERVE_REGISTRAR_TOKEN")
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -545,16 +544,26 @@ fn envid_with(args: &[&str], vars: &[(&str, &str)]) -> Output {
     c.output().expect("run envid")
 }
 
+/// The test apps file (tokens in crates/envid-server/tests/common).
+fn apps() -> String {
+    testdata("apps/apps.toml").to_str().unwrap().to_string()
+}
+
+/// The operator of testdata/apps/apps.toml: any IP, any app.
+const OPERATOR: &str = "release-token-c0ffee";
+
 #[test]
 fn register_lookup_replica_deregister() {
-    let (child, url, _rx) = serve(&[]);
+    let apps = apps();
+    let (child, url, _rx) = serve(&["--apps", &apps]);
     let ex = testdata("example.toml");
     let ex = ex.to_str().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache.json");
     let cache = cache.to_str().unwrap();
 
-    // This host's own environment (descriptor + ENVID_IP) is registered.
+    // This host's environment (descriptor + ENVID_IP) is registered, by the
+    // operator (the IP is not the one the request comes from).
     let o = envid_with(
         &[
             "register",
@@ -565,7 +574,10 @@ fn register_lookup_replica_deregister() {
             "--lease",
             "60",
         ],
-        &[("ENVID_IP", "10.77.0.1")],
+        &[
+            ("ENVID_IP", "10.77.0.1"),
+            ("ENVID_REGISTER_TOKEN", OPERATOR),
+        ],
     );
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
@@ -614,7 +626,15 @@ fn register_lookup_replica_deregister() {
 
     // deregister is idempotent; the IP is then unknown to a replica.
     for _ in 0..2 {
-        let o = envid(&["deregister", "--endpoint", &url, "--ip", "10.77.0.1"]);
+        let o = envid(&[
+            "deregister",
+            "--endpoint",
+            &url,
+            "--ip",
+            "10.77.0.1",
+            "--token",
+            OPERATOR,
+        ]);
         assert!(o.status.success(), "{}", stderr(&o));
         assert!(
             stdout(&o).starts_with("deregistered 10.77.0.1"),
@@ -672,49 +692,238 @@ fn register_lookup_replica_deregister() {
 }
 
 #[test]
-fn serve_registrar_token_and_state_file_survive_a_restart() {
+fn serve_apps_and_state_file_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state.json");
     let state = state.to_str().unwrap();
     let ex = testdata("example.toml");
     let ex = ex.to_str().unwrap();
-    let args = ["--registrar-token", "reg-secret", "--state", state];
-    let (child, url, _rx) = serve(&args);
-    let register = |token: Option<&str>| {
-        let mut vars = vec![("ENVID_IP", "10.78.0.1")];
+    let apps = apps();
+    let args = [
+        "--apps",
+        &apps,
+        "--allow-loopback-registration",
+        "--state",
+        state,
+    ];
+    let (child, url, rx) = serve(&args);
+    let register = |ip: &str, token: Option<&str>| {
+        let mut vars = vec![("ENVID_IP", ip)];
         if let Some(t) = token {
             vars.push(("ENVID_REGISTER_TOKEN", t));
         }
         envid_with(&["register", "--endpoint", &url, "--descriptor", ex], &vars)
     };
-    // Registration needs the registrar token; the token never shows.
-    let o = register(None);
+    // A wrong token: 401, and the token never shows.
+    let o = register("127.0.0.1", Some("wrong-s3cret"));
     assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
-    assert!(stderr(&o).contains("401"), "{}", stderr(&o));
-    let o = register(Some("wrong"));
-    assert_eq!(o.status.code(), Some(1));
-    assert!(!stderr(&o).contains("wrong"), "{}", stderr(&o));
-    let o = register(Some("reg-secret"));
+    assert!(stderr(&o).contains("HTTP 401"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("s3cret"), "{}", stderr(&o));
+    // The descriptor's token, for another IP than the request's: 403.
+    let o = register("10.78.0.1", None);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(stderr(&o).contains("HTTP 403"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("only the IP"), "{}", stderr(&o));
+    // ...for its own IP: registered; the token never shows.
+    let o = register("127.0.0.1", None);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(!stdout(&o).contains("reg-secret") && !stderr(&o).contains("reg-secret"));
+    for out in [stdout(&o), stderr(&o)] {
+        assert!(!out.contains("tok-example"), "{out}");
+    }
     // Reads stay open (no read token configured).
-    let o = envid(&["lookup", "10.78.0.1", "--endpoint", &url]);
+    let o = envid(&["lookup", "127.0.0.1", "--endpoint", &url]);
     assert!(stdout(&o).contains("sub_env=noahauto-2"), "{}", stdout(&o));
     assert!(terminate(child).success());
+    // The service logged each refusal with its reason, never a token.
+    let log: Vec<String> = rx.try_iter().collect();
+    let refusals: Vec<&String> = log
+        .iter()
+        .filter(|l| l.contains("registration refused"))
+        .collect();
+    assert_eq!(refusals.len(), 2, "{log:#?}");
+    assert!(refusals[0].contains("bad_token"), "{}", refusals[0]);
+    assert!(refusals[1].contains("not_own_ip"), "{}", refusals[1]);
+    assert!(refusals[1].contains("flight_order"), "{}", refusals[1]);
+    assert!(
+        log.iter()
+            .all(|l| !l.contains("s3cret") && !l.contains("tok-example")),
+        "{log:#?}"
+    );
 
     // A new process on the same state file still knows the registration.
     let (child, url, _rx) = serve(&args);
-    let o = envid(&["lookup", "10.78.0.1", "--endpoint", &url]);
+    let o = envid(&["lookup", "127.0.0.1", "--endpoint", &url]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("sub_env=noahauto-2"), "{}", stdout(&o));
     assert!(terminate(child).success());
 }
 
 #[test]
+fn registration_is_closed_without_apps_and_open_only_when_asked() {
+    let ex = testdata("example.toml");
+    let ex = ex.to_str().unwrap();
+    let (child, url, rx) = serve(&[]);
+    let o = envid_with(
+        &["register", "--endpoint", &url, "--descriptor", ex],
+        &[("ENVID_IP", "127.0.0.1")],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("HTTP 403"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--apps"), "{}", stderr(&o));
+    terminate(child);
+    let log: Vec<String> = rx.try_iter().collect();
+    assert!(
+        log.iter().any(|l| l.contains("registration is closed")),
+        "{log:#?}"
+    );
+
+    let (child, url, rx) = serve(&["--insecure-open-registration"]);
+    let o = envid_with(
+        &["register", "--endpoint", &url, "--descriptor", ex],
+        &[("ENVID_IP", "10.79.0.1")],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    terminate(child);
+    let log: Vec<String> = rx.try_iter().collect();
+    assert!(
+        log.iter()
+            .any(|l| l.contains("WARN") && l.contains("registration is open to anyone")),
+        "{log:#?}"
+    );
+    // --apps and --insecure-open-registration exclude each other.
+    let o = envid(&[
+        "serve",
+        "--registry",
+        testdata("registry.toml").to_str().unwrap(),
+        "--apps",
+        &apps(),
+        "--insecure-open-registration",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}
+
+#[test]
+fn deregistering_a_static_record_says_it_is_static() {
+    let apps = apps();
+    let (child, url, _rx) = serve(&["--apps", &apps]);
+    let o = envid(&[
+        "deregister",
+        "--endpoint",
+        &url,
+        "--ip",
+        "10.0.0.5",
+        "--token",
+        OPERATOR,
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(stderr(&o).contains("static record"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("10.0.0.5"), "{}", stderr(&o));
+    terminate(child);
+}
+
+#[test]
+fn register_refuses_to_send_a_token_over_plain_http_off_loopback() {
+    let ex = testdata("example.toml");
+    let ex = ex.to_str().unwrap();
+    let base = [
+        "register",
+        "--endpoint",
+        "http://192.0.2.1:7070",
+        "--descriptor",
+        ex,
+        "--ip",
+        "192.0.2.1",
+        "--connect-timeout-ms",
+        "200",
+    ];
+    let o = envid_with(&base, &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("plain HTTP"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--insecure-http"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("tok-example"), "{}", stderr(&o));
+    // deregister too, with --token.
+    let o = envid_with(
+        &[
+            "deregister",
+            "--endpoint",
+            "http://envsvc.example:7070",
+            "--ip",
+            "192.0.2.1",
+            "--token",
+            "s3cret",
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("--insecure-http"), "{}", stderr(&o));
+    // With --insecure-http it is sent (and here fails to connect).
+    let mut args = base.to_vec();
+    args.push("--insecure-http");
+    let o = envid_with(&args, &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(!stderr(&o).contains("plain HTTP"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("192.0.2.1"), "{}", stderr(&o));
+}
+
+#[test]
+fn serve_tls_and_register_with_a_private_ca() {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).to_str().unwrap().to_string();
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "envid CLI test CA");
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let mut leaf = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    leaf.subject_alt_names
+        .push(SanType::IpAddress([127, 0, 0, 1].into()));
+    let cert = leaf.signed_by(&key, &issuer).unwrap();
+    std::fs::write(p("ca.pem"), ca_cert.pem()).unwrap();
+    std::fs::write(p("cert.pem"), cert.pem()).unwrap();
+    std::fs::write(p("key.pem"), key.serialize_pem()).unwrap();
+
+    let apps = apps();
+    let (cert, key) = (p("cert.pem"), p("key.pem"));
+    let (child, url, _rx) = serve(&["--apps", &apps, "--tls-cert", &cert, "--tls-key", &key]);
+    assert!(url.starts_with("https://"), "{url}");
+    let ex = testdata("example.toml");
+    let ca = p("ca.pem");
+    let o = envid_with(
+        &[
+            "register",
+            "--endpoint",
+            &url,
+            "--ca",
+            &ca,
+            "--descriptor",
+            ex.to_str().unwrap(),
+            "--ip",
+            "10.79.0.2",
+            "--token",
+            OPERATOR,
+        ],
+        &[],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = envid(&["lookup", "10.79.0.2", "--endpoint", &url, "--ca", &ca]);
+    assert!(stdout(&o).contains("app=flight_order"), "{}", stdout(&o));
+    // Without the CA the certificate is not trusted.
+    let o = envid(&["lookup", "10.79.0.2", "--endpoint", &url]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    terminate(child);
+}
+
+#[test]
 fn register_keep_alive_renews_until_sigterm() {
     use std::io::BufRead;
-    let (server, url, _rx) = serve(&[]);
+    let apps = apps();
+    let (server, url, _rx) = serve(&["--apps", &apps, "--allow-loopback-registration"]);
     let ex = testdata("example.toml");
+    // The descriptor's token, for the IP the requests come from.
     let mut child = Command::new(env!("CARGO_BIN_EXE_envid"))
         .args([
             "register",
@@ -722,7 +931,7 @@ fn register_keep_alive_renews_until_sigterm() {
             "--lease",
             "3",
             "--ip",
-            "10.77.0.2",
+            "127.0.0.1",
             "--descriptor",
             ex.to_str().unwrap(),
             "--endpoint",
@@ -749,14 +958,14 @@ fn register_keep_alive_renews_until_sigterm() {
             panic!("envid register --keep-alive did not register");
         }
     };
-    if !line.starts_with("registered 10.77.0.2") {
+    if !line.starts_with("registered 127.0.0.1") {
         let _ = child.kill();
         let o = child.wait_with_output().unwrap();
         panic!("{line:?}: {}", String::from_utf8_lossy(&o.stderr));
     }
     // Renewed every second: still registered well past the 3 s lease.
     std::thread::sleep(std::time::Duration::from_millis(4500));
-    let o = envid(&["lookup", "10.77.0.2", "--endpoint", &url]);
+    let o = envid(&["lookup", "127.0.0.1", "--endpoint", &url]);
     assert!(o.status.success(), "lease kept alive: {}", stderr(&o));
     let status = terminate(child);
     assert_eq!(status.code(), Some(0), "{status:?}");

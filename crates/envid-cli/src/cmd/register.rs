@@ -162,6 +162,8 @@ fn register_until_done(
 }
 
 pub fn register(a: RegisterArgs) -> Result<ExitCode, String> {
+    // A bad setting is named before the environment is even read.
+    a.service.config(None)?;
     let env = environment(&a.descriptor)?;
     let registrar = registrar(&a.service, &a.token, env.token())?;
     let ip = ip_of(a.ip, Some(&env))?;
@@ -226,6 +228,7 @@ pub fn register(a: RegisterArgs) -> Result<ExitCode, String> {
 }
 
 pub fn deregister(a: DeregisterArgs) -> Result<ExitCode, String> {
+    a.service.config(None)?;
     // --ip with --token needs no environment; otherwise this host's IP, as
     // registered, and the descriptor's token.
     let env = match (a.ip, &a.token.token) {
