@@ -38,14 +38,24 @@ impl RegistrationMode {
 }
 
 /// The SHA-256 of a token: what the service keeps of the read token, so its
-/// comparison takes the same time whatever the length of the guess.
-pub(crate) fn digest(token: &str) -> [u8; 32] {
-    Sha256::digest(token.as_bytes()).into()
+/// comparison takes the same time whatever the length of the guess. Its
+/// `Debug` shows nothing (a short token could be found from its digest).
+#[derive(Clone, Copy)]
+pub(crate) struct TokenDigest([u8; 32]);
+
+impl std::fmt::Debug for TokenDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenDigest(<redacted>)")
+    }
+}
+
+pub(crate) fn digest(token: &str) -> TokenDigest {
+    TokenDigest(Sha256::digest(token.as_bytes()).into())
 }
 
 /// Compares a token with a stored digest in constant time.
-pub(crate) fn token_matches(given: &str, expected: &[u8; 32]) -> bool {
-    bool::from(digest(given).ct_eq(expected))
+pub(crate) fn token_matches(given: &str, expected: &TokenDigest) -> bool {
+    bool::from(digest(given).0.ct_eq(&expected.0))
 }
 
 /// The bearer token of `Authorization: Bearer <token>`, if any.

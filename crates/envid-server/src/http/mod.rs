@@ -97,7 +97,7 @@ pub(crate) struct AppState {
     pub(crate) store: Arc<Store>,
     pub(crate) metrics: Arc<Metrics>,
     /// SHA-256 of the read token, when one is required.
-    pub(crate) token_digest: Option<[u8; 32]>,
+    pub(crate) token_digest: Option<auth::TokenDigest>,
     /// Who may register.
     pub(crate) registration: auth::RegistrationMode,
     /// Registering loopback addresses is allowed (tests, development).
