@@ -82,8 +82,8 @@ pub enum Command {
     Deregister(DeregisterArgs),
 }
 
-/// Arguments of `envid serve`.
-#[derive(Debug, clap::Args)]
+/// Arguments of `envid serve`. Its `Debug` redacts the token.
+#[derive(clap::Args)]
 pub struct ServeArgs {
     /// The TOML registry of host records (single IPs and CIDR ranges).
     #[arg(long, value_name = "FILE")]
@@ -126,6 +126,34 @@ pub struct ServeArgs {
     /// (written atomically: temporary file, fsync, rename).
     #[arg(long, value_name = "FILE")]
     pub state: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for ServeArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeArgs")
+            .field("registry", &self.registry)
+            .field("listen", &self.listen)
+            .field("token", &redacted(&self.token))
+            .field("apps", &self.apps)
+            .field("trusted_proxies", &self.trusted_proxies)
+            .field(
+                "allow_loopback_registration",
+                &self.allow_loopback_registration,
+            )
+            .field(
+                "insecure_open_registration",
+                &self.insecure_open_registration,
+            )
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
+            .field("state", &self.state)
+            .finish()
+    }
+}
+
+/// What a `Debug` shows of a token.
+fn redacted(token: &Option<String>) -> Option<&'static str> {
+    token.as_ref().map(|_| "<redacted>")
 }
 
 fn parse_cidr(s: &str) -> Result<ipnet::IpNet, String> {
@@ -194,8 +222,8 @@ impl ServiceArgs {
     }
 }
 
-/// The bearer token of `envid lookup`.
-#[derive(Debug, clap::Args)]
+/// The bearer token of `envid lookup`. Its `Debug` redacts it.
+#[derive(clap::Args)]
 pub struct LookupToken {
     /// Bearer token (also ENVID_LOOKUP_TOKEN, which keeps it out of `ps`).
     #[arg(
@@ -207,8 +235,17 @@ pub struct LookupToken {
     pub token: Option<String>,
 }
 
-/// The registration token of `envid register` and `envid deregister`.
-#[derive(Debug, clap::Args)]
+impl std::fmt::Debug for LookupToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LookupToken")
+            .field("token", &redacted(&self.token))
+            .finish()
+    }
+}
+
+/// The registration token of `envid register` and `envid deregister`. Its
+/// `Debug` redacts it.
+#[derive(clap::Args)]
 pub struct RegisterToken {
     /// Registration bearer token instead of the descriptor's `token` (an
     /// operator's, for instance; also ENVID_REGISTER_TOKEN, which keeps it
@@ -224,6 +261,15 @@ pub struct RegisterToken {
     /// (anyone on the path can read it; use https:// instead).
     #[arg(long)]
     pub insecure_http: bool,
+}
+
+impl std::fmt::Debug for RegisterToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegisterToken")
+            .field("token", &redacted(&self.token))
+            .field("insecure_http", &self.insecure_http)
+            .finish()
+    }
 }
 
 /// Arguments of `envid lookup`.
@@ -319,4 +365,38 @@ pub struct InspectArgs {
     /// Ignore ENVID_* variables.
     #[arg(long)]
     pub no_env_vars: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_a_token() {
+        for args in [
+            &[
+                "envid",
+                "serve",
+                "--registry",
+                "r.toml",
+                "--token",
+                "s3cret-1",
+            ][..],
+            &["envid", "register", "--token", "s3cret-2"],
+            &[
+                "envid",
+                "deregister",
+                "--token",
+                "s3cret-3",
+                "--ip",
+                "10.0.0.1",
+            ],
+            &["envid", "lookup", "10.0.0.1", "--token", "s3cret-4"],
+        ] {
+            let cli = Cli::try_parse_from(args).unwrap();
+            let shown = format!("{cli:?}");
+            assert!(!shown.contains("s3cret"), "{shown}");
+            assert!(shown.contains("<redacted>"), "{shown}");
+        }
+    }
 }
