@@ -17,11 +17,11 @@
 //! ```no_run
 //! use std::time::Duration;
 //! use envid::registrar::{Registrar, Registration};
-//! use envid::{Secret, ServiceConfig};
+//! use envid::ServiceConfig;
 //! let env = envid::Environment::builder().load()?;
 //! let config = ServiceConfig::builder()
-//!     .endpoint("http://envsvc.cn0.example:7070")
-//!     .token(Secret::new("registration-token"))
+//!     .endpoint("https://envsvc.cn0.example:7443")
+//!     .token(env.token().cloned().expect("the descriptor has the app's token"))
 //!     .build()?;
 //! let registrar = Registrar::new(config);
 //! let ip = env.ip().expect("this host has an IP");
@@ -42,7 +42,8 @@ use crate::protocol::HostRecord;
 use crate::service_config::ServiceConfig;
 
 /// What `PUT /v1/hosts/{ip}` sends: the record's fields (never a token;
-/// `ip` and `cidr` are dropped, the IP is in the path) plus the lease.
+/// `ip` and `cidr` are dropped, the IP is in the path; `env_type` too, the
+/// service derives it from `env`) plus the lease.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Registration {
     /// The instance's facts.
@@ -88,6 +89,7 @@ impl Registration {
         let mut record = self.record.clone();
         record.ip = None;
         record.cidr = None;
+        record.env_type = None;
         serde_json::to_vec(&Body {
             record: &record,
             lease_seconds: self.lease.as_secs().max(1),
@@ -132,7 +134,9 @@ impl std::fmt::Debug for Registrar {
 
 impl Registrar {
     /// A registrar over the [`HttpTransport`] of `config`; its token is the
-    /// registration token. Makes no request yet.
+    /// registration token: the app's own (the descriptor's `token`, which
+    /// lets it register only the IP it connects from, under its app name),
+    /// or an operator's. Makes no request yet.
     pub fn new(config: ServiceConfig) -> Registrar {
         let transport = Arc::new(HttpTransport::new(&config));
         Registrar::with_transport(config, transport)

@@ -70,47 +70,7 @@ pub enum Command {
         format: ReportFormat,
     },
     /// Run the reference environment service on a registry file.
-    Serve {
-        /// The TOML registry of host records (single IPs and CIDR ranges).
-        #[arg(long, value_name = "FILE")]
-        registry: PathBuf,
-        /// Address to listen on.
-        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7070")]
-        listen: SocketAddr,
-        /// Require this bearer token on every endpoint but /healthz
-        /// (also read from ENVID_SERVE_TOKEN, which keeps it out of `ps`).
-        #[arg(
-            long,
-            value_name = "TOKEN",
-            env = "ENVID_SERVE_TOKEN",
-            hide_env_values = true
-        )]
-        token: Option<String>,
-        /// Require this bearer token on registration (PUT/DELETE
-        /// /v1/hosts/{ip}, renew) instead of leaving it open (also read from
-        /// ENVID_SERVE_REGISTRAR_TOKEN).
-        #[arg(
-            long,
-            value_name = "TOKEN",
-            env = "ENVID_SERVE_REGISTRAR_TOKEN",
-            hide_env_values = true
-        )]
-        registrar_token: Option<String>,
-        /// Keep registrations in this file so they survive a restart
-        /// (written atomically: temporary file, fsync, rename).
-        #[arg(long, value_name = "FILE")]
-        state: Option<PathBuf>,
-        /// Apply a registry file change even when it deletes more than half
-        /// of the static records (an empty or truncated file); by default
-        /// such a reload is refused and the old registry keeps serving.
-        #[arg(long)]
-        allow_mass_delete: bool,
-        /// Let leases expire even when renewals collapse fleet-wide (by
-        /// default, when more than 15% lapse within one lease period, they
-        /// are kept until renewals recover).
-        #[arg(long)]
-        no_lease_preservation: bool,
-    },
+    Serve(ServeArgs),
     /// Look up the environment of IP addresses at the environment service;
     /// exit 1 when any IP is unknown or its lookup fails, 2 when an argument
     /// is not an IP address.
@@ -126,6 +86,98 @@ pub enum Command {
     /// Remove this host's registration (DELETE /v1/hosts/{ip}); removing an
     /// unregistered IP is not an error.
     Deregister(DeregisterArgs),
+}
+
+/// Arguments of `envid serve`. Its `Debug` redacts the token.
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// The TOML registry of host records (single IPs and CIDR ranges).
+    #[arg(long, value_name = "FILE")]
+    pub registry: PathBuf,
+    /// Address to listen on.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7070")]
+    pub listen: SocketAddr,
+    /// Require this bearer token on every read endpoint but /healthz
+    /// (also read from ENVID_SERVE_TOKEN, which keeps it out of `ps`).
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "ENVID_SERVE_TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+    /// App credentials (TOML: [[app]] name, envs, idcs, token_sha256;
+    /// [[operator]] name, token_sha256): who may register what. Without it
+    /// registration is closed. Reloaded when it changes.
+    #[arg(long, value_name = "FILE")]
+    pub apps: Option<PathBuf>,
+    /// Take the client address from X-Forwarded-For when the connection
+    /// comes from this proxy range (repeatable); ignored from anyone else.
+    #[arg(long = "trusted-proxy", value_name = "CIDR", value_parser = parse_cidr)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Allow registering loopback addresses (tests and local development).
+    #[arg(long)]
+    pub allow_loopback_registration: bool,
+    /// Let anyone register any IP without a token (local development only;
+    /// /healthz, /metrics and the log say so).
+    #[arg(long, conflicts_with = "apps")]
+    pub insecure_open_registration: bool,
+    /// Serve HTTPS with this PEM certificate chain (re-read when it changes).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Keep registrations in this file so they survive a restart
+    /// (written atomically: temporary file, fsync, rename).
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
+    /// Apply a registry file change even when it deletes more than half
+    /// of the static records (an empty or truncated file); by default
+    /// such a reload is refused and the old registry keeps serving.
+    #[arg(long)]
+    pub allow_mass_delete: bool,
+    /// Let leases expire even when renewals collapse fleet-wide (by
+    /// default, when more than 15% lapse within one lease period, they
+    /// are kept until renewals recover).
+    #[arg(long)]
+    pub no_lease_preservation: bool,
+}
+
+impl std::fmt::Debug for ServeArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeArgs")
+            .field("registry", &self.registry)
+            .field("listen", &self.listen)
+            .field("token", &redacted(&self.token))
+            .field("apps", &self.apps)
+            .field("trusted_proxies", &self.trusted_proxies)
+            .field(
+                "allow_loopback_registration",
+                &self.allow_loopback_registration,
+            )
+            .field(
+                "insecure_open_registration",
+                &self.insecure_open_registration,
+            )
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
+            .field("state", &self.state)
+            .field("allow_mass_delete", &self.allow_mass_delete)
+            .field("no_lease_preservation", &self.no_lease_preservation)
+            .finish()
+    }
+}
+
+/// What a `Debug` shows of a token.
+fn redacted(token: &Option<String>) -> Option<&'static str> {
+    token.as_ref().map(|_| "<redacted>")
+}
+
+fn parse_cidr(s: &str) -> Result<ipnet::IpNet, String> {
+    s.parse::<ipnet::IpNet>()
+        .or_else(|_| s.parse::<IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("{s:?} is not an address range (e.g. 10.0.0.0/8) or address"))
 }
 
 /// How to reach the environment service: shared by `lookup`, `register`
@@ -188,8 +240,8 @@ impl ServiceArgs {
     }
 }
 
-/// The bearer token of `envid lookup`.
-#[derive(Debug, clap::Args)]
+/// The bearer token of `envid lookup`. Its `Debug` redacts it.
+#[derive(clap::Args)]
 pub struct LookupToken {
     /// Bearer token (also ENVID_LOOKUP_TOKEN, which keeps it out of `ps`).
     #[arg(
@@ -201,10 +253,21 @@ pub struct LookupToken {
     pub token: Option<String>,
 }
 
-/// The registration token of `envid register` and `envid deregister`.
-#[derive(Debug, clap::Args)]
+impl std::fmt::Debug for LookupToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LookupToken")
+            .field("token", &redacted(&self.token))
+            .finish()
+    }
+}
+
+/// The registration token of `envid register` and `envid deregister`. Its
+/// `Debug` redacts it.
+#[derive(clap::Args)]
 pub struct RegisterToken {
-    /// Registration bearer token (also ENVID_REGISTER_TOKEN, which keeps it out of `ps`).
+    /// Registration bearer token instead of the descriptor's `token` (an
+    /// operator's, for instance; also ENVID_REGISTER_TOKEN, which keeps it
+    /// out of `ps`). Never printed.
     #[arg(
         long,
         value_name = "TOKEN",
@@ -212,6 +275,19 @@ pub struct RegisterToken {
         hide_env_values = true
     )]
     pub token: Option<String>,
+    /// Send the token over plain http:// to a host other than loopback
+    /// (anyone on the path can read it; use https:// instead).
+    #[arg(long)]
+    pub insecure_http: bool,
+}
+
+impl std::fmt::Debug for RegisterToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegisterToken")
+            .field("token", &redacted(&self.token))
+            .field("insecure_http", &self.insecure_http)
+            .finish()
+    }
 }
 
 /// Arguments of `envid lookup`.
@@ -329,4 +405,38 @@ pub struct InspectArgs {
     /// Ignore ENVID_* variables.
     #[arg(long)]
     pub no_env_vars: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_a_token() {
+        for args in [
+            &[
+                "envid",
+                "serve",
+                "--registry",
+                "r.toml",
+                "--token",
+                "s3cret-1",
+            ][..],
+            &["envid", "register", "--token", "s3cret-2"],
+            &[
+                "envid",
+                "deregister",
+                "--token",
+                "s3cret-3",
+                "--ip",
+                "10.0.0.1",
+            ],
+            &["envid", "lookup", "10.0.0.1", "--token", "s3cret-4"],
+        ] {
+            let cli = Cli::try_parse_from(args).unwrap();
+            let shown = format!("{cli:?}");
+            assert!(!shown.contains("s3cret"), "{shown}");
+            assert!(shown.contains("<redacted>"), "{shown}");
+        }
+    }
 }

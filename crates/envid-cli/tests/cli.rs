@@ -387,7 +387,6 @@ fn serve_registry(
     let mut child = Command::new(env!("CARGO_BIN_EXE_envid"))
         .args(&args)
         .env_remove("ENVID_SERVE_TOKEN")
-        .env_remove("ENVID_SERVE_REGISTRAR_TOKEN")
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -572,16 +571,26 @@ fn envid_with(args: &[&str], vars: &[(&str, &str)]) -> Output {
     c.output().expect("run envid")
 }
 
+/// The test apps file (tokens in crates/envid-server/tests/common).
+fn apps() -> String {
+    testdata("apps/apps.toml").to_str().unwrap().to_string()
+}
+
+/// The operator of testdata/apps/apps.toml: any IP, any app.
+const OPERATOR: &str = "release-token-c0ffee";
+
 #[test]
 fn register_lookup_replica_deregister() {
-    let (child, url, _rx) = serve(&[]);
+    let apps = apps();
+    let (child, url, _rx) = serve(&["--apps", &apps]);
     let ex = testdata("example.toml");
     let ex = ex.to_str().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache.json");
     let cache = cache.to_str().unwrap();
 
-    // This host's own environment (descriptor + ENVID_IP) is registered.
+    // This host's environment (descriptor + ENVID_IP) is registered, by the
+    // operator (the IP is not the one the request comes from).
     let o = envid_with(
         &[
             "register",
@@ -592,7 +601,10 @@ fn register_lookup_replica_deregister() {
             "--lease",
             "60",
         ],
-        &[("ENVID_IP", "10.77.0.1")],
+        &[
+            ("ENVID_IP", "10.77.0.1"),
+            ("ENVID_REGISTER_TOKEN", OPERATOR),
+        ],
     );
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
@@ -641,7 +653,15 @@ fn register_lookup_replica_deregister() {
 
     // deregister is idempotent; the IP is then unknown to a replica.
     for _ in 0..2 {
-        let o = envid(&["deregister", "--endpoint", &url, "--ip", "10.77.0.1"]);
+        let o = envid(&[
+            "deregister",
+            "--endpoint",
+            &url,
+            "--ip",
+            "10.77.0.1",
+            "--token",
+            OPERATOR,
+        ]);
         assert!(o.status.success(), "{}", stderr(&o));
         assert!(
             stdout(&o).starts_with("deregistered 10.77.0.1"),
@@ -699,45 +719,67 @@ fn register_lookup_replica_deregister() {
 }
 
 #[test]
-fn serve_registrar_token_and_state_file_survive_a_restart() {
+fn serve_apps_and_state_file_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state.json");
     let state = state.to_str().unwrap();
     let ex = testdata("example.toml");
     let ex = ex.to_str().unwrap();
-    let args = ["--registrar-token", "reg-secret", "--state", state];
-    let (child, url, _rx) = serve(&args);
-    let register = |token: Option<&str>| {
-        let mut vars = vec![("ENVID_IP", "10.78.0.1")];
+    let apps = apps();
+    let args = [
+        "--apps",
+        &apps,
+        "--allow-loopback-registration",
+        "--state",
+        state,
+    ];
+    let (child, url, rx) = serve(&args);
+    let register = |ip: &str, token: Option<&str>| {
+        let mut vars = vec![("ENVID_IP", ip)];
         if let Some(t) = token {
             vars.push(("ENVID_REGISTER_TOKEN", t));
         }
         envid_with(&["register", "--endpoint", &url, "--descriptor", ex], &vars)
     };
-    // Registration needs the registrar token; the token never shows.
-    let o = register(None);
+    // A wrong token: 401, and the token never shows.
+    let o = register("127.0.0.1", Some("wrong-s3cret"));
     assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
-    assert!(stderr(&o).contains("401"), "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("needs a token") && stderr(&o).contains("ENVID_REGISTER_TOKEN"),
-        "{}",
-        stderr(&o)
-    );
-    let o = register(Some("wrong"));
-    assert_eq!(o.status.code(), Some(1));
-    assert!(!stderr(&o).contains("wrong"), "{}", stderr(&o));
-    assert!(stderr(&o).contains("refused the token"), "{}", stderr(&o));
-    let o = register(Some("reg-secret"));
+    assert!(stderr(&o).contains("HTTP 401"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("s3cret"), "{}", stderr(&o));
+    // The descriptor's token, for another IP than the request's: 403.
+    let o = register("10.78.0.1", None);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(stderr(&o).contains("HTTP 403"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("only the IP"), "{}", stderr(&o));
+    // ...for its own IP: registered; the token never shows.
+    let o = register("127.0.0.1", None);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(!stdout(&o).contains("reg-secret") && !stderr(&o).contains("reg-secret"));
+    for out in [stdout(&o), stderr(&o)] {
+        assert!(!out.contains("tok-example"), "{out}");
+    }
     // Reads stay open (no read token configured).
-    let o = envid(&["lookup", "10.78.0.1", "--endpoint", &url]);
+    let o = envid(&["lookup", "127.0.0.1", "--endpoint", &url]);
     assert!(stdout(&o).contains("sub_env=noahauto-2"), "{}", stdout(&o));
     assert!(terminate(child).success());
+    // The service logged each refusal with its reason, never a token.
+    let log: Vec<String> = rx.try_iter().collect();
+    let refusals: Vec<&String> = log
+        .iter()
+        .filter(|l| l.contains("registration refused"))
+        .collect();
+    assert_eq!(refusals.len(), 2, "{log:#?}");
+    assert!(refusals[0].contains("bad_token"), "{}", refusals[0]);
+    assert!(refusals[1].contains("not_own_ip"), "{}", refusals[1]);
+    assert!(refusals[1].contains("flight_order"), "{}", refusals[1]);
+    assert!(
+        log.iter()
+            .all(|l| !l.contains("s3cret") && !l.contains("tok-example")),
+        "{log:#?}"
+    );
 
     // A new process on the same state file still knows the registration.
     let (child, url, _rx) = serve(&args);
-    let o = envid(&["lookup", "10.78.0.1", "--endpoint", &url]);
+    let o = envid(&["lookup", "127.0.0.1", "--endpoint", &url]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("sub_env=noahauto-2"), "{}", stdout(&o));
     assert!(terminate(child).success());
@@ -755,7 +797,7 @@ fn register_keep_alive_renews_until_sigterm() {
             "--lease",
             "3",
             "--ip",
-            "10.77.0.2",
+            "127.0.0.1",
             "--descriptor",
             ex.to_str().unwrap(),
             "--endpoint",
@@ -782,14 +824,14 @@ fn register_keep_alive_renews_until_sigterm() {
             panic!("envid register --keep-alive did not register");
         }
     };
-    if !line.starts_with("registered 10.77.0.2") {
+    if !line.starts_with("registered 127.0.0.1") {
         let _ = child.kill();
         let o = child.wait_with_output().unwrap();
         panic!("{line:?}: {}", String::from_utf8_lossy(&o.stderr));
     }
     // Renewed every second: still registered well past the 3 s lease.
     std::thread::sleep(std::time::Duration::from_millis(4500));
-    let o = envid(&["lookup", "10.77.0.2", "--endpoint", &url]);
+    let o = envid(&["lookup", "127.0.0.1", "--endpoint", &url]);
     assert!(o.status.success(), "lease kept alive: {}", stderr(&o));
     let status = terminate(child);
     assert_eq!(status.code(), Some(0), "{status:?}");

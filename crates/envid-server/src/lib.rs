@@ -16,17 +16,25 @@
 //!   seconds (at most [`Config::max_wait`]) while there are none and answered
 //!   as soon as one lands; `410 gone` when N is not in the retained history.
 //! * `PUT /v1/hosts/{ip}` (record fields + `lease_seconds`, 1..=86400)
-//!   registers a dynamic record, which wins over a static one for the same
-//!   IP; `POST /v1/hosts/{ip}/renew` extends the lease (`404` when unknown);
-//!   `DELETE /v1/hosts/{ip}` is idempotent (`204`). Unrenewed leases expire.
-//!   At most [`Config::register_limit`] `PUT`s per (app, IP) per
-//!   [`Config::register_window`], then `429` + `Retry-After`. Guarded by
-//!   [`Config::registrar_token`] when set; persisted to
-//!   [`Config::state_path`] when set.
+//!   registers a dynamic record; `POST /v1/hosts/{ip}/renew` (empty body or
+//!   `{}`) extends the lease (`404` when unknown); `DELETE /v1/hosts/{ip}` is
+//!   idempotent (`204`). Unrenewed leases expire. Closed (`403`) unless
+//!   [`Config::apps_path`] names the app credentials (or
+//!   [`Config::insecure_open_registration`]): a token names an app, which
+//!   registers only its own IP (the connection's peer, or `X-Forwarded-For`
+//!   from [`Config::trusted_proxies`]) for its own name and allowed envs and
+//!   idcs, and renews or removes only its own registrations; an operator's
+//!   token may do it all for any IP. A static record of the registry file is
+//!   never replaced or removed (`409`); special addresses are refused
+//!   (`400`). At most [`Config::register_limit`] `PUT`s per (caller, IP) per
+//!   [`Config::register_window`], then `429` + `Retry-After`; failed
+//!   authentications per client address are limited too. Persisted to
+//!   [`Config::state_path`] when set. See README.md, "Security model".
 //! * `GET /healthz` → `{"status": "ok", "version": N, "records": M,
-//!   "reload_refused": null | {...}, "lease_self_preservation": null | {...}}`
-//!   (see [`Config::allow_mass_delete`], [`Config::lease_preservation`]);
-//!   never needs the token.
+//!   "registration": "apps" | "open" | "closed", "reload_refused": null |
+//!   {...}, "lease_self_preservation": null | {...}}` (see
+//!   [`Config::allow_mass_delete`], [`Config::lease_preservation`]); never
+//!   needs the token.
 //! * `GET /metrics` → Prometheus/OpenMetrics text: `envid_http_requests_total`
 //!   `{endpoint, status}` (endpoint `get_host`, `lookup`, `registry`,
 //!   `register`, `renew`, `deregister`, `healthz`, `metrics`, `other`),
@@ -36,7 +44,9 @@
 //!   `envid_renewals_total`, `envid_deregistrations_total`,
 //!   `envid_lease_expiries_total`, `envid_rate_limited_total{reason}`,
 //!   `envid_long_polls_in_flight`, `envid_registry_reload_refused`,
-//!   `envid_lease_self_preservation`, `envid_leases_held`. A
+//!   `envid_lease_self_preservation`, `envid_leases_held`,
+//!   `envid_registration_refusals_total{reason}`,
+//!   `envid_registration_open`, `envid_apps_reloads_total{result}`. A
 //!   request is counted when its response is ready, so a scrape does not see
 //!   itself. `/metrics` needs the token when one is configured (it reveals
 //!   traffic; Prometheus scrape configs can send a bearer token).
@@ -46,7 +56,8 @@
 //! `body_too_large` past [`Config::max_body_bytes`] (413 rather than 400: it
 //! is the status that tells a client to shrink the request, not fix it);
 //! `401 unauthorized` (with `WWW-Authenticate: Bearer`) for a missing or
-//! wrong token; `404 not_found`; `405 method_not_allowed`; `410 gone`; `429`
+//! wrong token; `403 registration_closed` and `forbidden`; `409
+//! static_record`; `404 not_found`; `405 method_not_allowed`; `410 gone`; `429`
 //! with `Retry-After` (`rate_limited`; `overloaded` past
 //! [`Config::max_in_flight`], where waiting long polls and `/healthz` are not
 //! counted; `too_many_long_polls`). [`ErrorCode`] lists every code with its
@@ -65,6 +76,7 @@
 //! writes to stderr, filtered by `RUST_LOG`, default `info`).
 #![warn(missing_docs)]
 
+pub mod apps;
 mod conn;
 mod error;
 #[cfg(feature = "fuzzing")]
@@ -77,6 +89,8 @@ pub mod registry_file;
 mod reload;
 mod state;
 pub mod store;
+mod tls;
+pub mod validation;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -89,6 +103,7 @@ use crate::http::AppState;
 use crate::metrics::Metrics;
 use crate::reload::Reloader;
 use crate::store::Store;
+pub use crate::tls::TlsFiles;
 
 /// How to run the service. Its `Debug` output redacts the tokens.
 #[derive(Clone)]
@@ -109,10 +124,28 @@ pub struct Config {
     pub history_limit: usize,
     /// How long shutdown waits for in-flight requests before dropping them.
     pub drain_timeout: Duration,
-    /// Bearer token required on `PUT`/`DELETE /v1/hosts/{ip}` and
-    /// `POST /v1/hosts/{ip}/renew` when set (the read token is not accepted
-    /// there, and this one not on reads). When `None`, registration is open.
-    pub registrar_token: Option<String>,
+    /// The app credentials (see [`apps`]): which token may register which
+    /// app, in which envs and idcs. Polled like the registry. Without it
+    /// (and without `insecure_open_registration`) registration is closed.
+    pub apps_path: Option<PathBuf>,
+    /// Anyone may register any IP, without a token (local development
+    /// only; `/healthz`, `/metrics` and the start-up log say so). Refused
+    /// together with `apps_path`.
+    pub insecure_open_registration: bool,
+    /// Loopback addresses may be registered (tests and local development;
+    /// other special addresses stay refused).
+    pub allow_loopback_registration: bool,
+    /// Peers (load balancers) whose `X-Forwarded-For` gives the client
+    /// address; from anyone else the header is ignored.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Serve HTTPS with this certificate and key (re-read when they change).
+    pub tls: Option<TlsFiles>,
+    /// Most failed authentications per client address within
+    /// `auth_failure_window`; past it, requests needing a token are `429`.
+    /// 0: no limit.
+    pub auth_failure_limit: usize,
+    /// The sliding window of `auth_failure_limit`.
+    pub auth_failure_window: Duration,
     /// Where registrations are saved so they survive a restart; `None` keeps
     /// them in memory only. See README.md, "Persistence".
     pub state_path: Option<PathBuf>,
@@ -159,7 +192,9 @@ pub struct Config {
 }
 
 impl Config {
-    /// Defaults: 127.0.0.1:7070, no tokens, 1 s reload check, 256 KiB bodies,
+    /// Defaults: 127.0.0.1:7070, no read token, registration closed (no
+    /// apps file), no TLS, no trusted proxy, 10 failed authentications per
+    /// address per 60 s, 1 s reload check, 256 KiB bodies,
     /// 1,000 IPs a batch, 1,000 changes of history, 10 s drain, no state
     /// file, 3 registrations per (app, IP) per 60 s, 512 requests in flight,
     /// 4,096 long polls, 60 s longest wait, 20 ms long-poll coalescing, 100 ms lease sweep,
@@ -174,7 +209,13 @@ impl Config {
             max_batch: 1000,
             history_limit: 1000,
             drain_timeout: Duration::from_secs(10),
-            registrar_token: None,
+            apps_path: None,
+            insecure_open_registration: false,
+            allow_loopback_registration: false,
+            trusted_proxies: Vec::new(),
+            tls: None,
+            auth_failure_limit: 10,
+            auth_failure_window: Duration::from_secs(60),
             state_path: None,
             register_limit: 3,
             register_window: Duration::from_secs(60),
@@ -204,7 +245,13 @@ impl std::fmt::Debug for Config {
             max_batch,
             history_limit,
             drain_timeout,
-            registrar_token,
+            apps_path,
+            insecure_open_registration,
+            allow_loopback_registration,
+            trusted_proxies,
+            tls,
+            auth_failure_limit,
+            auth_failure_window,
             state_path,
             register_limit,
             register_window,
@@ -229,7 +276,13 @@ impl std::fmt::Debug for Config {
             .field("max_batch", max_batch)
             .field("history_limit", history_limit)
             .field("drain_timeout", drain_timeout)
-            .field("registrar_token", &redacted(registrar_token))
+            .field("apps_path", apps_path)
+            .field("insecure_open_registration", insecure_open_registration)
+            .field("allow_loopback_registration", allow_loopback_registration)
+            .field("trusted_proxies", trusted_proxies)
+            .field("tls", tls)
+            .field("auth_failure_limit", auth_failure_limit)
+            .field("auth_failure_window", auth_failure_window)
             .field("state_path", state_path)
             .field("register_limit", register_limit)
             .field("register_window", register_window)
@@ -253,6 +306,13 @@ pub enum ServerError {
     /// The registry file is missing or invalid at start.
     #[error("registry: {0}")]
     Registry(String),
+    /// The apps file is missing or invalid at start, or conflicts with
+    /// open registration.
+    #[error("apps: {0}")]
+    Apps(String),
+    /// The TLS certificate or key cannot be used.
+    #[error("tls: {0}")]
+    Tls(String),
     /// Binding or serving failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
@@ -263,6 +323,7 @@ pub enum ServerError {
 #[derive(Debug)]
 pub struct ServerHandle {
     addr: SocketAddr,
+    tls: bool,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -272,9 +333,10 @@ impl ServerHandle {
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
     }
-    /// `http://ADDR`.
+    /// `http://ADDR`, or `https://ADDR` with TLS.
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.local_addr())
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.local_addr())
     }
     /// Stops accepting, drains in-flight requests, and joins the runtime thread.
     pub fn shutdown(mut self) {
@@ -303,21 +365,29 @@ struct Prepared {
     listener: std::net::TcpListener,
     state: AppState,
     reloader: Reloader,
+    apps_reloader: Option<apps::AppsReloader>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 fn prepare(config: Config) -> Result<Prepared, ServerError> {
-    for (token, what) in [
-        (&config.token, "the token"),
-        (&config.registrar_token, "the registrar token"),
-    ] {
-        if token.as_deref().is_some_and(|t| t.trim().is_empty()) {
-            // Refused rather than read as "no token": that would open the service.
-            return Err(ServerError::Io(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                format!("{what} must not be empty"),
-            )));
-        }
+    if config.token.as_deref().is_some_and(|t| t.trim().is_empty()) {
+        // Refused rather than read as "no token": that would open the service.
+        return Err(ServerError::Io(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "the token must not be empty",
+        )));
     }
+    if config.apps_path.is_some() && config.insecure_open_registration {
+        return Err(ServerError::Apps(
+            "an apps file and open registration exclude each other: open registration would ignore it".into(),
+        ));
+    }
+    let tls = config
+        .tls
+        .as_ref()
+        .map(tls::acceptor)
+        .transpose()
+        .map_err(ServerError::Tls)?;
     let path = &config.registry_path;
     let bytes = std::fs::read(path)
         .map_err(|e| ServerError::Registry(format!("cannot read {}: {e}", path.display())))?;
@@ -351,6 +421,22 @@ fn prepare(config: Config) -> Result<Prepared, ServerError> {
     ));
     let metrics = Arc::new(Metrics::new());
     let guard = Arc::new(guard::Guard::default());
+    metrics.set_registration_open(config.insecure_open_registration);
+    let (registration, apps_reloader) = match &config.apps_path {
+        Some(p) => {
+            let bytes = std::fs::read(p)
+                .map_err(|e| ServerError::Apps(format!("cannot read {}: {e}", p.display())))?;
+            let text = std::str::from_utf8(&bytes)
+                .map_err(|_| ServerError::Apps(format!("{}: not valid UTF-8", p.display())))?;
+            let parsed = apps::parse_apps(text, p).map_err(|e| ServerError::Apps(e.to_string()))?;
+            let handle = Arc::new(apps::AppsHandle::new(parsed));
+            let reloader =
+                apps::AppsReloader::new(p.clone(), handle.clone(), metrics.clone(), &bytes);
+            (http::auth::RegistrationMode::Apps(handle), Some(reloader))
+        }
+        None if config.insecure_open_registration => (http::auth::RegistrationMode::Open, None),
+        None => (http::auth::RegistrationMode::Closed, None),
+    };
     let reloader = Reloader::new(
         path.clone(),
         store.clone(),
@@ -363,8 +449,10 @@ fn prepare(config: Config) -> Result<Prepared, ServerError> {
         store,
         metrics,
         guard,
-        token: config.token.as_deref().map(Arc::from),
-        registrar_token: config.registrar_token.as_deref().map(Arc::from),
+        token_digest: config.token.as_deref().map(http::auth::digest),
+        registration,
+        allow_loopback_registration: config.allow_loopback_registration,
+        trusted_proxies: config.trusted_proxies.clone().into(),
         max_batch: config.max_batch,
         max_body_bytes: config.max_body_bytes,
         limits: Arc::new(http::Limits::new(&config)),
@@ -376,6 +464,8 @@ fn prepare(config: Config) -> Result<Prepared, ServerError> {
         listener,
         state,
         reloader,
+        apps_reloader,
+        tls,
     })
 }
 
@@ -385,6 +475,8 @@ async fn serve(p: Prepared, shutdown: impl Future<Output = ()> + Send + 'static)
         listener,
         mut state,
         mut reloader,
+        apps_reloader,
+        tls,
     } = p;
     let listener = match tokio::net::TcpListener::from_std(listener) {
         Ok(l) => l,
@@ -413,6 +505,30 @@ async fn serve(p: Prepared, shutdown: impl Future<Output = ()> + Send + 'static)
                 }
             };
         }
+    });
+
+    // The apps file is polled on its own task, like the registry.
+    let apps_task = apps_reloader.map(|mut apps_reloader| {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                apps_reloader = match tokio::task::spawn_blocking(move || {
+                    apps_reloader.poll();
+                    apps_reloader
+                })
+                .await
+                {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::error!(error = %e, "apps file reloader stopped");
+                        return;
+                    }
+                };
+            }
+        })
     });
 
     let expiry_task = {
@@ -505,6 +621,7 @@ async fn serve(p: Prepared, shutdown: impl Future<Output = ()> + Send + 'static)
     let limits = conn::Limits {
         max_connections: config.max_connections,
         header_read_timeout: config.header_read_timeout,
+        tls,
     };
     let shutdown = async move {
         shutdown.await;
@@ -522,6 +639,9 @@ async fn serve(p: Prepared, shutdown: impl Future<Output = ()> + Send + 'static)
     .await;
     reload_task.abort();
     expiry_task.abort();
+    if let Some(task) = apps_task {
+        task.abort();
+    }
     if let Some(task) = persist_task {
         task.abort();
     }
@@ -553,6 +673,7 @@ async fn persist(store: &Arc<Store>, path: &std::path::Path) {
 pub fn spawn(config: Config) -> Result<ServerHandle, ServerError> {
     let prepared = prepare(config)?;
     let addr = prepared.listener.local_addr()?;
+    let tls = prepared.tls.is_some();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("envid-server")
@@ -569,6 +690,7 @@ pub fn spawn(config: Config) -> Result<ServerHandle, ServerError> {
         })?;
     Ok(ServerHandle {
         addr,
+        tls,
         stop: Some(stop_tx),
         thread: Some(thread),
     })
@@ -579,14 +701,33 @@ pub fn run_blocking(config: Config) -> Result<(), ServerError> {
     let prepared = prepare(config)?;
     let addr = prepared.listener.local_addr()?;
     let records = prepared.state.store.snapshot().records.len();
+    let scheme = if prepared.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     tracing::info!(
         registry = %prepared.config.registry_path.display(),
         records,
         token_required = prepared.config.token.is_some(),
-        "listening on http://{addr}"
+        registration = prepared.state.registration.as_str(),
+        "listening on {scheme}://{addr}"
     );
-    if prepared.config.registrar_token.is_none() {
-        tracing::warn!("no registrar token: registration (PUT/DELETE /v1/hosts/IP) is open");
+    match &prepared.state.registration {
+        http::auth::RegistrationMode::Open => {
+            tracing::warn!("{}", http::OPEN_REGISTRATION_WARNING);
+        }
+        http::auth::RegistrationMode::Closed => tracing::info!(
+            "registration is closed (PUT/DELETE /v1/hosts/IP answer 403); give --apps FILE to let apps register"
+        ),
+        http::auth::RegistrationMode::Apps(apps) => tracing::info!(
+            apps = %prepared.config.apps_path.as_deref().map(|p| p.display().to_string()).unwrap_or_default(),
+            principals = apps.get().principals().len(),
+            "registration by the apps file's tokens"
+        ),
+    }
+    if prepared.tls.is_none() && !prepared.config.listen.ip().is_loopback() {
+        tracing::warn!("serving plain HTTP on a non-loopback address: tokens cross the network in clear; use --tls-cert and --tls-key");
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

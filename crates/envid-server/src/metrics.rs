@@ -36,6 +36,12 @@ pub(crate) struct LimitLabels {
     reason: &'static str,
 }
 
+/// Labels of `envid_registration_refusals_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct RefusalLabels {
+    reason: &'static str,
+}
+
 /// The service's metrics.
 #[derive(Debug)]
 pub(crate) struct Metrics {
@@ -58,6 +64,9 @@ pub(crate) struct Metrics {
     reload_refused: Gauge,
     lease_preservation: Gauge,
     leases_held: Gauge,
+    refusals: Family<RefusalLabels, Counter>,
+    apps_reloads: Family<ReloadLabels, Counter>,
+    registration_open: Gauge,
 }
 
 impl Metrics {
@@ -171,7 +180,28 @@ impl Metrics {
             "Leases past their end kept by self-preservation",
             leases_held.clone(),
         );
+        let refusals = Family::<RefusalLabels, Counter>::default();
+        registry.register(
+            "envid_registration_refusals",
+            "Registration requests (PUT, renew, DELETE) refused, by reason",
+            refusals.clone(),
+        );
+        let apps_reloads = Family::<ReloadLabels, Counter>::default();
+        registry.register(
+            "envid_apps_reloads",
+            "Apps file (credentials) reloads by result (ok, error)",
+            apps_reloads.clone(),
+        );
+        let registration_open = Gauge::default();
+        registry.register(
+            "envid_registration_open",
+            "1 when registration is open to anyone (--insecure-open-registration)",
+            registration_open.clone(),
+        );
         Metrics {
+            refusals,
+            apps_reloads,
+            registration_open,
             registry,
             reload_refused,
             lease_preservation,
@@ -231,6 +261,23 @@ impl Metrics {
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
         Ok(text)
+    }
+
+    /// A registration request refused for `reason`.
+    pub(crate) fn refused(&self, reason: &'static str) {
+        self.refusals.get_or_create(&RefusalLabels { reason }).inc();
+    }
+
+    /// Sets `envid_registration_open`.
+    pub(crate) fn set_registration_open(&self, open: bool) {
+        self.registration_open.set(i64::from(open));
+    }
+
+    pub(crate) fn apps_reload(&self, ok: bool) {
+        let result = if ok { "ok" } else { "error" };
+        self.apps_reloads
+            .get_or_create(&ReloadLabels { result })
+            .inc();
     }
 
     pub(crate) fn reload(&self, ok: bool) {
