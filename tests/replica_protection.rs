@@ -59,6 +59,8 @@ impl Service {
         let path = dir.path().join("registry.toml");
         std::fs::write(&path, text).unwrap();
         let mut config = envid_server::Config::new(&path);
+        // Replication under churn, not trust: registration open to the test.
+        config.insecure_open_registration = true;
         config.listen = listen.unwrap_or_else(|| "127.0.0.1:0".parse().unwrap());
         config.reload_interval = Duration::from_millis(20);
         config.allow_mass_delete = true;
@@ -476,6 +478,7 @@ fn renew_or_register_waits_out_429_when_registering_again() {
     let path = dir.path().join("registry.toml");
     std::fs::write(&path, registry(0, 1)).unwrap();
     let mut c = envid_server::Config::new(&path);
+    c.insecure_open_registration = true;
     c.listen = "127.0.0.1:0".parse().unwrap();
     c.register_limit = 1;
     c.register_window = Duration::from_secs(2);

@@ -123,14 +123,21 @@ fn put(a: SocketAddr, ip: &str, lease: u64) -> u16 {
         a,
         "PUT",
         &format!("/v1/hosts/{ip}"),
-        &[("Content-Type", "application/json")],
+        &[("Content-Type", "application/json"), OPERATOR_AUTH],
         body.to_string().as_bytes(),
     )
     .status
 }
 
 fn renew(a: SocketAddr, ip: &str) -> u16 {
-    request(a, "POST", &format!("/v1/hosts/{ip}/renew"), &[], b"").status
+    request(
+        a,
+        "POST",
+        &format!("/v1/hosts/{ip}/renew"),
+        &[OPERATOR_AUTH],
+        b"",
+    )
+    .status
 }
 
 fn ip(i: usize) -> String {
