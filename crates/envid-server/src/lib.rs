@@ -23,11 +23,15 @@
 //!   [`Config::register_window`], then `429` + `Retry-After`. Guarded by
 //!   [`Config::registrar_token`] when set; persisted to
 //!   [`Config::state_path`] when set.
+//! * `GET /v1/keys` → the public keys of signed identities as a JWK set
+//!   (RFC 7517) with `ETag` and `Cache-Control: max-age=300`, `304` on a
+//!   matching `If-None-Match`, `404` without a signing key; open like
+//!   `/healthz` (see [`identity`]).
 //! * `GET /healthz` → `{"status": "ok", "version": N, "records": M}`; never
 //!   needs the token.
 //! * `GET /metrics` → Prometheus/OpenMetrics text: `envid_http_requests_total`
 //!   `{endpoint, status}` (endpoint `get_host`, `lookup`, `registry`,
-//!   `register`, `renew`, `deregister`, `healthz`, `metrics`, `other`),
+//!   `register`, `renew`, `deregister`, `keys`, `healthz`, `metrics`, `other`),
 //!   `envid_ips_looked_up_total`, `envid_registry_version`,
 //!   `envid_registry_records`, `envid_registry_registrations`,
 //!   `envid_registry_reloads_total{result}`, `envid_registrations_total`,
@@ -65,6 +69,7 @@ mod error;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 mod http;
+pub mod identity;
 mod metrics;
 pub mod registration_body;
 pub mod registry_file;
@@ -141,6 +146,9 @@ pub struct Config {
     pub request_timeout: Duration,
     /// How often ended leases are swept out.
     pub expiry_interval: Duration,
+    /// Signed identities: the keys, lifetime, issuer and audience (no
+    /// signing key by default: no identities, `/v1/keys` is `404`).
+    pub identity: identity::IdentityConfig,
 }
 
 impl Config {
@@ -171,6 +179,7 @@ impl Config {
             header_read_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(10),
             expiry_interval: Duration::from_millis(100),
+            identity: identity::IdentityConfig::default(),
         }
     }
 }
@@ -199,6 +208,7 @@ impl std::fmt::Debug for Config {
             header_read_timeout,
             request_timeout,
             expiry_interval,
+            identity,
         } = self;
         let redacted = |t: &Option<String>| t.as_ref().map(|_| "<redacted>");
         f.debug_struct("Config")
@@ -222,6 +232,7 @@ impl std::fmt::Debug for Config {
             .field("header_read_timeout", header_read_timeout)
             .field("request_timeout", request_timeout)
             .field("expiry_interval", expiry_interval)
+            .field("identity", identity)
             .finish()
     }
 }
@@ -232,6 +243,9 @@ pub enum ServerError {
     /// The registry file is missing or invalid at start.
     #[error("registry: {0}")]
     Registry(String),
+    /// A signing or verification key could not be read.
+    #[error("identity: {0}")]
+    Identity(String),
     /// Binding or serving failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
@@ -304,6 +318,8 @@ fn prepare(config: Config) -> Result<Prepared, ServerError> {
         .map_err(|_| ServerError::Registry(format!("{}: not valid UTF-8", path.display())))?;
     let records = crate::registry_file::parse_registry(&text, path)
         .map_err(|e| ServerError::Registry(e.to_string()))?;
+    let identity =
+        Arc::new(identity::Identity::load(&config.identity).map_err(ServerError::Identity)?);
     let listener = std::net::TcpListener::bind(config.listen)?;
     listener.set_nonblocking(true)?;
     let loaded = match &config.state_path {
@@ -345,6 +361,7 @@ fn prepare(config: Config) -> Result<Prepared, ServerError> {
         limits: Arc::new(http::Limits::new(&config)),
         shutdown: tokio::sync::watch::channel(false).1,
         snapshot_cache: Arc::default(),
+        identity,
     };
     Ok(Prepared {
         config,
