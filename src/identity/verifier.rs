@@ -331,8 +331,12 @@ impl VerifierBuilder {
                                 format!("; the cache file {} is {a} s old, too old", p.display())
                             }
                         };
+                        let reason = match e {
+                            IdentityError::NoKeys { reason } => reason,
+                            other => other.to_string(),
+                        };
                         return Err(IdentityError::NoKeys {
-                            reason: format!("{e}{cache_state}"),
+                            reason: format!("{reason}{cache_state}"),
                         });
                     }
                 }

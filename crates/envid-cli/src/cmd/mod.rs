@@ -3,9 +3,11 @@
 mod check;
 mod explain;
 mod inspect;
+mod keygen;
 mod lookup;
 mod register;
 mod serve;
+mod verify;
 
 use std::process::ExitCode;
 
@@ -29,18 +31,22 @@ pub fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Lookup(args) => lookup::run(args),
         Command::Register(args) => register::register(args),
         Command::Deregister(args) => register::deregister(args),
+        Command::Keygen { file } => keygen::run(&file),
+        Command::Verify(args) => verify::run(args),
         Command::Serve {
             registry,
             listen,
             token,
             registrar_token,
             state,
+            identity,
         } => {
             let mut config = envid_server::Config::new(registry);
             config.listen = listen;
             config.token = token;
             config.registrar_token = registrar_token;
             config.state_path = state;
+            config.identity = identity.config();
             serve::run(config)
         }
     }
