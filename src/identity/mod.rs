@@ -15,9 +15,12 @@
 //!   failover across the endpoints, a capped jittered backoff, an optional
 //!   cache file it can start from when the service is down), and verifies
 //!   tokens locally: signature, `exp`/`nbf` with a leeway, `iss`, `aud`, a
-//!   known `kid`. A verified token is remembered by its SHA-256 digest until
-//!   it expires, so a caller presenting the same identity again costs a
-//!   hash and a map lookup.
+//!   known `kid`. A verified token is remembered until it expires (or the
+//!   key set changes), so a caller presenting the same identity again costs
+//!   a hash and a map lookup. The cache is keyed by the token itself (a fast
+//!   hash, then an exact comparison), not by a SHA-256 digest: hashing a
+//!   500-byte token with SHA-256 alone takes longer than the whole cached
+//!   path should.
 //! * The header convention: `Envid-Identity: <token>`, with
 //!   [`set_identity`] for an outgoing request and
 //!   [`Verifier::verify_headers`] for an incoming one (`http` crate types;

@@ -124,7 +124,8 @@ struct Control {
 
 struct Shared {
     keys: ArcSwap<KeyRing>,
-    cache: Cache<[u8; 32], Entry>,
+    /// Keyed by the whole token: a fast hash, then an exact comparison.
+    cache: Cache<Box<str>, Entry>,
     policy: Policy,
     fetcher: Option<Fetcher>,
     next_generation: AtomicU64,
@@ -545,12 +546,8 @@ impl Verifier {
             )));
         }
         let keys = self.shared.keys.load();
-        let digest: [u8; 32] = ring::digest::digest(&ring::digest::SHA256, token.as_bytes())
-            .as_ref()
-            .try_into()
-            .expect("SHA-256 is 32 bytes");
         let leeway = self.shared.policy.leeway;
-        if let Some(e) = self.shared.cache.get(&digest) {
+        if let Some(e) = self.shared.cache.get(token) {
             if e.generation == keys.generation && now < e.exp.saturating_add(leeway) {
                 return Ok(e.claims);
             }
@@ -565,7 +562,7 @@ impl Verifier {
             }
         };
         self.shared.cache.insert(
-            digest,
+            Box::from(token),
             Entry {
                 exp: claims.exp,
                 claims: claims.clone(),
