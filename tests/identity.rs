@@ -310,7 +310,7 @@ fn service_stopped_verification_goes_on_from_cached_keys() {
     let cache = dir.path().join("keys.json");
     let mut service = Service::start(Some(&key), &[]);
     let url = service.url();
-    let v = Verifier::builder(config(&[url.clone()]))
+    let v = Verifier::builder(config(std::slice::from_ref(&url)))
         .cache_file(&cache)
         .refresh_interval(Duration::from_millis(50))
         .backoff(Duration::from_millis(20))
@@ -327,7 +327,7 @@ fn service_stopped_verification_goes_on_from_cached_keys() {
     assert!(v.refresh().is_err());
     drop(v);
     // A new process: the service is still down, the cache file serves.
-    let v2 = Verifier::builder(config(&[url.clone()]))
+    let v2 = Verifier::builder(config(std::slice::from_ref(&url)))
         .cache_file(&cache)
         .build()
         .unwrap();
