@@ -519,6 +519,9 @@ mod tests {
             assert_eq!(envid_result::from_code(i as i32), Some(*r));
         }
         assert_eq!(envid_result::from_code(-1), None);
-        assert_eq!(envid_result::from_code(envid_result::ALL.len() as i32), None);
+        assert_eq!(
+            envid_result::from_code(envid_result::ALL.len() as i32),
+            None
+        );
     }
 }

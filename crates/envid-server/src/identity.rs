@@ -128,3 +128,74 @@ fn envid_now() -> u64 {
         .map(|d| d.as_secs())
         .unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(dir: &std::path::Path, name: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, Signer::generate_pem()).unwrap();
+        p
+    }
+
+    #[test]
+    fn keys_rotation_and_refusals() {
+        let dir = tempfile::tempdir().unwrap();
+        let (new, old) = (key(dir.path(), "new.pem"), key(dir.path(), "old.pem"));
+        let none = Identity::load(&IdentityConfig::default()).unwrap();
+        assert!(none.keys_document().is_none());
+        let record: HostRecord =
+            serde_json::from_value(serde_json::json!({"app": "pay", "env": "prod", "idc": "cn0"}))
+                .unwrap();
+        assert_eq!(
+            none.issue_identity(&record, "10.0.0.1".parse().unwrap()),
+            None
+        );
+
+        let config = IdentityConfig {
+            signing_key: Some(new.clone()),
+            verify_keys: vec![old.clone(), new.clone()],
+            ..IdentityConfig::default()
+        };
+        let both = Identity::load(&config).unwrap();
+        let kids: Vec<_> = both.key_set().keys.iter().map(|k| k.kid.clone()).collect();
+        assert_eq!(kids.len(), 2, "the signing key is listed once, first");
+        assert_eq!(kids[0], Signer::from_pem_file(&new).unwrap().kid());
+        let (_, etag) = both.keys_document().unwrap();
+        let (_, etag_new_only) = Identity::load(&IdentityConfig {
+            verify_keys: vec![],
+            ..config.clone()
+        })
+        .unwrap()
+        .keys_document()
+        .map(|(b, e)| (b.clone(), e.to_string()))
+        .unwrap();
+        assert_ne!(etag, etag_new_only);
+        // No app, no identity.
+        let anonymous: HostRecord =
+            serde_json::from_value(serde_json::json!({"env": "prod", "idc": "cn0"})).unwrap();
+        assert_eq!(
+            both.issue_identity(&anonymous, "10.0.0.1".parse().unwrap()),
+            None
+        );
+        assert!(both
+            .issue_identity(&record, "10.0.0.1".parse().unwrap())
+            .is_some());
+
+        let bad = dir.path().join("bad.pem");
+        std::fs::write(&bad, "not a key").unwrap();
+        let e = Identity::load(&IdentityConfig {
+            signing_key: Some(bad),
+            ..IdentityConfig::default()
+        })
+        .unwrap_err();
+        assert!(e.contains("bad.pem"), "{e}");
+        let e = Identity::load(&IdentityConfig {
+            lifetime: Duration::ZERO,
+            ..config
+        })
+        .unwrap_err();
+        assert!(e.contains("lifetime"), "{e}");
+    }
+}
