@@ -277,6 +277,12 @@ typedef struct envid_lookup_client envid_lookup_client;
 typedef struct envid_lookup_options envid_lookup_options;
 
 /**
+ * A registrar. Thread-safe: share one per process (it keeps the newest
+ * signed identity). Free with `envid_registrar_free` once no thread uses it.
+ */
+typedef struct envid_registrar envid_registrar;
+
+/**
  * A replica of the environment service's registry. Thread-safe: share one
  * per process. Free with `envid_replica_free` (which stops its sync
  * thread) once no thread uses it any more.
@@ -1069,6 +1075,84 @@ envid_result envid_lookup_options_set_max_stale_ms(envid_lookup_options *opts, u
  * `opts` NULL or live.
  */
 envid_result envid_lookup_options_set_max_retries(envid_lookup_options *opts, uint32_t retries);
+
+/**
+ * Creates a registrar from lookup options (endpoint, token, proxy, CA
+ * file, timeouts). `ENVID_INVALID_INPUT` when there is no endpoint or the
+ * options are malformed. Makes no request yet.
+ *
+ * Ownership: `*out` is owned by the caller; free with
+ * `envid_registrar_free`. `opts` is only read and may be freed afterwards.
+ *
+ * # Safety
+ * `opts` NULL or live; `out` NULL or valid for a write.
+ */
+envid_result envid_registrar_new(const envid_lookup_options *opts, envid_registrar **out);
+
+/**
+ * Frees a registrar. NULL is a no-op.
+ *
+ * # Safety
+ * `registrar` NULL or from `envid_registrar_new`, not yet freed, and no
+ * longer used by any thread.
+ */
+void envid_registrar_free(envid_registrar *registrar);
+
+/**
+ * Registers this instance (`PUT /v1/hosts/{ip}`) with the facts of `env`
+ * (app, env, idc, sub_env, platform, hostname, release, k8s, labels; never
+ * the app token) for `lease_seconds`. `ip` NULL: the environment's IP.
+ * `ENVID_INVALID_INPUT` for a malformed IP or when there is none,
+ * `ENVID_LOOKUP_FAILED` when the service refused or failed. When the
+ * service signs identities, `envid_registrar_identity` then returns one.
+ *
+ * # Safety
+ * `registrar` and `env` NULL or live; `ip` NULL or NUL-terminated.
+ */
+envid_result envid_registrar_register(const envid_registrar *registrar,
+                                      const envid_environment *env,
+                                      uint64_t lease_seconds,
+                                      const char *ip);
+
+/**
+ * Renews `ip`'s lease (`POST /v1/hosts/{ip}/renew`). On `ENVID_OK`,
+ * `*known_out` is false when the service no longer knows `ip` (the lease
+ * ended): register again.
+ *
+ * # Safety
+ * `registrar` NULL or live; `ip` NULL or NUL-terminated; `known_out` NULL
+ * or writable.
+ */
+envid_result envid_registrar_renew(const envid_registrar *registrar,
+                                   const char *ip,
+                                   bool *known_out);
+
+/**
+ * Removes `ip`'s registration (`DELETE /v1/hosts/{ip}`); an unknown IP is
+ * not an error. `ENVID_LOOKUP_FAILED` when the service refused (an IP of
+ * its registry file) or failed.
+ *
+ * # Safety
+ * `registrar` NULL or live; `ip` NULL or NUL-terminated.
+ */
+envid_result envid_registrar_deregister(const envid_registrar *registrar, const char *ip);
+
+/**
+ * The newest signed identity (a JWT) from a registration or renewal.
+ * `*token_out` is the token; `*lifetime_seconds_out` (when not NULL) its
+ * lifetime, 0 when the service gave none. `ENVID_NOT_FOUND` when there is
+ * none (the service signs none, or nothing was registered yet). Renew at
+ * least every half of the lifetime. The token is a credential: never log it.
+ *
+ * Ownership: `*token_out` is owned by the caller; free with `envid_string_free`.
+ *
+ * # Safety
+ * `registrar` NULL or live; `token_out` NULL or writable;
+ * `lifetime_seconds_out` NULL or writable.
+ */
+envid_result envid_registrar_identity(const envid_registrar *registrar,
+                                      char **token_out,
+                                      uint64_t *lifetime_seconds_out);
 
 /**
  * Creates a replica from lookup options: their endpoints (tried in turn on

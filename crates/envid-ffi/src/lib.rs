@@ -13,9 +13,9 @@
 //! * On failure, `envid_last_error()` returns the message, per thread; it is
 //!   valid until the next envid call on that thread.
 //! * Objects (`envid_environment`, `envid_load_options`, `envid_rules`,
-//!   `envid_lookup_options`, `envid_lookup_client`, `envid_replica`) have a
-//!   `*_free` that accepts NULL; owned strings are freed with
-//!   `envid_string_free`; borrowed strings live as long as their object.
+//!   `envid_lookup_options`, `envid_lookup_client`, `envid_replica`,
+//!   `envid_registrar`) have a `*_free` that accepts NULL; owned strings
+//!   are freed with `envid_string_free`; borrowed strings live as long as their object.
 //! * Everything is thread-safe; objects are immutable once built (load
 //!   options excepted, which are not synchronized).
 #![warn(missing_docs)]
@@ -29,6 +29,7 @@ mod jni;
 pub mod lookup;
 pub mod options;
 mod record;
+pub mod registrar;
 pub mod replica;
 pub mod rules;
 
@@ -37,5 +38,6 @@ pub use error::envid_result;
 pub use identity::envid_verifier;
 pub use lookup::{envid_lookup_client, envid_lookup_stats};
 pub use options::envid_lookup_options;
+pub use registrar::envid_registrar;
 pub use replica::{envid_replica, envid_replica_stats};
 pub use rules::envid_rules;

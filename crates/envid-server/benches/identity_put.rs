@@ -32,8 +32,7 @@ fn put(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let ip: IpAddr = "192.0.2.10".parse().unwrap();
     let registration: Registration = Registration {
-        record: serde_json::from_str(r#"{"app": "payment", "env": "prod", "idc": "cn5"}"#)
-            .unwrap(),
+        record: serde_json::from_str(r#"{"app": "payment", "env": "prod", "idc": "cn5"}"#).unwrap(),
         lease: Duration::from_secs(300),
     };
     let mut g = c.benchmark_group("identity_put");
