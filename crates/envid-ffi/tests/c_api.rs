@@ -288,3 +288,54 @@ fn c_verifier_agrees_with_rust() {
     // The service is down: the same answers from the keys cache file.
     run_cases(&exe, None);
 }
+
+/// `tests/c/test_registrar.c`: the C registrar registers 127.0.0.1 as
+/// flight_order with the real service, gets a signed identity the C
+/// verifier accepts, renews and deregisters; and again under valgrind.
+#[test]
+fn c_registrar_gets_a_verified_identity() {
+    let work = tempfile::tempdir().unwrap();
+    let service = common::registration_service(work.path());
+    let exe = build(work.path(), "test_registrar.c");
+    let url = service.base_url();
+    let run_program = |wrap: &[&str]| {
+        let mut cmd = match wrap.split_first() {
+            None => common::clean_command(&exe),
+            Some((first, rest)) => {
+                let mut c = common::clean_command(first);
+                c.args(rest).arg(&exe);
+                c
+            }
+        };
+        cmd.arg(common::example())
+            .env("ENVID_TEST_URL", &url)
+            .env("ENVID_TEST_TOKEN", common::FLIGHT_ORDER_TOKEN);
+        let (stdout, stderr, code) = run_args(cmd);
+        let (passed, failed) = common::summary(&stdout)
+            .unwrap_or_else(|| panic!("no summary line; stdout:\n{stdout}\nstderr:\n{stderr}"));
+        assert_eq!(
+            (failed, code),
+            (0, Some(0)),
+            "C registrar test:\n{stdout}\n{stderr}"
+        );
+        assert!(passed >= 20, "only {passed} checks ran");
+        assert!(
+            !stdout.contains(common::FLIGHT_ORDER_TOKEN),
+            "the token was printed"
+        );
+    };
+    run_program(&[]);
+    if common::have("valgrind", "--version") {
+        run_program(&[
+            "valgrind",
+            "--leak-check=full",
+            "--error-exitcode=99",
+            "--errors-for-leak-kinds=definite,indirect",
+            "--show-leak-kinds=definite,indirect",
+            "--quiet",
+        ]);
+    } else {
+        eprintln!("valgrind not on PATH: skipping the memory check of the C registrar test");
+    }
+    service.shutdown();
+}

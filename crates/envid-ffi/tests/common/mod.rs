@@ -299,3 +299,20 @@ pub fn identity_cases(dir: &Path) -> IdentityCases {
         count: tokens.len(),
     }
 }
+
+/// `flight_order`'s app token in `testdata/apps/apps.toml` (only its
+/// SHA-256 is in that file); `testdata/example.toml` is a flight_order host.
+pub const FLIGHT_ORDER_TOKEN: &str = "tok-example-3f9a1c";
+
+/// A service that takes registrations (`testdata/apps/apps.toml`, loopback
+/// allowed) and signs identities with a fresh key written into `dir`.
+pub fn registration_service(dir: &Path) -> envid_server::ServerHandle {
+    let key = dir.join("registrar-signing.pem");
+    std::fs::write(&key, envid::identity::Signer::generate_pem()).unwrap();
+    let mut config = envid_server::Config::new(repo_root().join("testdata/registry.toml"));
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.apps_path = Some(repo_root().join("testdata/apps/apps.toml"));
+    config.allow_loopback_registration = true;
+    config.identity.signing_key = Some(key);
+    envid_server::spawn(config).expect("the registration service starts")
+}
