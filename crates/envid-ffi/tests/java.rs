@@ -409,6 +409,8 @@ fn java_binding_agrees_with_rust() {
     write_hostnames(work.path());
     // The signing service and identity.tsv, for VerifierTest.
     let identity = common::identity_cases(work.path());
+    // The registration service, for RegistrarTest.
+    let registrar_service = common::registration_service(work.path());
     let classes = compile(work.path());
 
     let mut main = java(true);
@@ -417,7 +419,19 @@ fn java_binding_agrees_with_rust() {
             "-Denvidtest.keysurl={}",
             identity.service.base_url()
         ))
-        .arg(format!("-Denvidtest.registry={}", registry.display()));
+        .arg(format!("-Denvidtest.registry={}", registry.display()))
+        .arg(format!(
+            "-Denvidtest.registrarurl={}",
+            registrar_service.base_url()
+        ))
+        .arg(format!(
+            "-Denvidtest.registrartoken={}",
+            common::FLIGHT_ORDER_TOKEN
+        ))
+        .arg(format!(
+            "-Denvidtest.example={}",
+            common::example().display()
+        ));
     let passed = junit(
         main,
         &classes,
@@ -429,6 +443,7 @@ fn java_binding_agrees_with_rust() {
             "LookupClientTest",
             "ReplicaTest",
             "VerifierTest",
+            "RegistrarTest",
         ],
     );
     // One test per descriptor case and per hostname, plus the groups.

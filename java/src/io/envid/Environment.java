@@ -31,7 +31,7 @@ public final class Environment {
 
     /**
      * The native object, kept only for {@link #toJson(boolean, boolean)}
-     * with a token or sources: every getter reads the fields below, filled
+     * with a token or sources and for {@link Registrar#register}: every getter reads the fields below, filled
      * by one native call when the object is made.
      */
     private final long handle;
@@ -323,6 +323,14 @@ public final class Environment {
         } finally {
             Reference.reachabilityFence(this);
         }
+    }
+
+    /**
+     * The native object, for {@link Registrar#register}: the caller keeps
+     * this object reachable until the native call returned.
+     */
+    long nativeHandle() {
+        return handle;
     }
 
     /** The JSON form (no token). */

@@ -125,6 +125,24 @@ final class Native {
     /** The claims of a valid identity (see {@link Claims}), or throws. */
     static native String[] verifierVerify(long handle, String token);
 
+    /** A registrar; values <= 0 keep the defaults. */
+    static native long registrarNew(String[] endpoints, String token, long connectMs, long perPhaseMs);
+
+    /** Frees a registrar (0 is ignored). */
+    static native void registrarFree(long handle);
+
+    /** Registers {@code ip} (null: the environment's) with the environment's facts. */
+    static native void registrarRegister(long handle, long environment, long leaseSeconds, String ip);
+
+    /** Renews the lease; false when the service no longer knows the IP. */
+    static native boolean registrarRenew(long handle, String ip);
+
+    /** Removes the registration. */
+    static native void registrarDeregister(long handle, String ip);
+
+    /** The newest signed identity, or null. */
+    static native String registrarIdentity(long handle);
+
     /** Panics in Rust; for the test suite only (present only in a library built with envid-ffi's test-hooks feature). */
     static native void panicForTest();
 }
