@@ -1,10 +1,8 @@
 package io.envid;
 
 import java.time.Duration;
-import java.util.ArrayList;
 import java.util.Collection;
 import java.util.LinkedHashMap;
-import java.util.List;
 import java.util.Map;
 import java.util.Optional;
 
@@ -39,55 +37,13 @@ public final class LookupClient implements AutoCloseable {
     }
 
     /** Builds a {@link LookupClient}. */
-    public static final class Builder {
-        private final List<String> endpoints = new ArrayList<>();
-        private String token;
-        private Duration connectTimeout;
-        private Duration perPhaseTimeout;
+    public static final class Builder extends ServiceBuilder<Builder> {
         private Duration ttl;
         private Duration negativeTtl;
         private Duration maxStale;
         private int maxRetries = -1;
 
         private Builder() {}
-
-        /** Adds an endpoint, {@code http://HOST[:PORT]} or {@code https://…}; tried in order. */
-        public Builder endpoint(String url) {
-            endpoints.add(url);
-            return this;
-        }
-
-        /** The bearer token sent on every request. */
-        public Builder token(String token) {
-            this.token = token;
-            return this;
-        }
-
-        /** TCP/TLS connect timeout (default 500 ms). */
-        public Builder connectTimeout(Duration d) {
-            this.connectTimeout = d;
-            return this;
-        }
-
-        /**
-         * Per-phase timeout (default 2 s): bounds each phase of a request on
-         * its own (sending it, waiting for the response head, reading the
-         * body).
-         */
-        public Builder perPhaseTimeout(Duration d) {
-            this.perPhaseTimeout = d;
-            return this;
-        }
-
-        /**
-         * The old name of {@link #perPhaseTimeout} (it never bounded the whole request).
-         *
-         * @deprecated use {@link #perPhaseTimeout}
-         */
-        @Deprecated
-        public Builder requestTimeout(Duration d) {
-            return perPhaseTimeout(d);
-        }
 
         /** How long a known answer is cached (default 5 min). */
         public Builder ttl(Duration d) {
@@ -122,7 +78,7 @@ public final class LookupClient implements AutoCloseable {
          * @throws EnvidException of kind {@code INVALID_INPUT} without endpoints or with a bad one
          */
         public LookupClient build() {
-            long h = Native.lookupNew(endpoints.toArray(new String[0]), token,
+            long h = Native.lookupNew(endpointArray(), token,
                     Native.millis(connectTimeout), Native.millis(perPhaseTimeout), Native.millis(ttl),
                     Native.millis(negativeTtl), Native.millis(maxStale), maxRetries);
             return new LookupClient(h);

@@ -2,8 +2,6 @@ package io.envid;
 
 import java.lang.ref.Reference;
 import java.time.Duration;
-import java.util.ArrayList;
-import java.util.List;
 import java.util.Optional;
 
 /**
@@ -33,37 +31,8 @@ public final class Registrar implements AutoCloseable {
     }
 
     /** Settings of a {@link Registrar}. */
-    public static final class Builder {
-        private final List<String> endpoints = new ArrayList<>();
-        private String token;
-        private Duration connectTimeout;
-        private Duration perPhaseTimeout;
-
+    public static final class Builder extends ServiceBuilder<Builder> {
         private Builder() {}
-
-        /** Adds an endpoint of the service ({@code http://host:port}); tried in order. */
-        public Builder endpoint(String url) {
-            endpoints.add(url);
-            return this;
-        }
-
-        /** The app's token, sent as the bearer token of every request. */
-        public Builder token(String token) {
-            this.token = token;
-            return this;
-        }
-
-        /** The TCP connect (and TLS handshake) timeout. */
-        public Builder connectTimeout(Duration d) {
-            this.connectTimeout = d;
-            return this;
-        }
-
-        /** The per-phase timeout of each request. */
-        public Builder perPhaseTimeout(Duration d) {
-            this.perPhaseTimeout = d;
-            return this;
-        }
 
         /**
          * Builds the registrar; makes no request yet.
@@ -71,7 +40,7 @@ public final class Registrar implements AutoCloseable {
          * @throws EnvidException {@code INVALID_INPUT} without an endpoint or with a malformed one
          */
         public Registrar build() {
-            long h = Native.registrarNew(endpoints.toArray(new String[0]), token,
+            long h = Native.registrarNew(endpointArray(), token,
                     Native.millis(connectTimeout), Native.millis(perPhaseTimeout));
             return new Registrar(h);
         }

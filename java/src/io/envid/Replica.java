@@ -3,8 +3,6 @@ package io.envid;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.time.Instant;
-import java.util.ArrayList;
-import java.util.List;
 import java.util.Optional;
 
 /**
@@ -42,52 +40,10 @@ public final class Replica implements AutoCloseable {
     }
 
     /** Builds a {@link Replica}. */
-    public static final class Builder {
-        private final List<String> endpoints = new ArrayList<>();
-        private String token;
-        private Duration connectTimeout;
-        private Duration perPhaseTimeout;
+    public static final class Builder extends ServiceBuilder<Builder> {
         private String cacheFile;
 
         private Builder() {}
-
-        /** Adds an endpoint, {@code http://HOST[:PORT]} or {@code https://…}; tried in turn on errors. */
-        public Builder endpoint(String url) {
-            endpoints.add(url);
-            return this;
-        }
-
-        /** The bearer token sent on every request. */
-        public Builder token(String token) {
-            this.token = token;
-            return this;
-        }
-
-        /** TCP/TLS connect timeout (default 500 ms). */
-        public Builder connectTimeout(Duration d) {
-            this.connectTimeout = d;
-            return this;
-        }
-
-        /**
-         * Per-phase timeout (default 10 s): bounds each phase of a request on
-         * its own (sending it, waiting for the response head, reading the
-         * body), and the slack added to a long poll's wait.
-         */
-        public Builder perPhaseTimeout(Duration d) {
-            this.perPhaseTimeout = d;
-            return this;
-        }
-
-        /**
-         * The old name of {@link #perPhaseTimeout} (it never bounded the whole request).
-         *
-         * @deprecated use {@link #perPhaseTimeout}
-         */
-        @Deprecated
-        public Builder requestTimeout(Duration d) {
-            return perPhaseTimeout(d);
-        }
 
         /**
          * Where the last snapshot is kept (written atomically), read at start
@@ -106,7 +62,7 @@ public final class Replica implements AutoCloseable {
          *     {@code LOOKUP_FAILED} when neither the service nor the cache file gave data
          */
         public Replica build() {
-            long h = Native.replicaNew(endpoints.toArray(new String[0]), token,
+            long h = Native.replicaNew(endpointArray(), token,
                     Native.millis(connectTimeout), Native.millis(perPhaseTimeout), cacheFile);
             return new Replica(h);
         }

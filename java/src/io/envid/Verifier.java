@@ -2,8 +2,6 @@ package io.envid;
 
 import java.nio.file.Path;
 import java.time.Duration;
-import java.util.ArrayList;
-import java.util.List;
 
 /**
  * Verifies signed identities (the {@code Envid-Identity} header's JWTs)
@@ -35,40 +33,12 @@ public final class Verifier implements AutoCloseable {
     }
 
     /** Settings of a {@link Verifier}. */
-    public static final class Builder {
-        private final List<String> endpoints = new ArrayList<>();
-        private String token;
-        private Duration connectTimeout;
-        private Duration perPhaseTimeout;
+    public static final class Builder extends ServiceBuilder<Builder> {
         private String keysCacheFile;
         private String audience;
         private String issuer;
 
         private Builder() {}
-
-        /** Adds an endpoint of the service ({@code http://host:port}); tried in order. */
-        public Builder endpoint(String url) {
-            endpoints.add(url);
-            return this;
-        }
-
-        /** A bearer token (the key set itself needs none). */
-        public Builder token(String token) {
-            this.token = token;
-            return this;
-        }
-
-        /** The TCP connect (and TLS handshake) timeout. */
-        public Builder connectTimeout(Duration d) {
-            this.connectTimeout = d;
-            return this;
-        }
-
-        /** The per-phase timeout of each request. */
-        public Builder perPhaseTimeout(Duration d) {
-            this.perPhaseTimeout = d;
-            return this;
-        }
 
         /** Keep the key set in this file, and start from it when the service is down. */
         public Builder keysCacheFile(Path path) {
@@ -90,7 +60,7 @@ public final class Verifier implements AutoCloseable {
 
         /** Fetches the key set (or reads the cache file) and starts the refresh thread. */
         public Verifier build() {
-            long h = Native.verifierNew(endpoints.toArray(new String[0]), token,
+            long h = Native.verifierNew(endpointArray(), token,
                     Native.millis(connectTimeout), Native.millis(perPhaseTimeout), keysCacheFile,
                     audience, issuer);
             return new Verifier(h);
