@@ -237,7 +237,10 @@ fn messages_say_what_is_wrong() {
         ("duplicate-key.toml", "duplicate key `app`"),
         ("duplicate-key.json", "duplicate key \"app\""),
         ("unknown-platform.toml", "unknown platform \"vm\""),
-        ("bad-ip.toml", "\"10.0.0.256\" is not an IP address: expected IPv4 like"),
+        (
+            "bad-ip.toml",
+            "\"10.0.0.256\" is not an IP address: expected IPv4 like",
+        ),
         ("negative-batch.toml", "must not be negative"),
         (
             "bad-date-string.toml",

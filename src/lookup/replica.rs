@@ -73,6 +73,8 @@ use crate::service_config::ServiceConfig;
 #[derive(Clone, Debug, Default)]
 pub struct ReplicaView {
     version: u64,
+    /// The history `version` belongs to (see [`RegistrySnapshot::history`]).
+    history: Option<String>,
     records: HashMap<RecordKey, Arc<HostRecord>>,
     table: PrefixTable<Arc<HostRecord>>,
 }
@@ -126,6 +128,12 @@ impl ReplicaView {
     /// The registry version this view is.
     pub fn version(&self) -> u64 {
         self.version
+    }
+
+    /// The history [`ReplicaView::version`] belongs to, when the service
+    /// names one (see [`RegistrySnapshot::history`]).
+    pub fn history(&self) -> Option<&str> {
+        self.history.as_deref()
     }
 
     /// Number of records (single IPs and ranges).
@@ -478,7 +486,8 @@ impl Syncer {
         let fetched = if self.need_snapshot {
             self.fetch_snapshot(&endpoint).map(Fetched::Snapshot)
         } else {
-            self.poll(&endpoint, self.shared.view.load().version)
+            let view = self.shared.view.load();
+            self.poll(&endpoint, view.version, view.history.as_deref())
         };
         if self.shared.stopped() {
             return Ok(());
@@ -527,7 +536,11 @@ impl Syncer {
             }
             Fetched::Delta(delta) => {
                 let current = self.shared.view.load_full();
-                if delta.version < current.version {
+                if delta.history.is_some() && delta.history != current.history {
+                    // A delta against another history (a service that forgot
+                    // ours): never applied; start over from a snapshot.
+                    self.need_snapshot = true;
+                } else if delta.version < current.version {
                     // The service went back in time (restarted from its file):
                     // our version means nothing to it any more.
                     self.need_snapshot = true;
@@ -557,17 +570,33 @@ impl Syncer {
             .send(&Request::new(Method::Get, endpoint, "/v1/registry"))?
             .ok_or_else(|| not_found(endpoint))?;
         let body: RegistrySnapshot = decode(endpoint, &bytes)?;
-        ReplicaView::from_records(body.version, body.records).map_err(|message| {
-            LookupError::Decode {
-                endpoint: endpoint.to_string(),
-                message,
-            }
-        })
+        let mut view =
+            ReplicaView::from_records(body.version, body.records).map_err(|message| {
+                LookupError::Decode {
+                    endpoint: endpoint.to_string(),
+                    message,
+                }
+            })?;
+        view.history = body.history;
+        Ok(view)
     }
 
-    fn poll(&self, endpoint: &str, since: u64) -> Result<Fetched, LookupError> {
+    fn poll(
+        &self,
+        endpoint: &str,
+        since: u64,
+        history: Option<&str>,
+    ) -> Result<Fetched, LookupError> {
         let wait = self.settings.poll_wait.as_secs().max(1);
-        let path = format!("/v1/registry?since={since}&wait={wait}");
+        let mut path = format!("/v1/registry?since={since}&wait={wait}");
+        if let Some(h) = history {
+            // Histories are hex or decimal digits: nothing to escape; anything
+            // else would not be ours, and the service answers 410 to it.
+            if h.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                path.push_str("&history=");
+                path.push_str(h);
+            }
+        }
         let request =
             Request::new(Method::Get, endpoint, &path).long_poll(Duration::from_secs(wait));
         match self.transport.send(&request) {
@@ -600,6 +629,8 @@ impl Syncer {
 struct CacheOut<'a> {
     format: &'static str,
     version: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    history: Option<&'a str>,
     records: Vec<&'a HostRecord>,
 }
 
@@ -607,6 +638,8 @@ struct CacheOut<'a> {
 struct CacheIn {
     format: String,
     version: u64,
+    #[serde(default)]
+    history: Option<String>,
     records: Vec<HostRecord>,
 }
 
@@ -617,6 +650,7 @@ fn write_cache(path: &Path, view: &ReplicaView) -> std::io::Result<()> {
     let out = CacheOut {
         format: CACHE_FORMAT,
         version: view.version,
+        history: view.history.as_deref(),
         records: view.records.values().map(|r| &**r).collect(),
     };
     crate::atomic_file::write(path, |w| {
@@ -636,7 +670,9 @@ fn read_cache(path: &Path) -> Result<ReplicaView, String> {
             file.format
         )));
     }
-    ReplicaView::from_records(file.version, file.records).map_err(bad)
+    let mut view = ReplicaView::from_records(file.version, file.records).map_err(bad)?;
+    view.history = file.history;
+    Ok(view)
 }
 
 /// A local, in-memory copy of the registry kept in sync in the background.

@@ -96,9 +96,22 @@ pub enum Command {
         )]
         registrar_token: Option<String>,
         /// Keep registrations in this file so they survive a restart
-        /// (written atomically: temporary file, fsync, rename).
-        #[arg(long, value_name = "FILE")]
+        /// (written atomically: temporary file, fsync, rename; a
+        /// registration is answered once it is on disk). Embedded store only.
+        #[arg(long, value_name = "FILE", conflicts_with = "etcd")]
         state: Option<PathBuf>,
+        /// Keep the registry in etcd at these client URLs (comma-separated),
+        /// so any number of instances serve the same records.
+        #[arg(long, value_name = "URL[,URL...]", value_delimiter = ',')]
+        etcd: Vec<String>,
+        /// The etcd key prefix of the registry.
+        #[arg(
+            long,
+            value_name = "PREFIX",
+            default_value = "/envid/",
+            requires = "etcd"
+        )]
+        etcd_prefix: String,
     },
     /// Look up the environment of IP addresses at the environment service;
     /// exit 1 when any IP is unknown or its lookup fails.

@@ -51,6 +51,10 @@ pub enum ErrorCode {
     TooManyLongPolls,
     /// `500 internal`.
     Internal,
+    /// `503 unavailable`: the store cannot commit a write now (etcd has no
+    /// quorum, or is not reached yet); retry after `Retry-After`. Reads are
+    /// still answered from the instance's view.
+    Unavailable,
 }
 
 impl ErrorCode {
@@ -75,6 +79,7 @@ impl ErrorCode {
             ErrorCode::Overloaded => "overloaded",
             ErrorCode::TooManyLongPolls => "too_many_long_polls",
             ErrorCode::Internal => "internal",
+            ErrorCode::Unavailable => "unavailable",
         }
     }
 
@@ -100,6 +105,7 @@ impl ErrorCode {
                 StatusCode::TOO_MANY_REQUESTS
             }
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }
@@ -214,6 +220,7 @@ mod tests {
             (ErrorCode::Overloaded, "overloaded", 429),
             (ErrorCode::TooManyLongPolls, "too_many_long_polls", 429),
             (ErrorCode::Internal, "internal", 500),
+            (ErrorCode::Unavailable, "unavailable", 503),
         ];
         for (code, wire, status) in table {
             assert_eq!((code.as_str(), code.status().as_u16()), (wire, status));

@@ -82,7 +82,9 @@ pub use crate::error::ErrorCode;
 use crate::http::AppState;
 use crate::metrics::Metrics;
 use crate::reload::Reloader;
-use crate::store::Store;
+use crate::store::embedded::EmbeddedStore;
+use crate::store::etcd::{EtcdConfig, EtcdStore};
+use crate::store::RegistryStore;
 
 /// How to run the service. Its `Debug` output redacts the tokens.
 #[derive(Clone)]
@@ -139,8 +141,14 @@ pub struct Config {
     /// trickles in included); past it the answer is `408`. Long polls are
     /// bounded by `max_wait` instead.
     pub request_timeout: Duration,
-    /// How often ended leases are swept out.
+    /// How often ended leases are swept out (the embedded store).
     pub expiry_interval: Duration,
+    /// etcd client URLs: when set, the records live in etcd and any number
+    /// of instances serve them (see [`store::etcd`]); when empty, the
+    /// embedded store (see [`store::embedded`]).
+    pub etcd: Vec<String>,
+    /// The etcd key prefix (default `/envid/`).
+    pub etcd_prefix: String,
 }
 
 impl Config {
@@ -171,6 +179,8 @@ impl Config {
             header_read_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(10),
             expiry_interval: Duration::from_millis(100),
+            etcd: Vec::new(),
+            etcd_prefix: "/envid/".into(),
         }
     }
 }
@@ -199,6 +209,8 @@ impl std::fmt::Debug for Config {
             header_read_timeout,
             request_timeout,
             expiry_interval,
+            etcd,
+            etcd_prefix,
         } = self;
         let redacted = |t: &Option<String>| t.as_ref().map(|_| "<redacted>");
         f.debug_struct("Config")
@@ -222,6 +234,8 @@ impl std::fmt::Debug for Config {
             .field("header_read_timeout", header_read_timeout)
             .field("request_timeout", request_timeout)
             .field("expiry_interval", expiry_interval)
+            .field("etcd", etcd)
+            .field("etcd_prefix", etcd_prefix)
             .finish()
     }
 }
@@ -306,29 +320,30 @@ fn prepare(config: Config) -> Result<Prepared, ServerError> {
         .map_err(|e| ServerError::Registry(e.to_string()))?;
     let listener = std::net::TcpListener::bind(config.listen)?;
     listener.set_nonblocking(true)?;
-    let loaded = match &config.state_path {
-        Some(p) => state::load(p, store::now_unix_ms()),
-        None => state::Loaded::default(),
-    };
-    if let Some(p) = &config.state_path {
-        if loaded.version > 0 {
-            tracing::info!(
-                path = %p.display(),
-                restored = loaded.leases.len(),
-                expired = loaded.expired,
-                "registrations restored from the state file"
-            );
-        }
-    }
-    // Continue after the saved version, so a replica that saw the previous
-    // run is never mistaken for one of this run (it gets `410` and re-syncs).
-    let store = Arc::new(Store::with_registrations(
-        records,
-        loaded.leases,
-        loaded.version + 1,
-        config.history_limit,
-    ));
     let metrics = Arc::new(Metrics::new());
+    let store: Arc<dyn RegistryStore> = if config.etcd.is_empty() {
+        Arc::new(EmbeddedStore::open(
+            records,
+            config.state_path.clone(),
+            config.history_limit,
+            config.expiry_interval,
+            metrics.clone(),
+        ))
+    } else {
+        let mut prefix = config.etcd_prefix.clone();
+        if !prefix.ends_with('/') {
+            prefix.push('/');
+        }
+        Arc::new(EtcdStore::new(
+            EtcdConfig {
+                endpoints: config.etcd.clone(),
+                prefix,
+            },
+            records,
+            config.history_limit,
+            metrics.clone(),
+        ))
+    };
     let reloader = Reloader::new(
         path.clone(),
         store.clone(),
@@ -390,46 +405,17 @@ async fn serve(p: Prepared, shutdown: impl Future<Output = ()> + Send + 'static)
         }
     });
 
-    let expiry_task = {
-        let store = state.store.clone();
-        let metrics = state.metrics.clone();
-        let interval = config.expiry_interval.max(Duration::from_millis(10));
+    let store_tasks = state.store.clone().start();
+    let prune_task = {
         let limits = state.limits.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(interval);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
             loop {
                 tick.tick().await;
-                let (expired, change) = store.expire(store::now_unix_ms());
-                if !expired.is_empty() {
-                    metrics.expiries.inc_by(expired.len() as u64);
-                    if let Some(c) = change {
-                        tracing::info!(
-                            expired = expired.len(),
-                            version = c.version,
-                            "leases expired"
-                        );
-                    }
-                }
                 limits.prune();
             }
         })
     };
-    let persist_task = config.state_path.clone().map(|path| {
-        let store = state.store.clone();
-        tokio::spawn(async move {
-            let mut changed = store.subscribe_registrations();
-            loop {
-                if changed.changed().await.is_err() {
-                    return;
-                }
-                // Coalesce a burst of changes into one write.
-                tokio::time::sleep(state::PERSIST_DELAY).await;
-                changed.borrow_and_update();
-                persist(&store, &path).await;
-            }
-        })
-    });
 
     let (draining_tx, draining_rx) = tokio::sync::watch::channel(false);
     state.shutdown = draining_rx;
@@ -455,32 +441,12 @@ async fn serve(p: Prepared, shutdown: impl Future<Output = ()> + Send + 'static)
     )
     .await;
     reload_task.abort();
-    expiry_task.abort();
-    if let Some(task) = persist_task {
+    prune_task.abort();
+    for task in store_tasks {
         task.abort();
     }
-    if let Some(path) = &config.state_path {
-        // The last word: whatever the write-behind task had not written yet.
-        persist(&store, path).await;
-    }
-}
-
-/// Writes the registrations to the state file (off the async workers).
-async fn persist(store: &Arc<Store>, path: &std::path::Path) {
-    let store = store.clone();
-    let path = path.to_path_buf();
-    let result = tokio::task::spawn_blocking(move || {
-        let leases = store.registrations();
-        state::save(&path, store.version(), leases).map_err(|e| (path, e))
-    })
-    .await;
-    match result {
-        Ok(Ok(())) => {}
-        Ok(Err((path, e))) => {
-            tracing::error!(path = %path.display(), error = %e, "cannot write the state file")
-        }
-        Err(e) => tracing::error!(error = %e, "state writer failed"),
-    }
+    // The last word (the embedded store marks its file clean).
+    store.close().await;
 }
 
 /// Binds (before returning) and serves on a background thread with its own runtime.

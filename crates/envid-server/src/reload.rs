@@ -18,14 +18,14 @@ use std::time::{Duration, SystemTime};
 use crate::registry_file::parse_registry;
 
 use crate::metrics::Metrics;
-use crate::store::Store;
+use crate::store::RegistryStore;
 
 /// Within this age of the file's mtime, the content is re-checked on every poll.
 const RACY_WINDOW: Duration = Duration::from_secs(2);
 
 pub(crate) struct Reloader {
     path: PathBuf,
-    store: Arc<Store>,
+    store: Arc<dyn RegistryStore>,
     metrics: Arc<Metrics>,
     last_stamp: Option<(Option<SystemTime>, u64)>,
     last_hash: Option<u64>,
@@ -42,7 +42,7 @@ impl Reloader {
     /// `loaded` is the content the store was built from.
     pub(crate) fn new(
         path: PathBuf,
-        store: Arc<Store>,
+        store: Arc<dyn RegistryStore>,
         metrics: Arc<Metrics>,
         loaded: &[u8],
     ) -> Reloader {
@@ -62,7 +62,7 @@ impl Reloader {
             tracing::warn!(
                 path = %self.path.display(),
                 error = %message,
-                version = self.store.version(),
+                version = self.store.snapshot().version,
                 "registry reload failed; keeping the old registry"
             );
             self.metrics.reload(false);
@@ -107,20 +107,30 @@ impl Reloader {
         self.last_error = None;
         self.metrics.reload(true);
         let count = records.len();
-        match self.store.replace_all(records) {
-            Some(change) => tracing::info!(
-                path,
-                version = change.version,
-                records = count,
-                upserted = change.upserts.len(),
-                deleted = change.deletes.len(),
-                "registry reloaded"
-            ),
-            None => tracing::info!(
-                path,
-                version = self.store.version(),
-                "registry reloaded; no record changed"
-            ),
+        // Run off the async workers (spawn_blocking), so waiting here for
+        // the store's commit blocks no request.
+        let store = self.store.clone();
+        let outcome = tokio::runtime::Handle::current().block_on(store.replace_static(records));
+        match outcome {
+            Ok(o) => match o.version {
+                Some(version) => tracing::info!(
+                    path,
+                    version,
+                    records = count,
+                    before = o.before,
+                    "registry reloaded"
+                ),
+                None => tracing::info!(
+                    path,
+                    version = self.store.snapshot().version,
+                    "registry reloaded; no record changed"
+                ),
+            },
+            Err(e) => {
+                // Try again on the next poll.
+                self.last_hash = None;
+                tracing::warn!(path, error = %e, "registry reload not stored; retrying");
+            }
         }
     }
 }

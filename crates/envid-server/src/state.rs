@@ -6,17 +6,23 @@
 //! the old file, and the directory is fsynced. A crash mid-write leaves the
 //! old file (plus, at worst, a stray temporary file), never a torn one.
 //!
-//! Writes are behind the changes (write-behind): the persister writes at most
-//! every [`PERSIST_DELAY`] after a change, and once more at shutdown. A crash
-//! can lose the last fraction of a second of registrations; their owners
-//! find out on their next renewal (`404`) and register again.
+//! Writes are group commits (see [`crate::store::embedded`]): a registration
+//! is answered only once a write that holds it is fsynced, and the
+//! registrations that arrive while one write runs share the next one.
+//!
+//! The file names the history its version belongs to and whether the run
+//! that wrote it ended cleanly: a run that crashed may have served versions
+//! it never wrote, so the next one starts a new history (replicas get `410`
+//! and re-snapshot rather than a delta from a version that meant something
+//! else).
 //!
 //! At start, a missing file means no registrations. A file that cannot be
 //! read or parsed is logged as a warning, moved aside to `<path>.corrupt`
-//! (kept for inspection, not overwritten), and the service starts with no
-//! registrations: registrations are soft state their owners re-create, and
-//! refusing to start would take every lookup down over a cache file.
-//! Leases that ended while the service was down are dropped at load.
+//! (or `.corrupt.1`, `.corrupt.2`, …: an earlier one is never overwritten),
+//! and the service starts with no registrations and a new history:
+//! registrations are soft state their owners re-create, and refusing to
+//! start would take every lookup down over a cache file. Leases that ended
+//! while the service was down are dropped at load.
 
 use std::path::{Path, PathBuf};
 
@@ -24,16 +30,18 @@ use serde::{Deserialize, Serialize};
 
 use crate::store::Lease;
 
-/// The smallest gap between two writes of the state file.
-pub(crate) const PERSIST_DELAY: std::time::Duration = std::time::Duration::from_millis(200);
-
-/// The state file's schema version.
-const STATE_SCHEMA: u32 = 1;
+/// The state file's schema version (1: no history, read as an unclean run).
+const STATE_SCHEMA: u32 = 2;
 
 #[derive(Serialize, Deserialize)]
 struct StateFile {
     schema: u32,
     version: u64,
+    #[serde(default)]
+    history: Option<String>,
+    /// Written `true` only by the last write of a run that shut down.
+    #[serde(default)]
+    clean: bool,
     registrations: Vec<Lease>,
 }
 
@@ -46,6 +54,12 @@ pub(crate) struct Loaded {
     pub(crate) leases: Vec<Lease>,
     /// How many saved leases had ended.
     pub(crate) expired: usize,
+    /// The history of `version`, when the file names one.
+    pub(crate) history: Option<String>,
+    /// Whether the run that wrote the file shut down cleanly.
+    pub(crate) clean: bool,
+    /// Where a corrupt file was moved to.
+    pub(crate) corrupt: Option<PathBuf>,
 }
 
 /// Loads the state file; see the module docs for what happens when it is bad.
@@ -65,7 +79,7 @@ pub(crate) fn load(path: &Path, now_ms: u64) -> Loaded {
     let parsed: Result<StateFile, String> = serde_json::from_slice::<StateFile>(&bytes)
         .map_err(|e| e.to_string())
         .and_then(|s| {
-            if s.schema == STATE_SCHEMA {
+            if s.schema == STATE_SCHEMA || s.schema == 1 {
                 Ok(s)
             } else {
                 Err(format!("unknown schema {}", s.schema))
@@ -83,11 +97,17 @@ pub(crate) fn load(path: &Path, now_ms: u64) -> Loaded {
                 version: state.version,
                 expired: total - leases.len(),
                 leases,
+                history: state.history,
+                clean: state.clean,
+                corrupt: None,
             }
         }
         Err(e) => {
             let aside = corrupt_path(path);
-            let moved = std::fs::rename(path, &aside);
+            // A hard link fails when the name is taken, so two starts racing
+            // (or a name found free a moment ago) never overwrite an earlier
+            // corrupt file; then the corrupt file is unlinked.
+            let moved = std::fs::hard_link(path, &aside).and_then(|()| std::fs::remove_file(path));
             match moved {
                 Ok(()) => tracing::warn!(
                     path = %path.display(),
@@ -102,23 +122,46 @@ pub(crate) fn load(path: &Path, now_ms: u64) -> Loaded {
                     "the state file is corrupt and could not be moved aside; starting with no registrations"
                 ),
             }
-            Loaded::default()
+            Loaded {
+                corrupt: Some(aside),
+                ..Loaded::default()
+            }
         }
     }
 }
 
-/// `<path>.corrupt`.
+/// The first free name of `<path>.corrupt`, `<path>.corrupt.1`, ….
 pub(crate) fn corrupt_path(path: &Path) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(".corrupt");
-    path.with_file_name(name)
+    let first = path.with_file_name(&name);
+    if !first.exists() {
+        return first;
+    }
+    (1u32..)
+        .map(|i| {
+            let mut n = name.clone();
+            n.push(format!(".{i}"));
+            path.with_file_name(n)
+        })
+        .find(|p| !p.exists())
+        .expect("some number is free")
 }
 
-/// Writes the state atomically (temporary file, fsync, rename, directory fsync).
-pub(crate) fn save(path: &Path, version: u64, leases: Vec<Lease>) -> std::io::Result<()> {
+/// Writes the state atomically (temporary file, fsync, rename, directory
+/// fsync). `clean` only for the last write of a run.
+pub(crate) fn save(
+    path: &Path,
+    history: &str,
+    version: u64,
+    clean: bool,
+    leases: Vec<Lease>,
+) -> std::io::Result<()> {
     let state = StateFile {
         schema: STATE_SCHEMA,
         version,
+        history: Some(history.to_string()),
+        clean,
         registrations: leases,
     };
     envid::atomic_file::write(path, |w| {
@@ -148,12 +191,16 @@ mod tests {
         let path = dir.path().join("state.json");
         save(
             &path,
+            "h1",
             7,
+            true,
             vec![lease("10.0.0.1", 5_000), lease("10.0.0.2", 500)],
         )
         .unwrap();
         let loaded = load(&path, 1_000);
         assert_eq!(loaded.version, 7);
+        assert_eq!(loaded.history.as_deref(), Some("h1"));
+        assert!(loaded.clean);
         assert_eq!(loaded.expired, 1);
         assert_eq!(loaded.leases, vec![lease("10.0.0.1", 5_000)]);
         // No temporary file is left behind.
@@ -168,7 +215,16 @@ mod tests {
         let loaded = load(&path, 0);
         assert!(loaded.leases.is_empty());
         assert!(!path.exists());
-        assert!(corrupt_path(&path).exists());
+        let first = dir.path().join("state.json.corrupt");
+        assert_eq!(loaded.corrupt.as_deref(), Some(first.as_path()));
+        // A second corrupt file goes beside the first, never over it.
+        std::fs::write(&path, b"not json").unwrap();
+        let again = load(&path, 0);
+        assert_eq!(
+            again.corrupt.as_deref(),
+            Some(dir.path().join("state.json.corrupt.1").as_path())
+        );
+        assert_eq!(std::fs::read(&first).unwrap()[..3], *b"{\"s");
         assert_eq!(load(&dir.path().join("missing.json"), 0).version, 0);
     }
 }

@@ -387,13 +387,17 @@ fn corrupt_state_file_starts_empty_and_is_kept_aside() {
         svc.shutdown();
     }
     let good = std::fs::read(&state).unwrap();
-    for bad in [&good[..good.len() / 2], b"\x00\xffgarbage".as_slice()] {
+    // Each corrupt file is kept, beside (never over) an earlier one.
+    for (bad, aside) in [
+        (&good[..good.len() / 2], "state.json.corrupt"),
+        (b"\x00\xffgarbage".as_slice(), "state.json.corrupt.1"),
+    ] {
         std::fs::write(&state, bad).unwrap();
         let svc = envid_server::spawn(c.clone()).unwrap();
         let a = svc.local_addr();
         assert_eq!(host(a, "192.0.2.1").status, 404);
         assert_eq!(host(a, "10.0.0.5").status, 200, "static records serve");
-        let aside = dir.path().join("state.json.corrupt");
+        let aside = dir.path().join(aside);
         assert_eq!(std::fs::read(&aside).unwrap(), bad);
         // Registering works and writes a fresh, good file.
         assert_eq!(put(a, "192.0.2.4", "b", 600).status, 200);

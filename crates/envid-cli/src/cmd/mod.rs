@@ -35,12 +35,16 @@ pub fn run(cli: Cli) -> Result<ExitCode, String> {
             token,
             registrar_token,
             state,
+            etcd,
+            etcd_prefix,
         } => {
             let mut config = envid_server::Config::new(registry);
             config.listen = listen;
             config.token = token;
             config.registrar_token = registrar_token;
             config.state_path = state;
+            config.etcd = etcd;
+            config.etcd_prefix = etcd_prefix;
             serve::run(config)
         }
     }

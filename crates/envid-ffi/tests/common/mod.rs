@@ -118,7 +118,10 @@ pub fn write_fixtures(dir: &Path) {
     // A host set up for Apollo only: its server.properties, no descriptor.
     let apollo = dir.join("apollo/opt/settings");
     std::fs::create_dir_all(&apollo).unwrap();
-    w("apollo/opt/settings/server.properties", "env=PRO\nidc=cn5\n");
+    w(
+        "apollo/opt/settings/server.properties",
+        "env=PRO\nidc=cn5\n",
+    );
 }
 
 /// Whether `program` runs (`program --version` or `-version` succeeds).

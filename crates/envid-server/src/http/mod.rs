@@ -23,7 +23,7 @@ use axum::{Json, Router};
 
 use crate::error::{ApiError, ErrorCode};
 use crate::metrics::{Metrics, RequestLabels};
-use crate::store::Store;
+use crate::store::{Health, RegistryStore, StoreError};
 use crate::Config;
 
 use lookup::{get_host, lookup};
@@ -84,7 +84,7 @@ impl Drop for Slot<'_> {
 /// What the handlers share.
 #[derive(Clone, Debug)]
 pub(crate) struct AppState {
-    pub(crate) store: Arc<Store>,
+    pub(crate) store: Arc<dyn RegistryStore>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) token: Option<Arc<str>>,
     pub(crate) registrar_token: Option<Arc<str>>,
@@ -112,6 +112,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/hosts/{ip}/renew", post(renew))
         .route("/v1/registry", get(registry))
         .route("/metrics", get(metrics))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_ready))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/healthz", get(healthz))
@@ -292,14 +293,52 @@ pub(crate) fn path_ip(path: Result<Path<String>, PathRejection>) -> Result<IpAdd
         .map_err(|_| ApiError::invalid_ip(&raw))
 }
 
+/// Until the store has a view (etcd not reached yet) only `/healthz` is
+/// answered; every other request is `503` saying why.
+async fn require_ready(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if let Health::Starting { reason } = state.store.health() {
+        return ApiError::new(
+            ErrorCode::Unavailable,
+            format!("starting: no registry yet ({reason})"),
+        )
+        .retry_after(Duration::from_secs(1))
+        .into_response();
+    }
+    next.run(req).await
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        match e {
+            StoreError::Unavailable { retry_after, .. } => {
+                ApiError::new(ErrorCode::Unavailable, e.to_string()).retry_after(retry_after)
+            }
+        }
+    }
+}
+
+/// `200 {"status": "ok"}`, `200 {"status": "stale", "reason"}` (reads are
+/// served from a view the store cannot refresh; writes are refused) or
+/// `503 {"status": "starting", "reason"}` (nothing served yet).
 async fn healthz(State(state): State<AppState>) -> Response {
     let snapshot = state.store.snapshot();
-    Json(serde_json::json!({
-        "status": "ok",
+    let (status, code, reason) = match state.store.health() {
+        Health::Ok => ("ok", StatusCode::OK, None),
+        Health::Stale { reason } => ("stale", StatusCode::OK, Some(reason)),
+        Health::Starting { reason } => ("starting", StatusCode::SERVICE_UNAVAILABLE, Some(reason)),
+    };
+    let mut body = serde_json::json!({
+        "status": status,
         "version": snapshot.version,
         "records": snapshot.records.len(),
-    }))
-    .into_response()
+    });
+    if !snapshot.history.is_empty() {
+        body["history"] = serde_json::Value::from(&*snapshot.history);
+    }
+    if let Some(reason) = reason {
+        body["reason"] = serde_json::Value::from(reason);
+    }
+    (code, Json(body)).into_response()
 }
 
 async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {

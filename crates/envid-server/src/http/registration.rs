@@ -18,7 +18,7 @@ use crate::error::{ApiError, ErrorCode};
 use crate::registration_body::{
     parse_registration_body, parse_renewal_body, RegistrationBodyError,
 };
-use crate::store::now_unix_ms;
+use crate::store::Registration;
 
 /// (app, IP): what the registration limit counts per.
 type WindowKey = (Option<String>, IpAddr);
@@ -124,12 +124,22 @@ pub(crate) async fn register(
         )
         .retry_after(retry_after));
     }
-    let change = state.store.register(ip, record, lease, now_unix_ms());
+    let owner = record.app.clone();
+    // Answered only once the store made the registration durable.
+    let ack = state
+        .store
+        .register(Registration {
+            ip,
+            record,
+            lease_seconds: lease,
+            owner,
+        })
+        .await?;
     state.metrics.registrations.inc();
     Ok(Json(serde_json::json!({
         "ip": ip,
         "lease_seconds": lease,
-        "version": change.map_or_else(|| state.store.version(), |c| c.version),
+        "version": ack.version,
     }))
     .into_response())
 }
@@ -141,7 +151,7 @@ pub(crate) async fn renew(
 ) -> Result<Response, ApiError> {
     // An optional body `{"lease_seconds": N}` changes the lease length.
     let (ip, lease) = ip_and_body(&state, path, body, |_, b| parse_renewal_body(b))?;
-    match state.store.renew(ip, lease, now_unix_ms()) {
+    match state.store.renew(ip, lease).await? {
         Some(lease) => {
             state.metrics.renewals.inc();
             Ok(Json(serde_json::json!({"ip": ip, "lease_seconds": lease})).into_response())
@@ -158,7 +168,7 @@ pub(crate) async fn deregister(
     path: Result<Path<String>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {
     let ip = canonical_path_ip(path)?;
-    let (was_registered, _) = state.store.deregister(ip);
+    let was_registered = state.store.deregister(ip).await?;
     if was_registered {
         state.metrics.deregistrations.inc();
     }
