@@ -24,6 +24,9 @@
 //! start would take every lookup down over a cache file. Leases that ended
 //! while the service was down are dropped at load.
 
+use std::collections::BTreeMap;
+use std::io::{BufRead, Write};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -43,6 +46,106 @@ struct StateFile {
     #[serde(default)]
     clean: bool,
     registrations: Vec<Lease>,
+}
+
+/// One line of the log beside the state file (`<path>.log`): the changes
+/// since the file was written, appended and fsynced in groups. Each entry is
+/// an absolute state, so replaying one twice does no harm.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub(crate) enum LogEntry {
+    /// A registration (new or replaced).
+    Put {
+        /// The registration.
+        lease: Box<Lease>,
+    },
+    /// A renewal.
+    Renew {
+        /// The registered address.
+        ip: IpAddr,
+        /// The lease length.
+        lease_seconds: u64,
+        /// The new end of the lease.
+        expires_unix_ms: u64,
+    },
+    /// A deregistration or an expiry.
+    Delete {
+        /// The registered address.
+        ip: IpAddr,
+    },
+}
+
+/// `<path>.log`.
+pub(crate) fn log_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".log");
+    path.with_file_name(name)
+}
+
+/// Applies the log to `leases`; stops at the first line that does not
+/// parse (a torn last append, never acknowledged). Returns the entries applied.
+fn replay(path: &Path, leases: &mut BTreeMap<IpAddr, Lease>) -> usize {
+    let Ok(file) = std::fs::File::open(log_path(path)) else {
+        return 0;
+    };
+    let mut applied = 0;
+    for line in std::io::BufReader::new(file).split(b'\n') {
+        let Ok(line) = line else { break };
+        let Ok(entry) = serde_json::from_slice::<LogEntry>(&line) else {
+            break;
+        };
+        match entry {
+            LogEntry::Put { lease } => {
+                if let Some(ip) = lease.record.ip {
+                    leases.insert(ip.to_canonical(), *lease);
+                }
+            }
+            LogEntry::Renew {
+                ip,
+                lease_seconds,
+                expires_unix_ms,
+            } => {
+                if let Some(l) = leases.get_mut(&ip) {
+                    l.lease_seconds = lease_seconds;
+                    l.expires_unix_ms = expires_unix_ms;
+                }
+            }
+            LogEntry::Delete { ip } => {
+                leases.remove(&ip);
+            }
+        }
+        applied += 1;
+    }
+    applied
+}
+
+/// Appends `entries` to the log and fsyncs it (one group commit); returns
+/// the bytes written.
+pub(crate) fn append(path: &Path, entries: &[LogEntry]) -> std::io::Result<u64> {
+    let mut buf = Vec::with_capacity(entries.len() * 200);
+    for e in entries {
+        serde_json::to_writer(&mut buf, e).map_err(std::io::Error::other)?;
+        buf.push(b'\n');
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_path(path))?;
+    file.write_all(&buf)?;
+    file.sync_data()?;
+    Ok(buf.len() as u64)
+}
+
+/// Empties the log (after the state file took in everything it held).
+pub(crate) fn truncate_log(path: &Path) -> std::io::Result<()> {
+    match std::fs::OpenOptions::new().write(true).open(log_path(path)) {
+        Ok(f) => {
+            f.set_len(0)?;
+            f.sync_all()
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// What was loaded at start.
@@ -66,7 +169,24 @@ pub(crate) struct Loaded {
 pub(crate) fn load(path: &Path, now_ms: u64) -> Loaded {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Loaded::default(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // No state file yet; a log alone (a first run that crashed before
+            // its first full write) still holds acknowledged registrations.
+            let mut map = BTreeMap::new();
+            if replay(path, &mut map) == 0 {
+                return Loaded::default();
+            }
+            let total = map.len();
+            let leases: Vec<Lease> = map
+                .into_values()
+                .filter(|l| l.expires_unix_ms > now_ms)
+                .collect();
+            return Loaded {
+                expired: total - leases.len(),
+                leases,
+                ..Loaded::default()
+            };
+        }
         Err(e) => {
             tracing::warn!(
                 path = %path.display(),
@@ -87,11 +207,16 @@ pub(crate) fn load(path: &Path, now_ms: u64) -> Loaded {
         });
     match parsed {
         Ok(state) => {
-            let total = state.registrations.len();
-            let leases: Vec<Lease> = state
+            let mut map: BTreeMap<IpAddr, Lease> = state
                 .registrations
                 .into_iter()
-                .filter(|l| l.expires_unix_ms > now_ms && l.record.ip.is_some())
+                .filter_map(|l| Some((l.record.ip?.to_canonical(), l)))
+                .collect();
+            replay(path, &mut map);
+            let total = map.len();
+            let leases: Vec<Lease> = map
+                .into_values()
+                .filter(|l| l.expires_unix_ms > now_ms)
                 .collect();
             Loaded {
                 version: state.version,
@@ -108,6 +233,12 @@ pub(crate) fn load(path: &Path, now_ms: u64) -> Loaded {
             // (or a name found free a moment ago) never overwrite an earlier
             // corrupt file; then the corrupt file is unlinked.
             let moved = std::fs::hard_link(path, &aside).and_then(|()| std::fs::remove_file(path));
+            // The log's changes were relative to the corrupt file: kept
+            // beside it, not replayed.
+            let log = log_path(path);
+            if log.exists() {
+                let _ = std::fs::rename(&log, log_path(&aside));
+            }
             match moved {
                 Ok(()) => tracing::warn!(
                     path = %path.display(),
@@ -205,6 +336,41 @@ mod tests {
         assert_eq!(loaded.leases, vec![lease("10.0.0.1", 5_000)]);
         // No temporary file is left behind.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn the_log_replays_over_the_file_up_to_a_torn_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        save(&path, "h", 3, false, vec![lease("10.0.0.1", 5_000)]).unwrap();
+        append(
+            &path,
+            &[
+                LogEntry::Put {
+                    lease: Box::new(lease("10.0.0.2", 6_000)),
+                },
+                LogEntry::Delete {
+                    ip: "10.0.0.1".parse().unwrap(),
+                },
+                LogEntry::Renew {
+                    ip: "10.0.0.2".parse().unwrap(),
+                    lease_seconds: 30,
+                    expires_unix_ms: 9_000,
+                },
+            ],
+        )
+        .unwrap();
+        // A torn last append (never acknowledged) is where replay stops.
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(log_path(&path))
+            .unwrap();
+        f.write_all(b"{\"op\":\"delete\",\"ip\":\"10.0").unwrap();
+        let loaded = load(&path, 1_000);
+        assert_eq!(loaded.leases, vec![lease("10.0.0.2", 9_000)]);
+        assert!(!loaded.clean);
+        truncate_log(&path).unwrap();
+        assert_eq!(load(&path, 1_000).leases, vec![lease("10.0.0.1", 5_000)]);
     }
 
     #[test]
