@@ -61,6 +61,11 @@ const VIEW_WAIT: Duration = Duration::from_secs(2);
 
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 
+/// The largest message to or from etcd: the static set is one value (etcd's
+/// own limit, `--max-request-bytes`, 1.5 MiB by default, is the one that
+/// binds; raise it for registries past ~10,000 static records).
+const MAX_MESSAGE: usize = 256 << 20;
+
 /// How long one operation keeps retrying (a dead member's endpoint, an
 /// election) before the caller gets `503`.
 const OPERATION_DEADLINE: Duration = Duration::from_secs(3);
@@ -290,10 +295,13 @@ impl EtcdStore {
         client: &mut Client,
     ) -> Result<(u64, u64, Vec<HostRecord>, Vec<HostRecord>), StoreError> {
         let _ = client;
-        let resp = etcd!(self, |c| c.get(
-            self.config.prefix.as_bytes(),
-            Some(GetOptions::new().with_prefix())
-        ))?;
+        let resp = etcd!(self, |c| c
+            .kv_client()
+            .max_decoding_message_size(MAX_MESSAGE)
+            .get(
+                self.config.prefix.as_bytes(),
+                Some(GetOptions::new().with_prefix())
+            ))?;
         let header = resp.header().ok_or_else(|| unavailable("no header"))?;
         let (revision, cluster) = (header.revision() as u64, header.cluster_id());
         let mut statics = Vec::new();
@@ -361,7 +369,10 @@ impl EtcdStore {
                 TxnOp::put(hash_key, hash, None),
                 TxnOp::put(self.key("static"), value, None),
             ]);
-        let resp = etcd!(self, |c| c.txn(txn.clone()))?;
+        let resp = etcd!(self, |c| c
+            .kv_client()
+            .max_encoding_message_size(MAX_MESSAGE)
+            .txn(txn.clone()))?;
         let revision = resp.header().map_or(0, |h| h.revision() as u64);
         Ok((!resp.succeeded()).then_some(revision))
     }
@@ -510,7 +521,12 @@ impl EtcdStore {
             .with_start_revision(from as i64 + 1)
             .with_progress_notify();
         let mut stream = match self
-            .timed(client.watch(self.config.prefix.as_bytes(), Some(options)))
+            .timed(
+                client
+                    .watch_client()
+                    .max_decoding_message_size(MAX_MESSAGE)
+                    .watch(self.config.prefix.as_bytes(), Some(options)),
+            )
             .await
         {
             Ok(s) => s,

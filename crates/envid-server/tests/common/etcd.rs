@@ -36,6 +36,7 @@ struct Member {
 /// An etcd cluster of its own.
 pub struct Cluster {
     _root: tempfile::TempDir,
+    extra: Vec<String>,
     members: Vec<Member>,
     initial_cluster: String,
 }
@@ -43,6 +44,11 @@ pub struct Cluster {
 impl Cluster {
     /// Starts `n` members and waits (at most 30 s) until each answers.
     pub fn start(n: usize) -> Cluster {
+        Cluster::start_with(n, &[])
+    }
+
+    /// [`Cluster::start`] with extra `etcd` arguments for every member.
+    pub fn start_with(n: usize, extra: &[&str]) -> Cluster {
         let root = tempfile::tempdir().unwrap();
         let members: Vec<Member> = (0..n)
             .map(|i| Member {
@@ -60,6 +66,7 @@ impl Cluster {
             .join(",");
         let mut cluster = Cluster {
             _root: root,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
             members,
             initial_cluster,
         };
@@ -87,6 +94,7 @@ impl Cluster {
             .args(["--initial-cluster-token", "envid-test"])
             // Fast elections: the tests kill members.
             .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
