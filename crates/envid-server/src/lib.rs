@@ -360,6 +360,7 @@ fn prepare(config: Config) -> Result<Prepared, ServerError> {
         limits: Arc::new(http::Limits::new(&config)),
         shutdown: tokio::sync::watch::channel(false).1,
         snapshot_cache: Arc::default(),
+        delta_cache: Arc::default(),
     };
     Ok(Prepared {
         config,

@@ -95,6 +95,8 @@ pub(crate) struct AppState {
     pub(crate) shutdown: tokio::sync::watch::Receiver<bool>,
     /// The encoded body of the last snapshot served, by version.
     pub(crate) snapshot_cache: Arc<Mutex<Option<(u64, Bytes)>>>,
+    /// The encoded body of the last delta a woken long poll computed.
+    pub(crate) delta_cache: Arc<Mutex<Option<replication::DeltaCache>>>,
 }
 
 /// The router: lookups, replication and `/metrics` behind the read token,

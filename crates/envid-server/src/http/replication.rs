@@ -15,7 +15,6 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use envid::protocol::{HostRecord, RecordKey};
 use serde::{Deserialize, Serialize};
 
@@ -208,7 +207,32 @@ async fn registry_delta(
             }
         }
         state.metrics.long_polls.dec();
+        // Every poll a change woke asks the same question: answered once.
+        let current = state.store.snapshot();
+        let cached = state
+            .delta_cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .filter(|c| {
+                c.since == since && c.at == current.version && *c.history == *current.history
+            })
+            .map(|c| (c.version, c.body.clone()));
+        if let Some((version, body)) = cached {
+            return Ok(delta_response(&current.history, version, body));
+        }
         delta = state.store.changes_since(since);
+        if let Ok(d) = &delta {
+            let body = encode_delta(&current.history, d);
+            *state.delta_cache.lock().unwrap_or_else(|e| e.into_inner()) = Some(DeltaCache {
+                since,
+                at: current.version,
+                history: current.history.clone(),
+                version: d.version,
+                body: body.clone(),
+            });
+            return Ok(delta_response(&current.history, d.version, body));
+        }
     }
     let d = delta.map_err(|gone| {
         ApiError::new(
@@ -217,11 +241,41 @@ async fn registry_delta(
         )
     })?;
     let history = state.store.snapshot().history.clone();
+    let body = encode_delta(&history, &d);
+    Ok(delta_response(&history, d.version, body))
+}
+
+/// The last delta a woken long poll computed (see [`registry_delta`]).
+#[derive(Debug)]
+pub(crate) struct DeltaCache {
+    since: u64,
+    /// The store's version when it was computed.
+    at: u64,
+    history: std::sync::Arc<str>,
+    version: u64,
+    body: Bytes,
+}
+
+fn encode_delta(history: &str, d: &crate::store::Delta) -> Bytes {
     let out = DeltaOut {
         version: d.version,
-        history: &history,
+        history,
         upserts: d.upserts.iter().map(|r| &**r).collect(),
         deletes: &d.deletes,
     };
-    Ok(([(header::ETAG, etag(&history, d.version))], Json(out)).into_response())
+    Bytes::from(serde_json::to_vec(&out).expect("records always encode"))
+}
+
+fn delta_response(history: &str, version: u64, body: Bytes) -> Response {
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
+            (header::ETAG, etag(history, version)),
+        ],
+        Body::from(body),
+    )
+        .into_response()
 }

@@ -290,11 +290,7 @@ impl EtcdStore {
 
     /// Lists the prefix; returns the revision, the cluster id, the static
     /// records and the registered ones.
-    async fn list(
-        &self,
-        client: &mut Client,
-    ) -> Result<(u64, u64, Vec<HostRecord>, Vec<HostRecord>), StoreError> {
-        let _ = client;
+    async fn list(&self) -> Result<(u64, u64, Vec<HostRecord>, Vec<HostRecord>), StoreError> {
         let resp = etcd!(self, |c| c
             .kv_client()
             .max_decoding_message_size(MAX_MESSAGE)
@@ -434,7 +430,7 @@ impl EtcdStore {
                         }
                     }
                 }
-                match self.list(&mut client).await {
+                match self.list().await {
                     Ok((revision, cluster, statics, registered)) => {
                         self.install(revision, cluster, statics, registered);
                         resume_from = Some(revision);
@@ -610,11 +606,7 @@ impl EtcdStore {
             if !self.status().ready {
                 continue;
             }
-            let Ok(mut client) = self.client().await else {
-                continue;
-            };
             let key = self.key("static-hash");
-            let _ = &mut client;
             match etcd!(&*self, |c| c.get(key.clone(), None)) {
                 Ok(resp) => {
                     let r = resp.header().map_or(0, |h| h.revision() as u64);
