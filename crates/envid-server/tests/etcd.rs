@@ -160,6 +160,9 @@ fn leases_renewal_deregistration_and_compaction() {
     assert_eq!(host(a, "192.0.2.2").json()["app"], "kept");
     let d = get(a, &format!("/v1/registry?since={v}")).json();
     assert_eq!(d["deletes"], serde_json::json!(["192.0.2.1"]));
+    // etcd's minimum lease is 2 s, and the answer says so.
+    let r = put(a, "192.0.2.5", "short", 1);
+    assert_eq!(r.json()["lease_seconds"], 2, "{}", r.body);
     // Renewal of an unknown IP; deregistration twice.
     let r = request(a, "POST", "/v1/hosts/192.0.2.9/renew", &[], b"");
     assert_eq!((r.status, r.error_code().as_str()), (404, "not_registered"));

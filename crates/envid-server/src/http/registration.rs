@@ -138,7 +138,7 @@ pub(crate) async fn register(
     state.metrics.registrations.inc();
     Ok(Json(serde_json::json!({
         "ip": ip,
-        "lease_seconds": lease,
+        "lease_seconds": ack.lease_seconds,
         "version": ack.version,
     }))
     .into_response())

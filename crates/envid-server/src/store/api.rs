@@ -41,6 +41,8 @@ pub struct Ack {
     /// The version that holds the write (the version already served when
     /// the write changed nothing served).
     pub version: u64,
+    /// The lease granted (the etcd store raises it to etcd's 2 s minimum).
+    pub lease_seconds: u64,
 }
 
 /// What replacing the static records did, for the caller to log or to

@@ -311,7 +311,10 @@ impl RegistryStore for EmbeddedStore {
             });
             let version = change.map_or_else(|| self.store.version(), |c| c.version);
             self.durable(n).await?;
-            Ok(Ack { version })
+            Ok(Ack {
+                version,
+                lease_seconds: r.lease_seconds,
+            })
         })
     }
 

@@ -671,7 +671,10 @@ impl RegistryStore for EtcdStore {
             };
             let revision = self.put_registration(&mut client, r.ip, &stored).await?;
             self.caught_up(revision).await;
-            Ok(Ack { version: revision })
+            Ok(Ack {
+                version: revision,
+                lease_seconds: stored.lease_seconds,
+            })
         })
     }
 
