@@ -37,6 +37,8 @@ struct Member {
 pub struct Cluster {
     _root: tempfile::TempDir,
     extra: Vec<String>,
+    /// Clients may connect on any address (the partition test's links).
+    listen_any: bool,
     members: Vec<Member>,
     initial_cluster: String,
 }
@@ -49,6 +51,21 @@ impl Cluster {
 
     /// [`Cluster::start`] with extra `etcd` arguments for every member.
     pub fn start_with(n: usize, extra: &[&str]) -> Cluster {
+        Cluster::start_full(n, extra, false)
+    }
+
+    /// One member that takes clients on every local address (its port is
+    /// [`Cluster::client_port`]).
+    pub fn start_listening_anywhere() -> Cluster {
+        Cluster::start_full(1, &[], true)
+    }
+
+    /// The client port of member `i`.
+    pub fn client_port(&self, i: usize) -> u16 {
+        self.members[i].client
+    }
+
+    fn start_full(n: usize, extra: &[&str], listen_any: bool) -> Cluster {
         let root = tempfile::tempdir().unwrap();
         let members: Vec<Member> = (0..n)
             .map(|i| Member {
@@ -67,6 +84,7 @@ impl Cluster {
         let mut cluster = Cluster {
             _root: root,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            listen_any,
             members,
             initial_cluster,
         };
@@ -85,7 +103,14 @@ impl Cluster {
         let child = Command::new("etcd")
             .args(["--name", &m.name])
             .args(["--data-dir", m.dir.to_str().unwrap()])
-            .args(["--listen-client-urls", &client])
+            .args([
+                "--listen-client-urls",
+                &if self.listen_any {
+                    format!("http://0.0.0.0:{}", m.client)
+                } else {
+                    client.clone()
+                },
+            ])
             .args(["--advertise-client-urls", &client])
             .args(["--listen-peer-urls", &peer])
             .args(["--initial-advertise-peer-urls", &peer])
@@ -275,8 +300,22 @@ pub struct Service {
 impl Service {
     /// Starts the service binary with `args` and waits for its address.
     pub fn spawn(args: &[&str]) -> Service {
+        Service::spawn_in(&[], args)
+    }
+
+    /// [`Service::spawn`] under a wrapper command (`ip netns exec NS`).
+    pub fn spawn_in(wrapper: &[&str], args: &[&str]) -> Service {
         use std::io::BufRead;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_envid-server"))
+        let bin = env!("CARGO_BIN_EXE_envid-server");
+        let mut command = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
+        let mut child = command
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
