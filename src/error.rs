@@ -16,6 +16,10 @@ pub enum Error {
     /// The hostname rules file could not be read or is invalid.
     #[error(transparent)]
     Rules(#[from] RulesError),
+    /// The Kubernetes downward-API directory could not be read, or a value
+    /// it gives is invalid (see [`crate::podinfo`]).
+    #[error(transparent)]
+    PodInfo(#[from] crate::podinfo::PodInfoError),
     /// An `ENVID_*` variable (or a builder value) holds a value of the wrong form.
     #[error("invalid value {value:?} for {field} from {origin}: {reason}")]
     InvalidValue {

@@ -172,6 +172,10 @@ pub struct K8s {
     /// Workload (deployment, statefulset) name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub workload: Option<String>,
+    /// The pod's UID (`metadata.uid`), from the downward-API volume's `uid`
+    /// file or `POD_UID`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod_uid: Option<String>,
 }
 
 impl K8s {
@@ -182,6 +186,7 @@ impl K8s {
             && self.pod.is_none()
             && self.node.is_none()
             && self.workload.is_none()
+            && self.pod_uid.is_none()
     }
 }
 

@@ -10,7 +10,7 @@
 //! | `host.name` | `hostname` |
 //! | `host.ip` | `ip` (a one-element string array, as the convention says) |
 //! | `container.id` | `container.id` |
-//! | `k8s.pod.name`, `k8s.namespace.name`, `k8s.node.name`, `k8s.cluster.name` | `k8s.*` |
+//! | `k8s.pod.name`, `k8s.pod.uid`, `k8s.namespace.name`, `k8s.node.name`, `k8s.cluster.name` | `k8s.*` |
 //! | `envid.idc`, `envid.sub_env`, `envid.platform`, `envid.env_type` | the same fields |
 //!
 //! ```no_run
@@ -72,6 +72,7 @@ impl EnvidResourceDetector {
         );
         if let Some(k) = env.k8s() {
             add("k8s.pod.name", k.pod.as_deref());
+            add("k8s.pod.uid", k.pod_uid.as_deref());
             add("k8s.namespace.name", k.namespace.as_deref());
             add("k8s.node.name", k.node.as_deref());
             add("k8s.cluster.name", k.cluster.as_deref());

@@ -10,15 +10,18 @@
 //! (`envid register --keep-alive`, a release system, the FFI) decides when
 //! to retry, and must honour [`LookupError::RateLimited`]'s `retry_after`
 //! (registrations are rate-limited per app and IP).
+//! [`Registrar::renew_or_register`] is the one exception: it registers
+//! again, after a jitter ([`reregister_jitter`]), when a renewal finds the
+//! registration gone, so a service that lost its state is refilled.
 //!
 //! ```no_run
 //! use std::time::Duration;
 //! use envid::registrar::{Registrar, Registration};
-//! use envid::{Secret, ServiceConfig};
+//! use envid::ServiceConfig;
 //! let env = envid::Environment::builder().load()?;
 //! let config = ServiceConfig::builder()
-//!     .endpoint("http://envsvc.cn0.example:7070")
-//!     .token(Secret::new("registration-token"))
+//!     .endpoint("https://envsvc.cn0.example:7443")
+//!     .token(env.token().cloned().expect("the descriptor has the app's token"))
 //!     .build()?;
 //! let registrar = Registrar::new(config);
 //! let ip = env.ip().expect("this host has an IP");
@@ -39,7 +42,8 @@ use crate::protocol::HostRecord;
 use crate::service_config::ServiceConfig;
 
 /// What `PUT /v1/hosts/{ip}` sends: the record's fields (never a token;
-/// `ip` and `cidr` are dropped, the IP is in the path) plus the lease.
+/// `ip` and `cidr` are dropped, the IP is in the path; `env_type` too, the
+/// service derives it from `env`) plus the lease.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Registration {
     /// The instance's facts.
@@ -85,12 +89,32 @@ impl Registration {
         let mut record = self.record.clone();
         record.ip = None;
         record.cidr = None;
+        record.env_type = None;
         serde_json::to_vec(&Body {
             record: &record,
             lease_seconds: self.lease.as_secs().max(1),
         })
         .expect("a record always encodes")
     }
+}
+
+/// What [`Registrar::renew_or_register`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Renewal {
+    /// The lease was extended.
+    Renewed,
+    /// The service did not know the IP any more; it was registered again.
+    Registered,
+}
+
+/// How long to wait before registering again after a renewal got `404`: a
+/// uniform draw below a third of the lease (at most 60 s), the renewal
+/// period of `envid register --keep-alive`, so a fleet re-registering at once
+/// is spread over it and still back within one lease.
+pub fn reregister_jitter(lease: Duration) -> Duration {
+    (lease / 3)
+        .min(Duration::from_secs(60))
+        .mul_f64(fastrand::f64())
 }
 
 /// Registers, renews and removes instances at the first endpoint of a
@@ -110,7 +134,9 @@ impl std::fmt::Debug for Registrar {
 
 impl Registrar {
     /// A registrar over the [`HttpTransport`] of `config`; its token is the
-    /// registration token. Makes no request yet.
+    /// registration token: the app's own (the descriptor's `token`, which
+    /// lets it register only the IP it connects from, under its app name),
+    /// or an operator's. Makes no request yet.
     pub fn new(config: ServiceConfig) -> Registrar {
         let transport = Arc::new(HttpTransport::new(&config));
         Registrar::with_transport(config, transport)
@@ -150,8 +176,39 @@ impl Registrar {
         Ok(self.transport.send(&request)?.is_some())
     }
 
+    /// Keeps `ip` registered: renews, and when the service no longer knows
+    /// it (`404`: the lease ended, or the service lost its state) waits
+    /// [`reregister_jitter`] and registers again, so a fleet that lost its
+    /// registrations at once comes back spread over a third of a lease
+    /// rather than in one burst. A `429` on the way is waited out as its
+    /// `Retry-After` says (at most 5 times, then the error is returned).
+    /// Blocks for the jitter and the waits.
+    pub fn renew_or_register(
+        &self,
+        ip: IpAddr,
+        registration: &Registration,
+    ) -> Result<Renewal, LookupError> {
+        if self.renew(ip)? {
+            return Ok(Renewal::Renewed);
+        }
+        std::thread::sleep(reregister_jitter(registration.lease));
+        let mut attempts = 0;
+        loop {
+            match self.register(ip, registration) {
+                Ok(()) => return Ok(Renewal::Registered),
+                Err(LookupError::RateLimited { retry_after, .. }) if attempts < 5 => {
+                    attempts += 1;
+                    std::thread::sleep(retry_after.unwrap_or(Duration::from_secs(1)));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// `DELETE /v1/hosts/{ip}`: removes the registration; removing an
-    /// unknown IP is not an error.
+    /// unknown IP is not an error. The service answers `409` (here
+    /// [`LookupError::Status`] with status 409) for an IP of its registry
+    /// file: a static record is changed in that file, not here.
     pub fn deregister(&self, ip: IpAddr) -> Result<(), LookupError> {
         let path = format!("/v1/hosts/{ip}");
         let request = Request::new(Method::Delete, &self.endpoint, &path);
@@ -188,6 +245,15 @@ mod tests {
         assert_eq!(body["lease_seconds"], 90);
         assert!(body.get("ip").is_none() && body.get("cidr").is_none());
         assert!(!String::from_utf8(reg.to_json()).unwrap().contains("s3cr3t"));
+    }
+
+    #[test]
+    fn jitter_stays_below_a_third_of_the_lease_and_a_minute() {
+        for _ in 0..1000 {
+            assert!(reregister_jitter(Duration::from_secs(9)) < Duration::from_secs(3));
+            assert!(reregister_jitter(Duration::from_secs(3600)) < Duration::from_secs(60));
+        }
+        assert_eq!(reregister_jitter(Duration::ZERO), Duration::ZERO);
     }
 
     #[test]

@@ -85,7 +85,15 @@
 //!
 //! [aliases]                         # optional: env name = class
 //! perf = "test"                     # prod, beta, dev, test or local
+//!
+//! [podinfo]                         # optional: the downward-API mapping
+//! env = ["envid.io/env", "label:environment"]
+//! labels = true                     # offer the pod's other labels
 //! ```
+//!
+//! * `[podinfo]` overrides [`PodInfoMapping::default`] field by field (see
+//!   [`crate::podinfo`] for the keys and their `annotation:`/`label:`
+//!   prefixes); a field left out keeps its default keys.
 //!
 //! * A pattern must have a named group `idc` and may have `env`, `app` and
 //!   `biz`; any other *named* group is refused (it is most likely a typo such
@@ -119,6 +127,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Location, RulesError, RulesErrorKind};
 use crate::model::EnvType;
+use crate::podinfo::PodInfoMapping;
 
 /// The name of the built-in rule.
 pub const BUILTIN_RULE_NAME: &str = "kvm-default";
@@ -162,6 +171,7 @@ static BUILTIN: Lazy<Rules> = Lazy::new(|| {
         rules: Arc::new(vec![rule]),
         aliases: Arc::new(aliases),
         replaces_builtin: false,
+        podinfo: Arc::new(PodInfoMapping::default()),
     }
 });
 
@@ -321,30 +331,40 @@ impl Rule {
         self.default_env.as_deref()
     }
 
-    /// Matches an already normalised hostname.
-    fn apply(&self, host: &str, aliases: &BTreeMap<String, EnvType>) -> Option<HostnameMatch> {
-        let caps = self.regex.captures(host)?;
+    /// Matches an already normalised hostname, or says why not.
+    fn apply(
+        &self,
+        host: &str,
+        aliases: &BTreeMap<String, EnvType>,
+    ) -> Result<HostnameMatch, Miss> {
+        let caps = self.regex.captures(host).ok_or(Miss::Pattern)?;
         let nonempty = |g: Option<usize>| {
             g.and_then(|g| caps.get(g))
                 .filter(|m| !m.is_empty())
                 .map(|m| m.as_str())
         };
-        let idc = caps.get(self.idc_group).filter(|m| !m.is_empty())?;
+        let idc = caps
+            .get(self.idc_group)
+            .filter(|m| !m.is_empty())
+            .ok_or(Miss::NoIdc)?;
         let (env, env_defaulted) = match nonempty(self.env_group) {
             Some(env) => (env.to_ascii_lowercase(), false),
-            None => (self.default_env.clone()?, true),
+            None => (self.default_env.clone().ok_or(Miss::NoEnv)?, true),
         };
         if env_defaulted && self.refuse_env_after_idc {
             // `l-a1.h.cn0.beta`: an environment name right after the idc.
             if let Some(rest) = host[idc.end()..].strip_prefix('.') {
                 let label = rest.split('.').next().unwrap_or("");
                 if aliases.contains_key(label) {
-                    return None;
+                    return Err(Miss::EnvAfterIdc {
+                        idc: idc.as_str().to_string(),
+                        label: label.to_string(),
+                    });
                 }
             }
         }
         let env_type = EnvType::of_env_in(aliases, &env);
-        Some(HostnameMatch {
+        Ok(HostnameMatch {
             rule: self.name.clone(),
             hostname: host.to_string(),
             env,
@@ -355,6 +375,123 @@ impl Rule {
             biz: nonempty(self.biz_group).map(str::to_string),
         })
     }
+
+    /// Why this rule does not read `host` (normalised), as a sentence that
+    /// names the convention the rule expects.
+    fn reason(&self, host: &str, miss: &Miss) -> String {
+        match miss {
+            Miss::Pattern if self.refuse_env_after_idc => {
+                let hint = builtin_hint(host);
+                format!("does not follow the convention {BUILTIN_CONVENTION}: {hint}")
+            }
+            Miss::Pattern => format!("does not match the pattern {:?}", self.pattern),
+            Miss::NoIdc => format!(
+                "the pattern {:?} matches, but its idc group took no part",
+                self.pattern
+            ),
+            Miss::NoEnv => format!(
+                "the pattern {:?} matches, but its env group took no part and the rule has no default_env",
+                self.pattern
+            ),
+            Miss::EnvAfterIdc { idc, label } => format!(
+                "refused on purpose: {label:?} right after the idc {idc:?} is an environment \
+                 name, so this is either a {label} host with its segments swapped or a prod \
+                 host in domain {label}; envid does not guess (write the env before the idc: \
+                 l-<app>.<biz>.{label}.{idc})"
+            ),
+        }
+    }
+}
+
+/// How a rule failed to read a hostname.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Miss {
+    Pattern,
+    NoIdc,
+    NoEnv,
+    EnvAfterIdc { idc: String, label: String },
+}
+
+impl Miss {
+    fn outcome(&self) -> RuleOutcome {
+        match self {
+            Miss::Pattern => RuleOutcome::NoMatch,
+            Miss::NoIdc => RuleOutcome::NoIdc,
+            Miss::NoEnv => RuleOutcome::NoEnv,
+            Miss::EnvAfterIdc { .. } => RuleOutcome::EnvAfterIdc,
+        }
+    }
+}
+
+/// The built-in convention, as messages show it.
+pub const BUILTIN_CONVENTION: &str =
+    "l-<app><n>.<biz>[.<env>].<idc>[.<domain>] with idc cn<digits> (l-flightqma9.f.beta.cn0)";
+
+/// Which part of the built-in convention a (normalised) hostname misses.
+fn builtin_hint(host: &str) -> String {
+    let Some(rest) = host.strip_prefix("l-") else {
+        return "it does not start with \"l-\"".into();
+    };
+    let labels: Vec<&str> = rest.split('.').collect();
+    let is_idc =
+        |l: &str| l.len() > 2 && l.starts_with("cn") && l[2..].bytes().all(|b| b.is_ascii_digit());
+    match labels.iter().position(|l| is_idc(l)) {
+        None => "it has no idc label (cn followed by digits, like cn0)".into(),
+        Some(i) if i < 2 => "it needs <app><n> and <biz> labels before the idc".into(),
+        Some(i) if i > 3 => {
+            "only <biz> and one optional <env> label may stand between <app><n> and the idc".into()
+        }
+        Some(_) => format!(
+            "the app label {:?} must end in a letter (then an optional instance number), \
+             and the other labels are letters, digits and dashes",
+            labels[0]
+        ),
+    }
+}
+
+/// What one rule made of a hostname (see [`Rules::trace`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleOutcome {
+    /// The rule read the hostname.
+    Matched,
+    /// The pattern does not match.
+    NoMatch,
+    /// The pattern matches, but its `idc` group took no part.
+    NoIdc,
+    /// The pattern matches, but its `env` group took no part and the rule
+    /// has no default environment.
+    NoEnv,
+    /// The built-in rule refuses an environment name right after the idc
+    /// (`l-a1.h.cn0.beta`) on purpose (see the module documentation).
+    EnvAfterIdc,
+}
+
+/// One rule tried on a hostname.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RuleAttempt {
+    /// The rule's name.
+    pub rule: String,
+    /// What it made of the hostname.
+    pub outcome: RuleOutcome,
+    /// A sentence for people: what matched, or why not and what the rule
+    /// expects.
+    pub reason: String,
+}
+
+/// Every rule tried on a hostname, in order, up to the first that matched
+/// (see [`Rules::trace`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct HostnameTrace {
+    /// The hostname as matched (lower case, trailing dot removed).
+    pub hostname: String,
+    /// What the first matching rule read, if one did.
+    pub matched: Option<HostnameMatch>,
+    /// The rules tried, in order; the last is the match, if any.
+    pub attempts: Vec<RuleAttempt>,
+    /// Why no rule was tried at all (an empty or over-long hostname).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
 }
 
 /// Lower-cases ASCII letters (allocating only when there are upper-case ones)
@@ -376,6 +513,7 @@ pub struct Rules {
     rules: Arc<Vec<Rule>>,
     aliases: Arc<BTreeMap<String, EnvType>>,
     replaces_builtin: bool,
+    podinfo: Arc<PodInfoMapping>,
 }
 
 /// What a rule read from a hostname.
@@ -410,6 +548,8 @@ struct RulesFile {
     rule: Vec<RuleSpec>,
     #[serde(default)]
     aliases: BTreeMap<String, toml::Spanned<String>>,
+    #[serde(default)]
+    podinfo: Option<PodInfoMapping>,
 }
 
 #[derive(Deserialize)]
@@ -551,6 +691,7 @@ impl Rules {
             rules: Arc::new(rules),
             aliases: Arc::new(aliases),
             replaces_builtin: file.replace_builtin,
+            podinfo: Arc::new(file.podinfo.unwrap_or_default()),
         })
     }
 
@@ -563,7 +704,54 @@ impl Rules {
         }
         self.rules
             .iter()
-            .find_map(|rule| rule.apply(&host, &self.aliases))
+            .find_map(|rule| rule.apply(&host, &self.aliases).ok())
+    }
+
+    /// Every rule tried on `hostname`, in order, and what each made of it:
+    /// the match [`Rules::explain`] returns, or for each rule why it did not
+    /// read the hostname and what it expects.
+    pub fn trace(&self, hostname: &str) -> HostnameTrace {
+        let host = normalize(hostname);
+        let mut trace = HostnameTrace {
+            hostname: host.to_string(),
+            matched: None,
+            attempts: Vec::new(),
+            refused: None,
+        };
+        if host.is_empty() {
+            trace.refused = Some("the hostname is empty".into());
+            return trace;
+        }
+        if host.len() > MAX_HOSTNAME_LEN {
+            trace.refused = Some(format!(
+                "the hostname is {} bytes long, over the DNS limit of {MAX_HOSTNAME_LEN}",
+                host.len()
+            ));
+            return trace;
+        }
+        for rule in self.rules.iter() {
+            match rule.apply(&host, &self.aliases) {
+                Ok(m) => {
+                    trace.attempts.push(RuleAttempt {
+                        rule: rule.name.clone(),
+                        outcome: RuleOutcome::Matched,
+                        reason: format!(
+                            "matches: env {}, idc {}",
+                            m.env,
+                            m.idc.as_deref().unwrap_or("-")
+                        ),
+                    });
+                    trace.matched = Some(m);
+                    break;
+                }
+                Err(miss) => trace.attempts.push(RuleAttempt {
+                    rule: rule.name.clone(),
+                    outcome: miss.outcome(),
+                    reason: rule.reason(&host, &miss),
+                }),
+            }
+        }
+        trace
     }
 
     /// The class of an environment name through the alias table
@@ -585,6 +773,18 @@ impl Rules {
     /// True when these rules came from a file with `replace_builtin = true`.
     pub fn replaces_builtin(&self) -> bool {
         self.replaces_builtin
+    }
+
+    /// Which downward-API keys give which field: the rules file's
+    /// `[podinfo]` table, or [`PodInfoMapping::default`].
+    pub fn podinfo(&self) -> &PodInfoMapping {
+        &self.podinfo
+    }
+
+    /// These rules with another downward-API mapping.
+    pub fn with_podinfo(mut self, mapping: PodInfoMapping) -> Rules {
+        self.podinfo = Arc::new(mapping);
+        self
     }
 }
 

@@ -20,6 +20,17 @@ pub enum Source {
     /// Apollo's `server.properties` at this path, read when no descriptor
     /// is found (see [`crate::apollo`]).
     Apollo(PathBuf),
+    /// A key of the Kubernetes downward-API volume (see [`crate::podinfo`]):
+    /// the user-visible file (`/etc/podinfo/annotations`) and the key
+    /// (`envid.io/env`). `key` is empty where a whole file is meant: the
+    /// pod's labels (`/etc/podinfo/labels`), its UID (`/etc/podinfo/uid`),
+    /// or the directory in the `Unidentified` report.
+    PodInfo {
+        /// The file as the pod sees it.
+        file: PathBuf,
+        /// The label or annotation key.
+        key: String,
+    },
     /// A Kubernetes downward-API variable (`POD_NAME`, …), named.
     K8sVar(String),
     /// A hostname rule, by the rule's name.
@@ -39,8 +50,8 @@ pub enum Source {
 impl Source {
     /// The precedence rank of this kind of source: 0 (set in code) is the
     /// strongest, then JVM system properties, environment variables, the
-    /// descriptor (or Apollo's file in its place), Kubernetes
-    /// variables, hostname rules (and the alias table), probes, defaults.
+    /// descriptor (or Apollo's file in its place), the Kubernetes
+    /// downward-API volume, Kubernetes variables, hostname rules (and the alias table), probes, defaults.
     /// Merging takes each field from the lowest rank that gives it, and the
     /// `Unidentified` report lists its attempts in this order.
     pub fn precedence(&self) -> u8 {
@@ -49,15 +60,16 @@ impl Source {
             Source::SystemProperty(_) => 1,
             Source::EnvVar(_) => 2,
             Source::Descriptor(_) | Source::Apollo(_) => 3,
-            Source::K8sVar(_) => 4,
-            Source::HostnameRule(_) | Source::Alias { .. } => 5,
-            Source::Probe(_) => 6,
-            Source::Default => 7,
+            Source::PodInfo { .. } => 4,
+            Source::K8sVar(_) => 5,
+            Source::HostnameRule(_) | Source::Alias { .. } => 6,
+            Source::Probe(_) => 7,
+            Source::Default => 8,
         }
     }
 
     /// A short machine-readable kind: `builder`, `system_property`, `env_var`, `descriptor`, `apollo`,
-    /// `k8s_var`, `hostname_rule`, `alias`, `probe`, `default`.
+    /// `podinfo`, `k8s_var`, `hostname_rule`, `alias`, `probe`, `default`.
     pub fn kind(&self) -> &'static str {
         match self {
             Source::Builder => "builder",
@@ -65,6 +77,7 @@ impl Source {
             Source::EnvVar(_) => "env_var",
             Source::Descriptor(_) => "descriptor",
             Source::Apollo(_) => "apollo",
+            Source::PodInfo { .. } => "podinfo",
             Source::K8sVar(_) => "k8s_var",
             Source::HostnameRule(_) => "hostname_rule",
             Source::Alias { .. } => "alias",
@@ -84,6 +97,8 @@ impl Source {
             | Source::HostnameRule(s)
             | Source::Probe(s) => Some(s.clone()),
             Source::Descriptor(p) | Source::Apollo(p) => Some(p.display().to_string()),
+            Source::PodInfo { file, key } if key.is_empty() => Some(file.display().to_string()),
+            Source::PodInfo { file, key } => Some(format!("{} {key}", file.display())),
             Source::Alias { from } => Some(format!("alias table, env from {from}")),
         }
     }
@@ -92,11 +107,15 @@ impl Source {
 impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Source::Builder => f.write_str("builder (set in code)"),
+            Source::Builder => f.write_str("the program (builder)"),
             Source::SystemProperty(p) => write!(f, "system property {p}"),
             Source::EnvVar(v) => write!(f, "environment variable {v}"),
             Source::Descriptor(p) => write!(f, "descriptor {}", p.display()),
             Source::Apollo(p) => write!(f, "apollo {}", p.display()),
+            Source::PodInfo { file, key } if key.is_empty() => {
+                write!(f, "podinfo {}", file.display())
+            }
+            Source::PodInfo { file, key } => write!(f, "podinfo {} {key}", file.display()),
             Source::K8sVar(v) => write!(f, "kubernetes variable {v}"),
             Source::HostnameRule(r) => write!(f, "hostname rule {r:?}"),
             Source::Alias { from } => write!(f, "alias table (env from {from})"),

@@ -248,16 +248,33 @@ fn token_required_accepted_refused() {
     let none = client(&svc.url()).build().unwrap();
     let err = none.lookup(ip("10.0.0.5")).unwrap_err();
     assert!(
-        matches!(err, LookupError::Unauthorized { status: 401, .. }),
+        matches!(
+            err,
+            LookupError::Unauthorized {
+                status: 401,
+                token_sent: false,
+                ..
+            }
+        ),
         "{err:?}"
     );
+    assert!(err.to_string().contains("needs a token"), "{err}");
     let wrong = client_with(config(&svc.url()).token(Secret::new("nope")))
         .build()
         .unwrap();
-    assert!(matches!(
-        wrong.lookup(ip("10.0.0.5")),
-        Err(LookupError::Unauthorized { .. })
-    ));
+    let err = wrong.lookup(ip("10.0.0.5")).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            LookupError::Unauthorized {
+                token_sent: true,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("refused the token"), "{err}");
+    assert!(!err.to_string().contains("nope"));
     let right = client_with(config(&svc.url()).token(Secret::new("s3cret-token")))
         .build()
         .unwrap();

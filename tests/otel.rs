@@ -13,7 +13,10 @@ fn resource_carries_envid_facts_under_semconv_names() {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/example.toml");
     let env = envid::Environment::builder()
         .descriptor(example)
-        .vars(Vars::from_pairs([("POD_IP", "10.2.3.4")]))
+        .vars(Vars::from_pairs([
+            ("POD_IP", "10.2.3.4"),
+            ("POD_UID", "6f1c2a9e-0d7b-4a43-9d2e-3f1b5c7a8e90"),
+        ]))
         .hostname("flight-order-7d9c4-x2k8p")
         .load()
         .unwrap();
@@ -32,6 +35,10 @@ fn resource_carries_envid_facts_under_semconv_names() {
         get("k8s.pod.name").as_deref(),
         Some("flight-order-7d9c4-x2k8p")
     );
+    assert_eq!(
+        get("k8s.pod.uid").as_deref(),
+        Some("6f1c2a9e-0d7b-4a43-9d2e-3f1b5c7a8e90")
+    );
     assert_eq!(get("k8s.namespace.name").as_deref(), Some("flight"));
     assert_eq!(get("k8s.node.name").as_deref(), Some("node-cn0-117"));
     assert_eq!(get("k8s.cluster.name").as_deref(), Some("k8s-cn0-a"));
@@ -44,4 +51,20 @@ fn resource_carries_envid_facts_under_semconv_names() {
         other => panic!("host.ip: {other:?}"),
     }
     assert!(r.get(&Key::from_static_str("token")).is_none());
+}
+
+#[test]
+fn pod_uid_comes_from_the_downward_api_volume() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/hosts/k8s-podinfo");
+    let env = envid::Environment::builder()
+        .root(root)
+        .vars(Vars::from_pairs([("POD_UID", "not-this-one")]))
+        .load()
+        .unwrap();
+    let kv = EnvidResourceDetector::attributes(&env);
+    let uid = kv.iter().find(|kv| kv.key.as_str() == "k8s.pod.uid");
+    assert_eq!(
+        uid.map(|kv| kv.value.to_string()).as_deref(),
+        Some("6f1c2a9e-0d7b-4a43-9d2e-3f1b5c7a8e90")
+    );
 }

@@ -38,6 +38,9 @@ impl Service {
         let mut config = envid_server::Config::new(&path);
         config.listen = "127.0.0.1:0".parse().unwrap();
         config.history_limit = history_limit;
+        // These tests are about replication, not who may register (that is
+        // crates/envid-server/tests/trust.rs): anyone may, for any IP.
+        config.insecure_open_registration = true;
         tune(&mut config);
         config.drain_timeout = Duration::from_millis(500);
         let handle = envid_server::spawn(config).expect("service starts");
@@ -312,7 +315,10 @@ fn churn_readers_see_old_or_new_never_torn() {
     const IPS: u8 = 250;
     const ROUNDS: u64 = 4;
     let svc = Service::start(100_000);
-    let r = Arc::new(replica(&svc.url()).build().unwrap());
+    // Each round deletes every registration at once: a mass deletion that
+    // protection would hold (tests/replica_protection.rs); here the subject
+    // is torn reads, so every delete must apply.
+    let r = Arc::new(replica(&svc.url()).protection(false).build().unwrap());
     let done = Arc::new(AtomicBool::new(false));
     let lookups = Arc::new(AtomicU64::new(0));
     let ip_of = |i: u8| IpAddr::from([10, 99, 1, i]);
@@ -458,11 +464,26 @@ fn outage_keeps_serving_and_restart_reads_the_cache_file() {
         b"{\"format\": \"envid-replica-1\", \"version\": 3, \"rec",
     )
     .unwrap();
+    // Typed: the service's error and the file's problem, each as such.
     let e = replica(&url).cache_file(&cache).build().unwrap_err();
-    assert!(
-        matches!(e, LookupError::Connect { .. } | LookupError::Timeout { .. }),
-        "{e}"
-    );
+    match &e {
+        LookupError::NoReplicaData {
+            service, problem, ..
+        } => {
+            assert!(
+                matches!(
+                    **service,
+                    LookupError::Connect { .. } | LookupError::Timeout { .. }
+                ),
+                "{e}"
+            );
+            assert!(
+                matches!(problem, envid::lookup::CacheProblem::Corrupt(_)),
+                "{e}"
+            );
+        }
+        other => panic!("expected NoReplicaData, got {other:?}"),
+    }
     let r3 = replica(&url)
         .cache_file(&cache)
         .require_initial_sync(false)

@@ -327,3 +327,55 @@ fn rule_new_checks() {
     let e = Rule::new("x", r"(?P<idc>cn\d+)", Some("pro d")).unwrap_err();
     assert_eq!(e.kind, RulesErrorKind::InvalidRule);
 }
+
+#[test]
+fn trace_says_why_each_rule_did_not_read_a_hostname() {
+    use envid::rules::RuleOutcome;
+    let r = Rules::builtin();
+    let t = r.trace("L-A1.H.CN0.BETA.");
+    assert_eq!(t.hostname, "l-a1.h.cn0.beta");
+    assert!(t.matched.is_none());
+    assert_eq!(t.attempts.len(), 1);
+    assert_eq!(t.attempts[0].outcome, RuleOutcome::EnvAfterIdc);
+    assert!(
+        t.attempts[0].reason.contains("refused on purpose")
+            && t.attempts[0].reason.contains("l-<app>.<biz>.beta.cn0"),
+        "{}",
+        t.attempts[0].reason
+    );
+    for (host, hint) in [
+        ("web-3", "does not start with \"l-\""),
+        ("l-web1.f.example", "no idc label"),
+        ("l-web1.cn0", "<biz> labels before the idc"),
+        ("l-123.f.cn0", "must end in a letter"),
+    ] {
+        let t = r.trace(host);
+        assert_eq!(t.attempts[0].outcome, RuleOutcome::NoMatch, "{host}");
+        let reason = &t.attempts[0].reason;
+        assert!(
+            reason.contains(envid::rules::BUILTIN_CONVENTION),
+            "{reason}"
+        );
+        assert!(reason.contains(hint), "{host}: {reason}");
+    }
+    // A match ends the trace; its attempt is the last.
+    let t = r.trace("l-qmq1.h.cn5");
+    assert_eq!(t.matched, r.explain("l-qmq1.h.cn5"));
+    assert_eq!(t.attempts.last().unwrap().outcome, RuleOutcome::Matched);
+    // User rules name their pattern; every rule tried is listed, in order.
+    let file = Rules::parse(
+        "[[rule]]\nname = \"web\"\npattern = '^web-(?P<idc>cn\\d+)$'\ndefault_env = \"prod\"\n",
+        None,
+    )
+    .unwrap();
+    let t = file.trace("web-3");
+    let names: Vec<&str> = t.attempts.iter().map(|a| a.rule.as_str()).collect();
+    assert_eq!(names, ["web", "kvm-default"]);
+    assert!(
+        t.attempts[0].reason.contains("web-(?P<idc>"),
+        "{}",
+        t.attempts[0].reason
+    );
+    let t = r.trace(&"a".repeat(300));
+    assert!(t.attempts.is_empty() && t.refused.is_some());
+}

@@ -28,6 +28,7 @@ pub struct EnvironmentBuilder {
     pub(super) labels: Labels,
     pub(super) descriptors: Option<Vec<PathBuf>>,
     pub(super) descriptor_required: bool,
+    pub(super) podinfo_dir: Option<PathBuf>,
     pub(super) root: PathBuf,
     pub(super) rules: Option<Rules>,
     pub(super) rules_file: Option<PathBuf>,
@@ -52,6 +53,7 @@ impl Default for EnvironmentBuilder {
             labels: Labels::new(),
             descriptors: None,
             descriptor_required: false,
+            podinfo_dir: None,
             root: PathBuf::from("/"),
             rules: None,
             rules_file: None,
@@ -131,8 +133,16 @@ impl EnvironmentBuilder {
         self.descriptor_required = false;
         self
     }
+    /// Reads the Kubernetes downward-API volume from this directory (see
+    /// [`crate::podinfo`]) instead of `ENVID_PODINFO` or `/etc/podinfo`
+    /// below the root; a directory named here or by `ENVID_PODINFO` must
+    /// exist.
+    pub fn podinfo_dir(mut self, path: impl Into<PathBuf>) -> Self {
+        self.podinfo_dir = Some(path.into());
+        self
+    }
     /// Probes files below `root` instead of `/` (fake hosts in tests). The
-    /// default descriptor paths are looked up below it as well; the
+    /// default descriptor paths and `/etc/podinfo` are looked up below it as well; the
     /// interface probe for `ip` is skipped for any root but `/`.
     pub fn root(mut self, root: impl Into<PathBuf>) -> Self {
         self.root = root.into();

@@ -15,6 +15,7 @@ use crate::apollo::{self, ServerProperties};
 use crate::descriptor::{self, Descriptor};
 use crate::error::{Attempt, Error, ProblemKind};
 use crate::model::{EnvType, Field, K8s, Labels, Platform, Release, Secret};
+use crate::podinfo::{self, PodInfo, PodInfoError, PodInfoErrorKind, PodInfoFile, PodInfoMapping};
 use crate::rules::{HostnameMatch, Rules};
 use crate::source::Source;
 
@@ -69,7 +70,9 @@ impl Loader {
             Some(_) => None,
             None => self.apollo()?,
         };
-        let mut merged = self.merge(desc.as_ref(), apollo.as_ref())?;
+        let pod = self.podinfo()?;
+        let pod = pod.as_ref().map(|info| (info, rules.podinfo()));
+        let mut merged = self.merge(desc.as_ref(), apollo.as_ref(), pod)?;
         let probes = self.probes(desc.as_ref())?;
         let hostname_match = self.hostname_fallback(&rules, &probes, &mut merged);
         let env_type = merged
@@ -95,6 +98,14 @@ impl Loader {
                 probes,
             }),
             (env, idc, _) => {
+                if let Some((info, mapping)) = pod {
+                    self.attempts.push(podinfo_attempt(
+                        info,
+                        mapping,
+                        env.is_none(),
+                        idc.is_none(),
+                    ));
+                }
                 let facts = unidentified::Facts {
                     app: merged.app,
                     env,
@@ -168,6 +179,48 @@ impl Loader {
         Ok(None)
     }
 
+    /// The downward-API volume: the builder's directory, else the one
+    /// `ENVID_PODINFO` names (both must exist), else `/etc/podinfo` below
+    /// the root when it exists.
+    fn podinfo(&mut self) -> Result<Option<PodInfo>, Error> {
+        let named = match &self.b.podinfo_dir {
+            Some(p) => Some((p.clone(), "set by the program".to_string())),
+            None => self
+                .var(podinfo::DIR_VAR)
+                .map(|(p, _)| (PathBuf::from(p), format!("named by {}", podinfo::DIR_VAR))),
+        };
+        let (dir, named_by) = match named {
+            Some((d, by)) => (d, Some(by)),
+            None => (
+                self.b
+                    .root
+                    .join(podinfo::DEFAULT_DIR.trim_start_matches('/')),
+                None,
+            ),
+        };
+        match (PodInfo::read(&dir)?, named_by) {
+            (Some(info), _) => Ok(Some(info)),
+            (None, Some(by)) => Err(PodInfoError {
+                kind: PodInfoErrorKind::Io,
+                path: dir,
+                location: None,
+                key: None,
+                message: format!("no such directory ({by})"),
+            }
+            .into()),
+            (None, None) => {
+                self.attempts.push(Attempt {
+                    source: Source::PodInfo {
+                        file: dir,
+                        key: String::new(),
+                    },
+                    outcome: "directory not found (no downward-API volume)".into(),
+                });
+                Ok(None)
+            }
+        }
+    }
+
     /// Apollo's `server.properties`, at the path the JVM property or the
     /// variable names, else at its default place below the root.
     fn apollo(&mut self) -> Result<Option<ServerProperties>, Error> {
@@ -193,13 +246,33 @@ impl Loader {
     }
 
     /// Every field that code, JVM properties, variables, the descriptor (or
-    /// Apollo's file) and the Kubernetes variables give, each from the
-    /// highest source that has it.
+    /// Apollo's file), the downward-API volume and the Kubernetes variables
+    /// give, each from the highest source that has it.
     fn merge(
         &self,
         desc: Option<&Descriptor>,
         apollo: Option<&ServerProperties>,
+        pod: Option<(&PodInfo, &PodInfoMapping)>,
     ) -> Result<Merged, Error> {
+        // Only asked when every higher source left the field out: a bad
+        // value the pod carries for a field it does not give is no error.
+        let or_pod = |higher: Sourced<String>, field: Field| -> Result<Sourced<String>, Error> {
+            if higher.is_some() {
+                return Ok(higher);
+            }
+            let Some((info, mapping)) = pod else {
+                return Ok(None);
+            };
+            Ok(mapping.resolve(info, field)?.map(|(v, o)| {
+                (
+                    v,
+                    Source::PodInfo {
+                        file: o.file,
+                        key: o.key,
+                    },
+                )
+            }))
+        };
         let dsrc = desc.map(|d| Source::Descriptor(d.path.clone()));
         let from_apollo = |v: &Option<String>| -> Sourced<String> {
             let a = apollo?;
@@ -217,43 +290,65 @@ impl Loader {
         let release = desc
             .and_then(|d| d.release.clone())
             .map(|r| (r, dsrc.clone().expect("descriptor source")));
-        let (k8s, k8s_sources) = self.k8s(desc, dsrc.as_ref());
-        let mut labels = desc.map(|d| d.labels.clone()).unwrap_or_default();
+        let (k8s, k8s_sources) = self.k8s(desc, dsrc.as_ref(), pod.map(|(info, _)| info));
+        let desc_labels = desc.map(|d| d.labels.clone()).unwrap_or_default();
+        let mut labels = match pod {
+            Some((info, mapping)) => mapping.offered_labels(info)?,
+            None => Labels::new(),
+        };
         let labels_source = if !self.b.labels.is_empty() {
             Some(Source::Builder)
-        } else if !labels.is_empty() {
+        } else if !desc_labels.is_empty() {
             dsrc.clone()
+        } else if let (false, Some((info, _))) = (labels.is_empty(), pod) {
+            Some(Source::PodInfo {
+                file: info.path(PodInfoFile::Labels),
+                key: String::new(),
+            })
         } else {
             None
         };
+        labels.extend(desc_labels);
         labels.extend(self.b.labels.clone());
         Ok(Merged {
-            app: first([
-                Self::builder(&self.b.app),
-                self.property("envid.app"),
-                self.var("ENVID_APP"),
-                from_desc(&|d| d.app.clone()),
-            ]),
-            env: first([
-                Self::builder(&self.b.env),
-                self.property("envid.env"),
-                self.var("ENVID_ENV"),
-                from_desc(&|d| d.env.clone()),
-                apollo.and_then(|a| from_apollo(&a.env)),
-            ]),
-            sub_env: first([
-                Self::builder(&self.b.sub_env),
-                self.property("envid.sub_env"),
-                self.var("ENVID_SUB_ENV"),
-                from_desc(&|d| d.sub_env.clone()),
-            ]),
-            idc: first([
-                Self::builder(&self.b.idc),
-                self.property("envid.idc"),
-                self.var("ENVID_IDC"),
-                from_desc(&|d| d.idc.clone()),
-                apollo.and_then(|a| from_apollo(&a.idc)),
-            ]),
+            app: or_pod(
+                first([
+                    Self::builder(&self.b.app),
+                    self.property("envid.app"),
+                    self.var("ENVID_APP"),
+                    from_desc(&|d| d.app.clone()),
+                ]),
+                Field::App,
+            )?,
+            env: or_pod(
+                first([
+                    Self::builder(&self.b.env),
+                    self.property("envid.env"),
+                    self.var("ENVID_ENV"),
+                    from_desc(&|d| d.env.clone()),
+                    apollo.and_then(|a| from_apollo(&a.env)),
+                ]),
+                Field::Env,
+            )?,
+            sub_env: or_pod(
+                first([
+                    Self::builder(&self.b.sub_env),
+                    self.property("envid.sub_env"),
+                    self.var("ENVID_SUB_ENV"),
+                    from_desc(&|d| d.sub_env.clone()),
+                ]),
+                Field::SubEnv,
+            )?,
+            idc: or_pod(
+                first([
+                    Self::builder(&self.b.idc),
+                    self.property("envid.idc"),
+                    self.var("ENVID_IDC"),
+                    from_desc(&|d| d.idc.clone()),
+                    apollo.and_then(|a| from_apollo(&a.idc)),
+                ]),
+                Field::Idc,
+            )?,
             token,
             release,
             k8s,
@@ -316,17 +411,24 @@ impl Loader {
             });
             return None;
         };
-        let Some(m) = rules.explain(h) else {
+        let trace = rules.trace(h);
+        let Some(m) = trace.matched else {
             if rules.rules().is_empty() {
                 self.attempts.push(Attempt {
                     source: Source::HostnameRule("(none)".into()),
                     outcome: "the rules file leaves no hostname rule".into(),
                 });
             }
-            for rule in rules.rules() {
+            if let Some(why) = trace.refused {
                 self.attempts.push(Attempt {
-                    source: Source::HostnameRule(rule.name().to_string()),
-                    outcome: format!("no match for hostname {h:?}"),
+                    source: Source::HostnameRule("(none)".into()),
+                    outcome: format!("no rule tried on hostname {h:?}: {why}"),
+                });
+            }
+            for a in trace.attempts {
+                self.attempts.push(Attempt {
+                    source: Source::HostnameRule(a.rule),
+                    outcome: format!("no match for hostname {h:?}: {}", a.reason),
                 });
             }
             return None;
@@ -391,6 +493,7 @@ impl Loader {
         &self,
         desc: Option<&Descriptor>,
         dsrc: Option<&Source>,
+        pod: Option<&PodInfo>,
     ) -> (Option<K8s>, BTreeMap<&'static str, Source>) {
         let mut k = desc.and_then(|d| d.k8s.clone()).unwrap_or_default();
         let mut sources = BTreeMap::new();
@@ -407,7 +510,20 @@ impl Loader {
                 }
             }
         }
+        if let Some(uid) = pod.and_then(|p| p.uid.clone().map(|u| (u, p.uid_path()))) {
+            if k.pod_uid.is_none() {
+                k.pod_uid = Some(uid.0);
+                sources.insert(
+                    "pod_uid",
+                    Source::PodInfo {
+                        file: uid.1,
+                        key: String::new(),
+                    },
+                );
+            }
+        }
         for (var, name, slot) in [
+            ("POD_UID", "pod_uid", &mut k.pod_uid),
             ("POD_NAME", "pod", &mut k.pod),
             ("POD_NAMESPACE", "namespace", &mut k.namespace),
             ("NODE_NAME", "node", &mut k.node),
@@ -420,6 +536,35 @@ impl Loader {
             }
         }
         ((!k.is_empty()).then_some(k), sources)
+    }
+}
+
+/// The report's line for a downward-API volume that was read but gave no
+/// `env` or `idc`: the keys looked for.
+fn podinfo_attempt(
+    info: &PodInfo,
+    mapping: &PodInfoMapping,
+    env_missing: bool,
+    idc_missing: bool,
+) -> Attempt {
+    let mut parts = Vec::new();
+    for (field, missing) in [(Field::Env, env_missing), (Field::Idc, idc_missing)] {
+        if !missing {
+            continue;
+        }
+        let keys: Vec<String> = mapping.keys(field).iter().map(|k| k.to_string()).collect();
+        parts.push(if keys.is_empty() {
+            format!("no {field} (the mapping has no key for it)")
+        } else {
+            format!("no {field} (no annotation or label {})", keys.join(", "))
+        });
+    }
+    Attempt {
+        source: Source::PodInfo {
+            file: info.dir.clone(),
+            key: String::new(),
+        },
+        outcome: format!("has {}", parts.join(", ")),
     }
 }
 

@@ -7,16 +7,20 @@
 //! 2. `ENVID_APP`, `ENVID_ENV`, `ENVID_SUB_ENV`, `ENVID_IDC`, `ENVID_PLATFORM`,
 //!    `ENVID_IP` (off with [`EnvironmentBuilder::env_vars`]);
 //! 3. the descriptor file;
-//! 4. the Kubernetes downward-API variables `POD_NAME`, `POD_NAMESPACE`,
-//!    `NODE_NAME` (for `k8s`) and `POD_IP` (for `ip`);
-//! 5. hostname rules, for `env`, `idc` and `app`;
-//! 6. detection probes, for `platform`, `container`, `virtualization`,
+//! 4. the Kubernetes downward-API volume (`/etc/podinfo`, or
+//!    `ENVID_PODINFO`; see [`crate::podinfo`]), for `env`, `idc`,
+//!    `sub_env`, `app`, `k8s.pod_uid` and, when the mapping asks, `labels`;
+//! 5. the Kubernetes downward-API variables `POD_NAME`, `POD_NAMESPACE`,
+//!    `NODE_NAME`, `POD_UID` (for `k8s`) and `POD_IP` (for `ip`);
+//! 6. hostname rules, for `env`, `idc` and `app`;
+//! 7. detection probes, for `platform`, `container`, `virtualization`,
 //!    `hostname` and `ip`.
 //!
 //! Probes are lazy: a probe runs only when its field is read and no higher
 //! source gave it, and then once per [`Environment`]. Loading from a complete
-//! descriptor therefore reads one file and makes no other system call but
-//! `uname` when a hostname rule is needed.
+//! descriptor therefore reads one file, looks for the downward-API
+//! directory (one `stat` when there is none), and makes no other system call
+//! but `uname` when a hostname rule is needed.
 //!
 //! `env_type` is taken explicitly from the source that gave `env` (or a higher
 //! one); otherwise it is derived from `env` through the alias table of the

@@ -62,7 +62,7 @@ fn attempts(
     let wanted = names.join(", ");
     let mut out = vec![Attempt {
         source: Source::Builder,
-        outcome: format!("the program set no {wanted}"),
+        outcome: format!("it set no {wanted}"),
     }];
     for field in missing {
         let var = match field {

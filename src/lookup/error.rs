@@ -50,13 +50,17 @@ pub enum LookupError {
         /// The timeout that passed.
         timeout: Duration,
     },
-    /// The service refused the token (401/403).
-    #[error("{endpoint} refused the credentials (HTTP {status})")]
+    /// The service wants a token and none was sent, or it refused the one
+    /// sent (401/403).
+    #[error("{endpoint} {} (HTTP {status})", if *token_sent { "refused the token" } else { "needs a token and none was sent" })]
     Unauthorized {
         /// The endpoint.
         endpoint: String,
         /// 401 or 403.
         status: u16,
+        /// Whether the request carried a bearer token: without one, the
+        /// caller must configure it; with one, it is the wrong token.
+        token_sent: bool,
     },
     /// The service is shedding load (429); it asked to wait this long.
     #[error("{endpoint} is shedding load (HTTP 429){}", retry_after.map(|d| format!(", retry after {}s", d.as_secs())).unwrap_or_default())]
@@ -98,6 +102,18 @@ pub enum LookupError {
         /// The transport's reason.
         message: String,
     },
+    /// A replica could not get the registry from the service at start, and
+    /// its cache file could not stand in: missing, corrupt or unreadable
+    /// (each said as such, beside the service's own error).
+    #[error("{service}; and the cache file {path} {problem}")]
+    NoReplicaData {
+        /// Why the service gave nothing (every endpoint was tried).
+        service: Box<LookupError>,
+        /// The cache file.
+        path: String,
+        /// What is wrong with it.
+        problem: CacheProblem,
+    },
     /// Every endpoint's circuit breaker is open: no request was sent.
     #[error(
         "lookup service unavailable (circuit open for every endpoint; next probe in {retry_in:?})"
@@ -106,6 +122,21 @@ pub enum LookupError {
         /// Until the first breaker lets a probe through.
         retry_in: Duration,
     },
+}
+
+/// What is wrong with a replica's cache file (see [`LookupError::NoReplicaData`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CacheProblem {
+    /// There is no such file (never written, or removed).
+    #[error("is missing")]
+    Missing,
+    /// The file is there but is not a replica cache (cut short, another
+    /// format, a record without a key).
+    #[error("is corrupt: {0}")]
+    Corrupt(String),
+    /// The file could not be read (permissions, I/O).
+    #[error("cannot be read: {0}")]
+    Unreadable(String),
 }
 
 impl LookupError {

@@ -77,8 +77,8 @@ use quick_cache::sync::{Cache, DefaultLifecycle, GuardResult, PlaceholderGuard};
 use quick_cache::{DefaultHashBuilder, UnitWeighter};
 
 use breaker::{Admit, Breaker};
-pub use error::LookupError;
-pub use replica::{Replica, ReplicaBuilder, ReplicaStats, ReplicaView};
+pub use error::{CacheProblem, LookupError};
+pub use replica::{CacheFileStatus, Replica, ReplicaBuilder, ReplicaStats, ReplicaView};
 pub use transport::{HttpTransport, Method, Request, Transport};
 
 use crate::protocol::HostRecord;

@@ -24,13 +24,35 @@
 //! * Any error: the replica keeps serving the last view it has, counts the
 //!   error, and retries after a jittered, capped exponential backoff
 //!   (default 100 ms doubling to 30 s; endpoints are tried in turn).
-//! * With a [`cache_file`](ReplicaBuilder::cache_file), every fetched
-//!   snapshot (and, at most every `cache_write_interval`, the state after
-//!   deltas) is written atomically: a temporary file in the same directory,
-//!   fsync, rename. When the service is unreachable at start, the replica
-//!   starts from that file, so a restart during an outage still answers. A
-//!   corrupt file is reported ([`Replica::last_error`],
-//!   [`ReplicaStats::cache_errors`]) and ignored.
+//! * With a [`cache_file`](ReplicaBuilder::cache_file), the view served is
+//!   written atomically (a temporary file in the same directory, fsync,
+//!   rename) after the first sync and every fetched snapshot, at most every
+//!   `cache_write_interval` after deltas, and at least every
+//!   `cache_interval` (default 5 min) while syncs succeed, even when nothing
+//!   changed, so a stable registry still leaves a fresh file. When the
+//!   service is unreachable at start, the replica starts from that file, so
+//!   a restart during an outage still answers. Its age is
+//!   [`ReplicaStats::cache_age`]; a missing, corrupt or unreadable file is
+//!   reported as such ([`ReplicaStats::cache`], [`Replica::last_error`],
+//!   [`LookupError::NoReplicaData`] when nothing else gave data).
+//! * **Protection against mass deletion.** The replica remembers its
+//!   *normal* record count: the largest count the service gave it within
+//!   `protection_window` (default 6 h), kept as the largest count of each
+//!   of 36 buckets (10 min by default): an instantaneous maximum, so a
+//!   deploy that doubles the fleet and then halves it does not double the
+//!   normal count. When
+//!   what the service says would leave fewer than `enter` × normal records
+//!   (default 0.35), the replica is *protected*: it keeps serving its last
+//!   healthy view plus every new or changed record, and holds the deletes
+//!   ([`ReplicaStats::protected`], [`ReplicaStats::held_deletes`],
+//!   [`ReplicaStats::protected_since`]). A delta and a whole snapshot (after
+//!   `410`, a restarted service) are judged alike. When the service's count
+//!   is back to at least `leave` × normal (default 0.75), the replica serves
+//!   the service's view again: the held deletes still deleted then are
+//!   applied, the others were re-added meanwhile. A collapse that outlasts
+//!   the window becomes the new normal and is applied. Registries whose
+//!   normal count is below `protection_min_records` (default 10) are never
+//!   protected; [`ReplicaBuilder::protection`] `(false)` turns it off.
 //! * Dropping the [`Replica`] stops the thread: it is woken from a backoff
 //!   sleep at once, and a long poll in flight ends within `poll_wait`. The
 //!   drop waits at most 250 ms for the thread and otherwise lets it finish
@@ -48,22 +70,26 @@
 //! if let Some(rec) = replica.lookup("10.1.2.3".parse().unwrap()) {
 //!     println!("{} {}", rec.env, rec.idc);
 //! }
-//! println!("replica at version {}", replica.stats().version);
+//! let stats = replica.stats();
+//! println!("replica at version {}", stats.version);
+//! if stats.protected {
+//!     println!("holding {} deletes since {:?}", stats.held_deletes, stats.protected_since);
+//! }
 //! # Ok::<(), envid::lookup::LookupError>(())
 //! ```
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 
 use super::transport::{decode, not_found, HttpTransport, Method, Request, Transport};
-use super::LookupError;
+use super::{CacheProblem, LookupError};
 use crate::prefix::PrefixTable;
 use crate::protocol::{HostRecord, RecordKey, RegistryDelta, RegistrySnapshot};
 use crate::service_config::ServiceConfig;
@@ -188,6 +214,72 @@ pub struct ReplicaStats {
     pub from_cache: bool,
     /// Cache files that could not be read or written.
     pub cache_errors: u64,
+    /// Whether the replica is protecting its view against a mass deletion
+    /// (see the [module documentation](self)).
+    pub protected: bool,
+    /// Deletes held back while protected (records still served that the
+    /// service no longer has); 0 when not protected.
+    pub held_deletes: usize,
+    /// When the current protection started; `None` when not protected.
+    pub protected_since: Option<SystemTime>,
+    /// The recent normal record count protection compares with (the
+    /// largest count within the protection window).
+    pub normal_records: usize,
+    /// The state of the cache file.
+    pub cache: CacheFileStatus,
+    /// How old the cache file's content is (since it was written, by this
+    /// replica or, when started from it, by an earlier one); `None` when
+    /// there is no usable file.
+    pub cache_age: Option<Duration>,
+}
+
+/// The state of a replica's cache file, in [`ReplicaStats::cache`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum CacheFileStatus {
+    /// No cache file is configured.
+    #[default]
+    Unused,
+    /// The file is not there yet (the service gave data before the first
+    /// write, or it could not be read at start because it does not exist).
+    Missing,
+    /// The file was there at start but is not a replica cache (it was
+    /// ignored).
+    Corrupt,
+    /// The file could not be read or written (permissions, disk full).
+    Unusable,
+    /// The file holds a view of the registry ([`ReplicaStats::cache_age`] says how old).
+    Present,
+}
+
+impl CacheFileStatus {
+    /// A lowercase word for it (`unused`, `missing`, `corrupt`,
+    /// `unusable`, `present`), as the CLI, C and Java print it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheFileStatus::Unused => "unused",
+            CacheFileStatus::Missing => "missing",
+            CacheFileStatus::Corrupt => "corrupt",
+            CacheFileStatus::Unusable => "unusable",
+            CacheFileStatus::Present => "present",
+        }
+    }
+}
+
+impl std::fmt::Display for CacheFileStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What [`ReplicaStats`] says of protection and the cache file, kept by the
+/// sync thread (read under a short lock by `stats()`, never by lookups).
+#[derive(Clone, Copy, Debug, Default)]
+struct Status {
+    protected_since: Option<SystemTime>,
+    held_deletes: usize,
+    normal_records: usize,
+    cache: CacheFileStatus,
+    cache_written: Option<SystemTime>,
 }
 
 #[derive(Debug, Default)]
@@ -206,11 +298,29 @@ struct Shared {
     from_cache: AtomicBool,
     last_sync: Mutex<Option<Instant>>,
     last_error: Mutex<Option<String>>,
+    status: Mutex<Status>,
     stop: Mutex<bool>,
     wake: Condvar,
 }
 
 impl Shared {
+    fn new() -> Shared {
+        Shared {
+            view: ArcSwap::from_pointee(ReplicaView::default()),
+            counters: Counters::default(),
+            from_cache: AtomicBool::new(false),
+            last_sync: Mutex::new(None),
+            last_error: Mutex::new(None),
+            status: Mutex::new(Status::default()),
+            stop: Mutex::new(false),
+            wake: Condvar::new(),
+        }
+    }
+
+    fn status(&self) -> std::sync::MutexGuard<'_, Status> {
+        self.status.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn stopped(&self) -> bool {
         *self.stop.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -259,8 +369,14 @@ struct Settings {
     max_backoff: Duration,
     cache_file: Option<PathBuf>,
     cache_write_interval: Duration,
+    cache_interval: Duration,
     require_initial_sync: bool,
     background_sync: bool,
+    protection: bool,
+    protection_enter: f64,
+    protection_leave: f64,
+    protection_window: Duration,
+    protection_min_records: usize,
 }
 
 impl Default for Settings {
@@ -272,8 +388,14 @@ impl Default for Settings {
             max_backoff: Duration::from_secs(30),
             cache_file: None,
             cache_write_interval: Duration::from_secs(10),
+            cache_interval: Duration::from_secs(300),
             require_initial_sync: true,
             background_sync: true,
+            protection: true,
+            protection_enter: 0.35,
+            protection_leave: 0.75,
+            protection_window: Duration::from_secs(6 * 3600),
+            protection_min_records: 10,
         }
     }
 }
@@ -321,6 +443,38 @@ impl ReplicaBuilder {
     setter!(/// Least time between cache file writes after deltas (default 10 s;
         /// snapshots are always written).
         cache_write_interval: Duration);
+    setter!(/// Longest time between two cache file writes while syncs succeed
+        /// (default 5 min): the file is rewritten even when nothing changed,
+        /// so its age says how recently the registry was seen.
+        cache_interval: Duration);
+    setter!(/// Whether the replica protects its view against mass deletion
+        /// (default `true`; see the [module documentation](super::replica)).
+        protection: bool);
+    setter!(/// How far back the normal record count reaches (default 6 h).
+        protection_window: Duration);
+    setter!(/// Below this normal record count the replica is never protected
+        /// (default 10): fractions of a handful of records mean nothing.
+        protection_min_records: usize);
+
+    /// The fractions of the normal record count under which protection
+    /// starts (default 0.35) and at or above which it ends (default 0.75).
+    /// `enter` is clamped to 0..=1 and `leave` to `enter`..=1.
+    pub fn protection_thresholds(mut self, enter: f64, leave: f64) -> Self {
+        let enter = if enter.is_nan() {
+            0.0
+        } else {
+            enter.clamp(0.0, 1.0)
+        };
+        let leave = if leave.is_nan() {
+            enter
+        } else {
+            leave.clamp(enter, 1.0)
+        };
+        self.settings.protection_enter = enter;
+        self.settings.protection_leave = leave;
+        self
+    }
+
     setter!(/// Whether [`build`](Self::build) fails when neither the service
         /// nor the cache file gives data (default `true`). With `false` the
         /// replica starts empty (answering `None`) and keeps trying.
@@ -348,15 +502,10 @@ impl ReplicaBuilder {
         self,
         transport: Arc<dyn Transport>,
     ) -> Result<Replica, LookupError> {
-        let shared = Arc::new(Shared {
-            view: ArcSwap::from_pointee(ReplicaView::default()),
-            counters: Counters::default(),
-            from_cache: AtomicBool::new(false),
-            last_sync: Mutex::new(None),
-            last_error: Mutex::new(None),
-            stop: Mutex::new(false),
-            wake: Condvar::new(),
-        });
+        let shared = Arc::new(Shared::new());
+        if self.settings.cache_file.is_some() {
+            shared.status().cache = CacheFileStatus::Missing;
+        }
         let sync = Syncer {
             shared: shared.clone(),
             transport,
@@ -366,6 +515,7 @@ impl ReplicaBuilder {
             need_snapshot: true,
             dirty: false,
             last_cache_write: Instant::now(),
+            guard: Guard::default(),
         };
         let mut replica = Replica {
             shared,
@@ -387,29 +537,51 @@ impl ReplicaBuilder {
             }
         }
         if let Some(e) = first_error {
-            let from_file =
-                sync.settings
-                    .cache_file
-                    .clone()
-                    .and_then(|path| match read_cache(&path) {
-                        Ok(view) => Some(view),
-                        Err(msg) => {
+            let mut problem = None;
+            if let Some(path) = sync.settings.cache_file.clone() {
+                match read_cache(&path) {
+                    Ok((view, written)) => {
+                        // The file's count is the normal one until the service says more.
+                        sync.guard.observe(view.len(), &sync.settings);
+                        let mut status = replica.shared.status();
+                        status.cache = CacheFileStatus::Present;
+                        status.cache_written = Some(written);
+                        status.normal_records = sync.guard.normal();
+                        drop(status);
+                        replica.shared.view.store(Arc::new(view));
+                        replica.shared.from_cache.store(true, Ordering::Relaxed);
+                    }
+                    Err(p) => {
+                        if !matches!(p, CacheProblem::Missing) {
                             replica
                                 .shared
                                 .counters
                                 .cache_errors
                                 .fetch_add(1, Ordering::Relaxed);
-                            replica.shared.error(msg);
-                            None
                         }
-                    });
-            match from_file {
-                Some(view) => {
-                    replica.shared.view.store(Arc::new(view));
-                    replica.shared.from_cache.store(true, Ordering::Relaxed);
+                        replica.shared.status().cache = match p {
+                            CacheProblem::Missing => CacheFileStatus::Missing,
+                            CacheProblem::Corrupt(_) => CacheFileStatus::Corrupt,
+                            CacheProblem::Unreadable(_) => CacheFileStatus::Unusable,
+                        };
+                        replica
+                            .shared
+                            .error(format!("ignoring cache file {}: {p}", path.display()));
+                        problem = Some((path, p));
+                    }
                 }
-                None if sync.settings.require_initial_sync => return Err(e),
-                None => {}
+            }
+            if sync.settings.require_initial_sync
+                && !replica.shared.from_cache.load(Ordering::Relaxed)
+            {
+                return Err(match problem {
+                    Some((path, problem)) => LookupError::NoReplicaData {
+                        service: Box::new(e),
+                        path: path.display().to_string(),
+                        problem,
+                    },
+                    None => e,
+                });
             }
         }
         if sync.settings.background_sync {
@@ -442,6 +614,51 @@ struct Syncer {
     /// Deltas applied since the cache file was last written.
     dirty: bool,
     last_cache_write: Instant,
+    guard: Guard,
+}
+
+/// Protection against mass deletion: the recent normal count, and while
+/// protected, the service's own view beside the one served.
+#[derive(Default)]
+struct Guard {
+    /// (bucket start, largest count seen in it), oldest first.
+    buckets: VecDeque<(Instant, usize)>,
+    /// While protected: the service's view (the served one holds more).
+    actual: Option<Arc<ReplicaView>>,
+    /// While protected: keys served that the service deleted.
+    held: HashSet<RecordKey>,
+    since: Option<SystemTime>,
+}
+
+impl Guard {
+    /// Records a count the service gave; forgets buckets past the window.
+    fn observe(&mut self, count: usize, s: &Settings) {
+        let now = Instant::now();
+        let bucket = (s.protection_window / 36).max(Duration::from_millis(1));
+        match self.buckets.back_mut() {
+            Some((start, max)) if now.duration_since(*start) < bucket => *max = (*max).max(count),
+            _ => self.buckets.push_back((now, count)),
+        }
+        while self
+            .buckets
+            .front()
+            .is_some_and(|(start, _)| now.duration_since(*start) > s.protection_window)
+            && self.buckets.len() > 1
+        {
+            self.buckets.pop_front();
+        }
+    }
+
+    /// The largest count within the window.
+    fn normal(&self) -> usize {
+        self.buckets.iter().map(|b| b.1).max().unwrap_or(0)
+    }
+}
+
+/// What the service said: a new whole view, or a delta to the last one.
+enum Said {
+    Snapshot(ReplicaView),
+    Delta(RegistryDelta),
 }
 
 enum Fetched {
@@ -495,8 +712,9 @@ impl Syncer {
         let outcome = fetched.and_then(|f| self.install(&endpoint, f));
         match &outcome {
             Ok(()) => {
-                if self.dirty
-                    && self.last_cache_write.elapsed() >= self.settings.cache_write_interval
+                let since = self.last_cache_write.elapsed();
+                if (self.dirty && since >= self.settings.cache_write_interval)
+                    || since >= self.settings.cache_interval
                 {
                     self.write_cache();
                 }
@@ -520,7 +738,7 @@ impl Syncer {
         };
         match fetched {
             Fetched::Snapshot(view) => {
-                self.shared.view.store(Arc::new(view));
+                self.publish(Said::Snapshot(view)).map_err(invalid)?;
                 self.shared
                     .counters
                     .snapshots
@@ -535,7 +753,7 @@ impl Syncer {
                 self.shared.synced();
             }
             Fetched::Delta(delta) => {
-                let current = self.shared.view.load_full();
+                let current = self.actual();
                 if delta.history.is_some() && delta.history != current.history {
                     // A delta against another history (a service that forgot
                     // ours): never applied; start over from a snapshot.
@@ -545,22 +763,109 @@ impl Syncer {
                     // our version means nothing to it any more.
                     self.need_snapshot = true;
                 } else if delta.is_empty() {
-                    if delta.version != current.version {
-                        let mut next = (*current).clone();
-                        next.version = delta.version;
-                        self.shared.view.store(Arc::new(next));
+                    // While protected, an empty poll is judged again too, so a
+                    // collapse that outlasts the window ends without a change.
+                    if delta.version != current.version || self.guard.actual.is_some() {
+                        self.publish(Said::Delta(delta)).map_err(invalid)?;
                     }
                 } else {
-                    let next = current
-                        .apply(delta.version, delta.upserts, &delta.deletes)
-                        .map_err(invalid)?;
-                    self.shared.view.store(Arc::new(next));
+                    self.publish(Said::Delta(delta)).map_err(invalid)?;
                     self.shared.counters.deltas.fetch_add(1, Ordering::Relaxed);
                     self.dirty = true;
                 }
                 self.shared.synced();
             }
         }
+        Ok(())
+    }
+
+    /// The service's view as far as the replica knows it (the served one
+    /// unless protected).
+    fn actual(&self) -> Arc<ReplicaView> {
+        match &self.guard.actual {
+            Some(a) => a.clone(),
+            None => self.shared.view.load_full(),
+        }
+    }
+
+    /// Applies what the service said, deciding whether to serve it or to
+    /// protect the view served, and swaps the served view in.
+    fn publish(&mut self, said: Said) -> Result<(), String> {
+        let base = self.actual();
+        let (actual, delta) = match said {
+            Said::Snapshot(view) => (Arc::new(view), None),
+            Said::Delta(d) => {
+                let next = base.apply(d.version, d.upserts.clone(), &d.deletes)?;
+                (Arc::new(next), Some(d))
+            }
+        };
+        let s = &self.settings;
+        self.guard.observe(actual.len(), s);
+        let normal = self.guard.normal();
+        let guarded = s.protection && normal >= s.protection_min_records.max(1);
+        let count = actual.len() as f64;
+        let protect = guarded
+            && if self.guard.actual.is_some() {
+                count < s.protection_leave * normal as f64
+            } else {
+                count < s.protection_enter * normal as f64
+            };
+        let served_before = self.shared.view.load_full();
+        if !protect {
+            self.guard.since = None;
+            self.guard.actual = None;
+            self.guard.held.clear();
+            self.shared.view.store(actual.clone());
+        } else {
+            let entering = self.guard.actual.is_none();
+            // The served view: the last one plus every new or changed
+            // record; what the service deleted stays, held.
+            let served = match (delta, entering) {
+                (Some(d), false) => {
+                    for k in &d.deletes {
+                        if served_before.get(k).is_some() {
+                            self.guard.held.insert(*k);
+                        }
+                    }
+                    for r in &d.upserts {
+                        if let Some(k) = r.key() {
+                            self.guard.held.remove(&k);
+                        }
+                    }
+                    served_before.apply(d.version, d.upserts, &[])?
+                }
+                _ => {
+                    let mut next = served_before.apply(
+                        actual.version,
+                        actual.records().map(|r| (**r).clone()).collect(),
+                        &[],
+                    )?;
+                    next.version = actual.version;
+                    self.guard.held = served_before
+                        .records
+                        .keys()
+                        .filter(|k| actual.get(k).is_none())
+                        .copied()
+                        .collect();
+                    next
+                }
+            };
+            if entering {
+                self.guard.since = Some(SystemTime::now());
+                self.shared.error(format!(
+                    "protecting the view against a mass deletion: the service has {} records, \
+                     the normal count is {normal}; holding {} deletes",
+                    actual.len(),
+                    self.guard.held.len()
+                ));
+            }
+            self.guard.actual = Some(actual);
+            self.shared.view.store(Arc::new(served));
+        }
+        let mut status = self.shared.status();
+        status.protected_since = self.guard.since;
+        status.held_deletes = self.guard.held.len();
+        status.normal_records = normal;
         Ok(())
     }
 
@@ -613,13 +918,22 @@ impl Syncer {
         };
         self.last_cache_write = Instant::now();
         self.dirty = false;
-        if let Err(e) = write_cache(&path, &self.shared.view.load()) {
-            self.shared
-                .counters
-                .cache_errors
-                .fetch_add(1, Ordering::Relaxed);
-            self.shared
-                .error(format!("cannot write cache file {}: {e}", path.display()));
+        let written = SystemTime::now();
+        match write_cache(&path, &self.shared.view.load(), written) {
+            Ok(()) => {
+                let mut status = self.shared.status();
+                status.cache = CacheFileStatus::Present;
+                status.cache_written = Some(written);
+            }
+            Err(e) => {
+                self.shared
+                    .counters
+                    .cache_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                self.shared.status().cache = CacheFileStatus::Unusable;
+                self.shared
+                    .error(format!("cannot write cache file {}: {e}", path.display()));
+            }
         }
     }
 }
@@ -631,6 +945,8 @@ struct CacheOut<'a> {
     version: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     history: Option<&'a str>,
+    /// When it was written: its age survives copies that lose the mtime.
+    written_unix_ms: u64,
     records: Vec<&'a HostRecord>,
 }
 
@@ -640,17 +956,21 @@ struct CacheIn {
     version: u64,
     #[serde(default)]
     history: Option<String>,
+    written_unix_ms: Option<u64>,
     records: Vec<HostRecord>,
 }
 
 const CACHE_FORMAT: &str = "envid-replica-1";
 
 /// Writes `view` to `path` (see [`crate::atomic_file`]).
-fn write_cache(path: &Path, view: &ReplicaView) -> std::io::Result<()> {
+fn write_cache(path: &Path, view: &ReplicaView, written: SystemTime) -> std::io::Result<()> {
     let out = CacheOut {
         format: CACHE_FORMAT,
         version: view.version,
         history: view.history.as_deref(),
+        written_unix_ms: written
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
         records: view.records.values().map(|r| &**r).collect(),
     };
     crate::atomic_file::write(path, |w| {
@@ -658,21 +978,31 @@ fn write_cache(path: &Path, view: &ReplicaView) -> std::io::Result<()> {
     })
 }
 
-/// Reads a cache file written by [`write_cache`]; the error says what is wrong.
-fn read_cache(path: &Path) -> Result<ReplicaView, String> {
-    let bad = |what: String| format!("ignoring cache file {}: {what}", path.display());
-    let bytes = std::fs::read(path).map_err(|e| bad(format!("cannot read it: {e}")))?;
-    let file: CacheIn =
-        serde_json::from_slice(&bytes).map_err(|e| bad(format!("not a replica cache: {e}")))?;
+/// Reads a cache file written by [`write_cache`]: the view and when it was
+/// written (else the file's mtime).
+fn read_cache(path: &Path) -> Result<(ReplicaView, SystemTime), CacheProblem> {
+    let bytes = std::fs::read(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => CacheProblem::Missing,
+        _ => CacheProblem::Unreadable(e.to_string()),
+    })?;
+    let file: CacheIn = serde_json::from_slice(&bytes)
+        .map_err(|e| CacheProblem::Corrupt(format!("not a replica cache: {e}")))?;
     if file.format != CACHE_FORMAT {
-        return Err(bad(format!(
+        return Err(CacheProblem::Corrupt(format!(
             "unknown format {:?} (expected {CACHE_FORMAT:?})",
             file.format
         )));
     }
-    let mut view = ReplicaView::from_records(file.version, file.records).map_err(bad)?;
+    let written = match file.written_unix_ms {
+        Some(ms) => UNIX_EPOCH + Duration::from_millis(ms),
+        None => std::fs::metadata(path)
+            .and_then(|m| m.modified())
+            .unwrap_or_else(|_| SystemTime::now()),
+    };
+    let mut view =
+        ReplicaView::from_records(file.version, file.records).map_err(CacheProblem::Corrupt)?;
     view.history = file.history;
-    Ok(view)
+    Ok((view, written))
 }
 
 /// A local, in-memory copy of the registry kept in sync in the background.
@@ -723,6 +1053,7 @@ impl Replica {
     pub fn stats(&self) -> ReplicaStats {
         let c = &self.shared.counters;
         let view = self.shared.view.load();
+        let status = *self.shared.status();
         ReplicaStats {
             version: view.version,
             records: view.len(),
@@ -738,6 +1069,14 @@ impl Replica {
             sync_errors: c.sync_errors.load(Ordering::Relaxed),
             from_cache: self.shared.from_cache.load(Ordering::Relaxed),
             cache_errors: c.cache_errors.load(Ordering::Relaxed),
+            protected: status.protected_since.is_some(),
+            held_deletes: status.held_deletes,
+            protected_since: status.protected_since,
+            normal_records: status.normal_records,
+            cache: status.cache,
+            cache_age: status
+                .cache_written
+                .map(|t| SystemTime::now().duration_since(t).unwrap_or_default()),
         }
     }
 
@@ -847,9 +1186,11 @@ mod tests {
             vec![rec("10.0.0.0/8", "prod"), rec("2001:db8::1", "beta")],
         )
         .unwrap();
-        write_cache(&path, &view).unwrap();
-        write_cache(&path, &view).unwrap(); // replacing works too
-        let back = read_cache(&path).unwrap();
+        let at = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        write_cache(&path, &view, at).unwrap();
+        write_cache(&path, &view, at).unwrap(); // replacing works too
+        let (back, written) = read_cache(&path).unwrap();
+        assert_eq!(written, at);
         assert_eq!(back.version(), 7);
         assert_eq!(back.len(), 2);
         assert_eq!(back.lookup(ip("2001:db8::1")).unwrap().env, "beta");
@@ -863,7 +1204,7 @@ mod tests {
         std::fs::write(&path, b"{\"format\": \"envid-replica-1\", \"vers").unwrap();
         let err = read_cache(&path).unwrap_err();
         assert!(
-            err.contains("cache.json") && err.contains("not a replica cache"),
+            matches!(&err, CacheProblem::Corrupt(m) if m.contains("not a replica cache")),
             "{err}"
         );
         std::fs::write(
@@ -871,24 +1212,38 @@ mod tests {
             b"{\"format\": \"other\", \"version\": 1, \"records\": []}",
         )
         .unwrap();
-        assert!(read_cache(&path).unwrap_err().contains("unknown format"));
-        assert!(read_cache(&dir.join("absent.json"))
+        assert!(read_cache(&path)
             .unwrap_err()
-            .contains("cannot read"));
+            .to_string()
+            .contains("unknown format"));
+        assert_eq!(
+            read_cache(&dir.join("absent.json")).unwrap_err(),
+            CacheProblem::Missing
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
+    fn normal_count_is_the_largest_within_the_window() {
+        let s = Settings {
+            protection_window: Duration::from_millis(360),
+            ..Settings::default()
+        };
+        let mut g = Guard::default();
+        g.observe(100, &s);
+        g.observe(40, &s);
+        g.observe(200, &s);
+        g.observe(100, &s);
+        // The largest count, not an accumulation of what was seen.
+        assert_eq!(g.normal(), 200);
+        std::thread::sleep(Duration::from_millis(400));
+        g.observe(40, &s);
+        assert_eq!(g.normal(), 40, "older buckets left the window");
+    }
+
+    #[test]
     fn sleep_wakes_on_stop() {
-        let shared = Arc::new(Shared {
-            view: ArcSwap::from_pointee(ReplicaView::default()),
-            counters: Counters::default(),
-            from_cache: AtomicBool::new(false),
-            last_sync: Mutex::new(None),
-            last_error: Mutex::new(None),
-            stop: Mutex::new(false),
-            wake: Condvar::new(),
-        });
+        let shared = Arc::new(Shared::new());
         assert!(!shared.sleep(Duration::from_millis(10)));
         let s2 = shared.clone();
         let t = std::thread::spawn(move || s2.sleep(Duration::from_secs(30)));

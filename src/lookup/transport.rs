@@ -192,6 +192,7 @@ impl HttpTransport {
                 return Err(LookupError::Unauthorized {
                     endpoint: endpoint_s,
                     status,
+                    token_sent: self.config.token().is_some(),
                 })
             }
             429 | 503 if resp.headers().contains_key("retry-after") || status == 429 => {

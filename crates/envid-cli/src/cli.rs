@@ -57,65 +57,28 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
         format: ReportFormat,
     },
-    /// Show which hostname rule matches HOSTNAME and what it reads; exit 1 when none.
+    /// Show which hostname rule matches HOSTNAME and what it reads; when
+    /// none does, each rule tried and why (exit 1).
     Explain {
         /// The hostname to explain.
         hostname: String,
         /// Hostname rules and aliases file.
         #[arg(long, value_name = "FILE")]
         rules: Option<PathBuf>,
-        /// Output format (text or json).
-        #[arg(long, value_enum, default_value_t = Format::Text)]
-        format: Format,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+        format: ReportFormat,
     },
     /// Run the reference environment service on a registry file.
-    Serve {
-        /// The TOML registry of host records (single IPs and CIDR ranges).
-        #[arg(long, value_name = "FILE")]
-        registry: PathBuf,
-        /// Address to listen on.
-        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7070")]
-        listen: SocketAddr,
-        /// Require this bearer token on every endpoint but /healthz
-        /// (also read from ENVID_SERVE_TOKEN, which keeps it out of `ps`).
-        #[arg(
-            long,
-            value_name = "TOKEN",
-            env = "ENVID_SERVE_TOKEN",
-            hide_env_values = true
-        )]
-        token: Option<String>,
-        /// Require this bearer token on registration (PUT/DELETE
-        /// /v1/hosts/{ip}, renew) instead of leaving it open (also read from
-        /// ENVID_SERVE_REGISTRAR_TOKEN).
-        #[arg(
-            long,
-            value_name = "TOKEN",
-            env = "ENVID_SERVE_REGISTRAR_TOKEN",
-            hide_env_values = true
-        )]
-        registrar_token: Option<String>,
-        /// Keep registrations in this file so they survive a restart
-        /// (written atomically: temporary file, fsync, rename; a
-        /// registration is answered once it is on disk). Embedded store only.
-        #[arg(long, value_name = "FILE", conflicts_with = "etcd")]
-        state: Option<PathBuf>,
-        /// Keep the registry in etcd at these client URLs (comma-separated),
-        /// so any number of instances serve the same records.
-        #[arg(long, value_name = "URL[,URL...]", value_delimiter = ',')]
-        etcd: Vec<String>,
-        /// The etcd key prefix of the registry.
-        #[arg(
-            long,
-            value_name = "PREFIX",
-            default_value = "/envid/",
-            requires = "etcd"
-        )]
-        etcd_prefix: String,
-    },
+    Serve(ServeArgs),
     /// Look up the environment of IP addresses at the environment service;
-    /// exit 1 when any IP is unknown or its lookup fails.
+    /// exit 1 when any IP is unknown or its lookup fails, 2 when an argument
+    /// is not an IP address.
     Lookup(LookupArgs),
+    /// Run a replica of the registry and print one line per change and per
+    /// interval (version, records, protection, held deletes, sync age,
+    /// cache file, sync errors) until SIGTERM or Ctrl-C (then exit 0).
+    Watch(WatchArgs),
     /// Register this host's environment at the environment service
     /// (PUT /v1/hosts/{ip}); with --keep-alive, renew the lease every
     /// lease/3 until SIGTERM or Ctrl-C (then exit 0).
@@ -123,6 +86,110 @@ pub enum Command {
     /// Remove this host's registration (DELETE /v1/hosts/{ip}); removing an
     /// unregistered IP is not an error.
     Deregister(DeregisterArgs),
+}
+
+/// Arguments of `envid serve`. Its `Debug` redacts the token.
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// The TOML registry of host records (single IPs and CIDR ranges).
+    #[arg(long, value_name = "FILE")]
+    pub registry: PathBuf,
+    /// Address to listen on.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7070")]
+    pub listen: SocketAddr,
+    /// Require this bearer token on every read endpoint but /healthz
+    /// (also read from ENVID_SERVE_TOKEN, which keeps it out of `ps`).
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "ENVID_SERVE_TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+    /// App credentials (TOML: [[app]] name, envs, idcs, token_sha256;
+    /// [[operator]] name, token_sha256): who may register what. Without it
+    /// registration is closed. Reloaded when it changes.
+    #[arg(long, value_name = "FILE")]
+    pub apps: Option<PathBuf>,
+    /// Take the client address from X-Forwarded-For when the connection
+    /// comes from this proxy range (repeatable); ignored from anyone else.
+    #[arg(long = "trusted-proxy", value_name = "CIDR", value_parser = parse_cidr)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Allow registering loopback addresses (tests and local development).
+    #[arg(long)]
+    pub allow_loopback_registration: bool,
+    /// Let anyone register any IP without a token (local development only;
+    /// /healthz, /metrics and the log say so).
+    #[arg(long, conflicts_with = "apps")]
+    pub insecure_open_registration: bool,
+    /// Serve HTTPS with this PEM certificate chain (re-read when it changes).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Keep registrations in this file so they survive a restart (a
+    /// registration is answered once it is on disk). Embedded store only.
+    #[arg(long, value_name = "FILE", conflicts_with = "etcd")]
+    pub state: Option<PathBuf>,
+    /// Keep the registry in etcd at these client URLs (comma-separated),
+    /// so any number of instances serve the same records.
+    #[arg(long, value_name = "URL[,URL...]", value_delimiter = ',')]
+    pub etcd: Vec<String>,
+    /// The etcd key prefix of the registry.
+    #[arg(
+        long,
+        value_name = "PREFIX",
+        default_value = "/envid/",
+        requires = "etcd"
+    )]
+    pub etcd_prefix: String,
+    /// Apply a registry file change even when it deletes more than half
+    /// of the static records (an empty or truncated file); by default
+    /// such a reload is refused and the old registry keeps serving.
+    #[arg(long)]
+    pub allow_mass_delete: bool,
+    /// Let leases expire even when renewals collapse fleet-wide (by
+    /// default, when more than 15% lapse within one lease period, they
+    /// are kept until renewals recover).
+    #[arg(long)]
+    pub no_lease_preservation: bool,
+}
+
+impl std::fmt::Debug for ServeArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeArgs")
+            .field("registry", &self.registry)
+            .field("listen", &self.listen)
+            .field("token", &redacted(&self.token))
+            .field("apps", &self.apps)
+            .field("trusted_proxies", &self.trusted_proxies)
+            .field(
+                "allow_loopback_registration",
+                &self.allow_loopback_registration,
+            )
+            .field(
+                "insecure_open_registration",
+                &self.insecure_open_registration,
+            )
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
+            .field("state", &self.state)
+            .field("allow_mass_delete", &self.allow_mass_delete)
+            .field("no_lease_preservation", &self.no_lease_preservation)
+            .finish()
+    }
+}
+
+/// What a `Debug` shows of a token.
+fn redacted(token: &Option<String>) -> Option<&'static str> {
+    token.as_ref().map(|_| "<redacted>")
+}
+
+fn parse_cidr(s: &str) -> Result<ipnet::IpNet, String> {
+    s.parse::<ipnet::IpNet>()
+        .or_else(|_| s.parse::<IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("{s:?} is not an address range (e.g. 10.0.0.0/8) or address"))
 }
 
 /// How to reach the environment service: shared by `lookup`, `register`
@@ -185,8 +252,8 @@ impl ServiceArgs {
     }
 }
 
-/// The bearer token of `envid lookup`.
-#[derive(Debug, clap::Args)]
+/// The bearer token of `envid lookup`. Its `Debug` redacts it.
+#[derive(clap::Args)]
 pub struct LookupToken {
     /// Bearer token (also ENVID_LOOKUP_TOKEN, which keeps it out of `ps`).
     #[arg(
@@ -198,10 +265,21 @@ pub struct LookupToken {
     pub token: Option<String>,
 }
 
-/// The registration token of `envid register` and `envid deregister`.
-#[derive(Debug, clap::Args)]
+impl std::fmt::Debug for LookupToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LookupToken")
+            .field("token", &redacted(&self.token))
+            .finish()
+    }
+}
+
+/// The registration token of `envid register` and `envid deregister`. Its
+/// `Debug` redacts it.
+#[derive(clap::Args)]
 pub struct RegisterToken {
-    /// Registration bearer token (also ENVID_REGISTER_TOKEN, which keeps it out of `ps`).
+    /// Registration bearer token instead of the descriptor's `token` (an
+    /// operator's, for instance; also ENVID_REGISTER_TOKEN, which keeps it
+    /// out of `ps`). Never printed.
     #[arg(
         long,
         value_name = "TOKEN",
@@ -209,6 +287,19 @@ pub struct RegisterToken {
         hide_env_values = true
     )]
     pub token: Option<String>,
+    /// Send the token over plain http:// to a host other than loopback
+    /// (anyone on the path can read it; use https:// instead).
+    #[arg(long)]
+    pub insecure_http: bool,
+}
+
+impl std::fmt::Debug for RegisterToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegisterToken")
+            .field("token", &redacted(&self.token))
+            .field("insecure_http", &self.insecure_http)
+            .finish()
+    }
 }
 
 /// Arguments of `envid lookup`.
@@ -223,9 +314,9 @@ pub struct LookupArgs {
     /// The token.
     #[command(flatten)]
     pub token: LookupToken,
-    /// Output format (text or json).
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    pub format: Format,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    pub format: ReportFormat,
     /// Answer from a replica of the whole registry (one snapshot, then
     /// local longest-prefix matches) instead of asking per IP.
     #[arg(long)]
@@ -234,6 +325,28 @@ pub struct LookupArgs {
     /// snapshot; read when the service is unreachable).
     #[arg(long, value_name = "PATH", requires = "replica")]
     pub cache_file: Option<PathBuf>,
+}
+
+/// Arguments of `envid watch`.
+#[derive(Debug, clap::Args)]
+pub struct WatchArgs {
+    /// The service.
+    #[command(flatten)]
+    pub service: ServiceArgs,
+    /// The token.
+    #[command(flatten)]
+    pub token: LookupToken,
+    /// The replica's cache file (read when the service is unreachable at
+    /// start, written as the replica syncs).
+    #[arg(long, value_name = "PATH")]
+    pub cache_file: Option<PathBuf>,
+    /// Seconds between two lines when nothing changes.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub interval: u64,
+    /// Output format: text lines, or one JSON object per line.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    pub format: ReportFormat,
 }
 
 /// Arguments of `envid register`.
@@ -304,4 +417,38 @@ pub struct InspectArgs {
     /// Ignore ENVID_* variables.
     #[arg(long)]
     pub no_env_vars: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_a_token() {
+        for args in [
+            &[
+                "envid",
+                "serve",
+                "--registry",
+                "r.toml",
+                "--token",
+                "s3cret-1",
+            ][..],
+            &["envid", "register", "--token", "s3cret-2"],
+            &[
+                "envid",
+                "deregister",
+                "--token",
+                "s3cret-3",
+                "--ip",
+                "10.0.0.1",
+            ],
+            &["envid", "lookup", "10.0.0.1", "--token", "s3cret-4"],
+        ] {
+            let cli = Cli::try_parse_from(args).unwrap();
+            let shown = format!("{cli:?}");
+            assert!(!shown.contains("s3cret"), "{shown}");
+            assert!(shown.contains("<redacted>"), "{shown}");
+        }
+    }
 }

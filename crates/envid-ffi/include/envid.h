@@ -25,7 +25,32 @@
 /**
  * The number of fields in [`envid_field`].
  */
-#define ENVID_FIELD_COUNT 20
+#define ENVID_FIELD_COUNT 21
+
+/**
+ * `cache_state`: no cache file is configured.
+ */
+#define ENVID_CACHE_UNUSED 0
+
+/**
+ * `cache_state`: the cache file is not there (yet).
+ */
+#define ENVID_CACHE_MISSING 1
+
+/**
+ * `cache_state`: the cache file was not a replica cache (ignored).
+ */
+#define ENVID_CACHE_CORRUPT 2
+
+/**
+ * `cache_state`: the cache file could not be read or written.
+ */
+#define ENVID_CACHE_UNUSABLE 3
+
+/**
+ * `cache_state`: the cache file holds a view (`cache_age_ms` says how old).
+ */
+#define ENVID_CACHE_PRESENT 4
 
 /**
  * The result of every envid function. `ENVID_OK` is 0; anything else is a
@@ -61,7 +86,8 @@ typedef enum {
   ENVID_IO = 5,
   /**
    * The descriptor file is invalid (syntax, schema, field types or values,
-   * size, unknown keys in strict mode).
+   * size, unknown keys in strict mode), or so is a file of the Kubernetes
+   * downward-API volume.
    */
   ENVID_DESCRIPTOR = 6,
   /**
@@ -177,6 +203,11 @@ typedef enum {
    * `virtualization`: the hypervisor when visible (optional).
    */
   ENVID_FIELD_VIRTUALIZATION = 19,
+  /**
+   * `k8s.pod_uid`: the pod's UID, from the downward-API volume or
+   * `POD_UID` (optional).
+   */
+  ENVID_FIELD_K8S_POD_UID = 20,
 } envid_field;
 
 /**
@@ -293,6 +324,34 @@ typedef struct {
    * Cache files that could not be read or written.
    */
   uint64_t cache_errors;
+  /**
+   * 1 while the replica protects its view against a mass deletion (it
+   * serves its last healthy view plus new records and holds the
+   * deletes), else 0.
+   */
+  uint8_t is_protected;
+  /**
+   * Deletes held while protected; 0 otherwise.
+   */
+  uint64_t held_deletes;
+  /**
+   * When the protection started, in milliseconds since the Unix epoch;
+   * 0 when not protected.
+   */
+  uint64_t protected_since_ms;
+  /**
+   * The recent normal record count protection compares with.
+   */
+  uint64_t normal_records;
+  /**
+   * The cache file's state: one of the `ENVID_CACHE_*` values.
+   */
+  uint8_t cache_state;
+  /**
+   * Milliseconds since the cache file's content was written;
+   * `UINT64_MAX` when there is no usable cache file.
+   */
+  uint64_t cache_age_ms;
 } envid_replica_stats;
 
 #ifdef __cplusplus
@@ -598,6 +657,18 @@ envid_result envid_environment_k8s_node(const envid_environment *env, const char
  * `env` NULL or live; `out` NULL or valid for a write.
  */
 envid_result envid_environment_k8s_workload(const envid_environment *env, const char **out);
+
+/**
+ * The pod's UID (from the downward-API volume's `uid` file or `POD_UID`);
+ * optional.
+ *
+ * Ownership: `*out` is borrowed from `env`, valid as long as `env`; never
+ * free it. `ENVID_NOT_FOUND` (and `*out = NULL`) when absent.
+ *
+ * # Safety
+ * `env` NULL or live; `out` NULL or valid for a write.
+ */
+envid_result envid_environment_k8s_pod_uid(const envid_environment *env, const char **out);
 
 /**
  * The release's rollout batch; `ENVID_NOT_FOUND` when absent (`*out` untouched).
@@ -953,7 +1024,8 @@ void envid_replica_free(envid_replica *replica);
 envid_result envid_replica_lookup(const envid_replica *replica, const char *ip, char **json_out);
 
 /**
- * Reads the replica's counters (version, records, age, syncs, errors, …).
+ * Reads the replica's counters (version, records, age, syncs, errors,
+ * protection against mass deletion, the cache file's state and age).
  *
  * # Safety
  * `replica` NULL or live; `out` NULL or writable.

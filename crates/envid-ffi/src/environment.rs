@@ -9,7 +9,8 @@ use std::sync::OnceLock;
 use envid::Environment;
 
 use crate::error::{
-    envid_result, guard, guard_void, owned_c_string, path_arg, str_arg, write_out, Fail, FfiResult,
+    envid_result, free_box, guard, guard_void, obj_arg, owned_c_string, path_arg, str_arg,
+    write_out, Fail, FfiResult,
 };
 
 /// A field of the environment, for `envid_environment_field`. Every field
@@ -59,10 +60,13 @@ pub enum envid_field {
     ENVID_FIELD_CONTAINER_ID = 18,
     /// `virtualization`: the hypervisor when visible (optional).
     ENVID_FIELD_VIRTUALIZATION = 19,
+    /// `k8s.pod_uid`: the pod's UID, from the downward-API volume or
+    /// `POD_UID` (optional).
+    ENVID_FIELD_K8S_POD_UID = 20,
 }
 
 /// The number of fields in [`envid_field`].
-pub const ENVID_FIELD_COUNT: usize = 20;
+pub const ENVID_FIELD_COUNT: usize = 21;
 
 impl envid_field {
     /// The field with this numeric value.
@@ -89,6 +93,7 @@ impl envid_field {
             ENVID_FIELD_CONTAINER_RUNTIME,
             ENVID_FIELD_CONTAINER_ID,
             ENVID_FIELD_VIRTUALIZATION,
+            ENVID_FIELD_K8S_POD_UID,
         ];
         usize::try_from(code).ok().and_then(|i| ALL.get(i).copied())
     }
@@ -117,6 +122,7 @@ impl envid_field {
             ENVID_FIELD_CONTAINER_RUNTIME => "container.runtime",
             ENVID_FIELD_CONTAINER_ID => "container.id",
             ENVID_FIELD_VIRTUALIZATION => "virtualization",
+            ENVID_FIELD_K8S_POD_UID => "k8s.pod_uid",
         }
     }
 }
@@ -252,6 +258,7 @@ impl envid_environment {
             ),
             ENVID_FIELD_CONTAINER_ID => text(container().and_then(|c| c.id.as_deref())),
             ENVID_FIELD_VIRTUALIZATION => text(e.virtualization()),
+            ENVID_FIELD_K8S_POD_UID => text(k8s().and_then(|k| k.pod_uid.as_deref())),
         }
     }
 
@@ -411,7 +418,7 @@ impl envid_load_options {
 #[inline]
 pub unsafe fn env_arg<'a>(p: *const envid_environment) -> FfiResult<&'a envid_environment> {
     // SAFETY: by contract `p` is NULL or points to a live object.
-    unsafe { p.as_ref() }.ok_or_else(|| Fail::null("env"))
+    unsafe { obj_arg(p, "env") }
 }
 
 /// Gets the process-wide environment: loaded once with the default settings
@@ -464,12 +471,8 @@ pub unsafe extern "C" fn envid_load_options_new(out: *mut *mut envid_load_option
 /// `opts` must be NULL or from `envid_load_options_new`, not yet freed.
 #[no_mangle]
 pub unsafe extern "C" fn envid_load_options_free(opts: *mut envid_load_options) {
-    guard_void(|| {
-        if !opts.is_null() {
-            // SAFETY: by contract it came from Box::into_raw in envid_load_options_new.
-            drop(unsafe { Box::from_raw(opts) });
-        }
-    })
+    // SAFETY: NULL or from its constructor, unused, by contract.
+    guard_void(|| unsafe { free_box(opts) })
 }
 
 /// Helper for the option setters.
@@ -932,6 +935,23 @@ pub unsafe extern "C" fn envid_environment_k8s_workload(
 ) -> envid_result {
     // SAFETY: forwarded contracts.
     guard(|| unsafe { get_field(env, envid_field::ENVID_FIELD_K8S_WORKLOAD, out) })
+}
+
+/// The pod's UID (from the downward-API volume's `uid` file or `POD_UID`);
+/// optional.
+///
+/// Ownership: `*out` is borrowed from `env`, valid as long as `env`; never
+/// free it. `ENVID_NOT_FOUND` (and `*out = NULL`) when absent.
+///
+/// # Safety
+/// `env` NULL or live; `out` NULL or valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn envid_environment_k8s_pod_uid(
+    env: *const envid_environment,
+    out: *mut *const c_char,
+) -> envid_result {
+    // SAFETY: forwarded contracts.
+    guard(|| unsafe { get_field(env, envid_field::ENVID_FIELD_K8S_POD_UID, out) })
 }
 
 /// The release's rollout batch; `ENVID_NOT_FOUND` when absent (`*out` untouched).

@@ -29,7 +29,8 @@ pub enum envid_result {
     /// regular file, permission denied.
     ENVID_IO = 5,
     /// The descriptor file is invalid (syntax, schema, field types or values,
-    /// size, unknown keys in strict mode).
+    /// size, unknown keys in strict mode), or so is a file of the Kubernetes
+    /// downward-API volume.
     ENVID_DESCRIPTOR = 6,
     /// The hostname rules file is invalid.
     ENVID_RULES = 7,
@@ -136,6 +137,7 @@ impl Fail {
 impl From<envid::Error> for Fail {
     fn from(e: envid::Error) -> Fail {
         use envid::error::{ProblemKind, RulesErrorKind};
+        use envid::podinfo::PodInfoErrorKind;
         use envid::Error;
         let code = match &e {
             Error::Descriptor(d) => match d.kind() {
@@ -147,6 +149,12 @@ impl From<envid::Error> for Fail {
             Error::Rules(r) if r.kind == RulesErrorKind::Io => envid_result::ENVID_IO,
             Error::Rules(_) => envid_result::ENVID_RULES,
             Error::InvalidValue { .. } => envid_result::ENVID_INVALID_VALUE,
+            Error::PodInfo(p) => match p.kind {
+                PodInfoErrorKind::Io
+                | PodInfoErrorKind::NotAFile
+                | PodInfoErrorKind::NotADirectory => envid_result::ENVID_IO,
+                _ => envid_result::ENVID_DESCRIPTOR,
+            },
             Error::Unidentified(_) => envid_result::ENVID_UNIDENTIFIED,
         };
         Fail::new(code, e.to_string())
@@ -254,6 +262,41 @@ pub unsafe fn write_out<T>(out: *mut T, value: T, what: &'static str) -> FfiResu
     // SAFETY: non-null, and the caller promises it is valid for writes.
     unsafe { out.write(value) };
     Ok(())
+}
+
+/// Borrows an object argument; NULL is `ENVID_NULL_PARAMETER` naming it.
+///
+/// # Safety
+/// `p` must be NULL or point to a live `T` for the call.
+pub unsafe fn obj_arg<'a, T>(p: *const T, what: &'static str) -> FfiResult<&'a T> {
+    // SAFETY: NULL or live, by the caller's contract.
+    unsafe { p.as_ref() }.ok_or_else(|| Fail::null(what))
+}
+
+/// The constructor shape every object shares: `*out` gets a new box made by
+/// `make`, owned by the caller and freed with [`free_box`].
+///
+/// # Safety
+/// `out` must be NULL or valid for a write.
+pub unsafe fn new_out<T>(out: *mut *mut T, make: impl FnOnce() -> FfiResult<T>) -> FfiResult {
+    if out.is_null() {
+        return Err(Fail::null("out"));
+    }
+    let p = Box::into_raw(Box::new(make()?));
+    // SAFETY: checked non-null; writable by the caller's contract.
+    unsafe { write_out(out, p, "out") }
+}
+
+/// Frees a box made by [`new_out`]; NULL is a no-op.
+///
+/// # Safety
+/// `p` must be NULL or from [`new_out`] (or `Box::into_raw`), not yet freed,
+/// and no longer used by any thread.
+pub unsafe fn free_box<T>(p: *mut T) {
+    if !p.is_null() {
+        // SAFETY: by contract it came from Box::into_raw and is not used again.
+        drop(unsafe { Box::from_raw(p) });
+    }
 }
 
 /// Reads a borrowed C string argument as UTF-8.

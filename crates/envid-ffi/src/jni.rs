@@ -580,6 +580,7 @@ fn record_array<'local>(
         k.and_then(|k| k.pod.as_deref()),
         k.and_then(|k| k.node.as_deref()),
         k.and_then(|k| k.workload.as_deref()),
+        k.and_then(|k| k.pod_uid.as_deref()),
     ];
     for (key, v) in &r.labels {
         items.push(Some(key));
@@ -797,7 +798,9 @@ pub extern "system" fn Java_io_envid_Native_replicaLookup<'local>(
 
 /// `static native long[] replicaStats(long handle)`: version, records,
 /// age ms (-1 when never synced), syncs, snapshots, deltas, sync errors,
-/// from cache (0/1), cache errors.
+/// from cache (0/1), cache errors, protected (0/1), held deletes, protected
+/// since (Unix ms, 0 when not), normal records, cache state (the
+/// `ENVID_CACHE_*` value), cache age ms (-1 when none).
 #[no_mangle]
 pub extern "system" fn Java_io_envid_Native_replicaStats<'local>(
     mut unowned: EnvUnowned<'local>,
@@ -822,6 +825,16 @@ pub extern "system" fn Java_io_envid_Native_replicaStats<'local>(
                 s.sync_errors as jlong,
                 jlong::from(s.from_cache),
                 s.cache_errors as jlong,
+                jlong::from(s.is_protected),
+                s.held_deletes as jlong,
+                s.protected_since_ms as jlong,
+                s.normal_records as jlong,
+                jlong::from(s.cache_state),
+                if s.cache_age_ms == u64::MAX {
+                    -1
+                } else {
+                    s.cache_age_ms as jlong
+                },
             ];
             let arr = JLongArray::new(env, v.len())?;
             arr.set_region(env, 0, &v)?;

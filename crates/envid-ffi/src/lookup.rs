@@ -9,7 +9,8 @@ use envid::lookup::{LookupClient, LookupResult};
 use envid::protocol::HostRecord;
 
 use crate::error::{
-    envid_result, guard, guard_void, owned_c_string, str_arg, write_out, Fail, FfiResult,
+    envid_result, free_box, guard, guard_void, new_out, obj_arg, owned_c_string, str_arg,
+    write_out, Fail, FfiResult,
 };
 use crate::options::envid_lookup_options;
 use crate::record::{parse_ip, record_json};
@@ -130,14 +131,9 @@ pub unsafe extern "C" fn envid_lookup_client_new(
     out: *mut *mut envid_lookup_client,
 ) -> envid_result {
     guard(|| {
-        if out.is_null() {
-            return Err(Fail::null("out"));
-        }
-        // SAFETY: NULL or live by contract.
-        let o = unsafe { opts.as_ref() }.ok_or_else(|| Fail::null("opts"))?;
-        let p = Box::into_raw(Box::new(envid_lookup_client::new(o)?));
-        // SAFETY: checked non-null; writable by contract.
-        unsafe { write_out(out, p, "out") }
+        // SAFETY: NULL or live by contract; `out` NULL or writable.
+        let o = unsafe { obj_arg(opts, "opts") }?;
+        unsafe { new_out(out, || envid_lookup_client::new(o)) }
     })
 }
 
@@ -148,12 +144,8 @@ pub unsafe extern "C" fn envid_lookup_client_new(
 /// longer used by any thread.
 #[no_mangle]
 pub unsafe extern "C" fn envid_lookup_client_free(client: *mut envid_lookup_client) {
-    guard_void(|| {
-        if !client.is_null() {
-            // SAFETY: by contract it came from Box::into_raw here.
-            drop(unsafe { Box::from_raw(client) });
-        }
-    })
+    // SAFETY: NULL or from envid_lookup_client_new, unused, by contract.
+    guard_void(|| unsafe { free_box(client) })
 }
 
 /// Looks up one IP (IPv4 or IPv6 text). On `ENVID_OK`, `*json_out` is the
@@ -180,7 +172,7 @@ pub unsafe extern "C" fn envid_lookup_client_lookup(
             return Err(Fail::null("json_out"));
         }
         // SAFETY: NULL or live by contract.
-        let c = unsafe { client.as_ref() }.ok_or_else(|| Fail::null("client"))?;
+        let c = unsafe { obj_arg(client, "client") }?;
         // SAFETY: NULL or NUL-terminated by contract.
         let ip = unsafe { str_arg(ip, "ip") }?;
         let rec = c.lookup(ip)?.ok_or_else(|| {
@@ -217,7 +209,7 @@ pub unsafe extern "C" fn envid_lookup_client_lookup_many(
             return Err(Fail::null("json_out"));
         }
         // SAFETY: NULL or live by contract.
-        let c = unsafe { client.as_ref() }.ok_or_else(|| Fail::null("client"))?;
+        let c = unsafe { obj_arg(client, "client") }?;
         if ips.is_null() && count > 0 {
             return Err(Fail::null("ips"));
         }
@@ -262,7 +254,7 @@ pub unsafe extern "C" fn envid_lookup_client_stats(
 ) -> envid_result {
     guard(|| {
         // SAFETY: NULL or live by contract.
-        let c = unsafe { client.as_ref() }.ok_or_else(|| Fail::null("client"))?;
+        let c = unsafe { obj_arg(client, "client") }?;
         // SAFETY: NULL or writable by contract.
         unsafe { write_out(out, c.stats(), "out") }
     })

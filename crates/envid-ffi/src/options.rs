@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use envid::{Secret, ServiceConfig};
 
-use crate::error::{envid_result, guard, guard_void, str_arg, write_out, Fail, FfiResult};
+use crate::error::{
+    envid_result, free_box, guard, guard_void, str_arg, write_out, Fail, FfiResult,
+};
 
 /// Options for `envid_lookup_client_new` and `envid_replica_new`: endpoints
 /// (at least one), token, proxy, CA file, timeouts, the client's cache
@@ -123,12 +125,8 @@ pub unsafe extern "C" fn envid_lookup_options_new(
 /// `opts` NULL or from `envid_lookup_options_new`, not yet freed.
 #[no_mangle]
 pub unsafe extern "C" fn envid_lookup_options_free(opts: *mut envid_lookup_options) {
-    guard_void(|| {
-        if !opts.is_null() {
-            // SAFETY: by contract it came from Box::into_raw here.
-            drop(unsafe { Box::from_raw(opts) });
-        }
-    })
+    // SAFETY: NULL or from its constructor, unused, by contract.
+    guard_void(|| unsafe { free_box(opts) })
 }
 
 unsafe fn set_lookup_option(

@@ -5,11 +5,12 @@
 use std::ffi::c_char;
 use std::sync::Arc;
 
-use envid::lookup::Replica;
+use envid::lookup::{CacheFileStatus, Replica};
 use envid::protocol::HostRecord;
 
 use crate::error::{
-    envid_result, guard, guard_void, owned_c_string, str_arg, write_out, Fail, FfiResult,
+    envid_result, free_box, guard, guard_void, new_out, obj_arg, owned_c_string, str_arg,
+    write_out, Fail, FfiResult,
 };
 use crate::options::envid_lookup_options;
 use crate::record::{parse_ip, record_json};
@@ -46,6 +47,37 @@ pub struct envid_replica_stats {
     pub from_cache: u8,
     /// Cache files that could not be read or written.
     pub cache_errors: u64,
+    /// 1 while the replica protects its view against a mass deletion (it
+    /// serves its last healthy view plus new records and holds the
+    /// deletes), else 0.
+    pub is_protected: u8,
+    /// Deletes held while protected; 0 otherwise.
+    pub held_deletes: u64,
+    /// When the protection started, in milliseconds since the Unix epoch;
+    /// 0 when not protected.
+    pub protected_since_ms: u64,
+    /// The recent normal record count protection compares with.
+    pub normal_records: u64,
+    /// The cache file's state: one of the `ENVID_CACHE_*` values.
+    pub cache_state: u8,
+    /// Milliseconds since the cache file's content was written;
+    /// `UINT64_MAX` when there is no usable cache file.
+    pub cache_age_ms: u64,
+}
+
+/// `cache_state`: no cache file is configured.
+pub const ENVID_CACHE_UNUSED: u8 = 0;
+/// `cache_state`: the cache file is not there (yet).
+pub const ENVID_CACHE_MISSING: u8 = 1;
+/// `cache_state`: the cache file was not a replica cache (ignored).
+pub const ENVID_CACHE_CORRUPT: u8 = 2;
+/// `cache_state`: the cache file could not be read or written.
+pub const ENVID_CACHE_UNUSABLE: u8 = 3;
+/// `cache_state`: the cache file holds a view (`cache_age_ms` says how old).
+pub const ENVID_CACHE_PRESENT: u8 = 4;
+
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl envid_replica {
@@ -73,15 +105,28 @@ impl envid_replica {
         envid_replica_stats {
             version: s.version,
             records: s.records as u64,
-            age_ms: s.age.map_or(u64::MAX, |a| {
-                u64::try_from(a.as_millis()).unwrap_or(u64::MAX)
-            }),
+            age_ms: s.age.map_or(u64::MAX, millis),
             syncs: s.syncs,
             snapshots: s.snapshots,
             deltas: s.deltas,
             sync_errors: s.sync_errors,
             from_cache: u8::from(s.from_cache),
             cache_errors: s.cache_errors,
+            is_protected: u8::from(s.protected),
+            held_deletes: s.held_deletes as u64,
+            protected_since_ms: s
+                .protected_since
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, millis),
+            normal_records: s.normal_records as u64,
+            cache_state: match s.cache {
+                CacheFileStatus::Unused => ENVID_CACHE_UNUSED,
+                CacheFileStatus::Missing => ENVID_CACHE_MISSING,
+                CacheFileStatus::Corrupt => ENVID_CACHE_CORRUPT,
+                CacheFileStatus::Unusable => ENVID_CACHE_UNUSABLE,
+                CacheFileStatus::Present => ENVID_CACHE_PRESENT,
+            },
+            cache_age_ms: s.cache_age.map_or(u64::MAX, millis),
         }
     }
 }
@@ -107,14 +152,9 @@ pub unsafe extern "C" fn envid_replica_new(
     out: *mut *mut envid_replica,
 ) -> envid_result {
     guard(|| {
-        if out.is_null() {
-            return Err(Fail::null("out"));
-        }
-        // SAFETY: NULL or live by contract.
-        let o = unsafe { opts.as_ref() }.ok_or_else(|| Fail::null("opts"))?;
-        let p = Box::into_raw(Box::new(envid_replica::new(o)?));
-        // SAFETY: checked non-null; writable by contract.
-        unsafe { write_out(out, p, "out") }
+        // SAFETY: NULL or live by contract; `out` NULL or writable.
+        let o = unsafe { obj_arg(opts, "opts") }?;
+        unsafe { new_out(out, || envid_replica::new(o)) }
     })
 }
 
@@ -125,12 +165,8 @@ pub unsafe extern "C" fn envid_replica_new(
 /// used by any thread.
 #[no_mangle]
 pub unsafe extern "C" fn envid_replica_free(replica: *mut envid_replica) {
-    guard_void(|| {
-        if !replica.is_null() {
-            // SAFETY: by contract it came from Box::into_raw here.
-            drop(unsafe { Box::from_raw(replica) });
-        }
-    })
+    // SAFETY: NULL or from envid_replica_new, unused, by contract.
+    guard_void(|| unsafe { free_box(replica) })
 }
 
 /// Looks up one IP (IPv4 or IPv6 text) in the replica: the exact IP, else
@@ -154,7 +190,7 @@ pub unsafe extern "C" fn envid_replica_lookup(
             return Err(Fail::null("json_out"));
         }
         // SAFETY: NULL or live by contract.
-        let r = unsafe { replica.as_ref() }.ok_or_else(|| Fail::null("replica"))?;
+        let r = unsafe { obj_arg(replica, "replica") }?;
         // SAFETY: NULL or NUL-terminated by contract.
         let ip = unsafe { str_arg(ip, "ip") }?;
         let rec = r
@@ -166,7 +202,8 @@ pub unsafe extern "C" fn envid_replica_lookup(
     })
 }
 
-/// Reads the replica's counters (version, records, age, syncs, errors, …).
+/// Reads the replica's counters (version, records, age, syncs, errors,
+/// protection against mass deletion, the cache file's state and age).
 ///
 /// # Safety
 /// `replica` NULL or live; `out` NULL or writable.
@@ -177,7 +214,7 @@ pub unsafe extern "C" fn envid_replica_get_stats(
 ) -> envid_result {
     guard(|| {
         // SAFETY: NULL or live by contract.
-        let r = unsafe { replica.as_ref() }.ok_or_else(|| Fail::null("replica"))?;
+        let r = unsafe { obj_arg(replica, "replica") }?;
         // SAFETY: NULL or writable by contract.
         unsafe { write_out(out, r.stats(), "out") }
     })

@@ -5,7 +5,8 @@ use std::ffi::c_char;
 use envid::rules::{HostnameMatch, Rules};
 
 use crate::error::{
-    envid_result, guard, guard_void, owned_c_string, path_arg, str_arg, write_out, Fail, FfiResult,
+    envid_result, free_box, guard, guard_void, obj_arg, owned_c_string, path_arg, str_arg,
+    write_out, Fail, FfiResult,
 };
 
 /// A set of hostname rules plus the alias table. Immutable; safe to share
@@ -88,12 +89,8 @@ pub unsafe extern "C" fn envid_rules_load(
 /// freed, and no longer used by another thread.
 #[no_mangle]
 pub unsafe extern "C" fn envid_rules_free(rules: *mut envid_rules) {
-    guard_void(|| {
-        if !rules.is_null() {
-            // SAFETY: by contract it came from Box::into_raw here.
-            drop(unsafe { Box::from_raw(rules) });
-        }
-    })
+    // SAFETY: NULL or from its constructor, unused, by contract.
+    guard_void(|| unsafe { free_box(rules) })
 }
 
 /// Explains a hostname: which rule matches it and what it reads, as a JSON
@@ -117,7 +114,7 @@ pub unsafe extern "C" fn envid_rules_explain(
             return Err(Fail::null("json_out"));
         }
         // SAFETY: NULL or live by contract.
-        let r = unsafe { rules.as_ref() }.ok_or_else(|| Fail::null("rules"))?;
+        let r = unsafe { obj_arg(rules, "rules") }?;
         // SAFETY: NULL or NUL-terminated by contract.
         let h = unsafe { str_arg(hostname, "hostname") }?;
         let m = r.explain(h)?;

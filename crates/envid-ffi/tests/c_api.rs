@@ -147,3 +147,88 @@ fn readme_example_runs() {
     );
     assert!(stdout.contains("requests: 1\n"), "{stdout}");
 }
+
+/// The README's `cc` command, run literally (by `sh`, as a reader pastes
+/// it) in a copy of the layout it expects, with the freshly built library
+/// as `target/release/libenvid_ffi.so`; the binary then runs from another
+/// directory without `LD_LIBRARY_PATH`: `$ORIGIN` finds the library, and
+/// nothing lands outside `target/`.
+#[test]
+fn readme_cc_command_builds_into_target_and_runs_from_anywhere() {
+    let readme = std::fs::read_to_string(common::repo_root().join("README.md")).unwrap();
+    let section = &readme[readme.find("## From C").expect("a From C section")..];
+    let command = section
+        .lines()
+        .skip_while(|l| !l.starts_with("cc "))
+        .take_while(|l| !l.starts_with("ENVID_") && !l.starts_with("```"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(command.contains("-Wl,-rpath,'$ORIGIN'"), "{command}");
+    assert!(command.contains("-o target/release/"), "{command}");
+
+    let tree = tempfile::tempdir().unwrap();
+    let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::fs::create_dir_all(tree.path().join("crates/envid-ffi/tests")).unwrap();
+    std::os::unix::fs::symlink(
+        crate_dir.join("include"),
+        tree.path().join("crates/envid-ffi/include"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(
+        crate_dir.join("tests/c"),
+        tree.path().join("crates/envid-ffi/tests/c"),
+    )
+    .unwrap();
+    let release = tree.path().join("target/release");
+    std::fs::create_dir_all(&release).unwrap();
+    std::fs::copy(
+        common::lib_dir().join(common::lib_file_name()),
+        release.join(common::lib_file_name()),
+    )
+    .unwrap();
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(&command)
+        .current_dir(tree.path())
+        .output()
+        .expect("run sh");
+    assert!(
+        out.status.success(),
+        "{command}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut outside: Vec<_> = std::fs::read_dir(tree.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    outside.sort();
+    assert_eq!(
+        outside,
+        ["crates", "target"],
+        "the build left files in the tree"
+    );
+
+    let elsewhere = tempfile::tempdir().unwrap();
+    let exe = release.join(
+        command
+            .rsplit("-o ")
+            .next()
+            .unwrap()
+            .trim()
+            .rsplit('/')
+            .next()
+            .unwrap(),
+    );
+    let mut cmd = common::clean_command(&exe);
+    cmd.current_dir(elsewhere.path())
+        .env_remove("LD_LIBRARY_PATH")
+        .env("ENVID_DESCRIPTOR", common::example())
+        .env("RUST_BACKTRACE", "0");
+    let out = cmd.output().expect("run the example");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.starts_with("flight_order in beta at cn0\n"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -95,6 +95,7 @@ fn case(descriptor: &Path, strict: bool) -> String {
         ("k8s.pod", k.and_then(|k| k.pod.as_deref())),
         ("k8s.node", k.and_then(|k| k.node.as_deref())),
         ("k8s.workload", k.and_then(|k| k.workload.as_deref())),
+        ("k8s.pod_uid", k.and_then(|k| k.pod_uid.as_deref())),
     ];
     for (name, v) in fields {
         if let Some(v) = v {
@@ -265,6 +266,7 @@ fn write_lookups(work: &Path, url: &str) {
                     ("k8s.pod", k.and_then(|x| x.pod.as_deref())),
                     ("k8s.node", k.and_then(|x| x.node.as_deref())),
                     ("k8s.workload", k.and_then(|x| x.workload.as_deref())),
+                    ("k8s.pod_uid", k.and_then(|x| x.pod_uid.as_deref())),
                 ];
                 for (name, v) in fields {
                     if let Some(v) = v {

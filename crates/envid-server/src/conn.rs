@@ -16,6 +16,11 @@
 //! a client that sends its request at once is served instead of queueing
 //! behind the flood in the kernel's backlog. Only when every connection has a
 //! request in flight does the loop stop accepting until one finishes.
+//!
+//! Every request carries its connection's peer address
+//! (`axum::extract::ConnectInfo<SocketAddr>`): registration checks that an
+//! instance registers only its own IP. With TLS, the handshake runs in the
+//! connection's task, bounded by `header_read_timeout` like a request head.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -23,6 +28,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use axum::extract::ConnectInfo;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -40,6 +46,8 @@ use crate::metrics::Metrics;
 pub(crate) struct Limits {
     pub(crate) max_connections: usize,
     pub(crate) header_read_timeout: Duration,
+    /// TLS on every connection when set.
+    pub(crate) tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 /// One open connection, as the accept loop sees it.
@@ -112,9 +120,9 @@ pub(crate) async fn serve(
         .keep_alive(true);
     tokio::pin!(shutdown);
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning; the
                     // connections being served keep going.
@@ -155,7 +163,8 @@ pub(crate) async fn serve(
             id
         };
         let inner = TowerToHyperService::new(app.clone());
-        let service = service_fn(move |req: Request<Incoming>| {
+        let service = service_fn(move |mut req: Request<Incoming>| {
+            req.extensions_mut().insert(ConnectInfo(peer));
             let guard = Busy::enter(&busy);
             let response = inner.call(req);
             async move {
@@ -163,16 +172,32 @@ pub(crate) async fn serve(
                 response.await
             }
         });
-        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        let watcher = graceful.watcher();
+        let (builder, tls) = (builder.clone(), limits.tls.clone());
+        let timeout = limits.header_read_timeout;
         metrics.connection_opened();
         let (metrics, table) = (metrics.clone(), table.clone());
         tokio::spawn(async move {
+            let run = async move {
+                match tls {
+                    None => {
+                        let conn = builder.serve_connection(TokioIo::new(stream), service);
+                        outcome(watcher.watch(conn).await)
+                    }
+                    Some(acceptor) => {
+                        match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+                            Ok(Ok(tls)) => {
+                                let conn = builder.serve_connection(TokioIo::new(tls), service);
+                                outcome(watcher.watch(conn).await)
+                            }
+                            Ok(Err(_)) => "tls_error",
+                            Err(_) => "header_timeout",
+                        }
+                    }
+                }
+            };
             let reason = tokio::select! {
-                r = conn => match r {
-                    Ok(()) => "done",
-                    Err(e) if e.is_timeout() => "header_timeout",
-                    Err(_) => "error",
-                },
+                r = run => r,
                 () = evict.notified() => "evicted",
             };
             lock(&table).open.remove(&id);
@@ -189,6 +214,15 @@ pub(crate) async fn serve(
             ?drain_timeout,
             "in-flight requests still running after the drain timeout; stopping anyway"
         );
+    }
+}
+
+/// The close reason of a served connection.
+fn outcome(r: Result<(), hyper::Error>) -> &'static str {
+    match r {
+        Ok(()) => "done",
+        Err(e) if e.is_timeout() => "header_timeout",
+        Err(_) => "error",
     }
 }
 

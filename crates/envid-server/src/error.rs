@@ -29,8 +29,23 @@ pub enum ErrorCode {
     TooManyIps,
     /// `400 bad_body`: the request body could not be read.
     BadBody,
+    /// `400 special_address`: registering an unspecified, loopback,
+    /// link-local, multicast or broadcast address (the class is named).
+    SpecialAddress,
+    /// `400 invalid_forwarded_for`: a trusted proxy sent an
+    /// `X-Forwarded-For` entry that is not an address.
+    InvalidForwardedFor,
     /// `401 unauthorized`: a missing or wrong bearer token.
     Unauthorized,
+    /// `403 registration_closed`: the service takes no registrations (no
+    /// apps file); the message says how to enable them.
+    RegistrationClosed,
+    /// `403 forbidden`: the token may not say this (another IP, another
+    /// app, an env or idc it may not claim, another app's registration).
+    Forbidden,
+    /// `409 static_record`: the IP has a record in the registry file, which
+    /// registrations never replace or remove (the record is named).
+    StaticRecord,
     /// `404 not_found`: no record for the IP, or no such endpoint.
     NotFound,
     /// `404 not_registered`: renewing an IP that has no registration.
@@ -45,6 +60,9 @@ pub enum ErrorCode {
     TooLarge,
     /// `429 rate_limited`: too many registrations of one (app, IP).
     RateLimited,
+    /// `429 too_many_auth_failures`: too many failed authentications from
+    /// one client address.
+    TooManyAuthFailures,
     /// `429 overloaded`: too many requests in flight.
     Overloaded,
     /// `429 too_many_long_polls`: too many replication long polls waiting.
@@ -68,7 +86,13 @@ impl ErrorCode {
             ErrorCode::InvalidQuery => "invalid_query",
             ErrorCode::TooManyIps => "too_many_ips",
             ErrorCode::BadBody => "bad_body",
+            ErrorCode::SpecialAddress => "special_address",
+            ErrorCode::InvalidForwardedFor => "invalid_forwarded_for",
             ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::RegistrationClosed => "registration_closed",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::StaticRecord => "static_record",
+            ErrorCode::TooManyAuthFailures => "too_many_auth_failures",
             ErrorCode::NotFound => "not_found",
             ErrorCode::NotRegistered => "not_registered",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
@@ -92,8 +116,12 @@ impl ErrorCode {
             | ErrorCode::InvalidRecord
             | ErrorCode::InvalidQuery
             | ErrorCode::TooManyIps
-            | ErrorCode::BadBody => StatusCode::BAD_REQUEST,
+            | ErrorCode::BadBody
+            | ErrorCode::SpecialAddress
+            | ErrorCode::InvalidForwardedFor => StatusCode::BAD_REQUEST,
             ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
+            ErrorCode::RegistrationClosed | ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+            ErrorCode::StaticRecord => StatusCode::CONFLICT,
             ErrorCode::NotFound | ErrorCode::NotRegistered => StatusCode::NOT_FOUND,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::Timeout => StatusCode::REQUEST_TIMEOUT,
@@ -101,9 +129,10 @@ impl ErrorCode {
             // 413 rather than 400: it tells a client to shrink the request,
             // not to fix it.
             ErrorCode::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ErrorCode::RateLimited | ErrorCode::Overloaded | ErrorCode::TooManyLongPolls => {
-                StatusCode::TOO_MANY_REQUESTS
-            }
+            ErrorCode::RateLimited
+            | ErrorCode::Overloaded
+            | ErrorCode::TooManyLongPolls
+            | ErrorCode::TooManyAuthFailures => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -139,6 +168,11 @@ impl ApiError {
     /// `400 invalid_ip` naming the text that did not parse.
     pub(crate) fn invalid_ip(raw: &str) -> ApiError {
         ApiError::new(ErrorCode::InvalidIp, format!("invalid IP address {raw:?}"))
+    }
+
+    /// The message for the human reading the answer.
+    pub(crate) fn message(&self) -> &str {
+        &self.message
     }
 
     /// Adds `Retry-After` (whole seconds, rounded up, at least 1).
@@ -209,7 +243,17 @@ mod tests {
             (ErrorCode::InvalidQuery, "invalid_query", 400),
             (ErrorCode::TooManyIps, "too_many_ips", 400),
             (ErrorCode::BadBody, "bad_body", 400),
+            (ErrorCode::SpecialAddress, "special_address", 400),
+            (ErrorCode::InvalidForwardedFor, "invalid_forwarded_for", 400),
             (ErrorCode::Unauthorized, "unauthorized", 401),
+            (ErrorCode::RegistrationClosed, "registration_closed", 403),
+            (ErrorCode::Forbidden, "forbidden", 403),
+            (ErrorCode::StaticRecord, "static_record", 409),
+            (
+                ErrorCode::TooManyAuthFailures,
+                "too_many_auth_failures",
+                429,
+            ),
             (ErrorCode::NotFound, "not_found", 404),
             (ErrorCode::NotRegistered, "not_registered", 404),
             (ErrorCode::MethodNotAllowed, "method_not_allowed", 405),

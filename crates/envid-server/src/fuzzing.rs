@@ -52,12 +52,16 @@ pub fn registration_request(data: &[u8]) {
                 assert_eq!(record.ip, Some(ip));
                 assert!(record.cidr.is_none());
                 assert!(!record.env.trim().is_empty() && !record.idc.trim().is_empty());
+                assert!(record.env_type.is_none());
+                assert!(serde_json::to_vec(&record).unwrap().len() <= 4096 + 64);
                 assert!((1..=MAX_LEASE_SECONDS).contains(&lease));
             }
             Err(e) => assert!(!e.message.is_empty()),
         }
     }
-    if let Ok(Some(lease)) = parse_renewal_body(data) {
-        assert!((1..=MAX_LEASE_SECONDS).contains(&lease));
+    if parse_renewal_body(data).is_ok() {
+        let text = String::from_utf8_lossy(data);
+        let t = text.trim();
+        assert!(t.is_empty() || t.starts_with('{'), "{t:?}");
     }
 }

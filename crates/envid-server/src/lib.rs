@@ -16,14 +16,24 @@
 //!   seconds (at most [`Config::max_wait`]) while there are none and answered
 //!   as soon as one lands; `410 gone` when N is not in the retained history.
 //! * `PUT /v1/hosts/{ip}` (record fields + `lease_seconds`, 1..=86400)
-//!   registers a dynamic record, which wins over a static one for the same
-//!   IP; `POST /v1/hosts/{ip}/renew` extends the lease (`404` when unknown);
-//!   `DELETE /v1/hosts/{ip}` is idempotent (`204`). Unrenewed leases expire.
-//!   At most [`Config::register_limit`] `PUT`s per (app, IP) per
-//!   [`Config::register_window`], then `429` + `Retry-After`. Guarded by
-//!   [`Config::registrar_token`] when set; persisted to
-//!   [`Config::state_path`] when set.
-//! * `GET /healthz` → `{"status": "ok", "version": N, "records": M}`; never
+//!   registers a dynamic record; `POST /v1/hosts/{ip}/renew` (empty body or
+//!   `{}`) extends the lease (`404` when unknown); `DELETE /v1/hosts/{ip}` is
+//!   idempotent (`204`). Unrenewed leases expire. Closed (`403`) unless
+//!   [`Config::apps_path`] names the app credentials (or
+//!   [`Config::insecure_open_registration`]): a token names an app, which
+//!   registers only its own IP (the connection's peer, or `X-Forwarded-For`
+//!   from [`Config::trusted_proxies`]) for its own name and allowed envs and
+//!   idcs, and renews or removes only its own registrations; an operator's
+//!   token may do it all for any IP. A static record of the registry file is
+//!   never replaced or removed (`409`); special addresses are refused
+//!   (`400`). At most [`Config::register_limit`] `PUT`s per (caller, IP) per
+//!   [`Config::register_window`], then `429` + `Retry-After`; failed
+//!   authentications per client address are limited too. Persisted to
+//!   [`Config::state_path`] when set. See README.md, "Security model".
+//! * `GET /healthz` → `{"status": "ok", "version": N, "records": M,
+//!   "registration": "apps" | "open" | "closed", "reload_refused": null |
+//!   {...}, "lease_self_preservation": null | {...}}` (see
+//!   [`Config::allow_mass_delete`], [`Config::lease_preservation`]); never
 //!   needs the token.
 //! * `GET /metrics` → Prometheus/OpenMetrics text: `envid_http_requests_total`
 //!   `{endpoint, status}` (endpoint `get_host`, `lookup`, `registry`,
@@ -33,7 +43,10 @@
 //!   `envid_registry_reloads_total{result}`, `envid_registrations_total`,
 //!   `envid_renewals_total`, `envid_deregistrations_total`,
 //!   `envid_lease_expiries_total`, `envid_rate_limited_total{reason}`,
-//!   `envid_long_polls_in_flight`. A
+//!   `envid_long_polls_in_flight`, `envid_registry_reload_refused`,
+//!   `envid_lease_self_preservation`, `envid_leases_held`,
+//!   `envid_registration_refusals_total{reason}`,
+//!   `envid_registration_open`, `envid_apps_reloads_total{result}`. A
 //!   request is counted when its response is ready, so a scrape does not see
 //!   itself. `/metrics` needs the token when one is configured (it reveals
 //!   traffic; Prometheus scrape configs can send a bearer token).
@@ -43,7 +56,8 @@
 //! `body_too_large` past [`Config::max_body_bytes`] (413 rather than 400: it
 //! is the status that tells a client to shrink the request, not fix it);
 //! `401 unauthorized` (with `WWW-Authenticate: Bearer`) for a missing or
-//! wrong token; `404 not_found`; `405 method_not_allowed`; `410 gone`; `429`
+//! wrong token; `403 registration_closed` and `forbidden`; `409
+//! static_record`; `404 not_found`; `405 method_not_allowed`; `410 gone`; `429`
 //! with `Retry-After` (`rate_limited`; `overloaded` past
 //! [`Config::max_in_flight`], where waiting long polls and `/healthz` are not
 //! counted; `too_many_long_polls`). [`ErrorCode`] lists every code with its
@@ -51,7 +65,9 @@
 //!
 //! The registry is reloaded when the file changes (polled; see README.md,
 //! "Reload"): a bad new file is logged as a warning and the old registry
-//! keeps serving; registrations are kept. The records live in a versioned
+//! keeps serving; so does one that would delete more than half of the
+//! static records, unless [`Config::allow_mass_delete`] (README.md,
+//! "Protection against mass deletion"); registrations are kept. The records live in a versioned
 //! [`store::Store`] with a bounded change history. README.md documents the
 //! decisions (precedence, limits, shedding, persistence).
 //!
@@ -60,10 +76,12 @@
 //! writes to stderr, filtered by `RUST_LOG`, default `info`).
 #![warn(missing_docs)]
 
+pub mod apps;
 mod conn;
 mod error;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
+mod guard;
 mod http;
 mod metrics;
 pub mod registration_body;
@@ -71,6 +89,8 @@ pub mod registry_file;
 mod reload;
 mod state;
 pub mod store;
+mod tls;
+pub mod validation;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -85,6 +105,7 @@ use crate::reload::Reloader;
 use crate::store::embedded::EmbeddedStore;
 use crate::store::etcd::{EtcdConfig, EtcdStore};
 use crate::store::RegistryStore;
+pub use crate::tls::TlsFiles;
 
 /// How to run the service. Its `Debug` output redacts the tokens.
 #[derive(Clone)]
@@ -105,10 +126,28 @@ pub struct Config {
     pub history_limit: usize,
     /// How long shutdown waits for in-flight requests before dropping them.
     pub drain_timeout: Duration,
-    /// Bearer token required on `PUT`/`DELETE /v1/hosts/{ip}` and
-    /// `POST /v1/hosts/{ip}/renew` when set (the read token is not accepted
-    /// there, and this one not on reads). When `None`, registration is open.
-    pub registrar_token: Option<String>,
+    /// The app credentials (see [`apps`]): which token may register which
+    /// app, in which envs and idcs. Polled like the registry. Without it
+    /// (and without `insecure_open_registration`) registration is closed.
+    pub apps_path: Option<PathBuf>,
+    /// Anyone may register any IP, without a token (local development
+    /// only; `/healthz`, `/metrics` and the start-up log say so). Refused
+    /// together with `apps_path`.
+    pub insecure_open_registration: bool,
+    /// Loopback addresses may be registered (tests and local development;
+    /// other special addresses stay refused).
+    pub allow_loopback_registration: bool,
+    /// Peers (load balancers) whose `X-Forwarded-For` gives the client
+    /// address; from anyone else the header is ignored.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Serve HTTPS with this certificate and key (re-read when they change).
+    pub tls: Option<TlsFiles>,
+    /// Most failed authentications per client address within
+    /// `auth_failure_window`; past it, requests needing a token are `429`.
+    /// 0: no limit.
+    pub auth_failure_limit: usize,
+    /// The sliding window of `auth_failure_limit`.
+    pub auth_failure_window: Duration,
     /// Where registrations are saved so they survive a restart; `None` keeps
     /// them in memory only. See README.md, "Persistence".
     pub state_path: Option<PathBuf>,
@@ -149,10 +188,21 @@ pub struct Config {
     pub etcd: Vec<String>,
     /// The etcd key prefix (default `/envid/`).
     pub etcd_prefix: String,
+    /// Apply a registry file reload even when it deletes more than half of
+    /// the static records (an empty or truncated file); by default such a
+    /// reload is refused and the old registry keeps serving. See README.md,
+    /// "Protection against mass deletion".
+    pub allow_mass_delete: bool,
+    /// Lease self-preservation (default on): when more than 15% of the
+    /// leases lapse within one lease period, stop expiring them until
+    /// renewals recover.
+    pub lease_preservation: bool,
 }
 
 impl Config {
-    /// Defaults: 127.0.0.1:7070, no tokens, 1 s reload check, 256 KiB bodies,
+    /// Defaults: 127.0.0.1:7070, no read token, registration closed (no
+    /// apps file), no TLS, no trusted proxy, 10 failed authentications per
+    /// address per 60 s, 1 s reload check, 256 KiB bodies,
     /// 1,000 IPs a batch, 1,000 changes of history, 10 s drain, no state
     /// file, 3 registrations per (app, IP) per 60 s, 512 requests in flight,
     /// 4,096 long polls, 60 s longest wait, 20 ms long-poll coalescing, 100 ms lease sweep,
@@ -167,7 +217,13 @@ impl Config {
             max_batch: 1000,
             history_limit: 1000,
             drain_timeout: Duration::from_secs(10),
-            registrar_token: None,
+            apps_path: None,
+            insecure_open_registration: false,
+            allow_loopback_registration: false,
+            trusted_proxies: Vec::new(),
+            tls: None,
+            auth_failure_limit: 10,
+            auth_failure_window: Duration::from_secs(60),
             state_path: None,
             register_limit: 3,
             register_window: Duration::from_secs(60),
@@ -181,6 +237,8 @@ impl Config {
             expiry_interval: Duration::from_millis(100),
             etcd: Vec::new(),
             etcd_prefix: "/envid/".into(),
+            allow_mass_delete: false,
+            lease_preservation: true,
         }
     }
 }
@@ -197,7 +255,13 @@ impl std::fmt::Debug for Config {
             max_batch,
             history_limit,
             drain_timeout,
-            registrar_token,
+            apps_path,
+            insecure_open_registration,
+            allow_loopback_registration,
+            trusted_proxies,
+            tls,
+            auth_failure_limit,
+            auth_failure_window,
             state_path,
             register_limit,
             register_window,
@@ -211,6 +275,8 @@ impl std::fmt::Debug for Config {
             expiry_interval,
             etcd,
             etcd_prefix,
+            allow_mass_delete,
+            lease_preservation,
         } = self;
         let redacted = |t: &Option<String>| t.as_ref().map(|_| "<redacted>");
         f.debug_struct("Config")
@@ -222,7 +288,13 @@ impl std::fmt::Debug for Config {
             .field("max_batch", max_batch)
             .field("history_limit", history_limit)
             .field("drain_timeout", drain_timeout)
-            .field("registrar_token", &redacted(registrar_token))
+            .field("apps_path", apps_path)
+            .field("insecure_open_registration", insecure_open_registration)
+            .field("allow_loopback_registration", allow_loopback_registration)
+            .field("trusted_proxies", trusted_proxies)
+            .field("tls", tls)
+            .field("auth_failure_limit", auth_failure_limit)
+            .field("auth_failure_window", auth_failure_window)
             .field("state_path", state_path)
             .field("register_limit", register_limit)
             .field("register_window", register_window)
@@ -236,6 +308,8 @@ impl std::fmt::Debug for Config {
             .field("expiry_interval", expiry_interval)
             .field("etcd", etcd)
             .field("etcd_prefix", etcd_prefix)
+            .field("allow_mass_delete", allow_mass_delete)
+            .field("lease_preservation", lease_preservation)
             .finish()
     }
 }
@@ -246,6 +320,13 @@ pub enum ServerError {
     /// The registry file is missing or invalid at start.
     #[error("registry: {0}")]
     Registry(String),
+    /// The apps file is missing or invalid at start, or conflicts with
+    /// open registration.
+    #[error("apps: {0}")]
+    Apps(String),
+    /// The TLS certificate or key cannot be used.
+    #[error("tls: {0}")]
+    Tls(String),
     /// Binding or serving failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
@@ -256,6 +337,7 @@ pub enum ServerError {
 #[derive(Debug)]
 pub struct ServerHandle {
     addr: SocketAddr,
+    tls: bool,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -265,9 +347,10 @@ impl ServerHandle {
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
     }
-    /// `http://ADDR`.
+    /// `http://ADDR`, or `https://ADDR` with TLS.
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.local_addr())
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.local_addr())
     }
     /// Stops accepting, drains in-flight requests, and joins the runtime thread.
     pub fn shutdown(mut self) {
@@ -296,21 +379,31 @@ struct Prepared {
     listener: std::net::TcpListener,
     state: AppState,
     reloader: Reloader,
+    apps_reloader: Option<apps::AppsReloader>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    /// The store when it is the embedded one (its leases expire here).
+    embedded: Option<Arc<EmbeddedStore>>,
 }
 
 fn prepare(config: Config) -> Result<Prepared, ServerError> {
-    for (token, what) in [
-        (&config.token, "the token"),
-        (&config.registrar_token, "the registrar token"),
-    ] {
-        if token.as_deref().is_some_and(|t| t.trim().is_empty()) {
-            // Refused rather than read as "no token": that would open the service.
-            return Err(ServerError::Io(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                format!("{what} must not be empty"),
-            )));
-        }
+    if config.token.as_deref().is_some_and(|t| t.trim().is_empty()) {
+        // Refused rather than read as "no token": that would open the service.
+        return Err(ServerError::Io(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "the token must not be empty",
+        )));
     }
+    if config.apps_path.is_some() && config.insecure_open_registration {
+        return Err(ServerError::Apps(
+            "an apps file and open registration exclude each other: open registration would ignore it".into(),
+        ));
+    }
+    let tls = config
+        .tls
+        .as_ref()
+        .map(tls::acceptor)
+        .transpose()
+        .map_err(ServerError::Tls)?;
     let path = &config.registry_path;
     let bytes = std::fs::read(path)
         .map_err(|e| ServerError::Registry(format!("cannot read {}: {e}", path.display())))?;
@@ -321,14 +414,16 @@ fn prepare(config: Config) -> Result<Prepared, ServerError> {
     let listener = std::net::TcpListener::bind(config.listen)?;
     listener.set_nonblocking(true)?;
     let metrics = Arc::new(Metrics::new());
-    let store: Arc<dyn RegistryStore> = if config.etcd.is_empty() {
+    let embedded = config.etcd.is_empty().then(|| {
         Arc::new(EmbeddedStore::open(
-            records,
+            records.clone(),
             config.state_path.clone(),
             config.history_limit,
-            config.expiry_interval,
             metrics.clone(),
         ))
+    });
+    let store: Arc<dyn RegistryStore> = if let Some(e) = &embedded {
+        e.clone()
     } else {
         let mut prefix = config.etcd_prefix.clone();
         if !prefix.ends_with('/') {
@@ -344,17 +439,39 @@ fn prepare(config: Config) -> Result<Prepared, ServerError> {
             metrics.clone(),
         ))
     };
+    let guard = Arc::new(guard::Guard::default());
+    metrics.set_registration_open(config.insecure_open_registration);
+    let (registration, apps_reloader) = match &config.apps_path {
+        Some(p) => {
+            let bytes = std::fs::read(p)
+                .map_err(|e| ServerError::Apps(format!("cannot read {}: {e}", p.display())))?;
+            let text = std::str::from_utf8(&bytes)
+                .map_err(|_| ServerError::Apps(format!("{}: not valid UTF-8", p.display())))?;
+            let parsed = apps::parse_apps(text, p).map_err(|e| ServerError::Apps(e.to_string()))?;
+            let handle = Arc::new(apps::AppsHandle::new(parsed));
+            let reloader =
+                apps::AppsReloader::new(p.clone(), handle.clone(), metrics.clone(), &bytes);
+            (http::auth::RegistrationMode::Apps(handle), Some(reloader))
+        }
+        None if config.insecure_open_registration => (http::auth::RegistrationMode::Open, None),
+        None => (http::auth::RegistrationMode::Closed, None),
+    };
     let reloader = Reloader::new(
         path.clone(),
         store.clone(),
         metrics.clone(),
         text.as_bytes(),
+        guard.clone(),
+        config.allow_mass_delete,
     );
     let state = AppState {
         store,
         metrics,
-        token: config.token.as_deref().map(Arc::from),
-        registrar_token: config.registrar_token.as_deref().map(Arc::from),
+        guard,
+        token_digest: config.token.as_deref().map(http::auth::digest),
+        registration,
+        allow_loopback_registration: config.allow_loopback_registration,
+        trusted_proxies: config.trusted_proxies.clone().into(),
         max_batch: config.max_batch,
         max_body_bytes: config.max_body_bytes,
         limits: Arc::new(http::Limits::new(&config)),
@@ -367,6 +484,9 @@ fn prepare(config: Config) -> Result<Prepared, ServerError> {
         listener,
         state,
         reloader,
+        apps_reloader,
+        tls,
+        embedded,
     })
 }
 
@@ -376,6 +496,9 @@ async fn serve(p: Prepared, shutdown: impl Future<Output = ()> + Send + 'static)
         listener,
         mut state,
         mut reloader,
+        apps_reloader,
+        tls,
+        embedded,
     } = p;
     let listener = match tokio::net::TcpListener::from_std(listener) {
         Ok(l) => l,
@@ -407,13 +530,96 @@ async fn serve(p: Prepared, shutdown: impl Future<Output = ()> + Send + 'static)
     });
 
     let store_tasks = state.store.clone().start();
-    let prune_task = {
-        let limits = state.limits.clone();
+    // The apps file is polled on its own task, like the registry.
+    let apps_task = apps_reloader.map(|mut apps_reloader| {
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                apps_reloader = match tokio::task::spawn_blocking(move || {
+                    apps_reloader.poll();
+                    apps_reloader
+                })
+                .await
+                {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::error!(error = %e, "apps file reloader stopped");
+                        return;
+                    }
+                };
+            }
+        })
+    });
+
+    // Lease expiry: the embedded store's, with self-preservation (the etcd
+    // store's leases end inside etcd); the rate-limit windows' pruning.
+    let expiry_task = {
+        let store = embedded.clone();
+        let metrics = state.metrics.clone();
+        let interval = config.expiry_interval.max(Duration::from_millis(10));
+        let limits = state.limits.clone();
+        let guard = state.guard.clone();
+        let preservation = config.lease_preservation;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut lapses = guard::Lapses::default();
             loop {
                 tick.tick().await;
                 limits.prune();
+                let Some(store) = &store else { continue };
+                let now = store::now_unix_ms();
+                let (live, due, longest) = store.lease_due(now);
+                if preservation {
+                    match lapses.decide(now, live, due) {
+                        guard::Sweep::Hold(started) => {
+                            if started {
+                                tracing::warn!(
+                                    due,
+                                    live,
+                                    "lease self-preservation: more than 15% of the leases lapsed \
+                                     within one lease period; leases stop expiring until renewals recover"
+                                );
+                            }
+                            metrics.preservation(true, due);
+                            *guard.preserving.lock().unwrap_or_else(|e| e.into_inner()) =
+                                Some(guard::Preserving {
+                                    since_unix_ms: lapses.since().unwrap_or(now),
+                                    held: due,
+                                    live,
+                                });
+                            continue;
+                        }
+                        guard::Sweep::Resume => {
+                            tracing::info!(
+                                due,
+                                live,
+                                "lease self-preservation ended: renewals recovered; expiring the rest"
+                            );
+                            metrics.preservation(false, 0);
+                            *guard.preserving.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                        }
+                        guard::Sweep::Expire => {}
+                    }
+                }
+                if due == 0 {
+                    continue;
+                }
+                let (expired, change) = store.expire(now);
+                lapses.expired(now, expired.len(), longest);
+                if !expired.is_empty() {
+                    metrics.expiries.inc_by(expired.len() as u64);
+                    if let Some(c) = change {
+                        tracing::info!(
+                            expired = expired.len(),
+                            version = c.version,
+                            "leases expired"
+                        );
+                    }
+                }
             }
         })
     };
@@ -426,6 +632,7 @@ async fn serve(p: Prepared, shutdown: impl Future<Output = ()> + Send + 'static)
     let limits = conn::Limits {
         max_connections: config.max_connections,
         header_read_timeout: config.header_read_timeout,
+        tls,
     };
     let shutdown = async move {
         shutdown.await;
@@ -442,8 +649,11 @@ async fn serve(p: Prepared, shutdown: impl Future<Output = ()> + Send + 'static)
     )
     .await;
     reload_task.abort();
-    prune_task.abort();
     for task in store_tasks {
+        task.abort();
+    }
+    expiry_task.abort();
+    if let Some(task) = apps_task {
         task.abort();
     }
     // The last word (the embedded store marks its file clean).
@@ -454,6 +664,7 @@ async fn serve(p: Prepared, shutdown: impl Future<Output = ()> + Send + 'static)
 pub fn spawn(config: Config) -> Result<ServerHandle, ServerError> {
     let prepared = prepare(config)?;
     let addr = prepared.listener.local_addr()?;
+    let tls = prepared.tls.is_some();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("envid-server")
@@ -470,6 +681,7 @@ pub fn spawn(config: Config) -> Result<ServerHandle, ServerError> {
         })?;
     Ok(ServerHandle {
         addr,
+        tls,
         stop: Some(stop_tx),
         thread: Some(thread),
     })
@@ -480,14 +692,33 @@ pub fn run_blocking(config: Config) -> Result<(), ServerError> {
     let prepared = prepare(config)?;
     let addr = prepared.listener.local_addr()?;
     let records = prepared.state.store.snapshot().records.len();
+    let scheme = if prepared.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     tracing::info!(
         registry = %prepared.config.registry_path.display(),
         records,
         token_required = prepared.config.token.is_some(),
-        "listening on http://{addr}"
+        registration = prepared.state.registration.as_str(),
+        "listening on {scheme}://{addr}"
     );
-    if prepared.config.registrar_token.is_none() {
-        tracing::warn!("no registrar token: registration (PUT/DELETE /v1/hosts/IP) is open");
+    match &prepared.state.registration {
+        http::auth::RegistrationMode::Open => {
+            tracing::warn!("{}", http::OPEN_REGISTRATION_WARNING);
+        }
+        http::auth::RegistrationMode::Closed => tracing::info!(
+            "registration is closed (PUT/DELETE /v1/hosts/IP answer 403); give --apps FILE to let apps register"
+        ),
+        http::auth::RegistrationMode::Apps(apps) => tracing::info!(
+            apps = %prepared.config.apps_path.as_deref().map(|p| p.display().to_string()).unwrap_or_default(),
+            principals = apps.get().principals().len(),
+            "registration by the apps file's tokens"
+        ),
+    }
+    if prepared.tls.is_none() && !prepared.config.listen.ip().is_loopback() {
+        tracing::warn!("serving plain HTTP on a non-loopback address: tokens cross the network in clear; use --tls-cert and --tls-key");
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -37,12 +37,19 @@ pub(crate) struct LimitLabels {
     reason: &'static str,
 }
 
-/// The service's metrics.
+/// Labels of `envid_registration_refusals_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct RefusalLabels {
+    reason: &'static str,
+}
+
+/// Labels of `envid_store_errors_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct StoreErrorLabels {
     kind: &'static str,
 }
 
+/// The service's metrics.
 #[derive(Debug)]
 pub(crate) struct Metrics {
     /// Errors of the store by kind (etcd, decode, write, corrupt).
@@ -69,6 +76,12 @@ pub(crate) struct Metrics {
     connections_open: Gauge,
     connections_closed: Family<ConnLabels, Counter>,
     connections_evicted: Counter,
+    reload_refused: Gauge,
+    lease_preservation: Gauge,
+    leases_held: Gauge,
+    refusals: Family<RefusalLabels, Counter>,
+    apps_reloads: Family<ReloadLabels, Counter>,
+    registration_open: Gauge,
 }
 
 impl Metrics {
@@ -91,7 +104,7 @@ impl Metrics {
         );
         registry.register(
             "envid_registry_reloads",
-            "Registry file reloads by result (ok, error)",
+            "Registry file reloads by result (ok, error, refused)",
             reloads.clone(),
         );
         registry.register(
@@ -190,12 +203,54 @@ impl Metrics {
             "1 while reads are served from a view the store cannot refresh (etcd unreachable)",
             stale.clone(),
         );
+        let reload_refused = Gauge::default();
+        registry.register(
+            "envid_registry_reload_refused",
+            "1 while the registry file on disk is refused (it would delete most static records)",
+            reload_refused.clone(),
+        );
+        let lease_preservation = Gauge::default();
+        registry.register(
+            "envid_lease_self_preservation",
+            "1 while leases are kept past their end because renewals collapsed",
+            lease_preservation.clone(),
+        );
+        let leases_held = Gauge::default();
+        registry.register(
+            "envid_leases_held",
+            "Leases past their end kept by self-preservation",
+            leases_held.clone(),
+        );
+        let refusals = Family::<RefusalLabels, Counter>::default();
+        registry.register(
+            "envid_registration_refusals",
+            "Registration requests (PUT, renew, DELETE) refused, by reason",
+            refusals.clone(),
+        );
+        let apps_reloads = Family::<ReloadLabels, Counter>::default();
+        registry.register(
+            "envid_apps_reloads",
+            "Apps file (credentials) reloads by result (ok, error)",
+            apps_reloads.clone(),
+        );
+        let registration_open = Gauge::default();
+        registry.register(
+            "envid_registration_open",
+            "1 when registration is open to anyone (--insecure-open-registration)",
+            registration_open.clone(),
+        );
         Metrics {
             store_errors,
             etcd_round_trip,
             watch_lag,
             stale,
+            refusals,
+            apps_reloads,
+            registration_open,
             registry,
+            reload_refused,
+            lease_preservation,
+            leases_held,
             requests,
             ips_looked_up,
             reloads,
@@ -259,8 +314,42 @@ impl Metrics {
             .inc();
     }
 
+    /// A registration request refused for `reason`.
+    pub(crate) fn refused(&self, reason: &'static str) {
+        self.refusals.get_or_create(&RefusalLabels { reason }).inc();
+    }
+
+    /// Sets `envid_registration_open`.
+    pub(crate) fn set_registration_open(&self, open: bool) {
+        self.registration_open.set(i64::from(open));
+    }
+
+    pub(crate) fn apps_reload(&self, ok: bool) {
+        let result = if ok { "ok" } else { "error" };
+        self.apps_reloads
+            .get_or_create(&ReloadLabels { result })
+            .inc();
+    }
+
     pub(crate) fn reload(&self, ok: bool) {
         let result = if ok { "ok" } else { "error" };
         self.reloads.get_or_create(&ReloadLabels { result }).inc();
+        if ok {
+            self.reload_refused.set(0);
+        }
+    }
+
+    /// A reload refused as a mass deletion (`result="refused"`).
+    pub(crate) fn reload_refused(&self) {
+        self.reloads
+            .get_or_create(&ReloadLabels { result: "refused" })
+            .inc();
+        self.reload_refused.set(1);
+    }
+
+    /// Lease self-preservation: whether in force, and the leases it holds.
+    pub(crate) fn preservation(&self, on: bool, held: usize) {
+        self.lease_preservation.set(i64::from(on));
+        self.leases_held.set(held as i64);
     }
 }

@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use envid::protocol::{HostRecord, RECORD_KEYS};
 
 use crate::error::ErrorCode;
+use crate::validation::{check_record, parse_json_strict};
 
 /// The longest lease a registration may ask for (a day).
 pub const MAX_LEASE_SECONDS: u64 = 86_400;
@@ -47,16 +48,20 @@ pub fn parse_lease_seconds(value: &serde_json::Value) -> Result<u64, Registratio
 /// Parses a `PUT /v1/hosts/{ip}` body: a record's fields plus the required
 /// `lease_seconds`. The record gets the path's `ip` (a body `ip` must equal
 /// it); `cidr` and `token` are refused (ranges belong in the registry file,
-/// and records are served to anyone), as are unknown fields and an empty
-/// `env` or `idc`.
+/// and records are served to anyone), and so is `env_type` (the service
+/// derives it from `env`, so a client cannot call `beta` `prod`). The
+/// record then passes [`crate::validation::check_record`], the registry
+/// file's rules: duplicate keys, unknown keys at any depth (named by their
+/// path), empty, padded, over-long or control/bidi-laden strings, and a
+/// record over 4 KiB are all refused.
 pub fn parse_registration_body(
     ip: IpAddr,
     body: &[u8],
 ) -> Result<(HostRecord, u64), RegistrationBodyError> {
-    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
+    let value = parse_json_strict(body).map_err(|e| {
         body_error(
             ErrorCode::InvalidJson,
-            format!("invalid JSON body (expected {{\"env\": ..., \"idc\": ..., \"lease_seconds\": N}}): {e}"),
+            format!("invalid JSON body (expected {{\"app\": ..., \"env\": ..., \"idc\": ..., \"lease_seconds\": N}}): {e}"),
         )
     })?;
     let serde_json::Value::Object(mut fields) = value else {
@@ -88,10 +93,16 @@ pub fn parse_registration_body(
                     "only single IPs can be registered; ranges belong in the registry file",
                 ))
             }
+            "env_type" => {
+                return Err(body_error(
+                    ErrorCode::InvalidRecord,
+                    "env_type is derived by the service from env; remove it from the body",
+                ))
+            }
             k if !RECORD_KEYS.contains(&k) => {
                 return Err(body_error(
                     ErrorCode::InvalidRecord,
-                    format!("unknown field {key:?}"),
+                    format!("unknown key `{key}`"),
                 ))
             }
             _ => {}
@@ -106,35 +117,37 @@ pub fn parse_registration_body(
             ));
         }
     }
-    let mut record: HostRecord = serde_json::from_value(serde_json::Value::Object(fields))
+    let input = serde_json::Value::Object(fields);
+    let mut record: HostRecord = serde_json::from_value(input.clone())
         .map_err(|e| body_error(ErrorCode::InvalidRecord, e.to_string()))?;
-    for (name, value) in [("env", &record.env), ("idc", &record.idc)] {
-        if value.trim().is_empty() {
-            return Err(body_error(
-                ErrorCode::InvalidRecord,
-                format!("{name} must not be empty"),
-            ));
-        }
+    // `ip` was checked above and is replaced by the path's canonical form.
+    let problems = check_record(&input, &record, &["ip"]);
+    if !problems.is_empty() {
+        let all: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        return Err(body_error(ErrorCode::InvalidRecord, all.join("; ")));
     }
     record.ip = Some(ip);
     record.cidr = None;
+    record.env_type = None;
     Ok((record, lease))
 }
 
-/// Parses a `POST /v1/hosts/{ip}/renew` body: empty (keep the lease length)
-/// or `{"lease_seconds": N}`.
-pub fn parse_renewal_body(body: &[u8]) -> Result<Option<u64>, RegistrationBodyError> {
+/// Parses a `POST /v1/hosts/{ip}/renew` body: empty or `{}` (the lease is
+/// extended by its registered length). Anything else is refused: a renewal
+/// says only "still here".
+pub fn parse_renewal_body(body: &[u8]) -> Result<(), RegistrationBodyError> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(None);
+        return Ok(());
     }
-    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
-        body_error(
+    match parse_json_strict(body) {
+        Ok(serde_json::Value::Object(m)) if m.is_empty() => Ok(()),
+        Ok(_) => Err(body_error(
             ErrorCode::InvalidJson,
-            format!("invalid JSON body (expected nothing or {{\"lease_seconds\": N}}): {e}"),
-        )
-    })?;
-    value
-        .get("lease_seconds")
-        .map(parse_lease_seconds)
-        .transpose()
+            "a renewal body must be empty or {}",
+        )),
+        Err(e) => Err(body_error(
+            ErrorCode::InvalidJson,
+            format!("invalid JSON body (a renewal body must be empty or {{}}): {e}"),
+        )),
+    }
 }

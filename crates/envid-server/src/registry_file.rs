@@ -135,7 +135,10 @@ pub fn load_registry(path: &Path) -> Result<Vec<HostRecord>, RegistryError> {
 ///
 /// Each record carries the fields of [`HostRecord`] (`env` and `idc`
 /// required); a `token` is refused (records are served to anyone), and so is
-/// any key the format does not know (typos would otherwise be silent).
+/// any key the format does not know, at any depth (typos would otherwise be
+/// silent). Every record passes the same checks as a registration
+/// ([`crate::validation::check_record`]: trimmed, non-empty strings without
+/// control or bidi characters, at most 256 bytes a field, 4 KiB a record).
 /// Every problem is reported, each with its line and the offending value.
 pub fn parse_registry(text: &str, path: &Path) -> Result<Vec<HostRecord>, RegistryError> {
     use toml::de::{DeTable, DeValue, ValueDeserializer};
@@ -337,17 +340,24 @@ pub fn parse_registry(text: &str, path: &Path) -> Result<Vec<HostRecord>, Regist
                 continue;
             }
         };
-        let mut fields_ok = true;
-        for (field, value) in [("env", &record.env), ("idc", &record.idc)] {
-            if value.trim().is_empty() {
-                fields_ok = false;
-                problem(
-                    K::InvalidRecord,
-                    rec_loc.clone(),
-                    None,
-                    format!("record {n}: `{field}` must not be empty"),
-                );
-            }
+        // The rules every record passes, registered or written here.
+        let input = serde_json::Value::deserialize(ValueDeserializer::from(item.clone()))
+            .unwrap_or(serde_json::Value::Null);
+        let checked = crate::validation::check_record(&input, &record, &[]);
+        let fields_ok = checked.is_empty();
+        for p in checked {
+            let kind = if p.message == "unknown key" {
+                K::UnknownKey
+            } else {
+                K::InvalidRecord
+            };
+            let message = if p.path.is_empty() {
+                format!("record {n}: {}", p.message)
+            } else {
+                format!("record {n}: `{}` {}", p.path, p.message)
+            };
+            let value = (!p.path.is_empty()).then_some(p.path.as_str());
+            problem(kind, rec_loc.clone(), value, message);
         }
         let key = key.expect("checked above");
         if let Some(first) = seen.get(&key) {

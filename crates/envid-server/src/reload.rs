@@ -9,6 +9,9 @@
 //! git also guards against), the content is read and hashed, and only a new
 //! hash is parsed. A file that fails to parse is logged once (a warning) and
 //! the old registry keeps serving; the next good file is loaded as usual.
+//! A file that parses but would delete more than half of the static
+//! records (an empty or truncated file) is refused the same way, unless
+//! `allow_mass_delete` is set (see [`crate::guard`]).
 
 use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
@@ -17,8 +20,9 @@ use std::time::{Duration, SystemTime};
 
 use crate::registry_file::parse_registry;
 
+use crate::guard::{is_mass_delete, Guard, RefusedReload};
 use crate::metrics::Metrics;
-use crate::store::RegistryStore;
+use crate::store::{now_unix_ms, RegistryStore};
 
 /// Within this age of the file's mtime, the content is re-checked on every poll.
 const RACY_WINDOW: Duration = Duration::from_secs(2);
@@ -30,6 +34,8 @@ pub(crate) struct Reloader {
     last_stamp: Option<(Option<SystemTime>, u64)>,
     last_hash: Option<u64>,
     last_error: Option<String>,
+    guard: Arc<Guard>,
+    allow_mass_delete: bool,
 }
 
 pub(crate) fn content_hash(bytes: &[u8]) -> u64 {
@@ -45,6 +51,8 @@ impl Reloader {
         store: Arc<dyn RegistryStore>,
         metrics: Arc<Metrics>,
         loaded: &[u8],
+        guard: Arc<Guard>,
+        allow_mass_delete: bool,
     ) -> Reloader {
         Reloader {
             path,
@@ -53,6 +61,8 @@ impl Reloader {
             last_stamp: None,
             last_hash: Some(content_hash(loaded)),
             last_error: None,
+            guard,
+            allow_mass_delete,
         }
     }
 
@@ -104,6 +114,40 @@ impl Reloader {
             Ok(r) => r,
             Err(e) => return self.fail(e.to_string()),
         };
+        let (statics, would_delete) = self.store.static_deletions(&records);
+        if is_mass_delete(statics, would_delete) {
+            if !self.allow_mass_delete {
+                let message = format!(
+                    "{path} would delete {would_delete} of the {statics} static records \
+                     (more than half); refused, the old registry keeps serving \
+                     (restore the file, or restart with --allow-mass-delete to apply it)"
+                );
+                tracing::error!(
+                    path,
+                    static_records = statics,
+                    would_delete,
+                    version = self.store.snapshot().version,
+                    "registry reload refused: it would delete most records"
+                );
+                self.metrics.reload_refused();
+                self.last_error = Some(message.clone());
+                *self.guard.refused.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some(RefusedReload {
+                        message,
+                        static_records: statics,
+                        would_delete,
+                        since_unix_ms: now_unix_ms(),
+                    });
+                return;
+            }
+            tracing::warn!(
+                path,
+                static_records = statics,
+                would_delete,
+                "registry reload deletes most records; applied (mass deletes allowed)"
+            );
+        }
+        *self.guard.refused.lock().unwrap_or_else(|e| e.into_inner()) = None;
         self.last_error = None;
         self.metrics.reload(true);
         let count = records.len();

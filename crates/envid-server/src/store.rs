@@ -3,11 +3,12 @@
 //!
 //! The record set has two layers: *static* records from the registry file and
 //! *dynamic* records registered over HTTP (`PUT /v1/hosts/{ip}`) with a lease.
-//! What is served is the static set with the dynamic records laid over it: a
-//! registration for an IP wins over a static record for the same IP (the
-//! instance knows itself better than the file), and the static record shows
-//! again when the registration is deleted or expires. A file reload replaces
-//! only the static layer, so registrations survive reloads.
+//! What is served is the static set with the dynamic records laid over it,
+//! except that a static record for the exact IP always wins: the registry
+//! file is the operator's word, and no registration replaces it (the service
+//! refuses such a registration with `409`; one made before a reload added
+//! the static record stays hidden under it until it ends). A file reload
+//! replaces only the static layer, so registrations survive reloads.
 //!
 //! Every change to the served set (a reload that changes records, a
 //! registration, an expiry, a deletion) bumps the version by one and is kept
@@ -201,7 +202,11 @@ impl Store {
         }
         let mut records: RecordMap = inner.statics.iter().map(|(k, v)| (*k, v.clone())).collect();
         for (ip, d) in &inner.dynamic {
-            records.insert(RecordKey::Ip(*ip), d.record.clone());
+            // The file's record for the exact IP wins.
+            let key = RecordKey::Ip(*ip);
+            if records.get(&key).is_none() {
+                records.insert(key, d.record.clone());
+            }
         }
         let version = version.max(1);
         inner.base = version;
@@ -334,6 +339,67 @@ impl Store {
         change
     }
 
+    /// The static record (from the registry file) for exactly `ip`, if any.
+    pub fn static_record(&self, ip: IpAddr) -> Option<Arc<HostRecord>> {
+        self.lock()
+            .statics
+            .get(&RecordKey::Ip(ip.to_canonical()))
+            .cloned()
+    }
+
+    /// [`Store::renew`] by its registered lease length, only when the
+    /// registration's `app` is `owner` (any app when `owner` is `None`).
+    /// `Err` is the registration that belongs to another app.
+    pub fn renew_owned(
+        &self,
+        ip: IpAddr,
+        owner: Option<&str>,
+        now_ms: u64,
+    ) -> Result<Option<u64>, Arc<HostRecord>> {
+        // Checked and renewed under one lock: a registration that changes
+        // hands in between cannot be renewed by its former owner.
+        let ip = ip.to_canonical();
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        let Some(d) = inner.dynamic.get_mut(&ip) else {
+            return Ok(None);
+        };
+        if owner.is_some_and(|o| d.record.app.as_deref() != Some(o)) {
+            return Err(d.record.clone());
+        }
+        let lease = d.lease_seconds;
+        inner.expiries.remove(&(d.expires_unix_ms, ip));
+        d.expires_unix_ms = now_ms.saturating_add(lease.saturating_mul(1000));
+        inner.expiries.insert((d.expires_unix_ms, ip));
+        self.dynamic_tx.send_modify(|g| *g += 1);
+        Ok(Some(lease))
+    }
+
+    /// [`Store::deregister`], only when the registration's `app` is `owner`
+    /// (any app when `owner` is `None`). `Err` is the registration that
+    /// belongs to another app.
+    #[allow(clippy::type_complexity)]
+    pub fn deregister_owned(
+        &self,
+        ip: IpAddr,
+        owner: Option<&str>,
+    ) -> Result<(bool, Option<Arc<Change>>), Arc<HostRecord>> {
+        let ip = ip.to_canonical();
+        let mut inner = self.lock();
+        if let (Some(owner), Some(d)) = (owner, inner.dynamic.get(&ip)) {
+            if d.record.app.as_deref() != Some(owner) {
+                return Err(d.record.clone());
+            }
+        }
+        let Some(old) = inner.dynamic.remove(&ip) else {
+            return Ok((false, None));
+        };
+        inner.expiries.remove(&(old.expires_unix_ms, ip));
+        let change = self.commit(&mut inner, [RecordKey::Ip(ip)]);
+        self.dynamic_tx.send_modify(|g| *g += 1);
+        Ok((true, change))
+    }
+
     /// Extends the lease of `ip` to `lease_seconds` (its registered lease
     /// when `None`) from `now_ms`. Returns the lease length, or `None` when
     /// `ip` is not registered. Never changes the version.
@@ -397,6 +463,30 @@ impl Store {
                 expires_unix_ms: d.expires_unix_ms,
             })
             .collect()
+    }
+
+    /// For a reload's check: how many static records there are, and how
+    /// many of them `records` (the new file) would delete.
+    pub fn static_deletions(&self, records: &[HostRecord]) -> (usize, usize) {
+        let inner = self.lock();
+        let new: BTreeSet<RecordKey> = records.iter().filter_map(HostRecord::key).collect();
+        let gone = inner.statics.keys().filter(|k| !new.contains(k)).count();
+        (inner.statics.len(), gone)
+    }
+
+    /// For lease self-preservation: the registrations, how many of them
+    /// ended at or before `now_ms`, and the longest lease among those (ms).
+    pub fn lease_due(&self, now_ms: u64) -> (usize, usize, u64) {
+        let inner = self.lock();
+        let mut due = 0;
+        let mut longest = 0;
+        for (_, ip) in inner.expiries.range(..=(now_ms, IpAddr::from([255u8; 16]))) {
+            due += 1;
+            if let Some(d) = inner.dynamic.get(ip) {
+                longest = longest.max(d.lease_seconds.saturating_mul(1000));
+            }
+        }
+        (inner.dynamic.len(), due, longest)
     }
 
     /// How many registrations there are.
@@ -464,11 +554,10 @@ impl Store {
         let mut upserts = Vec::new();
         let mut deletes = Vec::new();
         for k in touched {
-            let served = match k {
+            let served = inner.statics.get(&k).or_else(|| match k {
                 RecordKey::Ip(ip) => inner.dynamic.get(&ip).map(|d| &d.record),
                 RecordKey::Net(_) => None,
-            }
-            .or_else(|| inner.statics.get(&k));
+            });
             match (served, current.records.get(&k)) {
                 (Some(new), Some(old)) if Arc::ptr_eq(new, old) || **new == **old => {}
                 (Some(new), _) => upserts.push(new.clone()),
@@ -640,32 +729,54 @@ mod tests {
     }
 
     #[test]
-    fn registrations_lay_over_static_records_and_survive_reloads() {
+    fn static_records_win_over_registrations_which_survive_reloads() {
         let store = Store::new(vec![rec("10.0.0.1", "static")], 10);
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
-        let c = store
+        // A registration never replaces the file's record for its IP.
+        assert!(store
             .register(ip, rec("10.0.0.1", "dyn"), 60, 1_000)
-            .unwrap();
-        assert_eq!(c.version, 2);
+            .is_none());
+        assert_eq!(store.snapshot().lookup(ip).unwrap().env, "static");
+        assert_eq!(store.static_record(ip).unwrap().env, "static");
+        // A reload that drops the static record shows the registration.
+        assert_eq!(store.replace_all(vec![]).unwrap().version, 2);
         assert_eq!(store.snapshot().lookup(ip).unwrap().env, "dyn");
         // Same record again: only the lease moves, no version.
         assert!(store
             .register(ip, rec("10.0.0.1", "dyn"), 60, 2_000)
             .is_none());
-        // A reload that drops the static record keeps the registration.
-        assert!(store.replace_all(vec![]).is_none());
-        assert_eq!(store.snapshot().lookup(ip).unwrap().env, "dyn");
-        store.replace_all(vec![rec("10.0.0.1", "static2")]);
-        assert_eq!(store.version(), 2);
+        // A reload that adds a static record for the IP hides it again.
+        assert_eq!(
+            store
+                .replace_all(vec![rec("10.0.0.1", "static2")])
+                .unwrap()
+                .version,
+            3
+        );
+        assert_eq!(store.snapshot().lookup(ip).unwrap().env, "static2");
         // Renewal moves the expiry, never the version.
         assert_eq!(store.renew(ip, None, 50_000), Some(60));
         assert_eq!(store.expire(61_000).0, Vec::<IpAddr>::new());
-        // Expiry shows the static record again.
         let (expired, change) = store.expire(110_000);
         assert_eq!(expired, vec![ip]);
-        assert_eq!(change.unwrap().version, 3);
+        assert!(change.is_none(), "the static record was served all along");
         assert_eq!(store.snapshot().lookup(ip).unwrap().env, "static2");
         assert_eq!(store.deregister(ip), (false, None));
         assert_eq!(store.renew(ip, None, 0), None);
+    }
+
+    #[test]
+    fn only_the_owner_renews_or_deregisters() {
+        let store = Store::new(vec![], 10);
+        let ip: IpAddr = "10.0.0.9".parse().unwrap();
+        let mut r = rec("10.0.0.9", "prod");
+        r.app = Some("payment".into());
+        store.register(ip, r, 60, 0).unwrap();
+        assert!(store.renew_owned(ip, Some("intruder"), 1).is_err());
+        assert!(store.deregister_owned(ip, Some("intruder")).is_err());
+        assert_eq!(store.renew_owned(ip, Some("payment"), 1), Ok(Some(60)));
+        assert_eq!(store.renew_owned(ip, None, 1), Ok(Some(60)));
+        assert!(store.deregister_owned(ip, Some("payment")).unwrap().0);
+        assert_eq!(store.renew_owned(ip, Some("payment"), 1), Ok(None));
     }
 }

@@ -4,6 +4,15 @@
 
 mod common;
 
+/// The common config with registration open (these tests are about the
+/// store, not who may register).
+fn open_config() -> envid_server::Config {
+    let mut c = common::config(common::example_registry());
+    c.apps_path = None;
+    c.insecure_open_registration = true;
+    c
+}
+
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -11,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::etcd::{etcd_available, Cluster, Service};
-use common::{config, example_registry, get, request, wait_until, Resp};
+use common::{example_registry, get, request, wait_until, Resp};
 use envid::lookup::Replica;
 use envid::ServiceConfig;
 use envid_server::ServerHandle;
@@ -26,7 +35,7 @@ macro_rules! need_etcd {
 }
 
 fn instance(cluster: &Cluster, prefix: &str) -> ServerHandle {
-    let mut c = config(example_registry());
+    let mut c = open_config();
     c.etcd = cluster.endpoint_list();
     c.etcd_prefix = prefix.to_string();
     c.register_limit = 0;
@@ -191,7 +200,7 @@ fn leases_renewal_deregistration_and_compaction() {
     }
     cluster.compact(cluster.revision());
     let svc2 = {
-        let mut c = config(example_registry());
+        let mut c = open_config();
         c.etcd = cluster.endpoint_list();
         c.etcd_prefix = "/t/".into();
         c.history_limit = 2;
@@ -265,7 +274,7 @@ fn an_instance_started_while_etcd_is_down_waits_and_says_why() {
     need_etcd!();
     let mut cluster = Cluster::start(1);
     cluster.kill(0);
-    let mut c = config(example_registry());
+    let mut c = open_config();
     c.etcd = cluster.endpoint_list();
     let svc = envid_server::spawn(c).unwrap();
     let a = svc.local_addr();

@@ -6,12 +6,21 @@
 
 mod common;
 
+/// The common config with registration open (these tests are about the
+/// store, not who may register).
+fn open_config() -> envid_server::Config {
+    let mut c = common::config(common::example_registry());
+    c.apps_path = None;
+    c.insecure_open_registration = true;
+    c
+}
+
 use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
 use common::etcd::{etcd_available, Cluster, Service};
-use common::{config, example_registry, get, request, wait_until};
+use common::{example_registry, get, request, wait_until};
 
 /// The namespace and its links, removed on drop (the veth pairs go with
 /// the namespace).
@@ -145,7 +154,7 @@ fn an_instance_cut_off_from_etcd_serves_stale_refuses_writes_and_catches_up() {
         || get(a, "/healthz").status == 200,
     );
     // Another instance, outside, keeps writing while the link is cut.
-    let mut c = config(example_registry());
+    let mut c = open_config();
     c.etcd = vec![format!("http://127.0.0.1:{port}")];
     let outside = envid_server::spawn(c).unwrap();
     let b = outside.local_addr();

@@ -108,7 +108,13 @@ fn bodies_over_the_limit_are_413_and_others_are_served() {
             r#"{{"env": "prod", "idc": "cn0", "lease_seconds": 60, "labels": {{"pad": "{}"}}}}"#,
             "x".repeat(2000)
         );
-        let r = request(a, "PUT", "/v1/hosts/10.9.9.9", &[], body.as_bytes());
+        let r = request(
+            a,
+            "PUT",
+            "/v1/hosts/10.9.9.9",
+            &[OPERATOR_AUTH],
+            body.as_bytes(),
+        );
         assert_eq!(r.status, 413, "{}", r.body);
         assert_eq!(r.error_code(), "body_too_large");
         assert_eq!(registrations(a), 0.0, "a refused PUT registered");
@@ -375,9 +381,9 @@ fn invalid_ips_and_cidrs_are_400_naming_them_between_good_requests() {
     ];
     for (method, path, body, named) in cases {
         let headers: &[(&str, &str)] = if body.is_empty() {
-            &[]
+            &[OPERATOR_AUTH]
         } else {
-            &[("Content-Type", "application/json")]
+            &[("Content-Type", "application/json"), OPERATOR_AUTH]
         };
         let r = request(a, method, path, headers, body.as_bytes());
         assert_eq!(r.status, 400, "{method} {path}: {}", r.body);

@@ -162,7 +162,7 @@ fn env_type_is_filled_from_the_alias_table_when_the_record_has_none() {
         a,
         "PUT",
         "/v1/hosts/192.0.2.77",
-        &[],
+        &[OPERATOR_AUTH],
         br#"{"env": "PROD", "idc": "cn0", "lease_seconds": 60}"#,
     );
     assert_eq!(r.status, 200, "{}", r.body);

@@ -1,6 +1,7 @@
 //! Registration over real HTTP: leases and renewals, deregistration, the
-//! per-(app, IP) limit, the registrar token, load shedding, validation,
-//! persistence across restarts, and metrics.
+//! per-(caller, IP) limit, load shedding, validation, persistence across
+//! restarts, and metrics. These register as the operator (any IP, any app);
+//! who may register what is tests/trust.rs.
 
 mod common;
 
@@ -27,15 +28,27 @@ fn put_as(addr: SocketAddr, ip: &str, body: serde_json::Value, token: Option<&st
 
 fn put(addr: SocketAddr, ip: &str, app: &str, lease: u64) -> Resp {
     let body = serde_json::json!({"app": app, "env": "beta", "idc": "cn0", "lease_seconds": lease});
-    put_as(addr, ip, body, None)
+    put_as(addr, ip, body, Some(OPERATOR))
 }
 
 fn renew(addr: SocketAddr, ip: &str) -> Resp {
-    request(addr, "POST", &format!("/v1/hosts/{ip}/renew"), &[], b"")
+    request(
+        addr,
+        "POST",
+        &format!("/v1/hosts/{ip}/renew"),
+        &[OPERATOR_AUTH],
+        b"",
+    )
 }
 
 fn delete(addr: SocketAddr, ip: &str) -> Resp {
-    request(addr, "DELETE", &format!("/v1/hosts/{ip}"), &[], b"")
+    request(
+        addr,
+        "DELETE",
+        &format!("/v1/hosts/{ip}"),
+        &[OPERATOR_AUTH],
+        b"",
+    )
 }
 
 fn host(addr: SocketAddr, ip: &str) -> Resp {
@@ -85,16 +98,29 @@ fn renew_unknown_is_404_and_deregister_is_idempotent() {
     assert_eq!(delete(a, "192.0.2.99").status, 204);
     assert_eq!(delete(a, "192.0.2.99").status, 204);
     assert_eq!(host(a, "192.0.2.99").status, 404);
-    // Renew with a new lease length.
+    // A renewal body is empty or `{}`: it cannot change the lease.
     assert_eq!(put(a, "192.0.2.98", "app", 60).status, 200);
-    let r = request(
-        a,
-        "POST",
-        "/v1/hosts/192.0.2.98/renew",
-        &[],
-        br#"{"lease_seconds": 120}"#,
-    );
-    assert_eq!(r.json()["lease_seconds"], 120);
+    let renew_with = |body: &[u8]| {
+        request(
+            a,
+            "POST",
+            "/v1/hosts/192.0.2.98/renew",
+            &[OPERATOR_AUTH],
+            body,
+        )
+    };
+    let r = renew_with(br#"{"lease_seconds": 120}"#);
+    assert_eq!((r.status, r.error_code().as_str()), (400, "invalid_json"));
+    for bad in [&b"[]"[..], b"null", b"{} {}", b"{\"a\":1}"] {
+        assert_eq!(
+            renew_with(bad).status,
+            400,
+            "{:?}",
+            String::from_utf8_lossy(bad)
+        );
+    }
+    let r = renew_with(b"{}");
+    assert_eq!(r.json()["lease_seconds"], 60, "{}", r.body);
     let text = get(a, "/metrics").body;
     assert_eq!(
         metric(&text, "envid_registrations_total"),
@@ -114,17 +140,23 @@ fn renew_unknown_is_404_and_deregister_is_idempotent() {
 }
 
 #[test]
-fn registration_wins_over_the_static_record_until_removed() {
+fn static_records_are_never_replaced_or_removed_by_registration() {
     let svc = serve_example();
     let a = svc.local_addr();
     let before = host(a, "10.0.0.5").json();
     let body = serde_json::json!({"app": "dyn", "env": "prod", "idc": "cn9", "lease_seconds": 60});
-    assert_eq!(put_as(a, "10.0.0.5", body, None).status, 200);
-    assert_eq!(host(a, "10.0.0.5").json()["app"], "dyn");
-    // IPv4-mapped IPv6 is the same host.
-    assert_eq!(host(a, "::ffff:10.0.0.5").json()["app"], "dyn");
-    assert_eq!(delete(a, "::ffff:10.0.0.5").status, 204);
+    // Not even by an operator; IPv4-mapped IPv6 is the same host.
+    for ip in ["10.0.0.5", "::ffff:10.0.0.5"] {
+        let r = put_as(a, ip, body.clone(), Some(OPERATOR));
+        assert_eq!((r.status, r.error_code().as_str()), (409, "static_record"));
+        assert!(r.error_message().contains("10.0.0.5"), "{}", r.body);
+        assert!(r.error_message().contains("flightqma"), "{}", r.body);
+        let r = delete(a, ip);
+        assert_eq!((r.status, r.error_code().as_str()), (409, "static_record"));
+        assert!(r.error_message().contains("registry file"), "{}", r.body);
+    }
     assert_eq!(host(a, "10.0.0.5").json(), before);
+    assert_eq!(get(a, "/healthz").json()["version"], 1);
 }
 
 #[test]
@@ -150,13 +182,14 @@ fn fourth_registration_in_a_window_is_429_while_renewals_work() {
     for _ in 0..10 {
         assert_eq!(renew(a, "192.0.2.7").status, 200);
     }
-    // Another app on the IP, or the app on another IP, has its own window.
-    assert_eq!(put(a, "192.0.2.7", "other", 60).status, 200);
+    // The limit counts the token's principal, not the body's app name:
+    // another name on the IP is the same caller. Another IP has its own window.
+    assert_eq!(put(a, "192.0.2.7", "other", 60).status, 429);
     assert_eq!(put(a, "192.0.2.8", "loop", 60).status, 200);
     let text = get(a, "/metrics").body;
     assert_eq!(
         metric(&text, "envid_rate_limited_total{reason=\"registration\"}"),
-        Some(2.0),
+        Some(3.0),
         "{text}"
     );
 }
@@ -175,60 +208,6 @@ fn window_frees_after_retry_after() {
     assert_eq!(r.header("retry-after"), Some("1"));
     std::thread::sleep(Duration::from_millis(1100));
     assert_eq!(put(a, "192.0.2.7", "loop", 60).status, 200);
-}
-
-#[test]
-fn registrar_token_guards_registration_only() {
-    let mut c = config(example_registry());
-    c.registrar_token = Some("reg-secret".into());
-    let svc = envid_server::spawn(c).unwrap();
-    let a = svc.local_addr();
-    let body = serde_json::json!({"env": "beta", "idc": "cn0", "lease_seconds": 60});
-    let r = put_as(a, "192.0.2.1", body.clone(), None);
-    assert_eq!(r.status, 401);
-    assert_eq!(r.header("www-authenticate"), Some("Bearer"));
-    assert_eq!(
-        put_as(a, "192.0.2.1", body.clone(), Some("wrong")).status,
-        401
-    );
-    assert_eq!(renew(a, "192.0.2.1").status, 401);
-    assert_eq!(delete(a, "192.0.2.1").status, 401);
-    assert_eq!(put_as(a, "192.0.2.1", body, Some("reg-secret")).status, 200);
-    let auth = [("Authorization", "Bearer reg-secret")];
-    assert_eq!(
-        request(a, "POST", "/v1/hosts/192.0.2.1/renew", &auth, b"").status,
-        200
-    );
-    // Reads stay open (no read token configured).
-    assert_eq!(host(a, "192.0.2.1").status, 200);
-    assert_eq!(get(a, "/v1/registry").status, 200);
-    assert_eq!(
-        request(a, "DELETE", "/v1/hosts/192.0.2.1", &auth, b"").status,
-        204
-    );
-}
-
-#[test]
-fn read_and_registrar_tokens_are_not_interchangeable() {
-    let mut c = config(example_registry());
-    c.token = Some("read".into());
-    c.registrar_token = Some("reg".into());
-    let svc = envid_server::spawn(c).unwrap();
-    let a = svc.local_addr();
-    let body = serde_json::json!({"env": "beta", "idc": "cn0", "lease_seconds": 60});
-    assert_eq!(
-        put_as(a, "192.0.2.1", body.clone(), Some("read")).status,
-        401
-    );
-    assert_eq!(put_as(a, "192.0.2.1", body, Some("reg")).status, 200);
-    assert_eq!(get_auth(a, "/v1/hosts/192.0.2.1", "reg").status, 401);
-    assert_eq!(get_auth(a, "/v1/hosts/192.0.2.1", "read").status, 200);
-    assert_eq!(get_auth(a, "/v1/registry", "read").status, 200);
-    assert_eq!(get(a, "/v1/registry").status, 401);
-    // An empty registrar token is refused at start.
-    let mut c = config(example_registry());
-    c.registrar_token = Some(" ".into());
-    assert!(envid_server::spawn(c).is_err());
 }
 
 #[test]
@@ -279,7 +258,7 @@ fn bad_registrations_are_400() {
         (serde_json::json!([1, 2]), "invalid_json"),
     ];
     for (body, code) in cases {
-        let r = put_as(a, "192.0.2.1", body.clone(), None);
+        let r = put_as(a, "192.0.2.1", body.clone(), Some(OPERATOR));
         assert_eq!(
             (r.status, r.error_code()),
             (400, code.to_string()),
@@ -294,7 +273,7 @@ fn bad_registrations_are_400() {
     // A matching ip in the body is fine.
     let body =
         serde_json::json!({"env": "b", "idc": "cn0", "lease_seconds": 60, "ip": "192.0.2.1"});
-    assert_eq!(put_as(a, "192.0.2.1", body, None).status, 200);
+    assert_eq!(put_as(a, "192.0.2.1", body, Some(OPERATOR)).status, 200);
 }
 
 #[test]

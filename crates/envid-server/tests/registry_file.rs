@@ -152,7 +152,7 @@ fn every_fixture_is_covered_and_refused() {
         n += 1;
     }
     assert_eq!(
-        n, 14,
+        n, 15,
         "a fixture was added or removed: update the tests above"
     );
 }
@@ -178,4 +178,26 @@ idc = "b"
         shown.contains("multi.toml:3:") && shown.contains("multi.toml:8:"),
         "{shown}"
     );
+}
+
+#[test]
+fn records_pass_the_same_field_rules_as_registrations() {
+    let err = bad("field-rules.toml");
+    let shown = err.to_string();
+    assert_eq!(err.problems.len(), 4, "{shown}");
+    for (line, needle) in [
+        (4, "white space"),
+        (9, "bidirectional"),
+        (14, "control character"),
+        (20, "release.verison"),
+    ] {
+        assert!(
+            err.problems
+                .iter()
+                .any(|p| p.location.as_ref().map(|l| l.line) == Some(line)
+                    && p.message.contains(needle)),
+            "line {line}, {needle:?}: {shown}"
+        );
+    }
+    assert!(err.problems.iter().any(|p| p.kind == K::UnknownKey));
 }

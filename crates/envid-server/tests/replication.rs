@@ -17,13 +17,19 @@ fn put(addr: SocketAddr, ip: &str, app: &str, env: &str, lease: u64) -> Resp {
         addr,
         "PUT",
         &format!("/v1/hosts/{ip}"),
-        &[("Content-Type", "application/json")],
+        &[("Content-Type", "application/json"), OPERATOR_AUTH],
         body.to_string().as_bytes(),
     )
 }
 
 fn delete(addr: SocketAddr, ip: &str) -> Resp {
-    request(addr, "DELETE", &format!("/v1/hosts/{ip}"), &[], b"")
+    request(
+        addr,
+        "DELETE",
+        &format!("/v1/hosts/{ip}"),
+        &[OPERATOR_AUTH],
+        b"",
+    )
 }
 
 fn snapshot(addr: SocketAddr) -> RegistrySnapshot {

@@ -121,6 +121,7 @@ fn render(env: &Environment, a: &Args) -> Result<String, String> {
             ("pod", &k.pod),
             ("node", &k.node),
             ("workload", &k.workload),
+            ("pod_uid", &k.pod_uid),
         ] {
             if let Some(v) = v {
                 let s = a

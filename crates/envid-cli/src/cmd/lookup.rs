@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use envid::lookup::{LookupClient, LookupError, LookupResult, Replica};
 use serde_json::json;
 
-use crate::cli::{Format, LookupArgs};
+use crate::cli::{Format, LookupArgs, ReportFormat};
 use crate::output;
 
 /// Answers per IP from the service, or from a replica (one snapshot).
@@ -23,12 +23,16 @@ impl Source {
             if let Some(p) = &a.cache_file {
                 b = b.cache_file(p.clone());
             }
-            let replica = b.build().map_err(|e| e.to_string())?;
+            let replica = b.build().map_err(|e| explained(&e))?;
             if let Some(e) = replica.last_error() {
                 eprintln!("envid: {e}");
             }
-            if replica.stats().from_cache {
-                eprintln!("envid: the service is unreachable; answering from the cache file");
+            let s = replica.stats();
+            if s.from_cache {
+                eprintln!(
+                    "envid: the service is unreachable; answering from the cache file ({} old)",
+                    age_text(s.cache_age)
+                );
             }
             return Ok(Source::Replica(replica));
         }
@@ -47,8 +51,53 @@ impl Source {
     }
 }
 
+/// `125s`, or `unknown`.
+fn age_text(age: Option<std::time::Duration>) -> String {
+    age.map_or_else(|| "unknown".into(), |a| format!("{}s", a.as_secs()))
+}
+
+impl Source {
+    /// What an answer from the cache file says of it: `None` when the
+    /// answers come from the service (directly or through a fresh snapshot).
+    fn cache_note(&self) -> Option<String> {
+        match self {
+            Source::Replica(r) if r.stats().from_cache => Some(format!(
+                "from the cache file, {} old",
+                age_text(r.stats().cache_age)
+            )),
+            _ => None,
+        }
+    }
+
+    /// The replica's state, for JSON answers.
+    fn replica_json(&self) -> Option<serde_json::Value> {
+        let Source::Replica(r) = self else {
+            return None;
+        };
+        let s = r.stats();
+        Some(json!({
+            "version": s.version,
+            "records": s.records,
+            "from_cache": s.from_cache,
+            "cache": s.cache.as_str(),
+            "cache_age_seconds": s.cache_age.map(|a| a.as_secs()),
+            "protected": s.protected,
+            "held_deletes": s.held_deletes,
+        }))
+    }
+}
+
+/// The error, and for a missing token where to give it.
+fn explained(e: &LookupError) -> String {
+    match e {
+        LookupError::Unauthorized {
+            token_sent: false, ..
+        } => format!("{e}: pass --token or set ENVID_LOOKUP_TOKEN"),
+        _ => e.to_string(),
+    }
+}
+
 pub fn run(a: LookupArgs) -> Result<ExitCode, String> {
-    let client = Source::open(&a)?;
     let (ips, format) = (&a.ips, a.format);
 
     // Parse first; bad input is reported per IP, next to the real answers.
@@ -64,7 +113,17 @@ pub fn run(a: LookupArgs) -> Result<ExitCode, String> {
         .iter()
         .filter_map(|p| p.as_ref().ok().copied())
         .collect();
-    let mut answers = client.lookup_many(&valid).into_iter();
+    // Only arguments that are not IPs: a usage error, no service needed.
+    let client = if valid.is_empty() {
+        None
+    } else {
+        Some(Source::open(&a)?)
+    };
+    let answers = match &client {
+        Some(c) => c.lookup_many(&valid),
+        None => Vec::new(),
+    };
+    let mut answers = answers.into_iter();
     let results: Vec<(&String, LookupResult)> = ips
         .iter()
         .zip(parsed)
@@ -76,7 +135,7 @@ pub fn run(a: LookupArgs) -> Result<ExitCode, String> {
 
     let mut ok = true;
     match format {
-        Format::Text => {
+        ReportFormat::Text => {
             for (text, r) in &results {
                 match r {
                     Ok(Some(rec)) => {
@@ -93,6 +152,9 @@ pub fn run(a: LookupArgs) -> Result<ExitCode, String> {
                         if let Some(c) = &rec.cidr {
                             line.push_str(&format!(" (range {c})"));
                         }
+                        if let Some(note) = client.as_ref().and_then(Source::cache_note) {
+                            line.push_str(&format!(" [{note}]"));
+                        }
                         println!("{line}");
                     }
                     Ok(None) => {
@@ -101,12 +163,12 @@ pub fn run(a: LookupArgs) -> Result<ExitCode, String> {
                     }
                     Err(e) => {
                         ok = false;
-                        eprintln!("envid: {text}: {e}");
+                        eprintln!("envid: {text}: {}", explained(e));
                     }
                 }
             }
         }
-        _ => {
+        ReportFormat::Json => {
             let rows: Vec<serde_json::Value> = results
                 .iter()
                 .map(|(text, r)| match r {
@@ -116,17 +178,22 @@ pub fn run(a: LookupArgs) -> Result<ExitCode, String> {
                     }
                     Err(e) => {
                         ok = false;
-                        json!({"ip": text, "record": null, "error": e.to_string()})
+                        json!({"ip": text, "record": null, "error": explained(e)})
                     }
                 })
                 .collect();
-            print!(
-                "{}",
-                output::structured(&json!({ "results": rows }), Format::Json)?
-            );
+            let mut body = json!({ "results": rows });
+            if let Some(r) = client.as_ref().and_then(Source::replica_json) {
+                body["replica"] = r;
+            }
+            print!("{}", output::structured(&body, Format::Json)?);
         }
     }
-    Ok(if ok {
+    // An argument that is not an IP is the caller's mistake, a usage
+    // error (2), even beside answers for the valid ones.
+    Ok(if valid.len() < ips.len() {
+        ExitCode::from(2)
+    } else if ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

@@ -6,6 +6,7 @@ mod inspect;
 mod lookup;
 mod register;
 mod serve;
+mod watch;
 
 use std::process::ExitCode;
 
@@ -27,24 +28,25 @@ pub fn run(cli: Cli) -> Result<ExitCode, String> {
             format,
         } => explain::run(&hostname, rules.as_deref(), format),
         Command::Lookup(args) => lookup::run(args),
+        Command::Watch(args) => watch::run(args),
         Command::Register(args) => register::register(args),
         Command::Deregister(args) => register::deregister(args),
-        Command::Serve {
-            registry,
-            listen,
-            token,
-            registrar_token,
-            state,
-            etcd,
-            etcd_prefix,
-        } => {
-            let mut config = envid_server::Config::new(registry);
-            config.listen = listen;
-            config.token = token;
-            config.registrar_token = registrar_token;
-            config.state_path = state;
-            config.etcd = etcd;
-            config.etcd_prefix = etcd_prefix;
+        Command::Serve(a) => {
+            let mut config = envid_server::Config::new(a.registry);
+            config.listen = a.listen;
+            config.token = a.token;
+            config.apps_path = a.apps;
+            config.trusted_proxies = a.trusted_proxies;
+            config.allow_loopback_registration = a.allow_loopback_registration;
+            config.insecure_open_registration = a.insecure_open_registration;
+            if let (Some(cert), Some(key)) = (a.tls_cert, a.tls_key) {
+                config.tls = Some(envid_server::TlsFiles { cert, key });
+            }
+            config.state_path = a.state;
+            config.etcd = a.etcd;
+            config.etcd_prefix = a.etcd_prefix;
+            config.allow_mass_delete = a.allow_mass_delete;
+            config.lease_preservation = !a.no_lease_preservation;
             serve::run(config)
         }
     }

@@ -1,6 +1,11 @@
 //! `envid register` and `envid deregister`: tell the environment service
 //! about this instance (an init container or a start script), keep its
 //! lease alive (a sidecar, `--keep-alive`), and remove it (a pre-stop hook).
+//!
+//! The bearer token is the descriptor's `token` (the app's credential: the
+//! service checks that it names the app being registered), unless `--token`
+//! gives another (an operator's). It is never printed, and never sent over
+//! plain `http://` to a host other than loopback without `--insecure-http`.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -10,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use envid::lookup::LookupError;
-use envid::registrar::{Registrar, Registration};
+use envid::registrar::{reregister_jitter, Registrar, Registration};
 use envid::Environment;
 
 use crate::cli::{DeregisterArgs, RegisterArgs, RegisterToken, ServiceArgs};
@@ -29,8 +34,67 @@ fn environment(descriptor: &Option<PathBuf>) -> Result<Environment, String> {
         .map_err(|e| format!("cannot identify this host's environment: {e}"))
 }
 
-fn registrar(service: &ServiceArgs, token: &RegisterToken) -> Result<Registrar, String> {
-    Ok(Registrar::new(service.config(token.token.as_deref())?))
+/// Is `endpoint` an `http://` URL to a host other than loopback?
+fn plain_http_off_host(endpoint: &str) -> bool {
+    let Some(rest) = endpoint.strip_prefix("http://") else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host_port = authority.rsplit('@').next().unwrap_or("");
+    let host = match host_port.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host_port.split(':').next().unwrap_or(""),
+    };
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    !loopback
+}
+
+/// The registrar for `service` with `token` (the `--token` one, else the
+/// descriptor's), refusing to send a token in clear off this host.
+fn registrar(
+    service: &ServiceArgs,
+    args: &RegisterToken,
+    descriptor_token: Option<&envid::Secret>,
+) -> Result<Registrar, String> {
+    let token = args
+        .token
+        .clone()
+        .or_else(|| descriptor_token.map(|t| t.expose().to_string()));
+    let config = service.config(token.as_deref())?;
+    let endpoint = &config.endpoints()[0];
+    if token.is_some() && !args.insecure_http && plain_http_off_host(endpoint) {
+        return Err(format!(
+            "refusing to send the registration token over plain HTTP to {endpoint}: anyone on the path could read it; use an https:// endpoint (with --ca FILE for a private CA), or pass --insecure-http"
+        ));
+    }
+    Ok(Registrar::new(config))
+}
+
+/// The sentence for a registration the service refused.
+fn refusal(ip: IpAddr, op: &str, e: &LookupError) -> String {
+    match e {
+        LookupError::Unauthorized {
+            status: 401,
+            token_sent: false,
+            ..
+        } => format!(
+            "cannot {op} {ip}: the service needs a token (HTTP 401) and none was sent: give the descriptor a `token`, set ENVID_REGISTER_TOKEN or pass --token"
+        ),
+        LookupError::Unauthorized { status: 401, .. } => format!(
+            "cannot {op} {ip}: the service does not accept this token (HTTP 401); registration uses the descriptor's `token` (or --token), whose SHA-256 must be in the service's apps file"
+        ),
+        LookupError::Unauthorized { status: 403, .. } => format!(
+            "cannot {op} {ip}: the service refused (HTTP 403): an app's token registers only the IP it connects from, under its own app name, in the envs and idcs its apps entry allows, and renews or removes only its own registrations (or the service takes no registrations: it needs --apps)"
+        ),
+        LookupError::Status { status: 409, .. } => format!(
+            "cannot {op} {ip}: it is a static record of the service's registry file (HTTP 409); registrations never replace or remove it"
+        ),
+        LookupError::Status { status: 400, .. } if op == "register" => format!(
+            "cannot {op} {ip}: the service refused the record or the address (HTTP 400): loopback, link-local, multicast, broadcast and unspecified addresses cannot be registered, and every field must be trimmed, printable and at most 256 bytes"
+        ),
+        e => format!("cannot {op} {ip}: {e}"),
+    }
 }
 
 fn ip_of(ip: Option<IpAddr>, env: Option<&Environment>) -> Result<IpAddr, String> {
@@ -99,14 +163,16 @@ fn register_until_done(
                 }
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
-            Err(e) => return Err(format!("cannot register {ip}: {e}")),
+            Err(e) => return Err(refusal(ip, "register", &e)),
         }
     }
 }
 
 pub fn register(a: RegisterArgs) -> Result<ExitCode, String> {
-    let registrar = registrar(&a.service, &a.token)?;
+    // A bad setting is named before the environment is even read.
+    a.service.config(None)?;
     let env = environment(&a.descriptor)?;
+    let registrar = registrar(&a.service, &a.token, env.token())?;
     let ip = ip_of(a.ip, Some(&env))?;
     let lease = Duration::from_secs(a.lease);
     let reg = Registration::from_environment(&env, lease);
@@ -141,15 +207,26 @@ pub fn register(a: RegisterArgs) -> Result<ExitCode, String> {
         match registrar.renew(ip) {
             Ok(true) => backoff = Duration::from_secs(1),
             Ok(false) => {
+                // Jittered: when the service lost its state, the whole fleet
+                // gets 404 within one renewal period; spread them over it.
+                let jitter = reregister_jitter(lease);
                 eprintln!(
-                    "envid: the service no longer knows {ip} (lease expired?); registering again"
+                    "envid: the service no longer knows {ip} (lease expired, or the service lost its state); registering again in {:.1}s",
+                    jitter.as_secs_f64()
                 );
-                if !register_until_done(&registrar, ip, &reg, &stop, true)? {
+                if pause(&stop, jitter) || !register_until_done(&registrar, ip, &reg, &stop, true)?
+                {
                     break;
                 }
+                println!("registered {ip} again at {}", registrar.endpoint());
             }
             Err(LookupError::RateLimited { retry_after, .. }) => {
                 wait = retry_after.unwrap_or(Duration::from_secs(1)).min(period);
+            }
+            Err(e @ LookupError::Unauthorized { .. }) => {
+                // Not ours any more (another app registered this IP) or the
+                // token was revoked: renewing again cannot help.
+                return Err(refusal(ip, "renew", &e));
             }
             Err(e) => {
                 // Retry well within the lease, so one failure does not lose it.
@@ -164,15 +241,79 @@ pub fn register(a: RegisterArgs) -> Result<ExitCode, String> {
 }
 
 pub fn deregister(a: DeregisterArgs) -> Result<ExitCode, String> {
-    let registrar = registrar(&a.service, &a.token)?;
-    // --ip needs no environment; otherwise this host's IP, as registered.
-    let ip = match a.ip {
-        Some(ip) => ip,
-        None => ip_of(None, Some(&environment(&a.descriptor)?))?,
+    a.service.config(None)?;
+    // Only the IP is needed: --ip with --token needs no environment at all;
+    // otherwise the descriptor gives the token, and a host that cannot be
+    // fully identified still knows its IP.
+    let env = match (a.ip, &a.token.token) {
+        (Some(_), Some(_)) => None,
+        _ => environment(&a.descriptor).ok(),
     };
-    registrar
-        .deregister(ip)
-        .map_err(|e| format!("cannot deregister {ip}: {e}"))?;
-    println!("deregistered {ip} at {}", registrar.endpoint());
-    Ok(ExitCode::SUCCESS)
+    let registrar = registrar(
+        &a.service,
+        &a.token,
+        env.as_ref().and_then(Environment::token),
+    )?;
+    let ip = match (a.ip, &env) {
+        (Some(ip), _) => ip,
+        (None, Some(env)) => ip_of(None, Some(env))?,
+        (None, None) => this_ip(&a.descriptor)?,
+    };
+    match registrar.deregister(ip) {
+        Ok(()) => {
+            println!("deregistered {ip} at {}", registrar.endpoint());
+            Ok(ExitCode::SUCCESS)
+        }
+        // The service refuses to delete what the registry file says: a
+        // negative answer (1), not a failure to run.
+        Err(LookupError::Status { status: 409, .. }) => {
+            eprintln!(
+                "envid: {ip} is a static record from the registry file of {}; edit the registry file instead",
+                registrar.endpoint()
+            );
+            Ok(ExitCode::from(1))
+        }
+        Err(e) => Err(refusal(ip, "deregister", &e)),
+    }
+}
+
+/// This host's IP by the usual sources (`ENVID_IP`, the descriptor, the
+/// interface probe), whether or not the rest of its environment is known.
+fn this_ip(descriptor: &Option<PathBuf>) -> Result<IpAddr, String> {
+    let mut b = Environment::builder();
+    if let Some(p) = descriptor {
+        b = b.descriptor(p.clone());
+    }
+    match b.load() {
+        Ok(env) => ip_of(None, Some(&env)),
+        Err(envid::Error::Unidentified(u)) => u
+            .found
+            .iter()
+            .find(|f| f.field == envid::Field::Ip)
+            .and_then(|f| f.value.parse().ok())
+            .map_or_else(|| ip_of(None, None), Ok),
+        Err(e) => Err(format!("cannot read this host's IP: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plain_http_off_host;
+
+    #[test]
+    fn plain_http_is_refused_off_loopback_only() {
+        for (url, off) in [
+            ("http://127.0.0.1:7070", false),
+            ("http://127.0.0.5:7070/x", false),
+            ("http://localhost:7070", false),
+            ("http://[::1]:7070", false),
+            ("http://envsvc.example:7070", true),
+            ("http://10.0.0.1", true),
+            ("http://127.0.0.1@evil.example:7070", true),
+            ("http://[2001:db8::1]:7070", true),
+            ("https://envsvc.example:7443", false),
+        ] {
+            assert_eq!(plain_http_off_host(url), off, "{url}");
+        }
+    }
 }

@@ -181,6 +181,9 @@ static void check_example_fields(const envid_environment *env, const char *expec
     CHECK(streq(s, "node-cn0-117"));
     CHECK_RC(envid_environment_k8s_workload(env, &s), ENVID_OK);
     CHECK(streq(s, "flight-order"));
+    /* The example has no pod UID (no volume, no POD_UID). */
+    CHECK_RC(envid_environment_k8s_pod_uid(env, &s), ENVID_NOT_FOUND);
+    CHECK(s == NULL);
 
     /* hostname and ip come from probes of this host: present or absent, but
        consistent with the JSON the Rust library gives. */
@@ -792,6 +795,13 @@ static void test_replica(const char *url, const char *dir) {
     CHECK(st.snapshots == 1);
     CHECK(st.from_cache == 0);
     CHECK(st.age_ms < 60000);
+    /* Not protected against a mass deletion; the cache file was written. */
+    CHECK(st.is_protected == 0);
+    CHECK(st.held_deletes == 0);
+    CHECK(st.protected_since_ms == 0);
+    CHECK(st.normal_records == 10);
+    CHECK(st.cache_state == ENVID_CACHE_PRESENT);
+    CHECK(st.cache_age_ms < 60000);
 
     /* Many threads on one replica. */
     enum { N = 8 };
@@ -817,6 +827,8 @@ static void test_replica(const char *url, const char *dir) {
         CHECK(st.from_cache == 1);
         CHECK(st.records == 10); /* testdata/registry.toml */
         CHECK(st.age_ms == UINT64_MAX);
+        CHECK(st.cache_state == ENVID_CACHE_PRESENT);
+        CHECK(st.cache_age_ms != UINT64_MAX);
         CHECK_RC(envid_replica_lookup(r, "10.5.0.21", &json), ENVID_OK);
         CHECK(contains(json, "\"app\":\"qmq\""));
         envid_string_free(json);

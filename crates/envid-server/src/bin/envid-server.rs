@@ -1,6 +1,6 @@
 //! A bare service process: `envid-server --registry FILE [--listen ADDR]
 //! [--state FILE] [--etcd URL[,URL...]] [--etcd-prefix PREFIX]
-//! [--registrar-token-env VAR]`. It prints `listening on ADDR` on stdout once
+//! [--insecure-open-registration]`. It prints `listening on ADDR` on stdout once
 //! bound and shuts down cleanly when stdin closes. The crash tests run it as
 //! a child to `kill -9` it; operators use `envid serve`.
 
@@ -33,6 +33,7 @@ fn main() {
             "--state" => config.state_path = Some(value().into()),
             "--etcd" => config.etcd = value().split(',').map(str::to_string).collect(),
             "--etcd-prefix" => config.etcd_prefix = value(),
+            "--insecure-open-registration" => config.insecure_open_registration = true,
             other => {
                 eprintln!("unknown argument {other}");
                 std::process::exit(2)

@@ -3,18 +3,19 @@
 //! passes (bearer-token check, load shedding, request metrics). The handlers
 //! live by subject: [`lookup`], [`replication`], [`registration`].
 
+pub(crate) mod auth;
 mod lookup;
 mod registration;
 mod replication;
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
-use axum::extract::{MatchedPath, Path, Request, State};
+use axum::extract::{ConnectInfo, MatchedPath, Path, Request, State};
 use axum::http::{header, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -34,6 +35,8 @@ use replication::registry;
 #[derive(Debug)]
 pub(crate) struct Limits {
     pub(crate) registration: RegistrationLimit,
+    /// Failed authentications per client address.
+    pub(crate) auth_failures: auth::FailureLimit,
     in_flight: AtomicUsize,
     max_in_flight: usize,
     long_polls: AtomicUsize,
@@ -47,6 +50,10 @@ impl Limits {
     pub(crate) fn new(config: &Config) -> Limits {
         Limits {
             registration: RegistrationLimit::new(config.register_limit, config.register_window),
+            auth_failures: auth::FailureLimit::new(
+                config.auth_failure_limit,
+                config.auth_failure_window,
+            ),
             in_flight: AtomicUsize::new(0),
             max_in_flight: config.max_in_flight.max(1),
             long_polls: AtomicUsize::new(0),
@@ -57,9 +64,12 @@ impl Limits {
         }
     }
 
-    /// Forgets idle registration windows (at most once a second).
+    /// Forgets idle registration windows and failure counts (at most once
+    /// a second).
     pub(crate) fn prune(&self) {
-        self.registration.prune();
+        if self.registration.prune() {
+            self.auth_failures.prune();
+        }
     }
 }
 
@@ -81,13 +91,21 @@ impl Drop for Slot<'_> {
     }
 }
 
-/// What the handlers share.
+/// What the handlers share. Holds no token: only the read token's digest.
 #[derive(Clone, Debug)]
 pub(crate) struct AppState {
     pub(crate) store: Arc<dyn RegistryStore>,
     pub(crate) metrics: Arc<Metrics>,
-    pub(crate) token: Option<Arc<str>>,
-    pub(crate) registrar_token: Option<Arc<str>>,
+    /// What mass-deletion protection is doing (for `/healthz`).
+    pub(crate) guard: Arc<crate::guard::Guard>,
+    /// SHA-256 of the read token, when one is required.
+    pub(crate) token_digest: Option<auth::TokenDigest>,
+    /// Who may register.
+    pub(crate) registration: auth::RegistrationMode,
+    /// Registering loopback addresses is allowed (tests, development).
+    pub(crate) allow_loopback_registration: bool,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub(crate) trusted_proxies: Arc<[ipnet::IpNet]>,
     pub(crate) max_batch: usize,
     pub(crate) max_body_bytes: usize,
     pub(crate) limits: Arc<Limits>,
@@ -99,8 +117,9 @@ pub(crate) struct AppState {
     pub(crate) delta_cache: Arc<Mutex<Option<replication::DeltaCache>>>,
 }
 
-/// The router: lookups, replication and `/metrics` behind the read token,
-/// registration behind the registrar token (each when set), `/healthz`
+/// The router: lookups, replication and `/metrics` behind the read token
+/// (when set), registration behind the apps file's tokens (its handlers
+/// authenticate: see `registration`), `/healthz`
 /// always open, JSON errors everywhere, load shedding and metrics on every
 /// request.
 pub(crate) fn router(state: AppState) -> Router {
@@ -215,7 +234,8 @@ async fn count_request(State(state): State<AppState>, req: Request, next: Next) 
     response
 }
 
-/// Is this a registration request (registrar token) rather than a read?
+/// Is this a registration request (authenticated by its handler with the
+/// apps file's tokens) rather than a read?
 fn is_registration(req: &Request) -> bool {
     match req.extensions().get::<MatchedPath>().map(|p| p.as_str()) {
         Some("/v1/hosts/{ip}") => matches!(*req.method(), Method::PUT | Method::DELETE),
@@ -224,47 +244,37 @@ fn is_registration(req: &Request) -> bool {
     }
 }
 
+/// The read token: compared by SHA-256 digest in constant time, failures
+/// counted per client address (past the limit, `429`).
 async fn require_token(
     State(state): State<AppState>,
     req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let token = if is_registration(&req) {
-        &state.registrar_token
-    } else {
-        &state.token
+    if is_registration(&req) {
+        return Ok(next.run(req).await);
+    }
+    let Some(expected) = &state.token_digest else {
+        return Ok(next.run(req).await);
     };
-    if let Some(token) = token {
-        let given = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                let (scheme, rest) = v.trim().split_once(' ')?;
-                scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
-            });
-        match given {
-            None => {
-                return Err(ApiError::new(
-                    ErrorCode::Unauthorized,
-                    "missing bearer token (Authorization: Bearer <token>)",
-                ))
-            }
-            Some(given) if !constant_time_eq(given.as_bytes(), token.as_bytes()) => {
-                return Err(ApiError::new(ErrorCode::Unauthorized, "wrong bearer token"))
-            }
-            Some(_) => {}
-        }
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.0);
+    let client = auth::client_of(peer, req.headers(), &state.trusted_proxies)?;
+    let failures = &state.limits.auth_failures;
+    if let Some(wait) = failures.blocked(client) {
+        state.metrics.limited("auth_failures");
+        return Err(failures.error(wait));
     }
-    Ok(next.run(req).await)
-}
-
-/// Compares without an early exit on the first differing byte.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    let error = match auth::bearer(req.headers()) {
+        None => "missing bearer token (Authorization: Bearer <token>)",
+        Some(given) if !auth::token_matches(given, expected) => "wrong bearer token",
+        Some(_) => return Ok(next.run(req).await),
+    };
+    failures.failed(client);
+    tracing::warn!(peer = %peer, client = %client, path = req.uri().path(), reason = error, "read refused");
+    Err(ApiError::new(ErrorCode::Unauthorized, error))
 }
 
 /// The request body, or the `413`/`400` error.
@@ -315,13 +325,20 @@ impl From<StoreError> for ApiError {
             StoreError::Unavailable { retry_after, .. } => {
                 ApiError::new(ErrorCode::Unavailable, e.to_string()).retry_after(retry_after)
             }
+            // The handlers turn it into the refusal naming the owner first.
+            StoreError::NotOwner(_) => ApiError::new(ErrorCode::Internal, e.to_string()),
         }
     }
 }
 
+/// What `/healthz` and the start-up banner say when registration is open.
+pub(crate) const OPEN_REGISTRATION_WARNING: &str = "registration is open to anyone \
+(--insecure-open-registration): any client can say where any IP runs; never use this in production";
+
 /// `200 {"status": "ok"}`, `200 {"status": "stale", "reason"}` (reads are
 /// served from a view the store cannot refresh; writes are refused) or
-/// `503 {"status": "starting", "reason"}` (nothing served yet).
+/// `503 {"status": "starting", "reason"}` (nothing served yet), with the
+/// registration mode and the protections in force.
 async fn healthz(State(state): State<AppState>) -> Response {
     let snapshot = state.store.snapshot();
     let (status, code, reason) = match state.store.health() {
@@ -333,12 +350,18 @@ async fn healthz(State(state): State<AppState>) -> Response {
         "status": status,
         "version": snapshot.version,
         "records": snapshot.records.len(),
+        "registration": state.registration.as_str(),
+        "reload_refused": state.guard.refused(),
+        "lease_self_preservation": state.guard.preserving(),
     });
     if !snapshot.history.is_empty() {
         body["history"] = serde_json::Value::from(&*snapshot.history);
     }
     if let Some(reason) = reason {
         body["reason"] = serde_json::Value::from(reason);
+    }
+    if matches!(state.registration, auth::RegistrationMode::Open) {
+        body["warning"] = OPEN_REGISTRATION_WARNING.into();
     }
     (code, Json(body)).into_response()
 }

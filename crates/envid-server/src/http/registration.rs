@@ -1,29 +1,46 @@
 //! Registration: `PUT`/`DELETE /v1/hosts/{ip}`, `POST /v1/hosts/{ip}/renew`,
-//! and the per-(app, IP) registration rate limit.
+//! who may do them (README.md, "Security model"), and the per-(caller, IP)
+//! registration rate limit.
+//!
+//! Closed unless the service has an apps file (or runs with
+//! `--insecure-open-registration`). With one, a bearer token names an app
+//! or an operator; an app registers only the IP it connects from, under its
+//! own name, in the envs (and idcs) the file lets it claim, and renews or
+//! removes only its own registrations; an operator may do all of it for any
+//! IP and app. No registration replaces or removes a record of the registry
+//! file (`409`), or claims an unspecified, loopback, link-local, multicast
+//! or broadcast address (`400`). Every refusal is logged with the peer, the
+//! app the token named (never the token) and the reason, and counted in
+//! `envid_registration_refusals_total{reason}`.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use std::net::SocketAddr;
+
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use envid::protocol::HostRecord;
 
+use super::auth::{bearer, client_of, special_class, RegistrationMode};
 use super::{path_ip, read_body, AppState};
+use crate::apps::{Principal, Role};
 use crate::error::{ApiError, ErrorCode};
-use crate::registration_body::{
-    parse_registration_body, parse_renewal_body, RegistrationBodyError,
-};
-use crate::store::Registration;
+use crate::registration_body::{parse_registration_body, parse_renewal_body};
+use crate::store::{Registration, StoreError};
 
-/// (app, IP): what the registration limit counts per.
-type WindowKey = (Option<String>, IpAddr);
+/// (caller, IP): what the registration limit counts per. The caller is what
+/// it cannot choose: the app or operator its token names (`app:payment`),
+/// or its address when registration is open (`peer:10.0.0.5`).
+type WindowKey = (String, IpAddr);
 
-/// At most `limit` accepted registrations per (app, IP) within a sliding
+/// At most `limit` accepted registrations per (caller, IP) within a sliding
 /// `window`.
 #[derive(Debug)]
 pub(crate) struct RegistrationLimit {
@@ -46,13 +63,13 @@ impl RegistrationLimit {
 
     /// Records a registration of (app, ip), or says how long until the
     /// window has room (and records nothing). A limit of 0 means no limit.
-    fn admit(&self, app: Option<&str>, ip: IpAddr) -> Result<(), Duration> {
+    fn admit(&self, caller: &str, ip: IpAddr) -> Result<(), Duration> {
         if self.limit == 0 {
             return Ok(());
         }
         let now = Instant::now();
         let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
-        let q = windows.entry((app.map(str::to_owned), ip)).or_default();
+        let q = windows.entry((caller.to_owned(), ip)).or_default();
         while q
             .front()
             .is_some_and(|t| now.duration_since(*t) >= self.window)
@@ -67,13 +84,13 @@ impl RegistrationLimit {
         Ok(())
     }
 
-    /// Forgets (app, IP) pairs with no registration in the window (at most
-    /// once a second).
-    pub(crate) fn prune(&self) {
+    /// Forgets (caller, IP) pairs with no registration in the window (at
+    /// most once a second); true when it ran.
+    pub(crate) fn prune(&self) -> bool {
         {
             let mut last = self.last_prune.lock().unwrap_or_else(|e| e.into_inner());
             if last.elapsed() < Duration::from_secs(1) {
-                return;
+                return false;
             }
             *last = Instant::now();
         }
@@ -82,47 +99,268 @@ impl RegistrationLimit {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .retain(|_, q| q.back().is_some_and(|t| t.elapsed() < window));
+        true
     }
 }
 
-/// The IP in the path, IPv4-mapped IPv6 as IPv4: one registration per host
-/// however its address is written.
-fn canonical_path_ip(path: Result<Path<String>, PathRejection>) -> Result<IpAddr, ApiError> {
-    path_ip(path).map(|ip| ip.to_canonical())
+/// Who is calling, once authenticated.
+enum Caller {
+    /// Registration is open: nobody is authenticated.
+    Anonymous,
+    /// The app or operator the token names.
+    Principal(Principal),
 }
 
-/// The path's IP and the parsed body of a registration call, or the error
-/// (`400` naming the IP or the field, `413` past the body limit).
-fn ip_and_body<T>(
-    state: &AppState,
-    path: Result<Path<String>, PathRejection>,
-    body: Result<Bytes, BytesRejection>,
-    parse: impl FnOnce(IpAddr, &[u8]) -> Result<T, RegistrationBodyError>,
-) -> Result<(IpAddr, T), ApiError> {
-    let ip = canonical_path_ip(path)?;
-    let body = read_body(state, body)?;
-    Ok((ip, parse(ip, &body)?))
+/// One registration request as the refusal log sees it.
+struct Attempt<'a> {
+    state: &'a AppState,
+    op: &'static str,
+    peer: SocketAddr,
+    client: Option<IpAddr>,
+    app: Option<String>,
+    ip: Option<IpAddr>,
+}
+
+impl Attempt<'_> {
+    /// Logs and counts a refusal, and returns its answer.
+    fn refuse(&self, reason: &'static str, error: ApiError) -> ApiError {
+        self.state.metrics.refused(reason);
+        tracing::warn!(
+            op = self.op,
+            peer = %self.peer,
+            client = ?self.client,
+            app = self.app.as_deref().unwrap_or("-"),
+            ip = ?self.ip,
+            reason,
+            message = error.message(),
+            "registration refused"
+        );
+        error
+    }
+
+    /// Resolves the client address and authenticates the caller: `403` when
+    /// registration is closed, `401` without a known token, `429` after too
+    /// many failures from this address.
+    fn authenticate(&mut self, headers: &HeaderMap) -> Result<Caller, ApiError> {
+        let state = self.state;
+        let client = client_of(self.peer, headers, &state.trusted_proxies)
+            .map_err(|e| self.refuse("bad_forwarded_for", e))?;
+        self.client = Some(client);
+        let apps = match &state.registration {
+            RegistrationMode::Closed => {
+                return Err(self.refuse(
+                    "closed",
+                    ApiError::new(
+                        ErrorCode::RegistrationClosed,
+                        "registration is closed: start the service with --apps FILE (app \
+                         credentials: which token may register which app; see the README, \
+                         \"Security model\"), or with --insecure-open-registration for local \
+                         development only",
+                    ),
+                ))
+            }
+            RegistrationMode::Open => return Ok(Caller::Anonymous),
+            RegistrationMode::Apps(apps) => apps.get(),
+        };
+        let failures = &state.limits.auth_failures;
+        if let Some(wait) = failures.blocked(client) {
+            state.metrics.limited("auth_failures");
+            return Err(self.refuse("auth_throttled", failures.error(wait)));
+        }
+        let Some(token) = bearer(headers) else {
+            failures.failed(client);
+            return Err(self.refuse(
+                "no_token",
+                ApiError::new(
+                    ErrorCode::Unauthorized,
+                    "registration needs the app's token (Authorization: Bearer <token>)",
+                ),
+            ));
+        };
+        match apps.authenticate(token) {
+            Some(p) => {
+                self.app = Some(p.name.clone());
+                Ok(Caller::Principal(p.clone()))
+            }
+            None => {
+                failures.failed(client);
+                Err(self.refuse(
+                    "bad_token",
+                    ApiError::new(
+                        ErrorCode::Unauthorized,
+                        "the token is not one of an app or operator of the apps file",
+                    ),
+                ))
+            }
+        }
+    }
+
+    /// The path's IP (IPv4-mapped IPv6 as IPv4: one registration per host
+    /// however its address is written), or the `400`.
+    fn path_ip(&mut self, path: Result<Path<String>, PathRejection>) -> Result<IpAddr, ApiError> {
+        let ip = path_ip(path)
+            .map_err(|e| self.refuse("invalid_ip", e))?
+            .to_canonical();
+        self.ip = Some(ip);
+        Ok(ip)
+    }
+}
+
+fn forbidden(message: String) -> ApiError {
+    ApiError::new(ErrorCode::Forbidden, message)
+}
+
+/// May `caller`, connecting from `client`, say that `record` runs at `ip`?
+fn authorize(
+    caller: &Caller,
+    client: IpAddr,
+    ip: IpAddr,
+    record: &HostRecord,
+) -> Result<(), (&'static str, ApiError)> {
+    let Caller::Principal(p) = caller else {
+        return Ok(());
+    };
+    let Role::App { envs, idcs } = &p.role else {
+        return Ok(());
+    };
+    let name = &p.name;
+    if client != ip {
+        return Err((
+            "not_own_ip",
+            forbidden(format!(
+                "an instance registers only its own IP: this request comes from {client}, not {ip} (an operator's token may register any IP)"
+            )),
+        ));
+    }
+    if record.app.as_deref() != Some(name.as_str()) {
+        let claimed = record
+            .app
+            .as_deref()
+            .map_or("none".into(), |a| format!("{a:?}"));
+        return Err((
+            "wrong_app",
+            forbidden(format!(
+                "the token is app {name:?}'s; the body names app {claimed}"
+            )),
+        ));
+    }
+    if !envs.contains(&record.env) {
+        return Err((
+            "env_not_allowed",
+            forbidden(format!(
+                "app {name:?} may not claim env {:?} (allowed: {})",
+                record.env,
+                envs.join(", ")
+            )),
+        ));
+    }
+    if let Some(idcs) = idcs {
+        if !idcs.contains(&record.idc) {
+            return Err((
+                "idc_not_allowed",
+                forbidden(format!(
+                    "app {name:?} may not claim idc {:?} (allowed: {})",
+                    record.idc,
+                    idcs.join(", ")
+                )),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The `409` naming the registry file's record for `ip`.
+fn static_conflict(ip: IpAddr, record: &HostRecord, what: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::StaticRecord,
+        format!(
+            "{ip} is a static record of the registry file (app {}, env {}, idc {}); {what}",
+            record.app.as_deref().unwrap_or("-"),
+            record.env,
+            record.idc
+        ),
+    )
+}
+
+/// The app whose registrations `caller` may renew or remove (`None`: any).
+fn owner(caller: &Caller) -> Option<&str> {
+    match caller {
+        Caller::Principal(Principal {
+            name,
+            role: Role::App { .. },
+        }) => Some(name),
+        _ => None,
+    }
+}
+
+/// What the limit counts this caller as.
+fn limit_key(caller: &Caller, client: IpAddr) -> String {
+    match caller {
+        Caller::Anonymous => format!("peer:{client}"),
+        Caller::Principal(p) if p.is_operator() => format!("operator:{}", p.name),
+        Caller::Principal(p) => format!("app:{}", p.name),
+    }
+}
+
+fn not_owner(ip: IpAddr, record: &HostRecord, what: &str) -> ApiError {
+    forbidden(format!(
+        "{ip} is registered by app {}; only its token (or an operator's) may {what} it",
+        record.app.as_deref().unwrap_or("-")
+    ))
 }
 
 pub(crate) async fn register(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     path: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let (ip, (record, lease)) = ip_and_body(&state, path, body, parse_registration_body)?;
-    let limit = &state.limits.registration;
-    if let Err(retry_after) = limit.admit(record.app.as_deref(), ip) {
-        state.metrics.limited("registration");
-        return Err(ApiError::new(
-            ErrorCode::RateLimited,
-            format!(
-                "more than {} registrations of {ip} (app {}) within {:?}; renew instead of re-registering",
-                limit.limit,
-                record.app.as_deref().unwrap_or("-"),
-                limit.window
+    let mut at = Attempt {
+        state: &state,
+        op: "register",
+        peer,
+        client: None,
+        app: None,
+        ip: None,
+    };
+    let caller = at.authenticate(&headers)?;
+    let client = at.client.expect("set by authenticate");
+    let ip = at.path_ip(path)?;
+    if let Some(class) = special_class(ip, state.allow_loopback_registration) {
+        return Err(at.refuse(
+            "special_address",
+            ApiError::new(
+                ErrorCode::SpecialAddress,
+                format!("{ip} is a {class} address; it cannot be registered"),
             ),
-        )
-        .retry_after(retry_after));
+        ));
+    }
+    let body = read_body(&state, body).map_err(|e| at.refuse("invalid_body", e))?;
+    let (record, lease) =
+        parse_registration_body(ip, &body).map_err(|e| at.refuse("invalid_body", e.into()))?;
+    authorize(&caller, client, ip, &record).map_err(|(reason, e)| at.refuse(reason, e))?;
+    if let Some(fixed) = state.store.static_record(ip) {
+        return Err(at.refuse(
+            "static_record",
+            static_conflict(ip, &fixed, "a registration never replaces it"),
+        ));
+    }
+    let limit = &state.limits.registration;
+    let key = limit_key(&caller, client);
+    if let Err(retry_after) = limit.admit(&key, ip) {
+        state.metrics.limited("registration");
+        return Err(at.refuse(
+            "rate_limited",
+            ApiError::new(
+                ErrorCode::RateLimited,
+                format!(
+                    "more than {} registrations of {ip} by {key} within {:?}; renew instead of re-registering",
+                    limit.limit, limit.window
+                ),
+            )
+            .retry_after(retry_after),
+        ));
     }
     let owner = record.app.clone();
     // Answered only once the store made the registration durable.
@@ -136,6 +374,7 @@ pub(crate) async fn register(
         })
         .await?;
     state.metrics.registrations.inc();
+    tracing::info!(ip = %ip, app = at.app.as_deref().unwrap_or("-"), client = %client, lease, "registered");
     Ok(Json(serde_json::json!({
         "ip": ip,
         "lease_seconds": ack.lease_seconds,
@@ -146,17 +385,33 @@ pub(crate) async fn register(
 
 pub(crate) async fn renew(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     path: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    // An optional body `{"lease_seconds": N}` changes the lease length.
-    let (ip, lease) = ip_and_body(&state, path, body, |_, b| parse_renewal_body(b))?;
-    match state.store.renew(ip, lease).await? {
-        Some(lease) => {
+    let mut at = Attempt {
+        state: &state,
+        op: "renew",
+        peer,
+        client: None,
+        app: None,
+        ip: None,
+    };
+    let caller = at.authenticate(&headers)?;
+    let ip = at.path_ip(path)?;
+    let body = read_body(&state, body).map_err(|e| at.refuse("invalid_body", e))?;
+    parse_renewal_body(&body).map_err(|e| at.refuse("invalid_body", e.into()))?;
+    match state.store.renew(ip, owner(&caller)).await {
+        Err(StoreError::NotOwner(theirs)) => {
+            Err(at.refuse("not_owner", not_owner(ip, &theirs, "renew")))
+        }
+        Err(e) => Err(e.into()),
+        Ok(Some(lease)) => {
             state.metrics.renewals.inc();
             Ok(Json(serde_json::json!({"ip": ip, "lease_seconds": lease})).into_response())
         }
-        None => Err(ApiError::new(
+        Ok(None) => Err(ApiError::new(
             ErrorCode::NotRegistered,
             format!("{ip} is not registered (its lease may have ended); register it again"),
         )),
@@ -165,12 +420,36 @@ pub(crate) async fn renew(
 
 pub(crate) async fn deregister(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {
-    let ip = canonical_path_ip(path)?;
-    let was_registered = state.store.deregister(ip).await?;
-    if was_registered {
-        state.metrics.deregistrations.inc();
+    let mut at = Attempt {
+        state: &state,
+        op: "deregister",
+        peer,
+        client: None,
+        app: None,
+        ip: None,
+    };
+    let caller = at.authenticate(&headers)?;
+    let ip = at.path_ip(path)?;
+    match state.store.deregister(ip, owner(&caller)).await {
+        Err(StoreError::NotOwner(theirs)) => {
+            Err(at.refuse("not_owner", not_owner(ip, &theirs, "remove")))
+        }
+        Err(e) => Err(e.into()),
+        Ok(true) => {
+            state.metrics.deregistrations.inc();
+            tracing::info!(ip = %ip, app = at.app.as_deref().unwrap_or("-"), "deregistered");
+            Ok(StatusCode::NO_CONTENT)
+        }
+        Ok(false) => match state.store.static_record(ip) {
+            Some(fixed) => Err(at.refuse(
+                "static_record",
+                static_conflict(ip, &fixed, "edit the registry file to remove it"),
+            )),
+            None => Ok(StatusCode::NO_CONTENT),
+        },
     }
-    Ok(StatusCode::NO_CONTENT)
 }

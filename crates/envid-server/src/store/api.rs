@@ -70,6 +70,10 @@ pub enum StoreError {
         /// When a retry makes sense.
         retry_after: Duration,
     },
+    /// The registration belongs to another app (the owner asked for is not
+    /// its `app`); nothing was done.
+    #[error("registered by another app")]
+    NotOwner(Arc<HostRecord>),
 }
 
 /// How the store is doing, for `/healthz` and `/metrics`.
@@ -110,22 +114,36 @@ pub trait RegistryStore: Send + Sync + std::fmt::Debug + 'static {
         Box::pin(async {})
     }
 
+    /// For a reload's check: how many static records there are, and how
+    /// many of them `records` (the new file) would delete.
+    fn static_deletions(&self, records: &[HostRecord]) -> (usize, usize);
+
     /// How many registrations there are.
     fn registration_count(&self) -> usize;
 
     /// Registers (or replaces) `r`, durably.
     fn register(&self, r: Registration) -> BoxFuture<'_, Result<Ack, StoreError>>;
 
-    /// Extends the lease of `ip` (to `lease_seconds` when given). `None`
-    /// when `ip` is not registered.
-    fn renew(
-        &self,
+    /// Extends the lease of `ip` by its registered length, when `owner` is
+    /// its `app` (any app when `None`: an operator, open registration).
+    /// `None` when `ip` is not registered.
+    fn renew<'a>(
+        &'a self,
         ip: IpAddr,
-        lease_seconds: Option<u64>,
-    ) -> BoxFuture<'_, Result<Option<u64>, StoreError>>;
+        owner: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Option<u64>, StoreError>>;
 
-    /// Removes the registration of `ip`; whether there was one.
-    fn deregister(&self, ip: IpAddr) -> BoxFuture<'_, Result<bool, StoreError>>;
+    /// Removes the registration of `ip` when `owner` is its `app` (any app
+    /// when `None`); whether there was one.
+    fn deregister<'a>(
+        &'a self,
+        ip: IpAddr,
+        owner: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+
+    /// The static record (from the registry file) for exactly `ip`: no
+    /// registration replaces it.
+    fn static_record(&self, ip: IpAddr) -> Option<Arc<HostRecord>>;
 
     /// Replaces the static records (the registry file) as one version.
     fn replace_static(

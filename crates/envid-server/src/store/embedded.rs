@@ -70,7 +70,6 @@ pub struct EmbeddedStore {
     /// The last write error, until a write succeeds.
     write_error: Mutex<Option<String>>,
     metrics: Arc<Metrics>,
-    expiry_interval: Duration,
 }
 
 impl EmbeddedStore {
@@ -80,7 +79,6 @@ impl EmbeddedStore {
         records: Vec<HostRecord>,
         path: Option<PathBuf>,
         history_limit: usize,
-        expiry_interval: Duration,
         metrics: Arc<Metrics>,
     ) -> EmbeddedStore {
         let loaded = match &path {
@@ -132,13 +130,30 @@ impl EmbeddedStore {
             queued: tokio::sync::Notify::new(),
             write_error: Mutex::new(None),
             metrics,
-            expiry_interval,
         }
     }
 
     /// The in-memory store.
     pub fn store(&self) -> &Arc<Store> {
         &self.store
+    }
+
+    /// [`Store::lease_due`] (for the expiry sweep and self-preservation).
+    pub(crate) fn lease_due(&self, now_ms: u64) -> (usize, usize, u64) {
+        self.store.lease_due(now_ms)
+    }
+
+    /// [`Store::expire`], logged (not waited for: nobody is answered).
+    pub(crate) fn expire(&self, now_ms: u64) -> (Vec<IpAddr>, Option<Arc<super::Change>>) {
+        self.logged(|s| {
+            let (expired, change) = s.expire(now_ms);
+            let entries = expired
+                .iter()
+                .map(|ip| LogEntry::Delete { ip: *ip })
+                .collect();
+            ((expired, change), entries)
+        })
+        .0
     }
 
     /// Runs the in-memory write `f` and queues the log entries it returns,
@@ -285,6 +300,10 @@ impl RegistryStore for EmbeddedStore {
         self.store.changes_since(since)
     }
 
+    fn static_deletions(&self, records: &[HostRecord]) -> (usize, usize) {
+        self.store.static_deletions(records)
+    }
+
     fn registration_count(&self) -> usize {
         self.store.registration_count()
     }
@@ -318,48 +337,52 @@ impl RegistryStore for EmbeddedStore {
         })
     }
 
-    fn renew(
-        &self,
+    fn renew<'a>(
+        &'a self,
         ip: IpAddr,
-        lease_seconds: Option<u64>,
-    ) -> BoxFuture<'_, Result<Option<u64>, StoreError>> {
+        owner: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Option<u64>, StoreError>> {
         Box::pin(async move {
             let ip = ip.to_canonical();
             let now = now_unix_ms();
             let (lease, n) = self.logged(|s| {
-                let lease = s.renew(ip, lease_seconds, now);
-                let entries = lease
-                    .map(|l| LogEntry::Renew {
+                let lease = s.renew_owned(ip, owner, now);
+                let entries = match &lease {
+                    Ok(Some(l)) => vec![LogEntry::Renew {
                         ip,
-                        lease_seconds: l,
+                        lease_seconds: *l,
                         expires_unix_ms: now.saturating_add(l.saturating_mul(1000)),
-                    })
-                    .into_iter()
-                    .collect();
+                    }],
+                    _ => Vec::new(),
+                };
                 (lease, entries)
             });
+            let lease = lease.map_err(StoreError::NotOwner)?;
             self.durable(n).await?;
             Ok(lease)
         })
     }
 
-    fn deregister(&self, ip: IpAddr) -> BoxFuture<'_, Result<bool, StoreError>> {
+    fn deregister<'a>(
+        &'a self,
+        ip: IpAddr,
+        owner: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(async move {
             let ip = ip.to_canonical();
-            let (was, n) = self.logged(|s| {
-                let (was, _) = s.deregister(ip);
-                (
-                    was,
-                    if was {
-                        vec![LogEntry::Delete { ip }]
-                    } else {
-                        Vec::new()
-                    },
-                )
+            let (was, n) = self.logged(|s| match s.deregister_owned(ip, owner) {
+                Ok((true, _)) => (Ok(true), vec![LogEntry::Delete { ip }]),
+                Ok((false, _)) => (Ok(false), Vec::new()),
+                Err(theirs) => (Err(StoreError::NotOwner(theirs)), Vec::new()),
             });
+            let was = was?;
             self.durable(n).await?;
             Ok(was)
         })
+    }
+
+    fn static_record(&self, ip: IpAddr) -> Option<Arc<HostRecord>> {
+        self.store.static_record(ip)
     }
 
     fn replace_static(
@@ -388,33 +411,6 @@ impl RegistryStore for EmbeddedStore {
 
     fn start(self: Arc<Self>) -> Vec<tokio::task::JoinHandle<()>> {
         let mut tasks = Vec::new();
-        let me = self.clone();
-        tasks.push(tokio::spawn(async move {
-            let interval = me.expiry_interval.max(Duration::from_millis(10));
-            let mut tick = tokio::time::interval(interval);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                let ((expired, change), _) = me.logged(|s| {
-                    let (expired, change) = s.expire(now_unix_ms());
-                    let entries = expired
-                        .iter()
-                        .map(|ip| LogEntry::Delete { ip: *ip })
-                        .collect();
-                    ((expired, change), entries)
-                });
-                if !expired.is_empty() {
-                    me.metrics.expiries.inc_by(expired.len() as u64);
-                    if let Some(c) = change {
-                        tracing::info!(
-                            expired = expired.len(),
-                            version = c.version,
-                            "leases expired"
-                        );
-                    }
-                }
-            }
-        }));
         if self.path.is_some() {
             tasks.push(tokio::spawn(self.write_loop()));
         }

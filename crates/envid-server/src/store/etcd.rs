@@ -657,6 +657,10 @@ impl RegistryStore for EtcdStore {
         Box::pin(self.caught_up(version))
     }
 
+    fn static_deletions(&self, records: &[HostRecord]) -> (usize, usize) {
+        self.store().static_deletions(records)
+    }
+
     fn registration_count(&self) -> usize {
         self.store().registration_count()
     }
@@ -678,29 +682,26 @@ impl RegistryStore for EtcdStore {
         })
     }
 
-    fn renew(
-        &self,
+    fn renew<'a>(
+        &'a self,
         ip: IpAddr,
-        lease_seconds: Option<u64>,
-    ) -> BoxFuture<'_, Result<Option<u64>, StoreError>> {
+        owner: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Option<u64>, StoreError>> {
         Box::pin(async move {
-            let mut client = self.client().await?;
+            let client = self.client().await?;
             let resp = etcd!(self, |c| c.get(self.host_key(ip), None))?;
             let Some(kv) = resp.kvs().first() else {
                 return Ok(None);
             };
-            let Ok(mut stored) = serde_json::from_slice::<Stored>(kv.value()) else {
+            let Ok(stored) = serde_json::from_slice::<Stored>(kv.value()) else {
                 return Ok(None);
             };
-            if let Some(new) = lease_seconds.map(|l| l.max(MIN_LEASE_SECONDS)) {
-                if new != stored.lease_seconds {
-                    // Another length: a new lease (etcd cannot change a TTL).
-                    stored.lease_seconds = new;
-                    let revision = self.put_registration(&mut client, ip, &stored).await?;
-                    self.caught_up(revision).await;
-                    return Ok(Some(new));
-                }
+            if owner.is_some_and(|o| stored.record.app.as_deref() != Some(o)) {
+                let mut theirs = stored.record;
+                theirs.ip = Some(ip);
+                return Err(StoreError::NotOwner(Arc::new(theirs)));
             }
+            let mut client = client;
             // The client's keep-alive waits for etcd's first answer, and
             // fails with a lease error when the lease is gone (expired).
             let started = Instant::now();
@@ -724,28 +725,76 @@ impl RegistryStore for EtcdStore {
         })
     }
 
-    fn deregister(&self, ip: IpAddr) -> BoxFuture<'_, Result<bool, StoreError>> {
+    fn deregister<'a>(
+        &'a self,
+        ip: IpAddr,
+        owner: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(async move {
             let client = self.client().await?;
-            let resp = etcd!(self, |c| c.delete(
+            // With an owner: the record is read, checked, and deleted only if
+            // it has not changed since (a transaction on its revision).
+            let guard = match owner {
+                None => None,
+                Some(o) => {
+                    let resp = etcd!(self, |c| c.get(self.host_key(ip), None))?;
+                    let Some(kv) = resp.kvs().first() else {
+                        return Ok(false);
+                    };
+                    if let Ok(stored) = serde_json::from_slice::<Stored>(kv.value()) {
+                        if stored.record.app.as_deref() != Some(o) {
+                            let mut theirs = stored.record;
+                            theirs.ip = Some(ip);
+                            return Err(StoreError::NotOwner(Arc::new(theirs)));
+                        }
+                    }
+                    Some(kv.mod_revision())
+                }
+            };
+            let delete = TxnOp::delete(
                 self.host_key(ip),
-                Some(etcd_client::DeleteOptions::new().with_prev_key())
-            ))?;
-            for kv in resp.prev_kvs() {
-                let lease = kv.lease();
-                if lease != 0 {
-                    let mut c = client.clone();
-                    tokio::spawn(async move {
-                        let _ = c.lease_revoke(lease).await;
-                    });
+                Some(etcd_client::DeleteOptions::new().with_prev_key()),
+            );
+            let txn = match guard {
+                Some(rev) => Txn::new()
+                    .when([Compare::mod_revision(
+                        self.host_key(ip),
+                        CompareOp::Equal,
+                        rev,
+                    )])
+                    .and_then([delete]),
+                None => Txn::new().and_then([delete]),
+            };
+            let resp = etcd!(self, |c| c.txn(txn.clone()))?;
+            if !resp.succeeded() {
+                // Changed between the read and the delete: not ours to remove.
+                return Err(unavailable("the registration changed meanwhile; retry"));
+            }
+            let mut deleted = false;
+            for op in resp.op_responses() {
+                if let etcd_client::TxnOpResponse::Delete(d) = op {
+                    deleted |= d.deleted() > 0;
+                    for kv in d.prev_kvs() {
+                        let lease = kv.lease();
+                        if lease != 0 {
+                            let mut c = client.clone();
+                            tokio::spawn(async move {
+                                let _ = c.lease_revoke(lease).await;
+                            });
+                        }
+                    }
                 }
             }
             let revision = resp.header().map_or(0, |h| h.revision() as u64);
-            if resp.deleted() > 0 {
+            if deleted {
                 self.caught_up(revision).await;
             }
-            Ok(resp.deleted() > 0)
+            Ok(deleted)
         })
+    }
+
+    fn static_record(&self, ip: IpAddr) -> Option<Arc<HostRecord>> {
+        self.store().static_record(ip)
     }
 
     fn replace_static(

@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -16,11 +16,33 @@ pub fn example_registry() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/registry.toml")
 }
 
-/// A config on an ephemeral port with a fast reload check.
+/// The test apps file (`testdata/apps/apps.toml`): hashes of the tokens below.
+pub fn apps_file() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/apps/apps.toml")
+}
+
+/// App `payment` (envs prod; idcs cn5, cn6).
+pub const PAYMENT: &str = "payment-token-7b1e2c";
+/// App `flight_order` (env beta; idc cn0): `testdata/example.toml`'s token.
+pub const FLIGHT_ORDER: &str = "tok-example-3f9a1c";
+/// App `checkout` (envs beta, prod; any idc), and its rotated token.
+pub const CHECKOUT: &str = "checkout-token-4d8a90";
+/// The second token of `checkout` (rotation).
+pub const CHECKOUT_ROTATED: &str = "checkout-token-rotated-11aa";
+/// Operator `release`: any IP, any app.
+pub const OPERATOR: &str = "release-token-c0ffee";
+/// The `Authorization` header of the operator.
+pub const OPERATOR_AUTH: (&str, &str) = ("Authorization", "Bearer release-token-c0ffee");
+
+/// A config on an ephemeral port with a fast reload check, the test apps
+/// file, and loopback registration allowed (clients register their own
+/// loopback source address).
 pub fn config(registry: impl Into<PathBuf>) -> Config {
     let mut c = Config::new(registry);
     c.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     c.reload_interval = Duration::from_millis(50);
+    c.apps_path = Some(apps_file());
+    c.allow_loopback_registration = true;
     c
 }
 
@@ -71,7 +93,34 @@ pub fn request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Resp {
-    let mut s = TcpStream::connect(addr).expect("connect");
+    request_from(None, addr, method, path, headers, body)
+}
+
+/// A TCP connection to `addr` from the source address `from` (any loopback
+/// address works on Linux: 127.0.0.0/8 is all local), so one test can play
+/// many hosts.
+pub fn connect_from(from: Option<IpAddr>, addr: SocketAddr) -> TcpStream {
+    let Some(from) = from else {
+        return TcpStream::connect(addr).expect("connect");
+    };
+    let domain = socket2::Domain::for_address(addr);
+    let s = socket2::Socket::new(domain, socket2::Type::STREAM, None).unwrap();
+    s.bind(&SocketAddr::new(from, 0).into())
+        .unwrap_or_else(|e| panic!("bind {from}: {e}"));
+    s.connect(&addr.into()).expect("connect");
+    s.into()
+}
+
+/// [`request`] from the source address `from`.
+pub fn request_from(
+    from: Option<IpAddr>,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Resp {
+    let mut s = connect_from(from, addr);
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut head = format!(
@@ -90,7 +139,8 @@ pub fn request(
     parse_response(&raw)
 }
 
-fn parse_response(raw: &[u8]) -> Resp {
+/// Parses a raw HTTP/1.1 response.
+pub fn parse_response(raw: &[u8]) -> Resp {
     let text = String::from_utf8_lossy(raw);
     let (head, body) = text
         .split_once("\r\n\r\n")

@@ -54,6 +54,7 @@ public final class Environment {
     private final Optional<String> k8sPod;
     private final Optional<String> k8sNode;
     private final Optional<String> k8sWorkload;
+    private final Optional<String> k8sPodUid;
     private final Optional<String> containerRuntime;
     private final Optional<String> containerId;
     private final Optional<String> virtualization;
@@ -94,6 +95,7 @@ public final class Environment {
         k8sPod = Optional.ofNullable(s[f + Native.K8S_POD]);
         k8sNode = Optional.ofNullable(s[f + Native.K8S_NODE]);
         k8sWorkload = Optional.ofNullable(s[f + Native.K8S_WORKLOAD]);
+        k8sPodUid = Optional.ofNullable(s[f + Native.K8S_POD_UID]);
         containerRuntime = Optional.ofNullable(s[f + Native.CONTAINER_RUNTIME]);
         containerId = Optional.ofNullable(s[f + Native.CONTAINER_ID]);
         virtualization = Optional.ofNullable(s[f + Native.VIRTUALIZATION]);
@@ -279,6 +281,11 @@ public final class Environment {
     /** The workload (deployment, statefulset) name. */
     public Optional<String> getK8sWorkload() {
         return k8sWorkload;
+    }
+
+    /** The pod's UID (from the downward-API volume or POD_UID). */
+    public Optional<String> getK8sPodUid() {
+        return k8sPodUid;
     }
 
     /** One label from the release system. */

@@ -34,7 +34,8 @@ public final class HostRecord {
     private static final int K8S_POD = 18;
     private static final int K8S_NODE = 19;
     private static final int K8S_WORKLOAD = 20;
-    private static final int LABELS = 21;
+    private static final int K8S_POD_UID = 21;
+    private static final int LABELS = 22;
 
     private final String[] f;
     private final Map<String, String> labels;
@@ -150,6 +151,11 @@ public final class HostRecord {
     /** The workload name. */
     public Optional<String> getK8sWorkload() {
         return opt(K8S_WORKLOAD);
+    }
+
+    /** The pod's UID. */
+    public Optional<String> getK8sPodUid() {
+        return opt(K8S_POD_UID);
     }
 
     /** The labels (unmodifiable, in key order). */

@@ -49,8 +49,9 @@ final class Native {
     static final int CONTAINER_RUNTIME = 17;
     static final int CONTAINER_ID = 18;
     static final int VIRTUALIZATION = 19;
+    static final int K8S_POD_UID = 20;
     /** How many fields there are (the C API's ENVID_FIELD_COUNT). */
-    static final int FIELD_COUNT = 20;
+    static final int FIELD_COUNT = 21;
 
     static {
         NativeLoader.load();

@@ -2,6 +2,7 @@ package io.envid;
 
 import java.nio.file.Path;
 import java.time.Duration;
+import java.time.Instant;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Optional;
@@ -189,11 +190,57 @@ public final class Replica implements AutoCloseable {
             return v[8];
         }
 
+        /**
+         * True while the replica protects its view against a mass deletion: it serves its last healthy view
+         * plus new records and holds the deletes.
+         */
+        public boolean isProtected() {
+            return v[9] != 0;
+        }
+
+        /** Deletes held while protected; 0 otherwise. */
+        public long getHeldDeletes() {
+            return v[10];
+        }
+
+        /** When the current protection started; empty when not protected. */
+        public Optional<Instant> getProtectedSince() {
+            return v[11] == 0 ? Optional.empty() : Optional.of(Instant.ofEpochMilli(v[11]));
+        }
+
+        /** The recent normal record count protection compares with. */
+        public long getNormalRecords() {
+            return v[12];
+        }
+
+        /** The cache file's state: {@code unused}, {@code missing}, {@code corrupt}, {@code unusable} or {@code present}. */
+        public String getCacheState() {
+            switch ((int) v[13]) {
+                case 1:
+                    return "missing";
+                case 2:
+                    return "corrupt";
+                case 3:
+                    return "unusable";
+                case 4:
+                    return "present";
+                default:
+                    return "unused";
+            }
+        }
+
+        /** How old the cache file's content is; empty when there is no usable cache file. */
+        public Optional<Duration> getCacheAge() {
+            return v[14] < 0 ? Optional.empty() : Optional.of(Duration.ofMillis(v[14]));
+        }
+
         @Override
         public String toString() {
             return "Stats{version=" + v[0] + ", records=" + v[1] + ", ageMs=" + v[2] + ", syncs=" + v[3]
                     + ", snapshots=" + v[4] + ", deltas=" + v[5] + ", syncErrors=" + v[6] + ", fromCache="
-                    + (v[7] != 0) + ", cacheErrors=" + v[8] + "}";
+                    + (v[7] != 0) + ", cacheErrors=" + v[8] + ", protected=" + (v[9] != 0) + ", heldDeletes="
+                    + v[10] + ", normalRecords=" + v[12] + ", cache=" + getCacheState() + ", cacheAgeMs=" + v[14]
+                    + "}";
         }
     }
 }

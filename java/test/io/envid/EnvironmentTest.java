@@ -54,6 +54,7 @@ class EnvironmentTest {
         GETTERS.put("k8s.pod", Environment::getK8sPod);
         GETTERS.put("k8s.node", Environment::getK8sNode);
         GETTERS.put("k8s.workload", Environment::getK8sWorkload);
+        GETTERS.put("k8s.pod_uid", Environment::getK8sPodUid);
     }
 
     /** Every getter, the labels and the JSON against the Rust library's answers; all reported at once. */

@@ -48,6 +48,7 @@ class LookupClientTest {
         RECORD_GETTERS.put("k8s.pod", HostRecord::getK8sPod);
         RECORD_GETTERS.put("k8s.node", HostRecord::getK8sNode);
         RECORD_GETTERS.put("k8s.workload", HostRecord::getK8sWorkload);
+        RECORD_GETTERS.put("k8s.pod_uid", HostRecord::getK8sPodUid);
     }
 
     /** A record (or its absence) against the Rust client's answer, field by field, all reported at once. */

@@ -44,6 +44,14 @@ class ReplicaTest {
             assertEquals(1L, st.getSnapshots(), "one snapshot");
             assertTrue(!st.isFromCache() && st.getAge().isPresent(), "synced, not from cache: " + st);
             assertTrue(st.toString().contains("version="), "stats toString: " + st);
+            // Protection against mass deletion: a healthy registry is not protected.
+            assertTrue(!st.isProtected() && st.getHeldDeletes() == 0 && st.getProtectedSince().isEmpty(),
+                    "not protected: " + st);
+            assertEquals(10L, st.getNormalRecords(), "normal record count: " + st);
+            // The cache file is written after the first sync.
+            assertEquals("present", st.getCacheState(), "cache file state: " + st);
+            assertTrue(st.getCacheAge().isPresent() && st.getCacheAge().get().toMillis() < 60_000,
+                    "cache file age: " + st);
             assertThrowsKind(EnvidException.Kind.INVALID_INPUT, "replica bad IP", () -> r.lookup("10.0.0.300"));
             assertThrowsKind(EnvidException.Kind.NULL_PARAMETER, "replica null IP", () -> r.lookup(null));
 
@@ -64,6 +72,8 @@ class ReplicaTest {
                 .connectTimeout(Duration.ofMillis(300)).cacheFile(cache()).build()) {
             assertTrue(down.stats().isFromCache() && down.stats().getAge().isEmpty(),
                     "from the cache file: " + down.stats());
+            assertEquals("present", down.stats().getCacheState(), "cache state: " + down.stats());
+            assertTrue(down.stats().getCacheAge().isPresent(), "the cache file's age: " + down.stats());
             for (Map<String, String> want : cases) {
                 compareRecord(down.lookup(want.get("query")), want, "cached replica " + want.get("query"));
             }
