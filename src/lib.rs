@@ -60,6 +60,9 @@
 //!   [`Replica`], [`Registrar`]) on ureq with rustls. It brings the TLS stack
 //!   (rustls, ring, webpki-roots); a crate that only asks "where am I"
 //!   depends on envid with `default-features = false` and gets none of it.
+//!   It also holds signed identities ([`identity`]: Ed25519 JWTs, the
+//!   [`identity::Verifier`], the `Envid-Identity` header helpers), which add
+//!   no crate to it.
 //! * `opentelemetry`: `otel::EnvidResourceDetector`, envid's facts as an
 //!   OpenTelemetry resource.
 //! * `fuzzing`: entry points for the fuzz targets; never enable it in a
@@ -75,6 +78,8 @@ pub mod environment;
 pub mod error;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
+#[cfg(feature = "lookup")]
+pub mod identity;
 #[cfg(feature = "lookup")]
 pub mod lookup;
 pub mod model;

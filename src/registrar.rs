@@ -38,6 +38,7 @@ use serde::Serialize;
 use crate::environment::Environment;
 use crate::lookup::transport::not_found;
 use crate::lookup::{HttpTransport, LookupError, Method, Request, Transport};
+use crate::model::Secret;
 use crate::protocol::HostRecord;
 use crate::service_config::ServiceConfig;
 
@@ -122,6 +123,39 @@ pub fn reregister_jitter(lease: Duration) -> Duration {
 pub struct Registrar {
     transport: Arc<dyn Transport>,
     endpoint: String,
+    /// The newest signed identity the service handed back, if any.
+    identity: std::sync::Mutex<Option<Identity>>,
+}
+
+/// The signed identity the service returns with a registration or renewal
+/// of a checked registration (a JWT; see [`crate::identity`]): what the
+/// process sends as `Envid-Identity` to prove its app and environment.
+#[derive(Clone)]
+pub struct Identity {
+    /// The token (a compact JWT). A secret of sorts: never logged.
+    pub token: Secret,
+    /// Its lifetime as the service said; renew before half of it passes.
+    pub lifetime: Option<Duration>,
+    /// When it was received.
+    pub received: std::time::Instant,
+}
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Identity")
+            .field("token", &self.token)
+            .field("lifetime", &self.lifetime)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The answer of `PUT` and renew: only what the registrar keeps.
+#[derive(serde::Deserialize)]
+struct Answer {
+    #[serde(default)]
+    identity: Option<String>,
+    #[serde(default)]
+    identity_lifetime_seconds: Option<u64>,
 }
 
 impl std::fmt::Debug for Registrar {
@@ -147,6 +181,7 @@ impl Registrar {
         Registrar {
             transport,
             endpoint: config.endpoints()[0].clone(),
+            identity: std::sync::Mutex::new(None),
         }
     }
 
@@ -162,8 +197,38 @@ impl Registrar {
         let body = registration.to_json();
         let request = Request::new(Method::Put, &self.endpoint, &path).json(&body);
         match self.transport.send(&request)? {
-            Some(_) => Ok(()),
+            Some(body) => {
+                self.keep_identity(&body);
+                Ok(())
+            }
             None => Err(not_found(&self.endpoint)),
+        }
+    }
+
+    /// The newest signed identity from a registration or renewal (`None`
+    /// when the service signs none: no signing key, or open registration).
+    /// It is renewed with every renewal; renew at least every half of
+    /// [`Identity::lifetime`].
+    pub fn identity(&self) -> Option<Identity> {
+        self.identity
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn keep_identity(&self, body: &[u8]) {
+        let Ok(answer) = serde_json::from_slice::<Answer>(body) else {
+            return;
+        };
+        if let Some(token) = answer.identity {
+            *self
+                .identity
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Identity {
+                token: Secret::new(token),
+                lifetime: answer.identity_lifetime_seconds.map(Duration::from_secs),
+                received: std::time::Instant::now(),
+            });
         }
     }
 
@@ -173,7 +238,13 @@ impl Registrar {
     pub fn renew(&self, ip: IpAddr) -> Result<bool, LookupError> {
         let path = format!("/v1/hosts/{ip}/renew");
         let request = Request::new(Method::Post, &self.endpoint, &path);
-        Ok(self.transport.send(&request)?.is_some())
+        match self.transport.send(&request)? {
+            Some(body) => {
+                self.keep_identity(&body);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
     }
 
     /// Keeps `ip` registered: renews, and when the service no longer knows

@@ -59,14 +59,13 @@ impl Service {
         let path = dir.path().join("registry.toml");
         std::fs::write(&path, text).unwrap();
         let mut config = envid_server::Config::new(&path);
+        // Replication under churn, not trust: registration open to the test.
+        config.insecure_open_registration = true;
         config.listen = listen.unwrap_or_else(|| "127.0.0.1:0".parse().unwrap());
         config.reload_interval = Duration::from_millis(20);
         config.allow_mass_delete = true;
         config.drain_timeout = Duration::from_millis(200);
         config.register_limit = 1000;
-        // Registration is closed by default since the apps file (wt-trust).
-        config.insecure_open_registration = true;
-        config.allow_loopback_registration = true;
         let handle = envid_server::spawn(config).expect("service starts");
         let addr = handle.local_addr();
         Service {
@@ -479,8 +478,8 @@ fn renew_or_register_waits_out_429_when_registering_again() {
     let path = dir.path().join("registry.toml");
     std::fs::write(&path, registry(0, 1)).unwrap();
     let mut c = envid_server::Config::new(&path);
-    c.listen = "127.0.0.1:0".parse().unwrap();
     c.insecure_open_registration = true;
+    c.listen = "127.0.0.1:0".parse().unwrap();
     c.register_limit = 1;
     c.register_window = Duration::from_secs(2);
     let svc = envid_server::spawn(c).unwrap();

@@ -79,7 +79,7 @@ use quick_cache::{DefaultHashBuilder, UnitWeighter};
 use breaker::{Admit, Breaker};
 pub use error::{CacheProblem, LookupError};
 pub use replica::{CacheFileStatus, Replica, ReplicaBuilder, ReplicaStats, ReplicaView};
-pub use transport::{HttpTransport, Method, Request, Transport};
+pub use transport::{Conditional, HttpTransport, Method, Request, Transport};
 
 use crate::protocol::HostRecord;
 use crate::service_config::ServiceConfig;

@@ -71,6 +71,22 @@ impl<'a> Request<'a> {
     }
 }
 
+/// The answer to a conditional `GET` ([`Transport::get_conditional`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Conditional {
+    /// A 2xx: the body, and the `ETag` to send next time, if any.
+    Modified {
+        /// The body.
+        body: Vec<u8>,
+        /// The response's `ETag`.
+        etag: Option<String>,
+    },
+    /// `304 Not Modified`: what the caller has is current.
+    NotModified,
+    /// `404`.
+    NotFound,
+}
+
 /// Sends requests to the service. Implement it to run the clients over
 /// something else than [`HttpTransport`] (a test double, another HTTP stack).
 pub trait Transport: Send + Sync {
@@ -79,6 +95,25 @@ pub trait Transport: Send + Sync {
     /// (and 503 with `Retry-After`) [`LookupError::RateLimited`], the rest
     /// [`LookupError::Status`].
     fn send(&self, request: &Request<'_>) -> Result<Option<Vec<u8>>, LookupError>;
+
+    /// `GET endpoint+path` with `If-None-Match: etag` when one is given (the
+    /// identity verifier's key refresh). Errors as [`Transport::send`]. The
+    /// default sends an unconditional `GET` through `send` and reports no
+    /// `ETag`, so a transport that only implements `send` still works.
+    fn get_conditional(
+        &self,
+        endpoint: &str,
+        path: &str,
+        etag: Option<&str>,
+    ) -> Result<Conditional, LookupError> {
+        let _ = etag;
+        Ok(
+            match self.send(&Request::new(Method::Get, endpoint, path))? {
+                Some(body) => Conditional::Modified { body, etag: None },
+                None => Conditional::NotFound,
+            },
+        )
+    }
 }
 
 /// The ureq transport, built from a [`ServiceConfig`].
@@ -269,6 +304,31 @@ impl Transport for HttpTransport {
             Method::Put => self.send_with_body(self.agent.put(&url), r.json),
         };
         self.body(r.endpoint, result)
+    }
+
+    fn get_conditional(
+        &self,
+        endpoint: &str,
+        path: &str,
+        etag: Option<&str>,
+    ) -> Result<Conditional, LookupError> {
+        let mut req = self.auth(self.agent.get(format!("{endpoint}{path}")));
+        if let Some(etag) = etag {
+            req = req.header("if-none-match", etag);
+        }
+        let resp = req.call().map_err(|e| self.map_err(endpoint, e))?;
+        if resp.status().as_u16() == 304 {
+            return Ok(Conditional::NotModified);
+        }
+        let etag = resp
+            .headers()
+            .get("etag")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        Ok(match self.body(endpoint, Ok(resp))? {
+            Some(body) => Conditional::Modified { body, etag },
+            None => Conditional::NotFound,
+        })
     }
 }
 

@@ -86,6 +86,94 @@ pub enum Command {
     /// Remove this host's registration (DELETE /v1/hosts/{ip}); removing an
     /// unregistered IP is not an error.
     Deregister(DeregisterArgs),
+    /// Write a new Ed25519 signing key (PKCS#8 PEM, mode 0600) for
+    /// `serve --signing-key`; refuses to overwrite FILE. Prints its key id.
+    Keygen {
+        /// Where to write the key.
+        file: PathBuf,
+    },
+    /// Verify a signed identity against the service's keys (GET /v1/keys,
+    /// or the keys cache); exit 0 printing the claims, 1 with the reason.
+    Verify(VerifyArgs),
+}
+
+/// `envid serve`'s signed-identity flags.
+#[derive(Debug, clap::Args)]
+pub struct IdentityServeArgs {
+    /// Sign identities with this Ed25519 key (PKCS#8 PEM; `envid keygen`
+    /// writes one) and serve its public key at /v1/keys.
+    #[arg(long, value_name = "FILE")]
+    pub signing_key: Option<PathBuf>,
+    /// Also serve this older key (PKCS#8 PEM), so identities it signed
+    /// still verify after a rotation; repeatable.
+    #[arg(long = "verify-key", value_name = "FILE")]
+    pub verify_keys: Vec<PathBuf>,
+    /// How long an identity is valid, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub identity_lifetime: u64,
+    /// The issuer (`iss`) of identities.
+    #[arg(long, value_name = "NAME", default_value = "envid")]
+    pub issuer: String,
+    /// The audience (`aud`) of identities.
+    #[arg(long, value_name = "AUDIENCE", default_value = "envid")]
+    pub audience: String,
+}
+
+impl IdentityServeArgs {
+    /// The service's identity configuration.
+    pub fn config(self) -> envid_server::identity::IdentityConfig {
+        envid_server::identity::IdentityConfig {
+            signing_key: self.signing_key,
+            verify_keys: self.verify_keys,
+            lifetime: Duration::from_secs(self.identity_lifetime),
+            issuer: self.issuer,
+            audience: self.audience,
+        }
+    }
+}
+
+/// Arguments of `envid verify`.
+#[derive(Debug, clap::Args)]
+pub struct VerifyArgs {
+    /// The identity (a JWT); `-` reads it from standard input. Prefer
+    /// --file: a command line is visible to other users in `ps`.
+    #[arg(
+        value_name = "TOKEN",
+        required_unless_present = "file",
+        conflicts_with = "file"
+    )]
+    pub token: Option<String>,
+    /// Read the identity from this file (as `register --identity-file` writes it).
+    #[arg(long, value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// The service.
+    #[command(flatten)]
+    pub service: ServiceArgs,
+    /// The audience the identity must be for.
+    #[arg(long, value_name = "AUDIENCE", default_value = "envid")]
+    pub audience: String,
+    /// The issuer the identity must come from (default: any; the keys
+    /// already name the service).
+    #[arg(long, value_name = "NAME")]
+    pub issuer: Option<String>,
+    /// Keep the service's keys in this file, and verify from it when the
+    /// service is down (up to --keys-max-age).
+    #[arg(long, value_name = "FILE")]
+    pub keys_cache: Option<PathBuf>,
+    /// Use the keys cache without asking the service while it is younger
+    /// than this, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    pub keys_refresh: u64,
+    /// The oldest keys cache used when the service is down, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 7 * 24 * 3600)]
+    pub keys_max_age: u64,
+    /// Clock skew tolerated on exp and nbf, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub leeway: u64,
+    /// Output format (text or json).
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    pub format: ReportFormat,
 }
 
 /// Arguments of `envid serve`. Its `Debug` redacts the token.
@@ -154,6 +242,9 @@ pub struct ServeArgs {
     /// are kept until renewals recover).
     #[arg(long)]
     pub no_lease_preservation: bool,
+    /// Signed identities.
+    #[command(flatten)]
+    pub identity: IdentityServeArgs,
 }
 
 impl std::fmt::Debug for ServeArgs {
@@ -177,6 +268,7 @@ impl std::fmt::Debug for ServeArgs {
             .field("state", &self.state)
             .field("allow_mass_delete", &self.allow_mass_delete)
             .field("no_lease_preservation", &self.no_lease_preservation)
+            .field("identity", &self.identity)
             .finish()
     }
 }
@@ -371,6 +463,11 @@ pub struct RegisterArgs {
     /// Keep renewing the lease until SIGTERM or Ctrl-C.
     #[arg(long)]
     pub keep_alive: bool,
+    /// Write the signed identity the service returns (a JWT) to this file,
+    /// atomically and with mode 0600; with --keep-alive it is rewritten at
+    /// every renewal, at least every half of its lifetime.
+    #[arg(long, value_name = "PATH")]
+    pub identity_file: Option<PathBuf>,
 }
 
 /// Arguments of `envid deregister`.

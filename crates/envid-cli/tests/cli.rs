@@ -788,7 +788,10 @@ fn serve_apps_and_state_file_survive_a_restart() {
 #[test]
 fn register_keep_alive_renews_until_sigterm() {
     use std::io::BufRead;
-    let (server, url, _rx) = serve(&[]);
+    let (server, url, _rx) = serve(&[
+        "--insecure-open-registration",
+        "--allow-loopback-registration",
+    ]);
     let ex = testdata("example.toml");
     let mut child = Command::new(env!("CARGO_BIN_EXE_envid"))
         .args([
@@ -1010,7 +1013,7 @@ fn usage_errors_of_lookup_check_explain_exit_2() {
 // Issue 18, item 6: deregister needs only the IP.
 #[test]
 fn deregister_needs_only_the_ip() {
-    let (child, url, _rx) = serve(&[]);
+    let (child, url, _rx) = serve(&["--insecure-open-registration"]);
     let ex = testdata("example.toml");
     let o = envid_with(
         &[
@@ -1185,7 +1188,7 @@ fn inspect_a_pod_from_its_downward_api_volume() {
 // its class from the alias table: `uat` is served as `beta`.
 #[test]
 fn a_registered_uat_host_is_served_as_class_beta() {
-    let (child, url, _rx) = serve(&[]);
+    let (child, url, _rx) = serve(&["--insecure-open-registration"]);
     let o = envid_with(
         &["register", "--endpoint", &url],
         &[
@@ -1253,7 +1256,7 @@ fn line_where(
 
 #[test]
 fn watch_prints_a_line_per_change_and_per_interval_until_sigterm() {
-    let (server, url, _rx) = serve(&[]);
+    let (server, url, _rx) = serve(&["--insecure-open-registration"]);
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("watch-cache.json");
     let (child, rx) = spawn_lines(&[
@@ -1387,7 +1390,7 @@ fn lookup_replica_says_the_cache_file_age_and_its_problems() {
 
 #[test]
 fn register_keep_alive_registers_again_when_the_service_lost_it() {
-    let (server, url, _rx) = serve(&[]);
+    let (server, url, _rx) = serve(&["--insecure-open-registration"]);
     let listen = url.trim_start_matches("http://").to_string();
     let ex = testdata("example.toml");
     let (child, rx) = spawn_lines(&[
@@ -1405,7 +1408,7 @@ fn register_keep_alive_registers_again_when_the_service_lost_it() {
     line_where(&rx, 10, |l| l.starts_with("registered 10.77.0.3 at")).expect("registered");
     // The service restarts without its registrations (no state file).
     terminate(server);
-    let (server, url2, _rx2) = serve_on(&listen, &[]);
+    let (server, url2, _rx2) = serve_on(&listen, &["--insecure-open-registration"]);
     assert_eq!(url, url2);
     let o = envid(&["lookup", "10.77.0.3", "--endpoint", &url]);
     assert!(

@@ -115,6 +115,39 @@ typedef enum {
    * An internal failure of the binding itself (for example a JNI call failed).
    */
   ENVID_INTERNAL = 12,
+  /**
+   * An identity is not a well-formed EdDSA JWT (or is empty).
+   */
+  ENVID_IDENTITY_MALFORMED = 13,
+  /**
+   * An identity's signature does not match its key.
+   */
+  ENVID_IDENTITY_BAD_SIGNATURE = 14,
+  /**
+   * An identity is signed with a key the key set does not hold.
+   */
+  ENVID_IDENTITY_UNKNOWN_KEY = 15,
+  /**
+   * An identity has expired.
+   */
+  ENVID_IDENTITY_EXPIRED = 16,
+  /**
+   * An identity is not valid yet.
+   */
+  ENVID_IDENTITY_NOT_YET_VALID = 17,
+  /**
+   * An identity comes from another issuer.
+   */
+  ENVID_IDENTITY_WRONG_ISSUER = 18,
+  /**
+   * An identity is for another audience.
+   */
+  ENVID_IDENTITY_WRONG_AUDIENCE = 19,
+  /**
+   * No identity keys: the service was unreachable and no cache file was
+   * fresh enough, or it serves no keys.
+   */
+  ENVID_IDENTITY_NO_KEYS = 20,
 } envid_result;
 
 /**
@@ -255,6 +288,13 @@ typedef struct envid_replica envid_replica;
  * between threads. Free with `envid_rules_free`.
  */
 typedef struct envid_rules envid_rules;
+
+/**
+ * A verifier of signed identities. Thread-safe: share one per process.
+ * Free with `envid_verifier_free` (which stops its refresh thread) once no
+ * thread uses it any more.
+ */
+typedef struct envid_verifier envid_verifier;
 
 /**
  * The counters of a lookup client.
@@ -770,6 +810,55 @@ const char *envid_result_name(int result);
  * `s` must be NULL or a string returned as owned by an envid function, not yet freed.
  */
 void envid_string_free(char *s);
+
+/**
+ * Creates a verifier from lookup options: their endpoints (tried in turn),
+ * token, proxy, CA file, timeouts, and cache file (the keys cache: written
+ * after each change, read when the service is unreachable). `audience`
+ * NULL requires `envid`; `issuer` NULL accepts any issuer. Fetches the key
+ * set before returning. `ENVID_INVALID_INPUT` for bad options;
+ * `ENVID_IDENTITY_NO_KEYS` when neither the service nor the cache file
+ * gave keys.
+ *
+ * Ownership: `*out` is owned by the caller; free with
+ * `envid_verifier_free`. `opts` is only read.
+ *
+ * # Safety
+ * `opts` NULL or live; `audience`, `issuer` NULL or NUL-terminated; `out`
+ * NULL or valid for a write.
+ */
+envid_result envid_verifier_new(const envid_lookup_options *opts,
+                                const char *audience,
+                                const char *issuer,
+                                envid_verifier **out);
+
+/**
+ * Verifies `token` (a compact JWT) locally: signature by a known key,
+ * `exp`/`nbf` with a 60 s leeway, issuer and audience. On `ENVID_OK`,
+ * `*claims_json` (when not NULL) is the claims as JSON. Otherwise a typed
+ * code: `ENVID_IDENTITY_MALFORMED`, `_BAD_SIGNATURE`, `_UNKNOWN_KEY`,
+ * `_EXPIRED`, `_NOT_YET_VALID`, `_WRONG_ISSUER`, `_WRONG_AUDIENCE`; the
+ * message (`envid_last_error`) never contains the token.
+ *
+ * Ownership: `*claims_json` is owned by the caller; free with
+ * `envid_string_free`.
+ *
+ * # Safety
+ * `verifier` NULL or live; `token` NULL or NUL-terminated; `claims_json`
+ * NULL or writable.
+ */
+envid_result envid_verifier_verify(const envid_verifier *verifier,
+                                   const char *token,
+                                   char **claims_json);
+
+/**
+ * Frees a verifier and stops its refresh thread. NULL is a no-op.
+ *
+ * # Safety
+ * `verifier` NULL or from `envid_verifier_new`, not yet freed, and no
+ * longer used by any thread.
+ */
+void envid_verifier_free(envid_verifier *verifier);
 
 /**
  * Creates a lookup client. `ENVID_INVALID_INPUT` when there is no endpoint,

@@ -45,11 +45,28 @@ pub enum envid_result {
     ENVID_PANIC = 11,
     /// An internal failure of the binding itself (for example a JNI call failed).
     ENVID_INTERNAL = 12,
+    /// An identity is not a well-formed EdDSA JWT (or is empty).
+    ENVID_IDENTITY_MALFORMED = 13,
+    /// An identity's signature does not match its key.
+    ENVID_IDENTITY_BAD_SIGNATURE = 14,
+    /// An identity is signed with a key the key set does not hold.
+    ENVID_IDENTITY_UNKNOWN_KEY = 15,
+    /// An identity has expired.
+    ENVID_IDENTITY_EXPIRED = 16,
+    /// An identity is not valid yet.
+    ENVID_IDENTITY_NOT_YET_VALID = 17,
+    /// An identity comes from another issuer.
+    ENVID_IDENTITY_WRONG_ISSUER = 18,
+    /// An identity is for another audience.
+    ENVID_IDENTITY_WRONG_AUDIENCE = 19,
+    /// No identity keys: the service was unreachable and no cache file was
+    /// fresh enough, or it serves no keys.
+    ENVID_IDENTITY_NO_KEYS = 20,
 }
 
 impl envid_result {
     /// Every code, in numeric order.
-    pub const ALL: [envid_result; 13] = {
+    pub const ALL: [envid_result; 21] = {
         use envid_result::*;
         [
             ENVID_OK,
@@ -65,6 +82,14 @@ impl envid_result {
             ENVID_LOOKUP_FAILED,
             ENVID_PANIC,
             ENVID_INTERNAL,
+            ENVID_IDENTITY_MALFORMED,
+            ENVID_IDENTITY_BAD_SIGNATURE,
+            ENVID_IDENTITY_UNKNOWN_KEY,
+            ENVID_IDENTITY_EXPIRED,
+            ENVID_IDENTITY_NOT_YET_VALID,
+            ENVID_IDENTITY_WRONG_ISSUER,
+            ENVID_IDENTITY_WRONG_AUDIENCE,
+            ENVID_IDENTITY_NO_KEYS,
         ]
     };
 
@@ -92,6 +117,14 @@ impl envid_result {
             ENVID_LOOKUP_FAILED => c"ENVID_LOOKUP_FAILED",
             ENVID_PANIC => c"ENVID_PANIC",
             ENVID_INTERNAL => c"ENVID_INTERNAL",
+            ENVID_IDENTITY_MALFORMED => c"ENVID_IDENTITY_MALFORMED",
+            ENVID_IDENTITY_BAD_SIGNATURE => c"ENVID_IDENTITY_BAD_SIGNATURE",
+            ENVID_IDENTITY_UNKNOWN_KEY => c"ENVID_IDENTITY_UNKNOWN_KEY",
+            ENVID_IDENTITY_EXPIRED => c"ENVID_IDENTITY_EXPIRED",
+            ENVID_IDENTITY_NOT_YET_VALID => c"ENVID_IDENTITY_NOT_YET_VALID",
+            ENVID_IDENTITY_WRONG_ISSUER => c"ENVID_IDENTITY_WRONG_ISSUER",
+            ENVID_IDENTITY_WRONG_AUDIENCE => c"ENVID_IDENTITY_WRONG_AUDIENCE",
+            ENVID_IDENTITY_NO_KEYS => c"ENVID_IDENTITY_NO_KEYS",
         }
     }
 }
@@ -156,6 +189,25 @@ impl From<envid::Error> for Fail {
                 _ => envid_result::ENVID_DESCRIPTOR,
             },
             Error::Unidentified(_) => envid_result::ENVID_UNIDENTIFIED,
+        };
+        Fail::new(code, e.to_string())
+    }
+}
+
+impl From<envid::identity::IdentityError> for Fail {
+    fn from(e: envid::identity::IdentityError) -> Fail {
+        use envid::identity::IdentityError as E;
+        use envid_result::*;
+        let code = match &e {
+            E::Missing | E::Malformed { .. } => ENVID_IDENTITY_MALFORMED,
+            E::BadSignature => ENVID_IDENTITY_BAD_SIGNATURE,
+            E::UnknownKey { .. } => ENVID_IDENTITY_UNKNOWN_KEY,
+            E::Expired { .. } => ENVID_IDENTITY_EXPIRED,
+            E::NotYetValid { .. } => ENVID_IDENTITY_NOT_YET_VALID,
+            E::WrongIssuer { .. } => ENVID_IDENTITY_WRONG_ISSUER,
+            E::WrongAudience { .. } => ENVID_IDENTITY_WRONG_AUDIENCE,
+            E::NoKeys { .. } => ENVID_IDENTITY_NO_KEYS,
+            _ => ENVID_INVALID_INPUT,
         };
         Fail::new(code, e.to_string())
     }
@@ -510,6 +562,9 @@ mod tests {
             assert_eq!(envid_result::from_code(i as i32), Some(*r));
         }
         assert_eq!(envid_result::from_code(-1), None);
-        assert_eq!(envid_result::from_code(13), None);
+        assert_eq!(
+            envid_result::from_code(envid_result::ALL.len() as i32),
+            None
+        );
     }
 }

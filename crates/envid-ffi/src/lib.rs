@@ -23,6 +23,7 @@
 
 pub mod environment;
 pub mod error;
+pub mod identity;
 /// cbindgen:ignore
 mod jni;
 pub mod lookup;
@@ -33,6 +34,7 @@ pub mod rules;
 
 pub use environment::{envid_environment, envid_field, envid_load_options};
 pub use error::envid_result;
+pub use identity::envid_verifier;
 pub use lookup::{envid_lookup_client, envid_lookup_stats};
 pub use options::envid_lookup_options;
 pub use replica::{envid_replica, envid_replica_stats};

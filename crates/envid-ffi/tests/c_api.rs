@@ -232,3 +232,59 @@ fn readme_cc_command_builds_into_target_and_runs_from_anywhere() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `tests/c/test_identity.c`: the C API verifies the identity cases with
+/// the Rust verifier's answers, against the signing service, then with the
+/// service stopped from the keys cache file; and again under valgrind.
+#[test]
+fn c_verifier_agrees_with_rust() {
+    let work = tempfile::tempdir().unwrap();
+    let common::IdentityCases {
+        service,
+        file,
+        count,
+    } = common::identity_cases(work.path());
+    let exe = build(work.path(), "test_identity.c");
+    let cache = work.path().join("keys.json");
+    let url = service.base_url();
+    let run_cases = |program: &Path, wrap: Option<&[&str]>| {
+        let mut cmd = match wrap {
+            None => common::clean_command(program),
+            Some(args) => {
+                let mut c = common::clean_command(args[0]);
+                c.args(&args[1..]).arg(program);
+                c
+            }
+        };
+        cmd.arg(&file).arg(&cache).env("ENVID_TEST_KEYS_URL", &url);
+        let (stdout, stderr, code) = run_args(cmd);
+        let (passed, failed) = common::summary(&stdout)
+            .unwrap_or_else(|| panic!("no summary line; stdout:\n{stdout}\nstderr:\n{stderr}"));
+        assert_eq!(
+            (failed, code),
+            (0, Some(0)),
+            "C identity test:\n{stdout}\n{stderr}"
+        );
+        assert!(passed > count, "only {passed} checks ran");
+    };
+    run_cases(&exe, None);
+    assert!(cache.exists(), "the keys cache file was written");
+    if common::have("valgrind", "--version") {
+        run_cases(
+            &exe,
+            Some(&[
+                "valgrind",
+                "--leak-check=full",
+                "--error-exitcode=99",
+                "--errors-for-leak-kinds=definite,indirect",
+                "--show-leak-kinds=definite,indirect",
+                "--quiet",
+            ]),
+        );
+    } else {
+        eprintln!("valgrind not on PATH: skipping the memory check of the C identity test");
+    }
+    service.shutdown();
+    // The service is down: the same answers from the keys cache file.
+    run_cases(&exe, None);
+}

@@ -407,10 +407,16 @@ fn java_binding_agrees_with_rust() {
     write_lookups(work.path(), &service.url());
     let cases = write_cases(work.path());
     write_hostnames(work.path());
+    // The signing service and identity.tsv, for VerifierTest.
+    let identity = common::identity_cases(work.path());
     let classes = compile(work.path());
 
     let mut main = java(true);
     main.arg(format!("-Denvidtest.url={}", service.url()))
+        .arg(format!(
+            "-Denvidtest.keysurl={}",
+            identity.service.base_url()
+        ))
         .arg(format!("-Denvidtest.registry={}", registry.display()));
     let passed = junit(
         main,
@@ -422,6 +428,7 @@ fn java_binding_agrees_with_rust() {
             "HostnameRulesTest",
             "LookupClientTest",
             "ReplicaTest",
+            "VerifierTest",
         ],
     );
     // One test per descriptor case and per hostname, plus the groups.

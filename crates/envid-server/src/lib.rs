@@ -30,6 +30,10 @@
 //!   [`Config::register_window`], then `429` + `Retry-After`; failed
 //!   authentications per client address are limited too. Persisted to
 //!   [`Config::state_path`] when set. See README.md, "Security model".
+//! * `GET /v1/keys` → the public keys of signed identities as a JWK set
+//!   (RFC 7517) with `ETag` and `Cache-Control: max-age=300`, `304` on a
+//!   matching `If-None-Match`, `404` without a signing key; open like
+//!   `/healthz` (see [`identity`]).
 //! * `GET /healthz` → `{"status": "ok", "version": N, "records": M,
 //!   "registration": "apps" | "open" | "closed", "reload_refused": null |
 //!   {...}, "lease_self_preservation": null | {...}}` (see
@@ -37,7 +41,7 @@
 //!   needs the token.
 //! * `GET /metrics` → Prometheus/OpenMetrics text: `envid_http_requests_total`
 //!   `{endpoint, status}` (endpoint `get_host`, `lookup`, `registry`,
-//!   `register`, `renew`, `deregister`, `healthz`, `metrics`, `other`),
+//!   `register`, `renew`, `deregister`, `keys`, `healthz`, `metrics`, `other`),
 //!   `envid_ips_looked_up_total`, `envid_registry_version`,
 //!   `envid_registry_records`, `envid_registry_registrations`,
 //!   `envid_registry_reloads_total{result}`, `envid_registrations_total`,
@@ -83,6 +87,7 @@ mod error;
 pub mod fuzzing;
 mod guard;
 mod http;
+pub mod identity;
 mod metrics;
 pub mod registration_body;
 pub mod registry_file;
@@ -197,6 +202,9 @@ pub struct Config {
     /// leases lapse within one lease period, stop expiring them until
     /// renewals recover.
     pub lease_preservation: bool,
+    /// Signed identities: the keys, lifetime, issuer and audience (no
+    /// signing key by default: no identities, `/v1/keys` is `404`).
+    pub identity: identity::IdentityConfig,
 }
 
 impl Config {
@@ -239,6 +247,7 @@ impl Config {
             etcd_prefix: "/envid/".into(),
             allow_mass_delete: false,
             lease_preservation: true,
+            identity: identity::IdentityConfig::default(),
         }
     }
 }
@@ -277,6 +286,7 @@ impl std::fmt::Debug for Config {
             etcd_prefix,
             allow_mass_delete,
             lease_preservation,
+            identity,
         } = self;
         let redacted = |t: &Option<String>| t.as_ref().map(|_| "<redacted>");
         f.debug_struct("Config")
@@ -310,6 +320,7 @@ impl std::fmt::Debug for Config {
             .field("etcd_prefix", etcd_prefix)
             .field("allow_mass_delete", allow_mass_delete)
             .field("lease_preservation", lease_preservation)
+            .field("identity", identity)
             .finish()
     }
 }
@@ -327,6 +338,9 @@ pub enum ServerError {
     /// The TLS certificate or key cannot be used.
     #[error("tls: {0}")]
     Tls(String),
+    /// A signing or verification key could not be read.
+    #[error("identity: {0}")]
+    Identity(String),
     /// Binding or serving failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
@@ -411,6 +425,8 @@ fn prepare(config: Config) -> Result<Prepared, ServerError> {
         .map_err(|_| ServerError::Registry(format!("{}: not valid UTF-8", path.display())))?;
     let records = crate::registry_file::parse_registry(&text, path)
         .map_err(|e| ServerError::Registry(e.to_string()))?;
+    let identity =
+        Arc::new(identity::Identity::load(&config.identity).map_err(ServerError::Identity)?);
     let listener = std::net::TcpListener::bind(config.listen)?;
     listener.set_nonblocking(true)?;
     let metrics = Arc::new(Metrics::new());
@@ -478,6 +494,7 @@ fn prepare(config: Config) -> Result<Prepared, ServerError> {
         shutdown: tokio::sync::watch::channel(false).1,
         snapshot_cache: Arc::default(),
         delta_cache: Arc::default(),
+        identity,
     };
     Ok(Prepared {
         config,

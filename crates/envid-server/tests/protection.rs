@@ -123,14 +123,21 @@ fn put(a: SocketAddr, ip: &str, lease: u64) -> u16 {
         a,
         "PUT",
         &format!("/v1/hosts/{ip}"),
-        &[("Content-Type", "application/json")],
+        &[("Content-Type", "application/json"), OPERATOR_AUTH],
         body.to_string().as_bytes(),
     )
     .status
 }
 
 fn renew(a: SocketAddr, ip: &str) -> u16 {
-    request(a, "POST", &format!("/v1/hosts/{ip}/renew"), &[], b"").status
+    request(
+        a,
+        "POST",
+        &format!("/v1/hosts/{ip}/renew"),
+        &[OPERATOR_AUTH],
+        b"",
+    )
+    .status
 }
 
 fn ip(i: usize) -> String {
@@ -142,9 +149,6 @@ fn lease_self_preservation_holds_a_collapse_and_lets_a_few_lapse() {
     const N: usize = 40;
     let mut c = config(example_registry());
     c.register_limit = 1000;
-    // About leases, not who may register (main's merged config has an apps file).
-    c.apps_path = None;
-    c.insecure_open_registration = true;
     let svc = envid_server::spawn(c).unwrap();
     let a = svc.local_addr();
     let statics = records(a);
@@ -222,9 +226,6 @@ fn lease_self_preservation_holds_a_collapse_and_lets_a_few_lapse() {
 fn preservation_can_be_turned_off() {
     let mut c = config(example_registry());
     c.register_limit = 1000;
-    // About leases, not who may register (main's merged config has an apps file).
-    c.apps_path = None;
-    c.insecure_open_registration = true;
     c.lease_preservation = false;
     let svc = envid_server::spawn(c).unwrap();
     let a = svc.local_addr();

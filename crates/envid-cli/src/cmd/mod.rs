@@ -3,9 +3,11 @@
 mod check;
 mod explain;
 mod inspect;
+mod keygen;
 mod lookup;
 mod register;
 mod serve;
+mod verify;
 mod watch;
 
 use std::process::ExitCode;
@@ -31,6 +33,8 @@ pub fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Watch(args) => watch::run(args),
         Command::Register(args) => register::register(args),
         Command::Deregister(args) => register::deregister(args),
+        Command::Keygen { file } => keygen::run(&file),
+        Command::Verify(args) => verify::run(args),
         Command::Serve(a) => {
             let mut config = envid_server::Config::new(a.registry);
             config.listen = a.listen;
@@ -47,6 +51,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, String> {
             config.etcd_prefix = a.etcd_prefix;
             config.allow_mass_delete = a.allow_mass_delete;
             config.lease_preservation = !a.no_lease_preservation;
+            config.identity = a.identity.config();
             serve::run(config)
         }
     }

@@ -8,7 +8,7 @@
 //! plain `http://` to a host other than loopback without `--insecure-http`.
 
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -195,17 +195,29 @@ pub fn register(a: RegisterArgs) -> Result<ExitCode, String> {
         env.idc(),
         a.lease
     );
+    let identity_period = save_identity(&registrar, a.identity_file.as_deref())?;
     if !a.keep_alive {
         return Ok(ExitCode::SUCCESS);
     }
 
-    let period = (lease / 3).max(Duration::from_secs(1));
+    // Renewals keep the lease, and the identity fresh: at least every half
+    // of its lifetime, so a service outage of up to half a lifetime never
+    // leaves the process with an expired identity.
+    let mut period = (lease / 3).max(Duration::from_secs(1));
+    if let Some(p) = identity_period {
+        period = period.min(p);
+    }
     let mut wait = period;
     let mut backoff = Duration::from_secs(1);
     while !pause(&stop, wait) {
         wait = period;
         match registrar.renew(ip) {
-            Ok(true) => backoff = Duration::from_secs(1),
+            Ok(true) => {
+                backoff = Duration::from_secs(1);
+                if let Err(e) = save_identity(&registrar, a.identity_file.as_deref()) {
+                    eprintln!("envid: {e}");
+                }
+            }
             Ok(false) => {
                 // Jittered: when the service lost its state, the whole fleet
                 // gets 404 within one renewal period; spread them over it.
@@ -219,6 +231,9 @@ pub fn register(a: RegisterArgs) -> Result<ExitCode, String> {
                     break;
                 }
                 println!("registered {ip} again at {}", registrar.endpoint());
+                if let Err(e) = save_identity(&registrar, a.identity_file.as_deref()) {
+                    eprintln!("envid: {e}");
+                }
             }
             Err(LookupError::RateLimited { retry_after, .. }) => {
                 wait = retry_after.unwrap_or(Duration::from_secs(1)).min(period);
@@ -238,6 +253,29 @@ pub fn register(a: RegisterArgs) -> Result<ExitCode, String> {
     }
     eprintln!("envid: stopping; the lease of {ip} expires unless renewed (envid deregister removes it now)");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes the registrar's newest identity to `path` (atomically, mode
+/// 0600; never printed). Returns half its lifetime, the longest the
+/// keep-alive may wait before the next renewal. Without `path`, nothing.
+fn save_identity(registrar: &Registrar, path: Option<&Path>) -> Result<Option<Duration>, String> {
+    let Some(path) = path else {
+        return Ok(None);
+    };
+    let Some(identity) = registrar.identity() else {
+        return Err(format!(
+            "the service returned no signed identity for {}: it needs --signing-key, and an app's or operator's token (open registration gets none)",
+            path.display()
+        ));
+    };
+    envid::atomic_file::write(path, |w| {
+        w.write_all(identity.token.expose().as_bytes())?;
+        w.write_all(b"\n")
+    })
+    .map_err(|e| format!("cannot write the identity to {}: {e}", path.display()))?;
+    Ok(identity
+        .lifetime
+        .map(|l| (l / 2).max(Duration::from_secs(1))))
 }
 
 pub fn deregister(a: DeregisterArgs) -> Result<ExitCode, String> {

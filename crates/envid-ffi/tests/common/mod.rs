@@ -193,3 +193,109 @@ impl Drop for Service {
         }
     }
 }
+
+/// A service that signs identities, and the identity cases every binding
+/// must answer as the Rust verifier does.
+pub struct IdentityCases {
+    /// The signing service (its `/v1/keys`).
+    pub service: envid_server::ServerHandle,
+    /// `identity.tsv`: one case a line, `token \t expected \t claims JSON`,
+    /// `expected` being `OK` or the result code's name without `ENVID_`.
+    pub file: PathBuf,
+    /// How many cases.
+    pub count: usize,
+}
+
+/// Starts a signing service (issuer `envsvc-test`, audience `envid`) and
+/// writes tokens of every outcome with the Rust verifier's answers.
+pub fn identity_cases(dir: &Path) -> IdentityCases {
+    use envid::identity::{Claims, Signer, Verifier};
+    let key = dir.join("signing.pem");
+    std::fs::write(&key, Signer::generate_pem()).unwrap();
+    let mut config = envid_server::Config::new(repo_root().join("testdata/registry.toml"));
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.identity.signing_key = Some(key.clone());
+    config.identity.issuer = "envsvc-test".into();
+    let identity = envid_server::identity::Identity::load(&config.identity).unwrap();
+    let service = envid_server::spawn(config).expect("the signing service starts");
+    let signer = Signer::from_pem_file(&key).unwrap();
+    let stranger = Signer::from_pem(&Signer::generate_pem()).unwrap();
+    let record = |app: &str, sub_env: Option<&str>| -> envid::protocol::HostRecord {
+        serde_json::from_value(serde_json::json!({
+            "app": app, "env": "prod", "idc": "cn0", "sub_env": sub_env,
+        }))
+        .unwrap()
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = |iss: &str, aud: &str, nbf: u64, exp: u64| {
+        let mut c = Claims::for_record(
+            &record("pay", None),
+            "10.1.2.3".parse().unwrap(),
+            iss,
+            aud,
+            nbf,
+            1,
+        )
+        .unwrap();
+        c.exp = exp;
+        c
+    };
+    let good = identity
+        .issue_identity(
+            &record("flight_order", Some("blue")),
+            "10.8.1.77".parse().unwrap(),
+        )
+        .unwrap();
+    let mut tampered: Vec<&str> = good.split('.').collect();
+    let other_payload = signer.sign(&claims("envsvc-test", "envid", now, now + 600));
+    tampered[1] = other_payload.split('.').nth(1).unwrap();
+    let tampered = tampered.join(".");
+    let tokens = vec![
+        good.clone(),
+        identity
+            .issue_identity(&record("hotel", None), "2001:db8::10".parse().unwrap())
+            .unwrap(),
+        signer.sign(&claims("envsvc-test", "envid", now - 7200, now - 3600)),
+        signer.sign(&claims("envsvc-test", "envid", now + 3600, now + 7200)),
+        signer.sign(&claims("someone-else", "envid", now, now + 600)),
+        signer.sign(&claims("envsvc-test", "billing", now, now + 600)),
+        tampered,
+        stranger.sign(&claims("envsvc-test", "envid", now, now + 600)),
+        "not-a-jwt".into(),
+        "a.b.c".into(),
+        String::new(),
+    ];
+    let verifier = Verifier::builder(
+        envid::ServiceConfig::builder()
+            .endpoint(service.base_url())
+            .build()
+            .unwrap(),
+    )
+    .issuer("envsvc-test")
+    .build()
+    .unwrap();
+    let mut out = String::new();
+    for t in &tokens {
+        match verifier.verify(t) {
+            Ok(c) => out.push_str(&format!(
+                "{t}\tOK\t{}\n",
+                serde_json::to_string(&*c).unwrap()
+            )),
+            Err(e) => {
+                let code = envid_ffi::error::Fail::from(e).code;
+                let name = code.name().to_str().unwrap().trim_start_matches("ENVID_");
+                out.push_str(&format!("{t}\t{name}\t\n"));
+            }
+        }
+    }
+    let file = dir.join("identity.tsv");
+    std::fs::write(&file, out).unwrap();
+    IdentityCases {
+        service,
+        file,
+        count: tokens.len(),
+    }
+}

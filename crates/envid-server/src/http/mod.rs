@@ -4,6 +4,7 @@
 //! live by subject: [`lookup`], [`replication`], [`registration`].
 
 pub(crate) mod auth;
+mod keys;
 mod lookup;
 mod registration;
 mod replication;
@@ -115,6 +116,8 @@ pub(crate) struct AppState {
     pub(crate) snapshot_cache: Arc<Mutex<Option<(u64, Bytes)>>>,
     /// The encoded body of the last delta a woken long poll computed.
     pub(crate) delta_cache: Arc<Mutex<Option<replication::DeltaCache>>>,
+    /// Signing keys and the served key set (`issue_identity`).
+    pub(crate) identity: Arc<crate::identity::Identity>,
 }
 
 /// The router: lookups, replication and `/metrics` behind the read token
@@ -137,6 +140,8 @@ pub(crate) fn router(state: AppState) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/healthz", get(healthz))
+        // Public keys need no token: any server verifies identities.
+        .route("/v1/keys", get(keys::keys))
         .merge(protected)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -221,6 +226,7 @@ async fn count_request(State(state): State<AppState>, req: Request, next: Next) 
         Some("/v1/registry") => "registry",
         Some("/v1/hosts/lookup") => "lookup",
         Some("/healthz") => "healthz",
+        Some("/v1/keys") => "keys",
         Some("/metrics") => "metrics",
         _ => "other",
     };

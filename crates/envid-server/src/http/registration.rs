@@ -362,6 +362,9 @@ pub(crate) async fn register(
             .retry_after(retry_after),
         ));
     }
+    // Signed only what was checked: an app's own IP or an operator's word,
+    // never an anonymous registration of an open service.
+    let identity = identity_for(&state, &caller, &record, ip);
     let owner = record.app.clone();
     // Answered only once the store made the registration durable.
     let ack = state
@@ -375,12 +378,30 @@ pub(crate) async fn register(
         .await?;
     state.metrics.registrations.inc();
     tracing::info!(ip = %ip, app = at.app.as_deref().unwrap_or("-"), client = %client, lease, "registered");
-    Ok(Json(serde_json::json!({
+    let mut answer = serde_json::json!({
         "ip": ip,
         "lease_seconds": ack.lease_seconds,
         "version": ack.version,
-    }))
-    .into_response())
+    });
+    if let Some(token) = identity {
+        answer["identity"] = token.into();
+        answer["identity_lifetime_seconds"] = state.identity.lifetime_secs().into();
+    }
+    Ok(Json(answer).into_response())
+}
+
+/// The signed identity of a checked registration: `None` without a
+/// signing key, without an app, or when nobody was authenticated.
+fn identity_for(
+    state: &AppState,
+    caller: &Caller,
+    record: &HostRecord,
+    ip: IpAddr,
+) -> Option<String> {
+    match caller {
+        Caller::Anonymous => None,
+        Caller::Principal(_) => state.identity.issue_identity(record, ip),
+    }
 }
 
 pub(crate) async fn renew(
@@ -409,7 +430,16 @@ pub(crate) async fn renew(
         Err(e) => Err(e.into()),
         Ok(Some(lease)) => {
             state.metrics.renewals.inc();
-            Ok(Json(serde_json::json!({"ip": ip, "lease_seconds": lease})).into_response())
+            let mut answer = serde_json::json!({"ip": ip, "lease_seconds": lease});
+            // A fresh identity with every renewal, for the record as it is
+            // registered (looked up after the renewal; it is this IP's).
+            let snapshot = state.store.snapshot();
+            let record = snapshot.lookup(ip).filter(|r| r.ip.is_some());
+            if let Some(token) = record.and_then(|r| identity_for(&state, &caller, r, ip)) {
+                answer["identity"] = token.into();
+                answer["identity_lifetime_seconds"] = state.identity.lifetime_secs().into();
+            }
+            Ok(Json(answer).into_response())
         }
         Ok(None) => Err(ApiError::new(
             ErrorCode::NotRegistered,

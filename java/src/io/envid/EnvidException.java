@@ -36,6 +36,22 @@ public final class EnvidException extends RuntimeException {
         PANIC(11),
         /** The binding itself failed (a JNI call). */
         INTERNAL(12),
+        /** An identity is not a well-formed EdDSA JWT (or is empty). */
+        IDENTITY_MALFORMED(13),
+        /** An identity's signature does not match its key. */
+        IDENTITY_BAD_SIGNATURE(14),
+        /** An identity is signed with a key the key set does not hold. */
+        IDENTITY_UNKNOWN_KEY(15),
+        /** An identity has expired. */
+        IDENTITY_EXPIRED(16),
+        /** An identity is not valid yet. */
+        IDENTITY_NOT_YET_VALID(17),
+        /** An identity comes from another issuer. */
+        IDENTITY_WRONG_ISSUER(18),
+        /** An identity is for another audience. */
+        IDENTITY_WRONG_AUDIENCE(19),
+        /** No identity keys: the service was unreachable and no cache file was fresh enough. */
+        IDENTITY_NO_KEYS(20),
         /** A code this version of the Java classes does not know. */
         UNKNOWN(-1);
 

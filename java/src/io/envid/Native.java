@@ -115,6 +115,16 @@ final class Native {
     /** version, records, age ms (-1: never synced), syncs, snapshots, deltas, sync errors, from cache, cache errors. */
     static native long[] replicaStats(long handle);
 
+    /** A verifier of signed identities; see {@link Verifier}. */
+    static native long verifierNew(String[] endpoints, String token, long connectMs, long perPhaseMs,
+            String keysCacheFile, String audience, String issuer);
+
+    /** Frees a verifier (0 is ignored). */
+    static native void verifierFree(long handle);
+
+    /** The claims of a valid identity (see {@link Claims}), or throws. */
+    static native String[] verifierVerify(long handle, String token);
+
     /** Panics in Rust; for the test suite only (present only in a library built with envid-ffi's test-hooks feature). */
     static native void panicForTest();
 }

@@ -1,0 +1,104 @@
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::EnvType;
+use crate::protocol::HostRecord;
+
+/// The claims of an envid identity: the registered JWT claims (RFC 7519)
+/// and the environment the service checked.
+///
+/// `sub` is `envid://<app>/<env>`; `iat`, `nbf` and `exp` are unix seconds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// The issuer: the service's name (`envid serve --issuer`).
+    pub iss: String,
+    /// `envid://<app>/<env>`.
+    pub sub: String,
+    /// The audience (`envid serve --audience`, default `envid`).
+    #[serde(deserialize_with = "audience")]
+    pub aud: String,
+    /// Issued at.
+    pub iat: u64,
+    /// Not before.
+    pub nbf: u64,
+    /// Expires at.
+    pub exp: u64,
+    /// A unique id of this token.
+    pub jti: String,
+    /// The application code.
+    pub app: String,
+    /// The environment name.
+    pub env: String,
+    /// The environment class.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env_type: Option<EnvType>,
+    /// The data center.
+    pub idc: String,
+    /// The address the identity was issued to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<IpAddr>,
+    /// The sub environment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub_env: Option<String>,
+}
+
+impl Claims {
+    /// The claims of an identity for `record`, registered from `ip`, valid
+    /// from `now` (unix seconds) for `lifetime_secs`, with a random `jti`.
+    /// `None` when the record has no `app` (an identity names one).
+    pub fn for_record(
+        record: &HostRecord,
+        ip: IpAddr,
+        issuer: &str,
+        audience: &str,
+        now: u64,
+        lifetime_secs: u64,
+    ) -> Option<Claims> {
+        let app = record.app.clone()?;
+        let env_type = record
+            .env_type
+            .clone()
+            .unwrap_or_else(|| EnvType::of_env(&record.env));
+        Some(Claims {
+            iss: issuer.to_string(),
+            sub: subject(&app, &record.env),
+            aud: audience.to_string(),
+            iat: now,
+            nbf: now,
+            exp: now.saturating_add(lifetime_secs),
+            jti: super::random_id(),
+            app,
+            env: record.env.clone(),
+            env_type: Some(env_type),
+            idc: record.idc.clone(),
+            ip: Some(ip),
+            sub_env: record.sub_env.clone(),
+        })
+    }
+
+    /// The seconds from `iat` to `exp`.
+    pub fn lifetime(&self) -> u64 {
+        self.exp.saturating_sub(self.iat)
+    }
+}
+
+/// `envid://<app>/<env>`.
+pub fn subject(app: &str, env: &str) -> String {
+    format!("envid://{app}/{env}")
+}
+
+/// `aud` is a string or a list of strings (RFC 7519, 4.1.3); a list is kept
+/// joined with `,` and checked member by member by the verifier.
+fn audience<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => s,
+        OneOrMany::Many(v) => v.join(","),
+    })
+}
