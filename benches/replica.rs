@@ -242,6 +242,7 @@ fn apply_benches(c: &mut Criterion, replica: &Replica) {
     let records: Vec<_> = view.records().map(|r| (**r).clone()).collect();
     let base = internals::from_snapshot(RegistrySnapshot {
         version: view.version(),
+        history: None,
         records: records.clone(),
     })
     .unwrap();
@@ -257,6 +258,7 @@ fn apply_benches(c: &mut Criterion, replica: &Replica) {
         .collect();
     let delta = RegistryDelta {
         version: view.version() + 1,
+        history: None,
         upserts,
         deletes: Vec::new(),
     };

@@ -20,7 +20,10 @@
 //!
 //! `cargo bench --bench storm` (`STORM_WAVES=10` for a short run). Not a
 //! criterion benchmark: it counts requests; the wall time is printed for
-//! context only.
+//! context only. With `STORM_ETCD=URL[,URL...]` (an etcd cluster), the
+//! replica mode runs once more against two service instances on that etcd,
+//! half of the replicas preferring each, and prints the requests per
+//! instance.
 
 use std::collections::VecDeque;
 use std::io::{Read, Write};
@@ -109,6 +112,12 @@ fn requests(addr: SocketAddr, endpoint: &str) -> u64 {
 }
 
 fn run(mode: Mode, waves: usize) -> Figures {
+    run_on(mode, waves, None).0
+}
+
+/// [`run`]; with `etcd`, two instances on it (the figures sum both), and the
+/// read requests each received.
+fn run_on(mode: Mode, waves: usize, etcd: Option<&str>) -> (Figures, Vec<u64>) {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("registry.toml");
     std::fs::write(
@@ -120,22 +129,50 @@ fn run(mode: Mode, waves: usize) -> Figures {
     config.listen = "127.0.0.1:0".parse().expect("addr");
     config.history_limit = 100_000;
     config.max_in_flight = 4096;
+    config.register_limit = 0;
     // Measures the registry under churn, not authentication.
     config.insecure_open_registration = true;
-    let svc = envid_server::spawn(config).expect("service starts");
+    if let Some(etcd) = etcd {
+        config.etcd = etcd.split(',').map(str::to_string).collect();
+        // A prefix of its own: runs do not see each other's records.
+        config.etcd_prefix = format!("/storm-{}/", std::process::id());
+    }
+    let svc = envid_server::spawn(config.clone()).expect("service starts");
+    let second = etcd.map(|_| envid_server::spawn(config).expect("second instance starts"));
     let url = svc.base_url();
     let addr = svc.local_addr();
+    for a in std::iter::once(addr).chain(second.as_ref().map(|s| s.local_addr())) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !metrics_ok(a) {
+            assert!(Instant::now() < deadline, "instance {a} not ready");
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
     let config = ServiceConfig::builder()
         .endpoint(&url)
         .build()
         .expect("config");
     let registrar = Registrar::new(config.clone());
+    // Half of the replicas prefer the second instance (when there is one).
+    let replica_config = |i: usize| match &second {
+        Some(b) if i % 2 == 1 => ServiceConfig::builder()
+            .endpoint(b.base_url())
+            .endpoint(&url)
+            .build()
+            .expect("config"),
+        Some(b) => ServiceConfig::builder()
+            .endpoint(&url)
+            .endpoint(b.base_url())
+            .build()
+            .expect("config"),
+        None => config.clone(),
+    };
 
     let replicas: Vec<Arc<Replica>> = match mode {
         Mode::Replica => (0..SERVERS)
-            .map(|_| {
+            .map(|i| {
                 Arc::new(
-                    Replica::builder(config.clone())
+                    Replica::builder(replica_config(i))
                         .poll_wait(Duration::from_secs(5))
                         .build()
                         .expect("replica"),
@@ -168,7 +205,10 @@ fn run(mode: Mode, waves: usize) -> Figures {
         live.push_back(next);
         next += 1;
     }
-    let reads_before = requests(addr, "registry") + requests(addr, "get_host");
+    let reads_before: u64 = std::iter::once(addr)
+        .chain(second.as_ref().map(|s| s.local_addr()))
+        .map(|a| requests(a, "registry") + requests(a, "get_host"))
+        .sum();
     let mut figures = Figures::default();
     let barrier = Arc::new(Barrier::new(SERVERS));
     for _ in 0..waves {
@@ -240,14 +280,35 @@ fn run(mode: Mode, waves: usize) -> Figures {
     figures.wall = started.elapsed();
     // Let the replicas' last long polls be counted before reading.
     thread::sleep(Duration::from_millis(50));
-    figures.snapshots_and_polls = requests(addr, "registry");
-    figures.host_gets = requests(addr, "get_host");
+    let b = second.as_ref().map(|s| s.local_addr());
+    let both = |endpoint: &str| requests(addr, endpoint) + b.map_or(0, |b| requests(b, endpoint));
+    let per_instance: Vec<u64> = std::iter::once(addr)
+        .chain(b)
+        .map(|a| requests(a, "registry") + requests(a, "get_host"))
+        .collect();
+    figures.snapshots_and_polls = both("registry");
+    figures.host_gets = both("get_host");
     figures.reads = figures.snapshots_and_polls + figures.host_gets - reads_before;
-    figures.registrations = requests(addr, "register") + requests(addr, "deregister");
+    figures.registrations = both("register") + both("deregister");
     drop(replicas);
     drop(clients);
     svc.shutdown();
-    figures
+    drop(second);
+    (figures, per_instance)
+}
+
+/// Whether `/metrics` answers (an etcd instance answers 503 until listed).
+fn metrics_ok(addr: SocketAddr) -> bool {
+    let Ok(mut s) = TcpStream::connect(addr) else {
+        return false;
+    };
+    let _ = write!(
+        s,
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    );
+    let mut body = String::new();
+    let _ = s.read_to_string(&mut body);
+    body.starts_with("HTTP/1.1 200")
 }
 
 /// The service's current registry version.
@@ -280,4 +341,12 @@ fn main() {
         on_demand.stale,
         waves * SERVERS,
     );
+    if let Ok(etcd) = std::env::var("STORM_ETCD") {
+        let (two, per_instance) = run_on(Mode::Replica, waves, Some(&etcd));
+        println!("replica, two instances on etcd: {two:?}");
+        println!(
+            "two instances on etcd: read requests {} (one instance: {}), per instance {:?}; registrations {}; stale {}",
+            two.reads, replica.reads, per_instance, two.registrations, two.stale
+        );
+    }
 }

@@ -154,8 +154,15 @@ impl<'de> Deserialize<'de> for RecordKey {
 /// The body of `GET /v1/registry`: the whole registry at one version.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RegistrySnapshot {
-    /// The registry version (also the `ETag`, as `"N"`).
+    /// The registry version (also the `ETag`, as `"N"`, or `"H:N"` with a history).
     pub version: u64,
+    /// The history the version belongs to (the service's store: an etcd
+    /// cluster id, or an id made when an embedded store was created). A
+    /// version means something only within its history: a replica sends it
+    /// back with `since`, and a service on another history answers `410`.
+    /// `None` from a service that predates histories.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history: Option<String>,
     /// Every record (static file records and registered ones), in key order.
     #[serde(default)]
     pub records: Vec<HostRecord>,
@@ -166,6 +173,9 @@ pub struct RegistrySnapshot {
 pub struct RegistryDelta {
     /// The version the delta brings a replica to (the current version).
     pub version: u64,
+    /// The history of `version` (see [`RegistrySnapshot::history`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history: Option<String>,
     /// Records added or replaced after `N` (the latest state of each key).
     #[serde(default)]
     pub upserts: Vec<HostRecord>,

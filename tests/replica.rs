@@ -596,13 +596,19 @@ fn all_three_clients_go_through_one_transport_seam() {
     registrar.deregister(me).unwrap();
     let seen = t.seen.lock().unwrap().clone();
     let v = replica.version();
+    // The replica sends back the history its version belongs to.
+    let h = replica
+        .view()
+        .history()
+        .expect("the service names a history")
+        .to_string();
     for want in [
         "Put /v1/hosts/10.77.0.1".to_string(),
         "Post /v1/hosts/10.77.0.1/renew".into(),
         "Get /v1/hosts/10.77.0.1".into(),
         "Post /v1/hosts/lookup".into(),
         "Get /v1/registry".into(),
-        format!("Get /v1/registry?since={v}&wait=1 (long poll)"),
+        format!("Get /v1/registry?since={v}&wait=1&history={h} (long poll)"),
         "Delete /v1/hosts/10.77.0.1".into(),
     ] {
         assert!(seen.contains(&want), "{want:?} not in {seen:?}");

@@ -195,3 +195,51 @@ fn bad_answers_keep_the_last_version_and_back_off() {
     assert!(r.last_error().is_some());
     assert!(s.age.unwrap() < Duration::from_secs(2));
 }
+
+#[test]
+fn the_history_goes_back_with_since_and_a_delta_of_another_is_never_applied() {
+    let peer = Peer::start(|path, n| {
+        match (n, path) {
+        (0, "/v1/registry") => (
+            200,
+            serde_json::json!({"version": 5, "history": "aa01", "records": [rec("10.0.0.1", "a")]})
+                .to_string(),
+        ),
+        // A service on another history answering with a delta anyway (a
+        // proxy, an old instance): never applied.
+        (1, p) if p.starts_with("/v1/registry?since=5&") && p.ends_with("&history=aa01") => (
+            200,
+            serde_json::json!({"version": 9, "history": "bb02", "upserts": [rec("10.0.0.1", "wrong")], "deletes": []})
+                .to_string(),
+        ),
+        (2, "/v1/registry") => (
+            200,
+            serde_json::json!({"version": 9, "history": "bb02", "records": [rec("10.0.0.1", "b")]})
+                .to_string(),
+        ),
+        (_, p) if p.ends_with("&history=bb02") => {
+            thread::sleep(Duration::from_millis(50));
+            delta(9, &[], &[])
+        }
+        (n, p) => panic!("unexpected request {n}: {p}"),
+    }
+    });
+    let r = Replica::builder(
+        ServiceConfig::builder()
+            .endpoint(&peer.url)
+            .build()
+            .unwrap(),
+    )
+    .background_sync(false)
+    .poll_wait(Duration::from_secs(1))
+    .build()
+    .unwrap();
+    assert_eq!(r.view().history(), Some("aa01"));
+    r.sync_once().unwrap(); // a delta of another history: snapshot next
+    assert_eq!(app(&r, "10.0.0.1").as_deref(), Some("a"));
+    r.sync_once().unwrap();
+    assert_eq!((r.version(), r.view().history()), (9, Some("bb02")));
+    assert_eq!(app(&r, "10.0.0.1").as_deref(), Some("b"));
+    r.sync_once().unwrap();
+    assert_eq!(r.stats().snapshots, 2);
+}

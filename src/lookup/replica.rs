@@ -99,6 +99,8 @@ use crate::service_config::ServiceConfig;
 #[derive(Clone, Debug, Default)]
 pub struct ReplicaView {
     version: u64,
+    /// The history `version` belongs to (see [`RegistrySnapshot::history`]).
+    history: Option<String>,
     records: HashMap<RecordKey, Arc<HostRecord>>,
     table: PrefixTable<Arc<HostRecord>>,
 }
@@ -152,6 +154,12 @@ impl ReplicaView {
     /// The registry version this view is.
     pub fn version(&self) -> u64 {
         self.version
+    }
+
+    /// The history [`ReplicaView::version`] belongs to, when the service
+    /// names one (see [`RegistrySnapshot::history`]).
+    pub fn history(&self) -> Option<&str> {
+        self.history.as_deref()
     }
 
     /// Number of records (single IPs and ranges).
@@ -695,7 +703,8 @@ impl Syncer {
         let fetched = if self.need_snapshot {
             self.fetch_snapshot(&endpoint).map(Fetched::Snapshot)
         } else {
-            self.poll(&endpoint, self.shared.view.load().version)
+            let view = self.shared.view.load();
+            self.poll(&endpoint, view.version, view.history.as_deref())
         };
         if self.shared.stopped() {
             return Ok(());
@@ -745,7 +754,11 @@ impl Syncer {
             }
             Fetched::Delta(delta) => {
                 let current = self.actual();
-                if delta.version < current.version {
+                if delta.history.is_some() && delta.history != current.history {
+                    // A delta against another history (a service that forgot
+                    // ours): never applied; start over from a snapshot.
+                    self.need_snapshot = true;
+                } else if delta.version < current.version {
                     // The service went back in time (restarted from its file):
                     // our version means nothing to it any more.
                     self.need_snapshot = true;
@@ -862,17 +875,33 @@ impl Syncer {
             .send(&Request::new(Method::Get, endpoint, "/v1/registry"))?
             .ok_or_else(|| not_found(endpoint))?;
         let body: RegistrySnapshot = decode(endpoint, &bytes)?;
-        ReplicaView::from_records(body.version, body.records).map_err(|message| {
-            LookupError::Decode {
-                endpoint: endpoint.to_string(),
-                message,
-            }
-        })
+        let mut view =
+            ReplicaView::from_records(body.version, body.records).map_err(|message| {
+                LookupError::Decode {
+                    endpoint: endpoint.to_string(),
+                    message,
+                }
+            })?;
+        view.history = body.history;
+        Ok(view)
     }
 
-    fn poll(&self, endpoint: &str, since: u64) -> Result<Fetched, LookupError> {
+    fn poll(
+        &self,
+        endpoint: &str,
+        since: u64,
+        history: Option<&str>,
+    ) -> Result<Fetched, LookupError> {
         let wait = self.settings.poll_wait.as_secs().max(1);
-        let path = format!("/v1/registry?since={since}&wait={wait}");
+        let mut path = format!("/v1/registry?since={since}&wait={wait}");
+        if let Some(h) = history {
+            // Histories are hex or decimal digits: nothing to escape; anything
+            // else would not be ours, and the service answers 410 to it.
+            if h.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                path.push_str("&history=");
+                path.push_str(h);
+            }
+        }
         let request =
             Request::new(Method::Get, endpoint, &path).long_poll(Duration::from_secs(wait));
         match self.transport.send(&request) {
@@ -914,6 +943,8 @@ impl Syncer {
 struct CacheOut<'a> {
     format: &'static str,
     version: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    history: Option<&'a str>,
     /// When it was written: its age survives copies that lose the mtime.
     written_unix_ms: u64,
     records: Vec<&'a HostRecord>,
@@ -924,6 +955,7 @@ struct CacheIn {
     format: String,
     version: u64,
     #[serde(default)]
+    history: Option<String>,
     written_unix_ms: Option<u64>,
     records: Vec<HostRecord>,
 }
@@ -935,6 +967,7 @@ fn write_cache(path: &Path, view: &ReplicaView, written: SystemTime) -> std::io:
     let out = CacheOut {
         format: CACHE_FORMAT,
         version: view.version,
+        history: view.history.as_deref(),
         written_unix_ms: written
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64),
@@ -966,8 +999,9 @@ fn read_cache(path: &Path) -> Result<(ReplicaView, SystemTime), CacheProblem> {
             .and_then(|m| m.modified())
             .unwrap_or_else(|_| SystemTime::now()),
     };
-    let view =
+    let mut view =
         ReplicaView::from_records(file.version, file.records).map_err(CacheProblem::Corrupt)?;
+    view.history = file.history;
     Ok((view, written))
 }
 

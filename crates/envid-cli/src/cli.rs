@@ -216,10 +216,22 @@ pub struct ServeArgs {
     /// The PEM private key of --tls-cert.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
-    /// Keep registrations in this file so they survive a restart
-    /// (written atomically: temporary file, fsync, rename).
-    #[arg(long, value_name = "FILE")]
+    /// Keep registrations in this file so they survive a restart (a
+    /// registration is answered once it is on disk). Embedded store only.
+    #[arg(long, value_name = "FILE", conflicts_with = "etcd")]
     pub state: Option<PathBuf>,
+    /// Keep the registry in etcd at these client URLs (comma-separated),
+    /// so any number of instances serve the same records.
+    #[arg(long, value_name = "URL[,URL...]", value_delimiter = ',')]
+    pub etcd: Vec<String>,
+    /// The etcd key prefix of the registry.
+    #[arg(
+        long,
+        value_name = "PREFIX",
+        default_value = "/envid/",
+        requires = "etcd"
+    )]
+    pub etcd_prefix: String,
     /// Apply a registry file change even when it deletes more than half
     /// of the static records (an empty or truncated file); by default
     /// such a reload is refused and the old registry keeps serving.

@@ -69,6 +69,10 @@ pub enum ErrorCode {
     TooManyLongPolls,
     /// `500 internal`.
     Internal,
+    /// `503 unavailable`: the store cannot commit a write now (etcd has no
+    /// quorum, or is not reached yet); retry after `Retry-After`. Reads are
+    /// still answered from the instance's view.
+    Unavailable,
 }
 
 impl ErrorCode {
@@ -99,6 +103,7 @@ impl ErrorCode {
             ErrorCode::Overloaded => "overloaded",
             ErrorCode::TooManyLongPolls => "too_many_long_polls",
             ErrorCode::Internal => "internal",
+            ErrorCode::Unavailable => "unavailable",
         }
     }
 
@@ -129,6 +134,7 @@ impl ErrorCode {
             | ErrorCode::TooManyLongPolls
             | ErrorCode::TooManyAuthFailures => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }
@@ -258,6 +264,7 @@ mod tests {
             (ErrorCode::Overloaded, "overloaded", 429),
             (ErrorCode::TooManyLongPolls, "too_many_long_polls", 429),
             (ErrorCode::Internal, "internal", 500),
+            (ErrorCode::Unavailable, "unavailable", 503),
         ];
         for (code, wire, status) in table {
             assert_eq!((code.as_str(), code.status().as_u16()), (wire, status));

@@ -107,7 +107,9 @@ pub use crate::error::ErrorCode;
 use crate::http::AppState;
 use crate::metrics::Metrics;
 use crate::reload::Reloader;
-use crate::store::Store;
+use crate::store::embedded::EmbeddedStore;
+use crate::store::etcd::{EtcdConfig, EtcdStore};
+use crate::store::RegistryStore;
 pub use crate::tls::TlsFiles;
 
 /// How to run the service. Its `Debug` output redacts the tokens.
@@ -183,8 +185,14 @@ pub struct Config {
     /// trickles in included); past it the answer is `408`. Long polls are
     /// bounded by `max_wait` instead.
     pub request_timeout: Duration,
-    /// How often ended leases are swept out.
+    /// How often ended leases are swept out (the embedded store).
     pub expiry_interval: Duration,
+    /// etcd client URLs: when set, the records live in etcd and any number
+    /// of instances serve them (see [`store::etcd`]); when empty, the
+    /// embedded store (see [`store::embedded`]).
+    pub etcd: Vec<String>,
+    /// The etcd key prefix (default `/envid/`).
+    pub etcd_prefix: String,
     /// Apply a registry file reload even when it deletes more than half of
     /// the static records (an empty or truncated file); by default such a
     /// reload is refused and the old registry keeps serving. See README.md,
@@ -235,6 +243,8 @@ impl Config {
             header_read_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(10),
             expiry_interval: Duration::from_millis(100),
+            etcd: Vec::new(),
+            etcd_prefix: "/envid/".into(),
             allow_mass_delete: false,
             lease_preservation: true,
             identity: identity::IdentityConfig::default(),
@@ -272,6 +282,8 @@ impl std::fmt::Debug for Config {
             header_read_timeout,
             request_timeout,
             expiry_interval,
+            etcd,
+            etcd_prefix,
             allow_mass_delete,
             lease_preservation,
             identity,
@@ -304,6 +316,8 @@ impl std::fmt::Debug for Config {
             .field("header_read_timeout", header_read_timeout)
             .field("request_timeout", request_timeout)
             .field("expiry_interval", expiry_interval)
+            .field("etcd", etcd)
+            .field("etcd_prefix", etcd_prefix)
             .field("allow_mass_delete", allow_mass_delete)
             .field("lease_preservation", lease_preservation)
             .field("identity", identity)
@@ -381,6 +395,8 @@ struct Prepared {
     reloader: Reloader,
     apps_reloader: Option<apps::AppsReloader>,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    /// The store when it is the embedded one (its leases expire here).
+    embedded: Option<Arc<EmbeddedStore>>,
 }
 
 fn prepare(config: Config) -> Result<Prepared, ServerError> {
@@ -413,29 +429,32 @@ fn prepare(config: Config) -> Result<Prepared, ServerError> {
         Arc::new(identity::Identity::load(&config.identity).map_err(ServerError::Identity)?);
     let listener = std::net::TcpListener::bind(config.listen)?;
     listener.set_nonblocking(true)?;
-    let loaded = match &config.state_path {
-        Some(p) => state::load(p, store::now_unix_ms()),
-        None => state::Loaded::default(),
-    };
-    if let Some(p) = &config.state_path {
-        if loaded.version > 0 {
-            tracing::info!(
-                path = %p.display(),
-                restored = loaded.leases.len(),
-                expired = loaded.expired,
-                "registrations restored from the state file"
-            );
-        }
-    }
-    // Continue after the saved version, so a replica that saw the previous
-    // run is never mistaken for one of this run (it gets `410` and re-syncs).
-    let store = Arc::new(Store::with_registrations(
-        records,
-        loaded.leases,
-        loaded.version + 1,
-        config.history_limit,
-    ));
     let metrics = Arc::new(Metrics::new());
+    let embedded = config.etcd.is_empty().then(|| {
+        Arc::new(EmbeddedStore::open(
+            records.clone(),
+            config.state_path.clone(),
+            config.history_limit,
+            metrics.clone(),
+        ))
+    });
+    let store: Arc<dyn RegistryStore> = if let Some(e) = &embedded {
+        e.clone()
+    } else {
+        let mut prefix = config.etcd_prefix.clone();
+        if !prefix.ends_with('/') {
+            prefix.push('/');
+        }
+        Arc::new(EtcdStore::new(
+            EtcdConfig {
+                endpoints: config.etcd.clone(),
+                prefix,
+            },
+            records,
+            config.history_limit,
+            metrics.clone(),
+        ))
+    };
     let guard = Arc::new(guard::Guard::default());
     metrics.set_registration_open(config.insecure_open_registration);
     let (registration, apps_reloader) = match &config.apps_path {
@@ -474,6 +493,7 @@ fn prepare(config: Config) -> Result<Prepared, ServerError> {
         limits: Arc::new(http::Limits::new(&config)),
         shutdown: tokio::sync::watch::channel(false).1,
         snapshot_cache: Arc::default(),
+        delta_cache: Arc::default(),
         identity,
     };
     Ok(Prepared {
@@ -483,6 +503,7 @@ fn prepare(config: Config) -> Result<Prepared, ServerError> {
         reloader,
         apps_reloader,
         tls,
+        embedded,
     })
 }
 
@@ -494,6 +515,7 @@ async fn serve(p: Prepared, shutdown: impl Future<Output = ()> + Send + 'static)
         mut reloader,
         apps_reloader,
         tls,
+        embedded,
     } = p;
     let listener = match tokio::net::TcpListener::from_std(listener) {
         Ok(l) => l,
@@ -524,6 +546,7 @@ async fn serve(p: Prepared, shutdown: impl Future<Output = ()> + Send + 'static)
         }
     });
 
+    let store_tasks = state.store.clone().start();
     // The apps file is polled on its own task, like the registry.
     let apps_task = apps_reloader.map(|mut apps_reloader| {
         tokio::spawn(async move {
@@ -548,8 +571,10 @@ async fn serve(p: Prepared, shutdown: impl Future<Output = ()> + Send + 'static)
         })
     });
 
+    // Lease expiry: the embedded store's, with self-preservation (the etcd
+    // store's leases end inside etcd); the rate-limit windows' pruning.
     let expiry_task = {
-        let store = state.store.clone();
+        let store = embedded.clone();
         let metrics = state.metrics.clone();
         let interval = config.expiry_interval.max(Duration::from_millis(10));
         let limits = state.limits.clone();
@@ -562,6 +587,7 @@ async fn serve(p: Prepared, shutdown: impl Future<Output = ()> + Send + 'static)
             loop {
                 tick.tick().await;
                 limits.prune();
+                let Some(store) = &store else { continue };
                 let now = store::now_unix_ms();
                 let (live, due, longest) = store.lease_due(now);
                 if preservation {
@@ -614,21 +640,6 @@ async fn serve(p: Prepared, shutdown: impl Future<Output = ()> + Send + 'static)
             }
         })
     };
-    let persist_task = config.state_path.clone().map(|path| {
-        let store = state.store.clone();
-        tokio::spawn(async move {
-            let mut changed = store.subscribe_registrations();
-            loop {
-                if changed.changed().await.is_err() {
-                    return;
-                }
-                // Coalesce a burst of changes into one write.
-                tokio::time::sleep(state::PERSIST_DELAY).await;
-                changed.borrow_and_update();
-                persist(&store, &path).await;
-            }
-        })
-    });
 
     let (draining_tx, draining_rx) = tokio::sync::watch::channel(false);
     state.shutdown = draining_rx;
@@ -655,35 +666,15 @@ async fn serve(p: Prepared, shutdown: impl Future<Output = ()> + Send + 'static)
     )
     .await;
     reload_task.abort();
+    for task in store_tasks {
+        task.abort();
+    }
     expiry_task.abort();
     if let Some(task) = apps_task {
         task.abort();
     }
-    if let Some(task) = persist_task {
-        task.abort();
-    }
-    if let Some(path) = &config.state_path {
-        // The last word: whatever the write-behind task had not written yet.
-        persist(&store, path).await;
-    }
-}
-
-/// Writes the registrations to the state file (off the async workers).
-async fn persist(store: &Arc<Store>, path: &std::path::Path) {
-    let store = store.clone();
-    let path = path.to_path_buf();
-    let result = tokio::task::spawn_blocking(move || {
-        let leases = store.registrations();
-        state::save(&path, store.version(), leases).map_err(|e| (path, e))
-    })
-    .await;
-    match result {
-        Ok(Ok(())) => {}
-        Ok(Err((path, e))) => {
-            tracing::error!(path = %path.display(), error = %e, "cannot write the state file")
-        }
-        Err(e) => tracing::error!(error = %e, "state writer failed"),
-    }
+    // The last word (the embedded store marks its file clean).
+    store.close().await;
 }
 
 /// Binds (before returning) and serves on a background thread with its own runtime.

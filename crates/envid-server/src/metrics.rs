@@ -6,6 +6,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 /// The `Content-Type` of [`Metrics::encode`]'s text.
@@ -42,9 +43,23 @@ pub(crate) struct RefusalLabels {
     reason: &'static str,
 }
 
+/// Labels of `envid_store_errors_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct StoreErrorLabels {
+    kind: &'static str,
+}
+
 /// The service's metrics.
 #[derive(Debug)]
 pub(crate) struct Metrics {
+    /// Errors of the store by kind (etcd, decode, write, corrupt).
+    pub(crate) store_errors: Family<StoreErrorLabels, Counter>,
+    /// Seconds per etcd request that succeeded.
+    pub(crate) etcd_round_trip: Histogram,
+    /// Revisions the view is behind etcd (as of the last probe).
+    pub(crate) watch_lag: Gauge,
+    /// 1 while the view is served stale (the backing store unreachable).
+    pub(crate) stale: Gauge,
     registry: Registry,
     pub(crate) requests: Family<RequestLabels, Counter>,
     pub(crate) ips_looked_up: Counter,
@@ -162,6 +177,32 @@ impl Metrics {
             "Idle connections closed to make room at max_connections",
             connections_evicted.clone(),
         );
+        let store_errors = Family::<StoreErrorLabels, Counter>::default();
+        registry.register(
+            "envid_store_errors",
+            "Store errors by kind (etcd, decode, write, corrupt)",
+            store_errors.clone(),
+        );
+        let etcd_round_trip = Histogram::new([
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0,
+        ]);
+        registry.register(
+            "envid_etcd_round_trip_seconds",
+            "Time of successful etcd requests",
+            etcd_round_trip.clone(),
+        );
+        let watch_lag = Gauge::default();
+        registry.register(
+            "envid_watch_lag_revisions",
+            "Revisions the in-memory view is behind etcd (last probe)",
+            watch_lag.clone(),
+        );
+        let stale = Gauge::default();
+        registry.register(
+            "envid_store_stale",
+            "1 while reads are served from a view the store cannot refresh (etcd unreachable)",
+            stale.clone(),
+        );
         let reload_refused = Gauge::default();
         registry.register(
             "envid_registry_reload_refused",
@@ -199,6 +240,10 @@ impl Metrics {
             registration_open.clone(),
         );
         Metrics {
+            store_errors,
+            etcd_round_trip,
+            watch_lag,
+            stale,
             refusals,
             apps_reloads,
             registration_open,
@@ -261,6 +306,12 @@ impl Metrics {
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
         Ok(text)
+    }
+
+    pub(crate) fn store_error(&self, kind: &'static str) {
+        self.store_errors
+            .get_or_create(&StoreErrorLabels { kind })
+            .inc();
     }
 
     /// A registration request refused for `reason`.

@@ -22,14 +22,14 @@ use crate::registry_file::parse_registry;
 
 use crate::guard::{is_mass_delete, Guard, RefusedReload};
 use crate::metrics::Metrics;
-use crate::store::{now_unix_ms, Store};
+use crate::store::{now_unix_ms, RegistryStore};
 
 /// Within this age of the file's mtime, the content is re-checked on every poll.
 const RACY_WINDOW: Duration = Duration::from_secs(2);
 
 pub(crate) struct Reloader {
     path: PathBuf,
-    store: Arc<Store>,
+    store: Arc<dyn RegistryStore>,
     metrics: Arc<Metrics>,
     last_stamp: Option<(Option<SystemTime>, u64)>,
     last_hash: Option<u64>,
@@ -48,7 +48,7 @@ impl Reloader {
     /// `loaded` is the content the store was built from.
     pub(crate) fn new(
         path: PathBuf,
-        store: Arc<Store>,
+        store: Arc<dyn RegistryStore>,
         metrics: Arc<Metrics>,
         loaded: &[u8],
         guard: Arc<Guard>,
@@ -72,7 +72,7 @@ impl Reloader {
             tracing::warn!(
                 path = %self.path.display(),
                 error = %message,
-                version = self.store.version(),
+                version = self.store.snapshot().version,
                 "registry reload failed; keeping the old registry"
             );
             self.metrics.reload(false);
@@ -126,7 +126,7 @@ impl Reloader {
                     path,
                     static_records = statics,
                     would_delete,
-                    version = self.store.version(),
+                    version = self.store.snapshot().version,
                     "registry reload refused: it would delete most records"
                 );
                 self.metrics.reload_refused();
@@ -151,20 +151,30 @@ impl Reloader {
         self.last_error = None;
         self.metrics.reload(true);
         let count = records.len();
-        match self.store.replace_all(records) {
-            Some(change) => tracing::info!(
-                path,
-                version = change.version,
-                records = count,
-                upserted = change.upserts.len(),
-                deleted = change.deletes.len(),
-                "registry reloaded"
-            ),
-            None => tracing::info!(
-                path,
-                version = self.store.version(),
-                "registry reloaded; no record changed"
-            ),
+        // Run off the async workers (spawn_blocking), so waiting here for
+        // the store's commit blocks no request.
+        let store = self.store.clone();
+        let outcome = tokio::runtime::Handle::current().block_on(store.replace_static(records));
+        match outcome {
+            Ok(o) => match o.version {
+                Some(version) => tracing::info!(
+                    path,
+                    version,
+                    records = count,
+                    before = o.before,
+                    "registry reloaded"
+                ),
+                None => tracing::info!(
+                    path,
+                    version = self.store.snapshot().version,
+                    "registry reloaded; no record changed"
+                ),
+            },
+            Err(e) => {
+                // Try again on the next poll.
+                self.last_hash = None;
+                tracing::warn!(path, error = %e, "registry reload not stored; retrying");
+            }
         }
     }
 }

@@ -23,26 +23,36 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use envid::prefix::PrefixTable;
 use envid::protocol::{HostRecord, RecordKey};
 use serde::{Deserialize, Serialize};
+
+mod api;
+pub mod embedded;
+pub mod etcd;
+mod view;
+
+pub use api::{Ack, BoxFuture, Health, Registration, RegistryStore, StaticOutcome, StoreError};
+pub use view::RecordMap;
 
 /// One immutable version of the registry. Readers hold an `Arc` to it, so a
 /// swap never blocks or tears an ongoing lookup.
 #[derive(Debug, Default)]
 pub struct Snapshot {
+    /// The history `version` belongs to: versions of two histories are
+    /// never compared (see ARCHITECTURE.md, "Invariants").
+    pub history: Arc<str>,
     /// The version (1 for the registry loaded at start without saved state).
     pub version: u64,
-    /// Every served record by its key, in key order.
-    pub records: BTreeMap<RecordKey, Arc<HostRecord>>,
-    /// The longest-prefix index over `records`.
-    pub table: PrefixTable<Arc<HostRecord>>,
+    /// Every served record by its key, in key order, with the
+    /// longest-prefix lookup; a persistent map, so a new version shares all
+    /// but what changed with the old one.
+    pub records: RecordMap,
 }
 
 impl Snapshot {
     /// The most specific record for `ip`.
     pub fn lookup(&self, ip: IpAddr) -> Option<&Arc<HostRecord>> {
-        self.table.lookup(ip)
+        self.records.lookup(ip)
     }
 }
 
@@ -116,6 +126,12 @@ struct Inner {
     dynamic: BTreeMap<IpAddr, Dyn>,
     /// (expiry, ip) for every dynamic record: the expiry sweep's index.
     expiries: BTreeSet<(u64, IpAddr)>,
+    /// The version the next commit gets instead of current + 1 (the etcd
+    /// view, whose versions are etcd revisions).
+    next_version: Option<u64>,
+    /// The version just before the oldest retained change (versions need
+    /// not be consecutive: etcd revisions are not).
+    base: u64,
 }
 
 /// The store shared by the HTTP handlers, the reloader, the lease sweeper and
@@ -184,25 +200,42 @@ impl Store {
                 },
             );
         }
-        let mut records = inner.statics.clone();
+        let mut records: RecordMap = inner.statics.iter().map(|(k, v)| (*k, v.clone())).collect();
         for (ip, d) in &inner.dynamic {
-            records
-                .entry(RecordKey::Ip(*ip))
-                .or_insert_with(|| d.record.clone());
+            // The file's record for the exact IP wins.
+            let key = RecordKey::Ip(*ip);
+            if records.get(&key).is_none() {
+                records.insert(key, d.record.clone());
+            }
         }
-        let table = records.iter().map(|(k, v)| (*k, v.clone())).collect();
         let version = version.max(1);
+        inner.base = version;
         Store {
             current: RwLock::new(Arc::new(Snapshot {
+                history: Arc::from(""),
                 version,
                 records,
-                table,
             })),
             inner: Mutex::new(inner),
             history_limit: history_limit.max(1),
             version_tx: tokio::sync::watch::channel(version).0,
             dynamic_tx: tokio::sync::watch::channel(0).0,
         }
+    }
+
+    /// Names the history this store's versions belong to (before it is
+    /// shared).
+    pub fn with_history(self, history: impl Into<Arc<str>>) -> Store {
+        {
+            let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
+            let old = &**current;
+            *current = Arc::new(Snapshot {
+                history: history.into(),
+                version: old.version,
+                records: old.records.clone(),
+            });
+        }
+        self
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -461,6 +494,54 @@ impl Store {
         self.lock().dynamic.len()
     }
 
+    /// How many static records there are.
+    pub fn static_count(&self) -> usize {
+        self.lock().statics.len()
+    }
+
+    /// Runs `f` (one write) so that its change, if any, is version
+    /// `version` rather than the next number: the etcd view's versions are
+    /// the revisions that made them. Writes must be serialized by the caller.
+    pub(crate) fn at_version<T>(&self, version: u64, f: impl FnOnce(&Store) -> T) -> T {
+        self.lock().next_version = Some(version);
+        let out = f(self);
+        self.lock().next_version = None;
+        out
+    }
+
+    /// Replaces both layers at once (the etcd view after a re-list) as one
+    /// change: what differs from the served set. Leases never expire here.
+    pub(crate) fn reset(
+        &self,
+        statics: Vec<HostRecord>,
+        registered: Vec<HostRecord>,
+    ) -> Option<Arc<Change>> {
+        let mut inner = self.lock();
+        let mut touched: BTreeSet<RecordKey> = inner.statics.keys().copied().collect();
+        touched.extend(inner.dynamic.keys().map(|ip| RecordKey::Ip(*ip)));
+        inner.statics = keyed(statics);
+        touched.extend(inner.statics.keys().copied());
+        inner.dynamic.clear();
+        inner.expiries.clear();
+        for mut record in registered {
+            let Some(ip) = record.ip.map(|ip| ip.to_canonical()) else {
+                continue;
+            };
+            record.ip = Some(ip);
+            record.cidr = None;
+            touched.insert(RecordKey::Ip(ip));
+            inner.dynamic.insert(
+                ip,
+                Dyn {
+                    record: Arc::new(record.with_env_type()),
+                    lease_seconds: 0,
+                    expires_unix_ms: u64::MAX,
+                },
+            );
+        }
+        self.commit(&mut inner, touched)
+    }
+
     /// Recomputes the served record of each `touched` key (the registration
     /// for an IP, else the static record) and commits what differs from the
     /// current snapshot as one new version.
@@ -488,17 +569,14 @@ impl Store {
             return None;
         }
         let mut records = current.records.clone();
-        let mut table = current.table.clone();
         for k in &deletes {
             records.remove(k);
-            table.remove(k);
         }
         for r in &upserts {
             let k = r.key().expect("served records have keys");
             records.insert(k, r.clone());
-            table.insert(k, r.clone());
         }
-        let version = current.version + 1;
+        let version = inner.next_version.take().unwrap_or(current.version + 1);
         let change = Arc::new(Change {
             version,
             upserts,
@@ -506,12 +584,14 @@ impl Store {
         });
         inner.history.push_back(change.clone());
         while inner.history.len() > self.history_limit {
-            inner.history.pop_front();
+            if let Some(old) = inner.history.pop_front() {
+                inner.base = old.version;
+            }
         }
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Snapshot {
+            history: current.history.clone(),
             version,
             records,
-            table,
         });
         self.version_tx.send_replace(version);
         Some(change)
@@ -523,10 +603,11 @@ impl Store {
     pub fn changes_since(&self, since: u64) -> Result<Delta, Gone> {
         let inner = self.lock();
         let current = self.snapshot();
-        let oldest = inner
-            .history
-            .front()
-            .map_or(current.version, |c| c.version - 1);
+        let oldest = if inner.history.is_empty() {
+            current.version
+        } else {
+            inner.base
+        };
         if since > current.version || since < oldest {
             return Err(Gone {
                 asked: since,

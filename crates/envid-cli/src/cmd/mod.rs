@@ -47,6 +47,8 @@ pub fn run(cli: Cli) -> Result<ExitCode, String> {
                 config.tls = Some(envid_server::TlsFiles { cert, key });
             }
             config.state_path = a.state;
+            config.etcd = a.etcd;
+            config.etcd_prefix = a.etcd_prefix;
             config.allow_mass_delete = a.allow_mass_delete;
             config.lease_preservation = !a.no_lease_preservation;
             config.identity = a.identity.config();

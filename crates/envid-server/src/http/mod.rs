@@ -25,7 +25,7 @@ use axum::{Json, Router};
 
 use crate::error::{ApiError, ErrorCode};
 use crate::metrics::{Metrics, RequestLabels};
-use crate::store::Store;
+use crate::store::{Health, RegistryStore, StoreError};
 use crate::Config;
 
 use lookup::{get_host, lookup};
@@ -95,7 +95,7 @@ impl Drop for Slot<'_> {
 /// What the handlers share. Holds no token: only the read token's digest.
 #[derive(Clone, Debug)]
 pub(crate) struct AppState {
-    pub(crate) store: Arc<Store>,
+    pub(crate) store: Arc<dyn RegistryStore>,
     pub(crate) metrics: Arc<Metrics>,
     /// What mass-deletion protection is doing (for `/healthz`).
     pub(crate) guard: Arc<crate::guard::Guard>,
@@ -114,6 +114,8 @@ pub(crate) struct AppState {
     pub(crate) shutdown: tokio::sync::watch::Receiver<bool>,
     /// The encoded body of the last snapshot served, by version.
     pub(crate) snapshot_cache: Arc<Mutex<Option<(u64, Bytes)>>>,
+    /// The encoded body of the last delta a woken long poll computed.
+    pub(crate) delta_cache: Arc<Mutex<Option<replication::DeltaCache>>>,
     /// Signing keys and the served key set (`issue_identity`).
     pub(crate) identity: Arc<crate::identity::Identity>,
 }
@@ -134,6 +136,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/hosts/{ip}/renew", post(renew))
         .route("/v1/registry", get(registry))
         .route("/metrics", get(metrics))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_ready))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/healthz", get(healthz))
@@ -308,24 +311,65 @@ pub(crate) fn path_ip(path: Result<Path<String>, PathRejection>) -> Result<IpAdd
         .map_err(|_| ApiError::invalid_ip(&raw))
 }
 
+/// Until the store has a view (etcd not reached yet) only `/healthz` is
+/// answered; every other request is `503` saying why.
+async fn require_ready(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if let Health::Starting { reason } = state.store.health() {
+        return ApiError::new(
+            ErrorCode::Unavailable,
+            format!("starting: no registry yet ({reason})"),
+        )
+        .retry_after(Duration::from_secs(1))
+        .into_response();
+    }
+    next.run(req).await
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        match e {
+            StoreError::Unavailable { retry_after, .. } => {
+                ApiError::new(ErrorCode::Unavailable, e.to_string()).retry_after(retry_after)
+            }
+            // The handlers turn it into the refusal naming the owner first.
+            StoreError::NotOwner(_) => ApiError::new(ErrorCode::Internal, e.to_string()),
+        }
+    }
+}
+
 /// What `/healthz` and the start-up banner say when registration is open.
 pub(crate) const OPEN_REGISTRATION_WARNING: &str = "registration is open to anyone \
 (--insecure-open-registration): any client can say where any IP runs; never use this in production";
 
+/// `200 {"status": "ok"}`, `200 {"status": "stale", "reason"}` (reads are
+/// served from a view the store cannot refresh; writes are refused) or
+/// `503 {"status": "starting", "reason"}` (nothing served yet), with the
+/// registration mode and the protections in force.
 async fn healthz(State(state): State<AppState>) -> Response {
     let snapshot = state.store.snapshot();
+    let (status, code, reason) = match state.store.health() {
+        Health::Ok => ("ok", StatusCode::OK, None),
+        Health::Stale { reason } => ("stale", StatusCode::OK, Some(reason)),
+        Health::Starting { reason } => ("starting", StatusCode::SERVICE_UNAVAILABLE, Some(reason)),
+    };
     let mut body = serde_json::json!({
-        "status": "ok",
+        "status": status,
         "version": snapshot.version,
         "records": snapshot.records.len(),
         "registration": state.registration.as_str(),
         "reload_refused": state.guard.refused(),
         "lease_self_preservation": state.guard.preserving(),
     });
+    if !snapshot.history.is_empty() {
+        body["history"] = serde_json::Value::from(&*snapshot.history);
+    }
+    if let Some(reason) = reason {
+        body["reason"] = serde_json::Value::from(reason);
+    }
     if matches!(state.registration, auth::RegistrationMode::Open) {
         body["warning"] = OPEN_REGISTRATION_WARNING.into();
     }
-    Json(body).into_response()
+    (code, Json(body)).into_response()
 }
 
 async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {

@@ -33,7 +33,7 @@ use super::{path_ip, read_body, AppState};
 use crate::apps::{Principal, Role};
 use crate::error::{ApiError, ErrorCode};
 use crate::registration_body::{parse_registration_body, parse_renewal_body};
-use crate::store::now_unix_ms;
+use crate::store::{Registration, StoreError};
 
 /// (caller, IP): what the registration limit counts per. The caller is what
 /// it cannot choose: the app or operator its token names (`app:payment`),
@@ -365,13 +365,23 @@ pub(crate) async fn register(
     // Signed only what was checked: an app's own IP or an operator's word,
     // never an anonymous registration of an open service.
     let identity = identity_for(&state, &caller, &record, ip);
-    let change = state.store.register(ip, record, lease, now_unix_ms());
+    let owner = record.app.clone();
+    // Answered only once the store made the registration durable.
+    let ack = state
+        .store
+        .register(Registration {
+            ip,
+            record,
+            lease_seconds: lease,
+            owner,
+        })
+        .await?;
     state.metrics.registrations.inc();
     tracing::info!(ip = %ip, app = at.app.as_deref().unwrap_or("-"), client = %client, lease, "registered");
     let mut answer = serde_json::json!({
         "ip": ip,
-        "lease_seconds": lease,
-        "version": change.map_or_else(|| state.store.version(), |c| c.version),
+        "lease_seconds": ack.lease_seconds,
+        "version": ack.version,
     });
     if let Some(token) = identity {
         answer["identity"] = token.into();
@@ -413,8 +423,11 @@ pub(crate) async fn renew(
     let ip = at.path_ip(path)?;
     let body = read_body(&state, body).map_err(|e| at.refuse("invalid_body", e))?;
     parse_renewal_body(&body).map_err(|e| at.refuse("invalid_body", e.into()))?;
-    match state.store.renew_owned(ip, owner(&caller), now_unix_ms()) {
-        Err(theirs) => Err(at.refuse("not_owner", not_owner(ip, &theirs, "renew"))),
+    match state.store.renew(ip, owner(&caller)).await {
+        Err(StoreError::NotOwner(theirs)) => {
+            Err(at.refuse("not_owner", not_owner(ip, &theirs, "renew")))
+        }
+        Err(e) => Err(e.into()),
         Ok(Some(lease)) => {
             state.metrics.renewals.inc();
             let mut answer = serde_json::json!({"ip": ip, "lease_seconds": lease});
@@ -451,14 +464,17 @@ pub(crate) async fn deregister(
     };
     let caller = at.authenticate(&headers)?;
     let ip = at.path_ip(path)?;
-    match state.store.deregister_owned(ip, owner(&caller)) {
-        Err(theirs) => Err(at.refuse("not_owner", not_owner(ip, &theirs, "remove"))),
-        Ok((true, _)) => {
+    match state.store.deregister(ip, owner(&caller)).await {
+        Err(StoreError::NotOwner(theirs)) => {
+            Err(at.refuse("not_owner", not_owner(ip, &theirs, "remove")))
+        }
+        Err(e) => Err(e.into()),
+        Ok(true) => {
             state.metrics.deregistrations.inc();
             tracing::info!(ip = %ip, app = at.app.as_deref().unwrap_or("-"), "deregistered");
             Ok(StatusCode::NO_CONTENT)
         }
-        Ok((false, _)) => match state.store.static_record(ip) {
+        Ok(false) => match state.store.static_record(ip) {
             Some(fixed) => Err(at.refuse(
                 "static_record",
                 static_conflict(ip, &fixed, "edit the registry file to remove it"),

@@ -1,5 +1,12 @@
 //! Replication: `GET /v1/registry` (the whole registry, with an `ETag`) and
 //! `GET /v1/registry?since=N&wait=S` (the changes after N, long-polled).
+//!
+//! Versions belong to a history (the store's: an etcd cluster id, or an id
+//! made when an embedded store was created). Snapshots and deltas name it
+//! (`history`, and the `ETag` `"H:N"`); a replica sends it back
+//! (`&history=H`, or `since=H:N`) and a `since` of another history is `410`,
+//! never a delta. A `since` without a history (an older replica) is taken
+//! as one of the current history, as before.
 
 use std::time::Duration;
 
@@ -8,7 +15,6 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use envid::protocol::{HostRecord, RecordKey};
 use serde::{Deserialize, Serialize};
 
@@ -17,14 +23,18 @@ use crate::error::{ApiError, ErrorCode};
 
 #[derive(Deserialize)]
 pub(crate) struct RegistryQuery {
-    since: Option<u64>,
+    /// `N` or `H:N`.
+    since: Option<String>,
     wait: Option<u64>,
+    history: Option<String>,
 }
 
 /// `GET /v1/registry` body (the fields of [`envid::protocol::RegistrySnapshot`]).
 #[derive(Serialize)]
 struct SnapshotOut<'a> {
     version: u64,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    history: &'a str,
     records: Vec<&'a HostRecord>,
 }
 
@@ -32,24 +42,37 @@ struct SnapshotOut<'a> {
 #[derive(Serialize)]
 struct DeltaOut<'a> {
     version: u64,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    history: &'a str,
     upserts: Vec<&'a HostRecord>,
     deletes: &'a [RecordKey],
 }
 
-fn etag(version: u64) -> HeaderValue {
-    HeaderValue::from_str(&format!("\"{version}\"")).expect("digits and quotes")
+fn etag(history: &str, version: u64) -> HeaderValue {
+    let tag = if history.is_empty() {
+        format!("\"{version}\"")
+    } else {
+        format!("\"{history}:{version}\"")
+    };
+    HeaderValue::from_str(&tag).expect("hex digits, digits and quotes")
 }
 
 /// Does `If-None-Match` name this entity tag (weak comparison, `*` too)?
-fn none_match(headers: &HeaderMap, tag: &HeaderValue) -> bool {
+/// The tag without its history (`"N"`, what services before histories sent)
+/// matches too: a replica holding it has the same version.
+fn none_match(headers: &HeaderMap, tag: &HeaderValue, version: u64) -> bool {
     let tag = tag.to_str().unwrap_or_default();
+    let bare = format!("\"{version}\"");
     headers
         .get_all(header::IF_NONE_MATCH)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(|t| t.trim())
-        .any(|t| t == "*" || t.trim_start_matches("W/") == tag)
+        .any(|t| {
+            let t = t.trim_start_matches("W/");
+            t == "*" || t == tag || t == bare
+        })
 }
 
 pub(crate) async fn registry(
@@ -68,7 +91,34 @@ pub(crate) async fn registry(
     })?;
     match query.since {
         None => Ok(registry_snapshot(&state, &headers)),
-        Some(since) => {
+        Some(raw) => {
+            let (history, since) = match raw.split_once(':') {
+                Some((h, n)) => (Some(h.to_string()), n),
+                None => (query.history.clone(), raw.as_str()),
+            };
+            let since: u64 = since.trim().parse().map_err(|_| {
+                ApiError::new(
+                    ErrorCode::InvalidQuery,
+                    format!(
+                        "since={raw:?} (expected ?since=N or ?since=HISTORY:N, N a whole number)"
+                    ),
+                )
+            })?;
+            let current = state.store.snapshot();
+            if let Some(h) = history.filter(|h| !h.is_empty()) {
+                if *h != *current.history {
+                    return Err(ApiError::new(
+                        ErrorCode::Gone,
+                        format!(
+                            "version {since} is of history {h}, this registry is history {}; fetch the whole registry (GET /v1/registry)",
+                            if current.history.is_empty() { "(none)" } else { &current.history }
+                        ),
+                    ));
+                }
+            }
+            if since > current.version {
+                state.store.catch_up(since).await;
+            }
             let wait = Duration::from_secs(query.wait.unwrap_or(0)).min(state.limits.max_wait);
             registry_delta(&state, since, wait).await
         }
@@ -77,8 +127,8 @@ pub(crate) async fn registry(
 
 fn registry_snapshot(state: &AppState, headers: &HeaderMap) -> Response {
     let snapshot = state.store.snapshot();
-    let tag = etag(snapshot.version);
-    if none_match(headers, &tag) {
+    let tag = etag(&snapshot.history, snapshot.version);
+    if none_match(headers, &tag, snapshot.version) {
         return (StatusCode::NOT_MODIFIED, [(header::ETAG, tag)]).into_response();
     }
     let cached = state
@@ -93,6 +143,7 @@ fn registry_snapshot(state: &AppState, headers: &HeaderMap) -> Response {
         None => {
             let out = SnapshotOut {
                 version: snapshot.version,
+                history: &snapshot.history,
                 records: snapshot.records.values().map(|r| &**r).collect(),
             };
             let bytes = Bytes::from(serde_json::to_vec(&out).expect("records always encode"));
@@ -156,7 +207,32 @@ async fn registry_delta(
             }
         }
         state.metrics.long_polls.dec();
+        // Every poll a change woke asks the same question: answered once.
+        let current = state.store.snapshot();
+        let cached = state
+            .delta_cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .filter(|c| {
+                c.since == since && c.at == current.version && *c.history == *current.history
+            })
+            .map(|c| (c.version, c.body.clone()));
+        if let Some((version, body)) = cached {
+            return Ok(delta_response(&current.history, version, body));
+        }
         delta = state.store.changes_since(since);
+        if let Ok(d) = &delta {
+            let body = encode_delta(&current.history, d);
+            *state.delta_cache.lock().unwrap_or_else(|e| e.into_inner()) = Some(DeltaCache {
+                since,
+                at: current.version,
+                history: current.history.clone(),
+                version: d.version,
+                body: body.clone(),
+            });
+            return Ok(delta_response(&current.history, d.version, body));
+        }
     }
     let d = delta.map_err(|gone| {
         ApiError::new(
@@ -164,10 +240,42 @@ async fn registry_delta(
             format!("{gone}; fetch the whole registry (GET /v1/registry)"),
         )
     })?;
+    let history = state.store.snapshot().history.clone();
+    let body = encode_delta(&history, &d);
+    Ok(delta_response(&history, d.version, body))
+}
+
+/// The last delta a woken long poll computed (see [`registry_delta`]).
+#[derive(Debug)]
+pub(crate) struct DeltaCache {
+    since: u64,
+    /// The store's version when it was computed.
+    at: u64,
+    history: std::sync::Arc<str>,
+    version: u64,
+    body: Bytes,
+}
+
+fn encode_delta(history: &str, d: &crate::store::Delta) -> Bytes {
     let out = DeltaOut {
         version: d.version,
+        history,
         upserts: d.upserts.iter().map(|r| &**r).collect(),
         deletes: &d.deletes,
     };
-    Ok(([(header::ETAG, etag(d.version))], Json(out)).into_response())
+    Bytes::from(serde_json::to_vec(&out).expect("records always encode"))
+}
+
+fn delta_response(history: &str, version: u64, body: Bytes) -> Response {
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
+            (header::ETAG, etag(history, version)),
+        ],
+        Body::from(body),
+    )
+        .into_response()
 }

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use envid_server::{Config, ServerHandle};
 
+pub mod etcd;
+
 /// The repository's example registry.
 pub fn example_registry() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/registry.toml")

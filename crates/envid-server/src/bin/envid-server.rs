@@ -1,0 +1,56 @@
+//! A bare service process: `envid-server --registry FILE [--listen ADDR]
+//! [--state FILE] [--etcd URL[,URL...]] [--etcd-prefix PREFIX]
+//! [--insecure-open-registration]`. It prints `listening on ADDR` on stdout once
+//! bound and shuts down cleanly when stdin closes. The crash tests run it as
+//! a child to `kill -9` it; operators use `envid serve`.
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let mut config = envid_server::Config::new("");
+    config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    // The crash tests register in bursts.
+    config.register_limit = 0;
+    config.max_in_flight = 4096;
+    while let Some(flag) = args.next() {
+        let mut value = || {
+            args.next().unwrap_or_else(|| {
+                eprintln!("{flag} needs a value");
+                std::process::exit(2)
+            })
+        };
+        match flag.as_str() {
+            "--registry" => config.registry_path = value().into(),
+            "--listen" => {
+                config.listen = value().parse().unwrap_or_else(|e| {
+                    eprintln!("--listen: {e}");
+                    std::process::exit(2)
+                })
+            }
+            "--state" => config.state_path = Some(value().into()),
+            "--etcd" => config.etcd = value().split(',').map(str::to_string).collect(),
+            "--etcd-prefix" => config.etcd_prefix = value(),
+            "--insecure-open-registration" => config.insecure_open_registration = true,
+            other => {
+                eprintln!("unknown argument {other}");
+                std::process::exit(2)
+            }
+        }
+    }
+    let handle = match envid_server::spawn(config) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("envid-server: {e}");
+            std::process::exit(1)
+        }
+    };
+    println!("listening on {}", handle.local_addr());
+    // Until stdin closes (the parent ended or closed it): then a clean stop.
+    let mut sink = [0u8; 64];
+    while matches!(std::io::stdin().read(&mut sink), Ok(n) if n > 0) {}
+    handle.shutdown();
+    std::thread::sleep(Duration::from_millis(10));
+}

@@ -1,0 +1,163 @@
+//! The store interface the HTTP handlers, the reloader and the service's
+//! background tasks use, whatever holds the records: [`super::embedded`]
+//! (one machine, a durable local file) or [`super::etcd`] (any number of
+//! instances on one etcd cluster).
+//!
+//! Reads are synchronous and never wait on anything but an `Arc` load: every
+//! store answers them from its in-memory view. Writes are futures that end
+//! when the write is durable (fsynced, or committed by etcd); an answer is
+//! never sent for a write that a crash could still lose.
+
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use envid::protocol::HostRecord;
+
+use super::{Delta, Gone, Snapshot};
+
+/// A boxed, sendable future (the trait is used as `dyn RegistryStore`).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// One registration (`PUT /v1/hosts/{ip}`).
+#[derive(Clone, Debug)]
+pub struct Registration {
+    /// The registered address (canonical).
+    pub ip: IpAddr,
+    /// The record; its `ip` is set to `ip` by the store.
+    pub record: HostRecord,
+    /// The lease length.
+    pub lease_seconds: u64,
+    /// Who registers (the authenticated app), when known: the home of
+    /// ownership checks.
+    pub owner: Option<String>,
+}
+
+/// A write the store made durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ack {
+    /// The version that holds the write (the version already served when
+    /// the write changed nothing served).
+    pub version: u64,
+    /// The lease granted (the etcd store raises it to etcd's 2 s minimum).
+    pub lease_seconds: u64,
+}
+
+/// What replacing the static records did, for the caller to log or to
+/// have refused beforehand (compare [`StaticOutcome::before`] with the new
+/// count).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StaticOutcome {
+    /// Static records before.
+    pub before: usize,
+    /// Static records after.
+    pub after: usize,
+    /// The new version, `None` when nothing served changed.
+    pub version: Option<u64>,
+}
+
+/// Why a write was not made.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The store cannot commit now (etcd without quorum or not reached, a
+    /// disk that refuses the write); nothing was written. Retry later.
+    #[error("the store cannot commit writes now: {reason}")]
+    Unavailable {
+        /// What failed.
+        reason: String,
+        /// When a retry makes sense.
+        retry_after: Duration,
+    },
+    /// The registration belongs to another app (the owner asked for is not
+    /// its `app`); nothing was done.
+    #[error("registered by another app")]
+    NotOwner(Arc<HostRecord>),
+}
+
+/// How the store is doing, for `/healthz` and `/metrics`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Health {
+    /// Reads are current and writes commit.
+    Ok,
+    /// Reads are served from a view that may be behind (the backing store
+    /// is unreachable); writes are refused.
+    Stale {
+        /// Why.
+        reason: String,
+    },
+    /// No view yet (waiting for the backing store at start): nothing is
+    /// served but `/healthz`.
+    Starting {
+        /// Why it is still waiting.
+        reason: String,
+    },
+}
+
+/// A versioned record store (see the module docs).
+pub trait RegistryStore: Send + Sync + std::fmt::Debug + 'static {
+    /// The current snapshot (one `Arc` load).
+    fn snapshot(&self) -> Arc<Snapshot>;
+
+    /// Notified with the new version after every change that a delta shows.
+    fn subscribe(&self) -> tokio::sync::watch::Receiver<u64>;
+
+    /// The merged changes after `since` (of the current history).
+    fn changes_since(&self, since: u64) -> Result<Delta, Gone>;
+
+    /// Waits (bounded) until the view holds `version` when a replica asks
+    /// from a version this instance has not seen yet (it came from another
+    /// instance that is ahead). The default does not wait.
+    fn catch_up(&self, version: u64) -> BoxFuture<'_, ()> {
+        let _ = version;
+        Box::pin(async {})
+    }
+
+    /// For a reload's check: how many static records there are, and how
+    /// many of them `records` (the new file) would delete.
+    fn static_deletions(&self, records: &[HostRecord]) -> (usize, usize);
+
+    /// How many registrations there are.
+    fn registration_count(&self) -> usize;
+
+    /// Registers (or replaces) `r`, durably.
+    fn register(&self, r: Registration) -> BoxFuture<'_, Result<Ack, StoreError>>;
+
+    /// Extends the lease of `ip` by its registered length, when `owner` is
+    /// its `app` (any app when `None`: an operator, open registration).
+    /// `None` when `ip` is not registered.
+    fn renew<'a>(
+        &'a self,
+        ip: IpAddr,
+        owner: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Option<u64>, StoreError>>;
+
+    /// Removes the registration of `ip` when `owner` is its `app` (any app
+    /// when `None`); whether there was one.
+    fn deregister<'a>(
+        &'a self,
+        ip: IpAddr,
+        owner: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+
+    /// The static record (from the registry file) for exactly `ip`: no
+    /// registration replaces it.
+    fn static_record(&self, ip: IpAddr) -> Option<Arc<HostRecord>>;
+
+    /// Replaces the static records (the registry file) as one version.
+    fn replace_static(
+        &self,
+        records: Vec<HostRecord>,
+    ) -> BoxFuture<'_, Result<StaticOutcome, StoreError>>;
+
+    /// How the store is doing.
+    fn health(&self) -> Health;
+
+    /// Starts the store's background work (lease sweeps, the durable writer,
+    /// the etcd watch) on the current runtime.
+    fn start(self: Arc<Self>) -> Vec<tokio::task::JoinHandle<()>>;
+
+    /// The last word at shutdown (a final durable write).
+    fn close(&self) -> BoxFuture<'_, ()>;
+}
