@@ -113,7 +113,8 @@ pub fn now_unix_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-struct Dyn {
+/// A registration: its record and its lease.
+struct Leased {
     record: Arc<HostRecord>,
     lease_seconds: u64,
     expires_unix_ms: u64,
@@ -123,7 +124,7 @@ struct Dyn {
 struct Inner {
     history: VecDeque<Arc<Change>>,
     statics: BTreeMap<RecordKey, Arc<HostRecord>>,
-    dynamic: BTreeMap<IpAddr, Dyn>,
+    dynamic: BTreeMap<IpAddr, Leased>,
     /// (expiry, ip) for every dynamic record: the expiry sweep's index.
     expiries: BTreeSet<(u64, IpAddr)>,
     /// The version the next commit gets instead of current + 1 (the etcd
@@ -193,7 +194,7 @@ impl Store {
                 .insert((lease.expires_unix_ms, ip.to_canonical()));
             inner.dynamic.insert(
                 ip.to_canonical(),
-                Dyn {
+                Leased {
                     record: Arc::new(record),
                     lease_seconds: lease.lease_seconds,
                     expires_unix_ms: lease.expires_unix_ms,
@@ -328,7 +329,7 @@ impl Store {
         inner.expiries.insert((expires_unix_ms, ip));
         inner.dynamic.insert(
             ip,
-            Dyn {
+            Leased {
                 record: Arc::new(record),
                 lease_seconds,
                 expires_unix_ms,
@@ -532,7 +533,7 @@ impl Store {
             touched.insert(RecordKey::Ip(ip));
             inner.dynamic.insert(
                 ip,
-                Dyn {
+                Leased {
                     record: Arc::new(record.with_env_type()),
                     lease_seconds: 0,
                     expires_unix_ms: u64::MAX,
