@@ -22,6 +22,36 @@ use crate::rules::Rules;
 /// A fuzz entry point.
 pub type Entry = fn(&[u8]);
 
+/// Runs every file of `fuzz_dir/{corpus,regressions}/<target>` through its
+/// target, catching panics; returns how many inputs ran. Panics naming the
+/// inputs that panicked, or a target without a corpus. Shared by this
+/// crate's and the service's corpus replay tests.
+pub fn replay(fuzz_dir: &Path, targets: &[(&str, Entry)]) -> usize {
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+    let mut ran = 0;
+    let mut failures = Vec::new();
+    for (name, entry) in targets {
+        let mut files = 0;
+        for kind in ["corpus", "regressions"] {
+            let Ok(entries) = std::fs::read_dir(fuzz_dir.join(kind).join(name)) else {
+                continue;
+            };
+            for e in entries {
+                let path = e.expect("a directory entry").path();
+                let data = std::fs::read(&path).expect("a corpus file");
+                if catch_unwind(AssertUnwindSafe(|| entry(&data))).is_err() {
+                    failures.push(path.display().to_string());
+                }
+                files += 1;
+            }
+        }
+        assert!(files > 0, "no corpus for fuzz target {name}");
+        ran += files;
+    }
+    assert!(failures.is_empty(), "panicked on:\n{}", failures.join("\n"));
+    ran
+}
+
 /// Every target by name, for the replay test.
 pub const TARGETS: &[(&str, Entry)] = &[
     ("descriptor_toml", descriptor_toml),

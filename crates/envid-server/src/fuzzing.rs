@@ -10,8 +10,7 @@ use envid::prefix::PrefixTable;
 use crate::registration_body::{parse_registration_body, parse_renewal_body, MAX_LEASE_SECONDS};
 use crate::registry_file::parse_registry;
 
-/// A fuzz entry point.
-pub type Entry = fn(&[u8]);
+pub use envid::fuzzing::Entry;
 
 /// Every target of this crate by name, for the replay test.
 pub const TARGETS: &[(&str, Entry)] = &[
