@@ -26,12 +26,15 @@ const RATE_LIMITED_ATTEMPTS: u32 = 5;
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 fn environment(descriptor: &Option<PathBuf>) -> Result<Environment, String> {
+    load(descriptor).map_err(|e| format!("cannot identify this host's environment: {e}"))
+}
+
+fn load(descriptor: &Option<PathBuf>) -> Result<Environment, envid::Error> {
     let mut b = Environment::builder();
     if let Some(p) = descriptor {
         b = b.descriptor(p.clone());
     }
     b.load()
-        .map_err(|e| format!("cannot identify this host's environment: {e}"))
 }
 
 /// Is `endpoint` an `http://` URL to a host other than loopback?
@@ -283,19 +286,30 @@ pub fn deregister(a: DeregisterArgs) -> Result<ExitCode, String> {
     // Only the IP is needed: --ip with --token needs no environment at all;
     // otherwise the descriptor gives the token, and a host that cannot be
     // fully identified still knows its IP.
-    let env = match (a.ip, &a.token.token) {
-        (Some(_), Some(_)) => None,
-        _ => environment(&a.descriptor).ok(),
+    // One load: an unidentified host still reports the IP it found.
+    let (env, found_ip) = match (a.ip, &a.token.token) {
+        (Some(_), Some(_)) => (None, None),
+        _ => match load(&a.descriptor) {
+            Ok(env) => (Some(env), None),
+            Err(envid::Error::Unidentified(u)) => (
+                None,
+                u.found
+                    .iter()
+                    .find(|f| f.field == envid::Field::Ip)
+                    .and_then(|f| f.value.parse().ok()),
+            ),
+            Err(e) if a.ip.is_none() => return Err(format!("cannot read this host's IP: {e}")),
+            Err(_) => (None, None),
+        },
     };
     let registrar = registrar(
         &a.service,
         &a.token,
         env.as_ref().and_then(Environment::token),
     )?;
-    let ip = match (a.ip, &env) {
-        (Some(ip), _) => ip,
-        (None, Some(env)) => ip_of(None, Some(env))?,
-        (None, None) => this_ip(&a.descriptor)?,
+    let ip = match (a.ip, found_ip) {
+        (Some(ip), _) | (None, Some(ip)) => ip,
+        (None, None) => ip_of(None, env.as_ref())?,
     };
     match registrar.deregister(ip) {
         Ok(()) => {
@@ -312,25 +326,6 @@ pub fn deregister(a: DeregisterArgs) -> Result<ExitCode, String> {
             Ok(ExitCode::from(1))
         }
         Err(e) => Err(refusal(ip, "deregister", &e)),
-    }
-}
-
-/// This host's IP by the usual sources (`ENVID_IP`, the descriptor, the
-/// interface probe), whether or not the rest of its environment is known.
-fn this_ip(descriptor: &Option<PathBuf>) -> Result<IpAddr, String> {
-    let mut b = Environment::builder();
-    if let Some(p) = descriptor {
-        b = b.descriptor(p.clone());
-    }
-    match b.load() {
-        Ok(env) => ip_of(None, Some(&env)),
-        Err(envid::Error::Unidentified(u)) => u
-            .found
-            .iter()
-            .find(|f| f.field == envid::Field::Ip)
-            .and_then(|f| f.value.parse().ok())
-            .map_or_else(|| ip_of(None, None), Ok),
-        Err(e) => Err(format!("cannot read this host's IP: {e}")),
     }
 }
 

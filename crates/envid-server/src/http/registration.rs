@@ -121,7 +121,19 @@ struct Attempt<'a> {
     ip: Option<IpAddr>,
 }
 
-impl Attempt<'_> {
+impl<'a> Attempt<'a> {
+    /// A request of `op` from `peer`, before anything is known of it.
+    fn new(state: &'a AppState, op: &'static str, peer: SocketAddr) -> Attempt<'a> {
+        Attempt {
+            state,
+            op,
+            peer,
+            client: None,
+            app: None,
+            ip: None,
+        }
+    }
+
     /// Logs and counts a refusal, and returns its answer.
     fn refuse(&self, reason: &'static str, error: ApiError) -> ApiError {
         self.state.metrics.refused(reason);
@@ -316,14 +328,7 @@ pub(crate) async fn register(
     path: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let mut at = Attempt {
-        state: &state,
-        op: "register",
-        peer,
-        client: None,
-        app: None,
-        ip: None,
-    };
+    let mut at = Attempt::new(&state, "register", peer);
     let caller = at.authenticate(&headers)?;
     let client = at.client.expect("set by authenticate");
     let ip = at.path_ip(path)?;
@@ -411,14 +416,7 @@ pub(crate) async fn renew(
     path: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let mut at = Attempt {
-        state: &state,
-        op: "renew",
-        peer,
-        client: None,
-        app: None,
-        ip: None,
-    };
+    let mut at = Attempt::new(&state, "renew", peer);
     let caller = at.authenticate(&headers)?;
     let ip = at.path_ip(path)?;
     let body = read_body(&state, body).map_err(|e| at.refuse("invalid_body", e))?;
@@ -454,14 +452,7 @@ pub(crate) async fn deregister(
     headers: HeaderMap,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {
-    let mut at = Attempt {
-        state: &state,
-        op: "deregister",
-        peer,
-        client: None,
-        app: None,
-        ip: None,
-    };
+    let mut at = Attempt::new(&state, "deregister", peer);
     let caller = at.authenticate(&headers)?;
     let ip = at.path_ip(path)?;
     match state.store.deregister(ip, owner(&caller)).await {
