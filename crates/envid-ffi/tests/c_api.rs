@@ -98,8 +98,7 @@ fn c_program_passes() {
         "C test, invalid-value mode:\n{bstdout}\n{bstderr}"
     );
 
-    if !common::have("valgrind", "--version") {
-        eprintln!("valgrind not on PATH: skipping the memory check of the C test");
+    if !envid_testkit::require_program("valgrind", "the memory check of the C test") {
         return;
     }
     let mut vg = common::clean_command("valgrind");
@@ -269,7 +268,7 @@ fn c_verifier_agrees_with_rust() {
     };
     run_cases(&exe, None);
     assert!(cache.exists(), "the keys cache file was written");
-    if common::have("valgrind", "--version") {
+    if envid_testkit::require_program("valgrind", "the memory check of the C programs") {
         run_cases(
             &exe,
             Some(&[
@@ -281,8 +280,6 @@ fn c_verifier_agrees_with_rust() {
                 "--quiet",
             ]),
         );
-    } else {
-        eprintln!("valgrind not on PATH: skipping the memory check of the C identity test");
     }
     service.shutdown();
     // The service is down: the same answers from the keys cache file.
@@ -325,7 +322,7 @@ fn c_registrar_gets_a_verified_identity() {
         );
     };
     run_program(&[]);
-    if common::have("valgrind", "--version") {
+    if envid_testkit::require_program("valgrind", "the memory check of the C programs") {
         run_program(&[
             "valgrind",
             "--leak-check=full",
@@ -334,8 +331,6 @@ fn c_registrar_gets_a_verified_identity() {
             "--show-leak-kinds=definite,indirect",
             "--quiet",
         ]);
-    } else {
-        eprintln!("valgrind not on PATH: skipping the memory check of the C registrar test");
     }
     service.shutdown();
 }

@@ -394,11 +394,7 @@ fn junit(mut cmd: Command, classes_dir: &Path, work: &Path, classes: &[&str]) ->
 
 #[test]
 fn java_binding_agrees_with_rust() {
-    if !common::have("javac", "-version") {
-        eprintln!();
-        eprintln!("!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!");
-        eprintln!("!!! SKIPPED: javac not found; the JNI binding was NOT tested. Install a JDK (17+). !!!");
-        eprintln!("!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!");
+    if !envid_testkit::require_program("javac", "the JNI binding is tested with a JDK 17+") {
         return;
     }
     let work = tempfile::tempdir().unwrap();

@@ -145,17 +145,7 @@ fn extraction_dirs(tmp: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn the_jar_alone_works_and_the_loader_keeps_its_order() {
-    if !common::have("javac", "-version") {
-        eprintln!();
-        eprintln!(
-            "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"
-        );
-        eprintln!(
-            "!!! SKIPPED: javac not found; the envid jar was NOT tested. Install a JDK (17+). !!!"
-        );
-        eprintln!(
-            "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"
-        );
+    if !envid_testkit::require_program("javac", "the jar is built and run with a JDK 17+") {
         return;
     }
     let build = tempfile::tempdir().unwrap();
@@ -329,8 +319,7 @@ fn the_jar_alone_works_and_the_loader_keeps_its_order() {
 
 #[test]
 fn build_sh_fails_clearly_without_the_library() {
-    if !common::have("javac", "-version") {
-        eprintln!("SKIPPED: javac not found");
+    if !envid_testkit::require_program("javac", "java/build.sh needs a JDK 17+") {
         return;
     }
     let out = tempfile::tempdir().unwrap();

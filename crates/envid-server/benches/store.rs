@@ -232,6 +232,10 @@ fn main() {
         small,
         large,
     );
+    if !cfg!(feature = "etcd") {
+        println!("etcd: skipped (built without the etcd store: add --features etcd)");
+        return;
+    }
     if std::env::var("STORE_BENCH_ETCD").as_deref() == Ok("0") || !etcd_available() {
         println!("etcd: skipped");
         return;

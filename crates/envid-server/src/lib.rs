@@ -108,6 +108,7 @@ use crate::http::AppState;
 use crate::metrics::Metrics;
 use crate::reload::Reloader;
 use crate::store::embedded::EmbeddedStore;
+#[cfg(feature = "etcd")]
 use crate::store::etcd::{EtcdConfig, EtcdStore};
 use crate::store::RegistryStore;
 pub use crate::tls::TlsFiles;
@@ -341,6 +342,10 @@ pub enum ServerError {
     /// A signing or verification key could not be read.
     #[error("identity: {0}")]
     Identity(String),
+    /// etcd cannot be used: the store is not built in, or the cluster
+    /// refused us for a reason a retry will not fix.
+    #[error("etcd: {0}")]
+    Etcd(String),
     /// Binding or serving failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
@@ -438,22 +443,9 @@ fn prepare(config: Config) -> Result<Prepared, ServerError> {
             metrics.clone(),
         ))
     });
-    let store: Arc<dyn RegistryStore> = if let Some(e) = &embedded {
-        e.clone()
-    } else {
-        let mut prefix = config.etcd_prefix.clone();
-        if !prefix.ends_with('/') {
-            prefix.push('/');
-        }
-        Arc::new(EtcdStore::new(
-            EtcdConfig {
-                endpoints: config.etcd.clone(),
-                prefix,
-            },
-            records,
-            config.history_limit,
-            metrics.clone(),
-        ))
+    let store: Arc<dyn RegistryStore> = match &embedded {
+        Some(e) => e.clone(),
+        None => etcd_store(&config, records, metrics.clone())?,
     };
     let guard = Arc::new(guard::Guard::default());
     metrics.set_registration_open(config.insecure_open_registration);
@@ -506,6 +498,43 @@ fn prepare(config: Config) -> Result<Prepared, ServerError> {
         embedded,
     })
 }
+
+#[cfg(feature = "etcd")]
+fn etcd_store(
+    config: &Config,
+    records: Vec<envid::protocol::HostRecord>,
+    metrics: Arc<Metrics>,
+) -> Result<Arc<dyn RegistryStore>, ServerError> {
+    let mut prefix = config.etcd_prefix.clone();
+    if !prefix.ends_with('/') {
+        prefix.push('/');
+    }
+    Ok(Arc::new(EtcdStore::new(
+        EtcdConfig {
+            endpoints: config.etcd.clone(),
+            prefix,
+        },
+        records,
+        config.history_limit,
+        metrics,
+    )))
+}
+
+/// Without the `etcd` feature, asking for etcd is a start-up error that says
+/// how to get a binary with it, never a silent fallback to the embedded store.
+#[cfg(not(feature = "etcd"))]
+fn etcd_store(
+    _config: &Config,
+    _records: Vec<envid::protocol::HostRecord>,
+    _metrics: Arc<Metrics>,
+) -> Result<Arc<dyn RegistryStore>, ServerError> {
+    Err(ServerError::Etcd(ETCD_NOT_BUILT.into()))
+}
+
+/// What a binary built without the `etcd` feature says to `--etcd`.
+pub const ETCD_NOT_BUILT: &str = "this envid was built without the etcd store; \
+    rebuild it with `cargo install --path crates/envid-cli --features etcd` \
+    (the build needs protoc: `apt-get install protobuf-compiler`)";
 
 async fn serve(p: Prepared, shutdown: impl Future<Output = ()> + Send + 'static) {
     let Prepared {

@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 
 mod api;
 pub mod embedded;
+#[cfg(feature = "etcd")]
 pub mod etcd;
 mod view;
 
@@ -503,6 +504,7 @@ impl Store {
     /// Runs `f` (one write) so that its change, if any, is version
     /// `version` rather than the next number: the etcd view's versions are
     /// the revisions that made them. Writes must be serialized by the caller.
+    #[cfg_attr(not(feature = "etcd"), allow(dead_code))] // the etcd view's
     pub(crate) fn at_version<T>(&self, version: u64, f: impl FnOnce(&Store) -> T) -> T {
         self.lock().next_version = Some(version);
         let out = f(self);
@@ -512,6 +514,7 @@ impl Store {
 
     /// Replaces both layers at once (the etcd view after a re-list) as one
     /// change: what differs from the served set. Leases never expire here.
+    #[cfg_attr(not(feature = "etcd"), allow(dead_code))] // the etcd view's
     pub(crate) fn reset(
         &self,
         statics: Vec<HostRecord>,

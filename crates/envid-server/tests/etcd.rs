@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::etcd::{etcd_available, Cluster, Service};
+use common::etcd::{Cluster, Service};
 use common::{example_registry, get, request, wait_until, Resp};
 use envid::lookup::Replica;
 use envid::ServiceConfig;
@@ -27,8 +27,7 @@ use envid_server::ServerHandle;
 
 macro_rules! need_etcd {
     () => {
-        if !etcd_available() {
-            eprintln!("skipped: no etcd binary (bash .ci/run installs etcd-server)");
+        if !envid_testkit::require_program("etcd", "the etcd store is tested on real members") {
             return;
         }
     };

@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
-use common::etcd::{etcd_available, Cluster, Service};
+use common::etcd::{Cluster, Service};
 use common::{example_registry, get, request, wait_until};
 
 /// The namespace and its links, removed on drop (the veth pairs go with
@@ -122,13 +122,12 @@ fn put(a: SocketAddr, ip: &str) -> common::Resp {
 
 #[test]
 fn an_instance_cut_off_from_etcd_serves_stale_refuses_writes_and_catches_up() {
-    if !etcd_available() {
-        eprintln!("skipped: no etcd");
+    if !envid_testkit::require_program("etcd", "the partition is made between the service and a real etcd") {
         return;
     }
     let s = 1 + std::process::id() % 250;
     let Some(net) = Net::create(s) else {
-        eprintln!("skipped: cannot create a network namespace (needs root)");
+        envid_testkit::skip("cannot create a network namespace (needs root and iproute2's `ip`)");
         return;
     };
     let cluster = Cluster::start_listening_anywhere();

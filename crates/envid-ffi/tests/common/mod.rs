@@ -124,15 +124,6 @@ pub fn write_fixtures(dir: &Path) {
     );
 }
 
-/// Whether `program` runs (`program --version` or `-version` succeeds).
-pub fn have(program: &str, arg: &str) -> bool {
-    Command::new(program)
-        .arg(arg)
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
-}
-
 /// The "N passed, M failed" line of a test program's output.
 pub fn summary(stdout: &str) -> Option<(usize, usize)> {
     let line = stdout.lines().rev().find(|l| l.contains(" passed, "))?;
