@@ -122,7 +122,10 @@ fn put(a: SocketAddr, ip: &str) -> common::Resp {
 
 #[test]
 fn an_instance_cut_off_from_etcd_serves_stale_refuses_writes_and_catches_up() {
-    if !envid_testkit::require_program("etcd", "the partition is made between the service and a real etcd") {
+    if !envid_testkit::require_program(
+        "etcd",
+        "the partition is made between the service and a real etcd",
+    ) {
         return;
     }
     let s = 1 + std::process::id() % 250;

@@ -96,12 +96,53 @@ fn strip_hash(stem: &str) -> &str {
 
 #[cfg(test)]
 mod tests {
-    use super::strip_hash;
+    use super::{skip_log, strip_hash};
+    use std::process::Command;
+
+    /// Run only through `skips_fail_under_ci_and_are_logged_otherwise`.
+    #[test]
+    fn helper_that_skips() {
+        if std::env::var_os("ENVID_TESTKIT_CHILD").is_some() {
+            super::skip("testkit self-test: the program is missing on purpose");
+        }
+    }
+
+    #[test]
+    fn skips_fail_under_ci_and_are_logged_otherwise() {
+        let run = |ci: &str| {
+            Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", "tests::helper_that_skips", "--nocapture"])
+                .env("ENVID_TESTKIT_CHILD", "1")
+                .env("CI", ci)
+                .output()
+                .unwrap()
+        };
+        let under_ci = run("true");
+        assert!(!under_ci.status.success(), "a skip under CI=true fails");
+        assert!(String::from_utf8_lossy(&under_ci.stderr).contains("CI=true forbids skips"));
+
+        let log = skip_log().unwrap();
+        let before = std::fs::read_to_string(&log).unwrap_or_default();
+        let outside_ci = run("");
+        assert!(outside_ci.status.success(), "a skip outside CI passes");
+        let after = std::fs::read_to_string(&log).unwrap();
+        let added = after.strip_prefix(before.as_str()).unwrap_or(&after);
+        assert!(
+            added.contains("tests::helper_that_skips\ttestkit self-test"),
+            "logged: {added:?}"
+        );
+        // The self-test's own line is not a real skip: take it out again so
+        // `.ci/test` does not report it.
+        std::fs::write(&log, after.replace(added, "")).unwrap();
+    }
 
     #[test]
     fn strips_cargo_hashes_only() {
         assert_eq!(strip_hash("etcd-1b60b3affc003d3c"), "etcd");
-        assert_eq!(strip_hash("etcd_partition-1b60b3affc003d3c"), "etcd_partition");
+        assert_eq!(
+            strip_hash("etcd_partition-1b60b3affc003d3c"),
+            "etcd_partition"
+        );
         assert_eq!(strip_hash("java-jar"), "java-jar");
     }
 }
