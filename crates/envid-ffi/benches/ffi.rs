@@ -17,7 +17,7 @@ use envid_ffi::environment::{
     envid_current, envid_environment, envid_environment_env, envid_environment_field,
     envid_environment_label,
 };
-use envid_ffi::error::envid_string_free;
+use envid_ffi::marshal::envid_string_free;
 use envid_ffi::options::{
     envid_lookup_options, envid_lookup_options_add_endpoint, envid_lookup_options_free,
     envid_lookup_options_new,

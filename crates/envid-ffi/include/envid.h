@@ -808,16 +808,6 @@ envid_result envid_last_error_copy(char *buf, size_t len, size_t *needed);
 const char *envid_result_name(int result);
 
 /**
- * Frees a string this library allocated for the caller (`envid_environment_to_json`,
- * `envid_rules_explain`, …). NULL is a no-op. Never free borrowed strings
- * (field getters) with it, and never free these strings with `free()`.
- *
- * # Safety
- * `s` must be NULL or a string returned as owned by an envid function, not yet freed.
- */
-void envid_string_free(char *s);
-
-/**
  * Creates a verifier from lookup options: their endpoints (tried in turn),
  * token, proxy, CA file, timeouts, and cache file (the keys cache: written
  * after each change, read when the service is unreachable). `audience`
@@ -934,6 +924,16 @@ envid_result envid_lookup_client_lookup_many(const envid_lookup_client *client,
  * `client` NULL or live; `out` NULL or writable.
  */
 envid_result envid_lookup_client_stats(const envid_lookup_client *client, envid_lookup_stats *out);
+
+/**
+ * Frees a string this library allocated for the caller (`envid_environment_to_json`,
+ * `envid_rules_explain`, …). NULL is a no-op. Never free borrowed strings
+ * (field getters) with it, and never free these strings with `free()`.
+ *
+ * # Safety
+ * `s` must be NULL or a string returned as owned by an envid function, not yet freed.
+ */
+void envid_string_free(char *s);
 
 /**
  * Creates lookup options (no endpoint yet; add at least one).

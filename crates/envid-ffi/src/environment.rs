@@ -8,10 +8,9 @@ use std::sync::OnceLock;
 
 use envid::Environment;
 
-use crate::error::{
-    envid_result, free_box, guard, guard_void, obj_arg, owned_c_string, path_arg, str_arg,
-    write_out, Fail, FfiResult,
-};
+use crate::error::{envid_result, Fail, FfiResult};
+use crate::marshal::{free_box, obj_arg, owned_c_string, path_arg, str_arg, write_out};
+use crate::panic::{ffi_boundary, ffi_boundary_void};
 
 /// A field of the environment, for `envid_environment_field`. Every field
 /// is read as text: `ip` in its usual notation, `release.batch` in decimal,
@@ -434,7 +433,7 @@ pub unsafe fn env_arg<'a>(p: *const envid_environment) -> FfiResult<&'a envid_en
 /// `out` must be NULL or valid for a write.
 #[no_mangle]
 pub unsafe extern "C" fn envid_current(out: *mut *const envid_environment) -> envid_result {
-    guard(|| {
+    ffi_boundary(|| {
         if out.is_null() {
             return Err(Fail::null("out"));
         }
@@ -455,7 +454,7 @@ pub unsafe extern "C" fn envid_current(out: *mut *const envid_environment) -> en
 /// `out` must be NULL or valid for a write.
 #[no_mangle]
 pub unsafe extern "C" fn envid_load_options_new(out: *mut *mut envid_load_options) -> envid_result {
-    guard(|| {
+    ffi_boundary(|| {
         if out.is_null() {
             return Err(Fail::null("out"));
         }
@@ -472,7 +471,7 @@ pub unsafe extern "C" fn envid_load_options_new(out: *mut *mut envid_load_option
 #[no_mangle]
 pub unsafe extern "C" fn envid_load_options_free(opts: *mut envid_load_options) {
     // SAFETY: NULL or from its constructor, unused, by contract.
-    guard_void(|| unsafe { free_box(opts) })
+    ffi_boundary_void(|| unsafe { free_box(opts) })
 }
 
 /// Helper for the option setters.
@@ -480,7 +479,7 @@ unsafe fn set_option(
     opts: *mut envid_load_options,
     f: impl FnOnce(&mut envid_load_options) -> FfiResult,
 ) -> envid_result {
-    guard(|| {
+    ffi_boundary(|| {
         // SAFETY: by contract NULL or a live, unshared options object.
         let o = unsafe { opts.as_mut() }.ok_or_else(|| Fail::null("opts"))?;
         f(o)
@@ -599,7 +598,7 @@ pub unsafe extern "C" fn envid_load(
     opts: *const envid_load_options,
     out: *mut *mut envid_environment,
 ) -> envid_result {
-    guard(|| {
+    ffi_boundary(|| {
         if out.is_null() {
             return Err(Fail::null("out"));
         }
@@ -623,7 +622,7 @@ pub unsafe extern "C" fn envid_load(
 /// and not yet freed; no other thread may still use it.
 #[no_mangle]
 pub unsafe extern "C" fn envid_environment_free(env: *const envid_environment) {
-    guard_void(|| {
+    ffi_boundary_void(|| {
         // SAFETY: NULL or live by contract.
         let Some(e) = (unsafe { env.as_ref() }) else {
             return;
@@ -652,7 +651,7 @@ pub unsafe extern "C" fn envid_environment_field(
     field: std::ffi::c_int,
     out: *mut *const c_char,
 ) -> envid_result {
-    guard(|| {
+    ffi_boundary(|| {
         let f = envid_field::from_code(field)
             .ok_or_else(|| Fail::invalid(format!("{field} is not an envid_field")))?;
         // SAFETY: forwarded contracts.
@@ -693,7 +692,7 @@ pub unsafe extern "C" fn envid_environment_app(
     out: *mut *const c_char,
 ) -> envid_result {
     // SAFETY: forwarded contracts.
-    guard(|| unsafe { get_field(env, envid_field::ENVID_FIELD_APP, out) })
+    ffi_boundary(|| unsafe { get_field(env, envid_field::ENVID_FIELD_APP, out) })
 }
 
 /// The environment name (`prod`, `beta`, `betanoah`); always present.
@@ -709,7 +708,7 @@ pub unsafe extern "C" fn envid_environment_env(
     out: *mut *const c_char,
 ) -> envid_result {
     // SAFETY: forwarded contracts.
-    guard(|| unsafe { get_field(env, envid_field::ENVID_FIELD_ENV, out) })
+    ffi_boundary(|| unsafe { get_field(env, envid_field::ENVID_FIELD_ENV, out) })
 }
 
 /// The class of `env`: `prod`, `beta`, `dev`, `test`, `local`, or the
@@ -726,7 +725,7 @@ pub unsafe extern "C" fn envid_environment_env_type(
     out: *mut *const c_char,
 ) -> envid_result {
     // SAFETY: forwarded contracts.
-    guard(|| unsafe { get_field(env, envid_field::ENVID_FIELD_ENV_TYPE, out) })
+    ffi_boundary(|| unsafe { get_field(env, envid_field::ENVID_FIELD_ENV_TYPE, out) })
 }
 
 /// The sub environment / build group (`noahauto-2`); optional.
@@ -742,7 +741,7 @@ pub unsafe extern "C" fn envid_environment_sub_env(
     out: *mut *const c_char,
 ) -> envid_result {
     // SAFETY: forwarded contracts.
-    guard(|| unsafe { get_field(env, envid_field::ENVID_FIELD_SUB_ENV, out) })
+    ffi_boundary(|| unsafe { get_field(env, envid_field::ENVID_FIELD_SUB_ENV, out) })
 }
 
 /// The data center (`cn0`); always present.
@@ -758,7 +757,7 @@ pub unsafe extern "C" fn envid_environment_idc(
     out: *mut *const c_char,
 ) -> envid_result {
     // SAFETY: forwarded contracts.
-    guard(|| unsafe { get_field(env, envid_field::ENVID_FIELD_IDC, out) })
+    ffi_boundary(|| unsafe { get_field(env, envid_field::ENVID_FIELD_IDC, out) })
 }
 
 /// The host kind: `container`, `kvm`, `physical` or `unknown`; always present.
@@ -774,7 +773,7 @@ pub unsafe extern "C" fn envid_environment_platform(
     out: *mut *const c_char,
 ) -> envid_result {
     // SAFETY: forwarded contracts.
-    guard(|| unsafe { get_field(env, envid_field::ENVID_FIELD_PLATFORM, out) })
+    ffi_boundary(|| unsafe { get_field(env, envid_field::ENVID_FIELD_PLATFORM, out) })
 }
 
 /// This host's name; optional.
@@ -790,7 +789,7 @@ pub unsafe extern "C" fn envid_environment_hostname(
     out: *mut *const c_char,
 ) -> envid_result {
     // SAFETY: forwarded contracts.
-    guard(|| unsafe { get_field(env, envid_field::ENVID_FIELD_HOSTNAME, out) })
+    ffi_boundary(|| unsafe { get_field(env, envid_field::ENVID_FIELD_HOSTNAME, out) })
 }
 
 /// The primary IP address, as text (`10.1.2.3`, `fe80::1`); optional.
@@ -806,7 +805,7 @@ pub unsafe extern "C" fn envid_environment_ip(
     out: *mut *const c_char,
 ) -> envid_result {
     // SAFETY: forwarded contracts.
-    guard(|| unsafe { get_field(env, envid_field::ENVID_FIELD_IP, out) })
+    ffi_boundary(|| unsafe { get_field(env, envid_field::ENVID_FIELD_IP, out) })
 }
 
 /// The release id (`r-20261122-0042`); optional.
@@ -822,7 +821,7 @@ pub unsafe extern "C" fn envid_environment_release_id(
     out: *mut *const c_char,
 ) -> envid_result {
     // SAFETY: forwarded contracts.
-    guard(|| unsafe { get_field(env, envid_field::ENVID_FIELD_RELEASE_ID, out) })
+    ffi_boundary(|| unsafe { get_field(env, envid_field::ENVID_FIELD_RELEASE_ID, out) })
 }
 
 /// The application version of the release (`2.14.0`); optional.
@@ -838,7 +837,7 @@ pub unsafe extern "C" fn envid_environment_release_version(
     out: *mut *const c_char,
 ) -> envid_result {
     // SAFETY: forwarded contracts.
-    guard(|| unsafe { get_field(env, envid_field::ENVID_FIELD_RELEASE_VERSION, out) })
+    ffi_boundary(|| unsafe { get_field(env, envid_field::ENVID_FIELD_RELEASE_VERSION, out) })
 }
 
 /// The deployment time, RFC 3339 as written; optional.
@@ -854,7 +853,7 @@ pub unsafe extern "C" fn envid_environment_release_deployed_at(
     out: *mut *const c_char,
 ) -> envid_result {
     // SAFETY: forwarded contracts.
-    guard(|| unsafe { get_field(env, envid_field::ENVID_FIELD_RELEASE_DEPLOYED_AT, out) })
+    ffi_boundary(|| unsafe { get_field(env, envid_field::ENVID_FIELD_RELEASE_DEPLOYED_AT, out) })
 }
 
 /// The Kubernetes cluster; optional.
@@ -870,7 +869,7 @@ pub unsafe extern "C" fn envid_environment_k8s_cluster(
     out: *mut *const c_char,
 ) -> envid_result {
     // SAFETY: forwarded contracts.
-    guard(|| unsafe { get_field(env, envid_field::ENVID_FIELD_K8S_CLUSTER, out) })
+    ffi_boundary(|| unsafe { get_field(env, envid_field::ENVID_FIELD_K8S_CLUSTER, out) })
 }
 
 /// The Kubernetes namespace; optional.
@@ -886,7 +885,7 @@ pub unsafe extern "C" fn envid_environment_k8s_namespace(
     out: *mut *const c_char,
 ) -> envid_result {
     // SAFETY: forwarded contracts.
-    guard(|| unsafe { get_field(env, envid_field::ENVID_FIELD_K8S_NAMESPACE, out) })
+    ffi_boundary(|| unsafe { get_field(env, envid_field::ENVID_FIELD_K8S_NAMESPACE, out) })
 }
 
 /// The pod name; optional.
@@ -902,7 +901,7 @@ pub unsafe extern "C" fn envid_environment_k8s_pod(
     out: *mut *const c_char,
 ) -> envid_result {
     // SAFETY: forwarded contracts.
-    guard(|| unsafe { get_field(env, envid_field::ENVID_FIELD_K8S_POD, out) })
+    ffi_boundary(|| unsafe { get_field(env, envid_field::ENVID_FIELD_K8S_POD, out) })
 }
 
 /// The node name; optional.
@@ -918,7 +917,7 @@ pub unsafe extern "C" fn envid_environment_k8s_node(
     out: *mut *const c_char,
 ) -> envid_result {
     // SAFETY: forwarded contracts.
-    guard(|| unsafe { get_field(env, envid_field::ENVID_FIELD_K8S_NODE, out) })
+    ffi_boundary(|| unsafe { get_field(env, envid_field::ENVID_FIELD_K8S_NODE, out) })
 }
 
 /// The workload (deployment, statefulset) name; optional.
@@ -934,7 +933,7 @@ pub unsafe extern "C" fn envid_environment_k8s_workload(
     out: *mut *const c_char,
 ) -> envid_result {
     // SAFETY: forwarded contracts.
-    guard(|| unsafe { get_field(env, envid_field::ENVID_FIELD_K8S_WORKLOAD, out) })
+    ffi_boundary(|| unsafe { get_field(env, envid_field::ENVID_FIELD_K8S_WORKLOAD, out) })
 }
 
 /// The pod's UID (from the downward-API volume's `uid` file or `POD_UID`);
@@ -951,7 +950,7 @@ pub unsafe extern "C" fn envid_environment_k8s_pod_uid(
     out: *mut *const c_char,
 ) -> envid_result {
     // SAFETY: forwarded contracts.
-    guard(|| unsafe { get_field(env, envid_field::ENVID_FIELD_K8S_POD_UID, out) })
+    ffi_boundary(|| unsafe { get_field(env, envid_field::ENVID_FIELD_K8S_POD_UID, out) })
 }
 
 /// The release's rollout batch; `ENVID_NOT_FOUND` when absent (`*out` untouched).
@@ -963,7 +962,7 @@ pub unsafe extern "C" fn envid_environment_release_batch(
     env: *const envid_environment,
     out: *mut u32,
 ) -> envid_result {
-    guard(|| {
+    ffi_boundary(|| {
         if out.is_null() {
             return Err(Fail::null("out"));
         }
@@ -990,7 +989,7 @@ pub unsafe extern "C" fn envid_environment_label(
     key: *const c_char,
     out: *mut *const c_char,
 ) -> envid_result {
-    guard(|| {
+    ffi_boundary(|| {
         if out.is_null() {
             return Err(Fail::null("out"));
         }
@@ -1015,7 +1014,7 @@ pub unsafe extern "C" fn envid_environment_label_count(
     env: *const envid_environment,
     out: *mut usize,
 ) -> envid_result {
-    guard(|| {
+    ffi_boundary(|| {
         // SAFETY: NULL or live by contract.
         let e = unsafe { env_arg(env) }?;
         // SAFETY: NULL or writable by contract.
@@ -1036,7 +1035,7 @@ pub unsafe extern "C" fn envid_environment_label_at(
     key_out: *mut *const c_char,
     value_out: *mut *const c_char,
 ) -> envid_result {
-    guard(|| {
+    ffi_boundary(|| {
         if key_out.is_null() || value_out.is_null() {
             return Err(Fail::null("key_out and value_out"));
         }
@@ -1073,7 +1072,7 @@ pub unsafe extern "C" fn envid_environment_to_json(
     explain: bool,
     out: *mut *mut c_char,
 ) -> envid_result {
-    guard(|| {
+    ffi_boundary(|| {
         if out.is_null() {
             return Err(Fail::null("out"));
         }

@@ -1,7 +1,8 @@
-//! Result codes, the per-thread last error, and the one guard every exported
-//! function runs its body in (no panic ever crosses the boundary).
+//! Result codes and the per-thread last error: what a failed call leaves
+//! for its caller (`envid_result`, `envid_last_error`), and [`Fail`], the
+//! failure every function body returns before the boundary
+//! ([`crate::panic::ffi_boundary`]) turns it into both.
 
-use std::any::Any;
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::ffi::{c_char, CStr, CString};
@@ -219,6 +220,20 @@ impl From<envid::error::RulesError> for Fail {
     }
 }
 
+/// The library's lookup errors: bad input (endpoints, settings, IPs) is
+/// `ENVID_INVALID_INPUT`, the rest `ENVID_LOOKUP_FAILED`.
+impl From<envid::lookup::LookupError> for Fail {
+    fn from(e: envid::lookup::LookupError) -> Fail {
+        let code = match e {
+            envid::lookup::LookupError::InvalidEndpoint { .. }
+            | envid::lookup::LookupError::InvalidConfig { .. }
+            | envid::lookup::LookupError::InvalidIp { .. } => envid_result::ENVID_INVALID_INPUT,
+            _ => envid_result::ENVID_LOOKUP_FAILED,
+        };
+        Fail::new(code, e.to_string())
+    }
+}
+
 /// What an exported function body returns.
 pub type FfiResult<T = ()> = Result<T, Fail>;
 
@@ -255,143 +270,6 @@ pub fn last_error_ptr() -> *const c_char {
             Err(_) => c"".as_ptr(),
         })
         .unwrap_or(c"".as_ptr())
-}
-
-/// The text of a panic payload; never panics itself (a payload whose drop
-/// panics is leaked).
-pub fn panic_message(payload: Box<dyn Any + Send>) -> String {
-    let text = if let Some(s) = payload.downcast_ref::<&'static str>() {
-        (*s).to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "non-string panic payload".to_string()
-    };
-    if let Err(p) = catch_unwind(AssertUnwindSafe(|| drop(payload))) {
-        std::mem::forget(p);
-    }
-    text
-}
-
-/// The guard around every exported function: runs `f`, catches any panic,
-/// records the message of a failure as this thread's last error, and turns
-/// the outcome into an [`envid_result`]. Success leaves the last error alone
-/// (no thread-local access on the fast path).
-#[inline]
-pub fn guard(f: impl FnOnce() -> FfiResult) -> envid_result {
-    match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(Ok(())) => envid_result::ENVID_OK,
-        Ok(Err(fail)) => {
-            set_last_error(&fail.message);
-            fail.code
-        }
-        Err(payload) => {
-            set_last_error(&format!("envid panicked: {}", panic_message(payload)));
-            envid_result::ENVID_PANIC
-        }
-    }
-}
-
-/// [`guard`] for functions that return nothing (the `*_free` functions): a
-/// panic is recorded as the last error and swallowed.
-#[inline]
-pub fn guard_void(f: impl FnOnce()) {
-    if let Err(payload) = catch_unwind(AssertUnwindSafe(f)) {
-        set_last_error(&format!("envid panicked: {}", panic_message(payload)));
-    }
-}
-
-/// Writes `value` through `out`, failing with `ENVID_NULL_PARAMETER` when
-/// `out` is NULL.
-///
-/// # Safety
-/// `out` must be NULL or valid for a write of `T`.
-#[inline]
-pub unsafe fn write_out<T>(out: *mut T, value: T, what: &'static str) -> FfiResult {
-    if out.is_null() {
-        return Err(Fail::null(what));
-    }
-    // SAFETY: non-null, and the caller promises it is valid for writes.
-    unsafe { out.write(value) };
-    Ok(())
-}
-
-/// Borrows an object argument; NULL is `ENVID_NULL_PARAMETER` naming it.
-///
-/// # Safety
-/// `p` must be NULL or point to a live `T` for the call.
-pub unsafe fn obj_arg<'a, T>(p: *const T, what: &'static str) -> FfiResult<&'a T> {
-    // SAFETY: NULL or live, by the caller's contract.
-    unsafe { p.as_ref() }.ok_or_else(|| Fail::null(what))
-}
-
-/// The constructor shape every object shares: `*out` gets a new box made by
-/// `make`, owned by the caller and freed with [`free_box`].
-///
-/// # Safety
-/// `out` must be NULL or valid for a write.
-pub unsafe fn new_out<T>(out: *mut *mut T, make: impl FnOnce() -> FfiResult<T>) -> FfiResult {
-    if out.is_null() {
-        return Err(Fail::null("out"));
-    }
-    let p = Box::into_raw(Box::new(make()?));
-    // SAFETY: checked non-null; writable by the caller's contract.
-    unsafe { write_out(out, p, "out") }
-}
-
-/// Frees a box made by [`new_out`]; NULL is a no-op.
-///
-/// # Safety
-/// `p` must be NULL or from [`new_out`] (or `Box::into_raw`), not yet freed,
-/// and no longer used by any thread.
-pub unsafe fn free_box<T>(p: *mut T) {
-    if !p.is_null() {
-        // SAFETY: by contract it came from Box::into_raw and is not used again.
-        drop(unsafe { Box::from_raw(p) });
-    }
-}
-
-/// Reads a borrowed C string argument as UTF-8.
-///
-/// # Safety
-/// `p` must be NULL or point to a NUL-terminated string valid for the call.
-pub unsafe fn str_arg<'a>(p: *const c_char, what: &'static str) -> FfiResult<&'a str> {
-    if p.is_null() {
-        return Err(Fail::null(what));
-    }
-    // SAFETY: non-null and NUL-terminated by the caller's contract.
-    let c = unsafe { CStr::from_ptr(p) };
-    c.to_str()
-        .map_err(|_| Fail::invalid(format!("{what} is not valid UTF-8")))
-}
-
-/// Reads an optional path argument (NULL → `None`); any bytes are accepted on Unix.
-///
-/// # Safety
-/// `p` must be NULL or point to a NUL-terminated string valid for the call.
-pub unsafe fn path_arg(
-    p: *const c_char,
-    what: &'static str,
-) -> FfiResult<Option<std::path::PathBuf>> {
-    if p.is_null() {
-        return Ok(None);
-    }
-    // SAFETY: non-null and NUL-terminated by the caller's contract.
-    let c = unsafe { CStr::from_ptr(p) };
-    if c.is_empty() {
-        return Err(Fail::invalid(format!("{what} must not be empty")));
-    }
-    #[cfg(unix)]
-    {
-        use std::os::unix::ffi::OsStrExt;
-        Ok(Some(std::ffi::OsStr::from_bytes(c.to_bytes()).into()))
-    }
-    #[cfg(not(unix))]
-    {
-        c.to_str()
-            .map(|s| Some(s.into()))
-            .map_err(|_| Fail::invalid(format!("{what} is not valid UTF-8")))
-    }
 }
 
 /// Returns this thread's last error message: the message of the most recent
@@ -454,7 +332,7 @@ pub unsafe extern "C" fn envid_last_error_copy(
             }
         })
     };
-    // Not through `guard`: a failure here must not overwrite the message.
+    // Not through `ffi_boundary`: a failure here must not overwrite the message.
     catch_unwind(AssertUnwindSafe(run)).unwrap_or(envid_result::ENVID_PANIC)
 }
 
@@ -469,85 +347,21 @@ pub extern "C" fn envid_result_name(result: std::ffi::c_int) -> *const c_char {
     }
 }
 
-/// Frees a string this library allocated for the caller (`envid_environment_to_json`,
-/// `envid_rules_explain`, …). NULL is a no-op. Never free borrowed strings
-/// (field getters) with it, and never free these strings with `free()`.
-///
-/// # Safety
-/// `s` must be NULL or a string returned as owned by an envid function, not yet freed.
-#[no_mangle]
-pub unsafe extern "C" fn envid_string_free(s: *mut c_char) {
-    guard_void(|| {
-        if !s.is_null() {
-            // SAFETY: by contract `s` came from CString::into_raw in this library.
-            drop(unsafe { CString::from_raw(s) });
-        }
-    })
-}
-
-/// Hands a Rust string to C as an owned, NUL-terminated string (freed with
-/// `envid_string_free`).
-pub fn owned_c_string(s: String) -> FfiResult<*mut c_char> {
-    CString::new(s)
-        .map(CString::into_raw)
-        .map_err(|_| Fail::invalid("the value contains a NUL byte"))
-}
-
-/// The library's lookup errors: bad input (endpoints, settings, IPs) is
-/// `ENVID_INVALID_INPUT`, the rest `ENVID_LOOKUP_FAILED`.
-impl From<envid::lookup::LookupError> for Fail {
-    fn from(e: envid::lookup::LookupError) -> Fail {
-        let code = match e {
-            envid::lookup::LookupError::InvalidEndpoint { .. }
-            | envid::lookup::LookupError::InvalidConfig { .. }
-            | envid::lookup::LookupError::InvalidIp { .. } => envid_result::ENVID_INVALID_INPUT,
-            _ => envid_result::ENVID_LOOKUP_FAILED,
-        };
-        Fail::new(code, e.to_string())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::panic::ffi_boundary;
 
     fn last() -> String {
         with_last_error(|m| m.to_str().unwrap().to_string())
     }
 
     #[test]
-    fn panics_become_a_result_and_a_message() {
-        let rc = guard(|| panic!("boom {}", 42));
-        assert_eq!(rc, envid_result::ENVID_PANIC);
-        assert!(last().contains("boom 42"), "{}", last());
-        // A non-string payload.
-        let rc = guard(|| std::panic::panic_any(7u8));
-        assert_eq!(rc, envid_result::ENVID_PANIC);
-        assert!(last().contains("non-string"), "{}", last());
-        guard_void(|| panic!("in a free"));
-        assert!(last().contains("in a free"));
-    }
-
-    #[test]
-    fn failures_set_the_message_successes_keep_it() {
-        assert_eq!(
-            guard(|| Err(Fail::not_found("no such thing"))),
-            envid_result::ENVID_NOT_FOUND
-        );
-        assert_eq!(last(), "no such thing");
-        assert_eq!(guard(|| Ok(())), envid_result::ENVID_OK);
-        assert_eq!(last(), "no such thing");
-        // NUL bytes cannot truncate the message.
-        guard(|| Err(Fail::invalid("a\0b")));
-        assert_eq!(last(), "a\u{FFFD}b");
-    }
-
-    #[test]
     fn messages_are_per_thread() {
-        guard(|| Err(Fail::invalid("main thread")));
+        ffi_boundary(|| Err(Fail::invalid("main thread")));
         std::thread::spawn(|| {
             assert_eq!(last(), "");
-            guard(|| Err(Fail::invalid("other thread")));
+            ffi_boundary(|| Err(Fail::invalid("other thread")));
             assert_eq!(last(), "other thread");
         })
         .join()

@@ -8,8 +8,10 @@ use std::sync::Arc;
 use envid::identity::{Claims, Verifier};
 
 use crate::envid_result;
-use crate::error::{guard, guard_void, owned_c_string, str_arg, write_out, Fail, FfiResult};
+use crate::error::{Fail, FfiResult};
+use crate::marshal::{owned_c_string, str_arg, write_out};
 use crate::options::envid_lookup_options;
+use crate::panic::{ffi_boundary, ffi_boundary_void};
 
 /// A verifier of signed identities. Thread-safe: share one per process.
 /// Free with `envid_verifier_free` (which stops its refresh thread) once no
@@ -75,7 +77,7 @@ pub unsafe extern "C" fn envid_verifier_new(
     issuer: *const c_char,
     out: *mut *mut envid_verifier,
 ) -> envid_result {
-    guard(|| {
+    ffi_boundary(|| {
         if out.is_null() {
             return Err(Fail::null("out"));
         }
@@ -114,7 +116,7 @@ pub unsafe extern "C" fn envid_verifier_verify(
     token: *const c_char,
     claims_json: *mut *mut c_char,
 ) -> envid_result {
-    guard(|| {
+    ffi_boundary(|| {
         // SAFETY: NULL or live by contract.
         let v = unsafe { verifier.as_ref() }.ok_or_else(|| Fail::null("verifier"))?;
         // SAFETY: NULL or NUL-terminated by contract.
@@ -136,7 +138,7 @@ pub unsafe extern "C" fn envid_verifier_verify(
 /// longer used by any thread.
 #[no_mangle]
 pub unsafe extern "C" fn envid_verifier_free(verifier: *mut envid_verifier) {
-    guard_void(|| {
+    ffi_boundary_void(|| {
         if !verifier.is_null() {
             // SAFETY: by contract it came from Box::into_raw here.
             drop(unsafe { Box::from_raw(verifier) });

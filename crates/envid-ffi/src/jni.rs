@@ -27,10 +27,11 @@ use jni::sys::{jboolean, jint, jlong};
 use jni::{jni_sig, jni_str, Env, EnvUnowned};
 
 use crate::environment::{envid_environment, envid_field, envid_load_options, ENVID_FIELD_COUNT};
-use crate::error::{envid_result, panic_message, Fail};
+use crate::error::{envid_result, Fail};
 use crate::identity::envid_verifier;
 use crate::lookup::envid_lookup_client;
 use crate::options::envid_lookup_options;
+use crate::panic::panic_message;
 use crate::registrar::envid_registrar;
 use crate::replica::envid_replica;
 use crate::rules::envid_rules;

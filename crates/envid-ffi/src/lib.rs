@@ -9,7 +9,7 @@
 //!
 //! * Every function returns an [`envid_result`]; `ENVID_OK` is 0.
 //! * No panic crosses the boundary: every entry point runs in
-//!   [`error::guard`], which turns a panic into `ENVID_PANIC`.
+//!   [`panic::ffi_boundary`], which turns a panic into `ENVID_PANIC`.
 //! * On failure, `envid_last_error()` returns the message, per thread; it is
 //!   valid until the next envid call on that thread.
 //! * Objects (`envid_environment`, `envid_load_options`, `envid_rules`,
@@ -27,7 +27,9 @@ pub mod identity;
 /// cbindgen:ignore
 mod jni;
 pub mod lookup;
+pub mod marshal;
 pub mod options;
+pub mod panic;
 mod record;
 pub mod registrar;
 pub mod replica;

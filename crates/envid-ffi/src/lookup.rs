@@ -8,11 +8,10 @@ use std::sync::Arc;
 use envid::lookup::{LookupClient, LookupResult};
 use envid::protocol::HostRecord;
 
-use crate::error::{
-    envid_result, free_box, guard, guard_void, new_out, obj_arg, owned_c_string, str_arg,
-    write_out, Fail, FfiResult,
-};
+use crate::error::{envid_result, Fail, FfiResult};
+use crate::marshal::{free_box, new_out, obj_arg, owned_c_string, str_arg, write_out};
 use crate::options::envid_lookup_options;
+use crate::panic::{ffi_boundary, ffi_boundary_void};
 use crate::record::{parse_ip, record_json};
 
 /// A lookup client. Thread-safe: share one per process (it holds the cache
@@ -130,7 +129,7 @@ pub unsafe extern "C" fn envid_lookup_client_new(
     opts: *const envid_lookup_options,
     out: *mut *mut envid_lookup_client,
 ) -> envid_result {
-    guard(|| {
+    ffi_boundary(|| {
         // SAFETY: NULL or live by contract; `out` NULL or writable.
         let o = unsafe { obj_arg(opts, "opts") }?;
         unsafe { new_out(out, || envid_lookup_client::new(o)) }
@@ -145,7 +144,7 @@ pub unsafe extern "C" fn envid_lookup_client_new(
 #[no_mangle]
 pub unsafe extern "C" fn envid_lookup_client_free(client: *mut envid_lookup_client) {
     // SAFETY: NULL or from envid_lookup_client_new, unused, by contract.
-    guard_void(|| unsafe { free_box(client) })
+    ffi_boundary_void(|| unsafe { free_box(client) })
 }
 
 /// Looks up one IP (IPv4 or IPv6 text). On `ENVID_OK`, `*json_out` is the
@@ -167,7 +166,7 @@ pub unsafe extern "C" fn envid_lookup_client_lookup(
     ip: *const c_char,
     json_out: *mut *mut c_char,
 ) -> envid_result {
-    guard(|| {
+    ffi_boundary(|| {
         if json_out.is_null() {
             return Err(Fail::null("json_out"));
         }
@@ -204,7 +203,7 @@ pub unsafe extern "C" fn envid_lookup_client_lookup_many(
     count: usize,
     json_out: *mut *mut c_char,
 ) -> envid_result {
-    guard(|| {
+    ffi_boundary(|| {
         if json_out.is_null() {
             return Err(Fail::null("json_out"));
         }
@@ -252,7 +251,7 @@ pub unsafe extern "C" fn envid_lookup_client_stats(
     client: *const envid_lookup_client,
     out: *mut envid_lookup_stats,
 ) -> envid_result {
-    guard(|| {
+    ffi_boundary(|| {
         // SAFETY: NULL or live by contract.
         let c = unsafe { obj_arg(client, "client") }?;
         // SAFETY: NULL or writable by contract.

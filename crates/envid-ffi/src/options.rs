@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use envid::{Secret, ServiceConfig};
 
-use crate::error::{
-    envid_result, free_box, guard, guard_void, str_arg, write_out, Fail, FfiResult,
-};
+use crate::error::{envid_result, Fail, FfiResult};
+use crate::marshal::{free_box, str_arg, write_out};
+use crate::panic::{ffi_boundary, ffi_boundary_void};
 
 /// Options for `envid_lookup_client_new` and `envid_replica_new`: endpoints
 /// (at least one), token, proxy, CA file, timeouts, the client's cache
@@ -109,7 +109,7 @@ impl envid_lookup_options {
 pub unsafe extern "C" fn envid_lookup_options_new(
     out: *mut *mut envid_lookup_options,
 ) -> envid_result {
-    guard(|| {
+    ffi_boundary(|| {
         if out.is_null() {
             return Err(Fail::null("out"));
         }
@@ -126,14 +126,14 @@ pub unsafe extern "C" fn envid_lookup_options_new(
 #[no_mangle]
 pub unsafe extern "C" fn envid_lookup_options_free(opts: *mut envid_lookup_options) {
     // SAFETY: NULL or from its constructor, unused, by contract.
-    guard_void(|| unsafe { free_box(opts) })
+    ffi_boundary_void(|| unsafe { free_box(opts) })
 }
 
 unsafe fn set_lookup_option(
     opts: *mut envid_lookup_options,
     f: impl FnOnce(&mut envid_lookup_options) -> FfiResult,
 ) -> envid_result {
-    guard(|| {
+    ffi_boundary(|| {
         // SAFETY: NULL or a live, unshared options object by contract.
         let o = unsafe { opts.as_mut() }.ok_or_else(|| Fail::null("opts"))?;
         f(o)

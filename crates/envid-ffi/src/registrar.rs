@@ -8,11 +8,10 @@ use std::time::Duration;
 use envid::registrar::{Registrar, Registration};
 
 use crate::environment::envid_environment;
-use crate::error::{
-    envid_result, free_box, guard, guard_void, new_out, obj_arg, owned_c_string, str_arg,
-    write_out, Fail, FfiResult,
-};
+use crate::error::{envid_result, Fail, FfiResult};
+use crate::marshal::{free_box, new_out, obj_arg, owned_c_string, str_arg, write_out};
 use crate::options::envid_lookup_options;
+use crate::panic::{ffi_boundary, ffi_boundary_void};
 use crate::record::parse_ip;
 
 /// A registrar. Thread-safe: share one per process (it keeps the newest
@@ -85,7 +84,7 @@ pub unsafe extern "C" fn envid_registrar_new(
     opts: *const envid_lookup_options,
     out: *mut *mut envid_registrar,
 ) -> envid_result {
-    guard(|| {
+    ffi_boundary(|| {
         // SAFETY: NULL or live by contract; `out` NULL or writable.
         let o = unsafe { obj_arg(opts, "opts") }?;
         unsafe { new_out(out, || envid_registrar::new(o)) }
@@ -100,7 +99,7 @@ pub unsafe extern "C" fn envid_registrar_new(
 #[no_mangle]
 pub unsafe extern "C" fn envid_registrar_free(registrar: *mut envid_registrar) {
     // SAFETY: NULL or from envid_registrar_new, unused, by contract.
-    guard_void(|| unsafe { free_box(registrar) })
+    ffi_boundary_void(|| unsafe { free_box(registrar) })
 }
 
 /// Registers this instance (`PUT /v1/hosts/{ip}`) with the facts of `env`
@@ -119,7 +118,7 @@ pub unsafe extern "C" fn envid_registrar_register(
     lease_seconds: u64,
     ip: *const c_char,
 ) -> envid_result {
-    guard(|| {
+    ffi_boundary(|| {
         // SAFETY: NULL or live by contract.
         let r = unsafe { obj_arg(registrar, "registrar") }?;
         // SAFETY: NULL or live by contract.
@@ -147,7 +146,7 @@ pub unsafe extern "C" fn envid_registrar_renew(
     ip: *const c_char,
     known_out: *mut bool,
 ) -> envid_result {
-    guard(|| {
+    ffi_boundary(|| {
         if known_out.is_null() {
             return Err(Fail::null("known_out"));
         }
@@ -172,7 +171,7 @@ pub unsafe extern "C" fn envid_registrar_deregister(
     registrar: *const envid_registrar,
     ip: *const c_char,
 ) -> envid_result {
-    guard(|| {
+    ffi_boundary(|| {
         // SAFETY: NULL or live by contract.
         let r = unsafe { obj_arg(registrar, "registrar") }?;
         // SAFETY: NULL or NUL-terminated by contract.
@@ -198,7 +197,7 @@ pub unsafe extern "C" fn envid_registrar_identity(
     token_out: *mut *mut c_char,
     lifetime_seconds_out: *mut u64,
 ) -> envid_result {
-    guard(|| {
+    ffi_boundary(|| {
         if token_out.is_null() {
             return Err(Fail::null("token_out"));
         }

@@ -8,11 +8,10 @@ use std::sync::Arc;
 use envid::lookup::{CacheFileStatus, Replica};
 use envid::protocol::HostRecord;
 
-use crate::error::{
-    envid_result, free_box, guard, guard_void, new_out, obj_arg, owned_c_string, str_arg,
-    write_out, Fail, FfiResult,
-};
+use crate::error::{envid_result, Fail, FfiResult};
+use crate::marshal::{free_box, new_out, obj_arg, owned_c_string, str_arg, write_out};
 use crate::options::envid_lookup_options;
+use crate::panic::{ffi_boundary, ffi_boundary_void};
 use crate::record::{parse_ip, record_json};
 
 /// A replica of the environment service's registry. Thread-safe: share one
@@ -151,7 +150,7 @@ pub unsafe extern "C" fn envid_replica_new(
     opts: *const envid_lookup_options,
     out: *mut *mut envid_replica,
 ) -> envid_result {
-    guard(|| {
+    ffi_boundary(|| {
         // SAFETY: NULL or live by contract; `out` NULL or writable.
         let o = unsafe { obj_arg(opts, "opts") }?;
         unsafe { new_out(out, || envid_replica::new(o)) }
@@ -166,7 +165,7 @@ pub unsafe extern "C" fn envid_replica_new(
 #[no_mangle]
 pub unsafe extern "C" fn envid_replica_free(replica: *mut envid_replica) {
     // SAFETY: NULL or from envid_replica_new, unused, by contract.
-    guard_void(|| unsafe { free_box(replica) })
+    ffi_boundary_void(|| unsafe { free_box(replica) })
 }
 
 /// Looks up one IP (IPv4 or IPv6 text) in the replica: the exact IP, else
@@ -185,7 +184,7 @@ pub unsafe extern "C" fn envid_replica_lookup(
     ip: *const c_char,
     json_out: *mut *mut c_char,
 ) -> envid_result {
-    guard(|| {
+    ffi_boundary(|| {
         if json_out.is_null() {
             return Err(Fail::null("json_out"));
         }
@@ -212,7 +211,7 @@ pub unsafe extern "C" fn envid_replica_get_stats(
     replica: *const envid_replica,
     out: *mut envid_replica_stats,
 ) -> envid_result {
-    guard(|| {
+    ffi_boundary(|| {
         // SAFETY: NULL or live by contract.
         let r = unsafe { obj_arg(replica, "replica") }?;
         // SAFETY: NULL or writable by contract.

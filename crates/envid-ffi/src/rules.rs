@@ -4,10 +4,9 @@ use std::ffi::c_char;
 
 use envid::rules::{HostnameMatch, Rules};
 
-use crate::error::{
-    envid_result, free_box, guard, guard_void, obj_arg, owned_c_string, path_arg, str_arg,
-    write_out, Fail, FfiResult,
-};
+use crate::error::{envid_result, Fail, FfiResult};
+use crate::marshal::{free_box, obj_arg, owned_c_string, path_arg, str_arg, write_out};
+use crate::panic::{ffi_boundary, ffi_boundary_void};
 
 /// A set of hostname rules plus the alias table. Immutable; safe to share
 /// between threads. Free with `envid_rules_free`.
@@ -47,7 +46,7 @@ impl envid_rules {
 /// `out` NULL or valid for a write.
 #[no_mangle]
 pub unsafe extern "C" fn envid_rules_builtin(out: *mut *mut envid_rules) -> envid_result {
-    guard(|| {
+    ffi_boundary(|| {
         if out.is_null() {
             return Err(Fail::null("out"));
         }
@@ -70,7 +69,7 @@ pub unsafe extern "C" fn envid_rules_load(
     path: *const c_char,
     out: *mut *mut envid_rules,
 ) -> envid_result {
-    guard(|| {
+    ffi_boundary(|| {
         if out.is_null() {
             return Err(Fail::null("out"));
         }
@@ -90,7 +89,7 @@ pub unsafe extern "C" fn envid_rules_load(
 #[no_mangle]
 pub unsafe extern "C" fn envid_rules_free(rules: *mut envid_rules) {
     // SAFETY: NULL or from its constructor, unused, by contract.
-    guard_void(|| unsafe { free_box(rules) })
+    ffi_boundary_void(|| unsafe { free_box(rules) })
 }
 
 /// Explains a hostname: which rule matches it and what it reads, as a JSON
@@ -109,7 +108,7 @@ pub unsafe extern "C" fn envid_rules_explain(
     hostname: *const c_char,
     json_out: *mut *mut c_char,
 ) -> envid_result {
-    guard(|| {
+    ffi_boundary(|| {
         if json_out.is_null() {
             return Err(Fail::null("json_out"));
         }
