@@ -420,72 +420,6 @@ extern "C" {
 envid_result envid_current(const envid_environment **out);
 
 /**
- * Creates load options with the defaults: default descriptor paths (or
- * `ENVID_DESCRIPTOR`), root `/`, built-in rules, not strict, `ENVID_*`
- * variables read.
- *
- * Ownership: `*out` is owned by the caller; free it with
- * `envid_load_options_free`.
- *
- * # Safety
- * `out` must be NULL or valid for a write.
- */
-envid_result envid_load_options_new(envid_load_options **out);
-
-/**
- * Frees load options. NULL is a no-op.
- *
- * # Safety
- * `opts` must be NULL or from `envid_load_options_new`, not yet freed.
- */
-void envid_load_options_free(envid_load_options *opts);
-
-/**
- * Reads exactly this descriptor file (a missing file is then an error,
- * `ENVID_IO`). NULL restores the default location policy. The string is
- * copied.
- *
- * # Safety
- * `opts` NULL or live; `path` NULL or a NUL-terminated string.
- */
-envid_result envid_load_options_set_descriptor(envid_load_options *opts, const char *path);
-
-/**
- * Probes files below `dir` instead of `/` (fake hosts in tests); the
- * default descriptor paths are looked up below it too. NULL restores `/`.
- * The string is copied.
- *
- * # Safety
- * `opts` NULL or live; `dir` NULL or a NUL-terminated string.
- */
-envid_result envid_load_options_set_root(envid_load_options *opts, const char *dir);
-
-/**
- * Loads hostname rules and aliases from this TOML file. NULL restores the
- * built-in rules. The string is copied.
- *
- * # Safety
- * `opts` NULL or live; `path` NULL or a NUL-terminated string.
- */
-envid_result envid_load_options_set_rules_file(envid_load_options *opts, const char *path);
-
-/**
- * Strict mode: descriptor warnings (unknown keys, …) become errors.
- *
- * # Safety
- * `opts` NULL or live.
- */
-envid_result envid_load_options_set_strict(envid_load_options *opts, bool strict);
-
-/**
- * Whether `ENVID_*` variables (including `ENVID_DESCRIPTOR`) are read; on by default.
- *
- * # Safety
- * `opts` NULL or live.
- */
-envid_result envid_load_options_set_env_vars(envid_load_options *opts, bool on);
-
-/**
  * Loads a fresh environment (not cached; probes run now). `opts` may be
  * NULL for the defaults; it is only read and may be freed afterwards.
  *
@@ -855,6 +789,72 @@ envid_result envid_verifier_verify(const envid_verifier *verifier,
  * longer used by any thread.
  */
 void envid_verifier_free(envid_verifier *verifier);
+
+/**
+ * Creates load options with the defaults: default descriptor paths (or
+ * `ENVID_DESCRIPTOR`), root `/`, built-in rules, not strict, `ENVID_*`
+ * variables read.
+ *
+ * Ownership: `*out` is owned by the caller; free it with
+ * `envid_load_options_free`.
+ *
+ * # Safety
+ * `out` must be NULL or valid for a write.
+ */
+envid_result envid_load_options_new(envid_load_options **out);
+
+/**
+ * Frees load options. NULL is a no-op.
+ *
+ * # Safety
+ * `opts` must be NULL or from `envid_load_options_new`, not yet freed.
+ */
+void envid_load_options_free(envid_load_options *opts);
+
+/**
+ * Reads exactly this descriptor file (a missing file is then an error,
+ * `ENVID_IO`). NULL restores the default location policy. The string is
+ * copied.
+ *
+ * # Safety
+ * `opts` NULL or live; `path` NULL or a NUL-terminated string.
+ */
+envid_result envid_load_options_set_descriptor(envid_load_options *opts, const char *path);
+
+/**
+ * Probes files below `dir` instead of `/` (fake hosts in tests); the
+ * default descriptor paths are looked up below it too. NULL restores `/`.
+ * The string is copied.
+ *
+ * # Safety
+ * `opts` NULL or live; `dir` NULL or a NUL-terminated string.
+ */
+envid_result envid_load_options_set_root(envid_load_options *opts, const char *dir);
+
+/**
+ * Loads hostname rules and aliases from this TOML file. NULL restores the
+ * built-in rules. The string is copied.
+ *
+ * # Safety
+ * `opts` NULL or live; `path` NULL or a NUL-terminated string.
+ */
+envid_result envid_load_options_set_rules_file(envid_load_options *opts, const char *path);
+
+/**
+ * Strict mode: descriptor warnings (unknown keys, …) become errors.
+ *
+ * # Safety
+ * `opts` NULL or live.
+ */
+envid_result envid_load_options_set_strict(envid_load_options *opts, bool strict);
+
+/**
+ * Whether `ENVID_*` variables (including `ENVID_DESCRIPTOR`) are read; on by default.
+ *
+ * # Safety
+ * `opts` NULL or live.
+ */
+envid_result envid_load_options_set_env_vars(envid_load_options *opts, bool on);
 
 /**
  * Creates a lookup client. `ENVID_INVALID_INPUT` when there is no endpoint,

@@ -1,130 +1,18 @@
-//! `envid_environment`: the process-wide environment, loading one with
-//! options, field getters and JSON.
+//! `envid_environment`: the process-wide environment (`envid_current`), a
+//! freshly loaded one (`envid_load`, with `envid_load_options`), its field
+//! and label getters and its JSON.
 
 use std::borrow::Cow;
 use std::ffi::{c_char, CString};
-use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use envid::Environment;
 
 use crate::error::{envid_result, Fail, FfiResult};
-use crate::marshal::{free_box, obj_arg, owned_c_string, path_arg, str_arg, write_out};
+use crate::field::{envid_field, ENVID_FIELD_COUNT};
+use crate::load_options::envid_load_options;
+use crate::marshal::{obj_arg, owned_c_string, str_arg, write_out};
 use crate::panic::{ffi_boundary, ffi_boundary_void};
-
-/// A field of the environment, for `envid_environment_field`. Every field
-/// is read as text: `ip` in its usual notation, `release.batch` in decimal,
-/// `env_type` and `platform` as their lower-case names.
-#[allow(non_camel_case_types)]
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum envid_field {
-    /// `app` (optional).
-    ENVID_FIELD_APP = 0,
-    /// `env` (always present).
-    ENVID_FIELD_ENV = 1,
-    /// `env_type`: `prod`, `beta`, `dev`, `test`, `local` or another name (always present).
-    ENVID_FIELD_ENV_TYPE = 2,
-    /// `sub_env` (optional).
-    ENVID_FIELD_SUB_ENV = 3,
-    /// `idc` (always present).
-    ENVID_FIELD_IDC = 4,
-    /// `platform`: `container`, `kvm`, `physical` or `unknown` (always present).
-    ENVID_FIELD_PLATFORM = 5,
-    /// `hostname` (optional).
-    ENVID_FIELD_HOSTNAME = 6,
-    /// `ip` (optional).
-    ENVID_FIELD_IP = 7,
-    /// `release.id` (optional).
-    ENVID_FIELD_RELEASE_ID = 8,
-    /// `release.version` (optional).
-    ENVID_FIELD_RELEASE_VERSION = 9,
-    /// `release.batch`, in decimal (optional).
-    ENVID_FIELD_RELEASE_BATCH = 10,
-    /// `release.deployed_at`, RFC 3339 as written (optional).
-    ENVID_FIELD_RELEASE_DEPLOYED_AT = 11,
-    /// `k8s.cluster` (optional).
-    ENVID_FIELD_K8S_CLUSTER = 12,
-    /// `k8s.namespace` (optional).
-    ENVID_FIELD_K8S_NAMESPACE = 13,
-    /// `k8s.pod` (optional).
-    ENVID_FIELD_K8S_POD = 14,
-    /// `k8s.node` (optional).
-    ENVID_FIELD_K8S_NODE = 15,
-    /// `k8s.workload` (optional).
-    ENVID_FIELD_K8S_WORKLOAD = 16,
-    /// `container.runtime`: `docker`, `podman`, `containerd`, `cri-o`, `kubernetes` (optional).
-    ENVID_FIELD_CONTAINER_RUNTIME = 17,
-    /// `container.id`, 64 hex characters (optional).
-    ENVID_FIELD_CONTAINER_ID = 18,
-    /// `virtualization`: the hypervisor when visible (optional).
-    ENVID_FIELD_VIRTUALIZATION = 19,
-    /// `k8s.pod_uid`: the pod's UID, from the downward-API volume or
-    /// `POD_UID` (optional).
-    ENVID_FIELD_K8S_POD_UID = 20,
-}
-
-/// The number of fields in [`envid_field`].
-pub const ENVID_FIELD_COUNT: usize = 21;
-
-impl envid_field {
-    /// The field with this numeric value.
-    pub fn from_code(code: i32) -> Option<envid_field> {
-        use envid_field::*;
-        const ALL: [envid_field; ENVID_FIELD_COUNT] = [
-            ENVID_FIELD_APP,
-            ENVID_FIELD_ENV,
-            ENVID_FIELD_ENV_TYPE,
-            ENVID_FIELD_SUB_ENV,
-            ENVID_FIELD_IDC,
-            ENVID_FIELD_PLATFORM,
-            ENVID_FIELD_HOSTNAME,
-            ENVID_FIELD_IP,
-            ENVID_FIELD_RELEASE_ID,
-            ENVID_FIELD_RELEASE_VERSION,
-            ENVID_FIELD_RELEASE_BATCH,
-            ENVID_FIELD_RELEASE_DEPLOYED_AT,
-            ENVID_FIELD_K8S_CLUSTER,
-            ENVID_FIELD_K8S_NAMESPACE,
-            ENVID_FIELD_K8S_POD,
-            ENVID_FIELD_K8S_NODE,
-            ENVID_FIELD_K8S_WORKLOAD,
-            ENVID_FIELD_CONTAINER_RUNTIME,
-            ENVID_FIELD_CONTAINER_ID,
-            ENVID_FIELD_VIRTUALIZATION,
-            ENVID_FIELD_K8S_POD_UID,
-        ];
-        usize::try_from(code).ok().and_then(|i| ALL.get(i).copied())
-    }
-
-    /// The field's dotted name, as in the JSON.
-    pub fn name(self) -> &'static str {
-        use envid_field::*;
-        match self {
-            ENVID_FIELD_APP => "app",
-            ENVID_FIELD_ENV => "env",
-            ENVID_FIELD_ENV_TYPE => "env_type",
-            ENVID_FIELD_SUB_ENV => "sub_env",
-            ENVID_FIELD_IDC => "idc",
-            ENVID_FIELD_PLATFORM => "platform",
-            ENVID_FIELD_HOSTNAME => "hostname",
-            ENVID_FIELD_IP => "ip",
-            ENVID_FIELD_RELEASE_ID => "release.id",
-            ENVID_FIELD_RELEASE_VERSION => "release.version",
-            ENVID_FIELD_RELEASE_BATCH => "release.batch",
-            ENVID_FIELD_RELEASE_DEPLOYED_AT => "release.deployed_at",
-            ENVID_FIELD_K8S_CLUSTER => "k8s.cluster",
-            ENVID_FIELD_K8S_NAMESPACE => "k8s.namespace",
-            ENVID_FIELD_K8S_POD => "k8s.pod",
-            ENVID_FIELD_K8S_NODE => "k8s.node",
-            ENVID_FIELD_K8S_WORKLOAD => "k8s.workload",
-            ENVID_FIELD_CONTAINER_RUNTIME => "container.runtime",
-            ENVID_FIELD_CONTAINER_ID => "container.id",
-            ENVID_FIELD_VIRTUALIZATION => "virtualization",
-            ENVID_FIELD_K8S_POD_UID => "k8s.pod_uid",
-        }
-    }
-}
 
 /// The text of one field, precomputed.
 #[derive(Debug)]
@@ -194,6 +82,12 @@ fn slot(v: Option<&str>) -> Slot {
 }
 
 impl envid_environment {
+    /// A freshly loaded environment, owned by the caller of `envid_load`
+    /// (or by a Java `Environment`).
+    pub(crate) fn owned(env: Environment) -> envid_environment {
+        envid_environment::new(EnvRef::Owned(Box::new(env)), true)
+    }
+
     fn new(env: EnvRef, owned: bool) -> envid_environment {
         let e: &Environment = match &env {
             EnvRef::Static(e) => e,
@@ -342,74 +236,6 @@ pub fn jvm_current(properties: Vec<(String, String)>) -> FfiResult<&'static envi
     Ok(JVM_CURRENT.get_or_init(|| envid_environment::new(EnvRef::Owned(Box::new(env)), false)))
 }
 
-/// Options for `envid_load`. Create with `envid_load_options_new`, free with
-/// `envid_load_options_free`. Not synchronized: do not set options from two
-/// threads at once (reading it from many `envid_load` calls at once is fine).
-#[derive(Clone, Debug)]
-pub struct envid_load_options {
-    descriptor: Option<PathBuf>,
-    root: Option<PathBuf>,
-    rules_file: Option<PathBuf>,
-    strict: bool,
-    env_vars: bool,
-    /// JVM system properties (`envid.env`, …); the C API never sets them.
-    properties: Vec<(String, String)>,
-}
-
-impl Default for envid_load_options {
-    fn default() -> Self {
-        envid_load_options {
-            descriptor: None,
-            root: None,
-            rules_file: None,
-            strict: false,
-            env_vars: true,
-            properties: Vec::new(),
-        }
-    }
-}
-
-impl envid_load_options {
-    /// Options from plain values (used by the JNI binding, which also
-    /// passes the JVM's `envid.*` system properties).
-    pub fn from_parts(
-        descriptor: Option<PathBuf>,
-        root: Option<PathBuf>,
-        rules_file: Option<PathBuf>,
-        strict: bool,
-        env_vars: bool,
-        properties: Vec<(String, String)>,
-    ) -> envid_load_options {
-        envid_load_options {
-            descriptor,
-            root,
-            rules_file,
-            strict,
-            env_vars,
-            properties,
-        }
-    }
-
-    /// Loads a fresh environment with these options.
-    pub fn load(&self) -> FfiResult<envid_environment> {
-        let mut b = Environment::builder()
-            .strict(self.strict)
-            .env_vars(self.env_vars)
-            .system_properties(self.properties.clone());
-        if let Some(p) = &self.descriptor {
-            b = b.descriptor(p);
-        }
-        if let Some(p) = &self.root {
-            b = b.root(p);
-        }
-        if let Some(p) = &self.rules_file {
-            b = b.rules_file(p);
-        }
-        let env = b.load()?;
-        Ok(envid_environment::new(EnvRef::Owned(Box::new(env)), true))
-    }
-}
-
 /// Borrows an environment argument.
 ///
 /// # Safety
@@ -441,144 +267,6 @@ pub unsafe extern "C" fn envid_current(out: *mut *const envid_environment) -> en
         // SAFETY: checked non-null above; writable by contract.
         unsafe { write_out(out, c as *const envid_environment, "out") }
     })
-}
-
-/// Creates load options with the defaults: default descriptor paths (or
-/// `ENVID_DESCRIPTOR`), root `/`, built-in rules, not strict, `ENVID_*`
-/// variables read.
-///
-/// Ownership: `*out` is owned by the caller; free it with
-/// `envid_load_options_free`.
-///
-/// # Safety
-/// `out` must be NULL or valid for a write.
-#[no_mangle]
-pub unsafe extern "C" fn envid_load_options_new(out: *mut *mut envid_load_options) -> envid_result {
-    ffi_boundary(|| {
-        if out.is_null() {
-            return Err(Fail::null("out"));
-        }
-        let p = Box::into_raw(Box::<envid_load_options>::default());
-        // SAFETY: checked non-null above; writable by contract.
-        unsafe { write_out(out, p, "out") }
-    })
-}
-
-/// Frees load options. NULL is a no-op.
-///
-/// # Safety
-/// `opts` must be NULL or from `envid_load_options_new`, not yet freed.
-#[no_mangle]
-pub unsafe extern "C" fn envid_load_options_free(opts: *mut envid_load_options) {
-    // SAFETY: NULL or from its constructor, unused, by contract.
-    ffi_boundary_void(|| unsafe { free_box(opts) })
-}
-
-/// Helper for the option setters.
-unsafe fn set_option(
-    opts: *mut envid_load_options,
-    f: impl FnOnce(&mut envid_load_options) -> FfiResult,
-) -> envid_result {
-    ffi_boundary(|| {
-        // SAFETY: by contract NULL or a live, unshared options object.
-        let o = unsafe { opts.as_mut() }.ok_or_else(|| Fail::null("opts"))?;
-        f(o)
-    })
-}
-
-/// Reads exactly this descriptor file (a missing file is then an error,
-/// `ENVID_IO`). NULL restores the default location policy. The string is
-/// copied.
-///
-/// # Safety
-/// `opts` NULL or live; `path` NULL or a NUL-terminated string.
-#[no_mangle]
-pub unsafe extern "C" fn envid_load_options_set_descriptor(
-    opts: *mut envid_load_options,
-    path: *const c_char,
-) -> envid_result {
-    // SAFETY: forwarded contracts.
-    unsafe {
-        set_option(opts, |o| {
-            o.descriptor = path_arg(path, "path")?;
-            Ok(())
-        })
-    }
-}
-
-/// Probes files below `dir` instead of `/` (fake hosts in tests); the
-/// default descriptor paths are looked up below it too. NULL restores `/`.
-/// The string is copied.
-///
-/// # Safety
-/// `opts` NULL or live; `dir` NULL or a NUL-terminated string.
-#[no_mangle]
-pub unsafe extern "C" fn envid_load_options_set_root(
-    opts: *mut envid_load_options,
-    dir: *const c_char,
-) -> envid_result {
-    // SAFETY: forwarded contracts.
-    unsafe {
-        set_option(opts, |o| {
-            o.root = path_arg(dir, "dir")?;
-            Ok(())
-        })
-    }
-}
-
-/// Loads hostname rules and aliases from this TOML file. NULL restores the
-/// built-in rules. The string is copied.
-///
-/// # Safety
-/// `opts` NULL or live; `path` NULL or a NUL-terminated string.
-#[no_mangle]
-pub unsafe extern "C" fn envid_load_options_set_rules_file(
-    opts: *mut envid_load_options,
-    path: *const c_char,
-) -> envid_result {
-    // SAFETY: forwarded contracts.
-    unsafe {
-        set_option(opts, |o| {
-            o.rules_file = path_arg(path, "path")?;
-            Ok(())
-        })
-    }
-}
-
-/// Strict mode: descriptor warnings (unknown keys, …) become errors.
-///
-/// # Safety
-/// `opts` NULL or live.
-#[no_mangle]
-pub unsafe extern "C" fn envid_load_options_set_strict(
-    opts: *mut envid_load_options,
-    strict: bool,
-) -> envid_result {
-    // SAFETY: forwarded contract.
-    unsafe {
-        set_option(opts, |o| {
-            o.strict = strict;
-            Ok(())
-        })
-    }
-}
-
-/// Whether `ENVID_*` variables (including `ENVID_DESCRIPTOR`) are read; on by default.
-///
-/// # Safety
-/// `opts` NULL or live.
-#[no_mangle]
-pub unsafe extern "C" fn envid_load_options_set_env_vars(
-    opts: *mut envid_load_options,
-    on: bool,
-) -> envid_result {
-    // SAFETY: forwarded contract.
-    unsafe {
-        set_option(opts, |o| {
-            o.env_vars = on;
-            Ok(())
-        })
-    }
 }
 
 /// Loads a fresh environment (not cached; probes run now). `opts` may be

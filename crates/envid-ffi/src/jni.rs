@@ -26,9 +26,11 @@ use jni::objects::{JClass, JLongArray, JObject, JObjectArray, JString, JThrowabl
 use jni::sys::{jboolean, jint, jlong};
 use jni::{jni_sig, jni_str, Env, EnvUnowned};
 
-use crate::environment::{envid_environment, envid_field, envid_load_options, ENVID_FIELD_COUNT};
+use crate::environment::envid_environment;
 use crate::error::{envid_result, Fail};
+use crate::field::{envid_field, ENVID_FIELD_COUNT};
 use crate::identity::envid_verifier;
+use crate::load_options::envid_load_options;
 use crate::lookup::envid_lookup_client;
 use crate::options::envid_lookup_options;
 use crate::panic::panic_message;

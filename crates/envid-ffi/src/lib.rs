@@ -23,9 +23,11 @@
 
 pub mod environment;
 pub mod error;
+pub mod field;
 pub mod identity;
 /// cbindgen:ignore
 mod jni;
+pub mod load_options;
 pub mod lookup;
 pub mod marshal;
 pub mod options;
@@ -35,9 +37,11 @@ pub mod registrar;
 pub mod replica;
 pub mod rules;
 
-pub use environment::{envid_environment, envid_field, envid_load_options};
+pub use environment::envid_environment;
 pub use error::envid_result;
+pub use field::envid_field;
 pub use identity::envid_verifier;
+pub use load_options::envid_load_options;
 pub use lookup::{envid_lookup_client, envid_lookup_stats};
 pub use options::envid_lookup_options;
 pub use registrar::envid_registrar;
