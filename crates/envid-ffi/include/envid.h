@@ -267,12 +267,19 @@ typedef struct envid_load_options envid_load_options;
 typedef struct envid_lookup_client envid_lookup_client;
 
 /**
- * Options for `envid_lookup_client_new` and `envid_replica_new`: endpoints
- * (at least one), token, proxy, CA file, timeouts, the client's cache
- * policy and the replica's cache file; anything not set keeps the
- * library's default (connect 500 ms, per-phase 2 s (10 s for a replica),
- * no total deadline, TTL 5 min, negative TTL 30 s, max stale 1 h,
- * 1 retry). Not synchronized: set from one thread.
+ * The connection options of every client of the environment service:
+ * `envid_lookup_client_new`, `envid_replica_new`, `envid_registrar_new` and
+ * `envid_verifier_new` all take one (the name is historical: it first
+ * configured the lookup client alone).
+ *
+ * Every client reads the endpoints (at least one), token, proxy, CA file
+ * and the connect, per-phase and total timeouts. Only the lookup client
+ * reads the TTL, negative TTL, max stale and retries; only the replica
+ * (its snapshot) and the verifier (its keys) read the cache file. Anything
+ * not set keeps the library's default (connect 500 ms, per-phase 2 s
+ * (10 s for a replica), no total deadline, TTL 5 min, negative TTL 30 s,
+ * max stale 1 h, 1 retry). The constructors only read the options, which
+ * may be freed right after. Not synchronized: set from one thread.
  */
 typedef struct envid_lookup_options envid_lookup_options;
 
@@ -742,11 +749,11 @@ envid_result envid_last_error_copy(char *buf, size_t len, size_t *needed);
 const char *envid_result_name(int result);
 
 /**
- * Creates a verifier from lookup options: their endpoints (tried in turn),
- * token, proxy, CA file, timeouts, and cache file (the keys cache: written
- * after each change, read when the service is unreachable). `audience`
- * NULL requires `envid`; `issuer` NULL accepts any issuer. Fetches the key
- * set before returning. `ENVID_INVALID_INPUT` for bad options;
+ * Creates a verifier from connection options (`envid_lookup_options`):
+ * their endpoints (tried in turn), token, proxy, CA file, timeouts, and
+ * cache file (the keys cache: written after each change, read when the
+ * service is unreachable). `audience` NULL requires `envid`; `issuer` NULL
+ * accepts any issuer. Fetches the key set before returning. `ENVID_INVALID_INPUT` for bad options;
  * `ENVID_IDENTITY_NO_KEYS` when neither the service nor the cache file
  * gave keys.
  *
@@ -857,7 +864,9 @@ envid_result envid_load_options_set_strict(envid_load_options *opts, bool strict
 envid_result envid_load_options_set_env_vars(envid_load_options *opts, bool on);
 
 /**
- * Creates a lookup client. `ENVID_INVALID_INPUT` when there is no endpoint,
+ * Creates a lookup client from connection options (`envid_lookup_options`:
+ * endpoints, token, proxy, CA file, timeouts, and the cache policy only
+ * this client reads). `ENVID_INVALID_INPUT` when there is no endpoint,
  * one is not an `http://`/`https://` URL, the proxy URL is malformed or
  * the CA file holds no certificate. Makes no request yet.
  *
@@ -936,7 +945,8 @@ envid_result envid_lookup_client_stats(const envid_lookup_client *client, envid_
 void envid_string_free(char *s);
 
 /**
- * Creates lookup options (no endpoint yet; add at least one).
+ * Creates connection options for any client (no endpoint yet; add at
+ * least one).
  *
  * Ownership: `*out` is owned by the caller; free with `envid_lookup_options_free`.
  *
@@ -946,7 +956,7 @@ void envid_string_free(char *s);
 envid_result envid_lookup_options_new(envid_lookup_options **out);
 
 /**
- * Frees lookup options. NULL is a no-op.
+ * Frees connection options. NULL is a no-op.
  *
  * # Safety
  * `opts` NULL or from `envid_lookup_options_new`, not yet freed.
@@ -955,7 +965,7 @@ void envid_lookup_options_free(envid_lookup_options *opts);
 
 /**
  * Adds an endpoint, `http://HOST[:PORT]` or `https://…` (one per data
- * center; tried in the order added). Checked by `envid_lookup_client_new`.
+ * center; tried in the order added). Checked by the client's constructor.
  * The string is copied.
  *
  * # Safety
@@ -981,9 +991,10 @@ envid_result envid_lookup_options_set_token(envid_lookup_options *opts, const ch
 envid_result envid_lookup_options_set_proxy(envid_lookup_options *opts, const char *url);
 
 /**
- * Sets the file where a replica keeps its last snapshot (written
- * atomically), read at start when the service is unreachable; NULL clears
- * it. Used only by `envid_replica_new`. The string is copied.
+ * Sets the cache file; NULL clears it. A replica keeps its last snapshot
+ * there and a verifier its key set (written atomically), read at start
+ * when the service is unreachable. Used only by `envid_replica_new` and
+ * `envid_verifier_new`. The string is copied.
  *
  * # Safety
  * `opts` NULL or live; `path` NULL or NUL-terminated.
@@ -1035,8 +1046,8 @@ envid_result envid_lookup_options_set_total_timeout_ms(envid_lookup_options *opt
 /**
  * Sets a PEM file of CA certificates to trust instead of the bundled
  * Mozilla roots (a service with a private CA); NULL clears it. Read, and
- * checked to hold at least one certificate, by `envid_lookup_client_new`
- * and `envid_replica_new`. The string is copied.
+ * checked to hold at least one certificate, by the client's constructor.
+ * The string is copied.
  *
  * # Safety
  * `opts` NULL or live; `path` NULL or NUL-terminated.
@@ -1044,7 +1055,8 @@ envid_result envid_lookup_options_set_total_timeout_ms(envid_lookup_options *opt
 envid_result envid_lookup_options_set_ca_file(envid_lookup_options *opts, const char *path);
 
 /**
- * Sets how long a known answer is cached, in milliseconds (> 0; default 5 min).
+ * Sets how long a known answer is cached, in milliseconds (> 0; default
+ * 5 min). Lookup client only.
  *
  * # Safety
  * `opts` NULL or live.
@@ -1052,7 +1064,8 @@ envid_result envid_lookup_options_set_ca_file(envid_lookup_options *opts, const 
 envid_result envid_lookup_options_set_ttl_ms(envid_lookup_options *opts, uint64_t millis);
 
 /**
- * Sets how long an "unknown IP" answer is cached, in milliseconds (> 0; default 30 s).
+ * Sets how long an "unknown IP" answer is cached, in milliseconds (> 0;
+ * default 30 s). Lookup client only.
  *
  * # Safety
  * `opts` NULL or live.
@@ -1061,7 +1074,7 @@ envid_result envid_lookup_options_set_negative_ttl_ms(envid_lookup_options *opts
 
 /**
  * Sets the oldest answer served when the service fails, in milliseconds
- * (> 0; default 1 h).
+ * (> 0; default 1 h). Lookup client only.
  *
  * # Safety
  * `opts` NULL or live.
@@ -1069,7 +1082,8 @@ envid_result envid_lookup_options_set_negative_ttl_ms(envid_lookup_options *opts
 envid_result envid_lookup_options_set_max_stale_ms(envid_lookup_options *opts, uint64_t millis);
 
 /**
- * Sets the retries per lookup after the first attempt (default 1; 0: none).
+ * Sets the retries per lookup after the first attempt (default 1; 0:
+ * none). Lookup client only.
  *
  * # Safety
  * `opts` NULL or live.
@@ -1077,8 +1091,8 @@ envid_result envid_lookup_options_set_max_stale_ms(envid_lookup_options *opts, u
 envid_result envid_lookup_options_set_max_retries(envid_lookup_options *opts, uint32_t retries);
 
 /**
- * Creates a registrar from lookup options (endpoint, token, proxy, CA
- * file, timeouts). `ENVID_INVALID_INPUT` when there is no endpoint or the
+ * Creates a registrar from connection options (`envid_lookup_options`:
+ * endpoint, token, proxy, CA file, timeouts). `ENVID_INVALID_INPUT` when there is no endpoint or the
  * options are malformed. Makes no request yet.
  *
  * Ownership: `*out` is owned by the caller; free with
@@ -1087,7 +1101,8 @@ envid_result envid_lookup_options_set_max_retries(envid_lookup_options *opts, ui
  * # Safety
  * `opts` NULL or live; `out` NULL or valid for a write.
  */
-envid_result envid_registrar_new(const envid_lookup_options *opts, envid_registrar **out);
+envid_result envid_registrar_new(const envid_lookup_options *opts,
+                                 envid_registrar **out);
 
 /**
  * Frees a registrar. NULL is a no-op.
@@ -1155,11 +1170,12 @@ envid_result envid_registrar_identity(const envid_registrar *registrar,
                                       uint64_t *lifetime_seconds_out);
 
 /**
- * Creates a replica from lookup options: their endpoints (tried in turn on
- * errors), token, proxy, CA file, timeouts and cache file (the TTL,
- * max-stale and retry settings do not apply). Fetches the whole
- * registry before returning, or reads the cache file when the service is
- * unreachable, then keeps it in sync on a background thread.
+ * Creates a replica from connection options (`envid_lookup_options`):
+ * their endpoints (tried in turn on errors), token, proxy, CA file,
+ * timeouts and cache file (the TTL, max-stale and retry settings do not
+ * apply). Fetches the whole registry before returning, or reads the cache
+ * file when the service is unreachable, then keeps it in sync on a
+ * background thread.
  * `ENVID_INVALID_INPUT` without endpoints or with a bad one (or a bad
  * proxy URL or CA file);
  * `ENVID_LOOKUP_FAILED` when neither the service nor the cache file gave

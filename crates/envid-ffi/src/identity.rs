@@ -56,11 +56,11 @@ pub fn claims_to_json(c: &Claims) -> FfiResult<String> {
         .map_err(|e| Fail::new(envid_result::ENVID_INTERNAL, format!("JSON: {e}")))
 }
 
-/// Creates a verifier from lookup options: their endpoints (tried in turn),
-/// token, proxy, CA file, timeouts, and cache file (the keys cache: written
-/// after each change, read when the service is unreachable). `audience`
-/// NULL requires `envid`; `issuer` NULL accepts any issuer. Fetches the key
-/// set before returning. `ENVID_INVALID_INPUT` for bad options;
+/// Creates a verifier from connection options (`envid_lookup_options`):
+/// their endpoints (tried in turn), token, proxy, CA file, timeouts, and
+/// cache file (the keys cache: written after each change, read when the
+/// service is unreachable). `audience` NULL requires `envid`; `issuer` NULL
+/// accepts any issuer. Fetches the key set before returning. `ENVID_INVALID_INPUT` for bad options;
 /// `ENVID_IDENTITY_NO_KEYS` when neither the service nor the cache file
 /// gave keys.
 ///

@@ -14,8 +14,11 @@
 //!   valid until the next envid call on that thread.
 //! * Objects (`envid_environment`, `envid_load_options`, `envid_rules`,
 //!   `envid_lookup_options`, `envid_lookup_client`, `envid_replica`,
-//!   `envid_registrar`) have a `*_free` that accepts NULL; owned strings
-//!   are freed with `envid_string_free`; borrowed strings live as long as their object.
+//!   `envid_registrar`, `envid_verifier`) have a `*_free` that accepts NULL;
+//!   owned strings are freed with `envid_string_free`; borrowed strings live
+//!   as long as their object.
+//! * `envid_lookup_options` are the connection options of every client
+//!   (lookup client, replica, registrar, verifier), despite the name.
 //! * Everything is thread-safe; objects are immutable once built (load
 //!   options excepted, which are not synchronized).
 #![warn(missing_docs)]

@@ -115,7 +115,9 @@ impl envid_lookup_client {
     }
 }
 
-/// Creates a lookup client. `ENVID_INVALID_INPUT` when there is no endpoint,
+/// Creates a lookup client from connection options (`envid_lookup_options`:
+/// endpoints, token, proxy, CA file, timeouts, and the cache policy only
+/// this client reads). `ENVID_INVALID_INPUT` when there is no endpoint,
 /// one is not an `http://`/`https://` URL, the proxy URL is malformed or
 /// the CA file holds no certificate. Makes no request yet.
 ///

@@ -1,8 +1,16 @@
-//! `envid_lookup_options`: how to reach the environment service (endpoints,
-//! token, proxy, CA file, timeouts) plus the client's cache settings and the
-//! replica's cache file. [`envid_lookup_options::service_config`] is the one
-//! place they become an [`envid::ServiceConfig`], for both
-//! `envid_lookup_client_new` and `envid_replica_new`.
+//! `envid_lookup_options`: the connection options of every client of the
+//! environment service (the lookup client, the replica, the registrar and
+//! the verifier): endpoints, token, proxy, CA file and timeouts, plus the
+//! settings only one client reads (the lookup client's cache policy; the
+//! cache file, which is the replica's snapshot and the verifier's keys).
+//! [`envid_lookup_options::service_config`] is the one place they become an
+//! [`envid::ServiceConfig`], for all four constructors.
+//!
+//! The name is older than the registrar and the verifier: the object first
+//! configured the lookup client alone. It is not renamed because the
+//! struct's C tag and every `envid_lookup_options_*` symbol are ABI, and an
+//! alias would give every C program two spellings of the same object; the
+//! header documents it as every client's connection options instead.
 
 use std::ffi::c_char;
 use std::time::Duration;
@@ -13,12 +21,19 @@ use crate::error::{envid_result, Fail, FfiResult};
 use crate::marshal::{free_box, str_arg, write_out};
 use crate::panic::{ffi_boundary, ffi_boundary_void};
 
-/// Options for `envid_lookup_client_new` and `envid_replica_new`: endpoints
-/// (at least one), token, proxy, CA file, timeouts, the client's cache
-/// policy and the replica's cache file; anything not set keeps the
-/// library's default (connect 500 ms, per-phase 2 s (10 s for a replica),
-/// no total deadline, TTL 5 min, negative TTL 30 s, max stale 1 h,
-/// 1 retry). Not synchronized: set from one thread.
+/// The connection options of every client of the environment service:
+/// `envid_lookup_client_new`, `envid_replica_new`, `envid_registrar_new` and
+/// `envid_verifier_new` all take one (the name is historical: it first
+/// configured the lookup client alone).
+///
+/// Every client reads the endpoints (at least one), token, proxy, CA file
+/// and the connect, per-phase and total timeouts. Only the lookup client
+/// reads the TTL, negative TTL, max stale and retries; only the replica
+/// (its snapshot) and the verifier (its keys) read the cache file. Anything
+/// not set keeps the library's default (connect 500 ms, per-phase 2 s
+/// (10 s for a replica), no total deadline, TTL 5 min, negative TTL 30 s,
+/// max stale 1 h, 1 retry). The constructors only read the options, which
+/// may be freed right after. Not synchronized: set from one thread.
 #[derive(Clone, Debug, Default)]
 pub struct envid_lookup_options {
     endpoints: Vec<String>,
@@ -36,7 +51,7 @@ pub struct envid_lookup_options {
     pub(crate) max_stale: Option<Duration>,
     /// Retries per lookup (client only).
     pub(crate) max_retries: Option<u32>,
-    /// Where a replica keeps its last snapshot (replica only).
+    /// Where a replica keeps its last snapshot, or a verifier its keys.
     pub(crate) cache_file: Option<String>,
 }
 
@@ -66,7 +81,7 @@ impl envid_lookup_options {
         }
     }
 
-    /// The replica's cache file (only a replica uses it).
+    /// The cache file (only a replica and a verifier use it).
     pub fn with_cache_file(mut self, path: Option<String>) -> envid_lookup_options {
         self.cache_file = path;
         self
@@ -99,7 +114,8 @@ impl envid_lookup_options {
     }
 }
 
-/// Creates lookup options (no endpoint yet; add at least one).
+/// Creates connection options for any client (no endpoint yet; add at
+/// least one).
 ///
 /// Ownership: `*out` is owned by the caller; free with `envid_lookup_options_free`.
 ///
@@ -119,7 +135,7 @@ pub unsafe extern "C" fn envid_lookup_options_new(
     })
 }
 
-/// Frees lookup options. NULL is a no-op.
+/// Frees connection options. NULL is a no-op.
 ///
 /// # Safety
 /// `opts` NULL or from `envid_lookup_options_new`, not yet freed.
@@ -141,7 +157,7 @@ unsafe fn set_lookup_option(
 }
 
 /// Adds an endpoint, `http://HOST[:PORT]` or `https://…` (one per data
-/// center; tried in the order added). Checked by `envid_lookup_client_new`.
+/// center; tried in the order added). Checked by the client's constructor.
 /// The string is copied.
 ///
 /// # Safety
@@ -205,9 +221,10 @@ pub unsafe extern "C" fn envid_lookup_options_set_proxy(
     }
 }
 
-/// Sets the file where a replica keeps its last snapshot (written
-/// atomically), read at start when the service is unreachable; NULL clears
-/// it. Used only by `envid_replica_new`. The string is copied.
+/// Sets the cache file; NULL clears it. A replica keeps its last snapshot
+/// there and a verifier its key set (written atomically), read at start
+/// when the service is unreachable. Used only by `envid_replica_new` and
+/// `envid_verifier_new`. The string is copied.
 ///
 /// # Safety
 /// `opts` NULL or live; `path` NULL or NUL-terminated.
@@ -312,8 +329,8 @@ pub unsafe extern "C" fn envid_lookup_options_set_total_timeout_ms(
 
 /// Sets a PEM file of CA certificates to trust instead of the bundled
 /// Mozilla roots (a service with a private CA); NULL clears it. Read, and
-/// checked to hold at least one certificate, by `envid_lookup_client_new`
-/// and `envid_replica_new`. The string is copied.
+/// checked to hold at least one certificate, by the client's constructor.
+/// The string is copied.
 ///
 /// # Safety
 /// `opts` NULL or live; `path` NULL or NUL-terminated.
@@ -335,7 +352,8 @@ pub unsafe extern "C" fn envid_lookup_options_set_ca_file(
     }
 }
 
-/// Sets how long a known answer is cached, in milliseconds (> 0; default 5 min).
+/// Sets how long a known answer is cached, in milliseconds (> 0; default
+/// 5 min). Lookup client only.
 ///
 /// # Safety
 /// `opts` NULL or live.
@@ -353,7 +371,8 @@ pub unsafe extern "C" fn envid_lookup_options_set_ttl_ms(
     }
 }
 
-/// Sets how long an "unknown IP" answer is cached, in milliseconds (> 0; default 30 s).
+/// Sets how long an "unknown IP" answer is cached, in milliseconds (> 0;
+/// default 30 s). Lookup client only.
 ///
 /// # Safety
 /// `opts` NULL or live.
@@ -372,7 +391,7 @@ pub unsafe extern "C" fn envid_lookup_options_set_negative_ttl_ms(
 }
 
 /// Sets the oldest answer served when the service fails, in milliseconds
-/// (> 0; default 1 h).
+/// (> 0; default 1 h). Lookup client only.
 ///
 /// # Safety
 /// `opts` NULL or live.
@@ -390,7 +409,8 @@ pub unsafe extern "C" fn envid_lookup_options_set_max_stale_ms(
     }
 }
 
-/// Sets the retries per lookup after the first attempt (default 1; 0: none).
+/// Sets the retries per lookup after the first attempt (default 1; 0:
+/// none). Lookup client only.
 ///
 /// # Safety
 /// `opts` NULL or live.

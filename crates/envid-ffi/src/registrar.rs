@@ -70,8 +70,8 @@ impl envid_registrar {
     }
 }
 
-/// Creates a registrar from lookup options (endpoint, token, proxy, CA
-/// file, timeouts). `ENVID_INVALID_INPUT` when there is no endpoint or the
+/// Creates a registrar from connection options (`envid_lookup_options`:
+/// endpoint, token, proxy, CA file, timeouts). `ENVID_INVALID_INPUT` when there is no endpoint or the
 /// options are malformed. Makes no request yet.
 ///
 /// Ownership: `*out` is owned by the caller; free with

@@ -130,11 +130,12 @@ impl envid_replica {
     }
 }
 
-/// Creates a replica from lookup options: their endpoints (tried in turn on
-/// errors), token, proxy, CA file, timeouts and cache file (the TTL,
-/// max-stale and retry settings do not apply). Fetches the whole
-/// registry before returning, or reads the cache file when the service is
-/// unreachable, then keeps it in sync on a background thread.
+/// Creates a replica from connection options (`envid_lookup_options`):
+/// their endpoints (tried in turn on errors), token, proxy, CA file,
+/// timeouts and cache file (the TTL, max-stale and retry settings do not
+/// apply). Fetches the whole registry before returning, or reads the cache
+/// file when the service is unreachable, then keeps it in sync on a
+/// background thread.
 /// `ENVID_INVALID_INPUT` without endpoints or with a bad one (or a bad
 /// proxy URL or CA file);
 /// `ENVID_LOOKUP_FAILED` when neither the service nor the cache file gave
