@@ -56,29 +56,38 @@ pub struct envid_lookup_options {
 }
 
 impl envid_lookup_options {
-    /// Options from plain values (the JNI binding); `None` keeps a default.
-    #[allow(clippy::too_many_arguments)]
+    /// Connection options from plain values (the JNI binding, whose
+    /// builders set no proxy, CA file or total timeout); `None` keeps a
+    /// default.
     pub fn from_parts(
         endpoints: Vec<String>,
         token: Option<String>,
         connect_timeout: Option<Duration>,
         per_phase_timeout: Option<Duration>,
-        ttl: Option<Duration>,
-        negative_ttl: Option<Duration>,
-        max_stale: Option<Duration>,
-        max_retries: Option<u32>,
     ) -> envid_lookup_options {
         envid_lookup_options {
             endpoints,
             token: token.map(Secret::new),
             connect_timeout,
             per_phase_timeout,
-            ttl,
-            negative_ttl,
-            max_stale,
-            max_retries,
             ..envid_lookup_options::default()
         }
+    }
+
+    /// The lookup client's cache policy (only the lookup client uses it);
+    /// `None` keeps a default.
+    pub fn with_cache_policy(
+        mut self,
+        ttl: Option<Duration>,
+        negative_ttl: Option<Duration>,
+        max_stale: Option<Duration>,
+        max_retries: Option<u32>,
+    ) -> envid_lookup_options {
+        self.ttl = ttl;
+        self.negative_ttl = negative_ttl;
+        self.max_stale = max_stale;
+        self.max_retries = max_retries;
+        self
     }
 
     /// The cache file (only a replica and a verifier use it).

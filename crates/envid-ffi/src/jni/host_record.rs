@@ -1,7 +1,7 @@
 //! The `String[]` layout `io.envid.HostRecord` reads, shared by the
 //! `LookupClient` and `Replica` natives.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use envid::protocol::HostRecord;
 use jni::objects::{JObjectArray, JString};
@@ -62,4 +62,16 @@ pub(super) fn record_array<'local>(
         items.push(Some(v));
     }
     string_array(env, &items)
+}
+
+/// A lookup's answer for Java: the record's `String[]`, or null when the
+/// IP is unknown.
+pub(super) fn optional_record<'local>(
+    env: &mut Env<'local>,
+    record: Option<Arc<HostRecord>>,
+) -> JResult<JObjectArray<'local, JString<'local>>> {
+    match record {
+        Some(r) => record_array(env, &r),
+        None => Ok(JObjectArray::default()),
+    }
 }

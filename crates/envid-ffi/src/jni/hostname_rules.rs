@@ -4,15 +4,18 @@ use jni::objects::{JClass, JObjectArray, JString};
 use jni::sys::jlong;
 use jni::EnvUnowned;
 
-use super::{opt_path, string_arg, string_array, JResult, ThrowEnvid};
+use super::{
+    borrow_handle, handle_ptr, into_handle, jni_boundary, opt_path, string_arg, string_array,
+    JResult,
+};
 use crate::error::{envid_result, Fail};
-use crate::rules::envid_rules;
+use crate::rules::{envid_rules, envid_rules_free};
 
 /// Borrows the rules behind a handle.
 fn rules_handle<'a>(h: jlong) -> JResult<&'a envid_rules> {
-    let p = h as usize as *const envid_rules;
-    // SAFETY: as for env_handle.
-    unsafe { p.as_ref() }.ok_or_else(|| Fail::null("rules handle").into())
+    // SAFETY: handles come from `rulesBuiltin`/`rulesLoad` and are freed
+    // only by the owning Java object's cleaner, after its last use.
+    unsafe { borrow_handle(h, "rules handle") }
 }
 
 /// `static native long rulesBuiltin()`: the built-in hostname rules (owned).
@@ -21,11 +24,7 @@ pub extern "system" fn Java_io_envid_Native_rulesBuiltin<'local>(
     mut unowned: EnvUnowned<'local>,
     _class: JClass<'local>,
 ) -> jlong {
-    unowned
-        .with_env(|_env| -> JResult<jlong> {
-            Ok(Box::into_raw(Box::new(envid_rules::builtin())) as usize as jlong)
-        })
-        .resolve::<ThrowEnvid>()
+    jni_boundary(&mut unowned, |_env| Ok(into_handle(envid_rules::builtin())))
 }
 
 /// `static native long rulesLoad(String path)`: rules from a file (owned).
@@ -35,12 +34,10 @@ pub extern "system" fn Java_io_envid_Native_rulesLoad<'local>(
     _class: JClass<'local>,
     path: JString<'local>,
 ) -> jlong {
-    unowned
-        .with_env(|env| -> JResult<jlong> {
-            let p = opt_path(env, &path, "path")?.ok_or_else(|| Fail::null("path"))?;
-            Ok(Box::into_raw(Box::new(envid_rules::load(&p)?)) as usize as jlong)
-        })
-        .resolve::<ThrowEnvid>()
+    jni_boundary(&mut unowned, |env| {
+        let p = opt_path(env, &path, "path")?.ok_or_else(|| Fail::null("path"))?;
+        Ok(into_handle(envid_rules::load(&p)?))
+    })
 }
 
 /// `static native void freeRules(long handle)`; 0 is ignored.
@@ -50,13 +47,11 @@ pub extern "system" fn Java_io_envid_Native_freeRules<'local>(
     _class: JClass<'local>,
     handle: jlong,
 ) {
-    unowned
-        .with_env(|_env| -> JResult<()> {
-            // SAFETY: 0 or an unfreed handle from rulesBuiltin/rulesLoad.
-            unsafe { crate::rules::envid_rules_free(handle as usize as *mut envid_rules) };
-            Ok(())
-        })
-        .resolve::<ThrowEnvid>()
+    jni_boundary(&mut unowned, |_env| {
+        // SAFETY: 0 or an unfreed handle from rulesBuiltin/rulesLoad.
+        unsafe { envid_rules_free(handle_ptr(handle)) };
+        Ok(())
+    })
 }
 
 /// `static native String[] explain(long rules, String hostname)`: `{rule,
@@ -69,31 +64,27 @@ pub extern "system" fn Java_io_envid_Native_explain<'local>(
     handle: jlong,
     hostname: JString<'local>,
 ) -> JObjectArray<'local, JString<'local>> {
-    unowned
-        .with_env(|env| -> JResult<JObjectArray<'local, JString<'local>>> {
-            let r = rules_handle(handle)?;
-            let h = string_arg(env, &hostname, "hostname")?;
-            let m = match r.explain(&h) {
-                Ok(m) => m,
-                Err(f) if f.code == envid_result::ENVID_NOT_FOUND => {
-                    return Ok(JObjectArray::default())
-                }
-                Err(f) => return Err(f.into()),
-            };
-            let defaulted = if m.env_defaulted { "true" } else { "false" };
-            string_array(
-                env,
-                &[
-                    Some(&m.rule),
-                    Some(&m.hostname),
-                    Some(&m.env),
-                    Some(defaulted),
-                    Some(m.env_type.as_str()),
-                    m.idc.as_deref(),
-                    m.app.as_deref(),
-                    m.biz.as_deref(),
-                ],
-            )
-        })
-        .resolve::<ThrowEnvid>()
+    jni_boundary(&mut unowned, |env| {
+        let r = rules_handle(handle)?;
+        let h = string_arg(env, &hostname, "hostname")?;
+        let m = match r.explain(&h) {
+            Ok(m) => m,
+            Err(f) if f.code == envid_result::ENVID_NOT_FOUND => return Ok(JObjectArray::default()),
+            Err(f) => return Err(f.into()),
+        };
+        let defaulted = if m.env_defaulted { "true" } else { "false" };
+        string_array(
+            env,
+            &[
+                Some(&m.rule),
+                Some(&m.hostname),
+                Some(&m.env),
+                Some(defaulted),
+                Some(m.env_type.as_str()),
+                m.idc.as_deref(),
+                m.app.as_deref(),
+                m.biz.as_deref(),
+            ],
+        )
+    })
 }

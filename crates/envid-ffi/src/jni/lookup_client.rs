@@ -4,20 +4,19 @@ use jni::objects::{JClass, JLongArray, JObject, JObjectArray, JString};
 use jni::sys::{jint, jlong};
 use jni::EnvUnowned;
 
-use super::host_record::record_array;
+use super::host_record::{optional_record, record_array};
 use super::{
-    millis, new_envid_exception, opt_string_arg, string_arg, string_array_arg, JResult, ThrowEnvid,
+    borrow_handle, connection_options, handle_ptr, into_handle, jni_boundary, long_array, millis,
+    new_envid_exception, string_arg, string_array_arg, JResult,
 };
 use crate::error::{envid_result, Fail};
-use crate::lookup::envid_lookup_client;
-use crate::options::envid_lookup_options;
+use crate::lookup::{envid_lookup_client, envid_lookup_client_free};
 
 /// Borrows the lookup client behind a handle.
 fn client_handle<'a>(h: jlong) -> JResult<&'a envid_lookup_client> {
-    let p = h as usize as *const envid_lookup_client;
     // SAFETY: handles come from `lookupNew` and are freed by the Java
     // LookupClient only after every call on it returned (it holds a lock).
-    unsafe { p.as_ref() }.ok_or_else(|| Fail::null("lookup client handle (closed?)").into())
+    unsafe { borrow_handle(h, "lookup client handle (closed?)") }
 }
 
 /// `static native long lookupNew(String[] endpoints, String token, long
@@ -37,23 +36,16 @@ pub extern "system" fn Java_io_envid_Native_lookupNew<'local>(
     max_stale_ms: jlong,
     max_retries: jint,
 ) -> jlong {
-    unowned
-        .with_env(|env| -> JResult<jlong> {
-            let urls = string_array_arg(env, &endpoints, "endpoints", "endpoint")?;
-            let token = opt_string_arg(env, &token)?;
-            let opts = envid_lookup_options::from_parts(
-                urls,
-                token,
-                millis(connect_ms),
-                millis(per_phase_ms),
+    jni_boundary(&mut unowned, |env| {
+        let opts = connection_options(env, &endpoints, &token, connect_ms, per_phase_ms)?
+            .with_cache_policy(
                 millis(ttl_ms),
                 millis(negative_ttl_ms),
                 millis(max_stale_ms),
                 u32::try_from(max_retries).ok(),
             );
-            Ok(Box::into_raw(Box::new(envid_lookup_client::new(&opts)?)) as usize as jlong)
-        })
-        .resolve::<ThrowEnvid>()
+        Ok(into_handle(envid_lookup_client::new(&opts)?))
+    })
 }
 
 /// `static native void lookupFree(long handle)`; 0 is ignored.
@@ -63,13 +55,11 @@ pub extern "system" fn Java_io_envid_Native_lookupFree<'local>(
     _class: JClass<'local>,
     handle: jlong,
 ) {
-    unowned
-        .with_env(|_env| -> JResult<()> {
-            // SAFETY: 0 or an unfreed handle from lookupNew, no longer in use.
-            unsafe { crate::lookup::envid_lookup_client_free(handle as usize as *mut _) };
-            Ok(())
-        })
-        .resolve::<ThrowEnvid>()
+    jni_boundary(&mut unowned, |_env| {
+        // SAFETY: 0 or an unfreed handle from lookupNew, no longer in use.
+        unsafe { envid_lookup_client_free(handle_ptr(handle)) };
+        Ok(())
+    })
 }
 
 /// `static native String[] lookup(long handle, String ip)`: the record, or
@@ -81,16 +71,11 @@ pub extern "system" fn Java_io_envid_Native_lookup<'local>(
     handle: jlong,
     ip: JString<'local>,
 ) -> JObjectArray<'local, JString<'local>> {
-    unowned
-        .with_env(|env| -> JResult<JObjectArray<'local, JString<'local>>> {
-            let c = client_handle(handle)?;
-            let ip = string_arg(env, &ip, "ip")?;
-            match c.lookup(&ip)? {
-                Some(r) => record_array(env, &r),
-                None => Ok(JObjectArray::default()),
-            }
-        })
-        .resolve::<ThrowEnvid>()
+    jni_boundary(&mut unowned, |env| {
+        let c = client_handle(handle)?;
+        let ip = string_arg(env, &ip, "ip")?;
+        optional_record(env, c.lookup(&ip)?)
+    })
 }
 
 /// `static native Object[] lookupMany(long handle, String[] ips)`: for each
@@ -103,46 +88,42 @@ pub extern "system" fn Java_io_envid_Native_lookupMany<'local>(
     handle: jlong,
     ips: JObjectArray<'local, JString<'local>>,
 ) -> JObjectArray<'local, JObjectArray<'local, JString<'local>>> {
-    unowned
-        .with_env(
-            |env| -> JResult<JObjectArray<'local, JObjectArray<'local, JString<'local>>>> {
-                let c = client_handle(handle)?;
-                let texts = string_array_arg(env, &ips, "ips", "ip")?;
-                let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-                let answers = c.lookup_many(&refs)?;
-                let failed: Vec<(&str, &Fail)> = refs
-                    .iter()
-                    .zip(&answers)
-                    .filter_map(|(ip, a)| a.as_ref().err().map(|f| (*ip, f)))
-                    .collect();
-                if let Some((ip, f)) = failed.first() {
-                    return Err(Fail::new(
-                        envid_result::ENVID_LOOKUP_FAILED,
-                        format!(
-                            "{} of {} lookups failed; {ip}: {}",
-                            failed.len(),
-                            refs.len(),
-                            f.message
-                        ),
-                    )
-                    .into());
-                }
-                let out = JObjectArray::<JObjectArray<JString>>::new(
-                    env,
-                    answers.len(),
-                    JObjectArray::<JString>::default(),
-                )?;
-                for (i, a) in answers.iter().enumerate() {
-                    if let Ok(Some(r)) = a {
-                        let arr = record_array(env, r)?;
-                        out.set_element(env, i, &arr)?;
-                        env.delete_local_ref(arr);
-                    }
-                }
-                Ok(out)
-            },
-        )
-        .resolve::<ThrowEnvid>()
+    jni_boundary(&mut unowned, |env| {
+        let c = client_handle(handle)?;
+        let texts = string_array_arg(env, &ips, "ips", "ip")?;
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let answers = c.lookup_many(&refs)?;
+        let failed: Vec<(&str, &Fail)> = refs
+            .iter()
+            .zip(&answers)
+            .filter_map(|(ip, a)| a.as_ref().err().map(|f| (*ip, f)))
+            .collect();
+        if let Some((ip, f)) = failed.first() {
+            return Err(Fail::new(
+                envid_result::ENVID_LOOKUP_FAILED,
+                format!(
+                    "{} of {} lookups failed; {ip}: {}",
+                    failed.len(),
+                    refs.len(),
+                    f.message
+                ),
+            )
+            .into());
+        }
+        let out = JObjectArray::<JObjectArray<JString>>::new(
+            env,
+            answers.len(),
+            JObjectArray::<JString>::default(),
+        )?;
+        for (i, a) in answers.iter().enumerate() {
+            if let Ok(Some(r)) = a {
+                let arr = record_array(env, r)?;
+                out.set_element(env, i, &arr)?;
+                env.delete_local_ref(arr);
+            }
+        }
+        Ok(out)
+    })
 }
 
 /// `static native Object[] lookupEach(long handle, String[] ips)`: for each
@@ -156,25 +137,23 @@ pub extern "system" fn Java_io_envid_Native_lookupEach<'local>(
     handle: jlong,
     ips: JObjectArray<'local, JString<'local>>,
 ) -> JObjectArray<'local, JObject<'local>> {
-    unowned
-        .with_env(|env| -> JResult<JObjectArray<'local, JObject<'local>>> {
-            let c = client_handle(handle)?;
-            let texts = string_array_arg(env, &ips, "ips", "ip")?;
-            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-            let answers = c.lookup_each(&refs);
-            let out = JObjectArray::<JObject>::new(env, answers.len(), JObject::null())?;
-            for (i, a) in answers.iter().enumerate() {
-                let element = match a {
-                    Ok(None) => continue,
-                    Ok(Some(r)) => JObject::from(record_array(env, r)?),
-                    Err(f) => new_envid_exception(env, f.code, &f.message)?,
-                };
-                out.set_element(env, i, &element)?;
-                env.delete_local_ref(element);
-            }
-            Ok(out)
-        })
-        .resolve::<ThrowEnvid>()
+    jni_boundary(&mut unowned, |env| {
+        let c = client_handle(handle)?;
+        let texts = string_array_arg(env, &ips, "ips", "ip")?;
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let answers = c.lookup_each(&refs);
+        let out = JObjectArray::<JObject>::new(env, answers.len(), JObject::null())?;
+        for (i, a) in answers.iter().enumerate() {
+            let element = match a {
+                Ok(None) => continue,
+                Ok(Some(r)) => JObject::from(record_array(env, r)?),
+                Err(f) => new_envid_exception(env, f.code, &f.message)?,
+            };
+            out.set_element(env, i, &element)?;
+            env.delete_local_ref(element);
+        }
+        Ok(out)
+    })
 }
 
 /// `static native long[] lookupStats(long handle)`: hits, misses, stale,
@@ -185,13 +164,9 @@ pub extern "system" fn Java_io_envid_Native_lookupStats<'local>(
     _class: JClass<'local>,
     handle: jlong,
 ) -> JLongArray<'local> {
-    unowned
-        .with_env(|env| -> JResult<JLongArray<'local>> {
-            let s = client_handle(handle)?.stats();
-            let v = [s.hits, s.misses, s.stale, s.requests, s.errors].map(|x| x as jlong);
-            let arr = JLongArray::new(env, v.len())?;
-            arr.set_region(env, 0, &v)?;
-            Ok(arr)
-        })
-        .resolve::<ThrowEnvid>()
+    jni_boundary(&mut unowned, |env| {
+        let s = client_handle(handle)?.stats();
+        let v = [s.hits, s.misses, s.stale, s.requests, s.errors].map(|x| x as jlong);
+        long_array(env, &v)
+    })
 }

@@ -1,16 +1,24 @@
 //! The JVM binding: native methods of `io.envid.Native` (Java sources under
 //! `java/` at the repository root), on jni 0.22.
 //!
-//! Every method runs inside `EnvUnowned::with_env`, which catches panics, and
-//! resolves its outcome with [`ThrowEnvid`]: an envid failure or a panic
-//! becomes an `io.envid.EnvidException(int code, String message)` carrying
-//! the same code as the C API's `envid_result`; nothing unwinds into the JVM.
+//! One file per Java class that calls them: `environment.rs`
+//! (`Environment`, with `LoadOptions`), `hostname_rules.rs`
+//! (`HostnameRules`), `lookup_client.rs`, `replica.rs`, `verifier.rs` and
+//! `registrar.rs`; `host_record.rs` is the `HostRecord` layout the lookup
+//! client and the replica share, `test_hooks.rs` the natives of the
+//! `test-hooks` feature. This file holds what they share.
 //!
-//! Handles are the addresses of the C API's objects (`envid_environment`,
-//! `envid_rules`), passed to Java as `long`s. The Java classes own them and
-//! free them exactly once (through a `Cleaner`); the process-wide
-//! environment's handle is never freed; a lookup client's handle is freed
-//! by `LookupClient.close()` (or its cleaner).
+//! Every method runs its body in `jni_boundary` (jni's
+//! `EnvUnowned::with_env`, which catches panics, resolved with
+//! `ThrowEnvid`): an envid failure or a panic becomes an
+//! `io.envid.EnvidException(int code, String message)` carrying the same
+//! code as the C API's `envid_result`; nothing unwinds into the JVM.
+//!
+//! Handles are the addresses of the C API's objects, passed to Java as
+//! `long`s (`into_handle`). The Java classes own them and free them
+//! exactly once, through the C API's `*_free`: environments and rules by a
+//! `Cleaner`, clients by `close()` (or their cleaner) once no call is in
+//! progress; the process-wide environment's handle is never freed.
 //!
 //! A Java `Environment` crosses JNI once when it is made (`snapshot`: the
 //! JSON, every field and the labels as one `String[]`) and keeps the values
@@ -30,11 +38,12 @@ use std::any::Any;
 use std::time::Duration;
 
 use jni::errors::ErrorPolicy;
-use jni::objects::{JObject, JObjectArray, JString, JThrowable, JValue};
+use jni::objects::{JLongArray, JObject, JObjectArray, JString, JThrowable, JValue};
 use jni::sys::{jint, jlong};
-use jni::{jni_sig, jni_str, Env};
+use jni::{jni_sig, jni_str, Env, EnvUnowned};
 
 use crate::error::{envid_result, Fail};
+use crate::options::envid_lookup_options;
 use crate::panic::panic_message;
 
 /// A failure inside a native method.
@@ -133,6 +142,69 @@ impl<T: Default> ErrorPolicy<T, JniFail> for ThrowEnvid {
     }
 }
 
+/// The boundary of every native method: runs `f` in jni's
+/// `EnvUnowned::with_env`, which catches panics, and resolves the outcome
+/// with [`ThrowEnvid`], so a failure or a panic reaches Java as an
+/// `EnvidException` (the method then returns `T::default()`, which Java
+/// never sees) and nothing unwinds into the JVM.
+fn jni_boundary<'local, T: Default + 'local>(
+    unowned: &mut EnvUnowned<'local>,
+    f: impl FnOnce(&mut Env<'local>) -> JResult<T>,
+) -> T {
+    unowned.with_env(f).resolve::<ThrowEnvid>()
+}
+
+/// Hands a new native object to Java as a handle (its address as a
+/// `long`); the Java owner frees it exactly once through the matching
+/// `*Free` native.
+fn into_handle<T>(value: T) -> jlong {
+    Box::into_raw(Box::new(value)) as usize as jlong
+}
+
+/// The pointer behind a handle, for the C API's `*_free` functions (0 is
+/// NULL, which they ignore).
+fn handle_ptr<T>(handle: jlong) -> *mut T {
+    handle as usize as *mut T
+}
+
+/// Borrows the object behind a handle; 0 is `NULL_PARAMETER` naming `what`.
+///
+/// # Safety
+/// `handle` must be 0 or the address of a live `T` that stays alive for the
+/// call: one from [`into_handle`] that its Java owner frees only after its
+/// last call, or one never freed (the process-wide environment).
+unsafe fn borrow_handle<'a, T>(handle: jlong, what: &'static str) -> JResult<&'a T> {
+    // SAFETY: 0 or live for the call, by the caller's contract.
+    unsafe { handle_ptr::<T>(handle).cast_const().as_ref() }.ok_or_else(|| Fail::null(what).into())
+}
+
+/// The connection options every client's constructor gets from its Java
+/// builder (`ServiceBuilder`): endpoints, token, and the connect and
+/// per-phase timeouts (≤ 0 keeps the default).
+fn connection_options(
+    env: &mut Env<'_>,
+    endpoints: &JObjectArray<'_, JString<'_>>,
+    token: &JString<'_>,
+    connect_ms: jlong,
+    per_phase_ms: jlong,
+) -> JResult<envid_lookup_options> {
+    let urls = string_array_arg(env, endpoints, "endpoints", "endpoint")?;
+    let token = opt_string_arg(env, token)?;
+    Ok(envid_lookup_options::from_parts(
+        urls,
+        token,
+        millis(connect_ms),
+        millis(per_phase_ms),
+    ))
+}
+
+/// A `long[]` from Rust values (the stats natives).
+fn long_array<'local>(env: &mut Env<'local>, values: &[jlong]) -> JResult<JLongArray<'local>> {
+    let arr = JLongArray::new(env, values.len())?;
+    arr.set_region(env, 0, values)?;
+    Ok(arr)
+}
+
 /// A Java string argument that must not be null.
 fn string_arg(env: &Env<'_>, s: &JString<'_>, what: &'static str) -> JResult<String> {
     if s.is_null() {
@@ -199,6 +271,8 @@ fn string_array<'local>(
     Ok(arr)
 }
 
+/// A timeout from Java, in milliseconds; ≤ 0 means "keep the default"
+/// (`Native.millis` sends 0 for an unset duration).
 fn millis(v: jlong) -> Option<Duration> {
     (v > 0).then(|| Duration::from_millis(v as u64))
 }

@@ -4,18 +4,28 @@ use jni::objects::{JClass, JLongArray, JObjectArray, JString};
 use jni::sys::jlong;
 use jni::EnvUnowned;
 
-use super::host_record::record_array;
-use super::{millis, opt_string_arg, string_arg, string_array_arg, JResult, ThrowEnvid};
-use crate::error::Fail;
-use crate::options::envid_lookup_options;
-use crate::replica::envid_replica;
+use super::host_record::optional_record;
+use super::{
+    borrow_handle, connection_options, handle_ptr, into_handle, jni_boundary, long_array,
+    opt_string_arg, string_arg, JResult,
+};
+use crate::replica::{envid_replica, envid_replica_free};
 
 /// Borrows the replica behind a handle.
 fn replica_handle<'a>(h: jlong) -> JResult<&'a envid_replica> {
-    let p = h as usize as *const envid_replica;
     // SAFETY: handles come from `replicaNew` and are freed by the Java
     // Replica only after every call on it returned (it holds a lock).
-    unsafe { p.as_ref() }.ok_or_else(|| Fail::null("replica handle (closed?)").into())
+    unsafe { borrow_handle(h, "replica handle (closed?)") }
+}
+
+/// An age for Java: -1 stands for the C API's `UINT64_MAX` (never synced,
+/// no cache file).
+fn age_ms(ms: u64) -> jlong {
+    if ms == u64::MAX {
+        -1
+    } else {
+        ms as jlong
+    }
 }
 
 /// `static native long replicaNew(String[] endpoints, String token, long
@@ -32,25 +42,11 @@ pub extern "system" fn Java_io_envid_Native_replicaNew<'local>(
     per_phase_ms: jlong,
     cache_file: JString<'local>,
 ) -> jlong {
-    unowned
-        .with_env(|env| -> JResult<jlong> {
-            let urls = string_array_arg(env, &endpoints, "endpoints", "endpoint")?;
-            let token = opt_string_arg(env, &token)?;
-            let cache_file = opt_string_arg(env, &cache_file)?;
-            let opts = envid_lookup_options::from_parts(
-                urls,
-                token,
-                millis(connect_ms),
-                millis(per_phase_ms),
-                None,
-                None,
-                None,
-                None,
-            )
-            .with_cache_file(cache_file);
-            Ok(Box::into_raw(Box::new(envid_replica::new(&opts)?)) as usize as jlong)
-        })
-        .resolve::<ThrowEnvid>()
+    jni_boundary(&mut unowned, |env| {
+        let opts = connection_options(env, &endpoints, &token, connect_ms, per_phase_ms)?;
+        let opts = opts.with_cache_file(opt_string_arg(env, &cache_file)?);
+        Ok(into_handle(envid_replica::new(&opts)?))
+    })
 }
 
 /// `static native void replicaFree(long handle)`; 0 is ignored. Stops the
@@ -61,13 +57,11 @@ pub extern "system" fn Java_io_envid_Native_replicaFree<'local>(
     _class: JClass<'local>,
     handle: jlong,
 ) {
-    unowned
-        .with_env(|_env| -> JResult<()> {
-            // SAFETY: 0 or an unfreed handle from replicaNew, no longer in use.
-            unsafe { crate::replica::envid_replica_free(handle as usize as *mut _) };
-            Ok(())
-        })
-        .resolve::<ThrowEnvid>()
+    jni_boundary(&mut unowned, |_env| {
+        // SAFETY: 0 or an unfreed handle from replicaNew, no longer in use.
+        unsafe { envid_replica_free(handle_ptr(handle)) };
+        Ok(())
+    })
 }
 
 /// `static native String[] replicaLookup(long handle, String ip)`: the
@@ -79,16 +73,11 @@ pub extern "system" fn Java_io_envid_Native_replicaLookup<'local>(
     handle: jlong,
     ip: JString<'local>,
 ) -> JObjectArray<'local, JString<'local>> {
-    unowned
-        .with_env(|env| -> JResult<JObjectArray<'local, JString<'local>>> {
-            let r = replica_handle(handle)?;
-            let ip = string_arg(env, &ip, "ip")?;
-            match r.lookup(&ip)? {
-                Some(rec) => record_array(env, &rec),
-                None => Ok(JObjectArray::default()),
-            }
-        })
-        .resolve::<ThrowEnvid>()
+    jni_boundary(&mut unowned, |env| {
+        let r = replica_handle(handle)?;
+        let ip = string_arg(env, &ip, "ip")?;
+        optional_record(env, r.lookup(&ip)?)
+    })
 }
 
 /// `static native long[] replicaStats(long handle)`: version, records,
@@ -102,38 +91,25 @@ pub extern "system" fn Java_io_envid_Native_replicaStats<'local>(
     _class: JClass<'local>,
     handle: jlong,
 ) -> JLongArray<'local> {
-    unowned
-        .with_env(|env| -> JResult<JLongArray<'local>> {
-            let s = replica_handle(handle)?.stats();
-            let age = if s.age_ms == u64::MAX {
-                -1
-            } else {
-                s.age_ms as jlong
-            };
-            let v = [
-                s.version as jlong,
-                s.records as jlong,
-                age,
-                s.syncs as jlong,
-                s.snapshots as jlong,
-                s.deltas as jlong,
-                s.sync_errors as jlong,
-                jlong::from(s.from_cache),
-                s.cache_errors as jlong,
-                jlong::from(s.is_protected),
-                s.held_deletes as jlong,
-                s.protected_since_ms as jlong,
-                s.normal_records as jlong,
-                jlong::from(s.cache_state),
-                if s.cache_age_ms == u64::MAX {
-                    -1
-                } else {
-                    s.cache_age_ms as jlong
-                },
-            ];
-            let arr = JLongArray::new(env, v.len())?;
-            arr.set_region(env, 0, &v)?;
-            Ok(arr)
-        })
-        .resolve::<ThrowEnvid>()
+    jni_boundary(&mut unowned, |env| {
+        let s = replica_handle(handle)?.stats();
+        let v = [
+            s.version as jlong,
+            s.records as jlong,
+            age_ms(s.age_ms),
+            s.syncs as jlong,
+            s.snapshots as jlong,
+            s.deltas as jlong,
+            s.sync_errors as jlong,
+            jlong::from(s.from_cache),
+            s.cache_errors as jlong,
+            jlong::from(s.is_protected),
+            s.held_deletes as jlong,
+            s.protected_since_ms as jlong,
+            s.normal_records as jlong,
+            jlong::from(s.cache_state),
+            age_ms(s.cache_age_ms),
+        ];
+        long_array(env, &v)
+    })
 }

@@ -3,7 +3,7 @@
 use jni::objects::JClass;
 use jni::EnvUnowned;
 
-use super::{JResult, ThrowEnvid};
+use super::jni_boundary;
 
 /// `static native void panicForTest()`: panics inside a native method, so the
 /// Java tests can check that a panic becomes an `EnvidException` of kind
@@ -14,7 +14,7 @@ pub extern "system" fn Java_io_envid_Native_panicForTest<'local>(
     mut unowned: EnvUnowned<'local>,
     _class: JClass<'local>,
 ) {
-    unowned
-        .with_env(|_env| -> JResult<()> { panic!("deliberate panic for the test suite") })
-        .resolve::<ThrowEnvid>()
+    jni_boundary(&mut unowned, |_env| {
+        panic!("deliberate panic for the test suite")
+    })
 }

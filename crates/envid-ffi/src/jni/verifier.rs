@@ -6,18 +6,16 @@ use jni::sys::jlong;
 use jni::EnvUnowned;
 
 use super::{
-    millis, opt_string_arg, string_arg, string_array, string_array_arg, JResult, ThrowEnvid,
+    borrow_handle, connection_options, handle_ptr, into_handle, jni_boundary, opt_string_arg,
+    string_arg, string_array, JResult,
 };
-use crate::error::Fail;
-use crate::identity::envid_verifier;
-use crate::options::envid_lookup_options;
+use crate::identity::{claims_to_json, envid_verifier, envid_verifier_free};
 
 /// Borrows the verifier behind a handle.
 fn verifier_handle<'a>(h: jlong) -> JResult<&'a envid_verifier> {
-    let p = h as usize as *const envid_verifier;
     // SAFETY: handles come from `verifierNew` and are freed by the Java
     // Verifier only after every call on it returned (it holds a lock).
-    unsafe { p.as_ref() }.ok_or_else(|| Fail::null("verifier handle (closed?)").into())
+    unsafe { borrow_handle(h, "verifier handle (closed?)") }
 }
 
 /// `static native long verifierNew(String[] endpoints, String token, long
@@ -38,28 +36,14 @@ pub extern "system" fn Java_io_envid_Native_verifierNew<'local>(
     audience: JString<'local>,
     issuer: JString<'local>,
 ) -> jlong {
-    unowned
-        .with_env(|env| -> JResult<jlong> {
-            let urls = string_array_arg(env, &endpoints, "endpoints", "endpoint")?;
-            let token = opt_string_arg(env, &token)?;
-            let cache_file = opt_string_arg(env, &cache_file)?;
-            let audience = opt_string_arg(env, &audience)?;
-            let issuer = opt_string_arg(env, &issuer)?;
-            let opts = envid_lookup_options::from_parts(
-                urls,
-                token,
-                millis(connect_ms),
-                millis(per_phase_ms),
-                None,
-                None,
-                None,
-                None,
-            )
-            .with_cache_file(cache_file);
-            let v = envid_verifier::new(&opts, audience.as_deref(), issuer.as_deref())?;
-            Ok(Box::into_raw(Box::new(v)) as usize as jlong)
-        })
-        .resolve::<ThrowEnvid>()
+    jni_boundary(&mut unowned, |env| {
+        let opts = connection_options(env, &endpoints, &token, connect_ms, per_phase_ms)?;
+        let opts = opts.with_cache_file(opt_string_arg(env, &cache_file)?);
+        let audience = opt_string_arg(env, &audience)?;
+        let issuer = opt_string_arg(env, &issuer)?;
+        let v = envid_verifier::new(&opts, audience.as_deref(), issuer.as_deref())?;
+        Ok(into_handle(v))
+    })
 }
 
 /// `static native void verifierFree(long handle)`; 0 is ignored. Stops the
@@ -70,13 +54,11 @@ pub extern "system" fn Java_io_envid_Native_verifierFree<'local>(
     _class: JClass<'local>,
     handle: jlong,
 ) {
-    unowned
-        .with_env(|_env| -> JResult<()> {
-            // SAFETY: 0 or an unfreed handle from verifierNew, no longer in use.
-            unsafe { crate::identity::envid_verifier_free(handle as usize as *mut _) };
-            Ok(())
-        })
-        .resolve::<ThrowEnvid>()
+    jni_boundary(&mut unowned, |_env| {
+        // SAFETY: 0 or an unfreed handle from verifierNew, no longer in use.
+        unsafe { envid_verifier_free(handle_ptr(handle)) };
+        Ok(())
+    })
 }
 
 /// `static native String[] verifierVerify(long handle, String token)`: the
@@ -89,34 +71,32 @@ pub extern "system" fn Java_io_envid_Native_verifierVerify<'local>(
     handle: jlong,
     token: JString<'local>,
 ) -> JObjectArray<'local, JString<'local>> {
-    unowned
-        .with_env(|env| -> JResult<JObjectArray<'local, JString<'local>>> {
-            let v = verifier_handle(handle)?;
-            let token = string_arg(env, &token, "token")?;
-            let c = v.verify(&token)?;
-            let json = crate::identity::claims_to_json(&c)?;
-            let (iat, nbf, exp) = (c.iat.to_string(), c.nbf.to_string(), c.exp.to_string());
-            let env_type = c.env_type.as_ref().map(|t| t.as_str().to_string());
-            let ip = c.ip.map(|i| i.to_string());
-            string_array(
-                env,
-                &[
-                    Some(&json),
-                    Some(&c.iss),
-                    Some(&c.sub),
-                    Some(&c.aud),
-                    Some(&iat),
-                    Some(&nbf),
-                    Some(&exp),
-                    Some(&c.jti),
-                    Some(&c.app),
-                    Some(&c.env),
-                    env_type.as_deref(),
-                    Some(&c.idc),
-                    ip.as_deref(),
-                    c.sub_env.as_deref(),
-                ],
-            )
-        })
-        .resolve::<ThrowEnvid>()
+    jni_boundary(&mut unowned, |env| {
+        let v = verifier_handle(handle)?;
+        let token = string_arg(env, &token, "token")?;
+        let c = v.verify(&token)?;
+        let json = claims_to_json(&c)?;
+        let (iat, nbf, exp) = (c.iat.to_string(), c.nbf.to_string(), c.exp.to_string());
+        let env_type = c.env_type.as_ref().map(|t| t.as_str().to_string());
+        let ip = c.ip.map(|i| i.to_string());
+        string_array(
+            env,
+            &[
+                Some(&json),
+                Some(&c.iss),
+                Some(&c.sub),
+                Some(&c.aud),
+                Some(&iat),
+                Some(&nbf),
+                Some(&exp),
+                Some(&c.jti),
+                Some(&c.app),
+                Some(&c.env),
+                env_type.as_deref(),
+                Some(&c.idc),
+                ip.as_deref(),
+                c.sub_env.as_deref(),
+            ],
+        )
+    })
 }
