@@ -1,5 +1,5 @@
-//! What the lookup client and the replica share at the boundary: IP
-//! parsing and a record's JSON.
+//! What the lookup client, the replica and the registrar share at the
+//! boundary: IP parsing, and (for the first two) a record's JSON.
 
 use std::net::IpAddr;
 
