@@ -12,7 +12,7 @@ import java.util.OptionalInt;
  * the token. Immutable.
  */
 public final class HostRecord {
-    // The layout of the native String[] (crates/envid-ffi/src/jni.rs, record_array).
+    // The layout of the native String[] (crates/envid-ffi/src/jni/host_record.rs).
     private static final int JSON = 0;
     private static final int IP = 1;
     private static final int CIDR = 2;

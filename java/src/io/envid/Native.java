@@ -3,7 +3,7 @@ package io.envid;
 import java.lang.ref.Cleaner;
 
 /**
- * The native methods of {@code libenvid_ffi} (Rust, {@code crates/envid-ffi/src/jni.rs}).
+ * The native methods of {@code libenvid_ffi} (Rust, {@code crates/envid-ffi/src/jni/}, one file per Java class).
  * Package-private: the public API is {@link Environment}, {@link HostnameRules}
  * and {@link LookupClient}.
  *
