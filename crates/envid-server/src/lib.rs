@@ -110,6 +110,7 @@ use crate::reload::Reloader;
 use crate::store::embedded::EmbeddedStore;
 #[cfg(feature = "etcd")]
 use crate::store::etcd::{EtcdConfig, EtcdStore};
+pub use crate::store::etcd_connect::{EtcdAccess, EtcdPassword};
 use crate::store::RegistryStore;
 pub use crate::tls::TlsFiles;
 
@@ -194,6 +195,11 @@ pub struct Config {
     pub etcd: Vec<String>,
     /// The etcd key prefix (default `/envid/`).
     pub etcd_prefix: String,
+    /// TLS and a user towards etcd (default: plaintext, no user). Checked
+    /// at start: a certificate the other side does not trust, a wrong
+    /// password or no access to the prefix stop the service with the cause;
+    /// the certificates and the password file are re-read when they change.
+    pub etcd_access: EtcdAccess,
     /// Apply a registry file reload even when it deletes more than half of
     /// the static records (an empty or truncated file); by default such a
     /// reload is refused and the old registry keeps serving. See README.md,
@@ -246,6 +252,7 @@ impl Config {
             expiry_interval: Duration::from_millis(100),
             etcd: Vec::new(),
             etcd_prefix: "/envid/".into(),
+            etcd_access: EtcdAccess::default(),
             allow_mass_delete: false,
             lease_preservation: true,
             identity: identity::IdentityConfig::default(),
@@ -285,6 +292,7 @@ impl std::fmt::Debug for Config {
             expiry_interval,
             etcd,
             etcd_prefix,
+            etcd_access,
             allow_mass_delete,
             lease_preservation,
             identity,
@@ -319,6 +327,8 @@ impl std::fmt::Debug for Config {
             .field("expiry_interval", expiry_interval)
             .field("etcd", etcd)
             .field("etcd_prefix", etcd_prefix)
+            // Paths and a user name; the password is redacted by its type.
+            .field("etcd_access", etcd_access)
             .field("allow_mass_delete", allow_mass_delete)
             .field("lease_preservation", lease_preservation)
             .field("identity", identity)
@@ -417,6 +427,11 @@ fn prepare(config: Config) -> Result<Prepared, ServerError> {
             "an apps file and open registration exclude each other: open registration would ignore it".into(),
         ));
     }
+    if config.etcd.is_empty() && config.etcd_access.is_set() {
+        return Err(ServerError::Etcd(
+            "--etcd-ca, --etcd-cert, --etcd-key and --etcd-user need --etcd URL".into(),
+        ));
+    }
     let tls = config
         .tls
         .as_ref()
@@ -509,11 +524,16 @@ fn etcd_store(
     if !prefix.ends_with('/') {
         prefix.push('/');
     }
+    let settings =
+        store::etcd_connect::EtcdSettings::load(&config.etcd, &prefix, &config.etcd_access)
+            .map_err(ServerError::Etcd)?;
     Ok(Arc::new(EtcdStore::new(
         EtcdConfig {
             endpoints: config.etcd.clone(),
             prefix,
+            reload_interval: config.reload_interval,
         },
+        settings,
         records,
         config.history_limit,
         metrics,
@@ -716,6 +736,11 @@ pub fn spawn(config: Config) -> Result<ServerHandle, ServerError> {
         .thread_name("envid-server")
         .enable_all()
         .build()?;
+    // On the runtime that will serve: the store's first client (its
+    // connections' tasks) stays in use.
+    runtime
+        .block_on(prepared.state.store.preflight())
+        .map_err(ServerError::Etcd)?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let thread = std::thread::Builder::new()
         .name("envid-server".into())
@@ -736,6 +761,12 @@ pub fn spawn(config: Config) -> Result<ServerHandle, ServerError> {
 /// Serves in the foreground until SIGTERM or Ctrl-C (the `envid serve` command).
 pub fn run_blocking(config: Config) -> Result<(), ServerError> {
     let prepared = prepare(config)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime
+        .block_on(prepared.state.store.preflight())
+        .map_err(ServerError::Etcd)?;
     let addr = prepared.listener.local_addr()?;
     let records = prepared.state.store.snapshot().records.len();
     let scheme = if prepared.tls.is_some() {
@@ -766,9 +797,6 @@ pub fn run_blocking(config: Config) -> Result<(), ServerError> {
     if prepared.tls.is_none() && !prepared.config.listen.ip().is_loopback() {
         tracing::warn!("serving plain HTTP on a non-loopback address: tokens cross the network in clear; use --tls-cert and --tls-key");
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
     runtime.block_on(serve(prepared, shutdown_signal()));
     runtime.shutdown_timeout(Duration::from_secs(1));
     tracing::info!("stopped");

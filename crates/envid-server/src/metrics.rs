@@ -91,6 +91,15 @@ pub(crate) struct Metrics {
     refusals: Family<RefusalLabels, Counter>,
     apps_reloads: Family<ReloadLabels, Counter>,
     registration_open: Gauge,
+    /// etcd credentials (certificates, password file) swapped in, or
+    /// refused, after a change on disk.
+    // Registered in every build; only the etcd store counts.
+    #[cfg_attr(not(feature = "etcd"), allow(dead_code))]
+    etcd_credential_reloads: Family<ReloadLabels, Counter>,
+    /// The etcd client certificate's notAfter (Unix seconds), so an alert
+    /// can fire before it expires.
+    #[cfg_attr(not(feature = "etcd"), allow(dead_code))]
+    pub(crate) etcd_client_cert_not_after: Gauge,
 }
 
 impl Metrics {
@@ -248,7 +257,22 @@ impl Metrics {
             "1 when registration is open to anyone (--insecure-open-registration)",
             registration_open.clone(),
         );
+        let etcd_credential_reloads = Family::<ReloadLabels, Counter>::default();
+        registry.register(
+            "envid_etcd_credential_reloads",
+            "etcd certificate or password file changes by result (ok: in use; error: \
+             kept the previous ones)",
+            etcd_credential_reloads.clone(),
+        );
+        let etcd_client_cert_not_after = Gauge::default();
+        registry.register(
+            "envid_etcd_client_cert_not_after_seconds",
+            "When the etcd client certificate in use expires (Unix time; 0 without one)",
+            etcd_client_cert_not_after.clone(),
+        );
         Metrics {
+            etcd_credential_reloads,
+            etcd_client_cert_not_after,
             store_errors,
             etcd_round_trip,
             watch_lag,
@@ -336,6 +360,14 @@ impl Metrics {
     pub(crate) fn apps_reload(&self, ok: bool) {
         let result = if ok { "ok" } else { "error" };
         self.apps_reloads
+            .get_or_create(&ReloadLabels { result })
+            .inc();
+    }
+
+    #[cfg_attr(not(feature = "etcd"), allow(dead_code))]
+    pub(crate) fn etcd_credentials_reload(&self, ok: bool) {
+        let result = if ok { "ok" } else { "error" };
+        self.etcd_credential_reloads
             .get_or_create(&ReloadLabels { result })
             .inc();
     }

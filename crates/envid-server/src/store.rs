@@ -30,6 +30,7 @@ mod api;
 pub mod embedded;
 #[cfg(feature = "etcd")]
 pub mod etcd;
+pub mod etcd_connect;
 mod view;
 
 pub use api::{Ack, BoxFuture, Health, Registration, RegistryStore, StaticOutcome, StoreError};

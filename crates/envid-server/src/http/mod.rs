@@ -366,6 +366,9 @@ async fn healthz(State(state): State<AppState>) -> Response {
     if let Some(reason) = reason {
         body["reason"] = serde_json::Value::from(reason);
     }
+    if let Some(details) = state.store.health_details() {
+        body["etcd"] = details;
+    }
     if matches!(state.registration, auth::RegistrationMode::Open) {
         body["warning"] = OPEN_REGISTRATION_WARNING.into();
     }

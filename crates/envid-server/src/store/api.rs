@@ -154,6 +154,21 @@ pub trait RegistryStore: Send + Sync + std::fmt::Debug + 'static {
     /// How the store is doing.
     fn health(&self) -> Health;
 
+    /// Checks once at start, bounded in time, what a retry will not fix
+    /// (etcd: the TLS handshake, the credentials, access to the prefix).
+    /// `Err` is the cause, and the service does not start; a backing store
+    /// that cannot be reached is not an error here (the service starts and
+    /// says so on `/healthz`). Runs on the runtime that will serve.
+    fn preflight(&self) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// More about the store for `/healthz` (the etcd store: TLS, user,
+    /// client certificate expiry, credential reloads), never a secret.
+    fn health_details(&self) -> Option<serde_json::Value> {
+        None
+    }
+
     /// Starts the store's background work (lease sweeps, the durable writer,
     /// the etcd watch) on the current runtime.
     fn start(self: Arc<Self>) -> Vec<tokio::task::JoinHandle<()>>;

@@ -28,6 +28,14 @@
 //! watch resumes from its revision, or re-lists when that was compacted,
 //! without a restart. Until the first list the instance serves nothing but
 //! a failing `/healthz` that says why.
+//!
+//! **TLS and authentication** ([`super::etcd_connect`]): a refusal that a
+//! retry will not fix (a certificate the other side does not trust, a wrong
+//! password, no access to the prefix) is found at start by a bounded probe
+//! ([`RegistryStore::preflight`]) and stops the service; later, it is the
+//! `/healthz` reason. The certificates and the password file are polled;
+//! when they change, a new client is built, tried, and swapped in, and the
+//! watch resumes on it from its revision.
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,11 +44,11 @@ use std::time::{Duration, Instant};
 
 use envid::protocol::HostRecord;
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, PutOptions, Txn, TxnOp,
-    WatchOptions,
+    Client, Compare, CompareOp, EventType, GetOptions, PutOptions, Txn, TxnOp, WatchOptions,
 };
 use serde::{Deserialize, Serialize};
 
+use super::etcd_connect::{fingerprint, now_secs, utc, EtcdSettings, Failure, REQUEST_TIMEOUT};
 use super::{
     Ack, BoxFuture, Delta, Gone, Health, Registration, RegistryStore, Snapshot, StaticOutcome,
     Store, StoreError,
@@ -49,9 +57,6 @@ use crate::metrics::Metrics;
 
 /// etcd's smallest lease.
 pub const MIN_LEASE_SECONDS: u64 = 2;
-
-/// The longest a request to etcd may take before it counts as failed.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How often etcd is probed (a quorum read) for `/healthz`.
 const PROBE_INTERVAL: Duration = Duration::from_millis(500);
@@ -65,6 +70,10 @@ const RETRY_AFTER: Duration = Duration::from_secs(1);
 /// own limit, `--max-request-bytes`, 1.5 MiB by default, is the one that
 /// binds; raise it for registries past ~10,000 static records).
 const MAX_MESSAGE: usize = 256 << 20;
+
+/// The longest the first connection and probe at start may take; past it,
+/// etcd counts as unreachable (the service starts and waits for it).
+const PREFLIGHT_DEADLINE: Duration = Duration::from_secs(5);
 
 /// How long one operation keeps retrying (a dead member's endpoint, an
 /// election) before the caller gets `503`.
@@ -100,8 +109,13 @@ macro_rules! etcd {
                 }
                 Ok(Err(e)) => {
                     store.metrics.store_error("etcd");
-                    if Instant::now() + Duration::from_millis(100) >= deadline {
-                        break Err(unavailable(e));
+                    let failure = store.classify(&e);
+                    // A refusal (TLS, credentials, permission) is the same
+                    // on every retry.
+                    if failure.is_permanent()
+                        || Instant::now() + Duration::from_millis(100) >= deadline
+                    {
+                        break Err(unavailable(failure));
                     }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
@@ -136,6 +150,27 @@ pub struct EtcdConfig {
     pub endpoints: Vec<String>,
     /// The key prefix (ends with `/`).
     pub prefix: String,
+    /// How often the certificates and the password file are checked for a
+    /// change.
+    pub reload_interval: Duration,
+}
+
+/// How long credentials etcd refused are left before they are tried again
+/// (unless the files change): each try makes etcd check a password, which
+/// costs it a bcrypt.
+const REFUSED_RETRY: Duration = Duration::from_secs(10);
+
+/// The state of the credentials on disk, for `/healthz`.
+#[derive(Debug, Default)]
+struct Credentials {
+    /// The fingerprint of the files the client in use was built from.
+    applied: u64,
+    /// Files etcd refused, and when.
+    refused: Option<(u64, Instant)>,
+    /// New credentials swapped in since start.
+    reloads: u64,
+    /// Why the files on disk are not in use (or the one in use expired).
+    error: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -149,7 +184,14 @@ struct Status {
 /// The etcd store (see the module docs).
 pub struct EtcdStore {
     config: EtcdConfig,
-    client: tokio::sync::OnceCell<Client>,
+    /// The client in use, made on first need from `settings` and replaced
+    /// when the credentials rotate.
+    client: tokio::sync::Mutex<Option<Client>>,
+    settings: RwLock<Arc<EtcdSettings>>,
+    /// Bumped when a client built from new credentials is swapped in: the
+    /// watch moves to it.
+    rotation: tokio::sync::watch::Sender<u64>,
+    credentials: Mutex<Credentials>,
     view: RwLock<Arc<Store>>,
     history_limit: usize,
     /// The newest revision the watch has reported (events or progress): the
@@ -174,6 +216,28 @@ impl std::fmt::Debug for EtcdStore {
     }
 }
 
+/// A failure that looks transient, looked at again: over TLS 1.3, a member
+/// refusing our certificate looks like a closed connection (see
+/// [`EtcdSettings::diagnose_tls`]).
+async fn refine<T>(settings: &EtcdSettings, result: Result<T, Failure>) -> Result<T, Failure> {
+    match result {
+        Err(Failure::Transient(why)) => Err(settings
+            .diagnose_tls()
+            .await
+            .unwrap_or(Failure::Transient(why))),
+        other => other,
+    }
+}
+
+/// What `/healthz` says of a failed etcd operation: its cause, without the
+/// "cannot commit" wording meant for writers.
+fn reason(e: &StoreError) -> String {
+    match e {
+        StoreError::Unavailable { reason, .. } => reason.clone(),
+        other => other.to_string(),
+    }
+}
+
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable {
         reason: format!("etcd: {e}"),
@@ -187,13 +251,20 @@ impl EtcdStore {
     /// into etcd once it is reached.
     pub(crate) fn new(
         config: EtcdConfig,
+        settings: EtcdSettings,
         statics: Vec<HostRecord>,
         history_limit: usize,
         metrics: Arc<Metrics>,
     ) -> EtcdStore {
+        if let Some(t) = settings.not_after() {
+            metrics.etcd_client_cert_not_after.set(t);
+        }
         EtcdStore {
             config,
-            client: tokio::sync::OnceCell::new(),
+            client: tokio::sync::Mutex::new(None),
+            settings: RwLock::new(Arc::new(settings)),
+            rotation: tokio::sync::watch::channel(0).0,
+            credentials: Mutex::new(Credentials::default()),
             view: RwLock::new(Arc::new(Store::new(Vec::new(), history_limit))),
             history_limit,
             seen: tokio::sync::watch::channel(0).0,
@@ -226,7 +297,7 @@ impl EtcdStore {
         if status.trouble != why {
             match &why {
                 Some(w) => {
-                    tracing::warn!(reason = %w, "etcd unreachable; serving reads from the view, refusing writes")
+                    tracing::warn!(reason = %w, "etcd unreachable or refusing; serving reads from the view, refusing writes")
                 }
                 None => tracing::info!("etcd reachable again"),
             }
@@ -235,22 +306,232 @@ impl EtcdStore {
         self.metrics.stale.set(i64::from(status.trouble.is_some()));
     }
 
+    fn settings(&self) -> Arc<EtcdSettings> {
+        self.settings
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn credentials(&self) -> std::sync::MutexGuard<'_, Credentials> {
+        self.credentials.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// How an etcd error looks to an operator (naming the flag to fix),
+    /// and whether waiting can fix it.
+    fn classify(&self, e: &etcd_client::Error) -> Failure {
+        self.settings().classify(e)
+    }
+
+    /// A client on `settings`. With a user this authenticates, so a wrong
+    /// password shows here.
+    async fn connect(&self, settings: &EtcdSettings) -> Result<Client, Failure> {
+        match tokio::time::timeout(
+            REQUEST_TIMEOUT * 2,
+            Client::connect(&self.config.endpoints, Some(settings.options())),
+        )
+        .await
+        {
+            Ok(Ok(c)) => Ok(c),
+            Ok(Err(e)) => Err(settings.classify(&e)),
+            Err(_) => Err(Failure::Transient(
+                "no answer within the connect deadline".into(),
+            )),
+        }
+    }
+
     async fn client(&self) -> Result<Client, StoreError> {
-        self.client
-            .get_or_try_init(|| async {
-                let options = ConnectOptions::new()
-                    .with_timeout(REQUEST_TIMEOUT)
-                    .with_connect_timeout(REQUEST_TIMEOUT)
-                    .with_keep_alive(Duration::from_secs(1), Duration::from_secs(2))
-                    .with_keep_alive_while_idle(true)
-                    // A member cut off from its leader refuses rather than
-                    // answering stale (and ends our watch).
-                    .with_require_leader(true);
-                Client::connect(&self.config.endpoints, Some(options)).await
-            })
-            .await
-            .cloned()
-            .map_err(unavailable)
+        let mut slot = self.client.lock().await;
+        if let Some(c) = &*slot {
+            return Ok(c.clone());
+        }
+        let settings = self.settings();
+        let client = self.connect(&settings).await.map_err(unavailable)?;
+        *slot = Some(client.clone());
+        Ok(client)
+    }
+
+    /// Checks what a retry will not fix: the TLS handshake, the password,
+    /// read access to the prefix (a list) and write access (a transaction
+    /// whose comparison never holds, so its put never runs, but etcd checks
+    /// the permission of every operation in it).
+    async fn check(&self, client: &mut Client) -> Result<(), etcd_client::Error> {
+        let prefix = self.config.prefix.as_bytes();
+        client
+            .get(
+                prefix,
+                Some(
+                    GetOptions::new()
+                        .with_prefix()
+                        .with_keys_only()
+                        .with_limit(1),
+                ),
+            )
+            .await?;
+        let probe = self.key("probe");
+        let txn = Txn::new()
+            // A mod revision is never below 0 (a missing key compares as 0).
+            .when([Compare::mod_revision(probe.clone(), CompareOp::Less, 0)])
+            .and_then([TxnOp::put(probe, "", None)]);
+        client.txn(txn).await?;
+        Ok(())
+    }
+
+    /// The first connection and probe, bounded: `Err` is a cause a retry
+    /// will not fix; an unreachable etcd is left to the watch loop to wait
+    /// for.
+    async fn first_check(&self) -> Result<(), String> {
+        let settings = self.settings();
+        let attempt = async {
+            let mut client = self.connect(&settings).await?;
+            self.check(&mut client)
+                .await
+                .map_err(|e| settings.classify(&e))?;
+            *self.client.lock().await = Some(client);
+            Ok::<(), Failure>(())
+        };
+        let attempt = async { refine(&settings, attempt.await).await };
+        match tokio::time::timeout(PREFLIGHT_DEADLINE, attempt).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(Failure::Permanent(cause))) => Err(cause),
+            Ok(Err(Failure::Transient(why))) => {
+                tracing::warn!(reason = %why, endpoints = ?self.config.endpoints, "etcd not reachable at start; serving a failing /healthz until it is");
+                Ok(())
+            }
+            Err(_) => {
+                tracing::warn!(endpoints = ?self.config.endpoints, "etcd did not answer within {PREFLIGHT_DEADLINE:?} at start; serving a failing /healthz until it does");
+                Ok(())
+            }
+        }
+    }
+
+    /// Polls the certificates and the password file; when their content
+    /// changes, a client built from them is tried (the same probe as at
+    /// start) and swapped in, and the watch moves to it. Files that do not
+    /// load, or that etcd refuses, keep the client in use; `/healthz` and
+    /// the log say why, and the next poll tries again.
+    async fn watch_credentials(self: Arc<Self>) {
+        let interval = self.config.reload_interval.max(Duration::from_millis(10));
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let access = self.settings().access().clone();
+        let first = {
+            let access = access.clone();
+            tokio::task::spawn_blocking(move || fingerprint(&access))
+                .await
+                .unwrap_or_default()
+        };
+        self.credentials().applied = first;
+        loop {
+            tick.tick().await;
+            self.check_expiry();
+            let now = {
+                let access = access.clone();
+                match tokio::task::spawn_blocking(move || fingerprint(&access)).await {
+                    Ok(f) => f,
+                    Err(_) => continue,
+                }
+            };
+            {
+                let c = self.credentials();
+                let resting = c
+                    .refused
+                    .is_some_and(|(f, at)| f == now && at.elapsed() < REFUSED_RETRY);
+                if now == c.applied || resting {
+                    continue;
+                }
+            }
+            let loaded = {
+                let (endpoints, prefix, access) = (
+                    self.config.endpoints.clone(),
+                    self.config.prefix.clone(),
+                    access.clone(),
+                );
+                tokio::task::spawn_blocking(move || {
+                    EtcdSettings::load(&endpoints, &prefix, &access)
+                })
+                .await
+                .unwrap_or_else(|e| Err(e.to_string()))
+            };
+            let settings = match loaded {
+                Ok(s) => s,
+                Err(e) => {
+                    self.credentials_failed(format!(
+                        "new etcd credentials do not load, keeping the previous ones: {e}"
+                    ));
+                    continue;
+                }
+            };
+            let tried = async {
+                let mut client = self.connect(&settings).await?;
+                tokio::time::timeout(PREFLIGHT_DEADLINE, self.check(&mut client))
+                    .await
+                    .map_err(|_| Failure::Transient("no answer within the deadline".into()))?
+                    .map_err(|e| settings.classify(&e))?;
+                Ok::<Client, Failure>(client)
+            };
+            match refine(&settings, tried.await).await {
+                Ok(client) => {
+                    if let Some(t) = settings.not_after() {
+                        self.metrics.etcd_client_cert_not_after.set(t);
+                    }
+                    *self.settings.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(settings);
+                    *self.client.lock().await = Some(client);
+                    {
+                        let mut c = self.credentials();
+                        c.applied = now;
+                        c.refused = None;
+                        c.reloads += 1;
+                        c.error = None;
+                    }
+                    self.metrics.etcd_credentials_reload(true);
+                    self.rotation.send_modify(|g| *g += 1);
+                    tracing::info!(
+                        not_after = ?self.settings().not_after().map(utc),
+                        "etcd credentials reloaded; the new client is in use"
+                    );
+                    self.check_expiry();
+                }
+                Err(failure) => {
+                    self.credentials().refused = Some((now, Instant::now()));
+                    self.credentials_failed(format!(
+                        "etcd refused the new credentials, keeping the previous ones: {failure}"
+                    ))
+                }
+            }
+        }
+    }
+
+    fn credentials_failed(&self, why: String) {
+        let mut c = self.credentials();
+        if c.error.as_deref() != Some(why.as_str()) {
+            tracing::warn!(reason = %why, "etcd credentials reload failed");
+            self.metrics.etcd_credentials_reload(false);
+            c.error = Some(why);
+        }
+    }
+
+    /// A client certificate in use that has expired is named, before etcd
+    /// refuses the next connection made with it.
+    fn check_expiry(&self) {
+        let settings = self.settings();
+        let Some(until) = settings.not_after() else {
+            return;
+        };
+        if now_secs() > until {
+            let why = format!(
+                "the client certificate --etcd-cert {} expired on {}; etcd refuses new \
+                 connections made with it",
+                settings
+                    .access()
+                    .cert
+                    .as_deref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+                utc(until)
+            );
+            self.credentials_failed(why);
+        }
     }
 
     /// Times one etcd round trip for the metrics; errors are counted.
@@ -268,7 +549,7 @@ impl EtcdStore {
             }
             Ok(Err(e)) => {
                 self.metrics.store_error("etcd");
-                Err(unavailable(e))
+                Err(unavailable(self.classify(&e)))
             }
             Err(_) => {
                 self.metrics.store_error("etcd");
@@ -405,10 +686,13 @@ impl EtcdStore {
         let mut backoff = Duration::from_millis(100);
         let mut resume_from: Option<u64> = None;
         loop {
+            // Subscribed before the client is taken: a rotation after this
+            // point moves the watch to the new client.
+            let mut rotation = self.rotation.subscribe();
             let mut client = match self.client().await {
                 Ok(c) => c,
                 Err(e) => {
-                    self.wait_out(&e.to_string(), &mut backoff).await;
+                    self.wait_out(&reason(&e), &mut backoff).await;
                     continue;
                 }
             };
@@ -425,7 +709,7 @@ impl EtcdStore {
                             *self.statics.lock().unwrap_or_else(|e| e.into_inner()) = None;
                         }
                         Err(e) => {
-                            self.wait_out(&e.to_string(), &mut backoff).await;
+                            self.wait_out(&reason(&e), &mut backoff).await;
                             continue;
                         }
                     }
@@ -436,13 +720,18 @@ impl EtcdStore {
                         resume_from = Some(revision);
                     }
                     Err(e) => {
-                        self.wait_out(&e.to_string(), &mut backoff).await;
+                        self.wait_out(&reason(&e), &mut backoff).await;
                         continue;
                     }
                 }
             }
             let from = resume_from.expect("listed");
-            match self.watch(&mut client, from).await {
+            match self.watch(&mut client, from, &mut rotation).await {
+                WatchEnd::Rotated(at) => {
+                    // The same revision on the new client: no event lost.
+                    resume_from = Some(at);
+                    continue;
+                }
                 WatchEnd::Compacted => {
                     tracing::warn!(
                         revision = from,
@@ -460,7 +749,17 @@ impl EtcdStore {
         }
     }
 
+    /// `why`, or the TLS refusal behind it (see
+    /// [`EtcdSettings::diagnose_tls`]).
+    async fn explain(&self, why: String) -> String {
+        match self.settings().diagnose_tls().await {
+            Some(cause) => format!("etcd: {cause}"),
+            None => why,
+        }
+    }
+
     async fn wait_out(&self, why: &str, backoff: &mut Duration) {
+        let why = &self.explain(why.to_string()).await;
         if self.status().ready {
             self.trouble(Some(why.to_string()));
         } else {
@@ -511,7 +810,12 @@ impl EtcdStore {
         tracing::info!(revision, cluster = %format!("{cluster:016x}"), records = self.store().snapshot().records.len(), "view listed from etcd");
     }
 
-    async fn watch(&self, client: &mut Client, from: u64) -> WatchEnd {
+    async fn watch(
+        &self,
+        client: &mut Client,
+        from: u64,
+        rotation: &mut tokio::sync::watch::Receiver<u64>,
+    ) -> WatchEnd {
         let options = WatchOptions::new()
             .with_prefix()
             .with_start_revision(from as i64 + 1)
@@ -526,16 +830,17 @@ impl EtcdStore {
             .await
         {
             Ok(s) => s,
-            Err(e) => return WatchEnd::Broken(e.to_string(), from),
+            Err(e) => return WatchEnd::Broken(reason(&e), from),
         };
         let mut at = from;
         let store = self.store();
         loop {
             let msg = tokio::select! {
                 m = stream.message() => m,
+                _ = rotation.changed() => return WatchEnd::Rotated(at),
                 _ = self.progress.notified() => {
                     if let Err(e) = stream.request_progress().await {
-                        return WatchEnd::Broken(e.to_string(), at);
+                        return WatchEnd::Broken(self.classify(&e).to_string(), at);
                     }
                     continue;
                 }
@@ -543,7 +848,7 @@ impl EtcdStore {
             let resp = match msg {
                 Ok(Some(r)) => r,
                 Ok(None) => return WatchEnd::Broken("the watch stream ended".into(), at),
-                Err(e) => return WatchEnd::Broken(e.to_string(), at),
+                Err(e) => return WatchEnd::Broken(self.classify(&e).to_string(), at),
             };
             if resp.compact_revision() > 0 {
                 return WatchEnd::Compacted;
@@ -618,13 +923,19 @@ impl EtcdStore {
                     }
                     self.trouble(None);
                 }
-                Err(e) => self.trouble(Some(e.to_string())),
+                Err(e) => {
+                    let why = self.explain(reason(&e)).await;
+                    self.trouble(Some(why))
+                }
             }
         }
     }
 }
 
 enum WatchEnd {
+    /// New credentials are in use: watch again on the new client from the
+    /// revision.
+    Rotated(u64),
     Compacted,
     /// The stream failed; resume after the revision.
     Broken(String, u64),
@@ -715,7 +1026,7 @@ impl RegistryStore for EtcdStore {
                 Ok(Err(etcd_client::Error::LeaseKeepAliveError(_))) => Ok(None),
                 Ok(Err(e)) => {
                     self.metrics.store_error("etcd");
-                    Err(unavailable(e))
+                    Err(unavailable(self.classify(&e)))
                 }
                 Err(_) => {
                     self.metrics.store_error("etcd");
@@ -832,7 +1143,26 @@ impl RegistryStore for EtcdStore {
     }
 
     fn start(self: Arc<Self>) -> Vec<tokio::task::JoinHandle<()>> {
-        vec![tokio::spawn(self.clone().run()), tokio::spawn(self.probe())]
+        let mut tasks = vec![
+            tokio::spawn(self.clone().run()),
+            tokio::spawn(self.clone().probe()),
+        ];
+        if self.settings().has_files() {
+            tasks.push(tokio::spawn(self.watch_credentials()));
+        }
+        tasks
+    }
+
+    fn preflight(&self) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(self.first_check())
+    }
+
+    fn health_details(&self) -> Option<serde_json::Value> {
+        let mut details = self.settings().describe();
+        let c = self.credentials();
+        details["credential_reloads"] = c.reloads.into();
+        details["credential_error"] = c.error.clone().into();
+        Some(details)
     }
 
     fn close(&self) -> BoxFuture<'_, ()> {

@@ -1,0 +1,849 @@
+//! How the etcd store reaches etcd: TLS (`--etcd-ca`, optionally a client
+//! certificate with `--etcd-cert` and `--etcd-key`) and a user with a
+//! password (`--etcd-user`, `--etcd-password-file` or
+//! `ENVID_ETCD_PASSWORD`).
+//!
+//! [`EtcdAccess`] is what the operator gave (paths and a name); the `etcd`
+//! feature turns it into `EtcdSettings`, validated once, with every problem
+//! worded with the flag that fixes it, and words etcd's refusals the same
+//! way (`Failure`): a refusal that a retry will not fix (TLS, credentials,
+//! permissions) stops the service at start, and names the cause on
+//! `/healthz` when it happens later.
+
+use std::path::PathBuf;
+
+use envid::Secret;
+
+/// TLS and authentication towards etcd, as given (files are read and
+/// checked at start, and the certificates and the password file again when
+/// they change). The default is plaintext without a user.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EtcdAccess {
+    /// The PEM CA certificates that sign the etcd members' certificates
+    /// (`--etcd-ca`); needed for `https://` URLs.
+    pub ca: Option<PathBuf>,
+    /// A PEM client certificate chain, leaf first (`--etcd-cert`), for
+    /// members started with `--client-cert-auth`.
+    pub cert: Option<PathBuf>,
+    /// The PEM private key of `cert` (`--etcd-key`).
+    pub key: Option<PathBuf>,
+    /// The etcd user (`--etcd-user`).
+    pub user: Option<String>,
+    /// The user's password.
+    pub password: Option<EtcdPassword>,
+}
+
+/// Where the etcd user's password comes from. Never from the command line:
+/// it would show in `ps`.
+#[derive(Clone, PartialEq, Eq)]
+pub enum EtcdPassword {
+    /// A file holding it (`--etcd-password-file`; a trailing newline is
+    /// dropped; refused when group or others may read it). Re-read when it
+    /// changes.
+    File(PathBuf),
+    /// The value itself (`ENVID_ETCD_PASSWORD`).
+    Value(Secret),
+}
+
+impl std::fmt::Debug for EtcdPassword {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EtcdPassword::File(p) => f.debug_tuple("File").field(p).finish(),
+            // Secret's own Debug redacts; spelled out so a change of type
+            // cannot bring the value back.
+            EtcdPassword::Value(_) => f.write_str("Value(<redacted>)"),
+        }
+    }
+}
+
+impl EtcdAccess {
+    /// Whether anything beyond plaintext without a user was asked for.
+    pub fn is_set(&self) -> bool {
+        self != &EtcdAccess::default()
+    }
+}
+
+#[cfg(feature = "etcd")]
+pub(crate) use imp::*;
+
+#[cfg(feature = "etcd")]
+mod imp {
+    use std::path::{Path, PathBuf};
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    use envid::Secret;
+    use etcd_client::{Certificate, ConnectOptions, Identity, TlsOptions};
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    use super::{EtcdAccess, EtcdPassword};
+
+    /// The longest a request to etcd may take before it counts as failed
+    /// (connecting and the TLS handshake included).
+    pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+
+    /// How the store connects, validated (see [`EtcdSettings::load`]).
+    pub(crate) struct EtcdSettings {
+        endpoints: Vec<String>,
+        prefix: String,
+        access: EtcdAccess,
+        tls: Option<Tls>,
+        user: Option<(String, Secret)>,
+        /// The client certificate's notAfter (Unix seconds).
+        not_after: Option<i64>,
+    }
+
+    struct Tls {
+        ca: Vec<u8>,
+        /// The client certificate chain and key, PEM.
+        identity: Option<(Vec<u8>, Secret)>,
+    }
+
+    impl std::fmt::Debug for EtcdSettings {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            // No key, no password: only what the operator could read in the
+            // command line anyway.
+            f.debug_struct("EtcdSettings")
+                .field("endpoints", &self.endpoints)
+                .field("prefix", &self.prefix)
+                .field("access", &self.access)
+                .field("not_after", &self.not_after)
+                .finish_non_exhaustive()
+        }
+    }
+
+    /// Why etcd could not be used.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub(crate) enum Failure {
+        /// A retry will not fix it (TLS, credentials, permissions): the
+        /// operator must. Stops the service at start.
+        Permanent(String),
+        /// etcd unreachable, without a leader, slow: wait.
+        Transient(String),
+    }
+
+    impl Failure {
+        pub(crate) fn is_permanent(&self) -> bool {
+            matches!(self, Failure::Permanent(_))
+        }
+
+        pub(crate) fn message(&self) -> &str {
+            match self {
+                Failure::Permanent(m) | Failure::Transient(m) => m,
+            }
+        }
+    }
+
+    impl std::fmt::Display for Failure {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.message())
+        }
+    }
+
+    fn read(path: &Path, flag: &str) -> Result<Vec<u8>, String> {
+        std::fs::read(path).map_err(|e| format!("cannot read {flag} {}: {e}", path.display()))
+    }
+
+    fn certificates(
+        bytes: &[u8],
+        path: &Path,
+        flag: &str,
+    ) -> Result<Vec<CertificateDer<'static>>, String> {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(bytes)
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("{flag} {}: not PEM certificates: {e}", path.display()))?;
+        if certs.is_empty() {
+            return Err(format!(
+                "{flag} {}: no certificate (expected PEM \"-----BEGIN CERTIFICATE-----\")",
+                path.display()
+            ));
+        }
+        for (i, der) in certs.iter().enumerate() {
+            x509_parser::parse_x509_certificate(der).map_err(|e| {
+                format!(
+                    "{flag} {}: certificate {} does not parse: {e}",
+                    path.display(),
+                    i + 1
+                )
+            })?;
+        }
+        Ok(certs)
+    }
+
+    /// A UTC time as `2026-01-31T12:00:00Z` (the civil-from-days
+    /// algorithm; one use does not warrant a date crate).
+    pub(crate) fn utc(secs: i64) -> String {
+        let days = secs.div_euclid(86_400);
+        let rem = secs.rem_euclid(86_400);
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z.rem_euclid(146_097);
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        format!(
+            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+            rem / 3600,
+            rem % 3600 / 60,
+            rem % 60
+        )
+    }
+
+    pub(crate) fn now_secs() -> i64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64)
+    }
+
+    /// The password file's content, checked: readable by its owner only,
+    /// not empty once a trailing newline is dropped.
+    fn password_file(path: &Path) -> Result<Secret, String> {
+        let flag = "--etcd-password-file";
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let meta = std::fs::metadata(path)
+                .map_err(|e| format!("cannot read {flag} {}: {e}", path.display()))?;
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o044 != 0 {
+                return Err(format!(
+                    "{flag} {}: readable by group or others (mode {mode:04o}); \
+                     `chmod 600` it (in Kubernetes, defaultMode: 0400)",
+                    path.display()
+                ));
+            }
+        }
+        let bytes = read(path, flag)?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| format!("{flag} {}: not valid UTF-8", path.display()))?;
+        let password = text.trim_end_matches(['\n', '\r']);
+        if password.is_empty() {
+            return Err(format!("{flag} {}: empty", path.display()));
+        }
+        Ok(Secret::new(password))
+    }
+
+    impl EtcdSettings {
+        /// Reads and checks everything `access` names for `endpoints`:
+        /// `https://` URLs exactly when TLS files are given, a certificate
+        /// with its key (and a key that matches it), files that exist and
+        /// parse, a client certificate valid now, a user with a password.
+        /// `Err` is the cause, naming the flag.
+        pub(crate) fn load(
+            endpoints: &[String],
+            prefix: &str,
+            access: &EtcdAccess,
+        ) -> Result<EtcdSettings, String> {
+            if endpoints.is_empty() {
+                return Err("no etcd URL (--etcd URL[,URL...])".into());
+            }
+            let https = endpoints
+                .iter()
+                .filter(|e| e.starts_with("https://"))
+                .count();
+            let files = access.ca.is_some() || access.cert.is_some() || access.key.is_some();
+            if https > 0 && https < endpoints.len() {
+                return Err(format!(
+                    "--etcd mixes https:// and plain URLs ({}); use one scheme",
+                    endpoints.join(",")
+                ));
+            }
+            if files && https == 0 {
+                return Err(format!(
+                    "--etcd-ca, --etcd-cert and --etcd-key need https:// etcd URLs, \
+                     not {} (plain HTTP would ignore them)",
+                    endpoints[0]
+                ));
+            }
+            if https > 0 && access.ca.is_none() {
+                return Err(format!(
+                    "--etcd {} is https://: give --etcd-ca FILE, the CA that signs \
+                     the etcd members' certificates",
+                    endpoints[0]
+                ));
+            }
+            for e in endpoints {
+                if !e.starts_with("https://") && !e.starts_with("http://") {
+                    return Err(format!(
+                        "--etcd {e}: not a URL (http://HOST:PORT or https://HOST:PORT)"
+                    ));
+                }
+            }
+            let mut not_after = None;
+            let tls = match &access.ca {
+                None => None,
+                Some(ca_path) => {
+                    let ca = read(ca_path, "--etcd-ca")?;
+                    certificates(&ca, ca_path, "--etcd-ca")?;
+                    let identity = match (&access.cert, &access.key) {
+                        (None, None) => None,
+                        (Some(_), None) => {
+                            return Err("--etcd-cert needs --etcd-key (its private key)".into())
+                        }
+                        (None, Some(_)) => {
+                            return Err("--etcd-key needs --etcd-cert (its certificate)".into())
+                        }
+                        (Some(cert_path), Some(key_path)) => {
+                            let cert = read(cert_path, "--etcd-cert")?;
+                            let chain = certificates(&cert, cert_path, "--etcd-cert")?;
+                            let key = read(key_path, "--etcd-key")?;
+                            let der = PrivateKeyDer::from_pem_slice(&key).map_err(|e| {
+                                format!(
+                                    "--etcd-key {}: not a PEM private key: {e}",
+                                    key_path.display()
+                                )
+                            })?;
+                            let provider = rustls::crypto::ring::default_provider();
+                            rustls::sign::CertifiedKey::from_der(chain.clone(), der, &provider)
+                                .map_err(|e| {
+                                    format!(
+                                        "--etcd-cert {} and --etcd-key {}: {e}",
+                                        cert_path.display(),
+                                        key_path.display()
+                                    )
+                                })?;
+                            let (_, leaf) = x509_parser::parse_x509_certificate(&chain[0])
+                                .map_err(|e| format!("--etcd-cert {}: {e}", cert_path.display()))?;
+                            let validity = leaf.validity();
+                            let (from, until) = (
+                                validity.not_before.timestamp(),
+                                validity.not_after.timestamp(),
+                            );
+                            let now = now_secs();
+                            if now > until {
+                                return Err(format!(
+                                    "the client certificate --etcd-cert {} expired on {}; \
+                                     renew it",
+                                    cert_path.display(),
+                                    utc(until)
+                                ));
+                            }
+                            if now < from {
+                                return Err(format!(
+                                    "the client certificate --etcd-cert {} is not valid \
+                                     before {} (is this machine's clock right?)",
+                                    cert_path.display(),
+                                    utc(from)
+                                ));
+                            }
+                            not_after = Some(until);
+                            // The key stays out of every Debug and log.
+                            let key = String::from_utf8(key).map_err(|_| {
+                                format!("--etcd-key {}: not valid UTF-8", key_path.display())
+                            })?;
+                            Some((cert, Secret::new(key)))
+                        }
+                    };
+                    Some(Tls { ca, identity })
+                }
+            };
+            if tls.is_none() && (access.cert.is_some() || access.key.is_some()) {
+                // Unreachable after the https checks above, kept as the rule.
+                return Err("--etcd-cert and --etcd-key need --etcd-ca".into());
+            }
+            let user = match (&access.user, &access.password) {
+                (None, None) => None,
+                (None, Some(_)) => {
+                    return Err("an etcd password without a user: give --etcd-user NAME".into())
+                }
+                (Some(_), None) => {
+                    return Err("--etcd-user needs a password: --etcd-password-file FILE \
+                         or the ENVID_ETCD_PASSWORD environment variable"
+                        .into())
+                }
+                (Some(name), Some(password)) => {
+                    let name = name.trim();
+                    if name.is_empty() {
+                        return Err("--etcd-user is empty".into());
+                    }
+                    let password = match password {
+                        EtcdPassword::File(p) => password_file(p)?,
+                        EtcdPassword::Value(v) => {
+                            if v.expose().is_empty() {
+                                return Err("ENVID_ETCD_PASSWORD is empty".into());
+                            }
+                            v.clone()
+                        }
+                    };
+                    Some((name.to_string(), password))
+                }
+            };
+            Ok(EtcdSettings {
+                endpoints: endpoints.to_vec(),
+                prefix: prefix.to_string(),
+                access: access.clone(),
+                tls,
+                user,
+                not_after,
+            })
+        }
+
+        /// The etcd client's options.
+        pub(crate) fn options(&self) -> ConnectOptions {
+            let mut options = ConnectOptions::new()
+                .with_timeout(REQUEST_TIMEOUT)
+                .with_connect_timeout(REQUEST_TIMEOUT)
+                .with_keep_alive(Duration::from_secs(1), Duration::from_secs(2))
+                .with_keep_alive_while_idle(true)
+                // A member cut off from its leader refuses rather than
+                // answering stale (and ends our watch).
+                .with_require_leader(true);
+            if let Some(tls) = &self.tls {
+                let mut config = TlsOptions::new()
+                    .ca_certificate(Certificate::from_pem(&tls.ca))
+                    .timeout(REQUEST_TIMEOUT);
+                if let Some((cert, key)) = &tls.identity {
+                    config = config.identity(Identity::from_pem(cert, key.expose()));
+                }
+                options = options.with_tls(config);
+            }
+            if let Some((name, password)) = &self.user {
+                options = options
+                    .with_user(name.clone(), password.expose().to_string())
+                    // etcd's tokens end (5 minutes by default, and at a
+                    // password change); without this every call after that
+                    // fails with "invalid auth token".
+                    .with_auto_token_refresh(true);
+            }
+            options
+        }
+
+        /// What the operator gave.
+        pub(crate) fn access(&self) -> &EtcdAccess {
+            &self.access
+        }
+
+        /// The client certificate's notAfter (Unix seconds), if there is one.
+        pub(crate) fn not_after(&self) -> Option<i64> {
+            self.not_after
+        }
+
+        /// Whether there are files to watch for rotation.
+        pub(crate) fn has_files(&self) -> bool {
+            self.access.ca.is_some() || matches!(self.access.password, Some(EtcdPassword::File(_)))
+        }
+
+        /// What `/healthz` shows of the settings (never a secret).
+        pub(crate) fn describe(&self) -> serde_json::Value {
+            serde_json::json!({
+                "tls": self.tls.is_some(),
+                "client_cert": self.access.cert.as_ref().map(|p| p.display().to_string()),
+                "client_cert_not_after": self.not_after.map(utc),
+                "user": self.user.as_ref().map(|(n, _)| n.clone()),
+            })
+        }
+
+        /// How `e` looks to an operator, and whether waiting can fix it.
+        pub(crate) fn classify(&self, e: &etcd_client::Error) -> Failure {
+            if let Some(tls) = find_rustls(e) {
+                return Failure::Permanent(self.tls_cause(tls));
+            }
+            if let etcd_client::Error::GRpcStatus(status) = e {
+                if let Some(cause) = self.status_cause(status) {
+                    return Failure::Permanent(cause);
+                }
+            }
+            let text = chain(e);
+            if text.contains("H2NotNegotiated") || text.contains("HTTP/2 was not negotiated") {
+                return Failure::Permanent(format!(
+                    "TLS handshake with {} did not offer HTTP/2 (gRPC): is it an etcd \
+                     client URL?",
+                    self.endpoints.join(",")
+                ));
+            }
+            Failure::Transient(text)
+        }
+
+        fn tls_cause(&self, e: &rustls::Error) -> String {
+            use rustls::{AlertDescription as A, CertificateError as C, Error as E};
+            let ca = self
+                .access
+                .ca
+                .as_deref()
+                .map_or_else(|| "FILE".into(), |p| p.display().to_string());
+            let cert = self.access.cert.as_deref().map(|p| p.display().to_string());
+            let server = match e {
+                E::InvalidCertificate(c) => Some(match c {
+                    C::UnknownIssuer | C::BadSignature => {
+                        format!("the server's certificate is not signed by --etcd-ca {ca}")
+                    }
+                    C::Expired | C::ExpiredContext { .. } => {
+                        "the server's certificate has expired (renew the etcd members' \
+                         --cert-file)"
+                            .into()
+                    }
+                    C::NotValidYet | C::NotValidYetContext { .. } => {
+                        "the server's certificate is not valid yet (is this machine's clock \
+                         right?)"
+                            .into()
+                    }
+                    C::NotValidForName | C::NotValidForNameContext { .. } => format!(
+                        "the server's certificate is not valid for the host of {} (its \
+                         subject alternative names do not name it)",
+                        self.endpoints.join(",")
+                    ),
+                    C::Revoked => "the server's certificate is revoked".into(),
+                    other => format!("the server's certificate was refused: {other:?}"),
+                }),
+                _ => None,
+            };
+            let cause = server.unwrap_or_else(|| match (e, &cert) {
+                (E::AlertReceived(A::CertificateExpired), Some(cert)) => {
+                    format!("the server refused the client certificate --etcd-cert {cert}: expired")
+                }
+                (
+                    E::AlertReceived(
+                        A::BadCertificate
+                        | A::UnknownCA
+                        | A::CertificateUnknown
+                        | A::CertificateRevoked
+                        | A::UnsupportedCertificate
+                        | A::AccessDenied,
+                    ),
+                    Some(cert),
+                ) => format!(
+                    "the server refused the client certificate --etcd-cert {cert} ({}): \
+                     not signed by a CA the members trust (their --trusted-ca-file), \
+                     expired or revoked",
+                    alert_name(e)
+                ),
+                (
+                    E::AlertReceived(
+                        A::BadCertificate
+                        | A::CertificateRequired
+                        | A::CertificateUnknown
+                        | A::HandshakeFailure,
+                    ),
+                    None,
+                ) => "the server requires a client certificate: give --etcd-cert and \
+                      --etcd-key"
+                    .into(),
+                (E::InvalidMessage(_), _) => {
+                    format!("{e} (does {} serve TLS?)", self.endpoints.join(","))
+                }
+                _ => e.to_string(),
+            });
+            format!("TLS handshake failed: {cause}")
+        }
+
+        fn status_cause(&self, status: &tonic::Status) -> Option<String> {
+            use tonic::Code;
+            let message = status.message();
+            let user = self.user.as_ref().map(|(n, _)| n.as_str());
+            let password_flag = match &self.access.password {
+                Some(EtcdPassword::File(p)) => format!("--etcd-password-file {}", p.display()),
+                Some(EtcdPassword::Value(_)) => "ENVID_ETCD_PASSWORD".into(),
+                None => "--etcd-password-file".into(),
+            };
+            match status.code() {
+                Code::PermissionDenied => Some(match user {
+                    Some(u) => format!(
+                        "user {u} has no read/write access to prefix {} (permission denied); \
+                         grant its role readwrite on the prefix",
+                        self.prefix
+                    ),
+                    None if self.access.cert.is_some() => format!(
+                        "the client certificate's user (its CN) has no read/write access to \
+                         prefix {} (permission denied); give --etcd-user or grant that user's \
+                         role readwrite on the prefix",
+                        self.prefix
+                    ),
+                    None => format!(
+                        "no read/write access to prefix {} (permission denied)",
+                        self.prefix
+                    ),
+                }),
+                _ if message.contains("authentication failed") => Some(format!(
+                    "authentication failed for user {}: wrong password or no such user \
+                     ({password_flag}, --etcd-user)",
+                    user.unwrap_or("?")
+                )),
+                _ if message.contains("authentication is not enabled") => Some(format!(
+                    "--etcd-user {} given, but authentication is not enabled on this etcd \
+                     cluster (`etcdctl auth enable`, or drop --etcd-user)",
+                    user.unwrap_or("?")
+                )),
+                _ if message.contains("user name is empty") => Some(
+                    "etcd requires authentication: give --etcd-user and a password, or a \
+                     client certificate whose CN is an etcd user"
+                        .into(),
+                ),
+                _ if message.contains("user name not found")
+                    || message.contains("user not found") =>
+                {
+                    Some(format!(
+                        "user {} does not exist in etcd (--etcd-user)",
+                        user.unwrap_or("?")
+                    ))
+                }
+                Code::Unauthenticated if !message.contains("invalid auth token") => {
+                    Some(format!("etcd refused the credentials: {message}"))
+                }
+                _ => None,
+            }
+        }
+    }
+
+    /// How long the TLS diagnosis waits for a member's answer.
+    const DIAGNOSIS_TIMEOUT: Duration = Duration::from_secs(2);
+
+    /// `https://HOST:PORT[/...]` → (HOST, PORT); etcd's port when absent.
+    fn host_port(url: &str) -> Option<(String, u16)> {
+        let authority = url.strip_prefix("https://")?.split('/').next()?;
+        if let Some(rest) = authority.strip_prefix('[') {
+            let (host, port) = rest.split_once(']')?;
+            let port = port
+                .strip_prefix(':')
+                .map_or(Some(2379), |p| p.parse().ok())?;
+            return Some((host.to_string(), port));
+        }
+        match authority.rsplit_once(':') {
+            Some((host, port)) => Some((host.to_string(), port.parse().ok()?)),
+            None => Some((authority.to_string(), 2379)),
+        }
+    }
+
+    impl EtcdSettings {
+        /// Why TLS with the members fails, found by a handshake of our own.
+        ///
+        /// With TLS 1.3 a server checks the client certificate after the
+        /// client has finished its side of the handshake, so its refusal
+        /// (an alert) reaches gRPC as "connection closed", which names
+        /// nothing. This handshake sends the HTTP/2 preface and reads the
+        /// answer, where the alert shows. `None`: TLS works (or the member
+        /// cannot be reached), so the cause is elsewhere.
+        pub(crate) async fn diagnose_tls(&self) -> Option<Failure> {
+            let tls = self.tls.as_ref()?;
+            for endpoint in &self.endpoints {
+                let found = tokio::time::timeout(DIAGNOSIS_TIMEOUT, self.handshake(tls, endpoint))
+                    .await
+                    .ok()
+                    .flatten();
+                if let Some(e) = found {
+                    return Some(Failure::Permanent(self.tls_cause(&e)));
+                }
+            }
+            None
+        }
+
+        async fn handshake(&self, tls: &Tls, endpoint: &str) -> Option<rustls::Error> {
+            use std::sync::Arc;
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let (host, port) = host_port(endpoint)?;
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in CertificateDer::pem_slice_iter(&tls.ca) {
+                roots.add(cert.ok()?).ok()?;
+            }
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let builder = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .ok()?
+                .with_root_certificates(roots);
+            let mut config = match &tls.identity {
+                Some((cert, key)) => {
+                    let chain = CertificateDer::pem_slice_iter(cert)
+                        .collect::<Result<Vec<_>, _>>()
+                        .ok()?;
+                    let key = PrivateKeyDer::from_pem_slice(key.expose().as_bytes()).ok()?;
+                    builder.with_client_auth_cert(chain, key).ok()?
+                }
+                None => builder.with_no_client_auth(),
+            };
+            config.alpn_protocols = vec![b"h2".to_vec()];
+            let name = rustls::pki_types::ServerName::try_from(host.clone()).ok()?;
+            let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
+                .await
+                .ok()?;
+            let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+            let mut stream = match connector.connect(name, tcp).await {
+                Ok(s) => s,
+                Err(e) => return rustls_in_io(&e).cloned(),
+            };
+            // The HTTP/2 preface and an empty SETTINGS frame: a member that
+            // accepted us answers with its SETTINGS.
+            let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+            hello.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
+            if let Err(e) = stream.write_all(&hello).await {
+                return rustls_in_io(&e).cloned();
+            }
+            let _ = stream.flush().await;
+            let mut buf = [0u8; 64];
+            match stream.read(&mut buf).await {
+                Err(e) => rustls_in_io(&e).cloned(),
+                Ok(_) => None,
+            }
+        }
+    }
+
+    fn rustls_in_io(e: &std::io::Error) -> Option<&rustls::Error> {
+        let inner = e.get_ref()?;
+        inner
+            .downcast_ref::<rustls::Error>()
+            .or_else(|| find_in(inner))
+    }
+
+    fn alert_name(e: &rustls::Error) -> String {
+        match e {
+            rustls::Error::AlertReceived(a) => format!("alert {a:?}"),
+            other => other.to_string(),
+        }
+    }
+
+    /// The sources of `e`: etcd-client's error has no `source()`, so its
+    /// variants are opened here.
+    fn root(e: &etcd_client::Error) -> Option<&(dyn std::error::Error + 'static)> {
+        match e {
+            etcd_client::Error::GRpcStatus(s) => Some(s),
+            etcd_client::Error::TransportError(t) => Some(t),
+            etcd_client::Error::IoError(io) => Some(io),
+            _ => None,
+        }
+    }
+
+    /// The first rustls error in `e`'s chain. An `io::Error` hides its inner
+    /// error from `source()` (it is its Display), so each one is opened too.
+    fn find_rustls(e: &etcd_client::Error) -> Option<&rustls::Error> {
+        let mut next = root(e);
+        while let Some(err) = next {
+            if let Some(tls) = err.downcast_ref::<rustls::Error>() {
+                return Some(tls);
+            }
+            if let Some(io) = err.downcast_ref::<std::io::Error>() {
+                if let Some(inner) = io.get_ref() {
+                    if let Some(tls) = inner.downcast_ref::<rustls::Error>() {
+                        return Some(tls);
+                    }
+                    if let Some(found) = find_in(inner) {
+                        return Some(found);
+                    }
+                }
+            }
+            next = err.source();
+        }
+        None
+    }
+
+    fn find_in<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+        let mut next = e.source();
+        while let Some(err) = next {
+            if let Some(tls) = err.downcast_ref::<rustls::Error>() {
+                return Some(tls);
+            }
+            next = err.source();
+        }
+        None
+    }
+
+    /// `e` and its sources, each once, for a transient cause.
+    fn chain(e: &etcd_client::Error) -> String {
+        let mut text = match e {
+            // tonic's Display of a status lists details and metadata; the
+            // message is what says something.
+            etcd_client::Error::GRpcStatus(s) => format!("{:?}: {}", s.code(), s.message()),
+            other => other.to_string(),
+        };
+        let mut next = root(e).and_then(|r| r.source());
+        while let Some(err) = next {
+            let part = err.to_string();
+            if !text.contains(&part) {
+                text.push_str(": ");
+                text.push_str(&part);
+            }
+            next = err.source();
+        }
+        text
+    }
+
+    /// The content of every file `access` names, hashed: a change means
+    /// rotation. A missing file hashes as its error, so it changes too.
+    pub(crate) fn fingerprint(access: &EtcdAccess) -> u64 {
+        let mut all = Vec::new();
+        let password = match &access.password {
+            Some(EtcdPassword::File(p)) => Some(p.clone()),
+            _ => None,
+        };
+        let files: [Option<PathBuf>; 4] = [
+            access.ca.clone(),
+            access.cert.clone(),
+            access.key.clone(),
+            password,
+        ];
+        for path in files.iter().flatten() {
+            match std::fs::read(path) {
+                Ok(b) => all.extend_from_slice(&b),
+                Err(e) => all.extend_from_slice(e.to_string().as_bytes()),
+            }
+            all.push(0);
+        }
+        crate::reload::content_hash(&all)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn utc_formats_known_dates() {
+            assert_eq!(utc(0), "1970-01-01T00:00:00Z");
+            assert_eq!(utc(951_782_400), "2000-02-29T00:00:00Z");
+            assert_eq!(utc(1_767_225_599), "2025-12-31T23:59:59Z");
+        }
+
+        fn access() -> EtcdAccess {
+            EtcdAccess::default()
+        }
+
+        #[test]
+        fn schemes_and_files_go_together() {
+            let https = vec!["https://127.0.0.1:2379".to_string()];
+            let http = vec!["http://127.0.0.1:2379".to_string()];
+            let e = EtcdSettings::load(&https, "/envid/", &access()).unwrap_err();
+            assert!(e.contains("give --etcd-ca FILE"), "{e}");
+            let mut a = access();
+            a.ca = Some("/nonexistent/ca.pem".into());
+            let e = EtcdSettings::load(&http, "/envid/", &a).unwrap_err();
+            assert!(e.contains("need https:// etcd URLs"), "{e}");
+            let e = EtcdSettings::load(&https, "/envid/", &a).unwrap_err();
+            assert!(
+                e.contains("cannot read --etcd-ca /nonexistent/ca.pem"),
+                "{e}"
+            );
+            let mixed = vec![https[0].clone(), http[0].clone()];
+            let e = EtcdSettings::load(&mixed, "/envid/", &a).unwrap_err();
+            assert!(e.contains("mixes"), "{e}");
+        }
+
+        #[test]
+        fn a_user_needs_a_password_and_the_file_must_be_private() {
+            let http = vec!["http://127.0.0.1:2379".to_string()];
+            let mut a = access();
+            a.user = Some("envid".into());
+            let e = EtcdSettings::load(&http, "/envid/", &a).unwrap_err();
+            assert!(e.contains("--etcd-password-file FILE"), "{e}");
+            let dir = tempfile::tempdir().unwrap();
+            let file = dir.path().join("pw");
+            std::fs::write(&file, "s3cret\n").unwrap();
+            a.password = Some(EtcdPassword::File(file.clone()));
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+                let e = EtcdSettings::load(&http, "/envid/", &a).unwrap_err();
+                assert!(e.contains("readable by group or others (mode 0644)"), "{e}");
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+            }
+            let s = EtcdSettings::load(&http, "/envid/", &a).unwrap();
+            assert_eq!(s.user.as_ref().unwrap().1.expose(), "s3cret");
+            let debug = format!("{s:?}");
+            assert!(!debug.contains("s3cret"), "{debug}");
+            std::fs::write(&file, "\n").unwrap();
+            let e = EtcdSettings::load(&http, "/envid/", &a).unwrap_err();
+            assert!(e.ends_with("empty"), "{e}");
+            a.password = Some(EtcdPassword::Value(Secret::new("hunter2")));
+            assert!(!format!("{a:?}").contains("hunter2"));
+        }
+    }
+}
