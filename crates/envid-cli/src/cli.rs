@@ -70,7 +70,8 @@ pub enum Command {
         format: ReportFormat,
     },
     /// Run the reference environment service on a registry file.
-    Serve(ServeArgs),
+    // Boxed: its flags make it several times the size of the other commands.
+    Serve(Box<ServeArgs>),
     /// Look up the environment of IP addresses at the environment service;
     /// exit 1 when any IP is unknown or its lookup fails, 2 when an argument
     /// is not an IP address.
@@ -232,6 +233,25 @@ pub struct ServeArgs {
         requires = "etcd"
     )]
     pub etcd_prefix: String,
+    /// Reach etcd over TLS, verifying its members' certificates with this
+    /// PEM CA (https:// URLs need it). Re-read when it changes.
+    #[arg(long, value_name = "FILE", requires = "etcd")]
+    pub etcd_ca: Option<PathBuf>,
+    /// A PEM client certificate for etcd members run with
+    /// --client-cert-auth (with --etcd-key). Re-read when it changes.
+    #[arg(long, value_name = "FILE", requires = "etcd_key")]
+    pub etcd_cert: Option<PathBuf>,
+    /// The PEM private key of --etcd-cert.
+    #[arg(long, value_name = "FILE", requires = "etcd_cert")]
+    pub etcd_key: Option<PathBuf>,
+    /// Authenticate to etcd as this user; the password comes from
+    /// --etcd-password-file or ENVID_ETCD_PASSWORD, never the command line.
+    #[arg(long, value_name = "NAME", requires = "etcd")]
+    pub etcd_user: Option<String>,
+    /// The file holding --etcd-user's password (mode 0600 or stricter; a
+    /// trailing newline is dropped). Re-read when it changes.
+    #[arg(long, value_name = "FILE", requires = "etcd_user")]
+    pub etcd_password_file: Option<PathBuf>,
     /// Apply a registry file change even when it deletes more than half
     /// of the static records (an empty or truncated file); by default
     /// such a reload is refused and the old registry keeps serving.
@@ -266,6 +286,13 @@ impl std::fmt::Debug for ServeArgs {
             .field("tls_cert", &self.tls_cert)
             .field("tls_key", &self.tls_key)
             .field("state", &self.state)
+            .field("etcd", &self.etcd)
+            .field("etcd_prefix", &self.etcd_prefix)
+            .field("etcd_ca", &self.etcd_ca)
+            .field("etcd_cert", &self.etcd_cert)
+            .field("etcd_key", &self.etcd_key)
+            .field("etcd_user", &self.etcd_user)
+            .field("etcd_password_file", &self.etcd_password_file)
             .field("allow_mass_delete", &self.allow_mass_delete)
             .field("no_lease_preservation", &self.no_lease_preservation)
             .field("identity", &self.identity)

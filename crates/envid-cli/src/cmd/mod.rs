@@ -36,6 +36,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Keygen { file } => keygen::run(&file),
         Command::Verify(args) => verify::run(args),
         Command::Serve(a) => {
+            let a = *a;
             let mut config = envid_server::Config::new(a.registry);
             config.listen = a.listen;
             config.token = a.token;
@@ -49,10 +50,53 @@ pub fn run(cli: Cli) -> Result<ExitCode, String> {
             config.state_path = a.state;
             config.etcd = a.etcd;
             config.etcd_prefix = a.etcd_prefix;
+            config.etcd_access = etcd_access(
+                a.etcd_ca,
+                a.etcd_cert,
+                a.etcd_key,
+                a.etcd_user,
+                a.etcd_password_file,
+            )?;
             config.allow_mass_delete = a.allow_mass_delete;
             config.lease_preservation = !a.no_lease_preservation;
             config.identity = a.identity.config();
             serve::run(config)
         }
     }
+}
+
+/// The name of the variable that may hold the etcd user's password.
+const ETCD_PASSWORD_VAR: &str = "ENVID_ETCD_PASSWORD";
+
+/// `envid serve`'s etcd TLS and user flags; the password from its file or
+/// `ENVID_ETCD_PASSWORD` (never a flag: it would show in `ps`). The service
+/// checks the rest (see `envid_server::EtcdAccess`).
+fn etcd_access(
+    ca: Option<std::path::PathBuf>,
+    cert: Option<std::path::PathBuf>,
+    key: Option<std::path::PathBuf>,
+    user: Option<String>,
+    password_file: Option<std::path::PathBuf>,
+) -> Result<envid_server::EtcdAccess, String> {
+    let from_env = std::env::var(ETCD_PASSWORD_VAR)
+        .ok()
+        .map(envid::Secret::new);
+    let password = match (password_file, from_env) {
+        (Some(_), Some(_)) if user.is_some() => {
+            return Err(format!(
+                "give the etcd password once: --etcd-password-file or {ETCD_PASSWORD_VAR}, not both"
+            ))
+        }
+        (Some(f), _) => Some(envid_server::EtcdPassword::File(f)),
+        // The variable alone means nothing without a user to use it for.
+        (None, Some(v)) if user.is_some() => Some(envid_server::EtcdPassword::Value(v)),
+        (None, _) => None,
+    };
+    Ok(envid_server::EtcdAccess {
+        ca,
+        cert,
+        key,
+        user,
+        password,
+    })
 }

@@ -1,6 +1,8 @@
 //! A bare service process: `envid-server --registry FILE [--listen ADDR]
-//! [--state FILE] [--etcd URL[,URL...]] [--etcd-prefix PREFIX]
-//! [--insecure-open-registration]`. It prints `listening on ADDR` on stdout once
+//! [--state FILE] [--etcd URL[,URL...]] [--etcd-prefix PREFIX] [--etcd-ca
+//! FILE] [--etcd-cert FILE --etcd-key FILE] [--etcd-user NAME
+//! [--etcd-password-file FILE]] [--insecure-open-registration]` (the etcd
+//! password may come from `ENVID_ETCD_PASSWORD` instead). It prints `listening on ADDR` on stdout once
 //! bound and shuts down cleanly when stdin closes. The crash tests run it as
 //! a child to `kill -9` it; operators use `envid serve`.
 
@@ -33,11 +35,24 @@ fn main() {
             "--state" => config.state_path = Some(value().into()),
             "--etcd" => config.etcd = value().split(',').map(str::to_string).collect(),
             "--etcd-prefix" => config.etcd_prefix = value(),
+            "--etcd-ca" => config.etcd_access.ca = Some(value().into()),
+            "--etcd-cert" => config.etcd_access.cert = Some(value().into()),
+            "--etcd-key" => config.etcd_access.key = Some(value().into()),
+            "--etcd-user" => config.etcd_access.user = Some(value()),
+            "--etcd-password-file" => {
+                config.etcd_access.password = Some(envid_server::EtcdPassword::File(value().into()))
+            }
             "--insecure-open-registration" => config.insecure_open_registration = true,
             other => {
                 eprintln!("unknown argument {other}");
                 std::process::exit(2)
             }
+        }
+    }
+    if config.etcd_access.user.is_some() && config.etcd_access.password.is_none() {
+        if let Ok(p) = std::env::var("ENVID_ETCD_PASSWORD") {
+            config.etcd_access.password =
+                Some(envid_server::EtcdPassword::Value(envid::Secret::new(p)));
         }
     }
     let handle = match envid_server::spawn(config) {
