@@ -38,7 +38,9 @@
 //!   "registration": "apps" | "open" | "closed", "reload_refused": null |
 //!   {...}, "lease_self_preservation": null | {...}}` (see
 //!   [`Config::allow_mass_delete`], [`Config::lease_preservation`]); never
-//!   needs the token.
+//!   needs the token. On etcd, `"status": "stale"` with a `"reason"` while
+//!   etcd cannot be reached or refuses us, and `"etcd"` with the TLS, user
+//!   and credential-reload state ([`Config::etcd_access`]).
 //! * `GET /metrics` → Prometheus/OpenMetrics text: `envid_http_requests_total`
 //!   `{endpoint, status}` (endpoint `get_host`, `lookup`, `registry`,
 //!   `register`, `renew`, `deregister`, `keys`, `healthz`, `metrics`, `other`),
