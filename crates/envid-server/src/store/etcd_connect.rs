@@ -340,10 +340,6 @@ mod imp {
                     Some(Tls { ca, identity })
                 }
             };
-            if tls.is_none() && (access.cert.is_some() || access.key.is_some()) {
-                // Unreachable after the https checks above, kept as the rule.
-                return Err("--etcd-cert and --etcd-key need --etcd-ca".into());
-            }
             let user = match (&access.user, &access.password) {
                 (None, None) => None,
                 (None, Some(_)) => {
@@ -814,6 +810,42 @@ mod imp {
             let mixed = vec![https[0].clone(), http[0].clone()];
             let e = EtcdSettings::load(&mixed, "/envid/", &a).unwrap_err();
             assert!(e.contains("mixes"), "{e}");
+        }
+
+        #[test]
+        fn certificate_and_key_come_together_and_match() {
+            let dir = tempfile::tempdir().unwrap();
+            let write = |name: &str, text: &str| {
+                let p = dir.path().join(name);
+                std::fs::write(&p, text).unwrap();
+                p
+            };
+            let leaf = |cn: &str| {
+                let key = rcgen::KeyPair::generate().unwrap();
+                let cert = rcgen::CertificateParams::new(vec![cn.to_string()])
+                    .unwrap()
+                    .self_signed(&key)
+                    .unwrap();
+                (cert.pem(), key.serialize_pem())
+            };
+            let (ca, _) = leaf("ca");
+            let (cert, _) = leaf("one");
+            let (_, other_key) = leaf("two");
+            let https = vec!["https://127.0.0.1:2379".to_string()];
+            let mut a = access();
+            a.ca = Some(write("ca.pem", &ca));
+            a.cert = Some(write("cert.pem", &cert));
+            let e = EtcdSettings::load(&https, "/envid/", &a).unwrap_err();
+            assert_eq!(e, "--etcd-cert needs --etcd-key (its private key)");
+            a.key = Some(write("key.pem", &other_key));
+            let e = EtcdSettings::load(&https, "/envid/", &a).unwrap_err();
+            assert!(e.starts_with("--etcd-cert "), "{e}");
+            a.key = Some(write("key.pem", "not a key"));
+            let e = EtcdSettings::load(&https, "/envid/", &a).unwrap_err();
+            assert!(e.contains("not a PEM private key"), "{e}");
+            a.ca = Some(write("ca.pem", "garbage"));
+            let e = EtcdSettings::load(&https, "/envid/", &a).unwrap_err();
+            assert!(e.contains("no certificate"), "{e}");
         }
 
         #[test]
