@@ -76,8 +76,10 @@ const MAX_MESSAGE: usize = 256 << 20;
 const PREFLIGHT_DEADLINE: Duration = Duration::from_secs(5);
 
 /// How long one operation keeps retrying (a dead member's endpoint, an
-/// election) before the caller gets `503`.
-const OPERATION_DEADLINE: Duration = Duration::from_secs(3);
+/// election) before the caller gets `503`. A leader's death stalls writes
+/// for an election timeout (1 to 2 s by etcd's defaults) plus the vote, so
+/// the bound leaves room for one attempt after a timed-out one.
+const OPERATION_DEADLINE: Duration = Duration::from_secs(5);
 
 /// One etcd operation, retried until [`OPERATION_DEADLINE`]: the client's
 /// balancer may pick a member that just died (connection refused) or one in
@@ -120,8 +122,12 @@ macro_rules! etcd {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
                 Err(_) => {
+                    // A write stalled by an election answers once a leader
+                    // is in: try again while the deadline allows.
                     store.metrics.store_error("etcd");
-                    break Err(unavailable("no answer within the deadline"));
+                    if Instant::now() + Duration::from_millis(100) >= deadline {
+                        break Err(unavailable("no answer within the deadline"));
+                    }
                 }
             }
         }
