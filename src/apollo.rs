@@ -17,7 +17,8 @@ use std::path::{Path, PathBuf};
 
 use java_properties::PropertiesIter;
 
-use crate::error::{DescriptorError, Location, Problem, ProblemKind};
+use crate::error::{DescriptorError, Problem, ProblemKind};
+use crate::location::Location;
 use crate::model::Field;
 
 /// Apollo's default location.

@@ -111,7 +111,8 @@ use std::net::IpAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use crate::error::{DescriptorError, LineIndex, Location, Problem, ProblemKind};
+use crate::error::{DescriptorError, Problem, ProblemKind};
+use crate::location::{LineIndex, Location};
 use crate::model::{EnvType, K8s, Labels, Platform, Release, Secret};
 
 /// Descriptors larger than this are refused unread.

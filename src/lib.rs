@@ -80,6 +80,7 @@ pub mod error;
 pub mod fuzzing;
 #[cfg(feature = "lookup")]
 pub mod identity;
+pub mod location;
 #[cfg(feature = "lookup")]
 pub mod lookup;
 pub mod model;

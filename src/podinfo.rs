@@ -122,7 +122,8 @@ use std::path::{Component, Path, PathBuf};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::descriptor::{read_capped, text_problem};
-use crate::error::{Location, ProblemKind};
+use crate::error::ProblemKind;
+use crate::location::Location;
 use crate::model::{Field, Labels};
 
 /// The directory read when neither `ENVID_PODINFO` nor the builder names one.

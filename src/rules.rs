@@ -125,7 +125,8 @@ use once_cell::sync::Lazy;
 use regex::{Regex, RegexBuilder};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Location, RulesError, RulesErrorKind};
+use crate::error::{RulesError, RulesErrorKind};
+use crate::location::Location;
 use crate::model::EnvType;
 use crate::podinfo::PodInfoMapping;
 

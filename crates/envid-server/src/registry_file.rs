@@ -5,7 +5,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use envid::error::{LineIndex, Location};
+use envid::location::{LineIndex, Location};
 use envid::protocol::{HostRecord, RecordKey, RECORD_KEYS};
 use serde::Deserialize;
 
