@@ -80,14 +80,13 @@
 //!
 //! # Reading safely
 //!
-//! [`read`] checks the metadata first: anything but a regular file
-//! (directory, FIFO, device, socket) is [`ProblemKind::NotAFile`] without
-//! being opened, and a file larger than [`MAX_SIZE`] is
-//! [`ProblemKind::TooLarge`] without being read. The file is then opened
-//! with `O_NONBLOCK` (so a FIFO swapped in after the check cannot block the
-//! open), checked again through the open handle, and read through
-//! [`Read::take`] of at most `MAX_SIZE + 1` bytes, so a growing file cannot
-//! exhaust memory either.
+//! [`read`] reads through [`crate::read::bytes`] with a cap of [`MAX_SIZE`]:
+//! anything but a regular file (directory, FIFO, device, socket) is
+//! [`ProblemKind::NotAFile`] without being opened, the open is non-blocking
+//! (so a FIFO swapped in after the check cannot block it) and checked again
+//! on the open descriptor, and a file larger than [`MAX_SIZE`] is
+//! [`ProblemKind::TooLarge`], however fast it grows. [`parse`] applies the
+//! text checks of [`crate::read::decode`].
 //!
 //! # Parsing
 //!
@@ -105,8 +104,6 @@
 //! build, of which `DeTable::parse` is about 6–7 µs; JSON about 3 µs.
 
 use std::borrow::Cow;
-use std::fs::File;
-use std::io::{self, Read};
 use std::net::IpAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -114,6 +111,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{DescriptorError, Problem, ProblemKind};
 use crate::location::{LineIndex, Location};
 use crate::model::{EnvType, K8s, Labels, Platform, Release, Secret};
+use crate::read::{ReadProblem, TextError};
 
 /// Descriptors larger than this are refused unread.
 pub const MAX_SIZE: u64 = 64 * 1024;
@@ -223,7 +221,13 @@ pub fn read(path: &Path, strict: bool) -> Result<Parsed, DescriptorError> {
             "unknown descriptor format: the file name must end in .toml or .json".into(),
         ));
     };
-    let bytes = read_bounded(path).map_err(|(kind, message)| fail(kind, message))?;
+    let bytes = crate::read::bytes(path, MAX_SIZE).map_err(|e| {
+        let message = match e.problem {
+            ReadProblem::TooLarge { .. } => too_large(),
+            ref problem => problem.to_string(),
+        };
+        fail(ProblemKind::of_read(&e.problem), message)
+    })?;
     parse(&bytes, path, format, strict)
 }
 
@@ -247,30 +251,14 @@ pub fn parse(
     if bytes.len() as u64 > MAX_SIZE {
         return Err(fail(ProblemKind::TooLarge, None, None, too_large()));
     }
-    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    let text = match std::str::from_utf8(bytes) {
-        Ok(text) => text,
-        Err(e) => {
-            let good = e.valid_up_to();
-            // The prefix up to the first bad byte is valid UTF-8 by definition.
-            let prefix = std::str::from_utf8(&bytes[..good]).unwrap_or_default();
-            let message = if bytes.starts_with(b"\xFF\xFE") || bytes.starts_with(b"\xFE\xFF") {
-                // An editor's "Unicode" save: say so rather than blame a byte.
-                format!(
-                    "UTF-16 text (byte-order mark {:02X} {:02X}); the descriptor must be UTF-8",
-                    bytes[0], bytes[1]
-                )
-            } else {
-                format!("invalid UTF-8 (byte 0x{:02x})", bytes[good])
-            };
-            return Err(fail(
-                ProblemKind::InvalidUtf8,
-                None,
-                Some(Location::at(prefix, good)),
-                message,
-            ));
-        }
-    };
+    let text = crate::read::decode(bytes).map_err(|e| {
+        let message = match e {
+            // An editor's "Unicode" save: say so rather than blame a byte.
+            TextError::Utf16 { .. } => format!("{e}; the descriptor must be UTF-8"),
+            TextError::InvalidUtf8 { .. } => e.to_string(),
+        };
+        fail(ProblemKind::InvalidUtf8, None, Some(e.location()), message)
+    })?;
     let root = match format {
         Format::Toml => toml_tree(text),
         Format::Json => json::parse(text),
@@ -299,117 +287,6 @@ pub fn parse(
 
 fn too_large() -> String {
     format!("larger than {MAX_SIZE} bytes; a descriptor is a few hundred bytes")
-}
-
-/// Reads at most `MAX_SIZE + 1` bytes of a regular file.
-fn read_bounded(path: &Path) -> Result<Vec<u8>, (ProblemKind, String)> {
-    read_capped(path, MAX_SIZE).map_err(|(kind, message)| match kind {
-        ProblemKind::TooLarge => (kind, too_large()),
-        _ => (kind, message),
-    })
-}
-
-/// Reads a regular file of at most `cap` bytes the way [`read`] reads a
-/// descriptor (never opens a non-regular file, non-blocking open, bounded
-/// read); shared with the downward-API reader (`crate::podinfo`). Errors are
-/// [`ProblemKind::NotFound`], [`ProblemKind::NotAFile`],
-/// [`ProblemKind::TooLarge`] and [`ProblemKind::Io`] with a sentence.
-pub(crate) fn read_capped(path: &Path, cap: u64) -> Result<Vec<u8>, (ProblemKind, String)> {
-    let too_large = || (ProblemKind::TooLarge, format!("larger than {cap} bytes"));
-    // Checked before opening: opening a device can itself have effects
-    // (a watchdog arms on open), so non-regular files are never opened.
-    let meta = std::fs::metadata(path).map_err(io_problem)?;
-    check_regular(&meta)?;
-    if meta.len() > cap {
-        return Err(too_large());
-    }
-    // Syscalls are the bulk of a cold load, so the happy path is exactly
-    // stat, open, one read, close. If the path is swapped between the check
-    // and the open, the open is non-blocking (a FIFO cannot hang us), a
-    // directory fails the read with EISDIR, and anything endless is cut by
-    // the size bound below.
-    let mut file = open_nonblocking(path).map_err(io_problem)?;
-    let want = meta.len() as usize + 1;
-    let mut buf = vec![0u8; want];
-    let n = loop {
-        match file.read(&mut buf) {
-            Ok(n) => break n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(io_problem(e)),
-        }
-    };
-    buf.truncate(n);
-    if n == want {
-        // Longer than it was at the stat: it is being written. Read on,
-        // bounded, rather than parse a prefix.
-        file.take((cap + 1).saturating_sub(n as u64))
-            .read_to_end(&mut buf)
-            .map_err(io_problem)?;
-    }
-    // A short read of a regular file is its end; no probe read is needed.
-    if buf.len() as u64 > cap {
-        return Err(too_large());
-    }
-    Ok(buf)
-}
-
-#[cfg(unix)]
-fn open_nonblocking(path: &Path) -> io::Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)
-}
-
-#[cfg(not(unix))]
-fn open_nonblocking(path: &Path) -> io::Result<File> {
-    File::open(path)
-}
-
-fn check_regular(meta: &std::fs::Metadata) -> Result<(), (ProblemKind, String)> {
-    let ft = meta.file_type();
-    if ft.is_file() {
-        return Ok(());
-    }
-    let what = if ft.is_dir() {
-        "a directory"
-    } else {
-        special_kind(&ft)
-    };
-    Err((
-        ProblemKind::NotAFile,
-        format!("not a regular file: it is {what}"),
-    ))
-}
-
-#[cfg(unix)]
-fn special_kind(ft: &std::fs::FileType) -> &'static str {
-    use std::os::unix::fs::FileTypeExt;
-    if ft.is_fifo() {
-        "a FIFO"
-    } else if ft.is_char_device() {
-        "a character device"
-    } else if ft.is_block_device() {
-        "a block device"
-    } else if ft.is_socket() {
-        "a socket"
-    } else {
-        "a special file"
-    }
-}
-
-#[cfg(not(unix))]
-fn special_kind(_: &std::fs::FileType) -> &'static str {
-    "a special file"
-}
-
-fn io_problem(e: io::Error) -> (ProblemKind, String) {
-    if e.kind() == io::ErrorKind::NotFound {
-        (ProblemKind::NotFound, "file not found".into())
-    } else {
-        (ProblemKind::Io, format!("cannot read: {e}"))
-    }
 }
 
 // ---------------------------------------------------------------------------

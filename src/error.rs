@@ -66,6 +66,20 @@ pub enum ProblemKind {
     UnknownKey,
 }
 
+impl ProblemKind {
+    /// The kind of a problem of the bounded reader ([`crate::read`]).
+    pub(crate) fn of_read(problem: &crate::read::ReadProblem) -> ProblemKind {
+        use crate::read::ReadProblem;
+        match problem {
+            ReadProblem::NotFound => ProblemKind::NotFound,
+            ReadProblem::NotAFile(_) => ProblemKind::NotAFile,
+            ReadProblem::TooLarge { .. } => ProblemKind::TooLarge,
+            ReadProblem::Io { .. } => ProblemKind::Io,
+            ReadProblem::Text(_) => ProblemKind::InvalidUtf8,
+        }
+    }
+}
+
 /// One problem found in a descriptor.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Problem {

@@ -89,6 +89,7 @@ pub mod otel;
 pub mod podinfo;
 pub mod prefix;
 pub mod protocol;
+pub mod read;
 #[cfg(feature = "lookup")]
 pub mod registrar;
 pub mod rules;

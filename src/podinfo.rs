@@ -56,10 +56,11 @@
 //!
 //! # Reading safely and consistently
 //!
-//! Each file is read like the descriptor (see [`crate::descriptor`]): a
-//! non-regular file (a FIFO, `/dev/zero`, a directory) is
+//! Each file is read by the bounded reader ([`crate::read`]), like the
+//! descriptor: a non-regular file (a FIFO, `/dev/zero`, a directory) is
 //! [`PodInfoErrorKind::NotAFile`] without being opened, the open is
-//! non-blocking, and at most [`MAX_FILE_SIZE`] bytes are read.
+//! non-blocking and checked again on the open descriptor, and at most
+//! [`MAX_FILE_SIZE`] bytes are read.
 //!
 //! The kubelet updates the volume with its `AtomicWriter`: it writes a new
 //! timestamped directory (`..2026_11_30_10_00_00.123456789`), points a
@@ -121,10 +122,10 @@ use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::descriptor::{read_capped, text_problem};
-use crate::error::ProblemKind;
+use crate::descriptor::text_problem;
 use crate::location::Location;
 use crate::model::{Field, Labels};
+use crate::read::ReadProblem;
 
 /// The directory read when neither `ENVID_PODINFO` nor the builder names one.
 pub const DEFAULT_DIR: &str = "/etc/podinfo";
@@ -352,15 +353,15 @@ pub(crate) fn read_observed(
         observe(attempt, Stage::Resolved);
         let mut missing = false;
         let mut read = |name: &'static str| -> Result<Option<Vec<u8>>, PodInfoError> {
-            let got = read_capped(&from.join(name), MAX_FILE_SIZE);
+            let got = crate::read::bytes(&from.join(name), MAX_FILE_SIZE);
             observe(attempt, Stage::Read(name));
             match got {
                 Ok(bytes) => Ok(Some(bytes)),
-                Err((ProblemKind::NotFound, _)) => {
+                Err(e) if e.is_not_found() => {
                     missing = true;
                     Ok(None)
                 }
-                Err((kind, message)) => Err(read_error(&dir.join(name), kind, message)),
+                Err(e) => Err(read_error(&dir.join(name), e.problem)),
             }
         };
         let labels = read(PodInfoFile::Labels.file_name())?;
@@ -429,16 +430,18 @@ fn resolve_generation(dir: &Path) -> Result<Option<String>, PodInfoError> {
     }
 }
 
-fn read_error(path: &Path, kind: ProblemKind, message: String) -> PodInfoError {
-    let (kind, message) = match kind {
-        ProblemKind::NotAFile => (PodInfoErrorKind::NotAFile, message),
-        ProblemKind::TooLarge => (
+/// The error of a file of the volume the bounded reader refused; `path` is
+/// the user-visible one.
+fn read_error(path: &Path, problem: ReadProblem) -> PodInfoError {
+    let (kind, message) = match problem {
+        ReadProblem::NotAFile(_) => (PodInfoErrorKind::NotAFile, problem.to_string()),
+        ReadProblem::TooLarge { .. } => (
             PodInfoErrorKind::TooLarge,
             format!(
                 "larger than {MAX_FILE_SIZE} bytes; the API server holds at most 256 KiB of a pod's annotations"
             ),
         ),
-        _ => (PodInfoErrorKind::Io, message),
+        _ => (PodInfoErrorKind::Io, problem.to_string()),
     };
     PodInfoError::new(kind, path, message)
 }
@@ -494,22 +497,13 @@ fn assemble(
 
 /// The text of a file's bytes: UTF-8, a leading byte-order mark dropped.
 fn utf8<'b>(bytes: &'b [u8], path: &Path) -> Result<&'b str, PodInfoError> {
-    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    std::str::from_utf8(bytes).map_err(|e| {
-        let good = e.valid_up_to();
-        let prefix = std::str::from_utf8(&bytes[..good]).unwrap_or_default();
-        let message = if bytes.starts_with(b"\xFF\xFE") || bytes.starts_with(b"\xFE\xFF") {
-            "UTF-16 text; the kubelet writes UTF-8".to_string()
-        } else {
-            format!(
-                "invalid UTF-8 (byte 0x{:02x}); the kubelet writes UTF-8",
-                bytes[good]
-            )
-        };
-        PodInfoError {
-            location: Some(Location::at(prefix, good)),
-            ..PodInfoError::new(PodInfoErrorKind::InvalidUtf8, path, message)
-        }
+    crate::read::decode(bytes).map_err(|e| PodInfoError {
+        location: Some(e.location()),
+        ..PodInfoError::new(
+            PodInfoErrorKind::InvalidUtf8,
+            path,
+            format!("{e}; the kubelet writes UTF-8"),
+        )
     })
 }
 
@@ -524,7 +518,10 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<(String, String)>, PodInfoEr
 /// dropped) and the size capped at [`MAX_FILE_SIZE`].
 pub fn parse_bytes(bytes: &[u8], path: &Path) -> Result<Vec<(String, String)>, PodInfoError> {
     if bytes.len() as u64 > MAX_FILE_SIZE {
-        return Err(read_error(path, ProblemKind::TooLarge, String::new()));
+        return Err(read_error(
+            path,
+            ReadProblem::TooLarge { cap: MAX_FILE_SIZE },
+        ));
     }
     parse_unmarked(utf8(bytes, path)?, path)
 }
@@ -533,7 +530,10 @@ pub fn parse_bytes(bytes: &[u8], path: &Path) -> Result<Vec<(String, String)>, P
 /// (only one is: a second would be part of the first key, and refused).
 fn parse_unmarked(text: &str, path: &Path) -> Result<Vec<(String, String)>, PodInfoError> {
     if text.len() as u64 > MAX_FILE_SIZE {
-        return Err(read_error(path, ProblemKind::TooLarge, String::new()));
+        return Err(read_error(
+            path,
+            ReadProblem::TooLarge { cap: MAX_FILE_SIZE },
+        ));
     }
     parse_located(text)
         .map(|entries| entries.into_iter().map(|e| (e.key, e.value)).collect())

@@ -129,6 +129,7 @@ use crate::error::{RulesError, RulesErrorKind};
 use crate::location::Location;
 use crate::model::EnvType;
 use crate::podinfo::PodInfoMapping;
+use crate::read::ReadProblem;
 
 /// The name of the built-in rule.
 pub const BUILTIN_RULE_NAME: &str = "kvm-default";
@@ -569,32 +570,18 @@ impl Rules {
     }
 
     /// The built-in rules and aliases, amended or replaced by the rules file
-    /// at `path` (format in the module documentation).
+    /// at `path` (format in the module documentation), read by the bounded
+    /// reader ([`crate::read`]) with a cap of [`MAX_RULES_FILE_LEN`].
     pub fn load(path: &Path) -> Result<Rules, RulesError> {
-        let io = |message: String| RulesError {
-            kind: RulesErrorKind::Io,
+        let text = crate::read::text(path, MAX_RULES_FILE_LEN).map_err(|e| RulesError {
+            kind: match e.problem {
+                ReadProblem::Text(_) => RulesErrorKind::Syntax,
+                _ => RulesErrorKind::Io,
+            },
             path: Some(path.to_path_buf()),
             rule: None,
-            location: None,
-            message,
-        };
-        let meta = std::fs::metadata(path).map_err(|e| io(format!("cannot read: {e}")))?;
-        if !meta.is_file() {
-            return Err(io("not a regular file".into()));
-        }
-        if meta.len() > MAX_RULES_FILE_LEN {
-            return Err(io(format!(
-                "too large ({} bytes, the limit is {MAX_RULES_FILE_LEN})",
-                meta.len()
-            )));
-        }
-        let bytes = std::fs::read(path).map_err(|e| io(format!("cannot read: {e}")))?;
-        let text = String::from_utf8(bytes).map_err(|e| RulesError {
-            kind: RulesErrorKind::Syntax,
-            path: Some(path.to_path_buf()),
-            rule: None,
-            location: None,
-            message: format!("not valid UTF-8: {e}"),
+            location: e.location(),
+            message: e.problem.to_string(),
         })?;
         Rules::parse(&text, Some(path))
     }
