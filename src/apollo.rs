@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use java_properties::PropertiesIter;
 
-use crate::error::{DescriptorError, Problem, ProblemKind};
+use crate::descriptor::{DescriptorError, Problem, ProblemKind};
 use crate::location::Location;
 use crate::model::Field;
 use crate::read::ReadProblem;

@@ -104,13 +104,14 @@
 //! build, of which `DeTable::parse` is about 6–7 µs; JSON about 3 µs.
 
 use std::borrow::Cow;
+use std::fmt;
 use std::net::IpAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use crate::error::{DescriptorError, Problem, ProblemKind};
+use crate::env_type::EnvType;
 use crate::location::{LineIndex, Location};
-use crate::model::{EnvType, K8s, Labels, Platform, Release, Secret};
+use crate::model::{K8s, Labels, Platform, Release, Secret};
 use crate::read::{ReadProblem, TextError};
 
 /// Descriptors larger than this are refused unread.
@@ -197,6 +198,123 @@ pub struct Parsed {
     /// Problems that did not stop parsing (unknown keys outside strict mode).
     pub warnings: Vec<Problem>,
 }
+
+/// The kind of a descriptor problem; tests and callers match on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ProblemKind {
+    /// The file does not exist (only an error where the path was required).
+    NotFound,
+    /// The file exists but could not be read (permission, I/O error).
+    Io,
+    /// The path is not a regular file (directory, FIFO, device).
+    NotAFile,
+    /// Larger than the 64 KiB cap.
+    TooLarge,
+    /// Not valid UTF-8.
+    InvalidUtf8,
+    /// The extension names no supported format (`.toml`, `.json`).
+    UnknownFormat,
+    /// TOML/JSON syntax error.
+    Syntax,
+    /// `schema` names a version this library does not support.
+    UnsupportedSchema,
+    /// A required field is absent.
+    MissingField,
+    /// A field has the wrong type (string expected, table expected, …).
+    WrongType,
+    /// A field has the right type but a bad value (bad IP, bad time, empty string, …).
+    InvalidValue,
+    /// A key the schema does not know (a warning unless strict).
+    UnknownKey,
+}
+
+impl ProblemKind {
+    /// The kind of a problem of the bounded reader ([`crate::read`]).
+    pub(crate) fn of_read(problem: &ReadProblem) -> ProblemKind {
+        match problem {
+            ReadProblem::NotFound => ProblemKind::NotFound,
+            ReadProblem::NotAFile(_) => ProblemKind::NotAFile,
+            ReadProblem::TooLarge { .. } => ProblemKind::TooLarge,
+            ReadProblem::Io { .. } => ProblemKind::Io,
+            ReadProblem::Text(_) => ProblemKind::InvalidUtf8,
+        }
+    }
+}
+
+/// One problem found in a descriptor.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// What kind of problem.
+    pub kind: ProblemKind,
+    /// The dotted field path (`release.deployed_at`), when the problem is about a field.
+    pub field: Option<String>,
+    /// Where in the file, when the format tells.
+    pub location: Option<Location>,
+    /// A sentence saying what is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(loc) = &self.location {
+            write!(f, "{}:{}: ", loc.line, loc.column)?;
+        }
+        if let Some(field) = &self.field {
+            write!(f, "{field}: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// A descriptor that could not be used, with every problem found in it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DescriptorError {
+    /// The descriptor's path.
+    pub path: PathBuf,
+    /// Every error, in file order; never empty.
+    pub problems: Vec<Problem>,
+    /// The warnings found beside the errors (unknown keys, …), so that a
+    /// typo is shown even when the file fails for another reason.
+    pub warnings: Vec<Problem>,
+}
+
+impl DescriptorError {
+    /// The first problem's kind (the one a caller usually matches on).
+    pub fn kind(&self) -> ProblemKind {
+        self.problems[0].kind
+    }
+}
+
+impl fmt::Display for DescriptorError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let path = self.path.display();
+        match self.problems.as_slice() {
+            [one] => write!(f, "invalid descriptor {path}:{}", located(one))?,
+            many => {
+                write!(f, "invalid descriptor {path}: {} problems", many.len())?;
+                for p in many {
+                    write!(f, "\n  {path}:{}", located(p))?;
+                }
+            }
+        }
+        for w in &self.warnings {
+            write!(f, "\n  warning: {path}:{}", located(w))?;
+        }
+        Ok(())
+    }
+}
+
+/// A problem as `file:line:col: field: message` follows the path: with a
+/// location, right after its colon; without, after a space.
+pub(crate) fn located(p: &Problem) -> String {
+    match &p.location {
+        // "file:line:col: field: message", the form editors jump to.
+        Some(_) => format!("{p}"),
+        None => format!(" {p}"),
+    }
+}
+
+impl std::error::Error for DescriptorError {}
 
 /// Reads and parses the descriptor at `path` (bounded read, format by extension).
 ///

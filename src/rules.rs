@@ -125,9 +125,8 @@ use once_cell::sync::Lazy;
 use regex::{Regex, RegexBuilder};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{RulesError, RulesErrorKind};
+use crate::env_type::EnvType;
 use crate::location::Location;
-use crate::model::EnvType;
 use crate::podinfo::PodInfoMapping;
 use crate::read::ReadProblem;
 
@@ -176,6 +175,40 @@ static BUILTIN: Lazy<Rules> = Lazy::new(|| {
         podinfo: Arc::new(PodInfoMapping::default()),
     }
 });
+
+/// The kind of a hostname-rules problem.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RulesErrorKind {
+    /// The rules file could not be read.
+    Io,
+    /// The rules file is not valid TOML or has the wrong shape.
+    Syntax,
+    /// A rule's pattern is not a valid regular expression.
+    InvalidRegex,
+    /// A rule's pattern lacks a required named group (`idc`), or its default env is empty.
+    InvalidRule,
+    /// An alias names an unknown class or is empty.
+    InvalidAlias,
+}
+
+/// A hostname rules file or rule that could not be used.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{}{}{}{message}",
+    path.as_ref().map(|p| format!("{}:", p.display())).unwrap_or_default(),
+    location.as_ref().map(|l| format!("{}:{}: ", l.line, l.column)).unwrap_or_else(|| if path.is_some() { " ".into() } else { String::new() }),
+    rule.as_ref().map(|r| format!("rule {r:?}: ")).unwrap_or_default())]
+pub struct RulesError {
+    /// What kind of problem.
+    pub kind: RulesErrorKind,
+    /// The rules file, when there is one.
+    pub path: Option<PathBuf>,
+    /// The rule's name, when the problem is in one rule.
+    pub rule: Option<String>,
+    /// Where in the file, when the format tells.
+    pub location: Option<Location>,
+    /// A sentence saying what is wrong.
+    pub message: String,
+}
 
 /// One hostname rule: a name, an anchored, case-insensitive regular expression
 /// with named groups `idc` (required), `env`, `app`, `biz`, and an optional

@@ -3,8 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use envid::error::{RulesError, RulesErrorKind};
-use envid::rules::{HostnameMatch, Rule, Rules, BUILTIN_RULE_NAME};
+use envid::rules::{HostnameMatch, Rule, Rules, RulesError, RulesErrorKind, BUILTIN_RULE_NAME};
 use envid::EnvType;
 use serde::Deserialize;
 
