@@ -24,7 +24,7 @@
 //!
 //! `env_type` is taken explicitly from the source that gave `env` (or a higher
 //! one); otherwise it is derived from `env` through the alias table of the
-//! [`Rules`].
+//! [`Rules`](crate::rules::Rules).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;

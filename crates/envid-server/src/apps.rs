@@ -15,9 +15,9 @@
 //! Only digests are kept: a leaked apps file lets nobody register. A token is
 //! hashed once per request and compared with every stored digest in constant
 //! time ([`subtle`]), so neither the length nor the first differing byte of
-//! a token shows in the answer's timing. The file is polled like the
-//! registry (see [`AppsReloader`]); a broken new file is logged and the old
-//! credentials stay.
+//! a token shows in the answer's timing. The file is read and polled like
+//! the registry (see [`load`] and `AppsReloader`); a broken new file is
+//! logged and the old credentials stay.
 
 use std::collections::HashMap;
 use std::fmt;
