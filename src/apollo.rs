@@ -11,14 +11,17 @@
 //!
 //! The file is Java properties (`key=value`, `key: value`, `#` and `!`
 //! comments, `\` continuations and escapes), read as UTF-8 as Apollo does,
-//! with the descriptor's limits: a regular file of at most 64 KiB.
+//! with the descriptor's limits: a regular file of at most 64 KiB, read by
+//! the bounded reader ([`crate::read`]).
 
 use std::path::{Path, PathBuf};
 
 use java_properties::PropertiesIter;
 
-use crate::error::{DescriptorError, Location, Problem, ProblemKind};
+use crate::descriptor::{DescriptorError, Problem, ProblemKind};
+use crate::location::Location;
 use crate::model::Field;
+use crate::read::ReadProblem;
 
 /// Apollo's default location.
 pub const DEFAULT_PATH: &str = "/opt/settings/server.properties";
@@ -58,43 +61,25 @@ pub fn read(path: &Path) -> Result<Option<ServerProperties>, DescriptorError> {
                 message,
             }],
         };
-    let meta = match std::fs::metadata(path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+    let bytes = match crate::read::bytes(path, MAX_LEN) {
+        Ok(bytes) => bytes,
+        Err(e) if e.is_not_found() => return Ok(None),
         Err(e) => {
-            return Err(fail(
-                ProblemKind::Io,
-                None,
-                None,
-                format!("cannot read: {e}"),
-            ))
+            let message = match e.problem {
+                ReadProblem::NotAFile(_) => {
+                    format!("{} (expected Apollo's server.properties)", e.problem)
+                }
+                ref problem => problem.to_string(),
+            };
+            return Err(fail(ProblemKind::of_read(&e.problem), None, None, message));
         }
     };
-    if !meta.is_file() {
-        return Err(fail(
-            ProblemKind::NotAFile,
-            None,
-            None,
-            "is not a regular file (expected Apollo's server.properties)".into(),
-        ));
-    }
-    if meta.len() > MAX_LEN {
-        return Err(fail(
-            ProblemKind::TooLarge,
-            None,
-            None,
-            format!("is {} bytes, over the {MAX_LEN}-byte limit", meta.len()),
-        ));
-    }
-    let bytes = std::fs::read(path)
-        .map_err(|e| fail(ProblemKind::Io, None, None, format!("cannot read: {e}")))?;
-    if let Err(e) = std::str::from_utf8(&bytes) {
-        let at = Location::at(&String::from_utf8_lossy(&bytes), e.valid_up_to());
+    if let Err(e) = crate::read::decode(&bytes) {
         return Err(fail(
             ProblemKind::InvalidUtf8,
-            Some(at),
+            Some(e.location()),
             None,
-            "is not valid UTF-8".into(),
+            e.to_string(),
         ));
     }
     let mut props = ServerProperties {
@@ -102,6 +87,8 @@ pub fn read(path: &Path) -> Result<Option<ServerProperties>, DescriptorError> {
         env: None,
         idc: None,
     };
+    // The bytes as read, a byte-order mark included: Apollo's Java reader
+    // keeps one as part of the first key, and envid reads what Apollo reads.
     for line in PropertiesIter::new_with_encoding(&bytes[..], encoding_rs::UTF_8) {
         let line = line.map_err(|e| {
             let at = e.line_number().map(|line| Location { line, column: 1 });

@@ -1,7 +1,7 @@
 //! Platform detection and the primary-IP policy (ARCHITECTURE.md, "Where am I").
 //!
 //! Public because a user may want them alone: [`detect`] (container vs VM
-//! evidence below a root), [`hostname`] and [`primary_ip`]. The parsers
+//! evidence below a root), [`hostname()`] and [`primary_ip`]. The parsers
 //! behind them are internal, tested beside their code.
 //!
 //! Every probe reads a file relative to an injectable root (`/` for the real
@@ -481,7 +481,7 @@ pub(crate) fn select_primary_ip(ifaces: &[Iface]) -> Option<&Iface> {
         .copied()
 }
 
-/// The primary IP by [`select_primary_ip`] over the real interfaces, and
+/// The primary IP by `select_primary_ip` over the real interfaces, and
 /// the interface's name. Never reverse DNS.
 pub fn primary_ip() -> Option<(IpAddr, String)> {
     let ifaces: Vec<Iface> = if_addrs::get_if_addrs()

@@ -1,25 +1,31 @@
-//! Errors of loading an environment, with the file, line and column where the
-//! input format gives them.
+//! The error of loading an environment, [`LoadError`], which gathers the
+//! errors of the sources (each module owns its own:
+//! [`crate::descriptor::DescriptorError`], [`crate::rules::RulesError`],
+//! [`PodInfoError`]) and the report of a load that could not
+//! identify the host ([`Unidentified`]).
 
 use std::fmt;
 use std::path::PathBuf;
 
+use crate::descriptor::located;
 use crate::model::Field;
+use crate::podinfo::PodInfoError;
 use crate::source::Source;
 
-/// Everything that can go wrong while loading an [`crate::Environment`].
+/// Everything that can go wrong while loading an [`crate::Environment`]
+/// (it was `envid::Error`).
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub enum LoadError {
     /// The descriptor file could not be read or is invalid.
     #[error(transparent)]
-    Descriptor(#[from] DescriptorError),
+    Descriptor(#[from] crate::descriptor::DescriptorError),
     /// The hostname rules file could not be read or is invalid.
     #[error(transparent)]
-    Rules(#[from] RulesError),
+    Rules(#[from] crate::rules::RulesError),
     /// The Kubernetes downward-API directory could not be read, or a value
     /// it gives is invalid (see [`crate::podinfo`]).
     #[error(transparent)]
-    PodInfo(#[from] crate::podinfo::PodInfoError),
+    PodInfo(#[from] PodInfoError),
     /// An `ENVID_*` variable (or a builder value) holds a value of the wrong form.
     #[error("invalid value {value:?} for {field} from {origin}: {reason}")]
     InvalidValue {
@@ -35,203 +41,6 @@ pub enum Error {
     /// `env` or `idc` is still unknown after every source was tried.
     #[error(transparent)]
     Unidentified(#[from] Box<Unidentified>),
-}
-
-/// Where in a file a problem is.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Location {
-    /// 1-based line.
-    pub line: usize,
-    /// 1-based column, in characters.
-    pub column: usize,
-}
-
-impl Location {
-    /// The 1-based line and column (in characters) of byte `offset` of
-    /// `text`; an offset inside a character counts as that character.
-    pub fn at(text: &str, offset: usize) -> Location {
-        let mut offset = offset.min(text.len());
-        while !text.is_char_boundary(offset) {
-            offset -= 1;
-        }
-        let before = &text[..offset];
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        Location {
-            line: before.bytes().filter(|&b| b == b'\n').count() + 1,
-            column: before[line_start..].chars().count() + 1,
-        }
-    }
-}
-
-/// The line starts of one text, for files that report a location per
-/// record: each lookup is a binary search plus a scan of one line, where
-/// [`Location::at`] scans from the start of the file (quadratic over
-/// thousands of records). Public because the reference service locates
-/// problems in its own files (the registry) the same way.
-#[derive(Debug)]
-pub struct LineIndex<'a> {
-    text: &'a str,
-    line_starts: Vec<usize>,
-}
-
-impl<'a> LineIndex<'a> {
-    /// Indexes the line starts of `text`.
-    pub fn new(text: &'a str) -> Self {
-        let line_starts = std::iter::once(0)
-            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
-            .collect();
-        LineIndex { text, line_starts }
-    }
-
-    /// Same answer as [`Location::at`] for the same text and offset.
-    pub fn at(&self, offset: usize) -> Location {
-        let mut offset = offset.min(self.text.len());
-        while !self.text.is_char_boundary(offset) {
-            offset -= 1;
-        }
-        // Index of the last line start <= offset.
-        let line = self.line_starts.partition_point(|&s| s <= offset) - 1;
-        Location {
-            line: line + 1,
-            column: self.text[self.line_starts[line]..offset].chars().count() + 1,
-        }
-    }
-}
-
-/// The kind of a descriptor problem; tests and callers match on it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ProblemKind {
-    /// The file does not exist (only an error where the path was required).
-    NotFound,
-    /// The file exists but could not be read (permission, I/O error).
-    Io,
-    /// The path is not a regular file (directory, FIFO, device).
-    NotAFile,
-    /// Larger than the 64 KiB cap.
-    TooLarge,
-    /// Not valid UTF-8.
-    InvalidUtf8,
-    /// The extension names no supported format (`.toml`, `.json`).
-    UnknownFormat,
-    /// TOML/JSON syntax error.
-    Syntax,
-    /// `schema` names a version this library does not support.
-    UnsupportedSchema,
-    /// A required field is absent.
-    MissingField,
-    /// A field has the wrong type (string expected, table expected, …).
-    WrongType,
-    /// A field has the right type but a bad value (bad IP, bad time, empty string, …).
-    InvalidValue,
-    /// A key the schema does not know (a warning unless strict).
-    UnknownKey,
-}
-
-/// One problem found in a descriptor.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Problem {
-    /// What kind of problem.
-    pub kind: ProblemKind,
-    /// The dotted field path (`release.deployed_at`), when the problem is about a field.
-    pub field: Option<String>,
-    /// Where in the file, when the format tells.
-    pub location: Option<Location>,
-    /// A sentence saying what is wrong.
-    pub message: String,
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(loc) = &self.location {
-            write!(f, "{}:{}: ", loc.line, loc.column)?;
-        }
-        if let Some(field) = &self.field {
-            write!(f, "{field}: ")?;
-        }
-        f.write_str(&self.message)
-    }
-}
-
-/// A descriptor that could not be used, with every problem found in it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DescriptorError {
-    /// The descriptor's path.
-    pub path: PathBuf,
-    /// Every error, in file order; never empty.
-    pub problems: Vec<Problem>,
-    /// The warnings found beside the errors (unknown keys, …), so that a
-    /// typo is shown even when the file fails for another reason.
-    pub warnings: Vec<Problem>,
-}
-
-impl DescriptorError {
-    /// The first problem's kind (the one a caller usually matches on).
-    pub fn kind(&self) -> ProblemKind {
-        self.problems[0].kind
-    }
-}
-
-impl fmt::Display for DescriptorError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let path = self.path.display();
-        match self.problems.as_slice() {
-            [one] => write!(f, "invalid descriptor {path}:{}", located(one))?,
-            many => {
-                write!(f, "invalid descriptor {path}: {} problems", many.len())?;
-                for p in many {
-                    write!(f, "\n  {path}:{}", located(p))?;
-                }
-            }
-        }
-        for w in &self.warnings {
-            write!(f, "\n  warning: {path}:{}", located(w))?;
-        }
-        Ok(())
-    }
-}
-
-fn located(p: &Problem) -> String {
-    match &p.location {
-        // "file:line:col: field: message", the form editors jump to.
-        Some(_) => format!("{p}"),
-        None => format!(" {p}"),
-    }
-}
-
-impl std::error::Error for DescriptorError {}
-
-/// The kind of a hostname-rules problem.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum RulesErrorKind {
-    /// The rules file could not be read.
-    Io,
-    /// The rules file is not valid TOML or has the wrong shape.
-    Syntax,
-    /// A rule's pattern is not a valid regular expression.
-    InvalidRegex,
-    /// A rule's pattern lacks a required named group (`idc`), or its default env is empty.
-    InvalidRule,
-    /// An alias names an unknown class or is empty.
-    InvalidAlias,
-}
-
-/// A hostname rules file or rule that could not be used.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{}{}{}{message}",
-    path.as_ref().map(|p| format!("{}:", p.display())).unwrap_or_default(),
-    location.as_ref().map(|l| format!("{}:{}: ", l.line, l.column)).unwrap_or_else(|| if path.is_some() { " ".into() } else { String::new() }),
-    rule.as_ref().map(|r| format!("rule {r:?}: ")).unwrap_or_default())]
-pub struct RulesError {
-    /// What kind of problem.
-    pub kind: RulesErrorKind,
-    /// The rules file, when there is one.
-    pub path: Option<PathBuf>,
-    /// The rule's name, when the problem is in one rule.
-    pub rule: Option<String>,
-    /// Where in the file, when the format tells.
-    pub location: Option<Location>,
-    /// A sentence saying what is wrong.
-    pub message: String,
 }
 
 /// What one source said when it was asked for a field and gave nothing.
@@ -267,7 +76,7 @@ pub struct Unidentified {
     pub found: Vec<Fact>,
     /// The descriptor's warnings (an unknown key may be the missing field,
     /// misspelt), with the descriptor's path.
-    pub warnings: Vec<(PathBuf, Problem)>,
+    pub warnings: Vec<(PathBuf, crate::descriptor::Problem)>,
 }
 
 impl fmt::Display for Unidentified {
@@ -290,30 +99,38 @@ impl fmt::Display for Unidentified {
 
 impl std::error::Error for Unidentified {}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+// The old paths of items that moved out of this module, kept for one
+// release so that code using them gets a warning naming the new path
+// rather than an error.
 
-    #[test]
-    fn location_counts_lines_and_chars() {
-        let text = "a\nbé c\nd";
-        assert_eq!(Location::at(text, 0), Location { line: 1, column: 1 });
-        assert_eq!(Location::at(text, 2), Location { line: 2, column: 1 });
-        assert_eq!(Location::at(text, 5), Location { line: 2, column: 3 });
-        assert_eq!(Location::at(text, 100), Location { line: 3, column: 2 });
-    }
+/// Renamed [`LoadError`]: it is the error of loading an environment only.
+#[deprecated(note = "renamed: use envid::LoadError (envid::error::LoadError)")]
+pub type Error = LoadError;
 
-    #[test]
-    fn line_index_agrees_with_location_at_everywhere() {
-        for text in ["", "\n", "a\nbé c\nd", "\n\nxé\n", "日本\n語\r\nz"] {
-            let lines = LineIndex::new(text);
-            for offset in 0..=text.len() + 2 {
-                assert_eq!(
-                    lines.at(offset),
-                    Location::at(text, offset),
-                    "{text:?} @ {offset}"
-                );
-            }
-        }
-    }
-}
+/// Moved to [`crate::descriptor::DescriptorError`].
+#[deprecated(note = "moved: use envid::descriptor::DescriptorError")]
+pub type DescriptorError = crate::descriptor::DescriptorError;
+
+/// Moved to [`crate::descriptor::Problem`].
+#[deprecated(note = "moved: use envid::descriptor::Problem")]
+pub type Problem = crate::descriptor::Problem;
+
+/// Moved to [`crate::descriptor::ProblemKind`].
+#[deprecated(note = "moved: use envid::descriptor::ProblemKind")]
+pub type ProblemKind = crate::descriptor::ProblemKind;
+
+/// Moved to [`crate::rules::RulesError`].
+#[deprecated(note = "moved: use envid::rules::RulesError")]
+pub type RulesError = crate::rules::RulesError;
+
+/// Moved to [`crate::rules::RulesErrorKind`].
+#[deprecated(note = "moved: use envid::rules::RulesErrorKind")]
+pub type RulesErrorKind = crate::rules::RulesErrorKind;
+
+/// Moved to [`crate::location::Location`].
+#[deprecated(note = "moved: use envid::location::Location")]
+pub type Location = crate::location::Location;
+
+/// Moved to [`crate::location::LineIndex`].
+#[deprecated(note = "moved: use envid::location::LineIndex")]
+pub type LineIndex<'a> = crate::location::LineIndex<'a>;

@@ -14,7 +14,7 @@ use std::path::Path;
 
 use crate::descriptor::{self, Format};
 use crate::detect;
-use crate::error::Location;
+use crate::location::Location;
 use crate::podinfo;
 use crate::protocol::{HostRecord, LookupRequest, LookupResponse};
 use crate::rules::Rules;

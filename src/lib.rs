@@ -80,6 +80,7 @@ pub mod error;
 pub mod fuzzing;
 #[cfg(feature = "lookup")]
 pub mod identity;
+pub mod location;
 #[cfg(feature = "lookup")]
 pub mod lookup;
 pub mod model;
@@ -88,6 +89,7 @@ pub mod otel;
 pub mod podinfo;
 pub mod prefix;
 pub mod protocol;
+pub mod read;
 #[cfg(feature = "lookup")]
 pub mod registrar;
 pub mod rules;
@@ -96,13 +98,12 @@ pub mod service_config;
 pub mod source;
 pub mod vars;
 
+pub use env_type::EnvType;
 pub use environment::{current, current_if_loaded, Environment, EnvironmentBuilder};
-pub use error::Error;
+pub use error::LoadError;
 #[cfg(feature = "lookup")]
 pub use lookup::{LookupClient, LookupError, Replica, ReplicaStats};
-pub use model::{
-    ContainerInfo, ContainerRuntime, EnvType, Field, K8s, Labels, Platform, Release, Secret,
-};
+pub use model::{ContainerInfo, ContainerRuntime, Field, K8s, Labels, Platform, Release, Secret};
 #[cfg(feature = "lookup")]
 pub use protocol::HostRecord;
 #[cfg(feature = "lookup")]
@@ -110,3 +111,7 @@ pub use registrar::{Registrar, Registration};
 #[cfg(feature = "lookup")]
 pub use service_config::ServiceConfig;
 pub use source::Source;
+
+/// Renamed [`LoadError`]: it is the error of loading an environment only.
+#[deprecated(note = "renamed: use envid::LoadError")]
+pub type Error = LoadError;

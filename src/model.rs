@@ -4,12 +4,15 @@
 //! names; where a value comes from is the business of [`crate::environment`].
 
 use std::collections::BTreeMap;
-
-pub use crate::env_type::EnvType;
 use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
+
+/// [`EnvType`](crate::env_type::EnvType) by its old second path; it lives
+/// in [`crate::env_type`] (and at the crate root).
+#[deprecated(note = "use envid::EnvType or envid::env_type::EnvType")]
+pub type EnvType = crate::env_type::EnvType;
 
 /// What kind of host this is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -306,6 +309,7 @@ impl fmt::Display for Field {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::env_type::EnvType;
 
     #[test]
     fn secret_never_prints() {

@@ -10,7 +10,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{ContainerInfo, EnvType, K8s, Labels, Platform, Release};
+use crate::env_type::EnvType;
+use crate::model::{ContainerInfo, K8s, Labels, Platform, Release};
 
 /// One record of the environment service: the model's fields minus the token,
 /// keyed by a single `ip` or a `cidr` range (exactly one of the two). Unknown

@@ -4,8 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use envid::descriptor::{self, Format, Parsed, MAX_SIZE};
-use envid::error::{DescriptorError, Problem, ProblemKind};
+use envid::descriptor::{self, DescriptorError, Format, Parsed, Problem, ProblemKind, MAX_SIZE};
 use envid::{EnvType, Platform};
 
 use ProblemKind::*;

@@ -7,9 +7,9 @@
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use envid::error::ProblemKind;
+use envid::descriptor::ProblemKind;
 use envid::vars::Vars;
-use envid::{EnvType, Environment, Error, Field, Platform, Source};
+use envid::{EnvType, Environment, Field, LoadError, Platform, Source};
 
 fn testdata(p: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -192,7 +192,7 @@ fn bad_envid_variable_is_a_typed_error_naming_it() {
         .load()
         .unwrap_err();
     match &err {
-        Error::InvalidValue {
+        LoadError::InvalidValue {
             field,
             origin,
             value,
@@ -310,7 +310,7 @@ fn envid_descriptor_variable_must_exist() {
     let vars = Vars::from_pairs([("ENVID_DESCRIPTOR", "/nonexistent/envid/env.toml")]);
     let err = Environment::builder().vars(vars).load().unwrap_err();
     match err {
-        Error::Descriptor(d) => {
+        LoadError::Descriptor(d) => {
             assert_eq!(d.kind(), ProblemKind::NotFound);
             assert_eq!(d.path, PathBuf::from("/nonexistent/envid/env.toml"));
         }
@@ -367,7 +367,7 @@ fn broken_descriptor_is_an_error_not_a_fallback() {
         .load()
         .unwrap_err();
     assert!(
-        matches!(err, Error::Descriptor(ref d) if d.kind() == ProblemKind::Syntax),
+        matches!(err, LoadError::Descriptor(ref d) if d.kind() == ProblemKind::Syntax),
         "{err:?}"
     );
     assert!(err.to_string().contains("broken.toml"), "{err}");
@@ -396,7 +396,7 @@ fn strict_mode_turns_unknown_keys_into_errors() {
         .load()
         .unwrap_err();
     match err {
-        Error::Descriptor(d) => {
+        LoadError::Descriptor(d) => {
             assert_eq!(d.kind(), ProblemKind::UnknownKey);
             assert_eq!(d.problems[0].location.as_ref().map(|l| l.line), Some(5));
         }
@@ -413,7 +413,7 @@ fn unidentified_names_every_source_and_keeps_found_facts() {
         .vars(Vars::from_pairs([("POD_IP", "10.4.5.6")]))
         .load()
         .unwrap_err();
-    let Error::Unidentified(u) = &err else {
+    let LoadError::Unidentified(u) = &err else {
         panic!("unexpected {err:?}")
     };
     assert_eq!(u.missing, vec![Field::Env, Field::Idc]);
@@ -456,7 +456,7 @@ fn unidentified_when_only_idc_is_missing() {
         .vars(no_vars())
         .load()
         .unwrap_err();
-    let Error::Unidentified(u) = err else {
+    let LoadError::Unidentified(u) = err else {
         panic!()
     };
     assert_eq!(u.missing, vec![Field::Idc]);

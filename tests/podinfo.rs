@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use envid::error::Location;
+use envid::location::Location;
 use envid::podinfo::{
     self, PodInfo, PodInfoError, PodInfoErrorKind, PodInfoFile, PodInfoMapping, DATA_LINK,
     MAX_FILE_SIZE,

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use envid::podinfo::{PodInfoErrorKind, PodInfoKey, PodInfoMapping};
 use envid::rules::Rules;
 use envid::vars::Vars;
-use envid::{Environment, EnvironmentBuilder, Error, Field, Source};
+use envid::{Environment, EnvironmentBuilder, Field, LoadError, Source};
 
 fn testdata(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -127,7 +127,7 @@ fn the_directory_is_settable_and_a_named_one_must_exist() {
         )])),
     ] {
         match b.load() {
-            Err(Error::PodInfo(e)) => {
+            Err(LoadError::PodInfo(e)) => {
                 assert_eq!(e.kind, PodInfoErrorKind::Io);
                 assert!(e.to_string().contains("/nonexistent/podinfo"), "{e}");
             }
@@ -183,7 +183,7 @@ fn the_unidentified_report_names_the_volume_and_the_keys_it_looked_for() {
     std::fs::create_dir(&volume).unwrap();
     std::fs::write(volume.join("labels"), "envid.io/idc=\"cn1\"\n").unwrap();
     let err = host("docker").podinfo_dir(&volume).load().unwrap_err();
-    let Error::Unidentified(u) = err else {
+    let LoadError::Unidentified(u) = err else {
         panic!("{err:?}")
     };
     assert_eq!(u.missing, vec![Field::Env]);
@@ -201,7 +201,7 @@ fn the_unidentified_report_names_the_volume_and_the_keys_it_looked_for() {
     assert!(ranks.windows(2).all(|w| w[0] <= w[1]), "{ranks:?}");
 
     // No volume at all: the report says the directory is absent.
-    let Err(Error::Unidentified(u)) = host("docker").load() else {
+    let Err(LoadError::Unidentified(u)) = host("docker").load() else {
         panic!("identified")
     };
     let attempt = u
@@ -223,7 +223,7 @@ fn a_bad_value_for_a_needed_field_is_an_error_naming_its_place() {
     )
     .unwrap();
     match host("kvm").podinfo_dir(&volume).load() {
-        Err(Error::PodInfo(e)) => {
+        Err(LoadError::PodInfo(e)) => {
             assert_eq!(e.kind, PodInfoErrorKind::InvalidValue);
             assert!(e.to_string().contains("annotations:1:"), "{e}");
         }

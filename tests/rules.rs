@@ -3,8 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use envid::error::{RulesError, RulesErrorKind};
-use envid::rules::{HostnameMatch, Rule, Rules, BUILTIN_RULE_NAME};
+use envid::rules::{HostnameMatch, Rule, Rules, RulesError, RulesErrorKind, BUILTIN_RULE_NAME};
 use envid::EnvType;
 use serde::Deserialize;
 
@@ -249,7 +248,7 @@ fn bad_files() {
         ("wrong_type.toml", RulesErrorKind::Syntax, None, Some((2, Some(19)))),
         ("unknown_key.toml", RulesErrorKind::Syntax, None, Some((4, Some(1)))),
         ("missing_pattern.toml", RulesErrorKind::Syntax, None, Some((1, None))),
-        ("not_utf8.toml", RulesErrorKind::Syntax, None, None),
+        ("not_utf8.toml", RulesErrorKind::Syntax, None, Some((2, Some(6)))),
         ("regex.toml", RulesErrorKind::InvalidRegex, Some("broken"), Some((3, Some(11)))),
         ("no_idc.toml", RulesErrorKind::InvalidRule, Some("no-idc"), Some((3, Some(11)))),
         ("empty_name.toml", RulesErrorKind::InvalidRule, None, Some((2, Some(8)))),

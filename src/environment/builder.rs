@@ -4,14 +4,12 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use super::load::Loader;
-use super::Environment;
-use crate::error::Error;
-use crate::model::{EnvType, Labels, Platform, Secret};
+use crate::env_type::EnvType;
+use crate::model::{Labels, Platform, Secret};
 use crate::rules::Rules;
 use crate::vars::Vars;
 
-/// Builds an [`Environment`]: custom descriptor paths, probe root, rules,
+/// Builds an [`Environment`](super::Environment): custom descriptor paths, probe root, rules,
 /// explicit values (highest precedence), strict mode, and whether `ENVID_*`
 /// variables are read.
 #[derive(Clone, Debug)]
@@ -188,10 +186,5 @@ impl EnvironmentBuilder {
     {
         self.properties = Vars::from_pairs(pairs);
         self
-    }
-
-    /// Loads a fresh environment.
-    pub fn load(self) -> Result<Environment, Error> {
-        Loader::new(self).load()
     }
 }

@@ -10,17 +10,27 @@ use once_cell::sync::OnceCell;
 
 use super::builder::EnvironmentBuilder;
 use super::unidentified;
-use super::{Environment, Probes, DEFAULT_DESCRIPTOR_PATHS, DESCRIPTOR_PROPERTY, DESCRIPTOR_VAR};
+use super::{
+    Environment, Probes, Sourced, DEFAULT_DESCRIPTOR_PATHS, DESCRIPTOR_PROPERTY, DESCRIPTOR_VAR,
+};
 use crate::apollo::{self, ServerProperties};
+use crate::descriptor::ProblemKind;
 use crate::descriptor::{self, Descriptor};
-use crate::error::{Attempt, Error, ProblemKind};
-use crate::model::{EnvType, Field, K8s, Labels, Platform, Release, Secret};
+use crate::env_type::EnvType;
+use crate::error::{Attempt, LoadError};
+use crate::model::{Field, K8s, Labels, Platform, Release, Secret};
 use crate::podinfo::{self, PodInfo, PodInfoError, PodInfoErrorKind, PodInfoFile, PodInfoMapping};
 use crate::rules::{HostnameMatch, Rules};
 use crate::source::Source;
 
-/// A value and where it came from, while merging.
-pub(super) type Sourced<T> = Option<(T, Source)>;
+// Here rather than in builder.rs, so that the builder (the settings) does
+// not depend on the loader, which reads them.
+impl EnvironmentBuilder {
+    /// Loads a fresh environment.
+    pub fn load(self) -> Result<Environment, LoadError> {
+        Loader::new(self).load()
+    }
+}
 
 fn first<T>(candidates: impl IntoIterator<Item = Sourced<T>>) -> Sourced<T> {
     candidates.into_iter().flatten().next()
@@ -55,7 +65,7 @@ impl Loader {
         }
     }
 
-    pub(super) fn load(mut self) -> Result<Environment, Error> {
+    pub(super) fn load(mut self) -> Result<Environment, LoadError> {
         let rules = match (&self.b.rules, &self.b.rules_file) {
             (Some(r), _) => r.clone(),
             (None, Some(path)) => Rules::load(path)?,
@@ -145,7 +155,7 @@ impl Loader {
     }
 
     /// Finds and reads the descriptor by the location policy.
-    fn descriptor(&mut self) -> Result<Option<descriptor::Parsed>, Error> {
+    fn descriptor(&mut self) -> Result<Option<descriptor::Parsed>, LoadError> {
         let named = first([self.property(DESCRIPTOR_PROPERTY), self.var(DESCRIPTOR_VAR)]);
         let (paths, required): (Vec<PathBuf>, bool) = match (&self.b.descriptors, named) {
             (Some(p), _) => (p.clone(), self.b.descriptor_required),
@@ -182,7 +192,7 @@ impl Loader {
     /// The downward-API volume: the builder's directory, else the one
     /// `ENVID_PODINFO` names (both must exist), else `/etc/podinfo` below
     /// the root when it exists.
-    fn podinfo(&mut self) -> Result<Option<PodInfo>, Error> {
+    fn podinfo(&mut self) -> Result<Option<PodInfo>, LoadError> {
         let named = match &self.b.podinfo_dir {
             Some(p) => Some((p.clone(), "set by the program".to_string())),
             None => self
@@ -223,7 +233,7 @@ impl Loader {
 
     /// Apollo's `server.properties`, at the path the JVM property or the
     /// variable names, else at its default place below the root.
-    fn apollo(&mut self) -> Result<Option<ServerProperties>, Error> {
+    fn apollo(&mut self) -> Result<Option<ServerProperties>, LoadError> {
         let named = match self.property(apollo::PATH_PROPERTY) {
             Some((p, _)) => Some(p),
             None => self.b.vars.get(apollo::PATH_VAR),
@@ -253,26 +263,27 @@ impl Loader {
         desc: Option<&Descriptor>,
         apollo: Option<&ServerProperties>,
         pod: Option<(&PodInfo, &PodInfoMapping)>,
-    ) -> Result<Merged, Error> {
+    ) -> Result<Merged, LoadError> {
         // Only asked when every higher source left the field out: a bad
         // value the pod carries for a field it does not give is no error.
-        let or_pod = |higher: Sourced<String>, field: Field| -> Result<Sourced<String>, Error> {
-            if higher.is_some() {
-                return Ok(higher);
-            }
-            let Some((info, mapping)) = pod else {
-                return Ok(None);
+        let or_pod =
+            |higher: Sourced<String>, field: Field| -> Result<Sourced<String>, LoadError> {
+                if higher.is_some() {
+                    return Ok(higher);
+                }
+                let Some((info, mapping)) = pod else {
+                    return Ok(None);
+                };
+                Ok(mapping.resolve(info, field)?.map(|(v, o)| {
+                    (
+                        v,
+                        Source::PodInfo {
+                            file: o.file,
+                            key: o.key,
+                        },
+                    )
+                }))
             };
-            Ok(mapping.resolve(info, field)?.map(|(v, o)| {
-                (
-                    v,
-                    Source::PodInfo {
-                        file: o.file,
-                        key: o.key,
-                    },
-                )
-            }))
-        };
         let dsrc = desc.map(|d| Source::Descriptor(d.path.clone()));
         let from_apollo = |v: &Option<String>| -> Sourced<String> {
             let a = apollo?;
@@ -360,7 +371,7 @@ impl Loader {
 
     /// The facts probes may give, with what higher sources already said
     /// about them; the probes themselves run on first access.
-    fn probes(&self, desc: Option<&Descriptor>) -> Result<Probes, Error> {
+    fn probes(&self, desc: Option<&Descriptor>) -> Result<Probes, LoadError> {
         let dsrc = || Source::Descriptor(desc.expect("descriptor").path.clone());
         let platform = first([
             Self::builder(&self.b.platform),
@@ -475,12 +486,12 @@ impl Loader {
         }
     }
 
-    fn k8s_ip(&self) -> Result<Sourced<IpAddr>, Error> {
+    fn k8s_ip(&self) -> Result<Sourced<IpAddr>, LoadError> {
         match self.b.vars.get("POD_IP") {
             None => Ok(None),
             Some(text) => parse_ip(&text)
                 .map(|ip| Some((ip, Source::K8sVar("POD_IP".into()))))
-                .map_err(|reason| Error::InvalidValue {
+                .map_err(|reason| LoadError::InvalidValue {
                     field: Field::Ip,
                     origin: Source::K8sVar("POD_IP".into()),
                     value: text,
@@ -574,12 +585,12 @@ fn parsed<T>(
     text: Sourced<String>,
     field: Field,
     parse: impl Fn(&str) -> Result<T, String>,
-) -> Result<Sourced<T>, Error> {
+) -> Result<Sourced<T>, LoadError> {
     match text {
         None => Ok(None),
         Some((text, source)) => match parse(&text) {
             Ok(v) => Ok(Some((v, source))),
-            Err(reason) => Err(Error::InvalidValue {
+            Err(reason) => Err(LoadError::InvalidValue {
                 field,
                 origin: source,
                 value: text,

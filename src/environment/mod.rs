@@ -24,7 +24,7 @@
 //!
 //! `env_type` is taken explicitly from the source that gave `env` (or a higher
 //! one); otherwise it is derived from `env` through the alias table of the
-//! [`Rules`].
+//! [`Rules`](crate::rules::Rules).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -34,9 +34,11 @@ use once_cell::sync::OnceCell;
 use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 
+use crate::descriptor::Problem;
 use crate::detect::{self, Detection};
-use crate::error::{Error, Problem};
-use crate::model::{ContainerInfo, EnvType, Field, K8s, Labels, Platform, Release, Secret};
+use crate::env_type::EnvType;
+use crate::error::LoadError;
+use crate::model::{ContainerInfo, Field, K8s, Labels, Platform, Release, Secret};
 use crate::source::Source;
 use crate::vars::Vars;
 
@@ -45,6 +47,10 @@ mod load;
 mod unidentified;
 
 pub use builder::EnvironmentBuilder;
+
+/// A value and where it came from, while merging (the loader and the
+/// report of an unidentified load share it).
+type Sourced<T> = Option<(T, Source)>;
 
 /// The descriptor paths tried when neither `ENVID_DESCRIPTOR` nor the builder names one.
 pub const DEFAULT_DESCRIPTOR_PATHS: [&str; 2] =
@@ -399,7 +405,7 @@ static CURRENT: OnceCell<Environment> = OnceCell::new();
 /// A failed load is not cached: the next call tries again, so a process that
 /// starts before its descriptor is written recovers once it is.
 #[inline]
-pub fn current() -> Result<&'static Environment, Error> {
+pub fn current() -> Result<&'static Environment, LoadError> {
     // The fast path (one acquire load) inlines into callers; loading stays out of line.
     match CURRENT.get() {
         Some(env) => Ok(env),
@@ -408,7 +414,7 @@ pub fn current() -> Result<&'static Environment, Error> {
 }
 
 #[cold]
-fn load_current() -> Result<&'static Environment, Error> {
+fn load_current() -> Result<&'static Environment, LoadError> {
     CURRENT.get_or_try_init(|| Environment::builder().load())
 }
 

@@ -4,10 +4,10 @@
 //! "Invariants").
 
 use super::builder::EnvironmentBuilder;
-use super::load::Sourced;
-use super::{evidence_summary, is_vm_evidence, Probes};
+use super::{evidence_summary, is_vm_evidence, Probes, Sourced};
 use crate::descriptor::{self, Descriptor};
-use crate::error::{Attempt, Error, Fact, Problem, ProblemKind, Unidentified};
+use crate::descriptor::{Problem, ProblemKind};
+use crate::error::{Attempt, Fact, LoadError, Unidentified};
 use crate::model::Field;
 use crate::rules::HostnameMatch;
 use crate::source::Source;
@@ -19,7 +19,7 @@ pub(super) struct Facts {
     pub(super) idc: Sourced<String>,
 }
 
-/// `Error::Unidentified` for a load that lacks `env` or `idc`. `recorded`
+/// `LoadError::Unidentified` for a load that lacks `env` or `idc`. `recorded`
 /// are the attempts the load noted on its way (descriptor paths not found,
 /// hostname rules that did not match).
 pub(super) fn report(
@@ -29,7 +29,7 @@ pub(super) fn report(
     hostname_match: Option<&HostnameMatch>,
     facts: Facts,
     probes: &Probes,
-) -> Error {
+) -> LoadError {
     let mut missing = Vec::new();
     if facts.env.is_none() {
         missing.push(Field::Env);
@@ -42,7 +42,7 @@ pub(super) fn report(
     let warnings = desc
         .map(|(d, w)| w.iter().map(|p| (d.path.clone(), p.clone())).collect())
         .unwrap_or_default();
-    Error::Unidentified(Box::new(Unidentified {
+    LoadError::Unidentified(Box::new(Unidentified {
         missing,
         attempts,
         found,

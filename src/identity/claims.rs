@@ -2,7 +2,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::EnvType;
+use crate::env_type::EnvType;
 use crate::protocol::HostRecord;
 
 /// The claims of an envid identity: the registered JWT claims (RFC 7519)

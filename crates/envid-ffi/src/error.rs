@@ -168,28 +168,29 @@ impl Fail {
     }
 }
 
-impl From<envid::Error> for Fail {
-    fn from(e: envid::Error) -> Fail {
-        use envid::error::{ProblemKind, RulesErrorKind};
+impl From<envid::LoadError> for Fail {
+    fn from(e: envid::LoadError) -> Fail {
+        use envid::descriptor::ProblemKind;
         use envid::podinfo::PodInfoErrorKind;
-        use envid::Error;
+        use envid::rules::RulesErrorKind;
+        use envid::LoadError;
         let code = match &e {
-            Error::Descriptor(d) => match d.kind() {
+            LoadError::Descriptor(d) => match d.kind() {
                 ProblemKind::NotFound | ProblemKind::Io | ProblemKind::NotAFile => {
                     envid_result::ENVID_IO
                 }
                 _ => envid_result::ENVID_DESCRIPTOR,
             },
-            Error::Rules(r) if r.kind == RulesErrorKind::Io => envid_result::ENVID_IO,
-            Error::Rules(_) => envid_result::ENVID_RULES,
-            Error::InvalidValue { .. } => envid_result::ENVID_INVALID_VALUE,
-            Error::PodInfo(p) => match p.kind {
+            LoadError::Rules(r) if r.kind == RulesErrorKind::Io => envid_result::ENVID_IO,
+            LoadError::Rules(_) => envid_result::ENVID_RULES,
+            LoadError::InvalidValue { .. } => envid_result::ENVID_INVALID_VALUE,
+            LoadError::PodInfo(p) => match p.kind {
                 PodInfoErrorKind::Io
                 | PodInfoErrorKind::NotAFile
                 | PodInfoErrorKind::NotADirectory => envid_result::ENVID_IO,
                 _ => envid_result::ENVID_DESCRIPTOR,
             },
-            Error::Unidentified(_) => envid_result::ENVID_UNIDENTIFIED,
+            LoadError::Unidentified(_) => envid_result::ENVID_UNIDENTIFIED,
         };
         Fail::new(code, e.to_string())
     }
@@ -214,9 +215,9 @@ impl From<envid::identity::IdentityError> for Fail {
     }
 }
 
-impl From<envid::error::RulesError> for Fail {
-    fn from(e: envid::error::RulesError) -> Fail {
-        Fail::from(envid::Error::Rules(e))
+impl From<envid::rules::RulesError> for Fail {
+    fn from(e: envid::rules::RulesError) -> Fail {
+        Fail::from(envid::LoadError::Rules(e))
     }
 }
 

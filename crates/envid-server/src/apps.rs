@@ -15,9 +15,9 @@
 //! Only digests are kept: a leaked apps file lets nobody register. A token is
 //! hashed once per request and compared with every stored digest in constant
 //! time ([`subtle`]), so neither the length nor the first differing byte of
-//! a token shows in the answer's timing. The file is polled like the
-//! registry (see [`AppsReloader`]); a broken new file is logged and the old
-//! credentials stay.
+//! a token shows in the answer's timing. The file is read and polled like
+//! the registry (see [`load`] and `AppsReloader`); a broken new file is
+//! logged and the old credentials stay.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
-use envid::error::{LineIndex, Location};
+use envid::location::{LineIndex, Location};
 use sha2::{Digest, Sha256};
 use subtle::{ConditionallySelectable, ConstantTimeEq};
 
@@ -154,19 +154,55 @@ impl fmt::Display for AppsError {
 
 impl std::error::Error for AppsError {}
 
-/// Reads and parses an apps file.
+/// The largest apps file read. An app takes about 200 bytes, so this is
+/// tens of thousands of apps, each with several digests: far above any file
+/// in use, so the cap only refuses a wrong or runaway file.
+pub const MAX_APPS_FILE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// An apps file as read: the credentials, and the bytes they were parsed
+/// from (the reloader compares later reads with them).
+#[derive(Debug)]
+pub struct AppsFile {
+    /// The credentials.
+    pub apps: Apps,
+    /// The file's content, as read.
+    pub bytes: Vec<u8>,
+}
+
+/// Reads the apps file at `path` with the bounded reader ([`envid::read`],
+/// at most [`MAX_APPS_FILE_BYTES`]) and parses it (see [`parse_apps`]):
+/// what the service does at start and at every reload. A FIFO, a device or
+/// a directory is refused without blocking, naming what it is.
+pub fn load(path: &Path) -> Result<AppsFile, AppsError> {
+    let bytes = read(path)?;
+    let apps = parse_bytes(&bytes, path)?;
+    Ok(AppsFile { apps, bytes })
+}
+
+/// Reads and parses an apps file: [`load`]'s credentials.
 pub fn load_apps(path: &Path) -> Result<Apps, AppsError> {
-    let text = std::fs::read(path)
-        .map_err(|e| format!("cannot read: {e}"))
-        .and_then(|b| String::from_utf8(b).map_err(|_| "not valid UTF-8".to_string()))
-        .map_err(|message| AppsError {
-            path: path.to_path_buf(),
-            problems: vec![AppsProblem {
-                location: None,
-                message,
-            }],
-        })?;
-    parse_apps(&text, path)
+    load(path).map(|file| file.apps)
+}
+
+fn one_problem(path: &Path, location: Option<Location>, message: String) -> AppsError {
+    AppsError {
+        path: path.to_path_buf(),
+        problems: vec![AppsProblem { location, message }],
+    }
+}
+
+/// The bytes of the apps file at `path`, bounded.
+fn read(path: &Path) -> Result<Vec<u8>, AppsError> {
+    envid::read::bytes(path, MAX_APPS_FILE_BYTES)
+        .map_err(|e| one_problem(path, None, e.problem.to_string()))
+}
+
+/// Parses the bytes of an apps file: UTF-8 (a byte-order mark skipped),
+/// then [`parse_apps`].
+fn parse_bytes(bytes: &[u8], path: &Path) -> Result<Apps, AppsError> {
+    let text = envid::read::decode(bytes)
+        .map_err(|e| one_problem(path, Some(e.location()), e.to_string()))?;
+    parse_apps(text, path)
 }
 
 /// Parses the text of an apps file (the format is in the module docs);
@@ -501,19 +537,17 @@ impl AppsReloader {
             return;
         }
         self.last_stamp = Some(stamp);
-        let bytes = match std::fs::read(&self.path) {
+        // Bounded and non-blocking, like the registry's reload.
+        let bytes = match read(&self.path) {
             Ok(b) => b,
-            Err(e) => return self.fail(format!("{}: {e}", self.path.display())),
+            Err(e) => return self.fail(e.to_string()),
         };
         let hash = crate::reload::content_hash(&bytes);
         if hash == self.last_hash {
             return;
         }
         self.last_hash = hash;
-        let parsed = String::from_utf8(bytes)
-            .map_err(|_| format!("{}: not valid UTF-8", self.path.display()))
-            .and_then(|t| parse_apps(&t, &self.path).map_err(|e| e.to_string()));
-        match parsed {
+        match parse_bytes(&bytes, &self.path) {
             Ok(apps) => {
                 self.last_error = None;
                 self.metrics.apps_reload(true);
@@ -524,7 +558,7 @@ impl AppsReloader {
                 );
                 self.handle.set(apps);
             }
-            Err(e) => self.fail(e),
+            Err(e) => self.fail(e.to_string()),
         }
     }
 }
@@ -560,6 +594,29 @@ mod tests {
         assert_eq!(
             token_sha256_hex("test"),
             "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+        );
+    }
+
+    #[test]
+    fn an_apps_path_that_is_no_file_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = load_apps(dir.path()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "invalid apps file {}: not a regular file: it is a directory",
+                dir.path().display()
+            )
+        );
+        let path = dir.path().join("apps.toml");
+        std::fs::write(&path, b"[[app]]\nname = \"p\xffy\"\n").unwrap();
+        let e = load_apps(&path).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "invalid apps file {}:2:10: invalid UTF-8 (byte 0xff)",
+                path.display()
+            )
         );
     }
 

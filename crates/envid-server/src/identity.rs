@@ -7,11 +7,11 @@
 //! signed by OLD keep verifying until they expire, then drop OLD.
 
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use axum::body::Bytes;
-use envid::identity::{Claims, KeySet, Signer};
+use envid::identity::{Claims, IdentityError, KeySet, Signer};
 use envid::protocol::HostRecord;
 
 /// How the service signs identities: [`crate::Config`]'s part.
@@ -60,14 +60,14 @@ impl Identity {
     pub fn load(config: &IdentityConfig) -> Result<Identity, String> {
         let signer = config
             .signing_key
-            .as_ref()
-            .map(Signer::from_pem_file)
+            .as_deref()
+            .map(read_key)
             .transpose()
             .map_err(|e| format!("signing key: {e}"))?;
         let mut keys = KeySet::default();
         keys.keys.extend(signer.iter().map(|s| s.jwk().clone()));
         for path in &config.verify_keys {
-            let old = Signer::from_pem_file(path).map_err(|e| format!("verify key: {e}"))?;
+            let old = read_key(path).map_err(|e| format!("verify key: {e}"))?;
             if keys.get(old.kid()).is_none() {
                 keys.keys.push(old.jwk().clone());
             }
@@ -122,6 +122,26 @@ impl Identity {
     }
 }
 
+/// The largest key file read: an Ed25519 PKCS#8 PEM is about 120 bytes,
+/// so this leaves room for comments and refuses a wrong path (a log, a
+/// device) at once.
+pub const MAX_KEY_FILE_BYTES: u64 = 64 * 1024;
+
+/// The key in the PKCS#8 PEM file at `path`, read with the bounded reader
+/// ([`envid::read`]); an error names the file.
+fn read_key(path: &Path) -> Result<Signer, IdentityError> {
+    let pem =
+        envid::read::text(path, MAX_KEY_FILE_BYTES).map_err(|e| IdentityError::InvalidKey {
+            reason: e.to_string(),
+        })?;
+    Signer::from_pem(&pem).map_err(|e| match e {
+        IdentityError::InvalidKey { reason } => IdentityError::InvalidKey {
+            reason: format!("{}: {reason}", path.display()),
+        },
+        other => other,
+    })
+}
+
 fn envid_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -137,6 +157,32 @@ mod tests {
         let p = dir.join(name);
         std::fs::write(&p, Signer::generate_pem()).unwrap();
         p
+    }
+
+    #[test]
+    fn a_key_path_that_is_no_file_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = Identity::load(&IdentityConfig {
+            verify_keys: vec![dir.path().to_path_buf()],
+            ..IdentityConfig::default()
+        })
+        .unwrap_err();
+        assert!(e.starts_with("verify key: invalid key: "), "{e}");
+        assert!(e.ends_with("not a regular file: it is a directory"), "{e}");
+        let big = dir.path().join("big.pem");
+        std::fs::File::create(&big)
+            .unwrap()
+            .set_len(MAX_KEY_FILE_BYTES + 1)
+            .unwrap();
+        let e = Identity::load(&IdentityConfig {
+            signing_key: Some(big),
+            ..IdentityConfig::default()
+        })
+        .unwrap_err();
+        assert!(
+            e.ends_with(&format!("larger than {MAX_KEY_FILE_BYTES} bytes")),
+            "{e}"
+        );
     }
 
     #[test]

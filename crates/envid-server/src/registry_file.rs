@@ -5,7 +5,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use envid::error::{LineIndex, Location};
+use envid::location::{LineIndex, Location};
 use envid::protocol::{HostRecord, RecordKey, RECORD_KEYS};
 use serde::Deserialize;
 
@@ -106,12 +106,60 @@ impl fmt::Display for RegistryError {
 
 impl std::error::Error for RegistryError {}
 
-/// Reads and parses a registry file (see [`parse_registry`]).
+/// The largest registry file read: the largest registry snapshot a
+/// replica accepts (256 MiB; a TOML record is about as long as its JSON),
+/// since a registry beyond it could be served but not replicated. Far above
+/// any registry in use (20,000 records are about 2 MiB), so the cap only
+/// refuses a wrong or runaway file.
+pub const MAX_REGISTRY_FILE_BYTES: u64 = 256 * 1024 * 1024;
+
+/// A registry file as read: its records, and the bytes they were parsed
+/// from (the reloader compares later reads with them).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RegistryFile {
+    /// The static records.
+    pub records: Vec<HostRecord>,
+    /// The file's content, as read.
+    pub bytes: Vec<u8>,
+}
+
+/// Reads the registry file at `path` with the bounded reader
+/// ([`envid::read`], at most [`MAX_REGISTRY_FILE_BYTES`]) and parses it
+/// (see [`parse_registry`]): what the service does at start and at every
+/// reload. A FIFO, a device or a directory is refused without blocking,
+/// naming what it is.
+pub fn load(path: &Path) -> Result<RegistryFile, RegistryError> {
+    let bytes = read(path)?;
+    let records = parse_bytes(&bytes, path)?;
+    Ok(RegistryFile { records, bytes })
+}
+
+/// Reads and parses a registry file: [`load`]'s records.
 pub fn load_registry(path: &Path) -> Result<Vec<HostRecord>, RegistryError> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        RegistryError::one(path, RegistryProblemKind::Io, format!("cannot read: {e}"))
+    load(path).map(|file| file.records)
+}
+
+/// The bytes of the registry file at `path`, bounded; a problem is
+/// [`RegistryProblemKind::Io`].
+pub(crate) fn read(path: &Path) -> Result<Vec<u8>, RegistryError> {
+    envid::read::bytes(path, MAX_REGISTRY_FILE_BYTES)
+        .map_err(|e| RegistryError::one(path, RegistryProblemKind::Io, e.problem.to_string()))
+}
+
+/// Parses the bytes of a registry file: UTF-8 (a byte-order mark skipped),
+/// then [`parse_registry`]. Text that is not UTF-8 is
+/// [`RegistryProblemKind::Syntax`] at its first bad byte.
+pub(crate) fn parse_bytes(bytes: &[u8], path: &Path) -> Result<Vec<HostRecord>, RegistryError> {
+    let text = envid::read::decode(bytes).map_err(|e| RegistryError {
+        path: path.to_path_buf(),
+        problems: vec![RegistryProblem {
+            kind: RegistryProblemKind::Syntax,
+            location: Some(e.location()),
+            value: None,
+            message: e.to_string(),
+        }],
     })?;
-    parse_registry(&text, path)
+    parse_registry(text, path)
 }
 
 /// Parses the text of a registry file; `path` only names the file in errors.

@@ -9,6 +9,10 @@
 //! git also guards against), the content is read and hashed, and only a new
 //! hash is parsed. A file that fails to parse is logged once (a warning) and
 //! the old registry keeps serving; the next good file is loaded as usual.
+//! The file is read by the bounded reader ([`crate::registry_file::load`]'s):
+//! a FIFO, a device or a directory put in its place, or a file over
+//! [`crate::registry_file::MAX_REGISTRY_FILE_BYTES`], fails the reload like
+//! a broken file, and never blocks the poller.
 //! A file that parses but would delete more than half of the static
 //! records (an empty or truncated file) is refused the same way, unless
 //! `allow_mass_delete` is set (see [`crate::guard`]).
@@ -18,10 +22,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::registry_file::parse_registry;
-
 use crate::guard::{is_mass_delete, Guard, RefusedReload};
 use crate::metrics::Metrics;
+use crate::registry_file;
 use crate::store::{now_unix_ms, RegistryStore};
 
 /// Within this age of the file's mtime, the content is re-checked on every poll.
@@ -97,20 +100,18 @@ impl Reloader {
             return;
         }
         self.last_stamp = Some(stamp);
-        let bytes = match std::fs::read(&self.path) {
+        // Bounded and non-blocking: a FIFO or a device put in the file's
+        // place is refused, where a plain read would hang this poller.
+        let bytes = match registry_file::read(&self.path) {
             Ok(b) => b,
-            Err(e) => return self.fail(format!("{path}: {e}")),
+            Err(e) => return self.fail(e.to_string()),
         };
         let hash = content_hash(&bytes);
         if self.last_hash == Some(hash) {
             return;
         }
         self.last_hash = Some(hash);
-        let text = match String::from_utf8(bytes) {
-            Ok(t) => t,
-            Err(_) => return self.fail(format!("{path}: not valid UTF-8")),
-        };
-        let records = match parse_registry(&text, &self.path) {
+        let records = match registry_file::parse_bytes(&bytes, &self.path) {
             Ok(r) => r,
             Err(e) => return self.fail(e.to_string()),
         };
@@ -176,5 +177,71 @@ impl Reloader {
                 tracing::warn!(path, error = %e, "registry reload not stored; retrying");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::embedded::EmbeddedStore;
+
+    fn reloader(path: PathBuf) -> Reloader {
+        let metrics = Arc::new(Metrics::new());
+        let store = Arc::new(EmbeddedStore::open(Vec::new(), None, 10, metrics.clone()));
+        Reloader::new(path, store, metrics, b"", Arc::default(), false)
+    }
+
+    /// The poll runs on a thread and must come back: a plain read of a FIFO
+    /// without a writer would wait forever.
+    fn poll_within_a_second(mut r: Reloader) -> Reloader {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            r.poll();
+            let _ = tx.send(r);
+        });
+        rx.recv_timeout(Duration::from_secs(1))
+            .expect("the poll blocked")
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_fifo_in_place_of_the_registry_fails_the_reload_without_blocking() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("registry.toml");
+        let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+        // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let r = poll_within_a_second(reloader(path.clone()));
+        assert_eq!(
+            r.last_error.as_deref(),
+            Some(
+                format!(
+                    "invalid registry {}: not a regular file: it is a FIFO",
+                    path.display()
+                )
+                .as_str()
+            )
+        );
+    }
+
+    #[test]
+    fn an_oversized_registry_fails_the_reload_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("registry.toml");
+        // Sparse: as large as the cap says, without writing it.
+        std::fs::File::create(&path)
+            .unwrap()
+            .set_len(registry_file::MAX_REGISTRY_FILE_BYTES + 1)
+            .unwrap();
+        let r = poll_within_a_second(reloader(path.clone()));
+        assert_eq!(
+            r.last_error,
+            Some(format!(
+                "invalid registry {}: larger than {} bytes",
+                path.display(),
+                registry_file::MAX_REGISTRY_FILE_BYTES
+            ))
+        );
     }
 }

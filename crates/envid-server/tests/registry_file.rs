@@ -201,3 +201,64 @@ fn records_pass_the_same_field_rules_as_registrations() {
     }
     assert!(err.problems.iter().any(|p| p.kind == K::UnknownKey));
 }
+
+/// A FIFO at `path`, made with the system call rather than the `mkfifo`
+/// program, so the case runs on every machine.
+fn mkfifo(path: &Path) {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
+    let rc = unsafe { libc::mkfifo(c.as_ptr(), 0o600) };
+    assert_eq!(rc, 0, "mkfifo: {}", std::io::Error::last_os_error());
+}
+
+#[test]
+fn the_file_is_read_bounded_and_without_blocking() {
+    use envid_server::registry_file::{load, MAX_REGISTRY_FILE_BYTES};
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo.toml");
+    mkfifo(&fifo);
+    let big = dir.path().join("big.toml");
+    // Sparse: as large as the cap says, without writing it.
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(MAX_REGISTRY_FILE_BYTES + 1)
+        .unwrap();
+    let started = std::time::Instant::now();
+    for (path, problem) in [
+        (fifo, "not a regular file: it is a FIFO".to_string()),
+        (
+            dir.path().to_path_buf(),
+            "not a regular file: it is a directory".to_string(),
+        ),
+        (big, format!("larger than {MAX_REGISTRY_FILE_BYTES} bytes")),
+        (dir.path().join("nope.toml"), "file not found".to_string()),
+    ] {
+        let err = load(&path).unwrap_err();
+        assert_eq!(err.kind(), K::Io, "{err}");
+        assert_eq!(
+            err.to_string(),
+            format!("invalid registry {}: {problem}", path.display())
+        );
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(1));
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, b"\xEF\xBB\xBFschema = 1\n# caf\xe9\n").unwrap();
+    let err = load(&bad).unwrap_err();
+    assert_eq!(err.kind(), K::Syntax, "{err}");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "invalid registry {}:2:6: invalid UTF-8 (byte 0xe9)",
+            bad.display()
+        )
+    );
+
+    let good = load(&testdata("registry.toml")).unwrap();
+    assert_eq!(good.records.len(), 10);
+    assert_eq!(
+        good.bytes,
+        std::fs::read(testdata("registry.toml")).unwrap()
+    );
+}

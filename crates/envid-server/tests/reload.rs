@@ -122,6 +122,53 @@ fn broken_file_keeps_the_old_registry_and_version() {
 }
 
 #[test]
+fn a_fifo_in_place_of_the_file_fails_the_reload_and_a_good_file_follows() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("registry.toml");
+    write(&path, V1);
+    let server = envid_server::spawn(config(&path)).unwrap();
+    let a = server.local_addr();
+
+    // A FIFO renamed over the file, and no writer ever: a plain read would
+    // block the poller for good, and the next good file would never load.
+    let fifo = dir.path().join("fifo");
+    let c = std::ffi::CString::new(fifo.as_os_str().as_bytes()).unwrap();
+    // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    std::fs::rename(&fifo, &path).unwrap();
+    wait_until("the refused FIFO", Duration::from_secs(10), || {
+        let text = get(a, "/metrics").body;
+        metric(&text, r#"envid_registry_reloads_total{result="error"}"#) == Some(1.0)
+    });
+    assert_eq!(get(a, "/v1/hosts/10.0.0.1").json()["app"], "a");
+
+    // Over the cap (sparse, so nothing is written): refused unread.
+    let big = dir.path().join("big");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(envid_server::registry_file::MAX_REGISTRY_FILE_BYTES + 1)
+        .unwrap();
+    std::fs::rename(&big, &path).unwrap();
+    wait_until(
+        "the refused oversized file",
+        Duration::from_secs(10),
+        || {
+            let text = get(a, "/metrics").body;
+            metric(&text, r#"envid_registry_reloads_total{result="error"}"#) == Some(2.0)
+        },
+    );
+    assert_eq!(version(a), 1);
+
+    write(&path, &V1.replace("app = \"a\"", "app = \"d\""));
+    wait_until("the good file after them", Duration::from_secs(10), || {
+        get(a, "/v1/hosts/10.0.0.1").json()["app"] == "d"
+    });
+    assert_eq!(version(a), 2);
+    server.shutdown();
+}
+
+#[test]
 fn content_unchanged_does_not_bump_the_version() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("registry.toml");

@@ -6,8 +6,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use envid::descriptor;
-use envid::error::{Problem, ProblemKind};
+use envid::descriptor::{self, Problem, ProblemKind};
 use serde_json::json;
 
 use crate::cli::{Format, ReportFormat};

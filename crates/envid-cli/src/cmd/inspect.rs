@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use envid::error::Unidentified;
-use envid::{Environment, Error, Field};
+use envid::{Environment, Field, LoadError};
 use serde_json::json;
 
 use crate::cli::{Format, InspectArgs as Args};
@@ -31,7 +31,7 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
             print!("{}", render(&env, &a)?);
             Ok(ExitCode::SUCCESS)
         }
-        Err(Error::Unidentified(u)) => {
+        Err(LoadError::Unidentified(u)) => {
             eprintln!("envid: {u}");
             print!("{}", render_unidentified(&u, a.format)?);
             Ok(ExitCode::from(1))

@@ -29,7 +29,7 @@ fn environment(descriptor: &Option<PathBuf>) -> Result<Environment, String> {
     load(descriptor).map_err(|e| format!("cannot identify this host's environment: {e}"))
 }
 
-fn load(descriptor: &Option<PathBuf>) -> Result<Environment, envid::Error> {
+fn load(descriptor: &Option<PathBuf>) -> Result<Environment, envid::LoadError> {
     let mut b = Environment::builder();
     if let Some(p) = descriptor {
         b = b.descriptor(p.clone());
@@ -291,7 +291,7 @@ pub fn deregister(a: DeregisterArgs) -> Result<ExitCode, String> {
         (Some(_), Some(_)) => (None, None),
         _ => match load(&a.descriptor) {
             Ok(env) => (Some(env), None),
-            Err(envid::Error::Unidentified(u)) => (
+            Err(envid::LoadError::Unidentified(u)) => (
                 None,
                 u.found
                     .iter()

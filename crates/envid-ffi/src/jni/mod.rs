@@ -66,8 +66,8 @@ impl From<Fail> for JniFail {
     }
 }
 
-impl From<envid::Error> for JniFail {
-    fn from(e: envid::Error) -> Self {
+impl From<envid::LoadError> for JniFail {
+    fn from(e: envid::LoadError) -> Self {
         JniFail::Envid(e.into())
     }
 }

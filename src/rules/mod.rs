@@ -116,18 +116,20 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::fmt;
-use std::ops::Range;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use once_cell::sync::Lazy;
-use regex::{Regex, RegexBuilder};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use crate::error::{Location, RulesError, RulesErrorKind};
-use crate::model::EnvType;
+use crate::env_type::EnvType;
+use crate::location::Location;
 use crate::podinfo::PodInfoMapping;
+
+mod file;
+mod rule;
+
+pub use rule::{Rule, BUILTIN_CONVENTION};
 
 /// The name of the built-in rule.
 pub const BUILTIN_RULE_NAME: &str = "kvm-default";
@@ -175,278 +177,38 @@ static BUILTIN: Lazy<Rules> = Lazy::new(|| {
     }
 });
 
-/// One hostname rule: a name, an anchored, case-insensitive regular expression
-/// with named groups `idc` (required), `env`, `app`, `biz`, and an optional
-/// default environment for hostnames whose `env` group did not match.
-#[derive(Clone)]
-pub struct Rule {
-    name: String,
-    pattern: String,
-    default_env: Option<String>,
-    regex: Regex,
-    env_group: Option<usize>,
-    idc_group: usize,
-    app_group: Option<usize>,
-    biz_group: Option<usize>,
-    /// The built-in rule's guard against `l-a1.h.cn0.beta` (see module docs).
-    refuse_env_after_idc: bool,
+/// The kind of a hostname-rules problem.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RulesErrorKind {
+    /// The rules file could not be read.
+    Io,
+    /// The rules file is not valid TOML or has the wrong shape.
+    Syntax,
+    /// A rule's pattern is not a valid regular expression.
+    InvalidRegex,
+    /// A rule's pattern lacks a required named group (`idc`), or its default env is empty.
+    InvalidRule,
+    /// An alias names an unknown class or is empty.
+    InvalidAlias,
 }
 
-impl fmt::Debug for Rule {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Rule")
-            .field("name", &self.name)
-            .field("pattern", &self.pattern)
-            .field("default_env", &self.default_env)
-            .finish()
-    }
-}
-
-fn rule_error(kind: RulesErrorKind, rule: Option<&str>, message: String) -> RulesError {
-    RulesError {
-        kind,
-        path: None,
-        rule: rule.map(str::to_string),
-        location: None,
-        message,
-    }
-}
-
-fn is_env_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
-impl Rule {
-    /// Compiles a rule. The pattern is anchored and compiled case-insensitively;
-    /// it must have a named group `idc`, may have `env`, `app` and `biz`, and no
-    /// other named group. `default_env` (lower-cased) is the environment of
-    /// hostnames whose `env` group did not match; a pattern without an `env`
-    /// group needs one.
-    ///
-    /// The error has no path or location (the caller knows them); its `rule` is
-    /// `name`.
-    pub fn new(name: &str, pattern: &str, default_env: Option<&str>) -> Result<Rule, RulesError> {
-        if name.trim().is_empty() {
-            return Err(rule_error(
-                RulesErrorKind::InvalidRule,
-                None,
-                "a rule's name must not be empty".into(),
-            ));
-        }
-        let rule = Some(name);
-        // Check the pattern as written, so the error points into the user's text.
-        if let Err(e) = Regex::new(pattern) {
-            return Err(rule_error(
-                RulesErrorKind::InvalidRegex,
-                rule,
-                format!("invalid pattern: {e}"),
-            ));
-        }
-        let regex = RegexBuilder::new(&format!("^(?:{pattern})$"))
-            .case_insensitive(true)
-            .build()
-            .map_err(|e| {
-                rule_error(
-                    RulesErrorKind::InvalidRegex,
-                    rule,
-                    format!("invalid pattern: {e}"),
-                )
-            })?;
-        let mut groups: [Option<usize>; 4] = [None; 4];
-        for (i, group) in regex.capture_names().enumerate() {
-            let Some(group) = group else { continue };
-            match GROUPS.iter().position(|g| *g == group) {
-                Some(k) => groups[k] = Some(i),
-                None => {
-                    return Err(rule_error(
-                        RulesErrorKind::InvalidRule,
-                        rule,
-                        format!(
-                            "unknown named group {group:?} in the pattern \
-                             (the groups are env, idc, app, biz)"
-                        ),
-                    ))
-                }
-            }
-        }
-        let [env_group, idc_group, app_group, biz_group] = groups;
-        let Some(idc_group) = idc_group else {
-            return Err(rule_error(
-                RulesErrorKind::InvalidRule,
-                rule,
-                "the pattern has no named group `idc` (write (?P<idc>...))".into(),
-            ));
-        };
-        let default_env = match default_env {
-            None => None,
-            Some(d) => {
-                let d = d.trim().to_ascii_lowercase();
-                if !is_env_name(&d) {
-                    return Err(rule_error(
-                        RulesErrorKind::InvalidRule,
-                        rule,
-                        format!(
-                            "default_env {d:?} is not an environment name \
-                             (letters, digits, '-' and '_', not empty)"
-                        ),
-                    ));
-                }
-                Some(d)
-            }
-        };
-        if env_group.is_none() && default_env.is_none() {
-            return Err(rule_error(
-                RulesErrorKind::InvalidRule,
-                rule,
-                "the pattern has no named group `env` and the rule has no default_env".into(),
-            ));
-        }
-        Ok(Rule {
-            name: name.to_string(),
-            pattern: pattern.to_string(),
-            default_env,
-            regex,
-            env_group,
-            idc_group,
-            app_group,
-            biz_group,
-            refuse_env_after_idc: false,
-        })
-    }
-
-    /// The rule's name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// The pattern as written (before anchoring).
-    pub fn pattern(&self) -> &str {
-        &self.pattern
-    }
-
-    /// The default environment, lower case.
-    pub fn default_env(&self) -> Option<&str> {
-        self.default_env.as_deref()
-    }
-
-    /// Matches an already normalised hostname, or says why not.
-    fn apply(
-        &self,
-        host: &str,
-        aliases: &BTreeMap<String, EnvType>,
-    ) -> Result<HostnameMatch, Miss> {
-        let caps = self.regex.captures(host).ok_or(Miss::Pattern)?;
-        let nonempty = |g: Option<usize>| {
-            g.and_then(|g| caps.get(g))
-                .filter(|m| !m.is_empty())
-                .map(|m| m.as_str())
-        };
-        let idc = caps
-            .get(self.idc_group)
-            .filter(|m| !m.is_empty())
-            .ok_or(Miss::NoIdc)?;
-        let (env, env_defaulted) = match nonempty(self.env_group) {
-            Some(env) => (env.to_ascii_lowercase(), false),
-            None => (self.default_env.clone().ok_or(Miss::NoEnv)?, true),
-        };
-        if env_defaulted && self.refuse_env_after_idc {
-            // `l-a1.h.cn0.beta`: an environment name right after the idc.
-            if let Some(rest) = host[idc.end()..].strip_prefix('.') {
-                let label = rest.split('.').next().unwrap_or("");
-                if aliases.contains_key(label) {
-                    return Err(Miss::EnvAfterIdc {
-                        idc: idc.as_str().to_string(),
-                        label: label.to_string(),
-                    });
-                }
-            }
-        }
-        let env_type = EnvType::of_env_in(aliases, &env);
-        Ok(HostnameMatch {
-            rule: self.name.clone(),
-            hostname: host.to_string(),
-            env,
-            env_defaulted,
-            env_type,
-            idc: Some(idc.as_str().to_string()),
-            app: nonempty(self.app_group).map(str::to_string),
-            biz: nonempty(self.biz_group).map(str::to_string),
-        })
-    }
-
-    /// Why this rule does not read `host` (normalised), as a sentence that
-    /// names the convention the rule expects.
-    fn reason(&self, host: &str, miss: &Miss) -> String {
-        match miss {
-            Miss::Pattern if self.refuse_env_after_idc => {
-                let hint = builtin_hint(host);
-                format!("does not follow the convention {BUILTIN_CONVENTION}: {hint}")
-            }
-            Miss::Pattern => format!("does not match the pattern {:?}", self.pattern),
-            Miss::NoIdc => format!(
-                "the pattern {:?} matches, but its idc group took no part",
-                self.pattern
-            ),
-            Miss::NoEnv => format!(
-                "the pattern {:?} matches, but its env group took no part and the rule has no default_env",
-                self.pattern
-            ),
-            Miss::EnvAfterIdc { idc, label } => format!(
-                "refused on purpose: {label:?} right after the idc {idc:?} is an environment \
-                 name, so this is either a {label} host with its segments swapped or a prod \
-                 host in domain {label}; envid does not guess (write the env before the idc: \
-                 l-<app>.<biz>.{label}.{idc})"
-            ),
-        }
-    }
-}
-
-/// How a rule failed to read a hostname.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Miss {
-    Pattern,
-    NoIdc,
-    NoEnv,
-    EnvAfterIdc { idc: String, label: String },
-}
-
-impl Miss {
-    fn outcome(&self) -> RuleOutcome {
-        match self {
-            Miss::Pattern => RuleOutcome::NoMatch,
-            Miss::NoIdc => RuleOutcome::NoIdc,
-            Miss::NoEnv => RuleOutcome::NoEnv,
-            Miss::EnvAfterIdc { .. } => RuleOutcome::EnvAfterIdc,
-        }
-    }
-}
-
-/// The built-in convention, as messages show it.
-pub const BUILTIN_CONVENTION: &str =
-    "l-<app><n>.<biz>[.<env>].<idc>[.<domain>] with idc cn<digits> (l-flightqma9.f.beta.cn0)";
-
-/// Which part of the built-in convention a (normalised) hostname misses.
-fn builtin_hint(host: &str) -> String {
-    let Some(rest) = host.strip_prefix("l-") else {
-        return "it does not start with \"l-\"".into();
-    };
-    let labels: Vec<&str> = rest.split('.').collect();
-    let is_idc =
-        |l: &str| l.len() > 2 && l.starts_with("cn") && l[2..].bytes().all(|b| b.is_ascii_digit());
-    match labels.iter().position(|l| is_idc(l)) {
-        None => "it has no idc label (cn followed by digits, like cn0)".into(),
-        Some(i) if i < 2 => "it needs <app><n> and <biz> labels before the idc".into(),
-        Some(i) if i > 3 => {
-            "only <biz> and one optional <env> label may stand between <app><n> and the idc".into()
-        }
-        Some(_) => format!(
-            "the app label {:?} must end in a letter (then an optional instance number), \
-             and the other labels are letters, digits and dashes",
-            labels[0]
-        ),
-    }
+/// A hostname rules file or rule that could not be used.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{}{}{}{message}",
+    path.as_ref().map(|p| format!("{}:", p.display())).unwrap_or_default(),
+    location.as_ref().map(|l| format!("{}:{}: ", l.line, l.column)).unwrap_or_else(|| if path.is_some() { " ".into() } else { String::new() }),
+    rule.as_ref().map(|r| format!("rule {r:?}: ")).unwrap_or_default())]
+pub struct RulesError {
+    /// What kind of problem.
+    pub kind: RulesErrorKind,
+    /// The rules file, when there is one.
+    pub path: Option<PathBuf>,
+    /// The rule's name, when the problem is in one rule.
+    pub rule: Option<String>,
+    /// Where in the file, when the format tells.
+    pub location: Option<Location>,
+    /// A sentence saying what is wrong.
+    pub message: String,
 }
 
 /// What one rule made of a hostname (see [`Rules::trace`]).
@@ -538,161 +300,10 @@ pub struct HostnameMatch {
     pub biz: Option<String>,
 }
 
-// The shape of a rules file.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RulesFile {
-    #[serde(default)]
-    replace_builtin: bool,
-    #[serde(default)]
-    rule: Vec<RuleSpec>,
-    #[serde(default)]
-    aliases: BTreeMap<String, toml::Spanned<String>>,
-    #[serde(default)]
-    podinfo: Option<PodInfoMapping>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RuleSpec {
-    name: toml::Spanned<String>,
-    pattern: toml::Spanned<String>,
-    #[serde(default)]
-    default_env: Option<toml::Spanned<String>>,
-}
-
 impl Rules {
     /// The built-in rule and alias table. Compiled once; this is a cheap clone.
     pub fn builtin() -> Rules {
         BUILTIN.clone()
-    }
-
-    /// The built-in rules and aliases, amended or replaced by the rules file
-    /// at `path` (format in the module documentation).
-    pub fn load(path: &Path) -> Result<Rules, RulesError> {
-        let io = |message: String| RulesError {
-            kind: RulesErrorKind::Io,
-            path: Some(path.to_path_buf()),
-            rule: None,
-            location: None,
-            message,
-        };
-        let meta = std::fs::metadata(path).map_err(|e| io(format!("cannot read: {e}")))?;
-        if !meta.is_file() {
-            return Err(io("not a regular file".into()));
-        }
-        if meta.len() > MAX_RULES_FILE_LEN {
-            return Err(io(format!(
-                "too large ({} bytes, the limit is {MAX_RULES_FILE_LEN})",
-                meta.len()
-            )));
-        }
-        let bytes = std::fs::read(path).map_err(|e| io(format!("cannot read: {e}")))?;
-        let text = String::from_utf8(bytes).map_err(|e| RulesError {
-            kind: RulesErrorKind::Syntax,
-            path: Some(path.to_path_buf()),
-            rule: None,
-            location: None,
-            message: format!("not valid UTF-8: {e}"),
-        })?;
-        Rules::parse(&text, Some(path))
-    }
-
-    /// The built-in rules and aliases, amended or replaced by the rules file
-    /// `text`; `path` is only used in errors.
-    pub fn parse(text: &str, path: Option<&Path>) -> Result<Rules, RulesError> {
-        let path: Option<PathBuf> = path.map(Path::to_path_buf);
-        let at = |mut e: RulesError, span: Option<Range<usize>>| {
-            e.path.clone_from(&path);
-            e.location = span.map(|s| Location::at(text, s.start));
-            e
-        };
-        let file: RulesFile = toml::from_str(text).map_err(|e| {
-            at(
-                rule_error(RulesErrorKind::Syntax, None, e.message().trim().to_string()),
-                e.span(),
-            )
-        })?;
-
-        let builtin = &*BUILTIN;
-        let mut rules: Vec<Rule> = Vec::with_capacity(file.rule.len() + 1);
-        for spec in &file.rule {
-            let name = spec.name.get_ref();
-            let rule = Rule::new(
-                name,
-                spec.pattern.get_ref(),
-                spec.default_env.as_ref().map(|d| d.get_ref().as_str()),
-            )
-            .map_err(|e| {
-                let span = match e.kind {
-                    _ if name.trim().is_empty() => spec.name.span(),
-                    RulesErrorKind::InvalidRule if e.message.starts_with("default_env") => spec
-                        .default_env
-                        .as_ref()
-                        .map_or(spec.pattern.span(), |d| d.span()),
-                    _ => spec.pattern.span(),
-                };
-                at(e, Some(span))
-            })?;
-            let taken = rules.iter().any(|r| r.name == rule.name)
-                || (!file.replace_builtin && builtin.rules.iter().any(|r| r.name == rule.name));
-            if taken {
-                let hint = if rule.name == BUILTIN_RULE_NAME {
-                    " (it is the built-in rule's name; set replace_builtin = true to redefine it)"
-                } else {
-                    ""
-                };
-                return Err(at(
-                    rule_error(
-                        RulesErrorKind::InvalidRule,
-                        Some(name),
-                        format!("duplicate rule name{hint}"),
-                    ),
-                    Some(spec.name.span()),
-                ));
-            }
-            rules.push(rule);
-        }
-        if !file.replace_builtin {
-            rules.extend(builtin.rules.iter().cloned());
-        }
-
-        let mut aliases = (*builtin.aliases).clone();
-        for (name, class) in &file.aliases {
-            let alias_error = |message: String| {
-                at(
-                    rule_error(RulesErrorKind::InvalidAlias, None, message),
-                    Some(class.span()),
-                )
-            };
-            let key = name.trim().to_ascii_lowercase();
-            if !is_env_name(&key) {
-                return Err(alias_error(format!(
-                    "alias {name:?} is not an environment name \
-                     (letters, digits, '-' and '_', not empty)"
-                )));
-            }
-            let value = class.get_ref().trim().to_ascii_lowercase();
-            if !crate::env_type::CLASS_NAMES.contains(&value.as_str()) {
-                return Err(alias_error(format!(
-                    "alias {name:?} names unknown class {:?} (the classes are prod, beta, dev, test, local)",
-                    class.get_ref()
-                )));
-            }
-            if crate::env_type::CLASS_NAMES.contains(&key.as_str()) && key != value {
-                return Err(alias_error(format!(
-                    "{key:?} is a class name and cannot be re-mapped to {value:?}"
-                )));
-            }
-            aliases.insert(key, EnvType::from_class_name(&value));
-        }
-
-        Ok(Rules {
-            rules: Arc::new(rules),
-            aliases: Arc::new(aliases),
-            replaces_builtin: file.replace_builtin,
-            podinfo: Arc::new(file.podinfo.unwrap_or_default()),
-        })
     }
 
     /// The first rule matching `hostname`, and what it read (see the module
