@@ -3,6 +3,10 @@
 //! replication snapshot and delta. Clients and the service share these types,
 //! so the JSON on the wire has one definition (see `ARCHITECTURE.md`, "Where
 //! is that IP").
+//!
+//! The paths the clients send requests to are built here too ([`host_path`],
+//! [`registry_poll_path`], …), and so is the one rule for which spelling of
+//! an address a record is keyed by ([`canonical_ip`]).
 
 use std::fmt;
 use std::net::IpAddr;
@@ -62,6 +66,15 @@ pub struct HostRecord {
 pub struct LookupRequest {
     /// The addresses asked about.
     pub ips: Vec<String>,
+}
+
+impl LookupRequest {
+    /// The request for `ips`, in their order.
+    pub fn of(ips: &[IpAddr]) -> LookupRequest {
+        LookupRequest {
+            ips: ips.iter().map(IpAddr::to_string).collect(),
+        }
+    }
 }
 
 /// The answer to `POST /v1/hosts/lookup`: each IP as sent, with its record
@@ -147,6 +160,58 @@ impl<'de> Deserialize<'de> for RecordKey {
     }
 }
 
+/// The address a record is keyed and looked up by: an IPv4-mapped IPv6
+/// address (`::ffff:10.0.0.1`) is its IPv4 address (`10.0.0.1`), any other
+/// address is itself. Clients and the service apply this one rule, so both
+/// spellings of an address find the same record.
+#[inline]
+pub fn canonical_ip(ip: IpAddr) -> IpAddr {
+    ip.to_canonical()
+}
+
+// ---------------------------------------------------------------------------
+// Paths
+// ---------------------------------------------------------------------------
+
+/// `POST`: the batch lookup, a [`LookupRequest`] answered by a [`LookupResponse`].
+pub const LOOKUP_PATH: &str = "/v1/hosts/lookup";
+
+/// `GET`: the whole registry, a [`RegistrySnapshot`] (see
+/// [`registry_poll_path`] for the deltas).
+pub const REGISTRY_PATH: &str = "/v1/registry";
+
+/// `GET`: the service's public keys, a JWK set (signed identities).
+pub const KEYS_PATH: &str = "/v1/keys";
+
+/// `/v1/hosts/{ip}`: `GET` answers the [`HostRecord`] of `ip`, `PUT`
+/// registers it, `DELETE` removes its registration.
+pub fn host_path(ip: IpAddr) -> String {
+    format!("/v1/hosts/{ip}")
+}
+
+/// `/v1/hosts/{ip}/renew`: `POST` extends the lease of `ip`'s registration.
+pub fn renew_path(ip: IpAddr) -> String {
+    format!("/v1/hosts/{ip}/renew")
+}
+
+/// `/v1/registry?since=N&wait=S[&history=H]`: the long poll for the
+/// [`RegistryDelta`] after version `since`, which the service may hold for
+/// `wait_seconds` when nothing changed. `history` is the history `since`
+/// belongs to ([`RegistrySnapshot::history`]); it is left out unless it is
+/// plain letters and digits.
+pub fn registry_poll_path(since: u64, wait_seconds: u64, history: Option<&str>) -> String {
+    let mut path = format!("{REGISTRY_PATH}?since={since}&wait={wait_seconds}");
+    if let Some(h) = history {
+        // Histories are hex or decimal digits: nothing to escape; anything
+        // else would not be ours, and the service answers 410 to it.
+        if h.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            path.push_str("&history=");
+            path.push_str(h);
+        }
+    }
+    path
+}
+
 // ---------------------------------------------------------------------------
 // Replication wire types
 // ---------------------------------------------------------------------------
@@ -225,5 +290,34 @@ mod tests {
             .unwrap_err()
             .contains("10.1.0.0/16"));
         assert!("nope".parse::<RecordKey>().is_err());
+    }
+
+    #[test]
+    fn canonical_ip_unmaps_ipv4_only() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(canonical_ip(ip("::ffff:10.0.0.1")), ip("10.0.0.1"));
+        assert_eq!(canonical_ip(ip("10.0.0.1")), ip("10.0.0.1"));
+        assert_eq!(canonical_ip(ip("2001:db8::1")), ip("2001:db8::1"));
+        // IPv4-compatible (deprecated) addresses stay IPv6, as on the service.
+        assert_eq!(canonical_ip(ip("::10.0.0.1")), ip("::10.0.0.1"));
+    }
+
+    #[test]
+    fn paths() {
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        assert_eq!(host_path(ip), "/v1/hosts/10.0.0.1");
+        assert_eq!(renew_path(ip), "/v1/hosts/10.0.0.1/renew");
+        assert_eq!(
+            registry_poll_path(7, 10, Some("ab12")),
+            "/v1/registry?since=7&wait=10&history=ab12"
+        );
+        assert_eq!(
+            registry_poll_path(7, 10, Some("a&b")),
+            "/v1/registry?since=7&wait=10"
+        );
+        assert_eq!(
+            registry_poll_path(0, 1, None),
+            "/v1/registry?since=0&wait=1"
+        );
     }
 }

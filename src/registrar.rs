@@ -39,7 +39,7 @@ use crate::environment::Environment;
 use crate::lookup::transport::not_found;
 use crate::lookup::{HttpTransport, LookupError, Method, Request, Transport};
 use crate::model::Secret;
-use crate::protocol::HostRecord;
+use crate::protocol::{host_path, renew_path, HostRecord};
 use crate::service_config::ServiceConfig;
 
 /// What `PUT /v1/hosts/{ip}` sends: the record's fields (never a token;
@@ -193,7 +193,7 @@ impl Registrar {
     /// `PUT /v1/hosts/{ip}`: registers (or re-registers) `ip`. A `429` is
     /// [`LookupError::RateLimited`] with the service's `Retry-After`.
     pub fn register(&self, ip: IpAddr, registration: &Registration) -> Result<(), LookupError> {
-        let path = format!("/v1/hosts/{ip}");
+        let path = host_path(ip);
         let body = registration.to_json();
         let request = Request::new(Method::Put, &self.endpoint, &path).json(&body);
         match self.transport.send(&request)? {
@@ -236,7 +236,7 @@ impl Registrar {
     /// service does not know `ip` (the lease expired, or the service lost
     /// it): register again.
     pub fn renew(&self, ip: IpAddr) -> Result<bool, LookupError> {
-        let path = format!("/v1/hosts/{ip}/renew");
+        let path = renew_path(ip);
         let request = Request::new(Method::Post, &self.endpoint, &path);
         match self.transport.send(&request)? {
             Some(body) => {
@@ -281,7 +281,7 @@ impl Registrar {
     /// [`LookupError::Status`] with status 409) for an IP of its registry
     /// file: a static record is changed in that file, not here.
     pub fn deregister(&self, ip: IpAddr) -> Result<(), LookupError> {
-        let path = format!("/v1/hosts/{ip}");
+        let path = host_path(ip);
         let request = Request::new(Method::Delete, &self.endpoint, &path);
         self.transport.send(&request).map(|_| ())
     }

@@ -71,7 +71,8 @@ pub use verifier::{Verifier, VerifierBuilder};
 pub const HEADER: &str = "envid-identity";
 
 /// The path of the service's key set.
-pub const KEYS_PATH: &str = "/v1/keys";
+#[deprecated(note = "use envid::protocol::KEYS_PATH")]
+pub const KEYS_PATH: &str = crate::protocol::KEYS_PATH;
 
 /// Puts `token` in `headers` as `Envid-Identity`, replacing any there, and
 /// marks it sensitive (HTTP/2 and HTTP/3 encoders then never index it).

@@ -14,8 +14,9 @@ use serde::{Deserialize, Serialize};
 use super::claims::Claims;
 use super::error::{shown, IdentityError};
 use super::keys::KeySet;
-use super::{identity_from_headers, unix_now, KEYS_PATH};
+use super::{identity_from_headers, unix_now};
 use crate::lookup::{Conditional, HttpTransport, Transport};
+use crate::protocol::KEYS_PATH;
 use crate::service_config::ServiceConfig;
 
 /// Tokens longer than this are refused before any decoding.

@@ -81,7 +81,7 @@ pub use error::{CacheProblem, LookupError};
 pub use replica::{CacheFileStatus, Replica, ReplicaBuilder, ReplicaStats, ReplicaView};
 pub use transport::{Conditional, HttpTransport, Method, Request, Transport};
 
-use crate::protocol::HostRecord;
+use crate::protocol::{canonical_ip, HostRecord};
 use crate::service_config::ServiceConfig;
 
 /// The answer for one IP: the record, or `None` when the service does not know it.
@@ -306,7 +306,7 @@ impl LookupClient {
 
     /// The environment of `ip`: `Ok(None)` when the service does not know it.
     pub fn lookup(&self, ip: IpAddr) -> LookupResult {
-        let ip = canonical(ip);
+        let ip = canonical_ip(ip);
         match self.claim(ip, None) {
             Claim::Answer(answer) => answer,
             Claim::Fetch(guard) => {
@@ -395,7 +395,7 @@ impl LookupClient {
         let mut elsewhere: Vec<IpAddr> = Vec::new();
         let mut seen: HashSet<IpAddr> = HashSet::with_capacity(ips.len());
         for &raw in ips {
-            let ip = canonical(raw);
+            let ip = canonical_ip(raw);
             if !seen.insert(ip) {
                 continue;
             }
@@ -431,7 +431,7 @@ impl LookupClient {
         ips.iter()
             .map(|ip| {
                 answers
-                    .get(&canonical(*ip))
+                    .get(&canonical_ip(*ip))
                     .cloned()
                     .expect("every IP was answered")
             })
@@ -537,16 +537,5 @@ impl LookupClient {
 
     fn jittered_backoff(&self) -> Duration {
         self.settings.backoff.mul_f64(0.5 + fastrand::f64())
-    }
-}
-
-/// IPv4-mapped IPv6 addresses are their IPv4 address, as on the service.
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map(IpAddr::V4)
-            .unwrap_or(IpAddr::V6(v6)),
-        v4 => v4,
     }
 }

@@ -91,7 +91,9 @@ use serde::{Deserialize, Serialize};
 use super::transport::{decode, not_found, HttpTransport, Method, Request, Transport};
 use super::{CacheProblem, LookupError};
 use crate::prefix::PrefixTable;
-use crate::protocol::{HostRecord, RecordKey, RegistryDelta, RegistrySnapshot};
+use crate::protocol::{
+    registry_poll_path, HostRecord, RecordKey, RegistryDelta, RegistrySnapshot, REGISTRY_PATH,
+};
 use crate::service_config::ServiceConfig;
 
 /// One consistent version of the registry, as held by a [`Replica`].
@@ -872,7 +874,7 @@ impl Syncer {
     fn fetch_snapshot(&self, endpoint: &str) -> Result<ReplicaView, LookupError> {
         let bytes = self
             .transport
-            .send(&Request::new(Method::Get, endpoint, "/v1/registry"))?
+            .send(&Request::new(Method::Get, endpoint, REGISTRY_PATH))?
             .ok_or_else(|| not_found(endpoint))?;
         let body: RegistrySnapshot = decode(endpoint, &bytes)?;
         let mut view =
@@ -893,15 +895,7 @@ impl Syncer {
         history: Option<&str>,
     ) -> Result<Fetched, LookupError> {
         let wait = self.settings.poll_wait.as_secs().max(1);
-        let mut path = format!("/v1/registry?since={since}&wait={wait}");
-        if let Some(h) = history {
-            // Histories are hex or decimal digits: nothing to escape; anything
-            // else would not be ours, and the service answers 410 to it.
-            if h.bytes().all(|b| b.is_ascii_alphanumeric()) {
-                path.push_str("&history=");
-                path.push_str(h);
-            }
-        }
+        let path = registry_poll_path(since, wait, history);
         let request =
             Request::new(Method::Get, endpoint, &path).long_poll(Duration::from_secs(wait));
         match self.transport.send(&request) {

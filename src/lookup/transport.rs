@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::LookupError;
-use crate::protocol::{HostRecord, LookupRequest, LookupResponse};
+use crate::protocol::{host_path, HostRecord, LookupRequest, LookupResponse, LOOKUP_PATH};
 use crate::service_config::{ServiceConfig, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_PER_PHASE_TIMEOUT};
 
 /// One batch answer: each IP asked for, known (`Some`) or unknown (`None`).
@@ -356,8 +356,7 @@ pub(crate) fn get_host(
     endpoint: &str,
     ip: IpAddr,
 ) -> Result<Option<Arc<HostRecord>>, LookupError> {
-    let path = format!("/v1/hosts/{ip}");
-    match t.send(&Request::new(Method::Get, endpoint, &path))? {
+    match t.send(&Request::new(Method::Get, endpoint, &host_path(ip)))? {
         None => Ok(None),
         Some(bytes) => Ok(Some(Arc::new(decode::<HostRecord>(endpoint, &bytes)?))),
     }
@@ -369,12 +368,9 @@ pub(crate) fn lookup_batch(
     endpoint: &str,
     ips: &[IpAddr],
 ) -> Result<BatchAnswer, LookupError> {
-    let request = LookupRequest {
-        ips: ips.iter().map(|ip| ip.to_string()).collect(),
-    };
-    let body = serde_json::to_vec(&request).expect("a list of IPs always encodes");
+    let body = serde_json::to_vec(&LookupRequest::of(ips)).expect("a list of IPs always encodes");
     let bytes = t
-        .send(&Request::new(Method::Post, endpoint, "/v1/hosts/lookup").json(&body))?
+        .send(&Request::new(Method::Post, endpoint, LOOKUP_PATH).json(&body))?
         .ok_or_else(|| not_found(endpoint))?;
     let parsed: LookupResponse = decode(endpoint, &bytes)?;
     let mut out = BatchAnswer::with_capacity(ips.len());
