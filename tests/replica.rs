@@ -12,9 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use envid::lookup::{
-    HttpTransport, LookupClient, LookupError, Replica, ReplicaBuilder, Request, Transport,
-};
+use envid::client::{ClientError, HttpTransport, Request, Transport};
+use envid::lookup::{LookupClient, Replica, ReplicaBuilder};
 use envid::protocol::HostRecord;
 use envid::registrar::{Registrar, Registration};
 use envid::ServiceConfig;
@@ -119,7 +118,7 @@ fn register(reg: &Registrar, ip: IpAddr, r: &Registration) {
     loop {
         match reg.register(ip, r) {
             Ok(()) => return,
-            Err(LookupError::RateLimited { retry_after, .. }) if Instant::now() < deadline => {
+            Err(ClientError::RateLimited { retry_after, .. }) if Instant::now() < deadline => {
                 thread::sleep(retry_after.unwrap_or(Duration::from_millis(100)))
             }
             Err(e) => panic!("register {ip}: {e}"),
@@ -293,7 +292,7 @@ fn registrar_gets_retry_after_on_the_fourth_put_and_renewals_still_work() {
         reg.register(target, &r).unwrap();
     }
     let retry_after = match reg.register(target, &r) {
-        Err(LookupError::RateLimited { retry_after, .. }) => retry_after.expect("Retry-After"),
+        Err(ClientError::RateLimited { retry_after, .. }) => retry_after.expect("Retry-After"),
         other => panic!("expected 429, got {other:?}"),
     };
     assert!(
@@ -467,18 +466,18 @@ fn outage_keeps_serving_and_restart_reads_the_cache_file() {
     // Typed: the service's error and the file's problem, each as such.
     let e = replica(&url).cache_file(&cache).build().unwrap_err();
     match &e {
-        LookupError::NoReplicaData {
+        ClientError::NoReplicaData {
             service, problem, ..
         } => {
             assert!(
                 matches!(
                     **service,
-                    LookupError::Connect { .. } | LookupError::Timeout { .. }
+                    ClientError::Connect { .. } | ClientError::Timeout { .. }
                 ),
                 "{e}"
             );
             assert!(
-                matches!(problem, envid::lookup::CacheProblem::Corrupt(_)),
+                matches!(problem, envid::client::CacheProblem::Corrupt(_)),
                 "{e}"
             );
         }
@@ -534,11 +533,11 @@ fn drop_stops_the_sync_thread_promptly() {
 fn bad_configuration_is_refused() {
     assert!(matches!(
         ServiceConfig::builder().build(),
-        Err(LookupError::InvalidEndpoint { .. })
+        Err(ClientError::InvalidEndpoint { .. })
     ));
     assert!(matches!(
         ServiceConfig::builder().endpoint("envsvc:7070").build(),
-        Err(LookupError::InvalidEndpoint { .. })
+        Err(ClientError::InvalidEndpoint { .. })
     ));
 }
 
@@ -549,7 +548,7 @@ struct Recording {
 }
 
 impl Transport for Recording {
-    fn send(&self, r: &Request<'_>) -> Result<Option<Vec<u8>>, LookupError> {
+    fn send(&self, r: &Request<'_>) -> Result<Option<Vec<u8>>, ClientError> {
         let poll = if r.long_poll.is_some() {
             " (long poll)"
         } else {

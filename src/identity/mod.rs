@@ -30,7 +30,7 @@
 //! them. Errors ([`IdentityError`]) never contain the token.
 //!
 //! Part of the `lookup` feature (on by default): it reaches the service
-//! through the same [`Transport`](crate::lookup::Transport) as the other
+//! through the same [`Transport`](crate::client::Transport) as the other
 //! clients and adds no crate to it (ring is already rustls' crypto).
 //!
 //! ```no_run

@@ -34,7 +34,7 @@
 //!   a restart during an outage still answers. Its age is
 //!   [`ReplicaStats::cache_age`]; a missing, corrupt or unreadable file is
 //!   reported as such ([`ReplicaStats::cache`], [`Replica::last_error`],
-//!   [`LookupError::NoReplicaData`] when nothing else gave data).
+//!   [`ClientError::NoReplicaData`] when nothing else gave data).
 //! * **Protection against mass deletion.** The replica remembers its
 //!   *normal* record count: the largest count the service gave it within
 //!   `protection_window` (default 6 h), kept as the largest count of each
@@ -60,7 +60,7 @@
 //!
 //! ```no_run
 //! use envid::lookup::Replica;
-//! use envid::ServiceConfig;
+//! use envid::client::ServiceConfig;
 //! let config = ServiceConfig::builder()
 //!     .endpoint("http://envsvc.cn0.example:7070")
 //!     .build()?;
@@ -75,7 +75,7 @@
 //! if stats.protected {
 //!     println!("holding {} deletes since {:?}", stats.held_deletes, stats.protected_since);
 //! }
-//! # Ok::<(), envid::lookup::LookupError>(())
+//! # Ok::<(), envid::client::ClientError>(())
 //! ```
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -88,13 +88,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 
-use super::transport::{decode, not_found, HttpTransport, Method, Request, Transport};
-use super::{CacheProblem, LookupError};
+use crate::client::{
+    decode, not_found, CacheProblem, ClientError, HttpTransport, Method, Request, ServiceConfig,
+    Transport,
+};
 use crate::prefix::PrefixTable;
 use crate::protocol::{
     registry_poll_path, HostRecord, RecordKey, RegistryDelta, RegistrySnapshot, REGISTRY_PATH,
 };
-use crate::service_config::ServiceConfig;
 
 /// One consistent version of the registry, as held by a [`Replica`].
 /// Immutable: a new version is a new view.
@@ -489,7 +490,7 @@ impl ReplicaBuilder {
     /// Fetches the registry (or reads the cache file when the service is
     /// unreachable) and starts the sync thread, over the [`HttpTransport`]
     /// of the config.
-    pub fn build(self) -> Result<Replica, LookupError> {
+    pub fn build(self) -> Result<Replica, ClientError> {
         let transport = HttpTransport::with_defaults(
             &self.config,
             REPLICA_PER_PHASE_TIMEOUT,
@@ -503,7 +504,7 @@ impl ReplicaBuilder {
     pub fn build_with_transport(
         self,
         transport: Arc<dyn Transport>,
-    ) -> Result<Replica, LookupError> {
+    ) -> Result<Replica, ClientError> {
         let shared = Arc::new(Shared::new());
         if self.settings.cache_file.is_some() {
             shared.status().cache = CacheFileStatus::Missing;
@@ -577,7 +578,7 @@ impl ReplicaBuilder {
                 && !replica.shared.from_cache.load(Ordering::Relaxed)
             {
                 return Err(match problem {
-                    Some((path, problem)) => LookupError::NoReplicaData {
+                    Some((path, problem)) => ClientError::NoReplicaData {
                         service: Box::new(e),
                         path: path.display().to_string(),
                         problem,
@@ -590,7 +591,7 @@ impl ReplicaBuilder {
             let thread = std::thread::Builder::new()
                 .name("envid-replica".into())
                 .spawn(move || sync.run())
-                .map_err(|e| LookupError::Io {
+                .map_err(|e| ClientError::Io {
                     endpoint: String::new(),
                     message: format!("cannot start the replica thread: {e}"),
                 })?;
@@ -700,7 +701,7 @@ impl Syncer {
 
     /// One exchange with the current endpoint: a snapshot or a long poll.
     /// On error moves to the next endpoint (the caller backs off).
-    fn step(&mut self) -> Result<(), LookupError> {
+    fn step(&mut self) -> Result<(), ClientError> {
         let endpoint = self.endpoints[self.endpoint % self.endpoints.len()].clone();
         let fetched = if self.need_snapshot {
             self.fetch_snapshot(&endpoint).map(Fetched::Snapshot)
@@ -733,8 +734,8 @@ impl Syncer {
         outcome
     }
 
-    fn install(&mut self, endpoint: &str, fetched: Fetched) -> Result<(), LookupError> {
-        let invalid = |message: String| LookupError::Decode {
+    fn install(&mut self, endpoint: &str, fetched: Fetched) -> Result<(), ClientError> {
+        let invalid = |message: String| ClientError::Decode {
             endpoint: endpoint.to_string(),
             message,
         };
@@ -871,7 +872,7 @@ impl Syncer {
         Ok(())
     }
 
-    fn fetch_snapshot(&self, endpoint: &str) -> Result<ReplicaView, LookupError> {
+    fn fetch_snapshot(&self, endpoint: &str) -> Result<ReplicaView, ClientError> {
         let bytes = self
             .transport
             .send(&Request::new(Method::Get, endpoint, REGISTRY_PATH))?
@@ -879,7 +880,7 @@ impl Syncer {
         let body: RegistrySnapshot = decode(endpoint, &bytes)?;
         let mut view =
             ReplicaView::from_records(body.version, body.records).map_err(|message| {
-                LookupError::Decode {
+                ClientError::Decode {
                     endpoint: endpoint.to_string(),
                     message,
                 }
@@ -893,7 +894,7 @@ impl Syncer {
         endpoint: &str,
         since: u64,
         history: Option<&str>,
-    ) -> Result<Fetched, LookupError> {
+    ) -> Result<Fetched, ClientError> {
         let wait = self.settings.poll_wait.as_secs().max(1);
         let path = registry_poll_path(since, wait, history);
         let request =
@@ -901,7 +902,7 @@ impl Syncer {
         match self.transport.send(&request) {
             Ok(Some(bytes)) => Ok(Fetched::Delta(decode(endpoint, &bytes)?)),
             Ok(None) => Err(not_found(endpoint)),
-            Err(LookupError::Status { status: 410, .. }) => Ok(Fetched::Gone),
+            Err(ClientError::Status { status: 410, .. }) => Ok(Fetched::Gone),
             Err(e) => Err(e),
         }
     }
@@ -1087,7 +1088,7 @@ impl Replica {
     /// `false`): one exchange with the service now (a snapshot if needed,
     /// else a long poll of at most `poll_wait`). With a thread it does
     /// nothing and returns `Ok`.
-    pub fn sync_once(&self) -> Result<(), LookupError> {
+    pub fn sync_once(&self) -> Result<(), ClientError> {
         match &self.sync {
             Some(s) => s.lock().unwrap_or_else(|e| e.into_inner()).step(),
             None => Ok(()),
