@@ -21,7 +21,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
-use envid::lookup::Replica;
+use envid::replica::Replica;
 use envid::ServiceConfig;
 
 const SINGLE: u32 = 10_000;

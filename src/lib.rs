@@ -92,6 +92,8 @@ pub mod prefix;
 pub mod protocol;
 #[cfg(feature = "lookup")]
 pub mod registrar;
+#[cfg(feature = "lookup")]
+pub mod replica;
 pub mod rules;
 #[cfg(feature = "lookup")]
 #[deprecated(note = "use envid::client")]
@@ -104,7 +106,7 @@ pub use client::{ClientError, ServiceConfig};
 pub use environment::{current, current_if_loaded, Environment, EnvironmentBuilder};
 pub use error::Error;
 #[cfg(feature = "lookup")]
-pub use lookup::{LookupClient, Replica, ReplicaStats};
+pub use lookup::LookupClient;
 pub use model::{
     ContainerInfo, ContainerRuntime, EnvType, Field, K8s, Labels, Platform, Release, Secret,
 };
@@ -112,6 +114,8 @@ pub use model::{
 pub use protocol::HostRecord;
 #[cfg(feature = "lookup")]
 pub use registrar::{Registrar, Registration};
+#[cfg(feature = "lookup")]
+pub use replica::{Replica, ReplicaStats};
 pub use source::Source;
 
 /// Moved: [`ClientError`], the one error of every client.

@@ -13,9 +13,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use envid::client::{ClientError, HttpTransport, Request, Transport};
-use envid::lookup::{LookupClient, Replica, ReplicaBuilder};
+use envid::lookup::LookupClient;
 use envid::protocol::HostRecord;
 use envid::registrar::{Registrar, Registration};
+use envid::replica::{Replica, ReplicaBuilder};
 use envid::ServiceConfig;
 
 const REGISTRY: &str = include_str!("../testdata/registry-loopback.toml");

@@ -16,9 +16,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use envid::client::{CacheProblem, ClientError};
-use envid::lookup::{CacheFileStatus, Replica, ReplicaBuilder};
 use envid::protocol::HostRecord;
 use envid::registrar::{Registrar, Registration, Renewal};
+use envid::replica::{CacheFileStatus, Replica, ReplicaBuilder};
 use envid::ServiceConfig;
 
 /// A registry file of `n` single-IP records, 10.100.x.y, starting at `first`.

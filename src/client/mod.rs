@@ -1,7 +1,7 @@
 //! What every client of the environment service shares (see ARCHITECTURE.md,
 //! "Where is that IP"): the lookup client
 //! ([`LookupClient`](crate::lookup::LookupClient)), the replica
-//! ([`Replica`](crate::lookup::Replica)), the registrar
+//! ([`Replica`](crate::replica::Replica)), the registrar
 //! ([`Registrar`](crate::registrar::Registrar)) and the identity verifier
 //! ([`Verifier`](crate::identity::Verifier)) all take one [`ServiceConfig`],
 //! send every request through one [`Transport`] and fail with one
@@ -44,7 +44,7 @@
 //!     .per_phase_timeout(Duration::from_secs(1))
 //!     .build()?;
 //! let client = envid::lookup::LookupClient::builder(config.clone()).build()?;
-//! let replica = envid::lookup::Replica::builder(config).build()?;
+//! let replica = envid::replica::Replica::builder(config).build()?;
 //! # Ok::<(), ClientError>(())
 //! ```
 

@@ -36,10 +36,10 @@
 //! * **Batches**: [`LookupClient::lookup_many`] answers cached IPs locally and
 //!   asks for the rest in requests of at most 1,000 IPs.
 //!
-//! For servers that look up many IPs, [`Replica`] holds the whole registry
-//! in memory instead, synced in the background by snapshot plus long-polled
-//! deltas, and answers with a lock-free local longest-prefix match (see
-//! [`replica`]). [`Registrar`](crate::registrar::Registrar) registers, renews
+//! For servers that look up many IPs, [`Replica`](crate::replica::Replica)
+//! holds the whole registry in memory instead, synced in the background by
+//! snapshot plus long-polled deltas, and answers with a lock-free local
+//! longest-prefix match (see [`crate::replica`]). [`Registrar`](crate::registrar::Registrar) registers, renews
 //! and removes this instance at the service. All three take one
 //! [`ServiceConfig`] (endpoints, token, proxy, TLS roots, timeouts) and fail
 //! with one [`ClientError`] (see [`crate::client`]).
@@ -65,7 +65,6 @@
 
 mod builder;
 mod moved;
-pub mod replica;
 mod requests;
 
 use std::collections::{HashMap, HashSet};
@@ -76,8 +75,6 @@ use std::time::{Duration, Instant};
 
 use quick_cache::sync::{Cache, DefaultLifecycle, GuardResult, PlaceholderGuard};
 use quick_cache::{DefaultHashBuilder, UnitWeighter};
-
-pub use replica::{CacheFileStatus, Replica, ReplicaBuilder, ReplicaStats, ReplicaView};
 
 use crate::client::breaker::{Admit, Breaker};
 use crate::client::{self, ClientError, ServiceConfig};

@@ -1,6 +1,7 @@
-//! The old paths of what moved out of `lookup` into [`crate::client`], kept
-//! for one release so that code written against them gets a deprecation
-//! warning rather than a break (CHANGELOG.md lists what to write instead).
+//! The old paths of what moved out of `lookup` into [`crate::client`] and
+//! [`crate::replica`], kept for one release so that code written against
+//! them gets a deprecation warning rather than a break (CHANGELOG.md lists
+//! what to write instead).
 
 use crate::client;
 
@@ -32,3 +33,47 @@ pub type Conditional = client::Conditional;
 // trait still resolves, silently, and leaves the docs.
 #[doc(hidden)]
 pub use client::Transport;
+
+/// Moved: [`crate::replica::Replica`] (also `envid::Replica`).
+#[deprecated(note = "use envid::replica::Replica or envid::Replica")]
+pub type Replica = crate::replica::Replica;
+
+/// Moved: [`crate::replica::ReplicaBuilder`].
+#[deprecated(note = "use envid::replica::ReplicaBuilder")]
+pub type ReplicaBuilder = crate::replica::ReplicaBuilder;
+
+/// Moved: [`crate::replica::ReplicaStats`] (also `envid::ReplicaStats`).
+#[deprecated(note = "use envid::replica::ReplicaStats or envid::ReplicaStats")]
+pub type ReplicaStats = crate::replica::ReplicaStats;
+
+/// Moved: [`crate::replica::ReplicaView`].
+#[deprecated(note = "use envid::replica::ReplicaView")]
+pub type ReplicaView = crate::replica::ReplicaView;
+
+/// Moved: [`crate::replica::CacheFileStatus`].
+#[deprecated(note = "use envid::replica::CacheFileStatus")]
+pub type CacheFileStatus = crate::replica::CacheFileStatus;
+
+/// Moved: [`crate::replica`], a module of its own.
+#[deprecated(note = "use envid::replica")]
+pub mod replica {
+    /// Moved: [`crate::replica::Replica`].
+    #[deprecated(note = "use envid::replica::Replica")]
+    pub type Replica = crate::replica::Replica;
+
+    /// Moved: [`crate::replica::ReplicaBuilder`].
+    #[deprecated(note = "use envid::replica::ReplicaBuilder")]
+    pub type ReplicaBuilder = crate::replica::ReplicaBuilder;
+
+    /// Moved: [`crate::replica::ReplicaStats`].
+    #[deprecated(note = "use envid::replica::ReplicaStats")]
+    pub type ReplicaStats = crate::replica::ReplicaStats;
+
+    /// Moved: [`crate::replica::ReplicaView`].
+    #[deprecated(note = "use envid::replica::ReplicaView")]
+    pub type ReplicaView = crate::replica::ReplicaView;
+
+    /// Moved: [`crate::replica::CacheFileStatus`].
+    #[deprecated(note = "use envid::replica::CacheFileStatus")]
+    pub type CacheFileStatus = crate::replica::CacheFileStatus;
+}

@@ -4,7 +4,8 @@ use std::net::IpAddr;
 use std::process::ExitCode;
 
 use envid::client::ClientError;
-use envid::lookup::{LookupClient, LookupResult, Replica};
+use envid::lookup::{LookupClient, LookupResult};
+use envid::replica::Replica;
 use serde_json::json;
 
 use crate::cli::{Format, LookupArgs, ReportFormat};
