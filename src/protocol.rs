@@ -85,6 +85,97 @@ pub struct LookupResponse {
     pub hosts: std::collections::HashMap<String, Option<HostRecord>>,
 }
 
+/// The body of `PUT /v1/hosts/{ip}`: the fields of the record an instance
+/// registers, plus its lease. The one definition the registrar sends and
+/// the service parses.
+///
+/// It has no `cidr` (ranges belong in the service's registry file), no
+/// `env_type` (the service derives it from `env`, so a client cannot call
+/// `beta` `prod`) and no token (records are served to anyone). `ip` may be
+/// left out: the path names the IP, and a body `ip` must be the same
+/// address. Unknown keys are refused, unlike in a [`HostRecord`] answer: a
+/// misspelt key would otherwise register a record without the fact.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrationBody {
+    /// The address registered, if the body repeats the path's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<IpAddr>,
+    /// Application code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
+    /// Environment name.
+    pub env: String,
+    /// Sub environment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub_env: Option<String>,
+    /// Data center.
+    pub idc: String,
+    /// Host kind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<Platform>,
+    /// Container facts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<ContainerInfo>,
+    /// Host name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    /// Release facts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<Release>,
+    /// Kubernetes facts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub k8s: Option<K8s>,
+    /// Free-form labels.
+    #[serde(default, skip_serializing_if = "Labels::is_empty")]
+    pub labels: Labels,
+    /// How long the registration lives unless renewed, in seconds.
+    pub lease_seconds: u64,
+}
+
+impl RegistrationBody {
+    /// The body registering `record` for `lease_seconds`: its fields,
+    /// without `ip` (the path has it), `cidr` and `env_type`.
+    pub fn new(record: &HostRecord, lease_seconds: u64) -> RegistrationBody {
+        let r = record.clone();
+        RegistrationBody {
+            ip: None,
+            app: r.app,
+            env: r.env,
+            sub_env: r.sub_env,
+            idc: r.idc,
+            platform: r.platform,
+            container: r.container,
+            hostname: r.hostname,
+            release: r.release,
+            k8s: r.k8s,
+            labels: r.labels,
+            lease_seconds,
+        }
+    }
+
+    /// The record this body registers: its fields and its `ip` as given
+    /// (the service puts the path's in its place), no `cidr` and no
+    /// `env_type`.
+    pub fn into_record(self) -> HostRecord {
+        HostRecord {
+            ip: self.ip,
+            cidr: None,
+            app: self.app,
+            env: self.env,
+            env_type: None,
+            sub_env: self.sub_env,
+            idc: self.idc,
+            platform: self.platform,
+            container: self.container,
+            hostname: self.hostname,
+            release: self.release,
+            k8s: self.k8s,
+            labels: self.labels,
+        }
+    }
+}
+
 impl HostRecord {
     /// This record with `env_type` filled in from the built-in alias table
     /// when it has none (the service serves every record classified, so
@@ -319,5 +410,36 @@ mod tests {
             registry_poll_path(0, 1, None),
             "/v1/registry?since=0&wait=1"
         );
+    }
+
+    #[test]
+    fn registration_body_is_the_record_without_key_class_or_token() {
+        let record: HostRecord = serde_json::from_value(serde_json::json!({
+            "ip": "10.0.0.5", "cidr": "10.0.0.0/8", "app": "a", "env": "beta",
+            "env_type": "prod", "idc": "cn0", "labels": {"team": "air"}
+        }))
+        .unwrap();
+        let body = serde_json::to_value(RegistrationBody::new(&record, 90)).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"app": "a", "env": "beta", "idc": "cn0",
+                "labels": {"team": "air"}, "lease_seconds": 90})
+        );
+        let back: RegistrationBody = serde_json::from_value(body).unwrap();
+        let r = back.into_record();
+        assert_eq!((r.ip, r.cidr, r.env_type), (None, None, None));
+        assert_eq!(r.labels.get("team").map(String::as_str), Some("air"));
+        for bad in [
+            serde_json::json!({"env": "b", "idc": "c", "lease_seconds": 1, "evn": "x"}),
+            serde_json::json!({"env": "b", "idc": "c", "lease_seconds": 1, "cidr": "10.0.0.0/8"}),
+            serde_json::json!({"env": "b", "idc": "c", "lease_seconds": 1, "env_type": "prod"}),
+            serde_json::json!({"env": "b", "idc": "c", "lease_seconds": 1, "token": "t"}),
+            serde_json::json!({"env": "b", "idc": "c"}),
+        ] {
+            assert!(
+                serde_json::from_value::<RegistrationBody>(bad.clone()).is_err(),
+                "{bad}"
+            );
+        }
     }
 }

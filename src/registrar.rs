@@ -33,31 +33,23 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
-
 use crate::client::{
     not_found, ClientError, HttpTransport, Method, Request, ServiceConfig, Transport,
 };
 use crate::environment::Environment;
 use crate::model::Secret;
-use crate::protocol::{host_path, renew_path, HostRecord};
+use crate::protocol::{host_path, renew_path, HostRecord, RegistrationBody};
 
-/// What `PUT /v1/hosts/{ip}` sends: the record's fields (never a token;
-/// `ip` and `cidr` are dropped, the IP is in the path; `env_type` too, the
-/// service derives it from `env`) plus the lease.
+/// What `PUT /v1/hosts/{ip}` sends, as a [`RegistrationBody`]: the
+/// record's fields (never a token; `ip` and `cidr` are dropped, the IP is
+/// in the path; `env_type` too, the service derives it from `env`) plus the
+/// lease.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Registration {
     /// The instance's facts.
     pub record: HostRecord,
     /// How long the registration lives unless renewed.
     pub lease: Duration,
-}
-
-#[derive(Serialize)]
-struct Body<'a> {
-    #[serde(flatten)]
-    record: &'a HostRecord,
-    lease_seconds: u64,
 }
 
 impl Registration {
@@ -85,17 +77,14 @@ impl Registration {
         }
     }
 
+    /// The body sent to the service (the lease in whole seconds, at least 1).
+    pub fn body(&self) -> RegistrationBody {
+        RegistrationBody::new(&self.record, self.lease.as_secs().max(1))
+    }
+
     /// The JSON body sent to the service.
     pub fn to_json(&self) -> Vec<u8> {
-        let mut record = self.record.clone();
-        record.ip = None;
-        record.cidr = None;
-        record.env_type = None;
-        serde_json::to_vec(&Body {
-            record: &record,
-            lease_seconds: self.lease.as_secs().max(1),
-        })
-        .expect("a record always encodes")
+        serde_json::to_vec(&self.body()).expect("a record always encodes")
     }
 }
 
