@@ -2,7 +2,9 @@
 //! against a misbehaving HTTP peer for the faults a real service cannot be
 //! made to produce on demand (slow, 500, garbage, oversized, cut bodies).
 //! Every server listens on an ephemeral loopback port and is shut down by
-//! the test; every wait is bounded.
+//! the test; every wait is bounded. Speed is measured in benches/lookup.rs,
+//! never asserted here: bounds below are an order of magnitude above the
+//! figures, so a loaded machine cannot fail them.
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
@@ -392,12 +394,14 @@ fn outage_serves_stale_fails_fast_and_recovers() {
     let t0 = Instant::now();
     let err = c.lookup(ip("10.99.1.1")).unwrap_err();
     assert!(matches!(err, ClientError::CircuitOpen { .. }), "{err:?}");
+    // Failing fast is sending nothing; how fast is benches/lookup.rs's
+    // `circuit_open` (about a microsecond).
+    assert_eq!(c.stats().requests, before, "no request while open");
     assert!(
-        t0.elapsed() < Duration::from_millis(50),
+        t0.elapsed() < Duration::from_secs(2),
         "fail fast took {:?}",
         t0.elapsed()
     );
-    assert_eq!(c.stats().requests, before, "no request while open");
 
     // Restart on the same port: after the cool-down the probe succeeds.
     let svc = Service::start_on(addr, None, dir);
