@@ -7,6 +7,9 @@
 //!   real request each time) against a bare keep-alive `GET` of the same kind
 //!   of URL with a plain ureq agent (goal: miss ≤ 1.3× bare); and a miss
 //!   with the optional strict whole-request deadline (`total_timeout`).
+//! * `circuit_open`: a lookup of a never-seen IP while the breaker of the
+//!   only endpoint is open: the error comes without a request (tests/lookup.rs
+//!   checks that nothing is sent, not how fast).
 //! * `storm_*`: the deploy-storm simulation, 2,000 lookups of 500 fresh IPs
 //!   from 8 threads; the requests that reached the service are read from its
 //!   own `/metrics` and printed (goal ≤ 500 single requests; ≤ 1 per batch).
@@ -151,6 +154,29 @@ fn benches(c: &mut Criterion) {
         b.iter(|| black_box(strict.lookup(fresh_ip()).unwrap()))
     });
     g.finish();
+
+    // A dead endpoint (a port nothing listens on); one failed lookup opens
+    // its breaker for longer than the bench runs.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let open = LookupClient::builder(
+        ServiceConfig::builder()
+            .endpoint(format!("http://{dead}"))
+            .build()
+            .unwrap(),
+    )
+    .max_retries(0)
+    .breaker_threshold(1)
+    .breaker_cool_down(Duration::from_secs(3600))
+    .build()
+    .unwrap();
+    assert!(open.lookup(fresh_ip()).is_err());
+    c.bench_function("circuit_open", |b| {
+        b.iter(|| black_box(open.lookup(fresh_ip()).unwrap_err()))
+    });
+    assert_eq!(open.stats().requests, 1, "only the first lookup was sent");
 
     let (single, t_single) = storm(&url, false);
     let (batched, t_batch) = storm(&url, true);

@@ -9,19 +9,25 @@
 //!   `sync_once` (request, decode, copy, apply, swap) is taken, while reader
 //!   threads keep a latency histogram, against one taken while nothing is
 //!   applied (goal: readers never block, so the two are alike).
+//! * Long-poll wake: a registration `PUT` until a background-synced
+//!   replica answers for it, the sync thread parked in its long poll first
+//!   (a quiet spell; the README's "~25 ms after a quiet spell").
+//!   tests/replica.rs checks that the poll is woken, not how fast.
 //!
 //! `cargo bench --bench replica` (add `-- --quick` for a short run).
 
 use std::fmt::Write as _;
 use std::hint::black_box;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use criterion::Criterion;
-use envid::lookup::Replica;
+use criterion::{Criterion, SamplingMode};
+use envid::protocol::HostRecord;
+use envid::registrar::{Registrar, Registration};
+use envid::replica::Replica;
 use envid::ServiceConfig;
 
 const SINGLE: u32 = 10_000;
@@ -113,9 +119,75 @@ fn main() {
         b.iter(|| replica.lookup(black_box(unknown)))
     });
     apply_benches(&mut c, &replica);
+    wake_latency(&mut c);
     c.final_summary();
 
     delta_apply(&path, svc.local_addr(), &replica);
+    svc.shutdown();
+}
+
+/// Long-poll wake latency: from a registration `PUT` to the replica
+/// answering for the new IP, against a service of its own (registration
+/// open, one record).
+fn wake_latency(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("registry.toml");
+    std::fs::write(
+        &path,
+        "schema = 1\n[[records]]\ncidr = \"10.6.0.0/16\"\nenv = \"prod\"\nidc = \"cn0\"\n",
+    )
+    .unwrap();
+    let mut config = envid_server::Config::new(&path);
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.insecure_open_registration = true;
+    let svc = envid_server::spawn(config).expect("service starts");
+    let service = ServiceConfig::builder()
+        .endpoint(svc.base_url())
+        .build()
+        .unwrap();
+    let replica = Replica::builder(service.clone())
+        .poll_wait(Duration::from_secs(5))
+        .build()
+        .expect("snapshot");
+    let registrar = Registrar::new(service);
+    let registration = Registration {
+        record: serde_json::from_str::<HostRecord>(
+            r#"{"app": "wake", "env": "beta", "idc": "cn0"}"#,
+        )
+        .unwrap(),
+        lease: Duration::from_secs(3600),
+    };
+    let mut next = 0u32;
+    let mut g = c.benchmark_group("long-poll wake");
+    // Each iteration also waits, untimed, 300 ms for the poll to park: a
+    // sample is one iteration (criterion warns that 10 do not fit in the
+    // measurement time; they are not meant to).
+    g.sampling_mode(SamplingMode::Flat)
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(100))
+        .measurement_time(Duration::from_millis(500));
+    g.bench_function("registration PUT → visible in the replica", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                // After a delta the sync thread pauses `min_poll_interval`
+                // (200 ms), then parks in its long poll.
+                thread::sleep(Duration::from_millis(300));
+                next += 1;
+                let ip = IpAddr::V4(Ipv4Addr::from(u32::from_be_bytes([10, 6, 0, 0]) + next));
+                let t0 = Instant::now();
+                registrar.register(ip, &registration).expect("registered");
+                while replica.lookup(ip).and_then(|r| r.ip).is_none() {
+                    assert!(t0.elapsed() < Duration::from_secs(10), "no wake");
+                    thread::sleep(Duration::from_micros(100));
+                }
+                total += t0.elapsed();
+            }
+            total
+        })
+    });
+    g.finish();
+    drop(replica);
     svc.shutdown();
 }
 

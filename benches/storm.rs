@@ -32,9 +32,10 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use envid::lookup::{LookupClient, Replica};
+use envid::lookup::LookupClient;
 use envid::protocol::HostRecord;
 use envid::registrar::{Registrar, Registration};
+use envid::replica::Replica;
 use envid::ServiceConfig;
 
 const SERVERS: usize = 50;

@@ -272,8 +272,8 @@ pub fn registry_sync(data: &[u8]) {
 pub mod fuzz_view {
     //! The replica's view, driven directly: for the `registry_sync` target
     //! and the replica bench's delta-apply figures.
-    use crate::lookup::replica::ReplicaView;
     use crate::protocol::{HostRecord, RegistryDelta, RegistrySnapshot};
+    use crate::replica::ReplicaView;
 
     /// A view of a snapshot.
     pub fn from_snapshot(s: RegistrySnapshot) -> Result<ReplicaView, String> {

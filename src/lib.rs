@@ -11,7 +11,7 @@
 //!   application and environment an address belongs to, on demand
 //!   ([`LookupClient`]) or from a full replica of the registry ([`Replica`]);
 //!   instances register themselves with a [`Registrar`]. All three take one
-//!   [`ServiceConfig`].
+//!   [`ServiceConfig`] and fail with one [`ClientError`] ([`client`]).
 //!
 //! ARCHITECTURE.md in the repository maps the code; the README has the
 //! formats and the CLI.
@@ -71,6 +71,8 @@
 
 pub mod apollo;
 pub mod atomic_file;
+#[cfg(feature = "lookup")]
+pub mod client;
 pub mod descriptor;
 pub mod detect;
 pub mod env_type;
@@ -92,26 +94,36 @@ pub mod protocol;
 pub mod read;
 #[cfg(feature = "lookup")]
 pub mod registrar;
+#[cfg(feature = "lookup")]
+pub mod replica;
 pub mod rules;
 #[cfg(feature = "lookup")]
+#[deprecated(note = "use envid::client")]
 pub mod service_config;
 pub mod source;
 pub mod vars;
 
+#[cfg(feature = "lookup")]
+pub use client::{ClientError, ServiceConfig};
 pub use env_type::EnvType;
 pub use environment::{current, current_if_loaded, Environment, EnvironmentBuilder};
 pub use error::LoadError;
 #[cfg(feature = "lookup")]
-pub use lookup::{LookupClient, LookupError, Replica, ReplicaStats};
+pub use lookup::LookupClient;
 pub use model::{ContainerInfo, ContainerRuntime, Field, K8s, Labels, Platform, Release, Secret};
 #[cfg(feature = "lookup")]
 pub use protocol::HostRecord;
 #[cfg(feature = "lookup")]
 pub use registrar::{Registrar, Registration};
 #[cfg(feature = "lookup")]
-pub use service_config::ServiceConfig;
+pub use replica::{Replica, ReplicaStats};
 pub use source::Source;
 
 /// Renamed [`LoadError`]: it is the error of loading an environment only.
 #[deprecated(note = "renamed: use envid::LoadError")]
 pub type Error = LoadError;
+
+/// Moved: [`ClientError`], the one error of every client.
+#[cfg(feature = "lookup")]
+#[deprecated(note = "use envid::ClientError (envid::client::ClientError)")]
+pub type LookupError = client::ClientError;

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::IpAddr;
 
-use crate::protocol::RecordKey;
+use crate::protocol::{canonical_ip, RecordKey};
 
 /// A longest-prefix-match table from IP addresses to values.
 ///
@@ -68,7 +68,7 @@ impl<V> PrefixTable<V> {
     /// bits are ignored (`10.1.2.3/16` is stored as `10.1.0.0/16`).
     pub fn insert(&mut self, key: RecordKey, value: V) -> Option<V> {
         let old = match key {
-            RecordKey::Ip(ip) => match ip.to_canonical() {
+            RecordKey::Ip(ip) => match canonical_ip(ip) {
                 IpAddr::V4(a) => self.v4_exact.insert(a.to_bits(), value),
                 IpAddr::V6(a) => self.v6_exact.insert(a.to_bits(), value),
             },
@@ -92,7 +92,7 @@ impl<V> PrefixTable<V> {
     /// Removes the entry stored under exactly `key`.
     pub fn remove(&mut self, key: &RecordKey) -> Option<V> {
         let old = match *key {
-            RecordKey::Ip(ip) => match ip.to_canonical() {
+            RecordKey::Ip(ip) => match canonical_ip(ip) {
                 IpAddr::V4(a) => self.v4_exact.remove(&a.to_bits()),
                 IpAddr::V6(a) => self.v6_exact.remove(&a.to_bits()),
             },
@@ -117,12 +117,9 @@ impl<V> PrefixTable<V> {
     /// narrowest range containing it.
     #[inline]
     pub fn lookup(&self, ip: IpAddr) -> Option<&V> {
-        match ip {
+        match canonical_ip(ip) {
             IpAddr::V4(a) => self.lookup_v4(a.to_bits()),
-            IpAddr::V6(a) => match a.to_ipv4_mapped() {
-                Some(v4) => self.lookup_v4(v4.to_bits()),
-                None => self.lookup_v6(a.to_bits()),
-            },
+            IpAddr::V6(a) => self.lookup_v6(a.to_bits()),
         }
     }
 

@@ -8,7 +8,7 @@
 //! write to one service, and the other endpoints are for the lookup
 //! clients' failover. There is no retry: the caller
 //! (`envid register --keep-alive`, a release system, the FFI) decides when
-//! to retry, and must honour [`LookupError::RateLimited`]'s `retry_after`
+//! to retry, and must honour [`ClientError::RateLimited`]'s `retry_after`
 //! (registrations are rate-limited per app and IP).
 //! [`Registrar::renew_or_register`] is the one exception: it registers
 //! again, after a jitter ([`reregister_jitter`]), when a renewal finds the
@@ -33,31 +33,23 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
-
+use crate::client::{
+    not_found, ClientError, HttpTransport, Method, Request, ServiceConfig, Transport,
+};
 use crate::environment::Environment;
-use crate::lookup::transport::not_found;
-use crate::lookup::{HttpTransport, LookupError, Method, Request, Transport};
 use crate::model::Secret;
-use crate::protocol::HostRecord;
-use crate::service_config::ServiceConfig;
+use crate::protocol::{host_path, renew_path, HostRecord, RegistrationBody};
 
-/// What `PUT /v1/hosts/{ip}` sends: the record's fields (never a token;
-/// `ip` and `cidr` are dropped, the IP is in the path; `env_type` too, the
-/// service derives it from `env`) plus the lease.
+/// What `PUT /v1/hosts/{ip}` sends, as a [`RegistrationBody`]: the
+/// record's fields (never a token; `ip` and `cidr` are dropped, the IP is
+/// in the path; `env_type` too, the service derives it from `env`) plus the
+/// lease.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Registration {
     /// The instance's facts.
     pub record: HostRecord,
     /// How long the registration lives unless renewed.
     pub lease: Duration,
-}
-
-#[derive(Serialize)]
-struct Body<'a> {
-    #[serde(flatten)]
-    record: &'a HostRecord,
-    lease_seconds: u64,
 }
 
 impl Registration {
@@ -85,17 +77,14 @@ impl Registration {
         }
     }
 
+    /// The body sent to the service (the lease in whole seconds, at least 1).
+    pub fn body(&self) -> RegistrationBody {
+        RegistrationBody::new(&self.record, self.lease.as_secs().max(1))
+    }
+
     /// The JSON body sent to the service.
     pub fn to_json(&self) -> Vec<u8> {
-        let mut record = self.record.clone();
-        record.ip = None;
-        record.cidr = None;
-        record.env_type = None;
-        serde_json::to_vec(&Body {
-            record: &record,
-            lease_seconds: self.lease.as_secs().max(1),
-        })
-        .expect("a record always encodes")
+        serde_json::to_vec(&self.body()).expect("a record always encodes")
     }
 }
 
@@ -191,9 +180,9 @@ impl Registrar {
     }
 
     /// `PUT /v1/hosts/{ip}`: registers (or re-registers) `ip`. A `429` is
-    /// [`LookupError::RateLimited`] with the service's `Retry-After`.
-    pub fn register(&self, ip: IpAddr, registration: &Registration) -> Result<(), LookupError> {
-        let path = format!("/v1/hosts/{ip}");
+    /// [`ClientError::RateLimited`] with the service's `Retry-After`.
+    pub fn register(&self, ip: IpAddr, registration: &Registration) -> Result<(), ClientError> {
+        let path = host_path(ip);
         let body = registration.to_json();
         let request = Request::new(Method::Put, &self.endpoint, &path).json(&body);
         match self.transport.send(&request)? {
@@ -235,8 +224,8 @@ impl Registrar {
     /// `POST /v1/hosts/{ip}/renew`: extends the lease. `Ok(false)` when the
     /// service does not know `ip` (the lease expired, or the service lost
     /// it): register again.
-    pub fn renew(&self, ip: IpAddr) -> Result<bool, LookupError> {
-        let path = format!("/v1/hosts/{ip}/renew");
+    pub fn renew(&self, ip: IpAddr) -> Result<bool, ClientError> {
+        let path = renew_path(ip);
         let request = Request::new(Method::Post, &self.endpoint, &path);
         match self.transport.send(&request)? {
             Some(body) => {
@@ -258,7 +247,7 @@ impl Registrar {
         &self,
         ip: IpAddr,
         registration: &Registration,
-    ) -> Result<Renewal, LookupError> {
+    ) -> Result<Renewal, ClientError> {
         if self.renew(ip)? {
             return Ok(Renewal::Renewed);
         }
@@ -267,7 +256,7 @@ impl Registrar {
         loop {
             match self.register(ip, registration) {
                 Ok(()) => return Ok(Renewal::Registered),
-                Err(LookupError::RateLimited { retry_after, .. }) if attempts < 5 => {
+                Err(ClientError::RateLimited { retry_after, .. }) if attempts < 5 => {
                     attempts += 1;
                     std::thread::sleep(retry_after.unwrap_or(Duration::from_secs(1)));
                 }
@@ -278,10 +267,10 @@ impl Registrar {
 
     /// `DELETE /v1/hosts/{ip}`: removes the registration; removing an
     /// unknown IP is not an error. The service answers `409` (here
-    /// [`LookupError::Status`] with status 409) for an IP of its registry
+    /// [`ClientError::Status`] with status 409) for an IP of its registry
     /// file: a static record is changed in that file, not here.
-    pub fn deregister(&self, ip: IpAddr) -> Result<(), LookupError> {
-        let path = format!("/v1/hosts/{ip}");
+    pub fn deregister(&self, ip: IpAddr) -> Result<(), ClientError> {
+        let path = host_path(ip);
         let request = Request::new(Method::Delete, &self.endpoint, &path);
         self.transport.send(&request).map(|_| ())
     }

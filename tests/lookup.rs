@@ -2,7 +2,9 @@
 //! against a misbehaving HTTP peer for the faults a real service cannot be
 //! made to produce on demand (slow, 500, garbage, oversized, cut bodies).
 //! Every server listens on an ephemeral loopback port and is shut down by
-//! the test; every wait is bounded.
+//! the test; every wait is bounded. Speed is measured in benches/lookup.rs,
+//! never asserted here: bounds below are an order of magnitude above the
+//! figures, so a loaded machine cannot fail them.
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
@@ -11,9 +13,9 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use envid::lookup::{LookupClient, LookupClientBuilder, LookupError};
-use envid::service_config::ServiceConfigBuilder;
-use envid::{Secret, ServiceConfig};
+use envid::client::{ClientError, ServiceConfig, ServiceConfigBuilder};
+use envid::lookup::{LookupClient, LookupClientBuilder};
+use envid::Secret;
 
 const REGISTRY: &str = include_str!("../testdata/registry-loopback.toml");
 
@@ -250,7 +252,7 @@ fn token_required_accepted_refused() {
     assert!(
         matches!(
             err,
-            LookupError::Unauthorized {
+            ClientError::Unauthorized {
                 status: 401,
                 token_sent: false,
                 ..
@@ -266,7 +268,7 @@ fn token_required_accepted_refused() {
     assert!(
         matches!(
             err,
-            LookupError::Unauthorized {
+            ClientError::Unauthorized {
                 token_sent: true,
                 ..
             }
@@ -379,11 +381,11 @@ fn outage_serves_stale_fails_fast_and_recovers() {
     let mut saw_open = false;
     for i in 0..10u8 {
         match c.lookup(IpAddr::from([10, 99, 0, i])) {
-            Err(LookupError::CircuitOpen { .. }) => {
+            Err(ClientError::CircuitOpen { .. }) => {
                 saw_open = true;
                 break;
             }
-            Err(e) => assert!(matches!(e, LookupError::Connect { .. }), "{e:?}"),
+            Err(e) => assert!(matches!(e, ClientError::Connect { .. }), "{e:?}"),
             Ok(v) => panic!("answer from a dead service: {v:?}"),
         }
     }
@@ -391,13 +393,15 @@ fn outage_serves_stale_fails_fast_and_recovers() {
     let before = c.stats().requests;
     let t0 = Instant::now();
     let err = c.lookup(ip("10.99.1.1")).unwrap_err();
-    assert!(matches!(err, LookupError::CircuitOpen { .. }), "{err:?}");
+    assert!(matches!(err, ClientError::CircuitOpen { .. }), "{err:?}");
+    // Failing fast is sending nothing; how fast is benches/lookup.rs's
+    // `circuit_open` (about a microsecond).
+    assert_eq!(c.stats().requests, before, "no request while open");
     assert!(
-        t0.elapsed() < Duration::from_millis(50),
+        t0.elapsed() < Duration::from_secs(2),
         "fail fast took {:?}",
         t0.elapsed()
     );
-    assert_eq!(c.stats().requests, before, "no request while open");
 
     // Restart on the same port: after the cool-down the probe succeeds.
     let svc = Service::start_on(addr, None, dir);
@@ -558,20 +562,20 @@ fn fault_client(peer: &Peer) -> LookupClient {
     client_with(config).max_retries(0).build().unwrap()
 }
 
-type ErrorCheck = fn(&LookupError) -> bool;
+type ErrorCheck = fn(&ClientError) -> bool;
 
 #[test]
 fn faults_are_typed_errors_never_panics() {
     let cases: [(Fault, ErrorCheck); 5] = [
-        (Fault::Slow, |e| matches!(e, LookupError::Timeout { .. })),
+        (Fault::Slow, |e| matches!(e, ClientError::Timeout { .. })),
         (Fault::Status500, |e| {
-            matches!(e, LookupError::Status { status: 500, .. })
+            matches!(e, ClientError::Status { status: 500, .. })
         }),
-        (Fault::Garbage, |e| matches!(e, LookupError::Decode { .. })),
+        (Fault::Garbage, |e| matches!(e, ClientError::Decode { .. })),
         (Fault::Huge, |e| {
-            matches!(e, LookupError::TooLarge { limit: 65536, .. })
+            matches!(e, ClientError::TooLarge { limit: 65536, .. })
         }),
-        (Fault::CutMidBody, |e| matches!(e, LookupError::Io { .. })),
+        (Fault::CutMidBody, |e| matches!(e, ClientError::Io { .. })),
     ];
     for (fault, want) in cases {
         let peer = Peer::start(fault);
@@ -602,7 +606,7 @@ fn retry_after_is_honoured() {
     let c = client(&peer.url()).max_retries(3).build().unwrap();
     let err = c.lookup(ip("10.0.0.1")).unwrap_err();
     match err {
-        LookupError::RateLimited { retry_after, .. } => {
+        ClientError::RateLimited { retry_after, .. } => {
             assert_eq!(retry_after, Some(Duration::from_secs(30)))
         }
         other => panic!("{other:?}"),
@@ -615,7 +619,7 @@ fn retry_after_is_honoured() {
     );
     assert!(matches!(
         c.lookup(ip("10.0.0.2")),
-        Err(LookupError::CircuitOpen { .. })
+        Err(ClientError::CircuitOpen { .. })
     ));
     assert_eq!(c.stats().requests, sent);
 }
@@ -624,10 +628,10 @@ fn retry_after_is_honoured() {
 fn bad_configuration_is_refused() {
     assert!(matches!(
         ServiceConfig::builder().build(),
-        Err(LookupError::InvalidEndpoint { .. })
+        Err(ClientError::InvalidEndpoint { .. })
     ));
     assert!(matches!(
         ServiceConfig::builder().endpoint("ftp://x").build(),
-        Err(LookupError::InvalidEndpoint { .. })
+        Err(ClientError::InvalidEndpoint { .. })
     ));
 }

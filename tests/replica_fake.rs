@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use envid::lookup::Replica;
+use envid::replica::Replica;
 use envid::ServiceConfig;
 
 type Handler = dyn Fn(&str, usize) -> (u16, String) + Send + Sync;

@@ -15,9 +15,10 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use envid::lookup::{CacheFileStatus, CacheProblem, LookupError, Replica, ReplicaBuilder};
+use envid::client::{CacheProblem, ClientError};
 use envid::protocol::HostRecord;
 use envid::registrar::{Registrar, Registration, Renewal};
+use envid::replica::{CacheFileStatus, Replica, ReplicaBuilder};
 use envid::ServiceConfig;
 
 /// A registry file of `n` single-IP records, 10.100.x.y, starting at `first`.
@@ -437,7 +438,7 @@ fn cache_file_age_and_problems_are_reported() {
     // Corrupt and missing are said as such.
     std::fs::write(&cache, b"{\"format\": \"envid-replica-1\", \"vers").unwrap();
     match replica(&url).cache_file(&cache).build().unwrap_err() {
-        LookupError::NoReplicaData { problem, path, .. } => {
+        ClientError::NoReplicaData { problem, path, .. } => {
             assert!(matches!(problem, CacheProblem::Corrupt(_)), "{problem}");
             assert!(path.ends_with("cache.json"));
         }
@@ -456,7 +457,7 @@ fn cache_file_age_and_problems_are_reported() {
     assert!(
         matches!(
             &e,
-            LookupError::NoReplicaData {
+            ClientError::NoReplicaData {
                 problem: CacheProblem::Missing,
                 ..
             }

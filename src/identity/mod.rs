@@ -30,7 +30,7 @@
 //! them. Errors ([`IdentityError`]) never contain the token.
 //!
 //! Part of the `lookup` feature (on by default): it reaches the service
-//! through the same [`Transport`](crate::lookup::Transport) as the other
+//! through the same [`Transport`](crate::client::Transport) as the other
 //! clients and adds no crate to it (ring is already rustls' crypto).
 //!
 //! ```no_run
@@ -71,7 +71,8 @@ pub use verifier::{Verifier, VerifierBuilder};
 pub const HEADER: &str = "envid-identity";
 
 /// The path of the service's key set.
-pub const KEYS_PATH: &str = "/v1/keys";
+#[deprecated(note = "use envid::protocol::KEYS_PATH")]
+pub const KEYS_PATH: &str = crate::protocol::KEYS_PATH;
 
 /// Puts `token` in `headers` as `Envid-Identity`, replacing any there, and
 /// marks it sensitive (HTTP/2 and HTTP/3 encoders then never index it).

@@ -14,9 +14,9 @@ use serde::{Deserialize, Serialize};
 use super::claims::Claims;
 use super::error::{shown, IdentityError};
 use super::keys::KeySet;
-use super::{identity_from_headers, unix_now, KEYS_PATH};
-use crate::lookup::{Conditional, HttpTransport, Transport};
-use crate::service_config::ServiceConfig;
+use super::{identity_from_headers, unix_now};
+use crate::client::{Conditional, HttpTransport, ServiceConfig, Transport};
+use crate::protocol::KEYS_PATH;
 
 /// Tokens longer than this are refused before any decoding.
 const MAX_TOKEN_BYTES: usize = 8 * 1024;

@@ -32,25 +32,26 @@
 //!   is re-armed on every read and write).
 //! * **Failover**: endpoints (one per data center) are tried in order,
 //!   skipping those whose breaker is open; with every breaker open a lookup
-//!   fails at once with [`LookupError::CircuitOpen`] (or serves stale).
+//!   fails at once with [`ClientError::CircuitOpen`] (or serves stale).
 //! * **Batches**: [`LookupClient::lookup_many`] answers cached IPs locally and
 //!   asks for the rest in requests of at most 1,000 IPs.
 //!
-//! For servers that look up many IPs, [`Replica`] holds the whole registry
-//! in memory instead, synced in the background by snapshot plus long-polled
-//! deltas, and answers with a lock-free local longest-prefix match (see
-//! [`replica`]). [`Registrar`](crate::registrar::Registrar) registers, renews
+//! For servers that look up many IPs, [`Replica`](crate::replica::Replica)
+//! holds the whole registry in memory instead, synced in the background by
+//! snapshot plus long-polled deltas, and answers with a lock-free local
+//! longest-prefix match (see [`crate::replica`]). [`Registrar`](crate::registrar::Registrar) registers, renews
 //! and removes this instance at the service. All three take one
-//! [`ServiceConfig`] (endpoints, token, proxy, TLS roots, timeouts).
+//! [`ServiceConfig`] (endpoints, token, proxy, TLS roots, timeouts) and fail
+//! with one [`ClientError`] (see [`crate::client`]).
 //!
 //! Everything is blocking: no async runtime runs inside the client (it is
 //! loaded into JVMs). The cache and retry logic talk to the service only
-//! through the [`Transport`] trait; [`HttpTransport`] is the ureq
-//! implementation.
+//! through the [`Transport`] trait;
+//! [`HttpTransport`](client::HttpTransport) is the ureq implementation.
 //!
 //! ```no_run
+//! use envid::client::{ClientError, ServiceConfig};
 //! use envid::lookup::LookupClient;
-//! use envid::ServiceConfig;
 //! let config = ServiceConfig::builder()
 //!     .endpoint("http://envsvc.cn0.example:7070")
 //!     .endpoint("http://envsvc.cn5.example:7070")
@@ -59,13 +60,12 @@
 //! if let Some(rec) = client.lookup("10.1.2.3".parse().unwrap())? {
 //!     println!("{} {} {}", rec.app.as_deref().unwrap_or("?"), rec.env, rec.idc);
 //! }
-//! # Ok::<(), envid::lookup::LookupError>(())
+//! # Ok::<(), ClientError>(())
 //! ```
 
-mod breaker;
-mod error;
-pub mod replica;
-pub(crate) mod transport;
+mod builder;
+mod moved;
+mod requests;
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -76,16 +76,17 @@ use std::time::{Duration, Instant};
 use quick_cache::sync::{Cache, DefaultLifecycle, GuardResult, PlaceholderGuard};
 use quick_cache::{DefaultHashBuilder, UnitWeighter};
 
-use breaker::{Admit, Breaker};
-pub use error::{CacheProblem, LookupError};
-pub use replica::{CacheFileStatus, Replica, ReplicaBuilder, ReplicaStats, ReplicaView};
-pub use transport::{Conditional, HttpTransport, Method, Request, Transport};
+use crate::client::breaker::{Admit, Breaker};
+use crate::client::{self, ClientError, ServiceConfig};
+use crate::protocol::{canonical_ip, HostRecord};
 
-use crate::protocol::HostRecord;
-use crate::service_config::ServiceConfig;
+pub use builder::LookupClientBuilder;
+use builder::Settings;
+#[allow(deprecated)]
+pub use moved::*;
 
 /// The answer for one IP: the record, or `None` when the service does not know it.
-pub type LookupResult = Result<Option<Arc<HostRecord>>, LookupError>;
+pub type LookupResult = Result<Option<Arc<HostRecord>>, ClientError>;
 
 /// Most IPs in one batch request (the protocol's limit).
 pub const MAX_BATCH: usize = 1000;
@@ -139,7 +140,7 @@ enum Claim<'a> {
 #[derive(Clone, Debug)]
 struct Entry {
     /// `Ok(answer)` or the error of the last attempt.
-    outcome: Result<Option<Arc<HostRecord>>, LookupError>,
+    outcome: Result<Option<Arc<HostRecord>>, ClientError>,
     expires: Instant,
 }
 
@@ -148,108 +149,6 @@ struct Entry {
 struct Known {
     answer: Option<Arc<HostRecord>>,
     at: Instant,
-}
-
-/// The cache, retry and breaker settings of a client (the connection
-/// settings are its [`ServiceConfig`]).
-#[derive(Clone, Copy, Debug)]
-struct Settings {
-    ttl: Duration,
-    negative_ttl: Duration,
-    error_ttl: Duration,
-    max_stale: Duration,
-    capacity: usize,
-    max_retries: u32,
-    backoff: Duration,
-    breaker_threshold: u32,
-    breaker_cool_down: Duration,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            ttl: Duration::from_secs(300),
-            negative_ttl: Duration::from_secs(30),
-            error_ttl: Duration::from_secs(1),
-            max_stale: Duration::from_secs(3600),
-            capacity: 100_000,
-            max_retries: 1,
-            backoff: Duration::from_millis(100),
-            breaker_threshold: 5,
-            breaker_cool_down: Duration::from_secs(5),
-        }
-    }
-}
-
-/// Builds a [`LookupClient`] from a [`ServiceConfig`]: the cache, retry and
-/// breaker settings.
-#[derive(Clone, Debug)]
-pub struct LookupClientBuilder {
-    config: ServiceConfig,
-    settings: Settings,
-}
-
-macro_rules! setter {
-    ($(#[$doc:meta])* $name:ident: $ty:ty) => {
-        $(#[$doc])*
-        pub fn $name(mut self, v: $ty) -> Self {
-            self.settings.$name = v;
-            self
-        }
-    };
-}
-
-impl LookupClientBuilder {
-    setter!(/// How long a known answer is fresh (default 5 min).
-        ttl: Duration);
-    setter!(/// How long an "unknown IP" answer is fresh (default 30 s).
-        negative_ttl: Duration);
-    setter!(/// How long a failure is remembered before the next attempt (default 1 s).
-        error_ttl: Duration);
-    setter!(/// Oldest answer served when the service fails (default 1 h).
-        max_stale: Duration);
-    setter!(/// Most IPs cached (default 100,000).
-        capacity: usize);
-    setter!(/// Retries per lookup after the first attempt (default 1).
-        max_retries: u32);
-    setter!(/// Base backoff before a retry, jittered ×0.5–1.5 (default 100 ms).
-        backoff: Duration);
-    setter!(/// Consecutive failures that open an endpoint's breaker (default 5).
-        breaker_threshold: u32);
-    setter!(/// How long an open breaker refuses requests (default 5 s).
-        breaker_cool_down: Duration);
-
-    /// Builds the client with the [`HttpTransport`] of its config.
-    pub fn build(self) -> Result<LookupClient, LookupError> {
-        let transport = HttpTransport::new(&self.config);
-        self.build_with_transport(Arc::new(transport))
-    }
-
-    /// Builds the client over another transport (the config's endpoints
-    /// are still the ones asked, in its order).
-    pub fn build_with_transport(
-        self,
-        transport: Arc<dyn Transport>,
-    ) -> Result<LookupClient, LookupError> {
-        let s = self.settings;
-        let endpoints = self
-            .config
-            .endpoints()
-            .iter()
-            .map(|url| EndpointState {
-                url: url.clone(),
-                breaker: Breaker::new(s.breaker_threshold, s.breaker_cool_down),
-            })
-            .collect();
-        Ok(LookupClient {
-            fresh: Cache::new(s.capacity.max(1)),
-            known: Cache::new(s.capacity.max(1)),
-            endpoints,
-            transport,
-            counters: Counters::default(),
-            settings: s,
-        })
-    }
 }
 
 #[derive(Debug)]
@@ -264,7 +163,7 @@ pub struct LookupClient {
     fresh: Cache<IpAddr, Entry>,
     known: Cache<IpAddr, Known>,
     endpoints: Vec<EndpointState>,
-    transport: Arc<dyn Transport>,
+    transport: Arc<dyn client::Transport>,
     counters: Counters,
     settings: Settings,
 }
@@ -281,10 +180,7 @@ impl std::fmt::Debug for LookupClient {
 impl LookupClient {
     /// A builder over `config`, with the defaults of the module documentation.
     pub fn builder(config: ServiceConfig) -> LookupClientBuilder {
-        LookupClientBuilder {
-            config,
-            settings: Settings::default(),
-        }
+        LookupClientBuilder::new(config)
     }
 
     /// The counters so far.
@@ -306,12 +202,12 @@ impl LookupClient {
 
     /// The environment of `ip`: `Ok(None)` when the service does not know it.
     pub fn lookup(&self, ip: IpAddr) -> LookupResult {
-        let ip = canonical(ip);
+        let ip = canonical_ip(ip);
         match self.claim(ip, None) {
             Claim::Answer(answer) => answer,
             Claim::Fetch(guard) => {
                 let outcome =
-                    self.fetch(|endpoint| transport::get_host(&*self.transport, endpoint, ip));
+                    self.fetch(|endpoint| requests::get_host(&*self.transport, endpoint, ip));
                 self.settle(ip, guard, outcome, Instant::now())
             }
             Claim::Elsewhere => unreachable!("no timeout was given"),
@@ -395,7 +291,7 @@ impl LookupClient {
         let mut elsewhere: Vec<IpAddr> = Vec::new();
         let mut seen: HashSet<IpAddr> = HashSet::with_capacity(ips.len());
         for &raw in ips {
-            let ip = canonical(raw);
+            let ip = canonical_ip(raw);
             if !seen.insert(ip) {
                 continue;
             }
@@ -415,7 +311,7 @@ impl LookupClient {
             }
             let batch_ips: Vec<IpAddr> = chunk.iter().map(|(ip, _)| *ip).collect();
             let outcome = self
-                .fetch(|endpoint| transport::lookup_batch(&*self.transport, endpoint, &batch_ips));
+                .fetch(|endpoint| requests::lookup_batch(&*self.transport, endpoint, &batch_ips));
             let now = Instant::now();
             for (ip, guard) in chunk {
                 let one = match &outcome {
@@ -431,7 +327,7 @@ impl LookupClient {
         ips.iter()
             .map(|ip| {
                 answers
-                    .get(&canonical(*ip))
+                    .get(&canonical_ip(*ip))
                     .cloned()
                     .expect("every IP was answered")
             })
@@ -462,7 +358,7 @@ impl LookupClient {
     }
 
     /// The last known answer if young enough, else the error.
-    fn stale_or(&self, ip: IpAddr, e: LookupError) -> LookupResult {
+    fn stale_or(&self, ip: IpAddr, e: ClientError) -> LookupResult {
         match self.known.get(&ip) {
             Some(k) if k.at.elapsed() <= self.settings.max_stale => {
                 self.counters.stale.fetch_add(1, Ordering::Relaxed);
@@ -474,9 +370,9 @@ impl LookupClient {
 
     /// One logical request: endpoints in failover order, breakers, at most
     /// `max_retries` retries with jittered backoff.
-    fn fetch<T>(&self, send: impl Fn(&str) -> Result<T, LookupError>) -> Result<T, LookupError> {
+    fn fetch<T>(&self, send: impl Fn(&str) -> Result<T, ClientError>) -> Result<T, ClientError> {
         let attempts = 1 + self.settings.max_retries as usize;
-        let mut last: Option<LookupError> = None;
+        let mut last: Option<ClientError> = None;
         let mut sent = 0usize;
         let mut start_at = 0usize;
         while sent < attempts {
@@ -497,7 +393,7 @@ impl LookupClient {
             let Some(idx) = chosen else {
                 self.counters.errors.fetch_add(1, Ordering::Relaxed);
                 // Everything is open: report the real last error if there was one.
-                return Err(last.unwrap_or(LookupError::CircuitOpen { retry_in: soonest }));
+                return Err(last.unwrap_or(ClientError::CircuitOpen { retry_in: soonest }));
             };
             if sent > 0 {
                 std::thread::sleep(self.jittered_backoff());
@@ -514,7 +410,7 @@ impl LookupClient {
                     self.counters.errors.fetch_add(1, Ordering::Relaxed);
                     if e.counts_as_failure() {
                         let hold = match &e {
-                            LookupError::RateLimited { retry_after, .. } => *retry_after,
+                            ClientError::RateLimited { retry_after, .. } => *retry_after,
                             _ => None,
                         };
                         ep.breaker.failure(Instant::now(), hold);
@@ -537,16 +433,5 @@ impl LookupClient {
 
     fn jittered_backoff(&self) -> Duration {
         self.settings.backoff.mul_f64(0.5 + fastrand::f64())
-    }
-}
-
-/// IPv4-mapped IPv6 addresses are their IPv4 address, as on the service.
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map(IpAddr::V4)
-            .unwrap_or(IpAddr::V6(v6)),
-        v4 => v4,
     }
 }

@@ -118,7 +118,7 @@ fn replica(c: &mut Criterion) {
         .endpoint(url.clone())
         .build()
         .unwrap();
-    let rust = envid::lookup::Replica::builder(config).build().unwrap();
+    let rust = envid::replica::Replica::builder(config).build().unwrap();
     let c_side = c_replica(&url);
     let mut g = c.benchmark_group("replica");
     // Inside 10.8.1.0/24 (and /16, /8): a longest-prefix answer.

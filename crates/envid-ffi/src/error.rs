@@ -223,12 +223,12 @@ impl From<envid::rules::RulesError> for Fail {
 
 /// The library's lookup errors: bad input (endpoints, settings, IPs) is
 /// `ENVID_INVALID_INPUT`, the rest `ENVID_LOOKUP_FAILED`.
-impl From<envid::lookup::LookupError> for Fail {
-    fn from(e: envid::lookup::LookupError) -> Fail {
+impl From<envid::client::ClientError> for Fail {
+    fn from(e: envid::client::ClientError) -> Fail {
         let code = match e {
-            envid::lookup::LookupError::InvalidEndpoint { .. }
-            | envid::lookup::LookupError::InvalidConfig { .. }
-            | envid::lookup::LookupError::InvalidIp { .. } => envid_result::ENVID_INVALID_INPUT,
+            envid::client::ClientError::InvalidEndpoint { .. }
+            | envid::client::ClientError::InvalidConfig { .. }
+            | envid::client::ClientError::InvalidIp { .. } => envid_result::ENVID_INVALID_INPUT,
             _ => envid_result::ENVID_LOOKUP_FAILED,
         };
         Fail::new(code, e.to_string())

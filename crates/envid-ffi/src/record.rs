@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use envid::lookup::LookupError;
+use envid::client::ClientError;
 use envid::protocol::HostRecord;
 
 use crate::error::{envid_result, Fail, FfiResult};
@@ -11,7 +11,7 @@ use crate::error::{envid_result, Fail, FfiResult};
 pub(crate) fn parse_ip(s: &str) -> FfiResult<IpAddr> {
     s.trim()
         .parse()
-        .map_err(|_| Fail::from(LookupError::InvalidIp { input: s.into() }))
+        .map_err(|_| Fail::from(ClientError::InvalidIp { input: s.into() }))
 }
 
 pub(crate) fn record_json(r: &HostRecord) -> FfiResult<String> {

@@ -5,8 +5,8 @@
 use std::ffi::c_char;
 use std::sync::Arc;
 
-use envid::lookup::{CacheFileStatus, Replica};
 use envid::protocol::HostRecord;
+use envid::replica::{CacheFileStatus, Replica};
 
 use crate::error::{envid_result, Fail, FfiResult};
 use crate::marshal::{free_box, new_out, obj_arg, owned_c_string, str_arg, write_out};

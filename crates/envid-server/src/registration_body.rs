@@ -1,9 +1,11 @@
 //! The bodies of `PUT /v1/hosts/{ip}` and `POST /v1/hosts/{ip}/renew`:
 //! what a registering client may say, checked before anything is stored.
+//! A registration parses into [`RegistrationBody`], the type the client
+//! sends; the checks before it name each refusal in the service's words.
 
 use std::net::IpAddr;
 
-use envid::protocol::{HostRecord, RECORD_KEYS};
+use envid::protocol::{canonical_ip, HostRecord, RegistrationBody, RECORD_KEYS};
 
 use crate::error::ErrorCode;
 use crate::validation::{check_record, parse_json_strict};
@@ -45,9 +47,9 @@ pub fn parse_lease_seconds(value: &serde_json::Value) -> Result<u64, Registratio
         })
 }
 
-/// Parses a `PUT /v1/hosts/{ip}` body: a record's fields plus the required
-/// `lease_seconds`. The record gets the path's `ip` (a body `ip` must equal
-/// it); `cidr` and `token` are refused (ranges belong in the registry file,
+/// Parses a `PUT /v1/hosts/{ip}` body, a [`RegistrationBody`]: a record's
+/// fields plus the required `lease_seconds`. The record gets the path's
+/// `ip` (a body `ip` must equal it); `cidr` and `token` are refused (ranges belong in the registry file,
 /// and records are served to anyone), and so is `env_type` (the service
 /// derives it from `env`, so a client cannot call `beta` `prod`). The
 /// record then passes [`crate::validation::check_record`], the registry
@@ -64,14 +66,14 @@ pub fn parse_registration_body(
             format!("invalid JSON body (expected {{\"app\": ..., \"env\": ..., \"idc\": ..., \"lease_seconds\": N}}): {e}"),
         )
     })?;
-    let serde_json::Value::Object(mut fields) = value else {
+    let serde_json::Value::Object(fields) = value else {
         return Err(body_error(
             ErrorCode::InvalidJson,
             "the body must be a JSON object",
         ));
     };
-    let lease = match fields.remove("lease_seconds") {
-        Some(v) => parse_lease_seconds(&v)?,
+    let lease = match fields.get("lease_seconds") {
+        Some(v) => parse_lease_seconds(v)?,
         None => {
             return Err(body_error(
                 ErrorCode::InvalidLease,
@@ -99,6 +101,7 @@ pub fn parse_registration_body(
                     "env_type is derived by the service from env; remove it from the body",
                 ))
             }
+            "lease_seconds" => {}
             k if !RECORD_KEYS.contains(&k) => {
                 return Err(body_error(
                     ErrorCode::InvalidRecord,
@@ -110,7 +113,7 @@ pub fn parse_registration_body(
     }
     if let Some(v) = fields.get("ip") {
         let given = v.as_str().and_then(|s| s.parse::<IpAddr>().ok());
-        if given.map(|g| g.to_canonical()) != Some(ip.to_canonical()) {
+        if given.map(canonical_ip) != Some(canonical_ip(ip)) {
             return Err(body_error(
                 ErrorCode::InvalidRecord,
                 format!("the body's ip {v} is not the path's {ip}"),
@@ -118,17 +121,18 @@ pub fn parse_registration_body(
         }
     }
     let input = serde_json::Value::Object(fields);
-    let mut record: HostRecord = serde_json::from_value(input.clone())
+    let parsed: RegistrationBody = serde_json::from_value(input.clone())
         .map_err(|e| body_error(ErrorCode::InvalidRecord, e.to_string()))?;
-    // `ip` was checked above and is replaced by the path's canonical form.
-    let problems = check_record(&input, &record, &["ip"]);
+    // Checked with the body's own `ip`, as given, so that the size limit
+    // counts what the client sent; the path's replaces it below.
+    let mut record = parsed.into_record();
+    // `ip` was checked above and `lease_seconds` is not a record field.
+    let problems = check_record(&input, &record, &["ip", "lease_seconds"]);
     if !problems.is_empty() {
         let all: Vec<String> = problems.iter().map(ToString::to_string).collect();
         return Err(body_error(ErrorCode::InvalidRecord, all.join("; ")));
     }
     record.ip = Some(ip);
-    record.cidr = None;
-    record.env_type = None;
     Ok((record, lease))
 }
 

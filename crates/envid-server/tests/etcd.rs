@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use common::etcd::{Cluster, Service};
 use common::{example_registry, get, request, wait_until, Resp};
-use envid::lookup::Replica;
+use envid::replica::Replica;
 use envid::ServiceConfig;
 use envid_server::ServerHandle;
 

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::etcd::{write_private, Ca, Cluster, ClusterTls};
 use common::{get, request, wait_until, Resp};
-use envid::lookup::Replica;
+use envid::replica::Replica;
 use envid::ServiceConfig;
 use envid_server::{EtcdAccess, EtcdPassword, ServerError, ServerHandle};
 

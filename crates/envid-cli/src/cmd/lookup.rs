@@ -3,7 +3,9 @@
 use std::net::IpAddr;
 use std::process::ExitCode;
 
-use envid::lookup::{LookupClient, LookupError, LookupResult, Replica};
+use envid::client::ClientError;
+use envid::lookup::{LookupClient, LookupResult};
+use envid::replica::Replica;
 use serde_json::json;
 
 use crate::cli::{Format, LookupArgs, ReportFormat};
@@ -88,9 +90,9 @@ impl Source {
 }
 
 /// The error, and for a missing token where to give it.
-fn explained(e: &LookupError) -> String {
+fn explained(e: &ClientError) -> String {
     match e {
-        LookupError::Unauthorized {
+        ClientError::Unauthorized {
             token_sent: false, ..
         } => format!("{e}: pass --token or set ENVID_LOOKUP_TOKEN"),
         _ => e.to_string(),
@@ -101,12 +103,12 @@ pub fn run(a: LookupArgs) -> Result<ExitCode, String> {
     let (ips, format) = (&a.ips, a.format);
 
     // Parse first; bad input is reported per IP, next to the real answers.
-    let parsed: Vec<Result<IpAddr, LookupError>> = ips
+    let parsed: Vec<Result<IpAddr, ClientError>> = ips
         .iter()
         .map(|s| {
             s.trim()
                 .parse::<IpAddr>()
-                .map_err(|_| LookupError::InvalidIp { input: s.clone() })
+                .map_err(|_| ClientError::InvalidIp { input: s.clone() })
         })
         .collect();
     let valid: Vec<IpAddr> = parsed

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use envid::lookup::LookupError;
+use envid::client::ClientError;
 use envid::registrar::{reregister_jitter, Registrar, Registration};
 use envid::Environment;
 
@@ -75,25 +75,25 @@ fn registrar(
 }
 
 /// The sentence for a registration the service refused.
-fn refusal(ip: IpAddr, op: &str, e: &LookupError) -> String {
+fn refusal(ip: IpAddr, op: &str, e: &ClientError) -> String {
     match e {
-        LookupError::Unauthorized {
+        ClientError::Unauthorized {
             status: 401,
             token_sent: false,
             ..
         } => format!(
             "cannot {op} {ip}: the service needs a token (HTTP 401) and none was sent: give the descriptor a `token`, set ENVID_REGISTER_TOKEN or pass --token"
         ),
-        LookupError::Unauthorized { status: 401, .. } => format!(
+        ClientError::Unauthorized { status: 401, .. } => format!(
             "cannot {op} {ip}: the service does not accept this token (HTTP 401); registration uses the descriptor's `token` (or --token), whose SHA-256 must be in the service's apps file"
         ),
-        LookupError::Unauthorized { status: 403, .. } => format!(
+        ClientError::Unauthorized { status: 403, .. } => format!(
             "cannot {op} {ip}: the service refused (HTTP 403): an app's token registers only the IP it connects from, under its own app name, in the envs and idcs its apps entry allows, and renews or removes only its own registrations (or the service takes no registrations: it needs --apps)"
         ),
-        LookupError::Status { status: 409, .. } => format!(
+        ClientError::Status { status: 409, .. } => format!(
             "cannot {op} {ip}: it is a static record of the service's registry file (HTTP 409); registrations never replace or remove it"
         ),
-        LookupError::Status { status: 400, .. } if op == "register" => format!(
+        ClientError::Status { status: 400, .. } if op == "register" => format!(
             "cannot {op} {ip}: the service refused the record or the address (HTTP 400): loopback, link-local, multicast, broadcast and unspecified addresses cannot be registered, and every field must be trimmed, printable and at most 256 bytes"
         ),
         e => format!("cannot {op} {ip}: {e}"),
@@ -138,7 +138,7 @@ fn register_until_done(
     loop {
         match r.register(ip, reg) {
             Ok(()) => return Ok(true),
-            Err(LookupError::RateLimited { retry_after, .. }) => {
+            Err(ClientError::RateLimited { retry_after, .. }) => {
                 limited += 1;
                 if !persist && limited >= RATE_LIMITED_ATTEMPTS {
                     return Err(format!(
@@ -238,10 +238,10 @@ pub fn register(a: RegisterArgs) -> Result<ExitCode, String> {
                     eprintln!("envid: {e}");
                 }
             }
-            Err(LookupError::RateLimited { retry_after, .. }) => {
+            Err(ClientError::RateLimited { retry_after, .. }) => {
                 wait = retry_after.unwrap_or(Duration::from_secs(1)).min(period);
             }
-            Err(e @ LookupError::Unauthorized { .. }) => {
+            Err(e @ ClientError::Unauthorized { .. }) => {
                 // Not ours any more (another app registered this IP) or the
                 // token was revoked: renewing again cannot help.
                 return Err(refusal(ip, "renew", &e));
@@ -318,7 +318,7 @@ pub fn deregister(a: DeregisterArgs) -> Result<ExitCode, String> {
         }
         // The service refuses to delete what the registry file says: a
         // negative answer (1), not a failure to run.
-        Err(LookupError::Status { status: 409, .. }) => {
+        Err(ClientError::Status { status: 409, .. }) => {
             eprintln!(
                 "envid: {ip} is a static record from the registry file of {}; edit the registry file instead",
                 registrar.endpoint()

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use envid::lookup::{Replica, ReplicaStats};
+use envid::replica::{Replica, ReplicaStats};
 use serde_json::json;
 
 use crate::cli::{ReportFormat, WatchArgs};

@@ -1,20 +1,14 @@
-//! How requests reach the service. The lookup client, the replica and the
-//! registrar only see the [`Transport`] trait, one HTTP exchange at a time;
-//! [`HttpTransport`] is the real one (ureq 3 with rustls: keep-alive, the
-//! [`ServiceConfig`]'s timeouts, proxy and TLS roots, a response size cap).
-//! The protocol's paths and bodies are built here too, once, for all three.
+//! How requests reach the service. Every client (lookup client, replica,
+//! registrar, identity verifier) only sees the [`Transport`] trait, one
+//! HTTP exchange at a time; [`HttpTransport`] is the real one (ureq 3 with
+//! rustls: keep-alive, the [`ServiceConfig`]'s timeouts, proxy and TLS
+//! roots, a response size cap). The paths are built by
+//! [`crate::protocol`].
 
-use std::collections::HashMap;
-use std::net::IpAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
-use super::LookupError;
-use crate::protocol::{HostRecord, LookupRequest, LookupResponse};
-use crate::service_config::{ServiceConfig, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_PER_PHASE_TIMEOUT};
-
-/// One batch answer: each IP asked for, known (`Some`) or unknown (`None`).
-pub(crate) type BatchAnswer = HashMap<IpAddr, Option<Arc<HostRecord>>>;
+use super::config::{DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_PER_PHASE_TIMEOUT};
+use super::{ClientError, ServiceConfig};
 
 /// The HTTP methods the protocol uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,10 +85,10 @@ pub enum Conditional {
 /// something else than [`HttpTransport`] (a test double, another HTTP stack).
 pub trait Transport: Send + Sync {
     /// Sends `request`. `Ok(Some(body))` for any 2xx, `Ok(None)` for 404;
-    /// other statuses are errors: 401/403 [`LookupError::Unauthorized`], 429
-    /// (and 503 with `Retry-After`) [`LookupError::RateLimited`], the rest
-    /// [`LookupError::Status`].
-    fn send(&self, request: &Request<'_>) -> Result<Option<Vec<u8>>, LookupError>;
+    /// other statuses are errors: 401/403 [`ClientError::Unauthorized`], 429
+    /// (and 503 with `Retry-After`) [`ClientError::RateLimited`], the rest
+    /// [`ClientError::Status`].
+    fn send(&self, request: &Request<'_>) -> Result<Option<Vec<u8>>, ClientError>;
 
     /// `GET endpoint+path` with `If-None-Match: etag` when one is given (the
     /// identity verifier's key refresh). Errors as [`Transport::send`]. The
@@ -105,7 +99,7 @@ pub trait Transport: Send + Sync {
         endpoint: &str,
         path: &str,
         etag: Option<&str>,
-    ) -> Result<Conditional, LookupError> {
+    ) -> Result<Conditional, ClientError> {
         let _ = etag;
         Ok(
             match self.send(&Request::new(Method::Get, endpoint, path))? {
@@ -175,35 +169,35 @@ impl HttpTransport {
         }
     }
 
-    fn map_err(&self, endpoint: &str, e: ureq::Error) -> LookupError {
+    fn map_err(&self, endpoint: &str, e: ureq::Error) -> ClientError {
         let endpoint = endpoint.to_string();
         match e {
-            ureq::Error::Timeout(_) => LookupError::Timeout {
+            ureq::Error::Timeout(_) => ClientError::Timeout {
                 endpoint,
                 timeout: self.per_phase,
             },
-            ureq::Error::BodyExceedsLimit(limit) => LookupError::TooLarge { endpoint, limit },
-            ureq::Error::ConnectionFailed | ureq::Error::HostNotFound => LookupError::Connect {
+            ureq::Error::BodyExceedsLimit(limit) => ClientError::TooLarge { endpoint, limit },
+            ureq::Error::ConnectionFailed | ureq::Error::HostNotFound => ClientError::Connect {
                 endpoint,
                 message: e.to_string(),
             },
             ureq::Error::Io(io) => match io.kind() {
                 std::io::ErrorKind::ConnectionRefused
                 | std::io::ErrorKind::AddrNotAvailable
-                | std::io::ErrorKind::NotConnected => LookupError::Connect {
+                | std::io::ErrorKind::NotConnected => ClientError::Connect {
                     endpoint,
                     message: io.to_string(),
                 },
-                std::io::ErrorKind::TimedOut => LookupError::Timeout {
+                std::io::ErrorKind::TimedOut => ClientError::Timeout {
                     endpoint,
                     timeout: self.per_phase,
                 },
-                _ => LookupError::Io {
+                _ => ClientError::Io {
                     endpoint,
                     message: io.to_string(),
                 },
             },
-            other => LookupError::Io {
+            other => ClientError::Io {
                 endpoint,
                 message: other.to_string(),
             },
@@ -216,7 +210,7 @@ impl HttpTransport {
         &self,
         endpoint: &str,
         result: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
-    ) -> Result<Option<Vec<u8>>, LookupError> {
+    ) -> Result<Option<Vec<u8>>, ClientError> {
         let mut resp = result.map_err(|e| self.map_err(endpoint, e))?;
         let status = resp.status().as_u16();
         let endpoint_s = endpoint.to_string();
@@ -224,7 +218,7 @@ impl HttpTransport {
             200..=299 => {}
             404 => return Ok(None),
             401 | 403 => {
-                return Err(LookupError::Unauthorized {
+                return Err(ClientError::Unauthorized {
                     endpoint: endpoint_s,
                     status,
                     token_sent: self.config.token().is_some(),
@@ -237,13 +231,13 @@ impl HttpTransport {
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.trim().parse::<u64>().ok())
                     .map(Duration::from_secs);
-                return Err(LookupError::RateLimited {
+                return Err(ClientError::RateLimited {
                     endpoint: endpoint_s,
                     retry_after,
                 });
             }
             _ => {
-                return Err(LookupError::Status {
+                return Err(ClientError::Status {
                     endpoint: endpoint_s,
                     status,
                 })
@@ -279,7 +273,7 @@ impl HttpTransport {
 }
 
 impl Transport for HttpTransport {
-    fn send(&self, r: &Request<'_>) -> Result<Option<Vec<u8>>, LookupError> {
+    fn send(&self, r: &Request<'_>) -> Result<Option<Vec<u8>>, ClientError> {
         let url = format!("{}{}", r.endpoint, r.path);
         let result = match r.method {
             Method::Get => {
@@ -311,7 +305,7 @@ impl Transport for HttpTransport {
         endpoint: &str,
         path: &str,
         etag: Option<&str>,
-    ) -> Result<Conditional, LookupError> {
+    ) -> Result<Conditional, ClientError> {
         let mut req = self.auth(self.agent.get(format!("{endpoint}{path}")));
         if let Some(etag) = etag {
             req = req.header("if-none-match", etag);
@@ -332,64 +326,22 @@ impl Transport for HttpTransport {
     }
 }
 
+/// A response body as the protocol's JSON, else [`ClientError::Decode`]
+/// naming the endpoint.
 pub(crate) fn decode<T: serde::de::DeserializeOwned>(
     endpoint: &str,
     bytes: &[u8],
-) -> Result<T, LookupError> {
-    serde_json::from_slice(bytes).map_err(|e| LookupError::Decode {
+) -> Result<T, ClientError> {
+    serde_json::from_slice(bytes).map_err(|e| ClientError::Decode {
         endpoint: endpoint.to_string(),
         message: e.to_string(),
     })
 }
 
 /// A 404 where the protocol always answers.
-pub(crate) fn not_found(endpoint: &str) -> LookupError {
-    LookupError::Status {
+pub(crate) fn not_found(endpoint: &str) -> ClientError {
+    ClientError::Status {
         endpoint: endpoint.to_string(),
         status: 404,
     }
-}
-
-/// `GET /v1/hosts/{ip}`: `Ok(None)` for 404.
-pub(crate) fn get_host(
-    t: &dyn Transport,
-    endpoint: &str,
-    ip: IpAddr,
-) -> Result<Option<Arc<HostRecord>>, LookupError> {
-    let path = format!("/v1/hosts/{ip}");
-    match t.send(&Request::new(Method::Get, endpoint, &path))? {
-        None => Ok(None),
-        Some(bytes) => Ok(Some(Arc::new(decode::<HostRecord>(endpoint, &bytes)?))),
-    }
-}
-
-/// `POST /v1/hosts/lookup` with at most the service's batch limit of IPs.
-pub(crate) fn lookup_batch(
-    t: &dyn Transport,
-    endpoint: &str,
-    ips: &[IpAddr],
-) -> Result<BatchAnswer, LookupError> {
-    let request = LookupRequest {
-        ips: ips.iter().map(|ip| ip.to_string()).collect(),
-    };
-    let body = serde_json::to_vec(&request).expect("a list of IPs always encodes");
-    let bytes = t
-        .send(&Request::new(Method::Post, endpoint, "/v1/hosts/lookup").json(&body))?
-        .ok_or_else(|| not_found(endpoint))?;
-    let parsed: LookupResponse = decode(endpoint, &bytes)?;
-    let mut out = BatchAnswer::with_capacity(ips.len());
-    for (k, v) in parsed.hosts {
-        let ip = k.parse::<IpAddr>().map_err(|_| LookupError::Decode {
-            endpoint: endpoint.to_string(),
-            message: format!("answer keyed by {k:?}, not an IP address"),
-        })?;
-        out.insert(ip, v.map(Arc::new));
-    }
-    if let Some(missing) = ips.iter().find(|ip| !out.contains_key(ip)) {
-        return Err(LookupError::Decode {
-            endpoint: endpoint.to_string(),
-            message: format!("answer lacks {missing}"),
-        });
-    }
-    Ok(out)
 }

@@ -1,11 +1,14 @@
-//! Errors of the lookup client.
+//! [`ClientError`], the one error of every client of the service.
 
 use std::time::Duration;
 
-/// Why a lookup failed. Every variant that involves a request names the
-/// endpoint; none ever contains the bearer token.
+/// Why a client of the service failed: the one error of
+/// [`ServiceConfigBuilder::build`](super::ServiceConfigBuilder::build), the
+/// lookup client, the replica and the registrar (it was called
+/// `LookupError`, after the first of them). Every variant that involves a
+/// request names the endpoint; none ever contains the bearer token.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum LookupError {
+pub enum ClientError {
     /// The client was built without endpoints, or with one that is not an
     /// `http://` or `https://` URL.
     #[error("invalid endpoint {endpoint:?}: {reason}")]
@@ -15,7 +18,7 @@ pub enum LookupError {
         /// Why it was refused.
         reason: String,
     },
-    /// A setting of a [`ServiceConfig`](crate::ServiceConfig) other than the
+    /// A setting of a [`ServiceConfig`](super::ServiceConfig) other than the
     /// endpoints was refused: the proxy URL, the CA file, a zero timeout or
     /// size cap.
     #[error("invalid {field}: {reason}")]
@@ -108,7 +111,7 @@ pub enum LookupError {
     #[error("{service}; and the cache file {path} {problem}")]
     NoReplicaData {
         /// Why the service gave nothing (every endpoint was tried).
-        service: Box<LookupError>,
+        service: Box<ClientError>,
         /// The cache file.
         path: String,
         /// What is wrong with it.
@@ -124,7 +127,7 @@ pub enum LookupError {
     },
 }
 
-/// What is wrong with a replica's cache file (see [`LookupError::NoReplicaData`]).
+/// What is wrong with a replica's cache file (see [`ClientError::NoReplicaData`]).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum CacheProblem {
     /// There is no such file (never written, or removed).
@@ -139,15 +142,15 @@ pub enum CacheProblem {
     Unreadable(String),
 }
 
-impl LookupError {
+impl ClientError {
     /// Whether another attempt (after a backoff, or at another endpoint) may help.
     pub fn is_retryable(&self) -> bool {
         match self {
-            LookupError::Connect { .. }
-            | LookupError::Timeout { .. }
-            | LookupError::Io { .. }
-            | LookupError::RateLimited { .. } => true,
-            LookupError::Status { status, .. } => *status >= 500,
+            ClientError::Connect { .. }
+            | ClientError::Timeout { .. }
+            | ClientError::Io { .. }
+            | ClientError::RateLimited { .. } => true,
+            ClientError::Status { status, .. } => *status >= 500,
             _ => false,
         }
     }
@@ -158,7 +161,7 @@ impl LookupError {
         self.is_retryable()
             || matches!(
                 self,
-                LookupError::Decode { .. } | LookupError::TooLarge { .. }
+                ClientError::Decode { .. } | ClientError::TooLarge { .. }
             )
     }
 }
