@@ -59,6 +59,14 @@ pub struct HostRecord {
     /// Free-form labels.
     #[serde(default, skip_serializing_if = "Labels::is_empty")]
     pub labels: Labels,
+    /// The registration this record belongs to: an id the service assigns
+    /// at each accepted `PUT /v1/hosts/{ip}` and keeps across renewals.
+    /// An IP reused by another host (or registered again) is another
+    /// registration, so a late leave of the previous one is never taken for
+    /// the new one's. Absent on static records of the registry file and from
+    /// services that predate it; never accepted from a client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registration: Option<String>,
 }
 
 /// The body of `POST /v1/hosts/lookup`: `{"ips": ["10.0.0.1", ...]}`. The
@@ -173,6 +181,7 @@ impl RegistrationBody {
             release: self.release,
             k8s: self.k8s,
             labels: self.labels,
+            registration: None,
         }
     }
 }

@@ -72,6 +72,7 @@ impl Registration {
                 release: env.release().cloned(),
                 k8s: env.k8s().cloned(),
                 labels: env.labels().clone(),
+                registration: None,
             },
             lease,
         }
