@@ -8,7 +8,7 @@
 //!
 //! Skipped, loudly, when `javac` is not installed (CI installs JDK 17).
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

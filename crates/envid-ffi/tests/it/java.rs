@@ -19,7 +19,7 @@
 //! With a JDK but without JUnit's console launcher it fails, saying how to
 //! install it (`JUNIT_CONSOLE_JAR` names another copy).
 
-mod common;
+use crate::common;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};

@@ -17,7 +17,7 @@ use envid::client::{ClientError, ServiceConfig, ServiceConfigBuilder};
 use envid::lookup::{LookupClient, LookupClientBuilder};
 use envid::Secret;
 
-const REGISTRY: &str = include_str!("../testdata/registry-loopback.toml");
+const REGISTRY: &str = include_str!("../../testdata/registry-loopback.toml");
 
 struct Service {
     dir: tempfile::TempDir,

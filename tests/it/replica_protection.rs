@@ -6,7 +6,7 @@
 //! service that lost its state is refilled by registrants re-registering
 //! on `404` while no replica drops below its protected view; the cache
 //! file's age and problems are reported. Counts before, during and after are
-//! printed (`cargo test --test replica_protection -- --nocapture`).
+//! printed (`cargo test --test it replica_protection -- --nocapture`).
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};

@@ -21,7 +21,7 @@ use envid::registrar::{Registrar, Registration};
 use envid::replica::{Replica, ReplicaBuilder};
 use envid::ServiceConfig;
 
-const REGISTRY: &str = include_str!("../testdata/registry-loopback.toml");
+const REGISTRY: &str = include_str!("../../testdata/registry-loopback.toml");
 
 struct Service {
     _dir: tempfile::TempDir,

@@ -13,7 +13,7 @@
 //! environment (a static that lives as long as the process by design), the
 //! per-thread last-error buffers and the Rust runtime's own statics.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
