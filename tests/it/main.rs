@@ -4,6 +4,7 @@
 //! `cargo test` costs on a small machine. `tests/current.rs` stays apart: it
 //! sets process-wide state (`envid::current()`, environment variables).
 
+mod architecture;
 mod deprecated_paths;
 mod descriptor;
 mod detect;

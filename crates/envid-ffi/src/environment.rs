@@ -292,8 +292,8 @@ pub unsafe extern "C" fn envid_load(
         }
         // SAFETY: NULL or a live options object by contract.
         let env = match unsafe { opts.as_ref() } {
-            Some(o) => o.load()?,
-            None => envid_load_options::default().load()?,
+            Some(o) => envid_environment::owned(o.load()?),
+            None => envid_environment::owned(envid_load_options::default().load()?),
         };
         let p = Box::into_raw(Box::new(env));
         // SAFETY: checked non-null above; writable by contract.

@@ -7,7 +7,6 @@ use std::path::PathBuf;
 
 use envid::Environment;
 
-use crate::environment::envid_environment;
 use crate::error::{envid_result, Fail, FfiResult};
 use crate::marshal::{free_box, path_arg, write_out};
 use crate::panic::{ffi_boundary, ffi_boundary_void};
@@ -60,8 +59,9 @@ impl envid_load_options {
         }
     }
 
-    /// Loads a fresh environment with these options.
-    pub fn load(&self) -> FfiResult<envid_environment> {
+    /// Loads a fresh environment with these options (the caller wraps it in
+    /// the object it hands out: `envid_environment`, or a JNI handle).
+    pub fn load(&self) -> FfiResult<Environment> {
         let mut b = Environment::builder()
             .strict(self.strict)
             .env_vars(self.env_vars)
@@ -75,8 +75,7 @@ impl envid_load_options {
         if let Some(p) = &self.rules_file {
             b = b.rules_file(p);
         }
-        let env = b.load()?;
-        Ok(envid_environment::owned(env))
+        Ok(b.load()?)
     }
 }
 

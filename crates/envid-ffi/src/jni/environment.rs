@@ -74,7 +74,7 @@ pub extern "system" fn Java_io_envid_Native_load<'local>(
             env_vars,
             properties,
         );
-        Ok(into_handle(opts.load()?))
+        Ok(into_handle(envid_environment::owned(opts.load()?)))
     })
 }
 
