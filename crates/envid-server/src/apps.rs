@@ -468,7 +468,7 @@ impl AppsReloader {
             handle,
             metrics,
             last_stamp: None,
-            last_hash: crate::reload::content_hash(loaded),
+            last_hash: crate::hash::content_hash(loaded),
             last_error: None,
         }
     }
@@ -505,7 +505,7 @@ impl AppsReloader {
             Ok(b) => b,
             Err(e) => return self.fail(format!("{}: {e}", self.path.display())),
         };
-        let hash = crate::reload::content_hash(&bytes);
+        let hash = crate::hash::content_hash(&bytes);
         if hash == self.last_hash {
             return;
         }

@@ -88,13 +88,13 @@ mod error;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 mod guard;
+mod hash;
 mod http;
 pub mod identity;
 mod metrics;
 pub mod registration_body;
 pub mod registry_file;
 mod reload;
-mod state;
 pub mod store;
 mod tls;
 pub mod validation;

@@ -13,7 +13,6 @@
 //! records (an empty or truncated file) is refused the same way, unless
 //! `allow_mass_delete` is set (see [`crate::guard`]).
 
-use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -21,6 +20,7 @@ use std::time::{Duration, SystemTime};
 use crate::registry_file::parse_registry;
 
 use crate::guard::{is_mass_delete, Guard, RefusedReload};
+use crate::hash::content_hash;
 use crate::metrics::Metrics;
 use crate::store::{now_unix_ms, RegistryStore};
 
@@ -36,12 +36,6 @@ pub(crate) struct Reloader {
     last_error: Option<String>,
     guard: Arc<Guard>,
     allow_mass_delete: bool,
-}
-
-pub(crate) fn content_hash(bytes: &[u8]) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    bytes.hash(&mut h);
-    h.finish()
 }
 
 impl Reloader {

@@ -774,7 +774,7 @@ mod imp {
             }
             all.push(0);
         }
-        crate::reload::content_hash(&all)
+        crate::hash::content_hash(&all)
     }
 
     #[cfg(test)]
