@@ -92,6 +92,7 @@ mod hash;
 mod http;
 pub mod identity;
 mod metrics;
+mod poll;
 pub mod registration_body;
 pub mod registry_file;
 mod reload;
@@ -563,7 +564,7 @@ async fn serve(p: Prepared, shutdown: impl Future<Output = ()> + Send + 'static)
         config,
         listener,
         mut state,
-        mut reloader,
+        reloader,
         apps_reloader,
         tls,
         embedded,
@@ -575,52 +576,10 @@ async fn serve(p: Prepared, shutdown: impl Future<Output = ()> + Send + 'static)
             return;
         }
     };
-    let interval = config.reload_interval.max(Duration::from_millis(10));
-    let reload_task = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tick.tick().await; // the first tick is immediate; the file was just loaded
-        loop {
-            tick.tick().await;
-            reloader = match tokio::task::spawn_blocking(move || {
-                reloader.poll();
-                reloader
-            })
-            .await
-            {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::error!(error = %e, "registry reloader stopped");
-                    return;
-                }
-            };
-        }
-    });
-
+    let reload_task = poll::spawn(config.reload_interval, reloader);
     let store_tasks = state.store.clone().start();
     // The apps file is polled on its own task, like the registry.
-    let apps_task = apps_reloader.map(|mut apps_reloader| {
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(interval);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                apps_reloader = match tokio::task::spawn_blocking(move || {
-                    apps_reloader.poll();
-                    apps_reloader
-                })
-                .await
-                {
-                    Ok(r) => r,
-                    Err(e) => {
-                        tracing::error!(error = %e, "apps file reloader stopped");
-                        return;
-                    }
-                };
-            }
-        })
-    });
+    let apps_task = apps_reloader.map(|r| poll::spawn(config.reload_interval, r));
 
     // Lease expiry: the embedded store's, with self-preservation (the etcd
     // store's leases end inside etcd); the rate-limit windows' pruning.

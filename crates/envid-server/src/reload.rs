@@ -1,38 +1,27 @@
-//! Reloading the registry file when it changes.
-//!
-//! The file is *polled* (every `reload_interval`) rather than watched with
-//! inotify: polling works on every filesystem (NFS, overlay, FUSE) and with
-//! Kubernetes ConfigMap volumes, where an update swaps a `..data` symlink and
-//! the watched inode never changes. Each poll compares the file's
-//! (mtime, length); when they differ, or when the mtime is so recent that a
-//! same-size rewrite within one timestamp tick could hide (the "racy" window
-//! git also guards against), the content is read and hashed, and only a new
-//! hash is parsed. A file that fails to parse is logged once (a warning) and
-//! the old registry keeps serving; the next good file is loaded as usual.
+//! Reloading the registry file when it changes: polled (see [`crate::poll`]
+//! for why and how a change is found), and only new content is parsed. A
+//! file that fails to parse is logged once (a warning) and the old registry
+//! keeps serving; the next good file is loaded as usual.
 //! A file that parses but would delete more than half of the static
 //! records (an empty or truncated file) is refused the same way, unless
 //! `allow_mass_delete` is set (see [`crate::guard`]).
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
 
 use crate::registry_file::parse_registry;
 
 use crate::guard::{is_mass_delete, Guard, RefusedReload};
-use crate::hash::content_hash;
 use crate::metrics::Metrics;
+use crate::poll::{FileWatch, Poll};
 use crate::store::{now_unix_ms, RegistryStore};
 
-/// Within this age of the file's mtime, the content is re-checked on every poll.
-const RACY_WINDOW: Duration = Duration::from_secs(2);
-
+/// The registry file's poller: a new file that parses replaces the static
+/// records.
 pub(crate) struct Reloader {
-    path: PathBuf,
+    file: FileWatch,
     store: Arc<dyn RegistryStore>,
     metrics: Arc<Metrics>,
-    last_stamp: Option<(Option<SystemTime>, u64)>,
-    last_hash: Option<u64>,
     last_error: Option<String>,
     guard: Arc<Guard>,
     allow_mass_delete: bool,
@@ -49,11 +38,9 @@ impl Reloader {
         allow_mass_delete: bool,
     ) -> Reloader {
         Reloader {
-            path,
+            file: FileWatch::new(path, loaded),
             store,
             metrics,
-            last_stamp: None,
-            last_hash: Some(content_hash(loaded)),
             last_error: None,
             guard,
             allow_mass_delete,
@@ -64,7 +51,7 @@ impl Reloader {
         // Report a failure once, not on every poll.
         if self.last_error.as_deref() != Some(message.as_str()) {
             tracing::warn!(
-                path = %self.path.display(),
+                path = %self.file.path().display(),
                 error = %message,
                 version = self.store.snapshot().version,
                 "registry reload failed; keeping the old registry"
@@ -73,38 +60,23 @@ impl Reloader {
             self.last_error = Some(message);
         }
     }
+}
 
-    /// One check of the file; blocking I/O, run it off the async workers.
-    pub(crate) fn poll(&mut self) {
-        let path = self.path.display().to_string();
-        let meta = match std::fs::metadata(&self.path) {
-            Ok(m) => m,
-            Err(e) => return self.fail(format!("{path}: {e}")),
+impl Poll for Reloader {
+    const NAME: &'static str = "registry reloader";
+
+    fn poll(&mut self) {
+        let bytes = match self.file.changed() {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return,
+            Err(e) => return self.fail(e),
         };
-        let stamp = (meta.modified().ok(), meta.len());
-        let racy = stamp.0.is_none_or(|m| {
-            SystemTime::now()
-                .duration_since(m)
-                .map_or(true, |age| age < RACY_WINDOW)
-        });
-        if self.last_stamp == Some(stamp) && !racy {
-            return;
-        }
-        self.last_stamp = Some(stamp);
-        let bytes = match std::fs::read(&self.path) {
-            Ok(b) => b,
-            Err(e) => return self.fail(format!("{path}: {e}")),
-        };
-        let hash = content_hash(&bytes);
-        if self.last_hash == Some(hash) {
-            return;
-        }
-        self.last_hash = Some(hash);
+        let path = self.file.path().display().to_string();
         let text = match String::from_utf8(bytes) {
             Ok(t) => t,
             Err(_) => return self.fail(format!("{path}: not valid UTF-8")),
         };
-        let records = match parse_registry(&text, &self.path) {
+        let records = match parse_registry(&text, self.file.path()) {
             Ok(r) => r,
             Err(e) => return self.fail(e.to_string()),
         };
@@ -166,7 +138,7 @@ impl Reloader {
             },
             Err(e) => {
                 // Try again on the next poll.
-                self.last_hash = None;
+                self.file.forget();
                 tracing::warn!(path, error = %e, "registry reload not stored; retrying");
             }
         }

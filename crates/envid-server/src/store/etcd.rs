@@ -50,7 +50,6 @@ use envid::protocol::HostRecord;
 use etcd_client::{Client, Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp};
 use serde::{Deserialize, Serialize};
 
-use self::credentials::Credentials;
 use super::etcd_connect::{EtcdSettings, Failure, REQUEST_TIMEOUT};
 use super::records::{Delta, Gone, Records};
 use super::{Ack, BoxFuture, Health, Registration, RegistryStore, StaticOutcome, StoreError};
@@ -160,6 +159,15 @@ pub struct EtcdConfig {
     pub reload_interval: Duration,
 }
 
+/// What `/healthz` shows of the credentials' rotation.
+#[derive(Debug, Default)]
+struct CredentialHealth {
+    /// New credentials swapped in since start.
+    reloads: u64,
+    /// Why the files on disk are not in use (or the one in use expired).
+    error: Option<String>,
+}
+
 #[derive(Debug, Default)]
 struct Status {
     /// Set once the first list is in.
@@ -178,7 +186,7 @@ pub struct EtcdStore {
     /// Bumped when a client built from new credentials is swapped in: the
     /// watch moves to it.
     rotation: tokio::sync::watch::Sender<u64>,
-    credentials: Mutex<Credentials>,
+    credentials: Mutex<CredentialHealth>,
     view: RwLock<Arc<Records>>,
     history_limit: usize,
     /// The newest revision the watch has reported (events or progress): the
@@ -251,7 +259,7 @@ impl EtcdStore {
             client: tokio::sync::Mutex::new(None),
             settings: RwLock::new(Arc::new(settings)),
             rotation: tokio::sync::watch::channel(0).0,
-            credentials: Mutex::new(Credentials::default()),
+            credentials: Mutex::new(CredentialHealth::default()),
             view: RwLock::new(Arc::new(Records::new(Vec::new(), history_limit))),
             history_limit,
             seen: tokio::sync::watch::channel(0).0,
@@ -291,6 +299,10 @@ impl EtcdStore {
             status.trouble = why;
         }
         self.metrics.stale.set(i64::from(status.trouble.is_some()));
+    }
+
+    fn credentials(&self) -> std::sync::MutexGuard<'_, CredentialHealth> {
+        self.credentials.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn settings(&self) -> Arc<EtcdSettings> {
@@ -669,7 +681,11 @@ impl RegistryStore for EtcdStore {
             tokio::spawn(self.clone().probe()),
         ];
         if self.settings().has_files() {
-            tasks.push(tokio::spawn(self.watch_credentials()));
+            let interval = self.config.reload_interval;
+            tasks.push(crate::poll::spawn(
+                interval,
+                credentials::Rotation::new(self),
+            ));
         }
         tasks
     }

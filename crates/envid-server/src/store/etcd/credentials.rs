@@ -9,128 +9,121 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use etcd_client::Client;
+use tokio::runtime::Handle;
 
 use super::{refine, EtcdStore, PREFLIGHT_DEADLINE};
-use crate::store::etcd_connect::{fingerprint, now_secs, utc, EtcdSettings, Failure};
+use crate::poll::Poll;
+use crate::store::etcd_connect::{fingerprint, now_secs, utc, EtcdAccess, EtcdSettings, Failure};
 
 /// How long credentials etcd refused are left before they are tried again
 /// (unless the files change): each try makes etcd check a password, which
 /// costs it a bcrypt.
 const REFUSED_RETRY: Duration = Duration::from_secs(10);
 
-/// The state of the credentials on disk, for `/healthz`.
-#[derive(Debug, Default)]
-pub(super) struct Credentials {
-    /// The fingerprint of the files the client in use was built from.
-    applied: u64,
+/// The credentials' poller (see the module docs), run by [`crate::poll`].
+pub(super) struct Rotation {
+    store: Arc<EtcdStore>,
+    access: EtcdAccess,
+    /// The fingerprint of the files the client in use was built from
+    /// (taken at the first check).
+    applied: Option<u64>,
     /// Files etcd refused, and when.
     refused: Option<(u64, Instant)>,
-    /// New credentials swapped in since start.
-    pub(super) reloads: u64,
-    /// Why the files on disk are not in use (or the one in use expired).
-    pub(super) error: Option<String>,
+}
+
+impl Rotation {
+    pub(super) fn new(store: Arc<EtcdStore>) -> Rotation {
+        let access = store.settings().access().clone();
+        Rotation {
+            store,
+            access,
+            applied: None,
+            refused: None,
+        }
+    }
+}
+
+impl Poll for Rotation {
+    const NAME: &'static str = "etcd credentials reloader";
+    // An expired client certificate is named from the start.
+    const AT_ONCE: bool = true;
+
+    /// When the files' content changed, a client built from them is tried
+    /// (the same probe as at start) and swapped in, and the watch moves to
+    /// it. Files that do not load, or that etcd refuses, keep the client in
+    /// use; `/healthz` and the log say why, and the next poll tries again.
+    fn poll(&mut self) {
+        let applied = *self
+            .applied
+            .get_or_insert_with(|| fingerprint(&self.access));
+        let store = &self.store;
+        store.check_expiry();
+        let now = fingerprint(&self.access);
+        let resting = self
+            .refused
+            .is_some_and(|(f, at)| f == now && at.elapsed() < REFUSED_RETRY);
+        if now == applied || resting {
+            return;
+        }
+        let loaded =
+            EtcdSettings::load(&store.config.endpoints, &store.config.prefix, &self.access);
+        let settings = match loaded {
+            Ok(s) => s,
+            Err(e) => {
+                return store.credentials_failed(format!(
+                    "new etcd credentials do not load, keeping the previous ones: {e}"
+                ))
+            }
+        };
+        match Handle::current().block_on(store.try_client(&settings)) {
+            Ok(client) => {
+                Handle::current().block_on(store.swap_in(settings, client));
+                self.applied = Some(now);
+                self.refused = None;
+            }
+            Err(failure) => {
+                self.refused = Some((now, Instant::now()));
+                store.credentials_failed(format!(
+                    "etcd refused the new credentials, keeping the previous ones: {failure}"
+                ))
+            }
+        }
+    }
 }
 
 impl EtcdStore {
-    pub(super) fn credentials(&self) -> std::sync::MutexGuard<'_, Credentials> {
-        self.credentials.lock().unwrap_or_else(|e| e.into_inner())
+    /// A client on `settings` that passed the start probe.
+    async fn try_client(&self, settings: &EtcdSettings) -> Result<Client, Failure> {
+        let tried = async {
+            let mut client = self.connect(settings).await?;
+            tokio::time::timeout(PREFLIGHT_DEADLINE, self.check(&mut client))
+                .await
+                .map_err(|_| Failure::Transient("no answer within the deadline".into()))?
+                .map_err(|e| settings.classify(&e))?;
+            Ok::<Client, Failure>(client)
+        };
+        refine(settings, tried.await).await
     }
 
-    /// Polls the certificates and the password file; when their content
-    /// changes, a client built from them is tried (the same probe as at
-    /// start) and swapped in, and the watch moves to it. Files that do not
-    /// load, or that etcd refuses, keep the client in use; `/healthz` and
-    /// the log say why, and the next poll tries again.
-    pub(super) async fn watch_credentials(self: Arc<Self>) {
-        let interval = self.config.reload_interval.max(Duration::from_millis(10));
-        let mut tick = tokio::time::interval(interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let access = self.settings().access().clone();
-        let first = {
-            let access = access.clone();
-            tokio::task::spawn_blocking(move || fingerprint(&access))
-                .await
-                .unwrap_or_default()
-        };
-        self.credentials().applied = first;
-        loop {
-            tick.tick().await;
-            self.check_expiry();
-            let now = {
-                let access = access.clone();
-                match tokio::task::spawn_blocking(move || fingerprint(&access)).await {
-                    Ok(f) => f,
-                    Err(_) => continue,
-                }
-            };
-            {
-                let c = self.credentials();
-                let resting = c
-                    .refused
-                    .is_some_and(|(f, at)| f == now && at.elapsed() < REFUSED_RETRY);
-                if now == c.applied || resting {
-                    continue;
-                }
-            }
-            let loaded = {
-                let (endpoints, prefix, access) = (
-                    self.config.endpoints.clone(),
-                    self.config.prefix.clone(),
-                    access.clone(),
-                );
-                tokio::task::spawn_blocking(move || {
-                    EtcdSettings::load(&endpoints, &prefix, &access)
-                })
-                .await
-                .unwrap_or_else(|e| Err(e.to_string()))
-            };
-            let settings = match loaded {
-                Ok(s) => s,
-                Err(e) => {
-                    self.credentials_failed(format!(
-                        "new etcd credentials do not load, keeping the previous ones: {e}"
-                    ));
-                    continue;
-                }
-            };
-            let tried = async {
-                let mut client = self.connect(&settings).await?;
-                tokio::time::timeout(PREFLIGHT_DEADLINE, self.check(&mut client))
-                    .await
-                    .map_err(|_| Failure::Transient("no answer within the deadline".into()))?
-                    .map_err(|e| settings.classify(&e))?;
-                Ok::<Client, Failure>(client)
-            };
-            match refine(&settings, tried.await).await {
-                Ok(client) => {
-                    if let Some(t) = settings.not_after() {
-                        self.metrics.etcd_client_cert_not_after.set(t);
-                    }
-                    *self.settings.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(settings);
-                    *self.client.lock().await = Some(client);
-                    {
-                        let mut c = self.credentials();
-                        c.applied = now;
-                        c.refused = None;
-                        c.reloads += 1;
-                        c.error = None;
-                    }
-                    self.metrics.etcd_credentials_reload(true);
-                    self.rotation.send_modify(|g| *g += 1);
-                    tracing::info!(
-                        not_after = ?self.settings().not_after().map(utc),
-                        "etcd credentials reloaded; the new client is in use"
-                    );
-                    self.check_expiry();
-                }
-                Err(failure) => {
-                    self.credentials().refused = Some((now, Instant::now()));
-                    self.credentials_failed(format!(
-                        "etcd refused the new credentials, keeping the previous ones: {failure}"
-                    ))
-                }
-            }
+    /// Puts `client` (built from `settings`) in use; the watch moves to it.
+    async fn swap_in(&self, settings: EtcdSettings, client: Client) {
+        if let Some(t) = settings.not_after() {
+            self.metrics.etcd_client_cert_not_after.set(t);
         }
+        *self.settings.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(settings);
+        *self.client.lock().await = Some(client);
+        {
+            let mut c = self.credentials();
+            c.reloads += 1;
+            c.error = None;
+        }
+        self.metrics.etcd_credentials_reload(true);
+        self.rotation.send_modify(|g| *g += 1);
+        tracing::info!(
+            not_after = ?self.settings().not_after().map(utc),
+            "etcd credentials reloaded; the new client is in use"
+        );
+        self.check_expiry();
     }
 
     fn credentials_failed(&self, why: String) {
