@@ -527,9 +527,12 @@ fn etcd_store(
     if !prefix.ends_with('/') {
         prefix.push('/');
     }
-    let settings =
-        store::etcd_connect::EtcdSettings::load(&config.etcd, &prefix, &config.etcd_access)
-            .map_err(ServerError::Etcd)?;
+    let settings = store::etcd_connect::settings::EtcdSettings::load(
+        &config.etcd,
+        &prefix,
+        &config.etcd_access,
+    )
+    .map_err(ServerError::Etcd)?;
     Ok(Arc::new(EtcdStore::new(
         EtcdConfig {
             endpoints: config.etcd.clone(),

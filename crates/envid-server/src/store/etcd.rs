@@ -50,9 +50,12 @@ use envid::protocol::HostRecord;
 use etcd_client::{Client, Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp};
 use serde::{Deserialize, Serialize};
 
-use super::etcd_connect::{EtcdSettings, Failure, REQUEST_TIMEOUT};
+use super::etcd_connect::refusal::Failure;
+use super::etcd_connect::settings::{EtcdSettings, REQUEST_TIMEOUT};
 use super::records::{Delta, Gone, Records};
-use super::{Ack, BoxFuture, Health, Registration, RegistryStore, StaticOutcome, StoreError};
+use super::{
+    Ack, BoxFuture, Durable, Health, Registration, RegistryStore, StaticOutcome, StoreError,
+};
 use crate::metrics::Metrics;
 
 /// etcd's smallest lease.
@@ -405,6 +408,16 @@ impl EtcdStore {
         &self,
         f: impl std::future::Future<Output = Result<T, etcd_client::Error>>,
     ) -> Result<T, StoreError> {
+        self.timed_or(f, |_| None).await
+    }
+
+    /// [`Self::timed`], where `answer` turns an etcd error that is an
+    /// answer rather than a failure into a value (not counted as an error).
+    async fn timed_or<T>(
+        &self,
+        f: impl std::future::Future<Output = Result<T, etcd_client::Error>>,
+        answer: impl FnOnce(&etcd_client::Error) -> Option<T>,
+    ) -> Result<T, StoreError> {
         let started = Instant::now();
         match tokio::time::timeout(REQUEST_TIMEOUT, f).await {
             Ok(Ok(v)) => {
@@ -413,10 +426,13 @@ impl EtcdStore {
                     .observe(started.elapsed().as_secs_f64());
                 Ok(v)
             }
-            Ok(Err(e)) => {
-                self.metrics.store_error("etcd");
-                Err(unavailable(self.classify(&e)))
-            }
+            Ok(Err(e)) => match answer(&e) {
+                Some(v) => Ok(v),
+                None => {
+                    self.metrics.store_error("etcd");
+                    Err(unavailable(self.classify(&e)))
+                }
+            },
             Err(_) => {
                 self.metrics.store_error("etcd");
                 Err(unavailable("no answer within 2 s"))
@@ -513,7 +529,7 @@ impl RegistryStore for EtcdStore {
         Box::pin(self.caught_up(version))
     }
 
-    fn register(&self, r: Registration) -> BoxFuture<'_, Result<Ack, StoreError>> {
+    fn register(&self, r: Registration) -> Durable<'_, Ack> {
         Box::pin(async move {
             let mut client = self.client().await?;
             let stored = Stored {
@@ -530,11 +546,7 @@ impl RegistryStore for EtcdStore {
         })
     }
 
-    fn renew<'a>(
-        &'a self,
-        ip: IpAddr,
-        owner: Option<&'a str>,
-    ) -> BoxFuture<'a, Result<Option<u64>, StoreError>> {
+    fn renew<'a>(&'a self, ip: IpAddr, owner: Option<&'a str>) -> Durable<'a, Option<u64>> {
         Box::pin(async move {
             let client = self.client().await?;
             let resp = etcd!(self, |c| c.get(self.host_key(ip), None))?;
@@ -550,34 +562,21 @@ impl RegistryStore for EtcdStore {
                 return Err(StoreError::NotOwner(Arc::new(theirs)));
             }
             let mut client = client;
+            let (lease, lease_seconds) = (kv.lease(), stored.lease_seconds);
             // The client's keep-alive waits for etcd's first answer, and
             // fails with a lease error when the lease is gone (expired).
-            let started = Instant::now();
-            match tokio::time::timeout(REQUEST_TIMEOUT, client.lease_keep_alive(kv.lease())).await {
-                Ok(Ok(_)) => {
-                    self.metrics
-                        .etcd_round_trip
-                        .observe(started.elapsed().as_secs_f64());
-                    Ok(Some(stored.lease_seconds))
-                }
-                Ok(Err(etcd_client::Error::LeaseKeepAliveError(_))) => Ok(None),
-                Ok(Err(e)) => {
-                    self.metrics.store_error("etcd");
-                    Err(unavailable(self.classify(&e)))
-                }
-                Err(_) => {
-                    self.metrics.store_error("etcd");
-                    Err(unavailable("no answer within 2 s"))
-                }
-            }
+            self.timed_or(
+                async {
+                    let kept = client.lease_keep_alive(lease).await;
+                    kept.map(|_| Some(lease_seconds))
+                },
+                |e| matches!(e, etcd_client::Error::LeaseKeepAliveError(_)).then_some(None),
+            )
+            .await
         })
     }
 
-    fn deregister<'a>(
-        &'a self,
-        ip: IpAddr,
-        owner: Option<&'a str>,
-    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+    fn deregister<'a>(&'a self, ip: IpAddr, owner: Option<&'a str>) -> Durable<'a, bool> {
         Box::pin(async move {
             let client = self.client().await?;
             // With an owner: the record is read, checked, and deleted only if
@@ -641,10 +640,7 @@ impl RegistryStore for EtcdStore {
         })
     }
 
-    fn replace_static(
-        &self,
-        records: Vec<HostRecord>,
-    ) -> BoxFuture<'_, Result<StaticOutcome, StoreError>> {
+    fn replace_static(&self, records: Vec<HostRecord>) -> Durable<'_, StaticOutcome> {
         Box::pin(async move {
             let before = self.store().static_count();
             let after = records.len();
@@ -681,11 +677,7 @@ impl RegistryStore for EtcdStore {
             tokio::spawn(self.clone().probe()),
         ];
         if self.settings().has_files() {
-            let interval = self.config.reload_interval;
-            tasks.push(crate::poll::spawn(
-                interval,
-                credentials::Rotation::new(self),
-            ));
+            tasks.push(self.rotate_credentials());
         }
         tasks
     }

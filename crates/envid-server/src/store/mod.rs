@@ -39,6 +39,9 @@ pub use view::RecordMap;
 /// A boxed, sendable future (the trait is used as `dyn RegistryStore`).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// A write: a future that ends once the write is durable, or refused.
+pub type Durable<'a, T> = BoxFuture<'a, Result<T, StoreError>>;
+
 /// One registration (`PUT /v1/hosts/{ip}`).
 #[derive(Clone, Debug)]
 pub struct Registration {
@@ -163,24 +166,16 @@ pub trait RegistryStore: Send + Sync + std::fmt::Debug + 'static {
     }
 
     /// Registers (or replaces) `r`, durably.
-    fn register(&self, r: Registration) -> BoxFuture<'_, Result<Ack, StoreError>>;
+    fn register(&self, r: Registration) -> Durable<'_, Ack>;
 
     /// Extends the lease of `ip` by its registered length, when `owner` is
     /// its `app` (any app when `None`: an operator, open registration).
     /// `None` when `ip` is not registered.
-    fn renew<'a>(
-        &'a self,
-        ip: IpAddr,
-        owner: Option<&'a str>,
-    ) -> BoxFuture<'a, Result<Option<u64>, StoreError>>;
+    fn renew<'a>(&'a self, ip: IpAddr, owner: Option<&'a str>) -> Durable<'a, Option<u64>>;
 
     /// Removes the registration of `ip` when `owner` is its `app` (any app
     /// when `None`); whether there was one.
-    fn deregister<'a>(
-        &'a self,
-        ip: IpAddr,
-        owner: Option<&'a str>,
-    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+    fn deregister<'a>(&'a self, ip: IpAddr, owner: Option<&'a str>) -> Durable<'a, bool>;
 
     /// The static record (from the registry file) for exactly `ip`: no
     /// registration replaces it.
@@ -189,10 +184,7 @@ pub trait RegistryStore: Send + Sync + std::fmt::Debug + 'static {
     }
 
     /// Replaces the static records (the registry file) as one version.
-    fn replace_static(
-        &self,
-        records: Vec<HostRecord>,
-    ) -> BoxFuture<'_, Result<StaticOutcome, StoreError>>;
+    fn replace_static(&self, records: Vec<HostRecord>) -> Durable<'_, StaticOutcome>;
 
     /// How the store is doing.
     fn health(&self) -> Health;

@@ -26,7 +26,8 @@ use self::state::LogEntry;
 use crate::metrics::Metrics;
 use crate::store::records::{Change, Lease, Records};
 use crate::store::{
-    now_unix_ms, Ack, BoxFuture, Health, Registration, RegistryStore, StaticOutcome, StoreError,
+    now_unix_ms, Ack, BoxFuture, Durable, Health, Registration, RegistryStore, StaticOutcome,
+    StoreError,
 };
 
 mod group_commit;
@@ -138,7 +139,7 @@ impl RegistryStore for EmbeddedStore {
         self.records.clone()
     }
 
-    fn register(&self, r: Registration) -> BoxFuture<'_, Result<Ack, StoreError>> {
+    fn register(&self, r: Registration) -> Durable<'_, Ack> {
         Box::pin(async move {
             let now = now_unix_ms();
             let ip = r.ip.to_canonical();
@@ -167,11 +168,7 @@ impl RegistryStore for EmbeddedStore {
         })
     }
 
-    fn renew<'a>(
-        &'a self,
-        ip: IpAddr,
-        owner: Option<&'a str>,
-    ) -> BoxFuture<'a, Result<Option<u64>, StoreError>> {
+    fn renew<'a>(&'a self, ip: IpAddr, owner: Option<&'a str>) -> Durable<'a, Option<u64>> {
         Box::pin(async move {
             let ip = ip.to_canonical();
             let now = now_unix_ms();
@@ -193,11 +190,7 @@ impl RegistryStore for EmbeddedStore {
         })
     }
 
-    fn deregister<'a>(
-        &'a self,
-        ip: IpAddr,
-        owner: Option<&'a str>,
-    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+    fn deregister<'a>(&'a self, ip: IpAddr, owner: Option<&'a str>) -> Durable<'a, bool> {
         Box::pin(async move {
             let ip = ip.to_canonical();
             let (was, n) = self.logged(|s| match s.deregister_owned(ip, owner) {
@@ -211,10 +204,7 @@ impl RegistryStore for EmbeddedStore {
         })
     }
 
-    fn replace_static(
-        &self,
-        records: Vec<HostRecord>,
-    ) -> BoxFuture<'_, Result<StaticOutcome, StoreError>> {
+    fn replace_static(&self, records: Vec<HostRecord>) -> Durable<'_, StaticOutcome> {
         Box::pin(async move {
             let before = self.records.static_count();
             let change = self.records.replace_all(records);

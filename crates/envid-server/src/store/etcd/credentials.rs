@@ -13,7 +13,9 @@ use tokio::runtime::Handle;
 
 use super::{refine, EtcdStore, PREFLIGHT_DEADLINE};
 use crate::poll::Poll;
-use crate::store::etcd_connect::{fingerprint, now_secs, utc, EtcdAccess, EtcdSettings, Failure};
+use crate::store::etcd_connect::refusal::Failure;
+use crate::store::etcd_connect::settings::{fingerprint, now_secs, utc, EtcdSettings};
+use crate::store::etcd_connect::EtcdAccess;
 
 /// How long credentials etcd refused are left before they are tried again
 /// (unless the files change): each try makes etcd check a password, which
@@ -21,7 +23,7 @@ use crate::store::etcd_connect::{fingerprint, now_secs, utc, EtcdAccess, EtcdSet
 const REFUSED_RETRY: Duration = Duration::from_secs(10);
 
 /// The credentials' poller (see the module docs), run by [`crate::poll`].
-pub(super) struct Rotation {
+struct Rotation {
     store: Arc<EtcdStore>,
     access: EtcdAccess,
     /// The fingerprint of the files the client in use was built from
@@ -32,7 +34,7 @@ pub(super) struct Rotation {
 }
 
 impl Rotation {
-    pub(super) fn new(store: Arc<EtcdStore>) -> Rotation {
+    fn new(store: Arc<EtcdStore>) -> Rotation {
         let access = store.settings().access().clone();
         Rotation {
             store,
@@ -92,6 +94,11 @@ impl Poll for Rotation {
 }
 
 impl EtcdStore {
+    /// Starts polling the credentials' files (every `reload_interval`).
+    pub(super) fn rotate_credentials(self: Arc<Self>) -> tokio::task::JoinHandle<()> {
+        crate::poll::spawn(self.config.reload_interval, Rotation::new(self))
+    }
+
     /// A client on `settings` that passed the start probe.
     async fn try_client(&self, settings: &EtcdSettings) -> Result<Client, Failure> {
         let tried = async {

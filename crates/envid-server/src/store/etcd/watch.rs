@@ -16,7 +16,7 @@ use super::{
     reason, unavailable, EtcdStore, StaticSet, Stored, MAX_MESSAGE, OPERATION_DEADLINE,
     PROBE_INTERVAL,
 };
-use crate::store::etcd_connect::REQUEST_TIMEOUT;
+use crate::store::etcd_connect::settings::REQUEST_TIMEOUT;
 use crate::store::records::{Lease, Records};
 use crate::store::StoreError;
 
