@@ -1,5 +1,5 @@
-//! The one polling loop of the service, and the one check of "has this
-//! file changed".
+//! The one polling loop of the service ([`spawn`], and [`every`] for quick
+//! periodic work), and the one check of "has this file changed".
 //!
 //! The registry file, the apps file and the etcd credentials are *polled*
 //! (every `reload_interval`) rather than watched with inotify: polling works
@@ -36,10 +36,8 @@ pub(crate) trait Poll: Send + 'static {
 /// Runs `poller` every `interval` (at least 10 ms; a late check delays
 /// the next rather than bunching up) until the task is aborted.
 pub(crate) fn spawn<P: Poll>(interval: Duration, mut poller: P) -> tokio::task::JoinHandle<()> {
-    let interval = interval.max(Duration::from_millis(10));
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut tick = ticks(interval);
         if !P::AT_ONCE {
             tick.tick().await; // the first tick is immediate
         }
@@ -59,6 +57,29 @@ pub(crate) fn spawn<P: Poll>(interval: Duration, mut poller: P) -> tokio::task::
             };
         }
     })
+}
+
+/// Runs `work` every `interval` like [`spawn`], the first time at once,
+/// but on the async workers: for quick work that never blocks (the lease
+/// sweep).
+pub(crate) fn every(
+    interval: Duration,
+    mut work: impl FnMut() + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = ticks(interval);
+        loop {
+            tick.tick().await;
+            work();
+        }
+    })
+}
+
+/// Ticks every `interval`, at least 10 ms apart, the first one at once.
+fn ticks(interval: Duration) -> tokio::time::Interval {
+    let mut tick = tokio::time::interval(interval.max(Duration::from_millis(10)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick
 }
 
 /// Within this age of the file's mtime, the content is re-checked on every poll.

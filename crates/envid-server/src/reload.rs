@@ -4,16 +4,16 @@
 //! keeps serving; the next good file is loaded as usual.
 //! A file that parses but would delete more than half of the static
 //! records (an empty or truncated file) is refused the same way, unless
-//! `allow_mass_delete` is set (see [`crate::guard`]).
+//! `allow_mass_delete` is set (see [`crate::protection`]).
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::registry_file::parse_registry;
 
-use crate::guard::{is_mass_delete, Guard, RefusedReload};
 use crate::metrics::Metrics;
 use crate::poll::{FileWatch, Poll};
+use crate::protection::{is_mass_delete, RefusedReload, ReloadRefusal};
 use crate::store::{now_unix_ms, RegistryStore};
 
 /// The registry file's poller: a new file that parses replaces the static
@@ -23,7 +23,8 @@ pub(crate) struct Reloader {
     store: Arc<dyn RegistryStore>,
     metrics: Arc<Metrics>,
     last_error: Option<String>,
-    guard: Arc<Guard>,
+    /// What `/healthz` shows of a refused reload; only this writes it.
+    refusal: Arc<ReloadRefusal>,
     allow_mass_delete: bool,
 }
 
@@ -34,7 +35,7 @@ impl Reloader {
         store: Arc<dyn RegistryStore>,
         metrics: Arc<Metrics>,
         loaded: &[u8],
-        guard: Arc<Guard>,
+        refusal: Arc<ReloadRefusal>,
         allow_mass_delete: bool,
     ) -> Reloader {
         Reloader {
@@ -42,7 +43,7 @@ impl Reloader {
             store,
             metrics,
             last_error: None,
-            guard,
+            refusal,
             allow_mass_delete,
         }
     }
@@ -97,13 +98,12 @@ impl Poll for Reloader {
                 );
                 self.metrics.reload_refused();
                 self.last_error = Some(message.clone());
-                *self.guard.refused.lock().unwrap_or_else(|e| e.into_inner()) =
-                    Some(RefusedReload {
-                        message,
-                        static_records: statics,
-                        would_delete,
-                        since_unix_ms: now_unix_ms(),
-                    });
+                self.refusal.set(Some(RefusedReload {
+                    message,
+                    static_records: statics,
+                    would_delete,
+                    since_unix_ms: now_unix_ms(),
+                }));
                 return;
             }
             tracing::warn!(
@@ -113,7 +113,7 @@ impl Poll for Reloader {
                 "registry reload deletes most records; applied (mass deletes allowed)"
             );
         }
-        *self.guard.refused.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.refusal.set(None);
         self.last_error = None;
         self.metrics.reload(true);
         let count = records.len();

@@ -108,7 +108,7 @@ fn refused(cluster: &Cluster, access: EtcdAccess) -> String {
         "took {:?}",
         started.elapsed()
     );
-    assert!(matches!(e, ServerError::Etcd(_)), "{e:?}");
+    assert!(matches!(e, ServerError::Etcd { .. }), "{e:?}");
     e.to_string()
 }
 

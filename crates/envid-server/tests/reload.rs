@@ -160,12 +160,15 @@ fn bad_registry_at_start_is_an_error() {
 }
 
 #[test]
-fn port_in_use_is_an_io_error() {
+fn port_in_use_is_a_bind_error() {
     let first = serve_example();
     let mut c = config(example_registry());
     c.listen = first.local_addr();
     let err = envid_server::spawn(c).unwrap_err();
-    assert!(matches!(err, envid_server::ServerError::Io(_)), "{err}");
+    assert!(
+        matches!(err, envid_server::ServerError::Bind { addr, .. } if addr == first.local_addr()),
+        "{err}"
+    );
     first.shutdown();
 }
 

@@ -33,7 +33,7 @@ pub mod etcd_connect;
 mod records;
 mod view;
 
-pub use records::{Change, Delta, Gone, Lease, Records, Snapshot};
+pub use records::{Change, Delta, Gone, Lease, LeaseDue, Records, Snapshot};
 pub use view::RecordMap;
 
 /// A boxed, sendable future (the trait is used as `dyn RegistryStore`).
@@ -185,6 +185,22 @@ pub trait RegistryStore: Send + Sync + std::fmt::Debug + 'static {
 
     /// Replaces the static records (the registry file) as one version.
     fn replace_static(&self, records: Vec<HostRecord>) -> Durable<'_, StaticOutcome>;
+
+    /// For the lease sweep ([`crate::leases`]): the registrations' leases
+    /// at `now_ms`. The default suits a store whose leases end elsewhere
+    /// (etcd's end inside etcd): nothing is ever due here.
+    fn lease_due(&self, now_ms: u64) -> LeaseDue {
+        let _ = now_ms;
+        LeaseDue::default()
+    }
+
+    /// Ends every lease due at `now_ms` as one version (written durably
+    /// later: nobody waits for it). Returns the ended IPs and the change,
+    /// when one shows. The default has nothing to expire.
+    fn expire(&self, now_ms: u64) -> (Vec<IpAddr>, Option<Arc<Change>>) {
+        let _ = now_ms;
+        (Vec::new(), None)
+    }
 
     /// How the store is doing.
     fn health(&self) -> Health;

@@ -101,6 +101,17 @@ pub struct Lease {
     pub expires_unix_ms: u64,
 }
 
+/// The registrations' leases at one moment ([`Records::lease_due`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LeaseDue {
+    /// Registrations, the due ones included.
+    pub live: usize,
+    /// Registrations whose lease has ended.
+    pub due: usize,
+    /// The longest lease among the due ones, in milliseconds.
+    pub longest_ms: u64,
+}
+
 /// A registration: its record and its lease.
 struct Leased {
     record: Arc<HostRecord>,
@@ -463,9 +474,10 @@ impl Records {
         (inner.statics.len(), gone)
     }
 
-    /// For lease self-preservation: the registrations, how many of them
-    /// ended at or before `now_ms`, and the longest lease among those (ms).
-    pub fn lease_due(&self, now_ms: u64) -> (usize, usize, u64) {
+    /// For the lease sweep and self-preservation: the registrations, how
+    /// many of them ended at or before `now_ms`, and the longest lease
+    /// among those.
+    pub fn lease_due(&self, now_ms: u64) -> LeaseDue {
         let inner = self.lock();
         let mut due = 0;
         let mut longest = 0;
@@ -475,7 +487,11 @@ impl Records {
                 longest = longest.max(d.lease_seconds.saturating_mul(1000));
             }
         }
-        (inner.dynamic.len(), due, longest)
+        LeaseDue {
+            live: inner.dynamic.len(),
+            due,
+            longest_ms: longest,
+        }
     }
 
     /// How many registrations there are.

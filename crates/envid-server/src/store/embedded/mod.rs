@@ -24,7 +24,7 @@ use envid::protocol::HostRecord;
 use self::group_commit::GroupCommit;
 use self::state::LogEntry;
 use crate::metrics::Metrics;
-use crate::store::records::{Change, Lease, Records};
+use crate::store::records::{Change, Lease, LeaseDue, Records};
 use crate::store::{
     now_unix_ms, Ack, BoxFuture, Durable, Health, Registration, RegistryStore, StaticOutcome,
     StoreError,
@@ -108,24 +108,6 @@ impl EmbeddedStore {
             records: store,
             log: Arc::new(GroupCommit::new(path, metrics)),
         }
-    }
-
-    /// [`Records::lease_due`] (for the expiry sweep and self-preservation).
-    pub(crate) fn lease_due(&self, now_ms: u64) -> (usize, usize, u64) {
-        self.records.lease_due(now_ms)
-    }
-
-    /// [`Records::expire`], logged (not waited for: nobody is answered).
-    pub(crate) fn expire(&self, now_ms: u64) -> (Vec<IpAddr>, Option<Arc<Change>>) {
-        self.logged(|s| {
-            let (expired, change) = s.expire(now_ms);
-            let entries = expired
-                .iter()
-                .map(|ip| LogEntry::Delete { ip: *ip })
-                .collect();
-            ((expired, change), entries)
-        })
-        .0
     }
 
     /// [`GroupCommit::logged`] on this store's records.
@@ -214,6 +196,23 @@ impl RegistryStore for EmbeddedStore {
                 version: change.map(|c| c.version),
             })
         })
+    }
+
+    fn lease_due(&self, now_ms: u64) -> LeaseDue {
+        self.records.lease_due(now_ms)
+    }
+
+    /// Logged, but not waited for: nobody is answered.
+    fn expire(&self, now_ms: u64) -> (Vec<IpAddr>, Option<Arc<Change>>) {
+        self.logged(|s| {
+            let (expired, change) = s.expire(now_ms);
+            let entries = expired
+                .iter()
+                .map(|ip| LogEntry::Delete { ip: *ip })
+                .collect();
+            ((expired, change), entries)
+        })
+        .0
     }
 
     fn health(&self) -> Health {
