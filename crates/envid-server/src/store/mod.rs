@@ -2,9 +2,9 @@
 //! HTTP handlers, the reloader and the background tasks use, whatever holds
 //! the records, and the vocabulary they share.
 //!
-//! * [`records`](Records): the served set as two layers (static records
-//!   of the registry file, registrations with leases) with its bounded
-//!   change history; every store answers reads from one of these.
+//! * `records.rs`: [`Records`], the served set as two layers (static
+//!   records of the registry file, registrations with leases) with its
+//!   bounded change history; every store answers reads from one of these.
 //! * `view.rs`: [`RecordMap`], the persistent map a snapshot holds.
 //! * [`embedded`]: one machine, registrations in a local state file written
 //!   by group commit.
@@ -20,9 +20,7 @@ use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
-
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use envid::protocol::HostRecord;
 
