@@ -16,7 +16,7 @@
 //! hashed once per request and compared with every stored digest in constant
 //! time ([`subtle`]), so neither the length nor the first differing byte of
 //! a token shows in the answer's timing. The file is polled like the
-//! registry (see [`AppsReloader`] and [`crate::poll`]); a broken new file is
+//! registry (see `AppsReloader` and `poll.rs`); a broken new file is
 //! logged and the old credentials stay.
 
 use std::collections::HashMap;

@@ -184,7 +184,7 @@ pub trait RegistryStore: Send + Sync + std::fmt::Debug + 'static {
     /// Replaces the static records (the registry file) as one version.
     fn replace_static(&self, records: Vec<HostRecord>) -> Durable<'_, StaticOutcome>;
 
-    /// For the lease sweep ([`crate::leases`]): the registrations' leases
+    /// For the lease sweep (`leases.rs`): the registrations' leases
     /// at `now_ms`. The default suits a store whose leases end elsewhere
     /// (etcd's end inside etcd): nothing is ever due here.
     fn lease_due(&self, now_ms: u64) -> LeaseDue {
