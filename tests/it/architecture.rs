@@ -274,9 +274,6 @@ const KNOWN_CYCLES: &[&str] = &[
     "envid replica: builder → sync",
     "envid replica: builder → sync → protection",
     "envid replica: builder → protection",
-    "envid-server (root): error → registration_body",
-    "envid-server (root): reload → store",
-    "envid-server (root): state → store",
 ];
 
 #[test]

@@ -10,7 +10,7 @@
 //! criterion: what matters is the ratios between two runs of one service,
 //! which it prints.
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/it/common/mod.rs"]
 mod common;
 
 use std::io::{Read, Write};

@@ -15,20 +15,22 @@
 //! Only digests are kept: a leaked apps file lets nobody register. A token is
 //! hashed once per request and compared with every stored digest in constant
 //! time ([`subtle`]), so neither the length nor the first differing byte of
-//! a token shows in the answer's timing. The file is read and polled like
-//! the registry (see [`load`] and `AppsReloader`); a broken new file is
+//! a token shows in the answer's timing. The file is read with the bounded
+//! reader (see [`load`]) and polled like the registry (see `AppsReloader`
+//! and `poll.rs`); a broken new file is
 //! logged and the old credentials stay.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime};
 
 use envid::location::{LineIndex, Location};
 use sha2::{Digest, Sha256};
 use subtle::{ConditionallySelectable, ConstantTimeEq};
 
+use crate::metrics::Metrics;
+use crate::poll::{FileWatch, Poll};
 use crate::validation::string_problem;
 
 /// A token's SHA-256 digest.
@@ -480,31 +482,23 @@ impl AppsHandle {
 /// changed file that parses replaces the credentials; one that does not is
 /// logged once and the old credentials stay.
 pub(crate) struct AppsReloader {
-    path: PathBuf,
+    file: FileWatch,
     handle: Arc<AppsHandle>,
-    metrics: Arc<crate::metrics::Metrics>,
-    last_stamp: Option<(Option<SystemTime>, u64)>,
-    last_hash: u64,
+    metrics: Arc<Metrics>,
     last_error: Option<String>,
 }
-
-/// Within this age of the file's mtime the content is re-read on every poll
-/// (a same-size rewrite within one timestamp tick would hide otherwise).
-const RACY_WINDOW: Duration = Duration::from_secs(2);
 
 impl AppsReloader {
     pub(crate) fn new(
         path: PathBuf,
         handle: Arc<AppsHandle>,
-        metrics: Arc<crate::metrics::Metrics>,
+        metrics: Arc<Metrics>,
         loaded: &[u8],
     ) -> AppsReloader {
         AppsReloader {
-            path,
+            file: FileWatch::new(path, |p| read(p).map_err(|e| e.to_string()), loaded),
             handle,
             metrics,
-            last_stamp: None,
-            last_hash: crate::reload::content_hash(loaded),
             last_error: None,
         }
     }
@@ -512,7 +506,7 @@ impl AppsReloader {
     fn fail(&mut self, message: String) {
         if self.last_error.as_deref() != Some(message.as_str()) {
             tracing::warn!(
-                path = %self.path.display(),
+                path = %self.file.path().display(),
                 error = %message,
                 "apps file reload failed; keeping the old credentials"
             );
@@ -520,39 +514,23 @@ impl AppsReloader {
             self.last_error = Some(message);
         }
     }
+}
 
-    /// One check of the file; blocking I/O.
-    pub(crate) fn poll(&mut self) {
-        let meta = match std::fs::metadata(&self.path) {
-            Ok(m) => m,
-            Err(e) => return self.fail(format!("{}: {e}", self.path.display())),
+impl Poll for AppsReloader {
+    const NAME: &'static str = "apps file reloader";
+
+    fn poll(&mut self) {
+        let bytes = match self.file.changed() {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return,
+            Err(e) => return self.fail(e),
         };
-        let stamp = (meta.modified().ok(), meta.len());
-        let racy = stamp.0.is_none_or(|m| {
-            SystemTime::now()
-                .duration_since(m)
-                .map_or(true, |age| age < RACY_WINDOW)
-        });
-        if self.last_stamp == Some(stamp) && !racy {
-            return;
-        }
-        self.last_stamp = Some(stamp);
-        // Bounded and non-blocking, like the registry's reload.
-        let bytes = match read(&self.path) {
-            Ok(b) => b,
-            Err(e) => return self.fail(e.to_string()),
-        };
-        let hash = crate::reload::content_hash(&bytes);
-        if hash == self.last_hash {
-            return;
-        }
-        self.last_hash = hash;
-        match parse_bytes(&bytes, &self.path) {
+        match parse_bytes(&bytes, self.file.path()) {
             Ok(apps) => {
                 self.last_error = None;
                 self.metrics.apps_reload(true);
                 tracing::info!(
-                    path = %self.path.display(),
+                    path = %self.file.path().display(),
                     principals = apps.principals.len(),
                     "apps file reloaded"
                 );

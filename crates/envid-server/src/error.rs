@@ -222,12 +222,6 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<crate::registration_body::RegistrationBodyError> for ApiError {
-    fn from(e: crate::registration_body::RegistrationBodyError) -> ApiError {
-        ApiError::new(e.code, e.message)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use envid::protocol::{canonical_ip, HostRecord, RegistrationBody, RECORD_KEYS};
 
-use crate::error::ErrorCode;
+use crate::error::{ApiError, ErrorCode};
 use crate::validation::{check_record, parse_json_strict};
 
 /// The longest lease a registration may ask for (a day).
@@ -153,5 +153,13 @@ pub fn parse_renewal_body(body: &[u8]) -> Result<(), RegistrationBodyError> {
             ErrorCode::InvalidJson,
             format!("invalid JSON body (a renewal body must be empty or {{}}): {e}"),
         )),
+    }
+}
+
+/// A refused body is answered with its code and message as they are (the
+/// message names the field; it never echoes a token).
+impl From<RegistrationBodyError> for ApiError {
+    fn from(e: RegistrationBodyError) -> ApiError {
+        ApiError::new(e.code, e.message)
     }
 }

@@ -1,50 +1,33 @@
-//! Reloading the registry file when it changes.
-//!
-//! The file is *polled* (every `reload_interval`) rather than watched with
-//! inotify: polling works on every filesystem (NFS, overlay, FUSE) and with
-//! Kubernetes ConfigMap volumes, where an update swaps a `..data` symlink and
-//! the watched inode never changes. Each poll compares the file's
-//! (mtime, length); when they differ, or when the mtime is so recent that a
-//! same-size rewrite within one timestamp tick could hide (the "racy" window
-//! git also guards against), the content is read and hashed, and only a new
-//! hash is parsed. A file that fails to parse is logged once (a warning) and
-//! the old registry keeps serving; the next good file is loaded as usual.
-//! The file is read by the bounded reader ([`crate::registry_file::load`]'s):
-//! a FIFO, a device or a directory put in its place, or a file over
+//! Reloading the registry file when it changes: polled (see [`crate::poll`]
+//! for why and how a change is found), read by the bounded reader (a FIFO,
+//! a device or a directory put in its place, or a file over
 //! [`crate::registry_file::MAX_REGISTRY_FILE_BYTES`], fails the reload like
-//! a broken file, and never blocks the poller.
+//! a broken file and never blocks the poller), and only new content is
+//! parsed. A file that fails to parse is logged once (a warning) and the old
+//! registry keeps serving; the next good file is loaded as usual.
 //! A file that parses but would delete more than half of the static
 //! records (an empty or truncated file) is refused the same way, unless
-//! `allow_mass_delete` is set (see [`crate::guard`]).
+//! `allow_mass_delete` is set (see [`crate::protection`]).
 
-use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
 
-use crate::guard::{is_mass_delete, Guard, RefusedReload};
 use crate::metrics::Metrics;
+use crate::poll::{FileWatch, Poll};
+use crate::protection::{is_mass_delete, RefusedReload, ReloadRefusal};
 use crate::registry_file;
 use crate::store::{now_unix_ms, RegistryStore};
 
-/// Within this age of the file's mtime, the content is re-checked on every poll.
-const RACY_WINDOW: Duration = Duration::from_secs(2);
-
+/// The registry file's poller: a new file that parses replaces the static
+/// records.
 pub(crate) struct Reloader {
-    path: PathBuf,
+    file: FileWatch,
     store: Arc<dyn RegistryStore>,
     metrics: Arc<Metrics>,
-    last_stamp: Option<(Option<SystemTime>, u64)>,
-    last_hash: Option<u64>,
     last_error: Option<String>,
-    guard: Arc<Guard>,
+    /// What `/healthz` shows of a refused reload; only this writes it.
+    refusal: Arc<ReloadRefusal>,
     allow_mass_delete: bool,
-}
-
-pub(crate) fn content_hash(bytes: &[u8]) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    bytes.hash(&mut h);
-    h.finish()
 }
 
 impl Reloader {
@@ -54,17 +37,19 @@ impl Reloader {
         store: Arc<dyn RegistryStore>,
         metrics: Arc<Metrics>,
         loaded: &[u8],
-        guard: Arc<Guard>,
+        refusal: Arc<ReloadRefusal>,
         allow_mass_delete: bool,
     ) -> Reloader {
         Reloader {
-            path,
+            file: FileWatch::new(
+                path,
+                |p| registry_file::read(p).map_err(|e| e.to_string()),
+                loaded,
+            ),
             store,
             metrics,
-            last_stamp: None,
-            last_hash: Some(content_hash(loaded)),
             last_error: None,
-            guard,
+            refusal,
             allow_mass_delete,
         }
     }
@@ -73,7 +58,7 @@ impl Reloader {
         // Report a failure once, not on every poll.
         if self.last_error.as_deref() != Some(message.as_str()) {
             tracing::warn!(
-                path = %self.path.display(),
+                path = %self.file.path().display(),
                 error = %message,
                 version = self.store.snapshot().version,
                 "registry reload failed; keeping the old registry"
@@ -82,36 +67,19 @@ impl Reloader {
             self.last_error = Some(message);
         }
     }
+}
 
-    /// One check of the file; blocking I/O, run it off the async workers.
-    pub(crate) fn poll(&mut self) {
-        let path = self.path.display().to_string();
-        let meta = match std::fs::metadata(&self.path) {
-            Ok(m) => m,
-            Err(e) => return self.fail(format!("{path}: {e}")),
+impl Poll for Reloader {
+    const NAME: &'static str = "registry reloader";
+
+    fn poll(&mut self) {
+        let bytes = match self.file.changed() {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return,
+            Err(e) => return self.fail(e),
         };
-        let stamp = (meta.modified().ok(), meta.len());
-        let racy = stamp.0.is_none_or(|m| {
-            SystemTime::now()
-                .duration_since(m)
-                .map_or(true, |age| age < RACY_WINDOW)
-        });
-        if self.last_stamp == Some(stamp) && !racy {
-            return;
-        }
-        self.last_stamp = Some(stamp);
-        // Bounded and non-blocking: a FIFO or a device put in the file's
-        // place is refused, where a plain read would hang this poller.
-        let bytes = match registry_file::read(&self.path) {
-            Ok(b) => b,
-            Err(e) => return self.fail(e.to_string()),
-        };
-        let hash = content_hash(&bytes);
-        if self.last_hash == Some(hash) {
-            return;
-        }
-        self.last_hash = Some(hash);
-        let records = match registry_file::parse_bytes(&bytes, &self.path) {
+        let path = self.file.path().display().to_string();
+        let records = match registry_file::parse_bytes(&bytes, self.file.path()) {
             Ok(r) => r,
             Err(e) => return self.fail(e.to_string()),
         };
@@ -132,13 +100,12 @@ impl Reloader {
                 );
                 self.metrics.reload_refused();
                 self.last_error = Some(message.clone());
-                *self.guard.refused.lock().unwrap_or_else(|e| e.into_inner()) =
-                    Some(RefusedReload {
-                        message,
-                        static_records: statics,
-                        would_delete,
-                        since_unix_ms: now_unix_ms(),
-                    });
+                self.refusal.set(Some(RefusedReload {
+                    message,
+                    static_records: statics,
+                    would_delete,
+                    since_unix_ms: now_unix_ms(),
+                }));
                 return;
             }
             tracing::warn!(
@@ -148,7 +115,7 @@ impl Reloader {
                 "registry reload deletes most records; applied (mass deletes allowed)"
             );
         }
-        *self.guard.refused.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.refusal.set(None);
         self.last_error = None;
         self.metrics.reload(true);
         let count = records.len();
@@ -173,7 +140,7 @@ impl Reloader {
             },
             Err(e) => {
                 // Try again on the next poll.
-                self.last_hash = None;
+                self.file.forget();
                 tracing::warn!(path, error = %e, "registry reload not stored; retrying");
             }
         }
@@ -184,6 +151,7 @@ impl Reloader {
 mod tests {
     use super::*;
     use crate::store::embedded::EmbeddedStore;
+    use std::time::Duration;
 
     fn reloader(path: PathBuf) -> Reloader {
         let metrics = Arc::new(Metrics::new());

@@ -12,7 +12,7 @@ use envid::protocol::{HostRecord, LookupRequest};
 use serde::ser::SerializeMap;
 use serde::Serialize;
 
-use super::{path_ip, read_body, AppState};
+use super::state::{path_ip, read_body, AppState};
 use crate::error::{ApiError, ErrorCode};
 
 pub(crate) async fn get_host(

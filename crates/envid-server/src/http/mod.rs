@@ -1,124 +1,35 @@
 //! The HTTP API (see ARCHITECTURE.md, "Where is that IP", and the README):
-//! the router, the state the handlers share, and the middleware every request
-//! passes (bearer-token check, load shedding, request metrics). The handlers
-//! live by subject: [`lookup`], [`replication`], [`registration`].
+//! the router and the middleware every request passes (bearer-token check,
+//! load shedding, request metrics). What the handlers share is in
+//! [`state`], the limits on callers in [`limits`]; the handlers live by
+//! subject: [`lookup`], [`replication`], [`registration`], [`keys`].
 
 pub(crate) mod auth;
 mod keys;
+pub(crate) mod limits;
 mod lookup;
 mod registration;
 mod replication;
+pub(crate) mod state;
 
-use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection};
-use axum::extract::{ConnectInfo, MatchedPath, Path, Request, State};
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{header, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 
+use self::limits::Slot;
+use self::lookup::{get_host, lookup};
+use self::registration::{deregister, register, renew};
+use self::replication::registry;
+use self::state::AppState;
 use crate::error::{ApiError, ErrorCode};
-use crate::metrics::{Metrics, RequestLabels};
-use crate::store::{Health, RegistryStore, StoreError};
-use crate::Config;
-
-use lookup::{get_host, lookup};
-use registration::{deregister, register, renew, RegistrationLimit};
-use replication::registry;
-
-/// Load shedding and the registration rate limit.
-#[derive(Debug)]
-pub(crate) struct Limits {
-    pub(crate) registration: RegistrationLimit,
-    /// Failed authentications per client address.
-    pub(crate) auth_failures: auth::FailureLimit,
-    in_flight: AtomicUsize,
-    max_in_flight: usize,
-    long_polls: AtomicUsize,
-    max_long_polls: usize,
-    max_wait: Duration,
-    poll_coalesce: Duration,
-    request_timeout: Duration,
-}
-
-impl Limits {
-    pub(crate) fn new(config: &Config) -> Limits {
-        Limits {
-            registration: RegistrationLimit::new(config.register_limit, config.register_window),
-            auth_failures: auth::FailureLimit::new(
-                config.auth_failure_limit,
-                config.auth_failure_window,
-            ),
-            in_flight: AtomicUsize::new(0),
-            max_in_flight: config.max_in_flight.max(1),
-            long_polls: AtomicUsize::new(0),
-            max_long_polls: config.max_long_polls,
-            max_wait: config.max_wait,
-            poll_coalesce: config.poll_coalesce,
-            request_timeout: config.request_timeout,
-        }
-    }
-
-    /// Forgets idle registration windows and failure counts (at most once
-    /// a second).
-    pub(crate) fn prune(&self) {
-        if self.registration.prune() {
-            self.auth_failures.prune();
-        }
-    }
-}
-
-/// Takes one slot of a counter capped at `max`, released on drop (also when
-/// the request is cancelled).
-pub(crate) struct Slot<'a>(&'a AtomicUsize);
-
-impl<'a> Slot<'a> {
-    pub(crate) fn take(counter: &'a AtomicUsize, max: usize) -> Option<Slot<'a>> {
-        let before = counter.fetch_add(1, Ordering::AcqRel);
-        let slot = Slot(counter);
-        (before < max).then_some(slot)
-    }
-}
-
-impl Drop for Slot<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// What the handlers share. Holds no token: only the read token's digest.
-#[derive(Clone, Debug)]
-pub(crate) struct AppState {
-    pub(crate) store: Arc<dyn RegistryStore>,
-    pub(crate) metrics: Arc<Metrics>,
-    /// What mass-deletion protection is doing (for `/healthz`).
-    pub(crate) guard: Arc<crate::guard::Guard>,
-    /// SHA-256 of the read token, when one is required.
-    pub(crate) token_digest: Option<auth::TokenDigest>,
-    /// Who may register.
-    pub(crate) registration: auth::RegistrationMode,
-    /// Registering loopback addresses is allowed (tests, development).
-    pub(crate) allow_loopback_registration: bool,
-    /// Peers whose `X-Forwarded-For` is believed.
-    pub(crate) trusted_proxies: Arc<[ipnet::IpNet]>,
-    pub(crate) max_batch: usize,
-    pub(crate) max_body_bytes: usize,
-    pub(crate) limits: Arc<Limits>,
-    /// Turns true when the service starts draining (ends long polls early).
-    pub(crate) shutdown: tokio::sync::watch::Receiver<bool>,
-    /// The encoded body of the last snapshot served, by version.
-    pub(crate) snapshot_cache: Arc<Mutex<Option<(u64, Bytes)>>>,
-    /// The encoded body of the last delta a woken long poll computed.
-    pub(crate) delta_cache: Arc<Mutex<Option<replication::DeltaCache>>>,
-    /// Signing keys and the served key set (`issue_identity`).
-    pub(crate) identity: Arc<crate::identity::Identity>,
-}
+use crate::metrics::RequestLabels;
+use crate::store::Health;
 
 /// The router: lookups, replication and `/metrics` behind the read token
 /// (when set), registration behind the apps file's tokens (its handlers
@@ -283,34 +194,6 @@ async fn require_token(
     Err(ApiError::new(ErrorCode::Unauthorized, error))
 }
 
-/// The request body, or the `413`/`400` error.
-pub(crate) fn read_body(
-    state: &AppState,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Bytes, ApiError> {
-    body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                ErrorCode::TooLarge,
-                format!(
-                    "request body is larger than the limit of {} bytes",
-                    state.max_body_bytes
-                ),
-            )
-        } else {
-            ApiError::new(ErrorCode::BadBody, e.body_text())
-        }
-    })
-}
-
-/// The IP in the path, or the `400 invalid_ip` error naming it.
-pub(crate) fn path_ip(path: Result<Path<String>, PathRejection>) -> Result<IpAddr, ApiError> {
-    let Path(raw) = path.map_err(|e| ApiError::new(ErrorCode::InvalidIp, e.body_text()))?;
-    raw.trim()
-        .parse::<IpAddr>()
-        .map_err(|_| ApiError::invalid_ip(&raw))
-}
-
 /// Until the store has a view (etcd not reached yet) only `/healthz` is
 /// answered; every other request is `503` saying why.
 async fn require_ready(State(state): State<AppState>, req: Request, next: Next) -> Response {
@@ -323,18 +206,6 @@ async fn require_ready(State(state): State<AppState>, req: Request, next: Next) 
         .into_response();
     }
     next.run(req).await
-}
-
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> ApiError {
-        match e {
-            StoreError::Unavailable { retry_after, .. } => {
-                ApiError::new(ErrorCode::Unavailable, e.to_string()).retry_after(retry_after)
-            }
-            // The handlers turn it into the refusal naming the owner first.
-            StoreError::NotOwner(_) => ApiError::new(ErrorCode::Internal, e.to_string()),
-        }
-    }
 }
 
 /// What `/healthz` and the start-up banner say when registration is open.
@@ -357,8 +228,8 @@ async fn healthz(State(state): State<AppState>) -> Response {
         "version": snapshot.version,
         "records": snapshot.records.len(),
         "registration": state.registration.as_str(),
-        "reload_refused": state.guard.refused(),
-        "lease_self_preservation": state.guard.preserving(),
+        "reload_refused": state.reload_refusal.get(),
+        "lease_self_preservation": state.preservation.get(),
     });
     if !snapshot.history.is_empty() {
         body["history"] = serde_json::Value::from(&*snapshot.history);

@@ -13,10 +13,7 @@
 //! app the token named (never the token) and the reason, and counted in
 //! `envid_registration_refusals_total{reason}`.
 
-use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
 use std::net::SocketAddr;
 
@@ -29,79 +26,11 @@ use axum::Json;
 use envid::protocol::HostRecord;
 
 use super::auth::{bearer, client_of, special_class, RegistrationMode};
-use super::{path_ip, read_body, AppState};
+use super::state::{path_ip, read_body, AppState};
 use crate::apps::{Principal, Role};
 use crate::error::{ApiError, ErrorCode};
 use crate::registration_body::{parse_registration_body, parse_renewal_body};
 use crate::store::{Registration, StoreError};
-
-/// (caller, IP): what the registration limit counts per. The caller is what
-/// it cannot choose: the app or operator its token names (`app:payment`),
-/// or its address when registration is open (`peer:10.0.0.5`).
-type WindowKey = (String, IpAddr);
-
-/// At most `limit` accepted registrations per (caller, IP) within a sliding
-/// `window`.
-#[derive(Debug)]
-pub(crate) struct RegistrationLimit {
-    limit: usize,
-    window: Duration,
-    /// Accepted registrations per (app, IP) within the window, oldest first.
-    windows: Mutex<HashMap<WindowKey, VecDeque<Instant>>>,
-    last_prune: Mutex<Instant>,
-}
-
-impl RegistrationLimit {
-    pub(crate) fn new(limit: usize, window: Duration) -> RegistrationLimit {
-        RegistrationLimit {
-            limit,
-            window,
-            windows: Mutex::default(),
-            last_prune: Mutex::new(Instant::now()),
-        }
-    }
-
-    /// Records a registration of (app, ip), or says how long until the
-    /// window has room (and records nothing). A limit of 0 means no limit.
-    fn admit(&self, caller: &str, ip: IpAddr) -> Result<(), Duration> {
-        if self.limit == 0 {
-            return Ok(());
-        }
-        let now = Instant::now();
-        let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
-        let q = windows.entry((caller.to_owned(), ip)).or_default();
-        while q
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= self.window)
-        {
-            q.pop_front();
-        }
-        if q.len() >= self.limit {
-            let oldest = q[q.len() - self.limit];
-            return Err(self.window.saturating_sub(now.duration_since(oldest)));
-        }
-        q.push_back(now);
-        Ok(())
-    }
-
-    /// Forgets (caller, IP) pairs with no registration in the window (at
-    /// most once a second); true when it ran.
-    pub(crate) fn prune(&self) -> bool {
-        {
-            let mut last = self.last_prune.lock().unwrap_or_else(|e| e.into_inner());
-            if last.elapsed() < Duration::from_secs(1) {
-                return false;
-            }
-            *last = Instant::now();
-        }
-        let window = self.window;
-        self.windows
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|_, q| q.back().is_some_and(|t| t.elapsed() < window));
-        true
-    }
-}
 
 /// Who is calling, once authenticated.
 enum Caller {

@@ -18,7 +18,8 @@ use axum::response::{IntoResponse, Response};
 use envid::protocol::{HostRecord, RecordKey};
 use serde::{Deserialize, Serialize};
 
-use super::{AppState, Slot};
+use super::limits::Slot;
+use super::state::{AppState, DeltaCache};
 use crate::error::{ApiError, ErrorCode};
 
 #[derive(Deserialize)]
@@ -243,17 +244,6 @@ async fn registry_delta(
     let history = state.store.snapshot().history.clone();
     let body = encode_delta(&history, &d);
     Ok(delta_response(&history, d.version, body))
-}
-
-/// The last delta a woken long poll computed (see [`registry_delta`]).
-#[derive(Debug)]
-pub(crate) struct DeltaCache {
-    since: u64,
-    /// The store's version when it was computed.
-    at: u64,
-    history: std::sync::Arc<str>,
-    version: u64,
-    body: Bytes,
 }
 
 fn encode_delta(history: &str, d: &crate::store::Delta) -> Bytes {

@@ -8,7 +8,7 @@
 //! `hosts/<ip>` holds a registration, attached to an etcd lease.
 //!
 //! **An informer.** Each instance lists the prefix at a revision, then
-//! watches from the next one, and keeps the result as its view (a [`Store`]
+//! watches from the next one, and keeps the result as its view (a [`Records`]
 //! whose versions are the revisions that made them). Lookups, snapshots and
 //! long polls are answered from the view and never wait on etcd.
 //!
@@ -36,22 +36,25 @@
 //! `/healthz` reason. The certificates and the password file are polled;
 //! when they change, a new client is built, tried, and swapped in, and the
 //! watch resumes on it from its revision.
+//!
+//! **Files.** This one holds the store, its connection and its writes;
+//! `etcd/watch.rs` the view (list, watch, probe); `etcd/credentials.rs` the
+//! credentials' rotation.
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use envid::protocol::HostRecord;
-use etcd_client::{
-    Client, Compare, CompareOp, EventType, GetOptions, PutOptions, Txn, TxnOp, WatchOptions,
-};
+use etcd_client::{Client, Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp};
 use serde::{Deserialize, Serialize};
 
-use super::etcd_connect::{fingerprint, now_secs, utc, EtcdSettings, Failure, REQUEST_TIMEOUT};
+use super::etcd_connect::refusal::Failure;
+use super::etcd_connect::settings::{EtcdSettings, REQUEST_TIMEOUT};
+use super::records::{Delta, Gone, Records};
 use super::{
-    Ack, BoxFuture, Delta, Gone, Health, Registration, RegistryStore, Snapshot, StaticOutcome,
-    Store, StoreError,
+    Ack, BoxFuture, Durable, Health, Registration, RegistryStore, StaticOutcome, StoreError,
 };
 use crate::metrics::Metrics;
 
@@ -134,6 +137,10 @@ macro_rules! etcd {
     }};
 }
 
+// After the macro, which they use too.
+mod credentials;
+mod watch;
+
 /// A registration as stored in etcd.
 #[derive(Serialize, Deserialize)]
 struct Stored {
@@ -161,18 +168,9 @@ pub struct EtcdConfig {
     pub reload_interval: Duration,
 }
 
-/// How long credentials etcd refused are left before they are tried again
-/// (unless the files change): each try makes etcd check a password, which
-/// costs it a bcrypt.
-const REFUSED_RETRY: Duration = Duration::from_secs(10);
-
-/// The state of the credentials on disk, for `/healthz`.
+/// What `/healthz` shows of the credentials' rotation.
 #[derive(Debug, Default)]
-struct Credentials {
-    /// The fingerprint of the files the client in use was built from.
-    applied: u64,
-    /// Files etcd refused, and when.
-    refused: Option<(u64, Instant)>,
+struct CredentialHealth {
     /// New credentials swapped in since start.
     reloads: u64,
     /// Why the files on disk are not in use (or the one in use expired).
@@ -197,8 +195,8 @@ pub struct EtcdStore {
     /// Bumped when a client built from new credentials is swapped in: the
     /// watch moves to it.
     rotation: tokio::sync::watch::Sender<u64>,
-    credentials: Mutex<Credentials>,
-    view: RwLock<Arc<Store>>,
+    credentials: Mutex<CredentialHealth>,
+    view: RwLock<Arc<Records>>,
     history_limit: usize,
     /// The newest revision the watch has reported (events or progress): the
     /// view holds every change up to it.
@@ -270,8 +268,8 @@ impl EtcdStore {
             client: tokio::sync::Mutex::new(None),
             settings: RwLock::new(Arc::new(settings)),
             rotation: tokio::sync::watch::channel(0).0,
-            credentials: Mutex::new(Credentials::default()),
-            view: RwLock::new(Arc::new(Store::new(Vec::new(), history_limit))),
+            credentials: Mutex::new(CredentialHealth::default()),
+            view: RwLock::new(Arc::new(Records::new(Vec::new(), history_limit))),
             history_limit,
             seen: tokio::sync::watch::channel(0).0,
             etcd_revision: AtomicU64::new(0),
@@ -290,7 +288,7 @@ impl EtcdStore {
         self.key(&format!("hosts/{ip}"))
     }
 
-    fn store(&self) -> Arc<Store> {
+    fn store(&self) -> Arc<Records> {
         self.view.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
@@ -312,15 +310,15 @@ impl EtcdStore {
         self.metrics.stale.set(i64::from(status.trouble.is_some()));
     }
 
+    fn credentials(&self) -> std::sync::MutexGuard<'_, CredentialHealth> {
+        self.credentials.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn settings(&self) -> Arc<EtcdSettings> {
         self.settings
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
-    }
-
-    fn credentials(&self) -> std::sync::MutexGuard<'_, Credentials> {
-        self.credentials.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// How an etcd error looks to an operator (naming the flag to fix),
@@ -411,139 +409,20 @@ impl EtcdStore {
         }
     }
 
-    /// Polls the certificates and the password file; when their content
-    /// changes, a client built from them is tried (the same probe as at
-    /// start) and swapped in, and the watch moves to it. Files that do not
-    /// load, or that etcd refuses, keep the client in use; `/healthz` and
-    /// the log say why, and the next poll tries again.
-    async fn watch_credentials(self: Arc<Self>) {
-        let interval = self.config.reload_interval.max(Duration::from_millis(10));
-        let mut tick = tokio::time::interval(interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let access = self.settings().access().clone();
-        let first = {
-            let access = access.clone();
-            tokio::task::spawn_blocking(move || fingerprint(&access))
-                .await
-                .unwrap_or_default()
-        };
-        self.credentials().applied = first;
-        loop {
-            tick.tick().await;
-            self.check_expiry();
-            let now = {
-                let access = access.clone();
-                match tokio::task::spawn_blocking(move || fingerprint(&access)).await {
-                    Ok(f) => f,
-                    Err(_) => continue,
-                }
-            };
-            {
-                let c = self.credentials();
-                let resting = c
-                    .refused
-                    .is_some_and(|(f, at)| f == now && at.elapsed() < REFUSED_RETRY);
-                if now == c.applied || resting {
-                    continue;
-                }
-            }
-            let loaded = {
-                let (endpoints, prefix, access) = (
-                    self.config.endpoints.clone(),
-                    self.config.prefix.clone(),
-                    access.clone(),
-                );
-                tokio::task::spawn_blocking(move || {
-                    EtcdSettings::load(&endpoints, &prefix, &access)
-                })
-                .await
-                .unwrap_or_else(|e| Err(e.to_string()))
-            };
-            let settings = match loaded {
-                Ok(s) => s,
-                Err(e) => {
-                    self.credentials_failed(format!(
-                        "new etcd credentials do not load, keeping the previous ones: {e}"
-                    ));
-                    continue;
-                }
-            };
-            let tried = async {
-                let mut client = self.connect(&settings).await?;
-                tokio::time::timeout(PREFLIGHT_DEADLINE, self.check(&mut client))
-                    .await
-                    .map_err(|_| Failure::Transient("no answer within the deadline".into()))?
-                    .map_err(|e| settings.classify(&e))?;
-                Ok::<Client, Failure>(client)
-            };
-            match refine(&settings, tried.await).await {
-                Ok(client) => {
-                    if let Some(t) = settings.not_after() {
-                        self.metrics.etcd_client_cert_not_after.set(t);
-                    }
-                    *self.settings.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(settings);
-                    *self.client.lock().await = Some(client);
-                    {
-                        let mut c = self.credentials();
-                        c.applied = now;
-                        c.refused = None;
-                        c.reloads += 1;
-                        c.error = None;
-                    }
-                    self.metrics.etcd_credentials_reload(true);
-                    self.rotation.send_modify(|g| *g += 1);
-                    tracing::info!(
-                        not_after = ?self.settings().not_after().map(utc),
-                        "etcd credentials reloaded; the new client is in use"
-                    );
-                    self.check_expiry();
-                }
-                Err(failure) => {
-                    self.credentials().refused = Some((now, Instant::now()));
-                    self.credentials_failed(format!(
-                        "etcd refused the new credentials, keeping the previous ones: {failure}"
-                    ))
-                }
-            }
-        }
-    }
-
-    fn credentials_failed(&self, why: String) {
-        let mut c = self.credentials();
-        if c.error.as_deref() != Some(why.as_str()) {
-            tracing::warn!(reason = %why, "etcd credentials reload failed");
-            self.metrics.etcd_credentials_reload(false);
-            c.error = Some(why);
-        }
-    }
-
-    /// A client certificate in use that has expired is named, before etcd
-    /// refuses the next connection made with it.
-    fn check_expiry(&self) {
-        let settings = self.settings();
-        let Some(until) = settings.not_after() else {
-            return;
-        };
-        if now_secs() > until {
-            let why = format!(
-                "the client certificate --etcd-cert {} expired on {}; etcd refuses new \
-                 connections made with it",
-                settings
-                    .access()
-                    .cert
-                    .as_deref()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_default(),
-                utc(until)
-            );
-            self.credentials_failed(why);
-        }
-    }
-
     /// Times one etcd round trip for the metrics; errors are counted.
     async fn timed<T>(
         &self,
         f: impl std::future::Future<Output = Result<T, etcd_client::Error>>,
+    ) -> Result<T, StoreError> {
+        self.timed_or(f, |_| None).await
+    }
+
+    /// [`Self::timed`], where `answer` turns an etcd error that is an
+    /// answer rather than a failure into a value (not counted as an error).
+    async fn timed_or<T>(
+        &self,
+        f: impl std::future::Future<Output = Result<T, etcd_client::Error>>,
+        answer: impl FnOnce(&etcd_client::Error) -> Option<T>,
     ) -> Result<T, StoreError> {
         let started = Instant::now();
         match tokio::time::timeout(REQUEST_TIMEOUT, f).await {
@@ -553,10 +432,13 @@ impl EtcdStore {
                     .observe(started.elapsed().as_secs_f64());
                 Ok(v)
             }
-            Ok(Err(e)) => {
-                self.metrics.store_error("etcd");
-                Err(unavailable(self.classify(&e)))
-            }
+            Ok(Err(e)) => match answer(&e) {
+                Some(v) => Ok(v),
+                None => {
+                    self.metrics.store_error("etcd");
+                    Err(unavailable(self.classify(&e)))
+                }
+            },
             Err(_) => {
                 self.metrics.store_error("etcd");
                 Err(unavailable("no answer within 2 s"))
@@ -575,64 +457,6 @@ impl EtcdStore {
         let _ = tokio::time::timeout(VIEW_WAIT, seen.wait_for(|s| *s >= revision)).await;
     }
 
-    /// Lists the prefix; returns the revision, the cluster id, the static
-    /// records and the registered ones.
-    async fn list(&self) -> Result<(u64, u64, Vec<HostRecord>, Vec<HostRecord>), StoreError> {
-        let resp = etcd!(self, |c| c
-            .kv_client()
-            .max_decoding_message_size(MAX_MESSAGE)
-            .get(
-                self.config.prefix.as_bytes(),
-                Some(GetOptions::new().with_prefix())
-            ))?;
-        let header = resp.header().ok_or_else(|| unavailable("no header"))?;
-        let (revision, cluster) = (header.revision() as u64, header.cluster_id());
-        let mut statics = Vec::new();
-        let mut registered = Vec::new();
-        let static_key = self.key("static");
-        let hosts = self.key("hosts/");
-        for kv in resp.kvs() {
-            if kv.key() == static_key.as_bytes() {
-                match serde_json::from_slice::<StaticSet>(kv.value()) {
-                    Ok(s) => statics = s.records,
-                    Err(e) => {
-                        self.metrics.store_error("decode");
-                        tracing::error!(error = %e, "etcd holds a static set that does not parse");
-                    }
-                }
-            } else if kv.key().starts_with(hosts.as_bytes()) {
-                if let Some(r) = self.decode_host(kv.key(), kv.value()) {
-                    registered.push(r);
-                }
-            }
-        }
-        Ok((revision, cluster, statics, registered))
-    }
-
-    fn decode_host(&self, key: &[u8], value: &[u8]) -> Option<HostRecord> {
-        let ip = self.host_ip(key)?;
-        match serde_json::from_slice::<Stored>(value) {
-            Ok(s) => {
-                let mut r = s.record;
-                r.ip = Some(ip);
-                Some(r)
-            }
-            Err(e) => {
-                self.metrics.store_error("decode");
-                tracing::error!(%ip, error = %e, "etcd holds a registration that does not parse");
-                None
-            }
-        }
-    }
-
-    fn host_ip(&self, key: &[u8]) -> Option<IpAddr> {
-        let hosts = self.key("hosts/");
-        std::str::from_utf8(key.strip_prefix(hosts.as_bytes())?)
-            .ok()?
-            .parse()
-            .ok()
-    }
-
     /// Puts the static set when etcd holds another one (one transaction:
     /// instances reading the same file write it once).
     async fn reconcile(&self, records: &[HostRecord]) -> Result<Option<u64>, StoreError> {
@@ -640,7 +464,7 @@ impl EtcdStore {
             records: records.to_vec(),
         })
         .expect("records always encode");
-        let hash = format!("{:016x}", crate::reload::content_hash(&value));
+        let hash = format!("{:016x}", crate::hash::content_hash(&value));
         let hash_key = self.key("static-hash");
         let txn = Txn::new()
             .when([Compare::value(
@@ -686,274 +510,11 @@ impl EtcdStore {
         }
         Ok(resp.header().map_or(0, |h| h.revision() as u64))
     }
-
-    /// The watch loop: list, watch, resume or re-list, forever.
-    async fn run(self: Arc<Self>) {
-        let mut backoff = Duration::from_millis(100);
-        let mut resume_from: Option<u64> = None;
-        loop {
-            // Subscribed before the client is taken: a rotation after this
-            // point moves the watch to the new client.
-            let mut rotation = self.rotation.subscribe();
-            let mut client = match self.client().await {
-                Ok(c) => c,
-                Err(e) => {
-                    self.wait_out(&reason(&e), &mut backoff).await;
-                    continue;
-                }
-            };
-            if resume_from.is_none() {
-                // Reconcile the file first, so the list shows it.
-                let pending = self
-                    .statics
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .clone();
-                if let Some(records) = pending {
-                    match self.reconcile(&records).await {
-                        Ok(_) => {
-                            *self.statics.lock().unwrap_or_else(|e| e.into_inner()) = None;
-                        }
-                        Err(e) => {
-                            self.wait_out(&reason(&e), &mut backoff).await;
-                            continue;
-                        }
-                    }
-                }
-                match self.list().await {
-                    Ok((revision, cluster, statics, registered)) => {
-                        self.install(revision, cluster, statics, registered);
-                        resume_from = Some(revision);
-                    }
-                    Err(e) => {
-                        self.wait_out(&reason(&e), &mut backoff).await;
-                        continue;
-                    }
-                }
-            }
-            let from = resume_from.expect("listed");
-            match self.watch(&mut client, from, &mut rotation).await {
-                WatchEnd::Rotated(at) => {
-                    // The same revision on the new client: no event lost.
-                    resume_from = Some(at);
-                    continue;
-                }
-                WatchEnd::Compacted => {
-                    tracing::warn!(
-                        revision = from,
-                        "the watch revision was compacted; listing again"
-                    );
-                    resume_from = None;
-                }
-                WatchEnd::Broken(e, at) => {
-                    resume_from = Some(at);
-                    self.wait_out(&e, &mut backoff).await;
-                    continue;
-                }
-            }
-            backoff = Duration::from_millis(100);
-        }
-    }
-
-    /// `why`, or the TLS refusal behind it (see
-    /// [`EtcdSettings::diagnose_tls`]).
-    async fn explain(&self, why: String) -> String {
-        match self.settings().diagnose_tls().await {
-            Some(cause) => format!("etcd: {cause}"),
-            None => why,
-        }
-    }
-
-    async fn wait_out(&self, why: &str, backoff: &mut Duration) {
-        let why = &self.explain(why.to_string()).await;
-        if self.status().ready {
-            self.trouble(Some(why.to_string()));
-        } else {
-            let mut status = self.status();
-            if status.trouble.as_deref() != Some(why) {
-                tracing::warn!(reason = %why, endpoints = ?self.config.endpoints, "waiting for etcd");
-                status.trouble = Some(why.to_string());
-            }
-        }
-        tokio::time::sleep(*backoff).await;
-        *backoff = (*backoff * 2).min(Duration::from_secs(2));
-    }
-
-    /// Installs a list: the first one becomes the view; later ones (after a
-    /// compaction) are applied as one change, so the deltas stay right.
-    fn install(
-        &self,
-        revision: u64,
-        cluster: u64,
-        statics: Vec<HostRecord>,
-        registered: Vec<HostRecord>,
-    ) {
-        let history = format!("{cluster:016x}");
-        let first = !self.status().ready;
-        let same_history = *self.store().snapshot().history == *history;
-        if first || !same_history {
-            let leases = registered
-                .into_iter()
-                .map(|record| super::Lease {
-                    record,
-                    lease_seconds: 0,
-                    expires_unix_ms: u64::MAX,
-                })
-                .collect();
-            let store = Store::with_registrations(statics, leases, revision, self.history_limit)
-                .with_history(history);
-            *self.view.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(store);
-        } else {
-            let store = self.store();
-            store.at_version(revision, |s| s.reset(statics, registered));
-        }
-        self.seen.send_modify(|s| *s = (*s).max(revision));
-        {
-            let mut status = self.status();
-            status.ready = true;
-        }
-        self.trouble(None);
-        tracing::info!(revision, cluster = %format!("{cluster:016x}"), records = self.store().snapshot().records.len(), "view listed from etcd");
-    }
-
-    async fn watch(
-        &self,
-        client: &mut Client,
-        from: u64,
-        rotation: &mut tokio::sync::watch::Receiver<u64>,
-    ) -> WatchEnd {
-        let options = WatchOptions::new()
-            .with_prefix()
-            .with_start_revision(from as i64 + 1)
-            .with_progress_notify();
-        let mut stream = match self
-            .timed(
-                client
-                    .watch_client()
-                    .max_decoding_message_size(MAX_MESSAGE)
-                    .watch(self.config.prefix.as_bytes(), Some(options)),
-            )
-            .await
-        {
-            Ok(s) => s,
-            Err(e) => return WatchEnd::Broken(reason(&e), from),
-        };
-        let mut at = from;
-        let store = self.store();
-        loop {
-            let msg = tokio::select! {
-                m = stream.message() => m,
-                _ = rotation.changed() => return WatchEnd::Rotated(at),
-                _ = self.progress.notified() => {
-                    if let Err(e) = stream.request_progress().await {
-                        return WatchEnd::Broken(self.classify(&e).to_string(), at);
-                    }
-                    continue;
-                }
-            };
-            let resp = match msg {
-                Ok(Some(r)) => r,
-                Ok(None) => return WatchEnd::Broken("the watch stream ended".into(), at),
-                Err(e) => return WatchEnd::Broken(self.classify(&e).to_string(), at),
-            };
-            if resp.compact_revision() > 0 {
-                return WatchEnd::Compacted;
-            }
-            if resp.canceled() {
-                return WatchEnd::Broken(format!("watch canceled: {}", resp.cancel_reason()), at);
-            }
-            self.trouble(None);
-            for event in resp.events() {
-                let Some(kv) = event.kv() else { continue };
-                let revision = kv.mod_revision() as u64;
-                self.apply(&store, event.event_type(), kv.key(), kv.value(), revision);
-                at = at.max(revision);
-            }
-            if resp.events().is_empty() && !resp.created() {
-                // A progress report (sent only once the watcher is in sync):
-                // nothing of ours changed up to its revision.
-                if let Some(h) = resp.header() {
-                    at = at.max(h.revision() as u64);
-                }
-            }
-            self.seen.send_modify(|s| *s = (*s).max(at));
-        }
-    }
-
-    fn apply(&self, store: &Store, kind: EventType, key: &[u8], value: &[u8], revision: u64) {
-        if key == self.key("static").as_bytes() {
-            let records = match kind {
-                EventType::Put => match serde_json::from_slice::<StaticSet>(value) {
-                    Ok(s) => s.records,
-                    Err(e) => {
-                        self.metrics.store_error("decode");
-                        tracing::error!(error = %e, "etcd holds a static set that does not parse");
-                        return;
-                    }
-                },
-                EventType::Delete => Vec::new(),
-            };
-            store.at_version(revision, |s| s.replace_all(records));
-        } else if let Some(ip) = self.host_ip(key) {
-            match kind {
-                EventType::Put => {
-                    if let Some(r) = self.decode_host(key, value) {
-                        store.at_version(revision, |s| s.register(ip, r, 0, 0));
-                    }
-                }
-                EventType::Delete => {
-                    store.at_version(revision, |s| s.deregister(ip));
-                }
-            }
-        }
-    }
-
-    /// Probes etcd with a quorum read: health, round trip, watch lag.
-    async fn probe(self: Arc<Self>) {
-        let mut tick = tokio::time::interval(PROBE_INTERVAL);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            if !self.status().ready {
-                continue;
-            }
-            let key = self.key("static-hash");
-            match etcd!(&*self, |c| c.get(key.clone(), None)) {
-                Ok(resp) => {
-                    let r = resp.header().map_or(0, |h| h.revision() as u64);
-                    self.etcd_revision.store(r, Ordering::Relaxed);
-                    let seen = *self.seen.borrow();
-                    self.metrics.watch_lag.set(r.saturating_sub(seen) as i64);
-                    if r > seen {
-                        self.progress.notify_one();
-                    }
-                    self.trouble(None);
-                }
-                Err(e) => {
-                    let why = self.explain(reason(&e)).await;
-                    self.trouble(Some(why))
-                }
-            }
-        }
-    }
-}
-
-enum WatchEnd {
-    /// New credentials are in use: watch again on the new client from the
-    /// revision.
-    Rotated(u64),
-    Compacted,
-    /// The stream failed; resume after the revision.
-    Broken(String, u64),
 }
 
 impl RegistryStore for EtcdStore {
-    fn snapshot(&self) -> Arc<Snapshot> {
-        self.store().snapshot()
-    }
-
-    fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.store().subscribe()
+    fn records(&self) -> Arc<Records> {
+        self.store()
     }
 
     fn changes_since(&self, since: u64) -> Result<Delta, Gone> {
@@ -974,15 +535,7 @@ impl RegistryStore for EtcdStore {
         Box::pin(self.caught_up(version))
     }
 
-    fn static_deletions(&self, records: &[HostRecord]) -> (usize, usize) {
-        self.store().static_deletions(records)
-    }
-
-    fn registration_count(&self) -> usize {
-        self.store().registration_count()
-    }
-
-    fn register(&self, r: Registration) -> BoxFuture<'_, Result<Ack, StoreError>> {
+    fn register(&self, r: Registration) -> Durable<'_, Ack> {
         Box::pin(async move {
             let mut client = self.client().await?;
             let stored = Stored {
@@ -999,11 +552,7 @@ impl RegistryStore for EtcdStore {
         })
     }
 
-    fn renew<'a>(
-        &'a self,
-        ip: IpAddr,
-        owner: Option<&'a str>,
-    ) -> BoxFuture<'a, Result<Option<u64>, StoreError>> {
+    fn renew<'a>(&'a self, ip: IpAddr, owner: Option<&'a str>) -> Durable<'a, Option<u64>> {
         Box::pin(async move {
             let client = self.client().await?;
             let resp = etcd!(self, |c| c.get(self.host_key(ip), None))?;
@@ -1019,34 +568,21 @@ impl RegistryStore for EtcdStore {
                 return Err(StoreError::NotOwner(Arc::new(theirs)));
             }
             let mut client = client;
+            let (lease, lease_seconds) = (kv.lease(), stored.lease_seconds);
             // The client's keep-alive waits for etcd's first answer, and
             // fails with a lease error when the lease is gone (expired).
-            let started = Instant::now();
-            match tokio::time::timeout(REQUEST_TIMEOUT, client.lease_keep_alive(kv.lease())).await {
-                Ok(Ok(_)) => {
-                    self.metrics
-                        .etcd_round_trip
-                        .observe(started.elapsed().as_secs_f64());
-                    Ok(Some(stored.lease_seconds))
-                }
-                Ok(Err(etcd_client::Error::LeaseKeepAliveError(_))) => Ok(None),
-                Ok(Err(e)) => {
-                    self.metrics.store_error("etcd");
-                    Err(unavailable(self.classify(&e)))
-                }
-                Err(_) => {
-                    self.metrics.store_error("etcd");
-                    Err(unavailable("no answer within 2 s"))
-                }
-            }
+            self.timed_or(
+                async {
+                    let kept = client.lease_keep_alive(lease).await;
+                    kept.map(|_| Some(lease_seconds))
+                },
+                |e| matches!(e, etcd_client::Error::LeaseKeepAliveError(_)).then_some(None),
+            )
+            .await
         })
     }
 
-    fn deregister<'a>(
-        &'a self,
-        ip: IpAddr,
-        owner: Option<&'a str>,
-    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+    fn deregister<'a>(&'a self, ip: IpAddr, owner: Option<&'a str>) -> Durable<'a, bool> {
         Box::pin(async move {
             let client = self.client().await?;
             // With an owner: the record is read, checked, and deleted only if
@@ -1110,14 +646,7 @@ impl RegistryStore for EtcdStore {
         })
     }
 
-    fn static_record(&self, ip: IpAddr) -> Option<Arc<HostRecord>> {
-        self.store().static_record(ip)
-    }
-
-    fn replace_static(
-        &self,
-        records: Vec<HostRecord>,
-    ) -> BoxFuture<'_, Result<StaticOutcome, StoreError>> {
+    fn replace_static(&self, records: Vec<HostRecord>) -> Durable<'_, StaticOutcome> {
         Box::pin(async move {
             let before = self.store().static_count();
             let after = records.len();
@@ -1154,7 +683,7 @@ impl RegistryStore for EtcdStore {
             tokio::spawn(self.clone().probe()),
         ];
         if self.settings().has_files() {
-            tasks.push(tokio::spawn(self.watch_credentials()));
+            tasks.push(self.rotate_credentials());
         }
         tasks
     }

@@ -1,5 +1,7 @@
-//! The versioned record store: the current registry as an immutable snapshot
-//! behind an atomic swap, plus a bounded history of changes.
+//! The served record set ([`Records`]): the current registry as an immutable
+//! snapshot behind an atomic swap, plus a bounded history of changes. Both
+//! stores keep one and answer every read from it; the embedded store writes
+//! to it directly, the etcd store applies etcd's watch events to it.
 //!
 //! The record set has two layers: *static* records from the registry file and
 //! *dynamic* records registered over HTTP (`PUT /v1/hosts/{ip}`) with a lease.
@@ -21,20 +23,11 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use envid::protocol::{HostRecord, RecordKey};
 use serde::{Deserialize, Serialize};
 
-mod api;
-pub mod embedded;
-#[cfg(feature = "etcd")]
-pub mod etcd;
-pub mod etcd_connect;
-mod view;
-
-pub use api::{Ack, BoxFuture, Health, Registration, RegistryStore, StaticOutcome, StoreError};
-pub use view::RecordMap;
+use super::view::RecordMap;
 
 /// One immutable version of the registry. Readers hold an `Arc` to it, so a
 /// swap never blocks or tears an ongoing lookup.
@@ -108,11 +101,15 @@ pub struct Lease {
     pub expires_unix_ms: u64,
 }
 
-/// Milliseconds since the Unix epoch.
-pub fn now_unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+/// The registrations' leases at one moment ([`Records::lease_due`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LeaseDue {
+    /// Registrations, the due ones included.
+    pub live: usize,
+    /// Registrations whose lease has ended.
+    pub due: usize,
+    /// The longest lease among the due ones, in milliseconds.
+    pub longest_ms: u64,
 }
 
 /// A registration: its record and its lease.
@@ -137,10 +134,10 @@ struct Inner {
     base: u64,
 }
 
-/// The store shared by the HTTP handlers, the reloader, the lease sweeper and
-/// the state persister.
+/// The layered record set with its change history (see the module docs):
+/// what a store holds in memory and answers every read from.
 #[derive(Debug)]
-pub struct Store {
+pub struct Records {
     current: RwLock<Arc<Snapshot>>,
     /// Also the writers' lock: held for a whole write, so writes are serialized.
     inner: Mutex<Inner>,
@@ -167,22 +164,22 @@ fn keyed(records: Vec<HostRecord>) -> BTreeMap<RecordKey, Arc<HostRecord>> {
         .collect()
 }
 
-impl Store {
-    /// A store at version 1 holding `records` (later records replace earlier
+impl Records {
+    /// A record set at version 1 holding `records` (later records replace earlier
     /// ones with the same key), keeping at most `history_limit` changes.
-    pub fn new(records: Vec<HostRecord>, history_limit: usize) -> Store {
-        Store::with_registrations(records, Vec::new(), 1, history_limit)
+    pub fn new(records: Vec<HostRecord>, history_limit: usize) -> Records {
+        Records::with_registrations(records, Vec::new(), 1, history_limit)
     }
 
-    /// A store at `version` holding the static `records` with the
+    /// A record set at `version` holding the static `records` with the
     /// registrations `leases` laid over them (leases without a single `ip`
-    /// are skipped; expired ones are dropped by the next [`Store::expire`]).
+    /// are skipped; expired ones are dropped by the next [`Records::expire`]).
     pub fn with_registrations(
         records: Vec<HostRecord>,
         leases: Vec<Lease>,
         version: u64,
         history_limit: usize,
-    ) -> Store {
+    ) -> Records {
         let mut inner = Inner {
             statics: keyed(records),
             ..Inner::default()
@@ -213,7 +210,7 @@ impl Store {
         }
         let version = version.max(1);
         inner.base = version;
-        Store {
+        Records {
             current: RwLock::new(Arc::new(Snapshot {
                 history: Arc::from(""),
                 version,
@@ -226,9 +223,9 @@ impl Store {
         }
     }
 
-    /// Names the history this store's versions belong to (before it is
+    /// Names the history this record set's versions belong to (before it is
     /// shared).
-    pub fn with_history(self, history: impl Into<Arc<str>>) -> Store {
+    pub fn with_history(self, history: impl Into<Arc<str>>) -> Records {
         {
             let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
             let old = &**current;
@@ -350,7 +347,7 @@ impl Store {
             .cloned()
     }
 
-    /// [`Store::renew`] by its registered lease length, only when the
+    /// [`Records::renew`] by its registered lease length, only when the
     /// registration's `app` is `owner` (any app when `owner` is `None`).
     /// `Err` is the registration that belongs to another app.
     pub fn renew_owned(
@@ -378,7 +375,7 @@ impl Store {
         Ok(Some(lease))
     }
 
-    /// [`Store::deregister`], only when the registration's `app` is `owner`
+    /// [`Records::deregister`], only when the registration's `app` is `owner`
     /// (any app when `owner` is `None`). `Err` is the registration that
     /// belongs to another app.
     #[allow(clippy::type_complexity)]
@@ -477,9 +474,10 @@ impl Store {
         (inner.statics.len(), gone)
     }
 
-    /// For lease self-preservation: the registrations, how many of them
-    /// ended at or before `now_ms`, and the longest lease among those (ms).
-    pub fn lease_due(&self, now_ms: u64) -> (usize, usize, u64) {
+    /// For the lease sweep and self-preservation: the registrations, how
+    /// many of them ended at or before `now_ms`, and the longest lease
+    /// among those.
+    pub fn lease_due(&self, now_ms: u64) -> LeaseDue {
         let inner = self.lock();
         let mut due = 0;
         let mut longest = 0;
@@ -489,7 +487,11 @@ impl Store {
                 longest = longest.max(d.lease_seconds.saturating_mul(1000));
             }
         }
-        (inner.dynamic.len(), due, longest)
+        LeaseDue {
+            live: inner.dynamic.len(),
+            due,
+            longest_ms: longest,
+        }
     }
 
     /// How many registrations there are.
@@ -506,7 +508,7 @@ impl Store {
     /// `version` rather than the next number: the etcd view's versions are
     /// the revisions that made them. Writes must be serialized by the caller.
     #[cfg_attr(not(feature = "etcd"), allow(dead_code))] // the etcd view's
-    pub(crate) fn at_version<T>(&self, version: u64, f: impl FnOnce(&Store) -> T) -> T {
+    pub(crate) fn at_version<T>(&self, version: u64, f: impl FnOnce(&Records) -> T) -> T {
         self.lock().next_version = Some(version);
         let out = f(self);
         self.lock().next_version = None;
@@ -667,7 +669,7 @@ mod tests {
 
     #[test]
     fn reload_diff_bumps_version_and_records_history() {
-        let store = Store::new(
+        let store = Records::new(
             vec![rec("10.0.0.1", "beta"), rec("10.1.0.0/16", "prod")],
             10,
         );
@@ -697,7 +699,7 @@ mod tests {
 
     #[test]
     fn old_snapshots_stay_valid_after_a_swap() {
-        let store = Store::new(vec![rec("10.0.0.1", "beta")], 10);
+        let store = Records::new(vec![rec("10.0.0.1", "beta")], 10);
         let old = store.snapshot();
         store.replace_all(vec![]).unwrap();
         assert_eq!(old.lookup("10.0.0.1".parse().unwrap()).unwrap().env, "beta");
@@ -709,7 +711,7 @@ mod tests {
 
     #[test]
     fn changes_since_merges_and_expires() {
-        let store = Store::new(vec![rec("10.0.0.1", "a")], 2);
+        let store = Records::new(vec![rec("10.0.0.1", "a")], 2);
         store
             .replace_all(vec![rec("10.0.0.1", "b"), rec("10.0.0.2", "x")])
             .unwrap(); // v2
@@ -735,7 +737,7 @@ mod tests {
 
     #[test]
     fn static_records_win_over_registrations_which_survive_reloads() {
-        let store = Store::new(vec![rec("10.0.0.1", "static")], 10);
+        let store = Records::new(vec![rec("10.0.0.1", "static")], 10);
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
         // A registration never replaces the file's record for its IP.
         assert!(store
@@ -772,7 +774,7 @@ mod tests {
 
     #[test]
     fn only_the_owner_renews_or_deregisters() {
-        let store = Store::new(vec![], 10);
+        let store = Records::new(vec![], 10);
         let ip: IpAddr = "10.0.0.9".parse().unwrap();
         let mut r = rec("10.0.0.9", "prod");
         r.app = Some("payment".into());

@@ -4,7 +4,7 @@
 //! certificate rotation without a restart, and a refusal that starts later
 //! named on `/healthz`.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -108,7 +108,7 @@ fn refused(cluster: &Cluster, access: EtcdAccess) -> String {
         "took {:?}",
         started.elapsed()
     );
-    assert!(matches!(e, ServerError::Etcd(_)), "{e:?}");
+    assert!(matches!(e, ServerError::Etcd { .. }), "{e:?}");
     e.to_string()
 }
 

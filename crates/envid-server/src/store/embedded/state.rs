@@ -6,7 +6,7 @@
 //! the old file, and the directory is fsynced. A crash mid-write leaves the
 //! old file (plus, at worst, a stray temporary file), never a torn one.
 //!
-//! Writes are group commits (see [`crate::store::embedded`]): a registration
+//! Writes are group commits (see `group_commit.rs`): a registration
 //! is answered only once a write that holds it is fsynced, and the
 //! registrations that arrive while one write runs share the next one.
 //!
@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::store::Lease;
+use crate::store::records::Lease;
 
 /// The state file's schema version (1: no history, read as an unclean run).
 const STATE_SCHEMA: u32 = 2;

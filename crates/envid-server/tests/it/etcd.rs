@@ -2,7 +2,7 @@
 //! `common/etcd.rs`): several instances, failover, leases, compaction,
 //! members lost and back, and `kill -9` of an instance mid-burst.
 
-mod common;
+use crate::common;
 
 /// The common config with registration open (these tests are about the
 /// store, not who may register).

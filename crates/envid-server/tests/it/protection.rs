@@ -4,7 +4,7 @@
 //! it; lease self-preservation holds leases when renewals collapse and
 //! lets a few lapse normally. Counts are printed (`-- --nocapture`).
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

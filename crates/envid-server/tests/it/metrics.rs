@@ -1,7 +1,7 @@
 //! `/metrics`: request counts by endpoint and status, IPs looked up, the
 //! registry version and size.
 
-mod common;
+use crate::common;
 
 use common::*;
 

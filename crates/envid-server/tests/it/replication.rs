@@ -2,7 +2,7 @@
 //! re-snapshot, long-poll wake latency, and deltas staying consistent with
 //! snapshots through thousands of registrations and deletions.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -3,7 +3,7 @@
 //! restarts, and metrics. These register as the operator (any IP, any app);
 //! who may register what is tests/trust.rs.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

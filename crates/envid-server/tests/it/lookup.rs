@@ -1,7 +1,7 @@
 //! Lookups over real HTTP: single and batch, CIDR matching, most specific
 //! wins, IPv6, unknown IPs, and every kind of bad request.
 
-mod common;
+use crate::common;
 
 use common::*;
 

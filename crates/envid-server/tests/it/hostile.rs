@@ -3,7 +3,7 @@
 //! bytes, invalid IPs and CIDRs. In every case the service answers (or
 //! closes) within a bound and keeps answering its other clients correctly.
 
-mod common;
+use crate::common;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};

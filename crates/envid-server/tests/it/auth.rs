@@ -1,7 +1,7 @@
 //! The bearer token: required on lookups and `/metrics` when configured,
 //! never on `/healthz`.
 
-mod common;
+use crate::common;
 
 use common::*;
 
@@ -104,6 +104,13 @@ fn empty_token_is_refused_at_start() {
     c.token = Some(" ".into());
     let err = envid_server::spawn(c).unwrap_err();
     assert!(err.to_string().contains("token"), "{err}");
+    assert!(
+        matches!(
+            err,
+            envid_server::ServerError::Config { field: "token", .. }
+        ),
+        "{err:?}"
+    );
 }
 
 #[test]

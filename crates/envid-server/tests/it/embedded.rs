@@ -2,7 +2,7 @@
 //! survives `kill -9`, and a replica's version from a run that crashed or
 //! whose file was corrupt gets `410`, never a delta from another history.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};

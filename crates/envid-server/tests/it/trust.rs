@@ -7,7 +7,7 @@
 //! `X-Forwarded-For` from trusted proxies only, hostile bodies, the apps
 //! file's reload, and TLS with a CA made for the test.
 
-mod common;
+use crate::common;
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;

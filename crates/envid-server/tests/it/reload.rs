@@ -1,7 +1,7 @@
 //! Registry reload: a changed file is served after the next poll, a broken
 //! file leaves the old registry serving at the same version.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
@@ -207,12 +207,15 @@ fn bad_registry_at_start_is_an_error() {
 }
 
 #[test]
-fn port_in_use_is_an_io_error() {
+fn port_in_use_is_a_bind_error() {
     let first = serve_example();
     let mut c = config(example_registry());
     c.listen = first.local_addr();
     let err = envid_server::spawn(c).unwrap_err();
-    assert!(matches!(err, envid_server::ServerError::Io(_)), "{err}");
+    assert!(
+        matches!(err, envid_server::ServerError::Bind { addr, .. } if addr == first.local_addr()),
+        "{err}"
+    );
     first.shutdown();
 }
 

@@ -1,25 +1,44 @@
-//! The store interface the HTTP handlers, the reloader and the service's
-//! background tasks use, whatever holds the records: [`super::embedded`]
-//! (one machine, a durable local file) or [`super::etcd`] (any number of
-//! instances on one etcd cluster).
+//! The versioned record store: the one interface ([`RegistryStore`]) the
+//! HTTP handlers, the reloader and the background tasks use, whatever holds
+//! the records, and the vocabulary they share.
+//!
+//! * `records.rs`: [`Records`], the served set as two layers (static
+//!   records of the registry file, registrations with leases) with its
+//!   bounded change history; every store answers reads from one of these.
+//! * `view.rs`: [`RecordMap`], the persistent map a snapshot holds.
+//! * [`embedded`]: one machine, registrations in a local state file written
+//!   by group commit.
+//! * `etcd` (feature `etcd`): any number of instances on one etcd cluster;
+//!   [`etcd_connect`]: how it reaches etcd (TLS, a user), checked once.
 //!
 //! Reads are synchronous and never wait on anything but an `Arc` load: every
-//! store answers them from its in-memory view. Writes are futures that end
-//! when the write is durable (fsynced, or committed by etcd); an answer is
+//! store answers them from its in-memory [`Records`]. Writes are futures that
+//! end when the write is durable (fsynced, or committed by etcd); an answer is
 //! never sent for a write that a crash could still lose.
 
 use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use envid::protocol::HostRecord;
 
-use super::{Delta, Gone, Snapshot};
+pub mod embedded;
+#[cfg(feature = "etcd")]
+pub mod etcd;
+pub mod etcd_connect;
+mod records;
+mod view;
+
+pub use records::{Change, Delta, Gone, Lease, LeaseDue, Records, Snapshot};
+pub use view::RecordMap;
 
 /// A boxed, sendable future (the trait is used as `dyn RegistryStore`).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A write: a future that ends once the write is durable, or refused.
+pub type Durable<'a, T> = BoxFuture<'a, Result<T, StoreError>>;
 
 /// One registration (`PUT /v1/hosts/{ip}`).
 #[derive(Clone, Debug)]
@@ -95,16 +114,35 @@ pub enum Health {
     },
 }
 
+/// Milliseconds since the Unix epoch (leases end on the wall clock, so
+/// they survive a restart).
+pub fn now_unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// A versioned record store (see the module docs).
 pub trait RegistryStore: Send + Sync + std::fmt::Debug + 'static {
+    /// The in-memory record set every read is answered from. Reads go
+    /// through it rather than through each store, so both stores answer
+    /// them alike.
+    fn records(&self) -> Arc<Records>;
+
     /// The current snapshot (one `Arc` load).
-    fn snapshot(&self) -> Arc<Snapshot>;
+    fn snapshot(&self) -> Arc<Snapshot> {
+        self.records().snapshot()
+    }
 
     /// Notified with the new version after every change that a delta shows.
-    fn subscribe(&self) -> tokio::sync::watch::Receiver<u64>;
+    fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.records().subscribe()
+    }
 
     /// The merged changes after `since` (of the current history).
-    fn changes_since(&self, since: u64) -> Result<Delta, Gone>;
+    fn changes_since(&self, since: u64) -> Result<Delta, Gone> {
+        self.records().changes_since(since)
+    }
 
     /// Waits (bounded) until the view holds `version` when a replica asks
     /// from a version this instance has not seen yet (it came from another
@@ -116,40 +154,51 @@ pub trait RegistryStore: Send + Sync + std::fmt::Debug + 'static {
 
     /// For a reload's check: how many static records there are, and how
     /// many of them `records` (the new file) would delete.
-    fn static_deletions(&self, records: &[HostRecord]) -> (usize, usize);
+    fn static_deletions(&self, records: &[HostRecord]) -> (usize, usize) {
+        self.records().static_deletions(records)
+    }
 
     /// How many registrations there are.
-    fn registration_count(&self) -> usize;
+    fn registration_count(&self) -> usize {
+        self.records().registration_count()
+    }
 
     /// Registers (or replaces) `r`, durably.
-    fn register(&self, r: Registration) -> BoxFuture<'_, Result<Ack, StoreError>>;
+    fn register(&self, r: Registration) -> Durable<'_, Ack>;
 
     /// Extends the lease of `ip` by its registered length, when `owner` is
     /// its `app` (any app when `None`: an operator, open registration).
     /// `None` when `ip` is not registered.
-    fn renew<'a>(
-        &'a self,
-        ip: IpAddr,
-        owner: Option<&'a str>,
-    ) -> BoxFuture<'a, Result<Option<u64>, StoreError>>;
+    fn renew<'a>(&'a self, ip: IpAddr, owner: Option<&'a str>) -> Durable<'a, Option<u64>>;
 
     /// Removes the registration of `ip` when `owner` is its `app` (any app
     /// when `None`); whether there was one.
-    fn deregister<'a>(
-        &'a self,
-        ip: IpAddr,
-        owner: Option<&'a str>,
-    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+    fn deregister<'a>(&'a self, ip: IpAddr, owner: Option<&'a str>) -> Durable<'a, bool>;
 
     /// The static record (from the registry file) for exactly `ip`: no
     /// registration replaces it.
-    fn static_record(&self, ip: IpAddr) -> Option<Arc<HostRecord>>;
+    fn static_record(&self, ip: IpAddr) -> Option<Arc<HostRecord>> {
+        self.records().static_record(ip)
+    }
 
     /// Replaces the static records (the registry file) as one version.
-    fn replace_static(
-        &self,
-        records: Vec<HostRecord>,
-    ) -> BoxFuture<'_, Result<StaticOutcome, StoreError>>;
+    fn replace_static(&self, records: Vec<HostRecord>) -> Durable<'_, StaticOutcome>;
+
+    /// For the lease sweep (`leases.rs`): the registrations' leases
+    /// at `now_ms`. The default suits a store whose leases end elsewhere
+    /// (etcd's end inside etcd): nothing is ever due here.
+    fn lease_due(&self, now_ms: u64) -> LeaseDue {
+        let _ = now_ms;
+        LeaseDue::default()
+    }
+
+    /// Ends every lease due at `now_ms` as one version (written durably
+    /// later: nobody waits for it). Returns the ended IPs and the change,
+    /// when one shows. The default has nothing to expire.
+    fn expire(&self, now_ms: u64) -> (Vec<IpAddr>, Option<Arc<Change>>) {
+        let _ = now_ms;
+        (Vec::new(), None)
+    }
 
     /// How the store is doing.
     fn health(&self) -> Health;

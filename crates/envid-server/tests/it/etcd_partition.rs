@@ -4,7 +4,7 @@
 //! saying so) and refusing writes; when the link returns it catches up
 //! without a restart. Needs root (`ip netns`) and etcd; skipped otherwise.
 
-mod common;
+use crate::common;
 
 /// The common config with registration open (these tests are about the
 /// store, not who may register).

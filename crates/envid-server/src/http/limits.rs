@@ -1,0 +1,140 @@
+//! The service's own limits on its callers: load shedding (requests in
+//! flight, waiting long polls), the registration rate limit per (caller,
+//! IP), and the failed authentications per address (see `auth.rs`).
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use super::auth;
+use crate::config::Config;
+
+/// Load shedding and the registration rate limit.
+#[derive(Debug)]
+pub(crate) struct Limits {
+    pub(crate) registration: RegistrationLimit,
+    /// Failed authentications per client address.
+    pub(crate) auth_failures: auth::FailureLimit,
+    pub(super) in_flight: AtomicUsize,
+    pub(super) max_in_flight: usize,
+    pub(super) long_polls: AtomicUsize,
+    pub(super) max_long_polls: usize,
+    pub(super) max_wait: Duration,
+    pub(super) poll_coalesce: Duration,
+    pub(super) request_timeout: Duration,
+}
+
+impl Limits {
+    pub(crate) fn new(config: &Config) -> Limits {
+        Limits {
+            registration: RegistrationLimit::new(config.register_limit, config.register_window),
+            auth_failures: auth::FailureLimit::new(
+                config.auth_failure_limit,
+                config.auth_failure_window,
+            ),
+            in_flight: AtomicUsize::new(0),
+            max_in_flight: config.max_in_flight.max(1),
+            long_polls: AtomicUsize::new(0),
+            max_long_polls: config.max_long_polls,
+            max_wait: config.max_wait,
+            poll_coalesce: config.poll_coalesce,
+            request_timeout: config.request_timeout,
+        }
+    }
+
+    /// Forgets idle registration windows and failure counts (at most once
+    /// a second).
+    pub(crate) fn prune(&self) {
+        if self.registration.prune() {
+            self.auth_failures.prune();
+        }
+    }
+}
+
+/// Takes one slot of a counter capped at `max`, released on drop (also when
+/// the request is cancelled).
+pub(crate) struct Slot<'a>(&'a AtomicUsize);
+
+impl<'a> Slot<'a> {
+    pub(crate) fn take(counter: &'a AtomicUsize, max: usize) -> Option<Slot<'a>> {
+        let before = counter.fetch_add(1, Ordering::AcqRel);
+        let slot = Slot(counter);
+        (before < max).then_some(slot)
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// (caller, IP): what the registration limit counts per. The caller is what
+/// it cannot choose: the app or operator its token names (`app:payment`),
+/// or its address when registration is open (`peer:10.0.0.5`).
+type WindowKey = (String, IpAddr);
+
+/// At most `limit` accepted registrations per (caller, IP) within a sliding
+/// `window`.
+#[derive(Debug)]
+pub(crate) struct RegistrationLimit {
+    pub(super) limit: usize,
+    pub(super) window: Duration,
+    /// Accepted registrations per (app, IP) within the window, oldest first.
+    windows: Mutex<HashMap<WindowKey, VecDeque<Instant>>>,
+    last_prune: Mutex<Instant>,
+}
+
+impl RegistrationLimit {
+    pub(crate) fn new(limit: usize, window: Duration) -> RegistrationLimit {
+        RegistrationLimit {
+            limit,
+            window,
+            windows: Mutex::default(),
+            last_prune: Mutex::new(Instant::now()),
+        }
+    }
+
+    /// Records a registration of (app, ip), or says how long until the
+    /// window has room (and records nothing). A limit of 0 means no limit.
+    pub(super) fn admit(&self, caller: &str, ip: IpAddr) -> Result<(), Duration> {
+        if self.limit == 0 {
+            return Ok(());
+        }
+        let now = Instant::now();
+        let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        let q = windows.entry((caller.to_owned(), ip)).or_default();
+        while q
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= self.window)
+        {
+            q.pop_front();
+        }
+        if q.len() >= self.limit {
+            let oldest = q[q.len() - self.limit];
+            return Err(self.window.saturating_sub(now.duration_since(oldest)));
+        }
+        q.push_back(now);
+        Ok(())
+    }
+
+    /// Forgets (caller, IP) pairs with no registration in the window (at
+    /// most once a second); true when it ran.
+    pub(crate) fn prune(&self) -> bool {
+        {
+            let mut last = self.last_prune.lock().unwrap_or_else(|e| e.into_inner());
+            if last.elapsed() < Duration::from_secs(1) {
+                return false;
+            }
+            *last = Instant::now();
+        }
+        let window = self.window;
+        self.windows
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, q| q.back().is_some_and(|t| t.elapsed() < window));
+        true
+    }
+}

@@ -1,0 +1,103 @@
+//! What the handlers share: the state ([`AppState`]) and the request
+//! helpers every handler uses.
+
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::Path;
+use axum::http::StatusCode;
+
+use super::auth;
+use super::limits::Limits;
+use crate::error::{ApiError, ErrorCode};
+use crate::identity::Identity;
+use crate::leases::Preservation;
+use crate::metrics::Metrics;
+use crate::protection::ReloadRefusal;
+use crate::store::{RegistryStore, StoreError};
+
+/// What the handlers share. Holds no token: only the read token's digest.
+#[derive(Clone, Debug)]
+pub(crate) struct AppState {
+    pub(crate) store: Arc<dyn RegistryStore>,
+    pub(crate) metrics: Arc<Metrics>,
+    /// The registry reload refused as a mass deletion, if any.
+    pub(crate) reload_refusal: Arc<ReloadRefusal>,
+    /// Whether lease self-preservation holds the leases.
+    pub(crate) preservation: Arc<Preservation>,
+    /// SHA-256 of the read token, when one is required.
+    pub(crate) token_digest: Option<auth::TokenDigest>,
+    /// Who may register.
+    pub(crate) registration: auth::RegistrationMode,
+    /// Registering loopback addresses is allowed (tests, development).
+    pub(crate) allow_loopback_registration: bool,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub(crate) trusted_proxies: Arc<[ipnet::IpNet]>,
+    pub(crate) max_batch: usize,
+    pub(crate) max_body_bytes: usize,
+    pub(crate) limits: Arc<Limits>,
+    /// Turns true when the service starts draining (ends long polls early).
+    pub(crate) shutdown: tokio::sync::watch::Receiver<bool>,
+    /// The encoded body of the last snapshot served, by version.
+    pub(crate) snapshot_cache: Arc<Mutex<Option<(u64, Bytes)>>>,
+    /// The encoded body of the last delta a woken long poll computed.
+    pub(crate) delta_cache: Arc<Mutex<Option<DeltaCache>>>,
+    /// Signing keys and the served key set (`issue_identity`).
+    pub(crate) identity: Arc<Identity>,
+}
+
+/// The last delta a woken long poll computed (see `replication.rs`).
+#[derive(Debug)]
+pub(crate) struct DeltaCache {
+    /// The version the delta starts after.
+    pub(super) since: u64,
+    /// The store's version when it was computed.
+    pub(super) at: u64,
+    pub(super) history: Arc<str>,
+    /// The version the delta brings a replica to.
+    pub(super) version: u64,
+    /// The encoded answer.
+    pub(super) body: Bytes,
+}
+
+/// The request body, or the `413`/`400` error.
+pub(crate) fn read_body(
+    state: &AppState,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Bytes, ApiError> {
+    body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                ErrorCode::TooLarge,
+                format!(
+                    "request body is larger than the limit of {} bytes",
+                    state.max_body_bytes
+                ),
+            )
+        } else {
+            ApiError::new(ErrorCode::BadBody, e.body_text())
+        }
+    })
+}
+
+/// The IP in the path, or the `400 invalid_ip` error naming it.
+pub(crate) fn path_ip(path: Result<Path<String>, PathRejection>) -> Result<IpAddr, ApiError> {
+    let Path(raw) = path.map_err(|e| ApiError::new(ErrorCode::InvalidIp, e.body_text()))?;
+    raw.trim()
+        .parse::<IpAddr>()
+        .map_err(|_| ApiError::invalid_ip(&raw))
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        match e {
+            StoreError::Unavailable { retry_after, .. } => {
+                ApiError::new(ErrorCode::Unavailable, e.to_string()).retry_after(retry_after)
+            }
+            // The handlers turn it into the refusal naming the owner first.
+            StoreError::NotOwner(_) => ApiError::new(ErrorCode::Internal, e.to_string()),
+        }
+    }
+}
