@@ -1,5 +1,5 @@
 //! Entry points shared by the `cargo fuzz` targets (`fuzz/`) and the corpus
-//! replay test (`tests/fuzz_corpus.rs`), so every corpus file and every crash
+//! replay test (`tests/it/fuzz_corpus.rs`), so every corpus file and every crash
 //! the fuzzer ever found runs through exactly the same code in plain
 //! `cargo test` on stable. Compiled only with the `fuzzing` feature: not an
 //! API. The registry-file and registration-body targets live beside their

@@ -1,5 +1,5 @@
 //! Entry points shared by the `cargo fuzz` targets of the service's own
-//! parsers (`fuzz/`) and their corpus replay (`tests/fuzz_corpus.rs`).
+//! parsers (`fuzz/`) and their corpus replay (`tests/it/fuzz_corpus.rs`).
 //! Compiled only with the `fuzzing` feature: not an API.
 
 use std::net::IpAddr;
