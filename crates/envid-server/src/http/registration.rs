@@ -271,7 +271,7 @@ pub(crate) async fn register(
         ));
     }
     let body = read_body(&state, body).map_err(|e| at.refuse("invalid_body", e))?;
-    let (record, lease) =
+    let (mut record, lease) =
         parse_registration_body(ip, &body).map_err(|e| at.refuse("invalid_body", e.into()))?;
     authorize(&caller, client, ip, &record).map_err(|(reason, e)| at.refuse(reason, e))?;
     if let Some(fixed) = state.store.static_record(ip) {
@@ -296,6 +296,9 @@ pub(crate) async fn register(
             .retry_after(retry_after),
         ));
     }
+    // A registration of its own, even for an IP registered before: a late
+    // leave of the previous owner is never taken for this one's.
+    record.registration = Some(registration_id()?);
     // Signed only what was checked: an app's own IP or an operator's word,
     // never an anonymous registration of an open service.
     let identity = identity_for(&state, &caller, &record, ip);
@@ -322,6 +325,21 @@ pub(crate) async fn register(
         answer["identity_lifetime_seconds"] = state.identity.lifetime_secs().into();
     }
     Ok(Json(answer).into_response())
+}
+
+/// A new registration id: 128 random bits from the operating system, in
+/// hex, so ids are unique across the instances sharing one etcd and across
+/// restarts without any coordination.
+fn registration_id() -> Result<String, ApiError> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|e| {
+        tracing::error!(error = %e, "no randomness for a registration id");
+        ApiError::new(
+            ErrorCode::Unavailable,
+            "the service cannot make a registration id now; retry".to_string(),
+        )
+    })?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// The signed identity of a checked registration: `None` without a

@@ -323,6 +323,53 @@ fn overload_is_shed_with_429_but_not_health_or_long_polls() {
 }
 
 #[test]
+fn every_registration_has_an_id_of_its_own_kept_by_renewals_and_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(example_registry());
+    c.state_path = Some(dir.path().join("state.json"));
+    c.register_limit = 0;
+    let svc = envid_server::spawn(c.clone()).unwrap();
+    let a = svc.local_addr();
+    let id = |a| {
+        host(a, "192.0.2.7").json()["registration"]
+            .as_str()
+            .map(str::to_string)
+    };
+    assert_eq!(put(a, "192.0.2.7", "first", 600).status, 200);
+    let first = id(a).expect("a registered record names its registration");
+    assert!(
+        first.len() == 32 && first.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{first}"
+    );
+    assert_eq!(renew(a, "192.0.2.7").status, 200);
+    assert_eq!(id(a).as_deref(), Some(first.as_str()), "a renewal keeps it");
+    // The same IP registered again (another host, or the same after a
+    // restart) is another registration, even with the same content.
+    assert_eq!(put(a, "192.0.2.7", "first", 600).status, 200);
+    let second = id(a).unwrap();
+    assert_ne!(second, first);
+    // Snapshots carry it; static records have none.
+    let snapshot = get(a, "/v1/registry").json();
+    let records = snapshot["records"].as_array().unwrap();
+    let mine = records.iter().find(|r| r["ip"] == "192.0.2.7").unwrap();
+    assert_eq!(mine["registration"], second.as_str());
+    assert!(records
+        .iter()
+        .filter(|r| r["ip"] != "192.0.2.7")
+        .all(|r| r.get("registration").is_none()));
+    // A client cannot choose it.
+    let body = serde_json::json!({"app": "x", "env": "beta", "idc": "cn0", "lease_seconds": 60, "registration": "mine"});
+    assert_eq!(put_as(a, "192.0.2.8", body, Some(OPERATOR)).status, 400);
+    svc.shutdown();
+    let svc = envid_server::spawn(c).unwrap();
+    assert_eq!(
+        id(svc.local_addr()).as_deref(),
+        Some(second.as_str()),
+        "kept on disk"
+    );
+}
+
+#[test]
 fn registrations_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state.json");
