@@ -62,3 +62,18 @@ pub use config::{
 pub use error::{CacheProblem, ClientError};
 pub(crate) use transport::{decode, not_found};
 pub use transport::{Conditional, HttpTransport, Method, Request, Transport};
+
+/// One builder setter: `setter!(/// docs\n name: Type)` makes
+/// `pub fn name(mut self, v: Type) -> Self` setting `self.settings.name`.
+/// Every client's builder keeps its settings in a `settings` field, so they
+/// share this rather than each writing the same dozen methods out.
+macro_rules! setter {
+    ($(#[$doc:meta])* $name:ident: $ty:ty) => {
+        $(#[$doc])*
+        pub fn $name(mut self, v: $ty) -> Self {
+            self.settings.$name = v;
+            self
+        }
+    };
+}
+pub(crate) use setter;

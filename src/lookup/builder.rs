@@ -8,6 +8,7 @@ use quick_cache::sync::Cache;
 
 use super::{Counters, EndpointState, LookupClient};
 use crate::client::breaker::Breaker;
+use crate::client::setter;
 use crate::client::{self, ClientError, ServiceConfig};
 
 /// The cache, retry and breaker settings of a client (the connection
@@ -47,16 +48,6 @@ impl Default for Settings {
 pub struct LookupClientBuilder {
     config: ServiceConfig,
     settings: Settings,
-}
-
-macro_rules! setter {
-    ($(#[$doc:meta])* $name:ident: $ty:ty) => {
-        $(#[$doc])*
-        pub fn $name(mut self, v: $ty) -> Self {
-            self.settings.$name = v;
-            self
-        }
-    };
 }
 
 impl LookupClientBuilder {

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use super::protection::Protection;
 use super::sync::Syncer;
 use super::{cache_file, CacheFileStatus, Replica, Shared};
+use crate::client::setter;
 use crate::client::{CacheProblem, ClientError, HttpTransport, ServiceConfig, Transport};
 
 /// A replica's default `per_phase` timeout: a snapshot is the whole registry.
@@ -64,16 +65,6 @@ impl Default for Settings {
 pub struct ReplicaBuilder {
     config: ServiceConfig,
     settings: Settings,
-}
-
-macro_rules! setter {
-    ($(#[$doc:meta])* $name:ident: $ty:ty) => {
-        $(#[$doc])*
-        pub fn $name(mut self, v: $ty) -> Self {
-            self.settings.$name = v;
-            self
-        }
-    };
 }
 
 impl ReplicaBuilder {
