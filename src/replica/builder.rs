@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::protection::Protection;
+use super::follow::Follow;
 use super::sync::Syncer;
 use super::{cache_file, CacheFileStatus, Replica, Shared};
 use crate::client::setter;
@@ -18,24 +18,34 @@ const REPLICA_PER_PHASE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A replica's default response cap.
 const REPLICA_MAX_RESPONSE_BYTES: u64 = 256 * 1024 * 1024;
 
+/// The transport of a replica (and of `events`): a snapshot is the whole
+/// registry, so larger default timeouts and response cap.
+pub(crate) fn http_transport(config: &ServiceConfig) -> HttpTransport {
+    HttpTransport::with_defaults(
+        config,
+        REPLICA_PER_PHASE_TIMEOUT,
+        REPLICA_MAX_RESPONSE_BYTES,
+    )
+}
+
 /// The sync settings of a replica (the connection settings are its
 /// [`ServiceConfig`]).
 #[derive(Clone, Debug)]
-pub(super) struct Settings {
-    pub(super) poll_wait: Duration,
-    pub(super) min_poll_interval: Duration,
-    pub(super) backoff: Duration,
-    pub(super) max_backoff: Duration,
-    pub(super) cache_file: Option<PathBuf>,
-    pub(super) cache_write_interval: Duration,
-    pub(super) cache_interval: Duration,
-    pub(super) require_initial_sync: bool,
-    pub(super) background_sync: bool,
-    pub(super) protection: bool,
-    pub(super) protection_enter: f64,
-    pub(super) protection_leave: f64,
-    pub(super) protection_window: Duration,
-    pub(super) protection_min_records: usize,
+pub(crate) struct Settings {
+    pub(crate) poll_wait: Duration,
+    pub(crate) min_poll_interval: Duration,
+    pub(crate) backoff: Duration,
+    pub(crate) max_backoff: Duration,
+    pub(crate) cache_file: Option<PathBuf>,
+    pub(crate) cache_write_interval: Duration,
+    pub(crate) cache_interval: Duration,
+    pub(crate) require_initial_sync: bool,
+    pub(crate) background_sync: bool,
+    pub(crate) protection: bool,
+    pub(crate) protection_enter: f64,
+    pub(crate) protection_leave: f64,
+    pub(crate) protection_window: Duration,
+    pub(crate) protection_min_records: usize,
 }
 
 impl Default for Settings {
@@ -144,11 +154,7 @@ impl ReplicaBuilder {
     /// unreachable) and starts the sync thread, over the [`HttpTransport`]
     /// of the config.
     pub fn build(self) -> Result<Replica, ClientError> {
-        let transport = HttpTransport::with_defaults(
-            &self.config,
-            REPLICA_PER_PHASE_TIMEOUT,
-            REPLICA_MAX_RESPONSE_BYTES,
-        );
+        let transport = http_transport(&self.config);
         self.build_with_transport(Arc::new(transport))
     }
 
@@ -164,14 +170,9 @@ impl ReplicaBuilder {
         }
         let sync = Syncer {
             shared: shared.clone(),
-            transport,
-            endpoints: self.config.endpoints().to_vec(),
-            settings: self.settings,
-            endpoint: 0,
-            need_snapshot: true,
+            follow: Follow::new(transport, self.config.endpoints().to_vec(), self.settings),
             dirty: false,
             last_cache_write: Instant::now(),
-            protection: Protection::default(),
         };
         let mut replica = Replica {
             shared,
@@ -181,7 +182,7 @@ impl ReplicaBuilder {
         let mut sync = sync;
         // The first snapshot: every endpoint once, then the cache file.
         let mut first_error = None;
-        for _ in 0..sync.endpoints.len() {
+        for _ in 0..sync.follow.endpoints() {
             match sync.step() {
                 Ok(()) => {
                     first_error = None;
@@ -194,17 +195,16 @@ impl ReplicaBuilder {
         }
         if let Some(e) = first_error {
             let mut problem = None;
-            if let Some(path) = sync.settings.cache_file.clone() {
+            if let Some(path) = sync.follow.settings.cache_file.clone() {
                 match cache_file::read(&path) {
                     Ok((view, written)) => {
-                        // The file's count is the normal one until the service says more.
-                        sync.protection.observe(view.len(), &sync.settings);
+                        sync.follow.start_from(view, 0);
                         let mut status = replica.shared.status();
                         status.cache = CacheFileStatus::Present;
                         status.cache_written = Some(written);
-                        status.normal_records = sync.protection.normal();
+                        status.normal_records = sync.follow.protection.normal();
                         drop(status);
-                        replica.shared.view.store(Arc::new(view));
+                        replica.shared.view.store(sync.follow.view().clone());
                         replica.shared.from_cache.store(true, Ordering::Relaxed);
                     }
                     Err(p) => {
@@ -227,7 +227,7 @@ impl ReplicaBuilder {
                     }
                 }
             }
-            if sync.settings.require_initial_sync
+            if sync.follow.settings.require_initial_sync
                 && !replica.shared.from_cache.load(Ordering::Relaxed)
             {
                 return Err(match problem {
@@ -240,7 +240,7 @@ impl ReplicaBuilder {
                 });
             }
         }
-        if sync.settings.background_sync {
+        if sync.follow.settings.background_sync {
             let thread = std::thread::Builder::new()
                 .name("envid-replica".into())
                 .spawn(move || sync.run())

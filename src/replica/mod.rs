@@ -85,7 +85,8 @@
 
 mod builder;
 mod cache_file;
-mod protection;
+pub(crate) mod follow;
+pub(crate) mod protection;
 mod sync;
 mod view;
 

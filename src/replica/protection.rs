@@ -14,19 +14,19 @@ use crate::protocol::{RecordKey, RegistryDelta};
 /// Protection against mass deletion: the recent normal count, and while
 /// protected, the service's own view beside the one served.
 #[derive(Default)]
-pub(super) struct Protection {
+pub(crate) struct Protection {
     /// (bucket start, largest count seen in it), oldest first.
     buckets: VecDeque<(Instant, usize)>,
     /// While protected: the service's view (the served one holds more).
-    pub(super) actual: Option<Arc<ReplicaView>>,
+    pub(crate) actual: Option<Arc<ReplicaView>>,
     /// While protected: keys served that the service deleted.
-    pub(super) held: HashSet<RecordKey>,
+    pub(crate) held: HashSet<RecordKey>,
     /// When the current protection started.
-    pub(super) since: Option<SystemTime>,
+    pub(crate) since: Option<SystemTime>,
 }
 
 /// What [`Protection::judge`] decided the replica serves.
-pub(super) enum Verdict {
+pub(crate) enum Verdict {
     /// The service's view, as it is.
     Trust,
     /// This view instead: the last one served plus every new or changed
@@ -39,7 +39,7 @@ pub(super) enum Verdict {
 
 impl Protection {
     /// Records a count the service gave; forgets buckets past the window.
-    pub(super) fn observe(&mut self, count: usize, s: &Settings) {
+    pub(crate) fn observe(&mut self, count: usize, s: &Settings) {
         let now = Instant::now();
         let bucket = (s.protection_window / 36).max(Duration::from_millis(1));
         match self.buckets.back_mut() {
@@ -57,14 +57,31 @@ impl Protection {
     }
 
     /// The largest count within the window.
-    pub(super) fn normal(&self) -> usize {
+    pub(crate) fn normal(&self) -> usize {
         self.buckets.iter().map(|b| b.1).max().unwrap_or(0)
+    }
+
+    /// Whether the service's view having `count` records would be
+    /// protected against, by the counts observed so far (entering below
+    /// `enter` × normal, staying below `leave` × normal). Observing `count`
+    /// first can only lower the normal count or make it `count`, so a
+    /// `false` here stays `false` after [`observe`](Self::observe).
+    pub(crate) fn would_protect(&self, count: usize, s: &Settings) -> bool {
+        let normal = self.normal();
+        let guarded = s.protection && normal >= s.protection_min_records.max(1);
+        let count = count as f64;
+        guarded
+            && if self.actual.is_some() {
+                count < s.protection_leave * normal as f64
+            } else {
+                count < s.protection_enter * normal as f64
+            }
     }
 
     /// Judges the service's view `actual` (reached by `delta` from the
     /// last one, or a whole snapshot when `delta` is `None`) against the
     /// normal count, and says what to serve instead of `served_before`.
-    pub(super) fn judge(
+    pub(crate) fn judge(
         &mut self,
         actual: &Arc<ReplicaView>,
         delta: Option<RegistryDelta>,
@@ -72,16 +89,7 @@ impl Protection {
         s: &Settings,
     ) -> Result<Verdict, String> {
         self.observe(actual.len(), s);
-        let normal = self.normal();
-        let guarded = s.protection && normal >= s.protection_min_records.max(1);
-        let count = actual.len() as f64;
-        let protect = guarded
-            && if self.actual.is_some() {
-                count < s.protection_leave * normal as f64
-            } else {
-                count < s.protection_enter * normal as f64
-            };
-        if !protect {
+        if !self.would_protect(actual.len(), s) {
             self.since = None;
             self.actual = None;
             self.held.clear();

@@ -56,15 +56,27 @@ impl ReplicaView {
         deletes: &[RecordKey],
     ) -> Result<ReplicaView, String> {
         let mut next = self.clone();
-        next.version = version;
+        next.apply_mut(version, upserts, deletes)?;
+        Ok(next)
+    }
+
+    /// Applies a delta to this view itself (deletes, then upserts): for a
+    /// view nobody else reads (see `Follow`).
+    pub(crate) fn apply_mut(
+        &mut self,
+        version: u64,
+        upserts: Vec<HostRecord>,
+        deletes: &[RecordKey],
+    ) -> Result<(), String> {
+        self.version = version;
         for key in deletes {
-            next.table.remove(key);
-            next.records.remove(key);
+            self.table.remove(key);
+            self.records.remove(key);
         }
         for rec in upserts {
-            next.upsert(rec)?;
+            self.upsert(rec)?;
         }
-        Ok(next)
+        Ok(())
     }
 
     /// The registry version this view is.
