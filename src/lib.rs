@@ -78,6 +78,8 @@ pub mod detect;
 pub mod env_type;
 pub mod environment;
 pub mod error;
+#[cfg(feature = "lookup")]
+pub mod events;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 #[cfg(feature = "lookup")]

@@ -150,6 +150,17 @@ impl ReplicaBuilder {
         /// `build` (or the cache file), refreshed only by [`Replica::sync_once`].
         background_sync: bool);
 
+    /// The connection and sync settings, for what follows the registry as
+    /// a replica does (`events`).
+    pub(crate) fn into_parts(self) -> (ServiceConfig, Settings) {
+        (self.config, self.settings)
+    }
+
+    /// The builder of these settings.
+    pub(crate) fn from_parts(config: ServiceConfig, settings: Settings) -> ReplicaBuilder {
+        ReplicaBuilder { config, settings }
+    }
+
     /// Fetches the registry (or reads the cache file when the service is
     /// unreachable) and starts the sync thread, over the [`HttpTransport`]
     /// of the config.

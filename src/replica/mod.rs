@@ -98,6 +98,7 @@ use std::time::{Duration, Instant, SystemTime};
 use arc_swap::ArcSwap;
 
 pub use builder::ReplicaBuilder;
+pub(crate) use builder::{http_transport, Settings};
 pub use view::ReplicaView;
 
 use crate::client::{ClientError, ServiceConfig};

@@ -38,6 +38,25 @@ impl ReplicaView {
         Ok(view)
     }
 
+    /// A view of records already shared (a consumer's joined set), each
+    /// with an `ip` or a `cidr`; one without either is skipped.
+    pub(crate) fn from_shared(
+        version: u64,
+        records: impl IntoIterator<Item = Arc<HostRecord>>,
+    ) -> ReplicaView {
+        let mut view = ReplicaView {
+            version,
+            ..ReplicaView::default()
+        };
+        for rec in records {
+            if let Some(key) = rec.key() {
+                view.table.insert(key, rec.clone());
+                view.records.insert(key, rec);
+            }
+        }
+        view
+    }
+
     fn upsert(&mut self, rec: HostRecord) -> Result<(), String> {
         let key = rec
             .key()
