@@ -9,6 +9,7 @@ mod deprecated_paths;
 mod descriptor;
 mod detect;
 mod environment;
+mod events;
 #[cfg(feature = "fuzzing")]
 mod fuzz_corpus;
 mod identity;
