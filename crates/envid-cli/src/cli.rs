@@ -80,6 +80,10 @@ pub enum Command {
     /// interval (version, records, protection, held deletes, sync age,
     /// cache file, sync errors) until SIGTERM or Ctrl-C (then exit 0).
     Watch(WatchArgs),
+    /// Print (and act on, with --exec) each host joining, leaving or
+    /// changing under a filter, resuming after a restart from --checkpoint;
+    /// until SIGTERM or Ctrl-C (then exit 0, after the running hook).
+    Events(Box<EventsArgs>),
     /// Register this host's environment at the environment service
     /// (PUT /v1/hosts/{ip}); with --keep-alive, renew the lease every
     /// lease/3 until SIGTERM or Ctrl-C (then exit 0).
@@ -466,6 +470,65 @@ pub struct WatchArgs {
     /// Output format: text lines, or one JSON object per line.
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
     pub format: ReportFormat,
+}
+
+/// Arguments of `envid events`.
+#[derive(Debug, clap::Args)]
+pub struct EventsArgs {
+    /// The service.
+    #[command(flatten)]
+    pub service: ServiceArgs,
+    /// The token.
+    #[command(flatten)]
+    pub token: LookupToken,
+    /// Only hosts of these apps (comma-separated or repeated).
+    #[arg(long = "app", value_name = "A", value_delimiter = ',')]
+    pub apps: Vec<String>,
+    /// Only hosts in these environments.
+    #[arg(long = "env", value_name = "E", value_delimiter = ',')]
+    pub envs: Vec<String>,
+    /// Only hosts of these environment classes (prod, beta, test, …).
+    #[arg(long = "env-type", value_name = "T", value_delimiter = ',')]
+    pub env_types: Vec<String>,
+    /// Only hosts in these data centers.
+    #[arg(long = "idc", value_name = "I", value_delimiter = ',')]
+    pub idcs: Vec<String>,
+    /// What this consumer believes joined, and the events not yet acted
+    /// on (written before an event is printed or its hook runs; FILE.journal
+    /// beside it).
+    #[arg(long, value_name = "FILE")]
+    pub checkpoint: PathBuf,
+    /// Start afresh when the checkpoint does not parse (the IPs it held are
+    /// forgotten: no leave for those that left meanwhile).
+    #[arg(long)]
+    pub ignore_corrupt_checkpoint: bool,
+    /// Output: one JSON object per event (NDJSON) or a text line.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Json)]
+    pub format: ReportFormat,
+    /// Run this shell command once per event, the event in ENVID_EVENT
+    /// (join|leave|change), ENVID_IP, ENVID_APP, ENVID_ENV, ENVID_IDC,
+    /// ENVID_EVENT_ID, ENVID_REGISTRATION, ENVID_PREVIOUS_REGISTRATION and
+    /// its JSON on standard input; retried with a capped backoff until it
+    /// exits 0, and only then checkpointed.
+    #[arg(long, value_name = "CMD")]
+    pub exec: Option<String>,
+    /// The longest pause between two runs of a failing hook, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub exec_max_backoff: u64,
+    /// Keep a JSON status here (atomically rewritten at every status line
+    /// and hook failure): joined, pending, how long the oldest
+    /// unacknowledged event has waited, held leaves, the failing hook.
+    #[arg(long, value_name = "FILE")]
+    pub status_file: Option<PathBuf>,
+    /// Seconds between two status lines on stderr.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub status_interval: u64,
+    /// Emit leaves even while the registry looks collapsed (by default they
+    /// are held while the replica's protection against mass deletion is on).
+    #[arg(long)]
+    pub no_protection: bool,
 }
 
 /// Arguments of `envid register`.

@@ -1,6 +1,7 @@
 //! One module per command; each returns the process exit code.
 
 mod check;
+mod events;
 mod explain;
 mod inspect;
 mod keygen;
@@ -31,6 +32,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, String> {
         } => explain::run(&hostname, rules.as_deref(), format),
         Command::Lookup(args) => lookup::run(args),
         Command::Watch(args) => watch::run(args),
+        Command::Events(args) => events::run(*args),
         Command::Register(args) => register::register(args),
         Command::Deregister(args) => register::deregister(args),
         Command::Keygen { file } => keygen::run(&file),

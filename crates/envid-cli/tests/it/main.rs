@@ -3,6 +3,7 @@
 //! services and real etcd members.
 
 mod cli;
+mod events;
 mod identity;
 #[cfg(feature = "etcd")]
 mod serve_etcd;
