@@ -10,8 +10,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::builder::Settings;
 use super::protection::{Protection, Verdict};
+use super::settings::Settings;
 use super::view::ReplicaView;
 use crate::client::{decode, not_found, ClientError, Method, Request, Transport};
 use crate::protocol::{

@@ -87,6 +87,7 @@ mod builder;
 mod cache_file;
 pub(crate) mod follow;
 pub(crate) mod protection;
+mod settings;
 mod sync;
 mod view;
 
@@ -97,8 +98,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 
+pub(crate) use builder::http_transport;
 pub use builder::ReplicaBuilder;
-pub(crate) use builder::{http_transport, Settings};
+pub(crate) use settings::Settings;
 pub use view::ReplicaView;
 
 use crate::client::{ClientError, ServiceConfig};

@@ -7,7 +7,7 @@ use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use super::builder::Settings;
+use super::settings::Settings;
 use super::view::ReplicaView;
 use crate::protocol::{RecordKey, RegistryDelta};
 
