@@ -436,7 +436,7 @@ mod tests {
             version,
             registration: record.registration.clone(),
             previous_registration: None,
-            record,
+            record: Arc::new(record),
             previous: None,
             computed_unix_ms: 1_700_000_000_000,
         }

@@ -163,11 +163,12 @@ pub struct Event {
     /// A change's previous registration.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_registration: Option<String>,
-    /// The record: the new one, or the last one known for a leave.
-    pub record: HostRecord,
+    /// The record: the new one, or the last one known for a leave
+    /// (shared with the stream's view, not copied).
+    pub record: Arc<HostRecord>,
     /// A change's previous record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub previous: Option<HostRecord>,
+    pub previous: Option<Arc<HostRecord>>,
     /// When the event was computed (Unix milliseconds), which survives a
     /// restart: how long it has waited for its acknowledgement.
     pub computed_unix_ms: u64,
@@ -183,8 +184,8 @@ impl Event {
             version,
             registration: t.record.registration.clone(),
             previous_registration: t.previous.as_ref().and_then(|p| p.registration.clone()),
-            record: (*t.record).clone(),
-            previous: t.previous.as_ref().map(|p| (**p).clone()),
+            record: t.record.clone(),
+            previous: t.previous.clone(),
             computed_unix_ms: now_ms,
         }
     }
@@ -193,7 +194,7 @@ impl Event {
     fn apply_to(&self, joined: &mut HashMap<IpAddr, Arc<HostRecord>>) {
         match self.kind {
             EventKind::Join | EventKind::Change => {
-                joined.insert(self.ip, Arc::new(self.record.clone()));
+                joined.insert(self.ip, self.record.clone());
             }
             EventKind::Leave => {
                 joined.remove(&self.ip);
@@ -478,13 +479,17 @@ impl Events {
         };
         let n = pos + 1;
         self.state.pending.drain(..n);
+        // The first sync of a large registry queues a join per IP: give
+        // that room back once it is acted on.
+        if self.state.pending.capacity() > 64
+            && self.state.pending.len() < self.state.pending.capacity() / 4
+        {
+            self.state.pending.shrink_to(self.state.pending.len() * 2);
+        }
         self.delivered -= n;
         self.unsaved_acks += n;
         self.first_unsaved_ack.get_or_insert_with(Instant::now);
-        if self.ack_flush_interval.is_zero() {
-            self.flush()?;
-        }
-        Ok(())
+        self.flush_due()
     }
 
     /// Writes the acknowledgements not yet written, now.

@@ -6,8 +6,7 @@
 //! benches/events.rs, never here.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use envid::client::ClientError;
@@ -16,51 +15,9 @@ use envid::protocol::HostRecord;
 use envid::registrar::{Registrar, Registration};
 use envid::ServiceConfig;
 
-struct Service {
-    dir: tempfile::TempDir,
-    handle: Option<envid_server::ServerHandle>,
-    addr: SocketAddr,
-}
-
-impl Service {
-    /// A service on the registry file `text`, registration open to the
-    /// test, mass deletions of the file applied (the consumer is under test).
-    fn start(text: &str, listen: Option<SocketAddr>) -> Service {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("registry.toml");
-        std::fs::write(&path, text).unwrap();
-        let mut config = envid_server::Config::new(&path);
-        config.insecure_open_registration = true;
-        config.listen = listen.unwrap_or_else(|| "127.0.0.1:0".parse().unwrap());
-        config.reload_interval = Duration::from_millis(20);
-        config.allow_mass_delete = true;
-        config.drain_timeout = Duration::from_millis(200);
-        config.register_limit = 0;
-        let handle = envid_server::spawn(config).expect("service starts");
-        let addr = handle.local_addr();
-        Service {
-            dir,
-            handle: Some(handle),
-            addr,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    fn registry_path(&self) -> PathBuf {
-        self.dir.path().join("registry.toml")
-    }
-
-    fn registrar(&self) -> Registrar {
-        Registrar::new(config(&self.url()))
-    }
-
-    fn stop(mut self) {
-        self.handle.take().unwrap().shutdown();
-    }
-}
+// The service of the protection tests: registration open, mass deletions
+// of the registry file applied (the consumer is under test).
+use super::replica_protection::{write, Service};
 
 fn config(url: &str) -> ServiceConfig {
     ServiceConfig::builder()
@@ -99,13 +56,6 @@ fn registry(first: usize, n: usize) -> String {
         ));
     }
     t
-}
-
-/// Replaces the file atomically (the reloader never sees half a file).
-fn write(path: &Path, text: &str) {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).unwrap();
-    std::fs::rename(&tmp, path).unwrap();
 }
 
 fn registration(app: &str) -> Registration {
@@ -184,7 +134,7 @@ fn joined(ev: &Events) -> BTreeMap<IpAddr, Option<String>> {
 #[test]
 fn an_ip_moving_from_app_a_to_b_leaves_a_and_joins_b() {
     let svc = Service::start("schema = 1\n", None);
-    let reg = svc.registrar();
+    let reg = Registrar::new(config(&svc.url()));
     let moving = ip("10.200.0.1");
     register(&reg, moving, "a");
     register(&reg, ip("10.200.0.2"), "a");
@@ -280,7 +230,7 @@ fn a_restart_delivers_what_was_not_acknowledged_with_the_same_ids() {
     assert_eq!((ev.stats().pending, ev.stats().delivered), (8, 8));
     drop(ev);
     // Meanwhile 5 records leave and 2 arrive.
-    write(&svc.registry_path(), &registry(5, 17));
+    write(&svc.path(), &registry(5, 17));
 
     let mut ev = events(&svc.url()).checkpoint(&cp).build().unwrap();
     assert_eq!(ev.stats().pending, 8);
@@ -318,7 +268,7 @@ fn a_restart_delivers_what_was_not_acknowledged_with_the_same_ids() {
 fn a_store_restarted_without_its_state_gives_exactly_the_difference() {
     let svc = Service::start("schema = 1\n", None);
     let addr = svc.addr;
-    let reg = svc.registrar();
+    let reg = Registrar::new(config(&svc.url()));
     for i in 0..20 {
         register(&reg, nth(i), "a");
     }
@@ -335,7 +285,7 @@ fn a_store_restarted_without_its_state_gives_exactly_the_difference() {
     // the 20 come back, 3 new ones arrive.
     svc.stop();
     let svc = Service::start("schema = 1\n", Some(addr));
-    let reg = svc.registrar();
+    let reg = Registrar::new(config(&svc.url()));
     for i in 4..23 {
         register(&reg, nth(i), "a");
     }
@@ -384,7 +334,7 @@ fn a_wipe_holds_every_leave_and_a_partial_restore_leaves_only_the_rest() {
     assert!(joins.iter().all(|e| e.kind == EventKind::Join));
 
     // Wiped: protected, every leave held.
-    write(&svc.registry_path(), "schema = 1\n");
+    write(&svc.path(), "schema = 1\n");
     let start = Instant::now();
     let mut during = Vec::new();
     while !ev.stats().protected {
@@ -398,10 +348,7 @@ fn a_wipe_holds_every_leave_and_a_partial_restore_leaves_only_the_rest() {
         }
     }
     // A new record meanwhile joins as usual.
-    write(
-        &svc.registry_path(),
-        &(registry(0, 0) + &registry(2000, 1)[11..]),
-    );
+    write(&svc.path(), &(registry(0, 0) + &registry(2000, 1)[11..]));
     during.extend(collect(
         &mut ev,
         Duration::from_secs(10),
@@ -419,10 +366,7 @@ fn a_wipe_holds_every_leave_and_a_partial_restore_leaves_only_the_rest() {
     assert_eq!(s.joined, 1001);
 
     // 70% restored: protection ends; leaves for the 30% still gone only.
-    write(
-        &svc.registry_path(),
-        &(registry(0, 700) + &registry(2000, 1)[11..]),
-    );
+    write(&svc.path(), &(registry(0, 700) + &registry(2000, 1)[11..]));
     let after = collect(
         &mut ev,
         Duration::from_secs(10),
@@ -440,4 +384,113 @@ fn a_wipe_holds_every_leave_and_a_partial_restore_leaves_only_the_rest() {
     );
     assert_eq!(s.joined, 701);
     svc.stop();
+}
+
+/// A service played from a script: the snapshot, then one answer per long
+/// poll; past the script, empty polls at the last version.
+struct Scripted {
+    snapshot: String,
+    polls: std::sync::Mutex<std::collections::VecDeque<String>>,
+    last: std::sync::Mutex<u64>,
+}
+
+impl envid::client::Transport for Scripted {
+    fn send(&self, request: &envid::client::Request<'_>) -> Result<Option<Vec<u8>>, ClientError> {
+        if !request.path.contains("since=") {
+            return Ok(Some(self.snapshot.clone().into_bytes()));
+        }
+        let next = self.polls.lock().unwrap().pop_front();
+        let body = match next {
+            Some(b) => b,
+            None => {
+                std::thread::sleep(Duration::from_millis(20));
+                let v = *self.last.lock().unwrap();
+                serde_json::json!({"version": v, "history": "h1"}).to_string()
+            }
+        };
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        *self.last.lock().unwrap() = v["version"].as_u64().unwrap();
+        Ok(Some(body.into_bytes()))
+    }
+}
+
+fn registered(ip: &str, app: &str, registration: &str) -> serde_json::Value {
+    serde_json::json!({"ip": ip, "app": app, "env": "prod", "idc": "cn0", "registration": registration})
+}
+
+#[test]
+fn a_reused_ip_is_another_registration_and_a_leave_names_the_one_that_left() {
+    let delta = |v: u64, upserts: Vec<serde_json::Value>, deletes: Vec<&str>| {
+        serde_json::json!({"version": v, "history": "h1", "upserts": upserts, "deletes": deletes})
+            .to_string()
+    };
+    let script = Scripted {
+        snapshot: serde_json::json!({"version": 1, "history": "h1", "records": [
+            registered("10.3.0.1", "a", "r1"),
+        ]})
+        .to_string(),
+        polls: std::sync::Mutex::new(
+            [
+                // The IP registered again (another host, same app): r2.
+                delta(2, vec![registered("10.3.0.1", "a", "r2")], vec![]),
+                // A renewal of r2 changes nothing a consumer acts on.
+                delta(3, vec![registered("10.3.0.1", "a", "r2")], vec![]),
+                // r2 leaves; then the IP is reused by r3.
+                delta(4, vec![], vec!["10.3.0.1"]),
+                delta(5, vec![registered("10.3.0.1", "a", "r3")], vec![]),
+            ]
+            .into(),
+        ),
+        last: std::sync::Mutex::new(1),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let cp = dir.path().join("events.json");
+    let mut ev = events("http://127.0.0.1:9")
+        .checkpoint(&cp)
+        .build_with_transport(std::sync::Arc::new(script))
+        .unwrap();
+    let got = collect(
+        &mut ev,
+        Duration::from_secs(10),
+        Duration::from_millis(200),
+        |g| g.len() == 4,
+    );
+    let seen: Vec<(EventKind, Option<&str>, Option<&str>, u64)> = got
+        .iter()
+        .map(|e| {
+            (
+                e.kind,
+                e.registration.as_deref(),
+                e.previous_registration.as_deref(),
+                e.version,
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (EventKind::Join, Some("r1"), None, 1),
+            (EventKind::Change, Some("r2"), Some("r1"), 2),
+            (EventKind::Leave, Some("r2"), None, 4),
+            (EventKind::Join, Some("r3"), None, 5),
+        ]
+    );
+    assert_eq!(got[2].id, "h1/4/10.3.0.1");
+    // A consumer that revokes only on a registration match never lets the
+    // leave of r2 revoke r3, however late it is handled again.
+    let mut granted: BTreeMap<IpAddr, String> = BTreeMap::new();
+    for e in got.iter().chain(std::iter::once(&got[2])) {
+        let reg = e.registration.clone().unwrap();
+        match e.kind {
+            EventKind::Join | EventKind::Change => {
+                granted.insert(e.ip, reg);
+            }
+            EventKind::Leave => {
+                if granted.get(&e.ip) == Some(&reg) {
+                    granted.remove(&e.ip);
+                }
+            }
+        }
+    }
+    assert_eq!(granted.get(&ip("10.3.0.1")).map(String::as_str), Some("r3"));
 }

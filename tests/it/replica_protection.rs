@@ -41,21 +41,22 @@ fn nth(i: usize) -> IpAddr {
 }
 
 /// Replaces the file atomically (the reloader never sees half a file).
-fn write(path: &Path, text: &str) {
+pub(crate) fn write(path: &Path, text: &str) {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, text).unwrap();
     std::fs::rename(&tmp, path).unwrap();
 }
 
-struct Service {
+/// The service these tests and tests/it/events.rs run against.
+pub(crate) struct Service {
     dir: tempfile::TempDir,
     handle: Option<envid_server::ServerHandle>,
-    addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
 }
 
 impl Service {
     /// A service on `text`, applying mass deletions (the replica is under test).
-    fn start(text: &str, listen: Option<SocketAddr>) -> Service {
+    pub(crate) fn start(text: &str, listen: Option<SocketAddr>) -> Service {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("registry.toml");
         std::fs::write(&path, text).unwrap();
@@ -76,11 +77,11 @@ impl Service {
         }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
 
-    fn path(&self) -> PathBuf {
+    pub(crate) fn path(&self) -> PathBuf {
         self.dir.path().join("registry.toml")
     }
 
@@ -95,7 +96,7 @@ impl Service {
         v["records"].as_u64().unwrap() as usize
     }
 
-    fn stop(mut self) {
+    pub(crate) fn stop(mut self) {
         self.handle.take().unwrap().shutdown();
     }
 }

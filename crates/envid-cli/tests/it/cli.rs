@@ -1109,6 +1109,7 @@ fn help_headline_lists_every_command() {
         "lookup",
         "register",
         "deregister",
+        "events",
         "serve",
     ] {
         assert!(headline.contains(command), "{command} not in {headline:?}");
