@@ -270,8 +270,7 @@ fn cycles(edges: &BTreeMap<(String, String), Reference>) -> Vec<Vec<String>> {
 
 /// Cycles being taken apart by work in progress (crate, directory, the
 /// cycle as reported); this list only shrinks.
-const KNOWN_CYCLES: &[&str] = &[
-];
+const KNOWN_CYCLES: &[&str] = &[];
 
 #[test]
 fn no_file_cycles_inside_a_crate() {

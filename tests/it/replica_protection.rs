@@ -101,7 +101,8 @@ impl Service {
     }
 }
 
-fn config(url: &str) -> ServiceConfig {
+/// The connection settings of these tests and tests/it/events.rs.
+pub(crate) fn config(url: &str) -> ServiceConfig {
     ServiceConfig::builder()
         .endpoint(url)
         .connect_timeout(Duration::from_millis(300))
