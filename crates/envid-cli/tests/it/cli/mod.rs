@@ -1,0 +1,5 @@
+//! Runs the built `envid` binary and checks stdout, stderr and exit codes.
+
+mod common;
+mod service;
+mod where_am_i;
