@@ -68,9 +68,20 @@ pub struct Config {
     /// Most requests handled at once before new ones are shed with `429`;
     /// waiting long polls and `/healthz` are not counted.
     pub max_in_flight: usize,
+    /// Most requests from one client address handled at once (the
+    /// connection's peer, or the `X-Forwarded-For` client of a trusted
+    /// proxy); past it that address's new requests are `429 overloaded`,
+    /// and nobody else's. Requests with a body never take the last eighth
+    /// of `max_in_flight`: that much is always left for lookups.
+    pub max_in_flight_per_client: usize,
     /// Most long polls (`GET /v1/registry?since=N&wait=S`) waiting at once;
-    /// past it a long poll is `429` with `Retry-After`.
+    /// past it a long poll is `429` with `Retry-After`. Never more than
+    /// seven eighths of `max_connections`, whatever is set here, so long
+    /// polls always leave connections for `/healthz` and lookups.
     pub max_long_polls: usize,
+    /// Most long polls waiting at once from one client address; past it
+    /// that address's long polls are `429 too_many_long_polls`.
+    pub max_long_polls_per_client: usize,
     /// The longest a long poll is held (`wait` is capped to it).
     pub max_wait: Duration,
     /// How long a long poll woken by a change waits for more changes before
@@ -78,9 +89,20 @@ pub struct Config {
     /// 20 ms; zero answers at once).
     pub poll_coalesce: Duration,
     /// Most TCP connections served at once; past it a new connection evicts
-    /// the oldest one with no request in flight, or waits in the kernel's
-    /// accept backlog when every one is busy. See README.md, "Hostile clients".
+    /// the oldest one with no request in flight (of the address holding the
+    /// most first), else ends the oldest waiting long poll early, or waits in
+    /// the kernel's accept backlog when every one runs a short request. See
+    /// README.md, "Hostile clients".
     pub max_connections: usize,
+    /// Most TCP connections from one peer address (a trusted proxy is not
+    /// limited); past it a new connection from that address evicts that
+    /// address's oldest idle connection, or is closed at once when all of
+    /// them are busy. Other addresses are never evicted for it.
+    pub max_connections_per_client: usize,
+    /// Largest request head (request line and headers) a connection may
+    /// send, and the most it buffers; past it the answer is `431` and the
+    /// connection is closed. At least 8 KiB.
+    pub max_header_bytes: usize,
     /// How long a connection may take to send a request head, counted from
     /// when the service starts waiting for it: a slow (slowloris) sender and
     /// an idle keep-alive connection are both closed after it.
@@ -89,6 +111,11 @@ pub struct Config {
     /// trickles in included); past it the answer is `408`. Long polls are
     /// bounded by `max_wait` instead.
     pub request_timeout: Duration,
+    /// How long a request's body may take to arrive once the service
+    /// starts reading it (after the token was checked); past it the answer
+    /// is `408` and the connection is closed, so a body that never comes
+    /// holds no request slot for long.
+    pub body_read_timeout: Duration,
     /// How often ended leases are swept out (the embedded store).
     pub expiry_interval: Duration,
     /// etcd client URLs: when set, the records live in etcd and any number
@@ -121,9 +148,12 @@ impl Config {
     /// apps file), no TLS, no trusted proxy, 10 failed authentications per
     /// address per 60 s, 1 s reload check, 256 KiB bodies,
     /// 1,000 IPs a batch, 1,000 changes of history, 10 s drain, no state
-    /// file, 3 registrations per (app, IP) per 60 s, 512 requests in flight,
-    /// 4,096 long polls, 60 s longest wait, 20 ms long-poll coalescing, 100 ms lease sweep,
-    /// 4,096 connections, 10 s to send a request head, 10 s to handle a request.
+    /// file, 3 registrations per (app, IP) per 60 s, 512 requests in flight
+    /// (128 per client address), 4,096 long polls (1,024 per client
+    /// address), 60 s longest wait, 20 ms long-poll coalescing, 100 ms lease
+    /// sweep, 4,096 connections (1,024 per client address), 16 KiB request
+    /// heads, 10 s to send a request head, 2 s for a body to arrive, 10 s to
+    /// handle a request.
     pub fn new(registry_path: impl Into<PathBuf>) -> Config {
         Config {
             registry_path: registry_path.into(),
@@ -145,12 +175,17 @@ impl Config {
             register_limit: 3,
             register_window: Duration::from_secs(60),
             max_in_flight: 512,
+            max_in_flight_per_client: 128,
             max_long_polls: 4096,
+            max_long_polls_per_client: 1024,
             max_wait: Duration::from_secs(60),
             poll_coalesce: Duration::from_millis(20),
             max_connections: 4096,
+            max_connections_per_client: 1024,
+            max_header_bytes: 16 * 1024,
             header_read_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(2),
             expiry_interval: Duration::from_millis(100),
             etcd: Vec::new(),
             etcd_prefix: "/envid/".into(),
@@ -185,12 +220,17 @@ impl std::fmt::Debug for Config {
             register_limit,
             register_window,
             max_in_flight,
+            max_in_flight_per_client,
             max_long_polls,
+            max_long_polls_per_client,
             max_wait,
             poll_coalesce,
             max_connections,
+            max_connections_per_client,
+            max_header_bytes,
             header_read_timeout,
             request_timeout,
+            body_read_timeout,
             expiry_interval,
             etcd,
             etcd_prefix,
@@ -220,12 +260,17 @@ impl std::fmt::Debug for Config {
             .field("register_limit", register_limit)
             .field("register_window", register_window)
             .field("max_in_flight", max_in_flight)
+            .field("max_in_flight_per_client", max_in_flight_per_client)
             .field("max_long_polls", max_long_polls)
+            .field("max_long_polls_per_client", max_long_polls_per_client)
             .field("max_wait", max_wait)
             .field("poll_coalesce", poll_coalesce)
             .field("max_connections", max_connections)
+            .field("max_connections_per_client", max_connections_per_client)
+            .field("max_header_bytes", max_header_bytes)
             .field("header_read_timeout", header_read_timeout)
             .field("request_timeout", request_timeout)
+            .field("body_read_timeout", body_read_timeout)
             .field("expiry_interval", expiry_interval)
             .field("etcd", etcd)
             .field("etcd_prefix", etcd_prefix)

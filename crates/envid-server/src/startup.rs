@@ -137,8 +137,7 @@ fn prepare(config: Config) -> Result<Prepared, ServerError> {
         addr: config.listen,
         source,
     };
-    let listener = std::net::TcpListener::bind(config.listen).map_err(bind)?;
-    listener.set_nonblocking(true).map_err(bind)?;
+    let listener = conn::listen(config.listen).map_err(bind)?;
     let metrics = Arc::new(Metrics::new());
     let store: Arc<dyn RegistryStore> = if config.etcd.is_empty() {
         Arc::new(EmbeddedStore::open(
@@ -275,6 +274,9 @@ async fn serve(p: Prepared, shutdown: impl Future<Output = ()> + Send + 'static)
     let app = http::router(state);
     let limits = conn::Limits {
         max_connections: config.max_connections,
+        max_connections_per_client: config.max_connections_per_client,
+        trusted_proxies: config.trusted_proxies.clone().into(),
+        max_header_bytes: config.max_header_bytes,
         header_read_timeout: config.header_read_timeout,
         tls: p.tls,
     };

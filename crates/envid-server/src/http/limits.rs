@@ -1,6 +1,13 @@
 //! The service's own limits on its callers: load shedding (requests in
-//! flight, waiting long polls), the registration rate limit per (caller,
-//! IP), and the failed authentications per address (see `auth.rs`).
+//! flight, waiting long polls, in all and per client address), the
+//! registration rate limit per (caller, IP), and the failed
+//! authentications per address (see `auth.rs`).
+//!
+//! Two reserves keep a flood from one kind of request away from the
+//! others: long polls never hold more than seven eighths of the
+//! connections (the rest stay for `/healthz`, lookups and registrations,
+//! see `conn.rs`), and requests with a body to wait for never hold the last
+//! eighth of the in-flight slots (lookups by path always find one).
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -19,11 +26,17 @@ pub(crate) struct Limits {
     pub(crate) auth_failures: auth::FailureLimit,
     pub(super) in_flight: AtomicUsize,
     pub(super) max_in_flight: usize,
+    /// `max_in_flight` less the reserve kept for requests without a body.
+    pub(super) max_in_flight_with_body: usize,
+    pub(super) in_flight_per_client: PerClient,
     pub(super) long_polls: AtomicUsize,
+    /// `max_long_polls`, within seven eighths of `max_connections`.
     pub(super) max_long_polls: usize,
+    pub(super) long_polls_per_client: PerClient,
     pub(super) max_wait: Duration,
     pub(super) poll_coalesce: Duration,
     pub(super) request_timeout: Duration,
+    pub(super) body_read_timeout: Duration,
 }
 
 impl Limits {
@@ -36,11 +49,17 @@ impl Limits {
             ),
             in_flight: AtomicUsize::new(0),
             max_in_flight: config.max_in_flight.max(1),
+            max_in_flight_with_body: reserve_an_eighth(config.max_in_flight.max(1)),
+            in_flight_per_client: PerClient::new(config.max_in_flight_per_client),
             long_polls: AtomicUsize::new(0),
-            max_long_polls: config.max_long_polls,
+            max_long_polls: config
+                .max_long_polls
+                .min(reserve_an_eighth(config.max_connections.max(1))),
+            long_polls_per_client: PerClient::new(config.max_long_polls_per_client),
             max_wait: config.max_wait,
             poll_coalesce: config.poll_coalesce,
             request_timeout: config.request_timeout,
+            body_read_timeout: config.body_read_timeout,
         }
     }
 
@@ -49,6 +68,61 @@ impl Limits {
     pub(crate) fn prune(&self) {
         if self.registration.prune() {
             self.auth_failures.prune();
+        }
+    }
+}
+
+/// `n` less an eighth of it (at least 1 less, when `n` > 1): the share one
+/// kind of request may hold, so the rest stays for the others.
+fn reserve_an_eighth(n: usize) -> usize {
+    if n <= 1 {
+        return n;
+    }
+    n - (n / 8).max(1)
+}
+
+/// Counters per client address, each capped at the same `max`.
+#[derive(Debug)]
+pub(crate) struct PerClient {
+    pub(super) max: usize,
+    counts: Mutex<HashMap<IpAddr, usize>>,
+}
+
+impl PerClient {
+    fn new(max: usize) -> PerClient {
+        PerClient {
+            max: max.max(1),
+            counts: Mutex::default(),
+        }
+    }
+
+    /// One slot of `client`'s, released on drop; `None` at its cap.
+    pub(crate) fn take(&self, client: IpAddr) -> Option<ClientSlot<'_>> {
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        let n = counts.entry(client).or_default();
+        if *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(ClientSlot { of: self, client })
+    }
+}
+
+/// See [`PerClient::take`].
+pub(crate) struct ClientSlot<'a> {
+    of: &'a PerClient,
+    client: IpAddr,
+}
+
+impl Drop for ClientSlot<'_> {
+    fn drop(&mut self) {
+        let mut counts = self.of.counts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = counts.get_mut(&self.client) {
+            *n -= 1;
+            if *n == 0 {
+                // Forgotten once idle: the map holds active clients only.
+                counts.remove(&self.client);
+            }
         }
     }
 }

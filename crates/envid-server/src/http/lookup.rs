@@ -3,8 +3,8 @@
 use std::collections::HashSet;
 use std::net::IpAddr;
 
-use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::body::Body;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -54,9 +54,9 @@ impl Serialize for Hosts<'_> {
 
 pub(crate) async fn lookup(
     State(state): State<AppState>,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Response, ApiError> {
-    let body = read_body(&state, body)?;
+    let body = read_body(&state, body).await?;
     let request: LookupRequest = serde_json::from_slice(&body).map_err(|e| {
         ApiError::new(
             ErrorCode::InvalidJson,

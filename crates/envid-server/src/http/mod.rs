@@ -99,13 +99,39 @@ async fn shed_load(
         return Ok(next.run(req).await);
     }
     let limits = state.limits.clone();
-    let Some(_slot) = Slot::take(&limits.in_flight, limits.max_in_flight) else {
+    // A request with a body may wait for it (up to `body_read_timeout`):
+    // those never take the last eighth of the slots, which stays for
+    // lookups by path.
+    let has_body =
+        declared.is_some_and(|n| n > 0) || req.headers().contains_key(header::TRANSFER_ENCODING);
+    let cap = if has_body {
+        limits.max_in_flight_with_body
+    } else {
+        limits.max_in_flight
+    };
+    let Some(_slot) = Slot::take(&limits.in_flight, cap) else {
         state.metrics.limited("overload");
         return Err(ApiError::new(
             ErrorCode::Overloaded,
             format!(
                 "the service is handling {} requests at once; retry later",
                 limits.max_in_flight
+            ),
+        )
+        .retry_after(Duration::from_secs(1)));
+    };
+    // One address never takes every slot (a bad forwarded header counts
+    // against the peer; the handler refuses it).
+    let peer = peer_of(&req);
+    let client = auth::client_of(peer, req.headers(), &state.trusted_proxies)
+        .unwrap_or_else(|_| peer.ip().to_canonical());
+    let Some(_client_slot) = limits.in_flight_per_client.take(client) else {
+        state.metrics.limited("overload");
+        return Err(ApiError::new(
+            ErrorCode::Overloaded,
+            format!(
+                "{client} has {} requests in flight, the most one client address may; retry later",
+                limits.in_flight_per_client.max
             ),
         )
         .retry_after(Duration::from_secs(1)));
@@ -149,6 +175,13 @@ async fn count_request(State(state): State<AppState>, req: Request, next: Next) 
         .get_or_create(&RequestLabels { endpoint, status })
         .inc();
     response
+}
+
+/// The connection's peer (set by the accept loop on every request).
+fn peer_of(req: &Request) -> SocketAddr {
+    req.extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.0)
 }
 
 /// Is this a registration request (authenticated by its handler with the

@@ -17,8 +17,8 @@ use std::net::IpAddr;
 
 use std::net::SocketAddr;
 
-use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::body::Body;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -255,7 +255,7 @@ pub(crate) async fn register(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     path: Result<Path<String>, PathRejection>,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Response, ApiError> {
     let mut at = Attempt::new(&state, "register", peer);
     let caller = at.authenticate(&headers)?;
@@ -270,7 +270,9 @@ pub(crate) async fn register(
             ),
         ));
     }
-    let body = read_body(&state, body).map_err(|e| at.refuse("invalid_body", e))?;
+    let body = read_body(&state, body)
+        .await
+        .map_err(|e| at.refuse("invalid_body", e))?;
     let (mut record, lease) =
         parse_registration_body(ip, &body).map_err(|e| at.refuse("invalid_body", e.into()))?;
     authorize(&caller, client, ip, &record).map_err(|(reason, e)| at.refuse(reason, e))?;
@@ -361,12 +363,14 @@ pub(crate) async fn renew(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     path: Result<Path<String>, PathRejection>,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Response, ApiError> {
     let mut at = Attempt::new(&state, "renew", peer);
     let caller = at.authenticate(&headers)?;
     let ip = at.path_ip(path)?;
-    let body = read_body(&state, body).map_err(|e| at.refuse("invalid_body", e))?;
+    let body = read_body(&state, body)
+        .await
+        .map_err(|e| at.refuse("invalid_body", e))?;
     parse_renewal_body(&body).map_err(|e| at.refuse("invalid_body", e.into()))?;
     match state.store.renew(ip, owner(&caller)).await {
         Err(StoreError::NotOwner(theirs)) => {

@@ -8,18 +8,21 @@
 //! never a delta. A `since` without a history (an older replica) is taken
 //! as one of the current history, as before.
 
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::{ConnectInfo, Extension, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use envid::protocol::{HostRecord, RecordKey};
 use serde::{Deserialize, Serialize};
 
+use super::auth;
 use super::limits::Slot;
 use super::state::{AppState, DeltaCache};
+use crate::conn::Connection;
 use crate::error::{ApiError, ErrorCode};
 
 #[derive(Deserialize)]
@@ -78,6 +81,8 @@ fn none_match(headers: &HeaderMap, tag: &HeaderValue, version: u64) -> bool {
 
 pub(crate) async fn registry(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    conn: Option<Extension<Connection>>,
     query: Result<Query<RegistryQuery>, QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -121,7 +126,15 @@ pub(crate) async fn registry(
                 state.store.catch_up(since).await;
             }
             let wait = Duration::from_secs(query.wait.unwrap_or(0)).min(state.limits.max_wait);
-            registry_delta(&state, since, wait).await
+            // Long polls are counted per client address: a bad forwarded
+            // header counts against the peer.
+            let client = auth::client_of(peer, &headers, &state.trusted_proxies)
+                .unwrap_or_else(|_| peer.ip().to_canonical());
+            let poller = Poller {
+                client,
+                conn: conn.map(|c| c.0),
+            };
+            registry_delta(&state, since, wait, poller).await
         }
     }
 }
@@ -171,10 +184,18 @@ fn registry_snapshot(state: &AppState, headers: &HeaderMap) -> Response {
         .into_response()
 }
 
+/// Who is long-polling: the client address its slot is counted against,
+/// and its connection, which the accept loop may need back.
+struct Poller {
+    client: IpAddr,
+    conn: Option<Connection>,
+}
+
 async fn registry_delta(
     state: &AppState,
     since: u64,
     wait: Duration,
+    poller: Poller,
 ) -> Result<Response, ApiError> {
     // Subscribe before looking, so a change landing in between still wakes us.
     let mut changes = state.store.subscribe();
@@ -192,12 +213,33 @@ async fn registry_delta(
             )
             .retry_after(Duration::from_secs(1)));
         };
+        let Some(_client_slot) = limits.long_polls_per_client.take(poller.client) else {
+            state.metrics.limited("long_polls");
+            return Err(ApiError::new(
+                ErrorCode::TooManyLongPolls,
+                format!(
+                    "{} has {} long polls waiting, the most one client address may; retry later",
+                    poller.client, limits.long_polls_per_client.max
+                ),
+            )
+            .retry_after(Duration::from_secs(1)));
+        };
         state.metrics.long_polls.inc();
         let mut shutdown = state.shutdown.clone();
-        let changed = tokio::select! {
-            _ = changes.wait_for(|v| *v > since) => true,
-            _ = tokio::time::sleep(wait) => false,
-            _ = shutdown.wait_for(|d| *d) => false,
+        let _polling = poller.conn.as_ref().map(Connection::long_poll);
+        let preempted = async {
+            match &poller.conn {
+                Some(c) => c.preempted().await,
+                None => std::future::pending().await,
+            }
+        };
+        // Preempted: the accept loop needs the connection. Answered as if
+        // the wait had run out (the replica polls again at once), and closed.
+        let (changed, closing) = tokio::select! {
+            _ = changes.wait_for(|v| *v > since) => (true, false),
+            _ = tokio::time::sleep(wait) => (false, false),
+            _ = shutdown.wait_for(|d| *d) => (false, false),
+            () = preempted => (false, true),
         };
         if changed && !limits.poll_coalesce.is_zero() {
             // Changes come in bursts (a deploy wave): gather the rest of the
@@ -220,7 +262,10 @@ async fn registry_delta(
             })
             .map(|c| (c.version, c.body.clone()));
         if let Some((version, body)) = cached {
-            return Ok(delta_response(&current.history, version, body));
+            return Ok(close_if(
+                closing,
+                delta_response(&current.history, version, body),
+            ));
         }
         delta = state.store.changes_since(since);
         if let Ok(d) = &delta {
@@ -232,7 +277,10 @@ async fn registry_delta(
                 version: d.version,
                 body: body.clone(),
             });
-            return Ok(delta_response(&current.history, d.version, body));
+            return Ok(close_if(
+                closing,
+                delta_response(&current.history, d.version, body),
+            ));
         }
     }
     let d = delta.map_err(|gone| {
@@ -254,6 +302,16 @@ fn encode_delta(history: &str, d: &crate::store::Delta) -> Bytes {
         deletes: &d.deletes,
     };
     Bytes::from(serde_json::to_vec(&out).expect("records always encode"))
+}
+
+/// `response`, with `Connection: close` when `closing`.
+fn close_if(closing: bool, mut response: Response) -> Response {
+    if closing {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }
 
 fn delta_response(history: &str, version: u64, body: Bytes) -> Response {

@@ -4,10 +4,9 @@
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
-use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::PathRejection;
 use axum::extract::Path;
-use axum::http::StatusCode;
 
 use super::auth;
 use super::limits::Limits;
@@ -62,24 +61,40 @@ pub(crate) struct DeltaCache {
     pub(super) body: Bytes,
 }
 
-/// The request body, or the `413`/`400` error.
-pub(crate) fn read_body(
-    state: &AppState,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Bytes, ApiError> {
-    body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                ErrorCode::TooLarge,
-                format!(
-                    "request body is larger than the limit of {} bytes",
-                    state.max_body_bytes
-                ),
-            )
-        } else {
-            ApiError::new(ErrorCode::BadBody, e.body_text())
+/// The request body, or the `413`/`400` error, or `408` (closing the
+/// connection) when it has not all arrived within `body_read_timeout`.
+///
+/// Handlers take the body unread ([`Body`]) and call this only once the
+/// caller is authenticated: a request refused on its token alone never
+/// waits for its body, so bodies that never come hold no slot.
+pub(crate) async fn read_body(state: &AppState, body: Body) -> Result<Bytes, ApiError> {
+    let deadline = state.limits.body_read_timeout;
+    let read = axum::body::to_bytes(body, state.max_body_bytes);
+    match tokio::time::timeout(deadline, read).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(e)) => {
+            let e = e.into_inner();
+            if e.is::<http_body_util::LengthLimitError>() {
+                Err(ApiError::new(
+                    ErrorCode::TooLarge,
+                    format!(
+                        "request body is larger than the limit of {} bytes",
+                        state.max_body_bytes
+                    ),
+                ))
+            } else {
+                Err(ApiError::new(
+                    ErrorCode::BadBody,
+                    format!("failed to read the request body: {e}"),
+                ))
+            }
         }
-    })
+        Err(_) => Err(ApiError::new(
+            ErrorCode::Timeout,
+            format!("the request body did not arrive within {deadline:?}"),
+        )
+        .closing()),
+    }
 }
 
 /// The IP in the path, or the `400 invalid_ip` error naming it.

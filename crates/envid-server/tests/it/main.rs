@@ -12,6 +12,7 @@ mod etcd;
 mod etcd_partition;
 #[cfg(feature = "etcd")]
 mod etcd_tls;
+mod flood;
 #[cfg(feature = "fuzzing")]
 mod fuzz_corpus;
 mod hostile;
