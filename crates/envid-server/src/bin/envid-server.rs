@@ -43,6 +43,9 @@ fn main() {
                 config.etcd_access.password = Some(envid_server::EtcdPassword::File(value().into()))
             }
             "--insecure-open-registration" => config.insecure_open_registration = true,
+            // The fleet benchmark's 10,000 replicas (the defaults are 4,096).
+            "--max-connections" => config.max_connections = number(&flag, value()),
+            "--max-long-polls" => config.max_long_polls = number(&flag, value()),
             other => {
                 eprintln!("unknown argument {other}");
                 std::process::exit(2)
@@ -68,4 +71,11 @@ fn main() {
     while matches!(std::io::stdin().read(&mut sink), Ok(n) if n > 0) {}
     handle.shutdown();
     std::thread::sleep(Duration::from_millis(10));
+}
+
+fn number(flag: &str, value: String) -> usize {
+    value.parse().unwrap_or_else(|e| {
+        eprintln!("{flag}: {e}");
+        std::process::exit(2)
+    })
 }

@@ -136,6 +136,12 @@ impl Cluster {
         Cluster::start_full(1, &[], true)
     }
 
+    /// The process id of member `i` while it runs (the fleet benchmark
+    /// reads its CPU time).
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.members[i].child.as_ref().map(Child::id)
+    }
+
     /// The client port of member `i`.
     pub fn client_port(&self, i: usize) -> u16 {
         self.members[i].client
