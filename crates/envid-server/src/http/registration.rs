@@ -23,7 +23,7 @@ use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use envid::protocol::HostRecord;
+use envid::protocol::{canonical_ip, HostRecord};
 
 use super::auth::{bearer, client_of, special_class, RegistrationMode};
 use super::state::{path_ip, read_body, AppState};
@@ -139,9 +139,7 @@ impl<'a> Attempt<'a> {
     /// The path's IP (IPv4-mapped IPv6 as IPv4: one registration per host
     /// however its address is written), or the `400`.
     fn path_ip(&mut self, path: Result<Path<String>, PathRejection>) -> Result<IpAddr, ApiError> {
-        let ip = path_ip(path)
-            .map_err(|e| self.refuse("invalid_ip", e))?
-            .to_canonical();
+        let ip = canonical_ip(path_ip(path).map_err(|e| self.refuse("invalid_ip", e))?);
         self.ip = Some(ip);
         Ok(ip)
     }

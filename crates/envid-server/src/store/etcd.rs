@@ -46,7 +46,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use envid::protocol::HostRecord;
+use envid::protocol::{canonical_ip, HostRecord};
 use etcd_client::{Client, Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp};
 use serde::{Deserialize, Serialize};
 
@@ -285,7 +285,7 @@ impl EtcdStore {
     }
 
     fn host_key(&self, ip: IpAddr) -> String {
-        self.key(&format!("hosts/{ip}"))
+        self.key(&format!("hosts/{}", canonical_ip(ip)))
     }
 
     fn store(&self) -> Arc<Records> {

@@ -24,7 +24,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
-use envid::protocol::{HostRecord, RecordKey};
+use envid::protocol::{canonical_ip, HostRecord, RecordKey};
 use serde::{Deserialize, Serialize};
 
 use super::view::RecordMap;
@@ -157,10 +157,16 @@ impl std::fmt::Debug for Inner {
     }
 }
 
+/// The static records by key, each with its `ip` in the canonical form the
+/// key has (an etcd static set written by an older instance may hold
+/// `::ffff:a.b.c.d`; served as it is, the record would contradict its key).
 fn keyed(records: Vec<HostRecord>) -> BTreeMap<RecordKey, Arc<HostRecord>> {
     records
         .into_iter()
-        .filter_map(|r| Some((r.key()?, Arc::new(r.with_env_type()))))
+        .filter_map(|mut r| {
+            r.ip = r.ip.map(canonical_ip);
+            Some((r.key()?, Arc::new(r.with_env_type())))
+        })
         .collect()
 }
 
@@ -185,14 +191,15 @@ impl Records {
             ..Inner::default()
         };
         for lease in leases {
-            let Some(ip) = lease.record.ip else { continue };
+            let Some(ip) = lease.record.ip.map(canonical_ip) else {
+                continue;
+            };
             let mut record = lease.record.with_env_type();
+            record.ip = Some(ip);
             record.cidr = None;
-            inner
-                .expiries
-                .insert((lease.expires_unix_ms, ip.to_canonical()));
+            inner.expiries.insert((lease.expires_unix_ms, ip));
             inner.dynamic.insert(
-                ip.to_canonical(),
+                ip,
                 Leased {
                     record: Arc::new(record),
                     lease_seconds: lease.lease_seconds,
@@ -316,7 +323,7 @@ impl Records {
         lease_seconds: u64,
         now_ms: u64,
     ) -> Option<Arc<Change>> {
-        let ip = ip.to_canonical();
+        let ip = canonical_ip(ip);
         record.ip = Some(ip);
         record.cidr = None;
         let record = record.with_env_type();
@@ -343,7 +350,7 @@ impl Records {
     pub fn static_record(&self, ip: IpAddr) -> Option<Arc<HostRecord>> {
         self.lock()
             .statics
-            .get(&RecordKey::Ip(ip.to_canonical()))
+            .get(&RecordKey::Ip(canonical_ip(ip)))
             .cloned()
     }
 
@@ -358,7 +365,7 @@ impl Records {
     ) -> Result<Option<u64>, Arc<HostRecord>> {
         // Checked and renewed under one lock: a registration that changes
         // hands in between cannot be renewed by its former owner.
-        let ip = ip.to_canonical();
+        let ip = canonical_ip(ip);
         let mut inner = self.lock();
         let inner = &mut *inner;
         let Some(d) = inner.dynamic.get_mut(&ip) else {
@@ -384,7 +391,7 @@ impl Records {
         ip: IpAddr,
         owner: Option<&str>,
     ) -> Result<(bool, Option<Arc<Change>>), Arc<HostRecord>> {
-        let ip = ip.to_canonical();
+        let ip = canonical_ip(ip);
         let mut inner = self.lock();
         if let (Some(owner), Some(d)) = (owner, inner.dynamic.get(&ip)) {
             if d.record.app.as_deref() != Some(owner) {
@@ -404,7 +411,7 @@ impl Records {
     /// when `None`) from `now_ms`. Returns the lease length, or `None` when
     /// `ip` is not registered. Never changes the version.
     pub fn renew(&self, ip: IpAddr, lease_seconds: Option<u64>, now_ms: u64) -> Option<u64> {
-        let ip = ip.to_canonical();
+        let ip = canonical_ip(ip);
         let mut inner = self.lock();
         let inner = &mut *inner;
         let d = inner.dynamic.get_mut(&ip)?;
@@ -420,7 +427,7 @@ impl Records {
     /// Removes the registration of `ip`. Returns whether there was one, and
     /// the change (a delete, or the static record for `ip` showing again).
     pub fn deregister(&self, ip: IpAddr) -> (bool, Option<Arc<Change>>) {
-        let ip = ip.to_canonical();
+        let ip = canonical_ip(ip);
         let mut inner = self.lock();
         let Some(old) = inner.dynamic.remove(&ip) else {
             return (false, None);
@@ -531,7 +538,7 @@ impl Records {
         inner.dynamic.clear();
         inner.expiries.clear();
         for mut record in registered {
-            let Some(ip) = record.ip.map(|ip| ip.to_canonical()) else {
+            let Some(ip) = record.ip.map(canonical_ip) else {
                 continue;
             };
             record.ip = Some(ip);

@@ -19,7 +19,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use envid::protocol::HostRecord;
+use envid::protocol::{canonical_ip, HostRecord};
 
 use self::group_commit::GroupCommit;
 use self::state::LogEntry;
@@ -124,7 +124,7 @@ impl RegistryStore for EmbeddedStore {
     fn register(&self, r: Registration) -> Durable<'_, Ack> {
         Box::pin(async move {
             let now = now_unix_ms();
-            let ip = r.ip.to_canonical();
+            let ip = canonical_ip(r.ip);
             let mut record = r.record;
             record.ip = Some(ip);
             record.cidr = None;
@@ -152,7 +152,7 @@ impl RegistryStore for EmbeddedStore {
 
     fn renew<'a>(&'a self, ip: IpAddr, owner: Option<&'a str>) -> Durable<'a, Option<u64>> {
         Box::pin(async move {
-            let ip = ip.to_canonical();
+            let ip = canonical_ip(ip);
             let now = now_unix_ms();
             let (lease, n) = self.logged(|s| {
                 let lease = s.renew_owned(ip, owner, now);
@@ -174,7 +174,7 @@ impl RegistryStore for EmbeddedStore {
 
     fn deregister<'a>(&'a self, ip: IpAddr, owner: Option<&'a str>) -> Durable<'a, bool> {
         Box::pin(async move {
-            let ip = ip.to_canonical();
+            let ip = canonical_ip(ip);
             let (was, n) = self.logged(|s| match s.deregister_owned(ip, owner) {
                 Ok((true, _)) => (Ok(true), vec![LogEntry::Delete { ip }]),
                 Ok((false, _)) => (Ok(false), Vec::new()),

@@ -29,6 +29,7 @@ use std::io::{BufRead, Write};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
+use envid::protocol::canonical_ip;
 use serde::{Deserialize, Serialize};
 
 use crate::store::records::Lease;
@@ -97,7 +98,7 @@ fn replay(path: &Path, leases: &mut BTreeMap<IpAddr, Lease>) -> usize {
         match entry {
             LogEntry::Put { lease } => {
                 if let Some(ip) = lease.record.ip {
-                    leases.insert(ip.to_canonical(), *lease);
+                    leases.insert(canonical_ip(ip), *lease);
                 }
             }
             LogEntry::Renew {
@@ -105,13 +106,13 @@ fn replay(path: &Path, leases: &mut BTreeMap<IpAddr, Lease>) -> usize {
                 lease_seconds,
                 expires_unix_ms,
             } => {
-                if let Some(l) = leases.get_mut(&ip) {
+                if let Some(l) = leases.get_mut(&canonical_ip(ip)) {
                     l.lease_seconds = lease_seconds;
                     l.expires_unix_ms = expires_unix_ms;
                 }
             }
             LogEntry::Delete { ip } => {
-                leases.remove(&ip);
+                leases.remove(&canonical_ip(ip));
             }
         }
         applied += 1;
@@ -210,7 +211,7 @@ pub(crate) fn load(path: &Path, now_ms: u64) -> Loaded {
             let mut map: BTreeMap<IpAddr, Lease> = state
                 .registrations
                 .into_iter()
-                .filter_map(|l| Some((l.record.ip?.to_canonical(), l)))
+                .filter_map(|l| Some((canonical_ip(l.record.ip?), l)))
                 .collect();
             replay(path, &mut map);
             let total = map.len();
