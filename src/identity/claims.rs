@@ -38,15 +38,25 @@ pub struct Claims {
     /// The address the identity was issued to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip: Option<IpAddr>,
-    /// The sub environment.
+    /// The sub environment, only when the service checked it (the app's
+    /// credential lists the sub envs it may claim, or an operator
+    /// registered it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sub_env: Option<String>,
+    /// The registration this identity was signed from: the id the service
+    /// gave it at its `PUT` ([`HostRecord::registration`]), kept by its
+    /// renewals. A verifier may compare it with the registry's record for
+    /// `ip` (a lookup, a replica) to accept only an identity of the
+    /// registration that holds the IP now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rid: Option<String>,
 }
 
 impl Claims {
     /// The claims of an identity for `record`, registered from `ip`, valid
-    /// from `now` (unix seconds) for `lifetime_secs`, with a random `jti`.
-    /// `None` when the record has no `app` (an identity names one).
+    /// from `now` (unix seconds) for `lifetime_secs`, with a random `jti`
+    /// and the record's registration id as `rid`. `None` when the record
+    /// has no `app` (an identity names one).
     pub fn for_record(
         record: &HostRecord,
         ip: IpAddr,
@@ -74,6 +84,7 @@ impl Claims {
             idc: record.idc.clone(),
             ip: Some(ip),
             sub_env: record.sub_env.clone(),
+            rid: record.registration.clone(),
         })
     }
 

@@ -11,6 +11,7 @@ mod lookup;
 mod registration;
 mod replication;
 pub(crate) mod state;
+pub(crate) mod write_limits;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -354,15 +354,17 @@ impl Records {
             .cloned()
     }
 
-    /// [`Records::renew`] by its registered lease length, only when the
-    /// registration's `app` is `owner` (any app when `owner` is `None`).
-    /// `Err` is the registration that belongs to another app.
+    /// [`Records::renew`] by its registered lease length, only when
+    /// `owner` accepts the registration (any when `owner` is `None`), with
+    /// the registration renewed. `Err` is the registration that is not the
+    /// caller's.
+    #[allow(clippy::type_complexity)]
     pub fn renew_owned(
         &self,
         ip: IpAddr,
-        owner: Option<&str>,
+        owner: Option<&dyn Fn(&HostRecord) -> bool>,
         now_ms: u64,
-    ) -> Result<Option<u64>, Arc<HostRecord>> {
+    ) -> Result<Option<(u64, Arc<HostRecord>)>, Arc<HostRecord>> {
         // Checked and renewed under one lock: a registration that changes
         // hands in between cannot be renewed by its former owner.
         let ip = canonical_ip(ip);
@@ -371,7 +373,7 @@ impl Records {
         let Some(d) = inner.dynamic.get_mut(&ip) else {
             return Ok(None);
         };
-        if owner.is_some_and(|o| d.record.app.as_deref() != Some(o)) {
+        if owner.is_some_and(|owns| !owns(&d.record)) {
             return Err(d.record.clone());
         }
         let lease = d.lease_seconds;
@@ -379,22 +381,22 @@ impl Records {
         d.expires_unix_ms = now_ms.saturating_add(lease.saturating_mul(1000));
         inner.expiries.insert((d.expires_unix_ms, ip));
         self.dynamic_tx.send_modify(|g| *g += 1);
-        Ok(Some(lease))
+        Ok(Some((lease, d.record.clone())))
     }
 
-    /// [`Records::deregister`], only when the registration's `app` is `owner`
-    /// (any app when `owner` is `None`). `Err` is the registration that
-    /// belongs to another app.
+    /// [`Records::deregister`], only when `owner` accepts the registration
+    /// (any when `owner` is `None`). `Err` is the registration that is not
+    /// the caller's.
     #[allow(clippy::type_complexity)]
     pub fn deregister_owned(
         &self,
         ip: IpAddr,
-        owner: Option<&str>,
+        owner: Option<&dyn Fn(&HostRecord) -> bool>,
     ) -> Result<(bool, Option<Arc<Change>>), Arc<HostRecord>> {
         let ip = canonical_ip(ip);
         let mut inner = self.lock();
-        if let (Some(owner), Some(d)) = (owner, inner.dynamic.get(&ip)) {
-            if d.record.app.as_deref() != Some(owner) {
+        if let (Some(owns), Some(d)) = (owner, inner.dynamic.get(&ip)) {
+            if !owns(&d.record) {
                 return Err(d.record.clone());
             }
         }
@@ -786,11 +788,15 @@ mod tests {
         let mut r = rec("10.0.0.9", "prod");
         r.app = Some("payment".into());
         store.register(ip, r, 60, 0).unwrap();
-        assert!(store.renew_owned(ip, Some("intruder"), 1).is_err());
-        assert!(store.deregister_owned(ip, Some("intruder")).is_err());
-        assert_eq!(store.renew_owned(ip, Some("payment"), 1), Ok(Some(60)));
-        assert_eq!(store.renew_owned(ip, None, 1), Ok(Some(60)));
-        assert!(store.deregister_owned(ip, Some("payment")).unwrap().0);
-        assert_eq!(store.renew_owned(ip, Some("payment"), 1), Ok(None));
+        let app = |name: &'static str| move |r: &HostRecord| r.app.as_deref() == Some(name);
+        let (intruder, payment) = (app("intruder"), app("payment"));
+        assert!(store.renew_owned(ip, Some(&intruder), 1).is_err());
+        assert!(store.deregister_owned(ip, Some(&intruder)).is_err());
+        let (lease, renewed) = store.renew_owned(ip, Some(&payment), 1).unwrap().unwrap();
+        assert_eq!((lease, renewed.app.as_deref()), (60, Some("payment")));
+        assert_eq!(renewed.ip, Some(ip));
+        assert_eq!(store.renew_owned(ip, None, 1).unwrap().unwrap().0, 60);
+        assert!(store.deregister_owned(ip, Some(&payment)).unwrap().0);
+        assert_eq!(store.renew_owned(ip, Some(&payment), 1), Ok(None));
     }
 }

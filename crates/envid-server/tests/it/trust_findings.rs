@@ -28,14 +28,250 @@ fn apps_text() -> String {
     )
 }
 
-/// A service on `registry` (text) with the apps file above; the files live
-/// in `dir`.
-fn serve_in(dir: &std::path::Path, registry: &str) -> envid_server::ServerHandle {
+/// The config of a service on `registry` (text) with the apps file above
+/// and a signing key; the files live in `dir`.
+fn config_in(dir: &std::path::Path, registry: &str) -> envid_server::Config {
     let path = dir.join("registry.toml");
     std::fs::write(&path, registry).unwrap();
+    let key = dir.join("signing.pem");
+    std::fs::write(&key, envid::identity::Signer::generate_pem()).unwrap();
     let mut c = config(&path);
     c.apps_path = Some(write_apps(dir, &apps_text()));
-    envid_server::spawn(c).unwrap()
+    c.identity.signing_key = Some(key);
+    c
+}
+
+/// A service of [`config_in`].
+fn serve_in(dir: &std::path::Path, registry: &str) -> envid_server::ServerHandle {
+    envid_server::spawn(config_in(dir, registry)).unwrap()
+}
+
+/// Adds a static record for `ip` (app `payment`, env `prod`) to the
+/// registry file in `dir`, and waits until `a` serves it.
+fn pin_to_payment(dir: &std::path::Path, a: std::net::SocketAddr, ip: &str) {
+    let path = dir.join("registry.toml");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str(&format!(
+        "[[records]]\nip = \"{ip}\"\napp = \"payment\"\nenv = \"prod\"\nidc = \"cn5\"\n"
+    ));
+    std::fs::write(&path, text).unwrap();
+    wait_until("the static record", Duration::from_secs(10), || {
+        get(a, &format!("/v1/hosts/{ip}")).json()["app"] == "payment"
+    });
+}
+
+/// The registry these tests start from: one unrelated record.
+const REGISTRY: &str =
+    "schema = 1\n[[records]]\nip = \"10.0.0.5\"\napp = \"ledger\"\nenv = \"prod\"\nidc = \"cn5\"\n";
+
+/// A verifier of `svc`'s identities.
+fn verifier(base_url: &str) -> envid::identity::Verifier {
+    let config = envid::ServiceConfig::builder()
+        .endpoint(base_url)
+        .build()
+        .unwrap();
+    envid::identity::Verifier::builder(config).build().unwrap()
+}
+
+/// Renews `ip` as `web` from the IP itself, `threads` at a time, while
+/// `payment` registers the same IP (the host moved to payment); returns
+/// how many renewals came back with an identity that is not web's.
+fn race_renewals_against_a_registration(a: std::net::SocketAddr, n: u8, threads: usize) -> usize {
+    let ip = lo(n).to_string();
+    expect(
+        &put(a, n, &ip, Some(WEB), &rec("web", "beta", "cn0")),
+        200,
+        "",
+    );
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let renewers: Vec<_> = (0..threads)
+        .map(|_| {
+            let (ip, stop) = (ip.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut foreign = 0;
+                let mut rounds = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) && rounds < 400 {
+                    rounds += 1;
+                    let r = renew(a, n, &ip, Some(WEB));
+                    if r.status == 200 {
+                        if let Some(jwt) = r.json()["identity"].as_str() {
+                            let claims = claims_of(jwt);
+                            if claims["app"] != "web" || claims["env"] != "beta" {
+                                foreign += 1;
+                            }
+                        }
+                    }
+                }
+                foreign
+            })
+        })
+        .collect();
+    // The IP moves to payment and back, again and again, while web's
+    // renewals are in flight.
+    for _ in 0..20 {
+        std::thread::sleep(Duration::from_millis(3));
+        expect(
+            &put(a, n, &ip, Some(PAY), &rec("payment", "prod", "cn5")),
+            200,
+            "",
+        );
+        std::thread::sleep(Duration::from_millis(3));
+        expect(
+            &put(a, n, &ip, Some(WEB), &rec("web", "beta", "cn0")),
+            200,
+            "",
+        );
+    }
+    expect(
+        &put(a, n, &ip, Some(PAY), &rec("payment", "prod", "cn5")),
+        200,
+        "",
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let foreign = renewers.into_iter().map(|t| t.join().unwrap()).sum();
+    assert_eq!(get(a, &format!("/v1/hosts/{ip}")).json()["app"], "payment");
+    foreign
+}
+
+#[test]
+fn finding_1_a_renewal_never_hands_out_the_identity_of_a_record_pinned_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = serve_in(dir.path(), REGISTRY);
+    let a = svc.local_addr();
+    let ip = "127.0.0.30";
+    let r = put(a, 30, ip, Some(WEB), &rec("web", "beta", "cn0"));
+    expect(&r, 200, "");
+    let first = claims_of(r.json()["identity"].as_str().unwrap());
+    let rid = first["rid"]
+        .as_str()
+        .expect("the registration id is a claim")
+        .to_string();
+    assert_eq!(rid.len(), 32, "{first}");
+    // The operator pins the IP to payment in the registry file.
+    pin_to_payment(dir.path(), a, ip);
+    // web's renewal from elsewhere: refused before anything is signed.
+    let r = renew(a, 99, ip, Some(WEB));
+    expect(&r, 403, "forbidden");
+    // From the IP: web's own registration (hidden under the static record)
+    // is renewed and signed, never payment's record.
+    let r = renew(a, 30, ip, Some(WEB));
+    expect(&r, 200, "");
+    let jwt = r.json()["identity"].as_str().unwrap().to_string();
+    let claims = verifier(&svc.base_url()).verify(&jwt).unwrap();
+    assert_eq!(claims.sub, "envid://web/beta");
+    assert_eq!(claims.ip, Some(ip.parse().unwrap()));
+    assert_eq!(claims.rid.as_deref(), Some(rid.as_str()));
+}
+
+#[test]
+fn finding_1_racing_renewals_never_get_another_apps_identity() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config_in(dir.path(), REGISTRY);
+    c.renew_limit = 0;
+    c.register_limit = 0;
+    // Renewals wait for the state log's fsync: the window in which the
+    // IP changes hands under a renewal in flight.
+    c.state_path = Some(dir.path().join("state.json"));
+    let svc = envid_server::spawn(c).unwrap();
+    let a = svc.local_addr();
+    for run in 0..4u8 {
+        let foreign = race_renewals_against_a_registration(a, 60 + run, 24);
+        assert_eq!(foreign, 0, "run {run}: foreign identities");
+    }
+}
+
+#[test]
+fn finding_9_renewals_are_limited_per_lease() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = serve_in(dir.path(), REGISTRY);
+    let a = svc.local_addr();
+    let ip = "127.0.0.34";
+    expect(
+        &put(a, 34, ip, Some(WEB), &rec("web", "beta", "cn0")),
+        200,
+        "",
+    );
+    let mut ok = 0;
+    let mut limited = None;
+    for _ in 0..30 {
+        let r = renew(a, 34, ip, Some(WEB));
+        match r.status {
+            200 => ok += 1,
+            429 => {
+                limited = Some(r);
+                break;
+            }
+            s => panic!("{s}: {}", r.body),
+        }
+    }
+    assert_eq!(ok, 10, "10 renewals a lease by default");
+    let r = limited.expect("the 11th renewal within the lease is refused");
+    assert_eq!(r.error_code(), "rate_limited");
+    let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    // Another IP of the app has its own window; the operator too.
+    expect(&renew(a, 1, ip, Some(OPERATOR)), 200, "");
+}
+
+#[test]
+fn finding_5_refusals_tell_an_app_nothing_of_other_apps_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config_in(
+        dir.path(),
+        &format!("{REGISTRY}[[records]]\nip = \"127.0.0.31\"\napp = \"payment\"\nenv = \"prod\"\nidc = \"cn5\"\n"),
+    );
+    c.token = Some("read-token-93".into());
+    let svc = envid_server::spawn(c).unwrap();
+    let a = svc.local_addr();
+    let secret_parts = ["payment", "prod", "cn5", "ledger"];
+    let tells_nothing = |r: &Resp| {
+        let m = r.error_message();
+        for part in secret_parts {
+            assert!(!m.contains(part), "{part:?} in {m}");
+        }
+    };
+    // A static record: 409, without its app, env or idc.
+    for r in [
+        put(a, 31, "127.0.0.31", Some(WEB), &rec("web", "beta", "cn0")),
+        delete(a, 31, "127.0.0.31", Some(WEB)),
+    ] {
+        expect(&r, 409, "static_record");
+        tells_nothing(&r);
+    }
+    // Another IP (the file's 10.0.0.5): refused before anything is looked up.
+    let r = delete(a, 31, "10.0.0.5", Some(WEB));
+    expect(&r, 403, "forbidden");
+    tells_nothing(&r);
+    // Another app's registration: 403 without its owner.
+    expect(
+        &put(
+            a,
+            32,
+            "127.0.0.32",
+            Some(PAY),
+            &rec("payment", "prod", "cn5"),
+        ),
+        200,
+        "",
+    );
+    for r in [
+        renew(a, 32, "127.0.0.32", Some(WEB)),
+        delete(a, 32, "127.0.0.32", Some(WEB)),
+    ] {
+        expect(&r, 403, "forbidden");
+        tells_nothing(&r);
+    }
+    // The operator sees the details.
+    let r = delete(a, 1, "127.0.0.31", Some(OPERATOR));
+    expect(&r, 409, "static_record");
+    assert!(r.error_message().contains("payment"), "{}", r.body);
+    // DELETE is limited like PUT: 3 per (app, IP) a minute, whatever the answer.
+    for _ in 0..3 {
+        expect(&delete(a, 33, "127.0.0.33", Some(WEB)), 204, "");
+    }
+    let r = delete(a, 33, "127.0.0.33", Some(WEB));
+    expect(&r, 429, "rate_limited");
+    assert!(r.header("retry-after").is_some());
 }
 
 const MAPPED_PAYMENT: &str = "schema = 1\n[[records]]\nip = \"::ffff:127.0.0.21\"\napp = \"payment\"\nenv = \"prod\"\nidc = \"cn5\"\n";
@@ -116,4 +352,41 @@ fn finding_4_both_spellings_of_one_host_are_a_duplicate_naming_both_lines() {
         get(a, "/v1/hosts/127.0.0.21").json()["app"],
         json!("payment")
     );
+}
+
+#[cfg(feature = "etcd")]
+#[test]
+fn finding_1_on_etcd_renewals_sign_only_the_callers_own_registration() {
+    if !envid_testkit::require_program("etcd", "the etcd store is tested on real members") {
+        return;
+    }
+    let cluster = common::etcd::Cluster::start(1);
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config_in(dir.path(), REGISTRY);
+    c.etcd = cluster.endpoint_list();
+    c.renew_limit = 0;
+    c.register_limit = 0;
+    let svc = envid_server::spawn(c).unwrap();
+    let a = svc.local_addr();
+    wait_until("the instance lists etcd", Duration::from_secs(20), || {
+        get(a, "/healthz").status == 200
+    });
+    // A record pinned after web registered: web still gets web's identity.
+    let ip = "127.0.0.30";
+    let r = put(a, 30, ip, Some(WEB), &rec("web", "beta", "cn0"));
+    expect(&r, 200, "");
+    let rid = claims_of(r.json()["identity"].as_str().unwrap())["rid"].clone();
+    pin_to_payment(dir.path(), a, ip);
+    expect(&renew(a, 99, ip, Some(WEB)), 403, "forbidden");
+    let r = renew(a, 30, ip, Some(WEB));
+    expect(&r, 200, "");
+    let jwt = r.json()["identity"].as_str().unwrap().to_string();
+    let claims = verifier(&svc.base_url()).verify(&jwt).unwrap();
+    assert_eq!(claims.sub, "envid://web/beta");
+    assert_eq!(json!(claims.rid), rid);
+    // The race, over etcd's round trips.
+    for run in 0..3u8 {
+        let foreign = race_renewals_against_a_registration(a, 70 + run, 24);
+        assert_eq!(foreign, 0, "run {run}: foreign identities");
+    }
 }
