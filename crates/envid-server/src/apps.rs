@@ -310,9 +310,33 @@ pub struct AppsFile {
 /// what the service does at start and at every reload. A FIFO, a device or
 /// a directory is refused without blocking, naming what it is.
 pub fn load(path: &Path) -> Result<AppsFile, AppsError> {
+    check_mode(path).map_err(|m| one_problem(path, None, m))?;
     let bytes = read(path)?;
     let apps = parse_bytes(&bytes, path)?;
     Ok(AppsFile { apps, bytes })
+}
+
+/// Refuses an apps file that group or others may write: whoever can write
+/// it can grant a token of their own any app. Only the mode is checked
+/// (the file holds digests, so reading it is harmless); on a symbolic link
+/// (a Kubernetes ConfigMap's `..data`), the file it points to.
+fn check_mode(path: &Path) -> Result<(), String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path) {
+            let mode = meta.permissions().mode() & 0o7777;
+            if mode & 0o022 != 0 {
+                return Err(format!(
+                    "writable by group or others (mode {mode:04o}): whoever can write it can give \
+                     a token of their own any app; run `chmod go-w {}` (0600 or 0644)",
+                    path.display()
+                ));
+            }
+        }
+    }
+    let _ = path;
+    Ok(())
 }
 
 /// Reads and parses an apps file: [`load`]'s credentials.
@@ -341,16 +365,33 @@ fn parse_bytes(bytes: &[u8], path: &Path) -> Result<Apps, AppsError> {
     parse_apps(text, path)
 }
 
-/// The credentials being served, swapped whole on a reload.
+/// The apps file on disk is not the one in use: what `/healthz` shows.
+#[derive(Clone, Debug, serde::Serialize)]
+pub(crate) struct StaleApps {
+    /// Always true: `/healthz` says `"stale": true`.
+    pub(crate) stale: bool,
+    /// When the file on disk was first refused (Unix ms).
+    pub(crate) since: u64,
+    /// Why it is refused.
+    pub(crate) error: String,
+    /// Credentials revoked anyway, because the refused file no longer
+    /// holds their digest.
+    pub(crate) revoked: usize,
+}
+
+/// The credentials being served, swapped whole on a reload, and whether
+/// they are an older file's.
 #[derive(Debug, Default)]
 pub(crate) struct AppsHandle {
     current: RwLock<Arc<Apps>>,
+    stale: RwLock<Option<StaleApps>>,
 }
 
 impl AppsHandle {
     pub(crate) fn new(apps: Apps) -> AppsHandle {
         AppsHandle {
             current: RwLock::new(Arc::new(apps)),
+            stale: RwLock::default(),
         }
     }
 
@@ -364,11 +405,39 @@ impl AppsHandle {
     fn set(&self, apps: Apps) {
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(apps);
     }
+
+    /// Why the credentials in use are not the file's, if they are not.
+    pub(crate) fn stale(&self) -> Option<StaleApps> {
+        self.stale.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn set_stale(&self, stale: Option<StaleApps>) {
+        *self.stale.write().unwrap_or_else(|e| e.into_inner()) = stale;
+    }
+}
+
+impl Apps {
+    /// These credentials less those whose digest is not in `kept`.
+    fn retain(&self, kept: &std::collections::HashSet<Digest32>) -> Apps {
+        let mut out = Apps::default();
+        for (digest, i) in &self.digests {
+            if kept.contains(digest) {
+                out.push(*digest, self.credentials[*i as usize].clone());
+            }
+        }
+        out
+    }
 }
 
 /// Polls the apps file (as the registry reloader polls the registry): a
-/// changed file that parses replaces the credentials; one that does not is
-/// logged once and the old credentials stay.
+/// changed file that parses (and that group and others cannot write)
+/// replaces the credentials. One that is refused keeps the old credentials,
+/// and `/healthz` (`apps_file.stale`) and `/metrics`
+/// (`envid_apps_file_stale`) say so until a good file is in, but a
+/// revocation is not lost to an unrelated typo: a credential whose digest
+/// the refused file no longer holds anywhere is removed, unless that would
+/// remove more than half of them (a truncated or emptied file, the same
+/// rule as the registry's mass deletion), when nothing is removed.
 pub(crate) struct AppsReloader {
     file: FileWatch,
     handle: Arc<AppsHandle>,
@@ -391,16 +460,72 @@ impl AppsReloader {
         }
     }
 
-    fn fail(&mut self, message: String) {
-        if self.last_error.as_deref() != Some(message.as_str()) {
+    /// The file on disk is refused for `message`; `bytes` is its content
+    /// when it could be read.
+    fn fail(&mut self, message: String, bytes: Option<&[u8]>) {
+        // Read again next time: the file is judged afresh once its mode or
+        // content is fixed.
+        self.file.forget();
+        let revoked = bytes.map_or(0, |b| self.revoke(b));
+        let first = self.last_error.as_deref() != Some(message.as_str());
+        if first {
             tracing::warn!(
                 path = %self.file.path().display(),
                 error = %message,
-                "apps file reload failed; keeping the old credentials"
+                "apps file refused; keeping the credentials in use (less any it revokes)"
             );
             self.metrics.apps_reload(false);
-            self.last_error = Some(message);
+            self.last_error = Some(message.clone());
         }
+        let before = self.handle.stale();
+        self.handle.set_stale(Some(StaleApps {
+            stale: true,
+            since: before
+                .as_ref()
+                .map_or_else(crate::store::now_unix_ms, |s| s.since),
+            error: message,
+            revoked: before.map_or(0, |s| s.revoked) + revoked,
+        }));
+        self.metrics.apps_file_stale.set(1);
+    }
+
+    /// Removes the credentials whose digest the refused content `bytes`
+    /// no longer holds (see the type's docs); how many.
+    fn revoke(&self, bytes: &[u8]) -> usize {
+        let Ok(text) = envid::read::decode(bytes) else {
+            return 0;
+        };
+        let current = self.handle.get();
+        let kept = current.retain(&parse::digests_in(text));
+        let (total, removed) = (
+            current.digests.len(),
+            current.digests.len() - kept.digests.len(),
+        );
+        if removed == 0 {
+            return 0;
+        }
+        if crate::protection::is_mass_delete(total, removed) {
+            tracing::warn!(
+                path = %self.file.path().display(),
+                removed,
+                total,
+                "the refused apps file lacks most credentials (truncated?); revoking none"
+            );
+            return 0;
+        }
+        let gone: Vec<String> = current
+            .credentials
+            .iter()
+            .filter(|c| !kept.credentials.contains(c))
+            .map(|c| format!("{}/{}", c.name, c.label))
+            .collect();
+        tracing::warn!(
+            path = %self.file.path().display(),
+            revoked = ?gone,
+            "revoked the credentials the refused apps file no longer holds"
+        );
+        self.handle.set(kept);
+        removed
     }
 }
 
@@ -408,15 +533,24 @@ impl Poll for AppsReloader {
     const NAME: &'static str = "apps file reloader";
 
     fn poll(&mut self) {
+        let mode = check_mode(self.file.path());
         let bytes = match self.file.changed() {
             Ok(Some(bytes)) => bytes,
-            Ok(None) => return,
-            Err(e) => return self.fail(e),
+            Ok(None) => match mode {
+                Ok(()) => return,
+                Err(e) => return self.fail(e, None),
+            },
+            Err(e) => return self.fail(e, None),
         };
+        if let Err(e) = mode {
+            return self.fail(e, Some(&bytes));
+        }
         match parse_bytes(&bytes, self.file.path()) {
             Ok(apps) => {
                 self.last_error = None;
                 self.metrics.apps_reload(true);
+                self.metrics.apps_file_stale.set(0);
+                self.handle.set_stale(None);
                 tracing::info!(
                     path = %self.file.path().display(),
                     credentials = apps.principals().len(),
@@ -424,7 +558,7 @@ impl Poll for AppsReloader {
                 );
                 self.handle.set(apps);
             }
-            Err(e) => self.fail(e.to_string()),
+            Err(e) => self.fail(e.to_string(), Some(&bytes)),
         }
     }
 }
@@ -488,12 +622,19 @@ mod tests {
 
     #[test]
     fn a_credential_never_widens_its_apps_scope() {
+        let token = |t: &str, rest: &str| {
+            format!(
+                "[[app.token]]\nsha256 = \"{}\"\n{rest}",
+                token_sha256_hex(t)
+            )
+        };
         let text = format!(
-            "[[app]]\nname = \"web\"\nenvs = [\"beta\"]\n[[app.token]]\nsha256 = \"{}\"\nenvs = [\"prod\"]\nnot_after = 2026-01-31\nlabel = \"x\"\n\
-             [[app.token]]\nsha256 = \"{}\"\nlabel = \"x\"\n\n[[app]]\nname = \"web\"\nenvs = [\"beta\"]\ntoken_sha256 = [\"{}\"]\n",
-            token_sha256_hex("a"),
-            token_sha256_hex("b"),
-            token_sha256_hex("c"),
+            "[[app]]\nname = \"web\"\nenvs = [\"beta\"]\n{}{}{}{}\n[[app]]\nname = \"web\"\nenvs = [\"beta\"]\ntoken_sha256 = [\"{}\"]\n",
+            token("a", "envs = [\"prod\"]\n"),
+            token("b", "not_after = 2026-01-31\n"),
+            token("c", "label = \"x\"\n"),
+            token("d", "label = \"x\"\n"),
+            token_sha256_hex("e"),
         );
         let e = parse_apps(&text, Path::new("apps.toml"))
             .unwrap_err()

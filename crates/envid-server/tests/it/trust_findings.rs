@@ -390,3 +390,200 @@ fn finding_1_on_etcd_renewals_sign_only_the_callers_own_registration() {
         assert_eq!(foreign, 0, "run {run}: foreign identities");
     }
 }
+
+/// `/healthz` with the read token (`Some`) or without.
+fn healthz(a: std::net::SocketAddr, token: Option<&str>) -> Resp {
+    match token {
+        Some(t) => get_auth(a, "/healthz", t),
+        None => get(a, "/healthz"),
+    }
+}
+
+#[test]
+fn finding_6_healthz_without_the_read_token_says_only_how_the_service_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config_in(dir.path(), REGISTRY);
+    c.token = Some("read-token-61".into());
+    let svc = envid_server::spawn(c).unwrap();
+    let a = svc.local_addr();
+    for token in [None, Some("wrong-token")] {
+        let r = healthz(a, token);
+        expect(&r, 200, "");
+        assert_eq!(r.json(), json!({"status": "ok"}), "{token:?}");
+    }
+    let whole = healthz(a, Some("read-token-61")).json();
+    for field in [
+        "version",
+        "records",
+        "history",
+        "registration",
+        "apps_file",
+        "compatibility",
+    ] {
+        assert!(whole.get(field).is_some(), "{field} in {whole}");
+    }
+    // A refused reload (a mass deletion): a class without, details with.
+    std::fs::write(dir.path().join("registry.toml"), "schema = 1\n").unwrap();
+    wait_until("the refused reload", Duration::from_secs(5), || {
+        healthz(a, None).json().get("attention").is_some()
+    });
+    let r = healthz(a, None);
+    assert_eq!(
+        r.json(),
+        json!({"status": "ok", "attention": ["reload_refused"]})
+    );
+    assert!(!r.body.contains("registry.toml"), "{}", r.body);
+    let whole = healthz(a, Some("read-token-61")).json();
+    assert!(whole["reload_refused"]["message"].is_string(), "{whole}");
+}
+
+#[test]
+fn finding_8_an_apps_file_others_may_write_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let c = config_in(dir.path(), REGISTRY);
+    let apps = c.apps_path.clone().unwrap();
+    let chmod = |mode| std::fs::set_permissions(&apps, std::fs::Permissions::from_mode(mode));
+    chmod(0o666).unwrap();
+    let e = envid_server::spawn(c.clone()).unwrap_err().to_string();
+    assert!(e.contains("mode 0666") && e.contains("chmod go-w"), "{e}");
+    chmod(0o644).unwrap();
+    let svc = envid_server::spawn(c).unwrap();
+    let a = svc.local_addr();
+    // Made writable while serving: the credentials in use stay, and the
+    // service says it runs an older apps file until the mode is fixed.
+    chmod(0o664).unwrap();
+    wait_until("the stale apps file", Duration::from_secs(5), || {
+        healthz(a, None).json()["apps_file"]["stale"] == true
+    });
+    let h = healthz(a, None).json();
+    assert!(
+        h["apps_file"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("mode 0664"),
+        "{h}"
+    );
+    assert!(h["apps_file"]["since"].as_u64().unwrap() > 0, "{h}");
+    assert_eq!(
+        metric(&get(a, "/metrics").body, "envid_apps_file_stale"),
+        Some(1.0)
+    );
+    expect(
+        &put(a, 35, "127.0.0.35", Some(WEB), &rec("web", "beta", "cn0")),
+        200,
+        "",
+    );
+    chmod(0o600).unwrap();
+    wait_until("the apps file in use again", Duration::from_secs(5), || {
+        healthz(a, None).json()["apps_file"]["stale"] == false
+    });
+    assert_eq!(
+        metric(&get(a, "/metrics").body, "envid_apps_file_stale"),
+        Some(0.0)
+    );
+}
+
+#[test]
+fn finding_8_a_revocation_is_not_lost_to_an_unrelated_typo() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = serve_in(dir.path(), REGISTRY);
+    let a = svc.local_addr();
+    expect(
+        &put(
+            a,
+            36,
+            "127.0.0.36",
+            Some(PAY),
+            &rec("payment", "prod", "cn5"),
+        ),
+        200,
+        "",
+    );
+    // payment's token revoked, and a typo elsewhere in the same edit.
+    let edited = apps_text()
+        .replace(&sha(PAY), &sha("payment-token-next"))
+        .replace("name = \"web\"", "name = \"web\"\ncolour = \"blue\"");
+    write_apps(dir.path(), &edited);
+    wait_until("the refused apps file", Duration::from_secs(5), || {
+        healthz(a, None).json()["apps_file"]["stale"] == true
+    });
+    let h = healthz(a, None).json();
+    assert_eq!(h["apps_file"]["revoked"], 1, "{h}");
+    assert!(
+        h["apps_file"]["error"].as_str().unwrap().contains("colour"),
+        "{h}"
+    );
+    // The revoked token is refused; the others keep working.
+    expect(&renew(a, 36, "127.0.0.36", Some(PAY)), 401, "unauthorized");
+    expect(
+        &put(a, 37, "127.0.0.37", Some(WEB), &rec("web", "beta", "cn0")),
+        200,
+        "",
+    );
+    expect(&renew(a, 1, "127.0.0.36", Some(OPERATOR)), 200, "");
+}
+
+#[test]
+fn finding_8_an_empty_apps_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = config_in(dir.path(), REGISTRY);
+    write_apps(dir.path(), "# every entry removed\n");
+    let e = envid_server::spawn(c.clone()).unwrap_err().to_string();
+    assert!(e.contains("no [[app]] or [[operator]]"), "{e}");
+    write_apps(dir.path(), &apps_text());
+    let svc = envid_server::spawn(c).unwrap();
+    let a = svc.local_addr();
+    write_apps(dir.path(), "");
+    wait_until("the refused apps file", Duration::from_secs(5), || {
+        healthz(a, None).json()["apps_file"]["stale"] == true
+    });
+    // Nothing was revoked: an empty file is no revocation.
+    assert_eq!(healthz(a, None).json()["apps_file"]["revoked"], 0);
+    expect(
+        &put(a, 38, "127.0.0.38", Some(WEB), &rec("web", "beta", "cn0")),
+        200,
+        "",
+    );
+}
+
+#[test]
+fn finding_8_every_file_the_service_writes_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config_in(dir.path(), REGISTRY);
+    let state = dir.path().join("state.json");
+    c.state_path = Some(state.clone());
+    let svc = envid_server::spawn(c).unwrap();
+    let a = svc.local_addr();
+    expect(
+        &put(a, 39, "127.0.0.39", Some(WEB), &rec("web", "beta", "cn0")),
+        200,
+        "",
+    );
+    let log = dir.path().join("state.json.log");
+    for path in [&state, &log] {
+        let mode = std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", path.display());
+    }
+}
+
+#[test]
+fn finding_12_a_since_without_history_is_kept_counted_and_said() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = serve_in(dir.path(), REGISTRY);
+    let a = svc.local_addr();
+    let r = get(a, "/v1/registry?since=1");
+    expect(&r, 200, "");
+    assert_eq!(
+        metric(
+            &get(a, "/metrics").body,
+            "envid_replication_since_without_history_total"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        healthz(a, None).json()["compatibility"]["since_without_history"],
+        "accepted"
+    );
+}
