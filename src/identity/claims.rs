@@ -15,9 +15,9 @@ pub struct Claims {
     pub iss: String,
     /// `envid://<app>/<env>`.
     pub sub: String,
-    /// The audience (`envid serve --audience`, default `envid`).
-    #[serde(deserialize_with = "audience")]
-    pub aud: String,
+    /// The audience (`envid serve --audience`, default `envid`): one, or
+    /// several, as the token says.
+    pub aud: Audience,
     /// Issued at.
     pub iat: u64,
     /// Not before.
@@ -73,7 +73,7 @@ impl Claims {
         Some(Claims {
             iss: issuer.to_string(),
             sub: subject(&app, &record.env),
-            aud: audience.to_string(),
+            aud: Audience::One(audience.to_string()),
             iat: now,
             nbf: now,
             exp: now.saturating_add(lifetime_secs),
@@ -99,17 +99,44 @@ pub fn subject(app: &str, env: &str) -> String {
     format!("envid://{app}/{env}")
 }
 
-/// `aud` is a string or a list of strings (RFC 7519, 4.1.3); a list is kept
-/// joined with `,` and checked member by member by the verifier.
-fn audience<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum OneOrMany {
-        One(String),
-        Many(Vec<String>),
+/// The `aud` claim: a string or a list of strings (RFC 7519, 4.1.3), kept
+/// as the token has it. Each audience is compared whole: `"other,envid"`
+/// is one audience that is not `envid`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Audience {
+    /// `"aud": "envid"`.
+    One(String),
+    /// `"aud": ["envid", "other"]`.
+    Many(Vec<String>),
+}
+
+impl Audience {
+    /// Whether `audience` is one of the audiences, compared exactly.
+    pub fn contains(&self, audience: &str) -> bool {
+        match self {
+            Audience::One(a) => a == audience,
+            Audience::Many(list) => list.iter().any(|a| a == audience),
+        }
     }
-    Ok(match OneOrMany::deserialize(d)? {
-        OneOrMany::One(s) => s,
-        OneOrMany::Many(v) => v.join(","),
-    })
+}
+
+impl std::fmt::Display for Audience {
+    /// The audience, or the list as JSON (`["a","b"]`): never joined in a
+    /// way that reads as another audience.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Audience::One(a) => f.write_str(a),
+            Audience::Many(list) => {
+                let json = serde_json::to_string(list).map_err(|_| std::fmt::Error)?;
+                f.write_str(&json)
+            }
+        }
+    }
+}
+
+impl PartialEq<str> for Audience {
+    fn eq(&self, other: &str) -> bool {
+        matches!(self, Audience::One(a) if a == other)
+    }
 }

@@ -39,18 +39,7 @@ fn load(descriptor: &Option<PathBuf>) -> Result<Environment, envid::LoadError> {
 
 /// Is `endpoint` an `http://` URL to a host other than loopback?
 fn plain_http_off_host(endpoint: &str) -> bool {
-    let Some(rest) = endpoint.strip_prefix("http://") else {
-        return false;
-    };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host_port = authority.rsplit('@').next().unwrap_or("");
-    let host = match host_port.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or(""),
-        None => host_port.split(':').next().unwrap_or(""),
-    };
-    let loopback = host.eq_ignore_ascii_case("localhost")
-        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
-    !loopback
+    envid::client::is_plain_http_off_loopback(endpoint)
 }
 
 /// The registrar for `service` with `token` (the `--token` one, else the
