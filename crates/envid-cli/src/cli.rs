@@ -176,6 +176,10 @@ pub struct VerifyArgs {
     /// Clock skew tolerated on exp and nbf, in seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     pub leeway: u64,
+    /// Fetch the keys over plain http:// from a host other than loopback
+    /// (anyone on the path could serve keys of their own; use https://).
+    #[arg(long)]
+    pub insecure_http: bool,
     /// Output format (text or json).
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
     pub format: ReportFormat,

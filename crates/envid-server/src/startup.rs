@@ -184,6 +184,7 @@ fn prepare(config: Config) -> Result<Prepared, ServerError> {
         max_batch: config.max_batch,
         max_body_bytes: config.max_body_bytes,
         limits: Arc::new(Limits::new(&config)),
+        write_limits: Arc::new(http::write_limits::WriteLimits::new(&config)),
         shutdown,
         snapshot_cache: Arc::default(),
         delta_cache: Arc::default(),
@@ -265,8 +266,10 @@ async fn serve(p: Prepared, shutdown: impl Future<Output = ()> + Send + 'static)
         state.preservation.clone(),
     );
     let limits = state.limits.clone();
+    let write_limits = state.write_limits.clone();
     tasks.push(poll::every(config.expiry_interval, move || {
         limits.prune();
+        write_limits.prune();
         sweeper.sweep();
     }));
 

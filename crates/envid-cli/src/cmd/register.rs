@@ -39,18 +39,7 @@ fn load(descriptor: &Option<PathBuf>) -> Result<Environment, envid::LoadError> {
 
 /// Is `endpoint` an `http://` URL to a host other than loopback?
 fn plain_http_off_host(endpoint: &str) -> bool {
-    let Some(rest) = endpoint.strip_prefix("http://") else {
-        return false;
-    };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host_port = authority.rsplit('@').next().unwrap_or("");
-    let host = match host_port.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or(""),
-        None => host_port.split(':').next().unwrap_or(""),
-    };
-    let loopback = host.eq_ignore_ascii_case("localhost")
-        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
-    !loopback
+    envid::client::is_plain_http_off_loopback(endpoint)
 }
 
 /// The registrar for `service` with `token` (the `--token` one, else the
@@ -88,7 +77,7 @@ fn refusal(ip: IpAddr, op: &str, e: &ClientError) -> String {
             "cannot {op} {ip}: the service does not accept this token (HTTP 401); registration uses the descriptor's `token` (or --token), whose SHA-256 must be in the service's apps file"
         ),
         ClientError::Unauthorized { status: 403, .. } => format!(
-            "cannot {op} {ip}: the service refused (HTTP 403): an app's token registers only the IP it connects from, under its own app name, in the envs and idcs its apps entry allows, and renews or removes only its own registrations (or the service takes no registrations: it needs --apps)"
+            "cannot {op} {ip}: the service refused (HTTP 403): an app's token registers, renews and removes only the IP it connects from, under its own app name, within its credential's scope (envs, idcs, sub envs) in the apps file (or the service takes no registrations: it needs --apps)"
         ),
         ClientError::Status { status: 409, .. } => format!(
             "cannot {op} {ip}: it is a static record of the service's registry file (HTTP 409); registrations never replace or remove it"

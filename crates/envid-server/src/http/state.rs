@@ -38,6 +38,8 @@ pub(crate) struct AppState {
     pub(crate) max_batch: usize,
     pub(crate) max_body_bytes: usize,
     pub(crate) limits: Arc<Limits>,
+    /// The renewal and removal limits.
+    pub(crate) write_limits: Arc<super::write_limits::WriteLimits>,
     /// Turns true when the service starts draining (ends long polls early).
     pub(crate) shutdown: tokio::sync::watch::Receiver<bool>,
     /// The encoded body of the last snapshot served, by version.

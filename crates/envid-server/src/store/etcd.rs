@@ -46,7 +46,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use envid::protocol::HostRecord;
+use envid::protocol::{canonical_ip, HostRecord};
 use etcd_client::{Client, Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp};
 use serde::{Deserialize, Serialize};
 
@@ -54,7 +54,8 @@ use super::etcd_connect::refusal::Failure;
 use super::etcd_connect::settings::{EtcdSettings, REQUEST_TIMEOUT};
 use super::records::{Delta, Gone, Records};
 use super::{
-    Ack, BoxFuture, Durable, Health, Registration, RegistryStore, StaticOutcome, StoreError,
+    Ack, BoxFuture, Durable, Health, Owns, Registration, RegistryStore, Renewed, StaticOutcome,
+    StoreError,
 };
 use crate::metrics::Metrics;
 
@@ -285,7 +286,7 @@ impl EtcdStore {
     }
 
     fn host_key(&self, ip: IpAddr) -> String {
-        self.key(&format!("hosts/{ip}"))
+        self.key(&format!("hosts/{}", canonical_ip(ip)))
     }
 
     fn store(&self) -> Arc<Records> {
@@ -552,52 +553,70 @@ impl RegistryStore for EtcdStore {
         })
     }
 
-    fn renew<'a>(&'a self, ip: IpAddr, owner: Option<&'a str>) -> Durable<'a, Option<u64>> {
+    fn renew<'a>(&'a self, ip: IpAddr, owner: Option<Owns<'a>>) -> Durable<'a, Option<Renewed>> {
         Box::pin(async move {
             let client = self.client().await?;
-            let resp = etcd!(self, |c| c.get(self.host_key(ip), None))?;
+            let key = self.host_key(ip);
+            let resp = etcd!(self, |c| c.get(key.clone(), None))?;
             let Some(kv) = resp.kvs().first() else {
                 return Ok(None);
             };
             let Ok(stored) = serde_json::from_slice::<Stored>(kv.value()) else {
                 return Ok(None);
             };
-            if owner.is_some_and(|o| stored.record.app.as_deref() != Some(o)) {
-                let mut theirs = stored.record;
-                theirs.ip = Some(ip);
-                return Err(StoreError::NotOwner(Arc::new(theirs)));
+            let mut record = stored.record;
+            record.ip = Some(canonical_ip(ip));
+            if owner.is_some_and(|owns| !owns(&record)) {
+                return Err(StoreError::NotOwner(Arc::new(record)));
             }
             let mut client = client;
-            let (lease, lease_seconds) = (kv.lease(), stored.lease_seconds);
+            let (lease, lease_seconds, revision) =
+                (kv.lease(), stored.lease_seconds, kv.mod_revision());
             // The client's keep-alive waits for etcd's first answer, and
             // fails with a lease error when the lease is gone (expired).
-            self.timed_or(
-                async {
-                    let kept = client.lease_keep_alive(lease).await;
-                    kept.map(|_| Some(lease_seconds))
-                },
-                |e| matches!(e, etcd_client::Error::LeaseKeepAliveError(_)).then_some(None),
-            )
-            .await
+            let kept = self
+                .timed_or(
+                    async {
+                        let kept = client.lease_keep_alive(lease).await;
+                        kept.map(|_| Some(()))
+                    },
+                    |e| matches!(e, etcd_client::Error::LeaseKeepAliveError(_)).then_some(None),
+                )
+                .await?;
+            if kept.is_none() {
+                return Ok(None);
+            }
+            // The key must still hold the registration read above: one made
+            // in between (another app's, on a new lease) is not the caller's
+            // to renew or to be signed for. Unchanged before and after the
+            // keep-alive means it was the registration renewed.
+            let after = etcd!(self, |c| c.get(key.clone(), None))?;
+            match after.kvs().first() {
+                Some(kv) if kv.mod_revision() == revision => Ok(Some(Renewed {
+                    lease_seconds,
+                    record: Arc::new(record),
+                })),
+                _ => Ok(None),
+            }
         })
     }
 
-    fn deregister<'a>(&'a self, ip: IpAddr, owner: Option<&'a str>) -> Durable<'a, bool> {
+    fn deregister<'a>(&'a self, ip: IpAddr, owner: Option<Owns<'a>>) -> Durable<'a, bool> {
         Box::pin(async move {
             let client = self.client().await?;
             // With an owner: the record is read, checked, and deleted only if
             // it has not changed since (a transaction on its revision).
             let guard = match owner {
                 None => None,
-                Some(o) => {
+                Some(owns) => {
                     let resp = etcd!(self, |c| c.get(self.host_key(ip), None))?;
                     let Some(kv) = resp.kvs().first() else {
                         return Ok(false);
                     };
                     if let Ok(stored) = serde_json::from_slice::<Stored>(kv.value()) {
-                        if stored.record.app.as_deref() != Some(o) {
-                            let mut theirs = stored.record;
-                            theirs.ip = Some(ip);
+                        let mut theirs = stored.record;
+                        theirs.ip = Some(canonical_ip(ip));
+                        if !owns(&theirs) {
                             return Err(StoreError::NotOwner(Arc::new(theirs)));
                         }
                     }

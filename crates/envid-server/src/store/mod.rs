@@ -54,6 +54,25 @@ pub struct Registration {
     pub owner: Option<String>,
 }
 
+/// Whose registrations a caller may renew or remove: true for a
+/// registration the caller's credential covers (its app, within its
+/// scope). Asked by the store at the moment of the write, under the same
+/// lock or transaction, so a registration that changed hands in between is
+/// never renewed or removed by its former owner.
+pub type Owns<'a> = &'a (dyn Fn(&HostRecord) -> bool + Send + Sync);
+
+/// A renewal the store made durable: the lease, and the registration it
+/// renewed as the store held it at that moment (with its `ip` and
+/// `registration` id), so an identity is signed from the caller's own
+/// registration and never from whatever is served for the IP later.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Renewed {
+    /// The lease length the renewal extended by.
+    pub lease_seconds: u64,
+    /// The registration renewed.
+    pub record: Arc<HostRecord>,
+}
+
 /// A write the store made durable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Ack {
@@ -89,9 +108,9 @@ pub enum StoreError {
         /// When a retry makes sense.
         retry_after: Duration,
     },
-    /// The registration belongs to another app (the owner asked for is not
-    /// its `app`); nothing was done.
-    #[error("registered by another app")]
+    /// The registration is not the caller's (another app's, or outside
+    /// the caller's scope); nothing was done.
+    #[error("registered by another app or outside the caller's scope")]
     NotOwner(Arc<HostRecord>),
 }
 
@@ -166,14 +185,15 @@ pub trait RegistryStore: Send + Sync + std::fmt::Debug + 'static {
     /// Registers (or replaces) `r`, durably.
     fn register(&self, r: Registration) -> Durable<'_, Ack>;
 
-    /// Extends the lease of `ip` by its registered length, when `owner` is
-    /// its `app` (any app when `None`: an operator, open registration).
-    /// `None` when `ip` is not registered.
-    fn renew<'a>(&'a self, ip: IpAddr, owner: Option<&'a str>) -> Durable<'a, Option<u64>>;
+    /// Extends the lease of `ip` by its registered length, when `owner`
+    /// accepts the registration (any when `None`: an operator, open
+    /// registration), and returns the registration renewed, read in the
+    /// same step as the renewal. `None` when `ip` is not registered.
+    fn renew<'a>(&'a self, ip: IpAddr, owner: Option<Owns<'a>>) -> Durable<'a, Option<Renewed>>;
 
-    /// Removes the registration of `ip` when `owner` is its `app` (any app
-    /// when `None`); whether there was one.
-    fn deregister<'a>(&'a self, ip: IpAddr, owner: Option<&'a str>) -> Durable<'a, bool>;
+    /// Removes the registration of `ip` when `owner` accepts it (any when
+    /// `None`); whether there was one.
+    fn deregister<'a>(&'a self, ip: IpAddr, owner: Option<Owns<'a>>) -> Durable<'a, bool>;
 
     /// The static record (from the registry file) for exactly `ip`: no
     /// registration replaces it.

@@ -24,7 +24,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
-use envid::protocol::{HostRecord, RecordKey};
+use envid::protocol::{canonical_ip, HostRecord, RecordKey};
 use serde::{Deserialize, Serialize};
 
 use super::view::RecordMap;
@@ -157,10 +157,16 @@ impl std::fmt::Debug for Inner {
     }
 }
 
+/// The static records by key, each with its `ip` in the canonical form the
+/// key has (an etcd static set written by an older instance may hold
+/// `::ffff:a.b.c.d`; served as it is, the record would contradict its key).
 fn keyed(records: Vec<HostRecord>) -> BTreeMap<RecordKey, Arc<HostRecord>> {
     records
         .into_iter()
-        .filter_map(|r| Some((r.key()?, Arc::new(r.with_env_type()))))
+        .filter_map(|mut r| {
+            r.ip = r.ip.map(canonical_ip);
+            Some((r.key()?, Arc::new(r.with_env_type())))
+        })
         .collect()
 }
 
@@ -185,14 +191,15 @@ impl Records {
             ..Inner::default()
         };
         for lease in leases {
-            let Some(ip) = lease.record.ip else { continue };
+            let Some(ip) = lease.record.ip.map(canonical_ip) else {
+                continue;
+            };
             let mut record = lease.record.with_env_type();
+            record.ip = Some(ip);
             record.cidr = None;
-            inner
-                .expiries
-                .insert((lease.expires_unix_ms, ip.to_canonical()));
+            inner.expiries.insert((lease.expires_unix_ms, ip));
             inner.dynamic.insert(
-                ip.to_canonical(),
+                ip,
                 Leased {
                     record: Arc::new(record),
                     lease_seconds: lease.lease_seconds,
@@ -316,7 +323,7 @@ impl Records {
         lease_seconds: u64,
         now_ms: u64,
     ) -> Option<Arc<Change>> {
-        let ip = ip.to_canonical();
+        let ip = canonical_ip(ip);
         record.ip = Some(ip);
         record.cidr = None;
         let record = record.with_env_type();
@@ -343,28 +350,30 @@ impl Records {
     pub fn static_record(&self, ip: IpAddr) -> Option<Arc<HostRecord>> {
         self.lock()
             .statics
-            .get(&RecordKey::Ip(ip.to_canonical()))
+            .get(&RecordKey::Ip(canonical_ip(ip)))
             .cloned()
     }
 
-    /// [`Records::renew`] by its registered lease length, only when the
-    /// registration's `app` is `owner` (any app when `owner` is `None`).
-    /// `Err` is the registration that belongs to another app.
+    /// [`Records::renew`] by its registered lease length, only when
+    /// `owner` accepts the registration (any when `owner` is `None`), with
+    /// the registration renewed. `Err` is the registration that is not the
+    /// caller's.
+    #[allow(clippy::type_complexity)]
     pub fn renew_owned(
         &self,
         ip: IpAddr,
-        owner: Option<&str>,
+        owner: Option<&dyn Fn(&HostRecord) -> bool>,
         now_ms: u64,
-    ) -> Result<Option<u64>, Arc<HostRecord>> {
+    ) -> Result<Option<(u64, Arc<HostRecord>)>, Arc<HostRecord>> {
         // Checked and renewed under one lock: a registration that changes
         // hands in between cannot be renewed by its former owner.
-        let ip = ip.to_canonical();
+        let ip = canonical_ip(ip);
         let mut inner = self.lock();
         let inner = &mut *inner;
         let Some(d) = inner.dynamic.get_mut(&ip) else {
             return Ok(None);
         };
-        if owner.is_some_and(|o| d.record.app.as_deref() != Some(o)) {
+        if owner.is_some_and(|owns| !owns(&d.record)) {
             return Err(d.record.clone());
         }
         let lease = d.lease_seconds;
@@ -372,22 +381,22 @@ impl Records {
         d.expires_unix_ms = now_ms.saturating_add(lease.saturating_mul(1000));
         inner.expiries.insert((d.expires_unix_ms, ip));
         self.dynamic_tx.send_modify(|g| *g += 1);
-        Ok(Some(lease))
+        Ok(Some((lease, d.record.clone())))
     }
 
-    /// [`Records::deregister`], only when the registration's `app` is `owner`
-    /// (any app when `owner` is `None`). `Err` is the registration that
-    /// belongs to another app.
+    /// [`Records::deregister`], only when `owner` accepts the registration
+    /// (any when `owner` is `None`). `Err` is the registration that is not
+    /// the caller's.
     #[allow(clippy::type_complexity)]
     pub fn deregister_owned(
         &self,
         ip: IpAddr,
-        owner: Option<&str>,
+        owner: Option<&dyn Fn(&HostRecord) -> bool>,
     ) -> Result<(bool, Option<Arc<Change>>), Arc<HostRecord>> {
-        let ip = ip.to_canonical();
+        let ip = canonical_ip(ip);
         let mut inner = self.lock();
-        if let (Some(owner), Some(d)) = (owner, inner.dynamic.get(&ip)) {
-            if d.record.app.as_deref() != Some(owner) {
+        if let (Some(owns), Some(d)) = (owner, inner.dynamic.get(&ip)) {
+            if !owns(&d.record) {
                 return Err(d.record.clone());
             }
         }
@@ -404,7 +413,7 @@ impl Records {
     /// when `None`) from `now_ms`. Returns the lease length, or `None` when
     /// `ip` is not registered. Never changes the version.
     pub fn renew(&self, ip: IpAddr, lease_seconds: Option<u64>, now_ms: u64) -> Option<u64> {
-        let ip = ip.to_canonical();
+        let ip = canonical_ip(ip);
         let mut inner = self.lock();
         let inner = &mut *inner;
         let d = inner.dynamic.get_mut(&ip)?;
@@ -420,7 +429,7 @@ impl Records {
     /// Removes the registration of `ip`. Returns whether there was one, and
     /// the change (a delete, or the static record for `ip` showing again).
     pub fn deregister(&self, ip: IpAddr) -> (bool, Option<Arc<Change>>) {
-        let ip = ip.to_canonical();
+        let ip = canonical_ip(ip);
         let mut inner = self.lock();
         let Some(old) = inner.dynamic.remove(&ip) else {
             return (false, None);
@@ -531,7 +540,7 @@ impl Records {
         inner.dynamic.clear();
         inner.expiries.clear();
         for mut record in registered {
-            let Some(ip) = record.ip.map(|ip| ip.to_canonical()) else {
+            let Some(ip) = record.ip.map(canonical_ip) else {
                 continue;
             };
             record.ip = Some(ip);
@@ -779,11 +788,15 @@ mod tests {
         let mut r = rec("10.0.0.9", "prod");
         r.app = Some("payment".into());
         store.register(ip, r, 60, 0).unwrap();
-        assert!(store.renew_owned(ip, Some("intruder"), 1).is_err());
-        assert!(store.deregister_owned(ip, Some("intruder")).is_err());
-        assert_eq!(store.renew_owned(ip, Some("payment"), 1), Ok(Some(60)));
-        assert_eq!(store.renew_owned(ip, None, 1), Ok(Some(60)));
-        assert!(store.deregister_owned(ip, Some("payment")).unwrap().0);
-        assert_eq!(store.renew_owned(ip, Some("payment"), 1), Ok(None));
+        let app = |name: &'static str| move |r: &HostRecord| r.app.as_deref() == Some(name);
+        let (intruder, payment) = (app("intruder"), app("payment"));
+        assert!(store.renew_owned(ip, Some(&intruder), 1).is_err());
+        assert!(store.deregister_owned(ip, Some(&intruder)).is_err());
+        let (lease, renewed) = store.renew_owned(ip, Some(&payment), 1).unwrap().unwrap();
+        assert_eq!((lease, renewed.app.as_deref()), (60, Some("payment")));
+        assert_eq!(renewed.ip, Some(ip));
+        assert_eq!(store.renew_owned(ip, None, 1).unwrap().unwrap().0, 60);
+        assert!(store.deregister_owned(ip, Some(&payment)).unwrap().0);
+        assert_eq!(store.renew_owned(ip, Some(&payment), 1), Ok(None));
     }
 }

@@ -23,3 +23,5 @@ mod registry_file;
 mod reload;
 mod replication;
 mod trust;
+mod trust_findings;
+mod trust_scope;

@@ -238,16 +238,23 @@ fn renewals_and_removals_need_the_owners_token() {
         200,
         "",
     );
-    // Another app (from anywhere, the IP itself included): 403.
-    for from in [5, 7] {
-        let r = renew(a, from, &ip5, Some(CHECKOUT));
+    // Another app from the IP itself: 403 naming the owner (no read token
+    // here: anyone may read the record anyway).
+    let r = renew(a, 5, &ip5, Some(CHECKOUT));
+    expect(&r, 403, "forbidden");
+    assert!(r.error_message().contains("payment"), "{}", r.body);
+    expect(&delete(a, 5, &ip5, Some(CHECKOUT)), 403, "forbidden");
+    // From anywhere else an app's credential touches no IP but its own.
+    for token in [CHECKOUT, PAYMENT] {
+        let r = renew(a, 7, &ip5, Some(token));
         expect(&r, 403, "forbidden");
-        assert!(r.error_message().contains("payment"), "{}", r.body);
-        expect(&delete(a, from, &ip5, Some(CHECKOUT)), 403, "forbidden");
+        assert!(r.error_message().contains("only its own IP"), "{}", r.body);
+        expect(&delete(a, 7, &ip5, Some(token)), 403, "forbidden");
     }
     expect(&delete(a, 5, &ip5, None), 401, "unauthorized");
     assert_eq!(get(a, &format!("/v1/hosts/{ip5}")).json()["app"], "payment");
-    assert_eq!(refusals(a, "not_owner"), 4.0);
+    assert_eq!(refusals(a, "not_owner"), 2.0);
+    assert_eq!(refusals(a, "not_own_ip"), 4.0);
     // The owner: 200, then 204 (and 204 again: idempotent).
     expect(&renew(a, 5, &ip5, Some(PAYMENT)), 200, "");
     expect(&delete(a, 5, &ip5, Some(PAYMENT)), 204, "");
