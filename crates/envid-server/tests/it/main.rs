@@ -24,4 +24,5 @@ mod reload;
 mod replication;
 mod trust;
 mod trust_findings;
+mod trust_limits;
 mod trust_scope;
