@@ -54,8 +54,8 @@ use super::etcd_connect::refusal::Failure;
 use super::etcd_connect::settings::{EtcdSettings, REQUEST_TIMEOUT};
 use super::records::{Delta, Gone, Records};
 use super::{
-    Ack, BoxFuture, Durable, Health, Owns, Registration, RegistryStore, Renewed, StaticOutcome,
-    StoreError,
+    now_unix_ms, Ack, BoxFuture, Durable, Health, MemberStatus, Owns, Registration, RegistryStore,
+    Renewed, StaticOutcome, StoreError, StoreErrorNote, StoreStatus,
 };
 use crate::metrics::Metrics;
 
@@ -140,6 +140,7 @@ macro_rules! etcd {
 
 // After the macro, which they use too.
 mod credentials;
+mod members;
 mod watch;
 
 /// A registration as stored in etcd.
@@ -210,6 +211,10 @@ pub struct EtcdStore {
     metrics: Arc<Metrics>,
     /// The static set this instance reconciles into etcd (the file).
     statics: Mutex<Option<Vec<HostRecord>>>,
+    /// Each endpoint as last checked (`members.rs`).
+    members: Mutex<Vec<MemberStatus>>,
+    /// The last trouble met, kept after it cleared (the console shows it).
+    last_error: Mutex<Option<StoreErrorNote>>,
 }
 
 impl std::fmt::Debug for EtcdStore {
@@ -278,6 +283,8 @@ impl EtcdStore {
             status: Mutex::new(Status::default()),
             metrics,
             statics: Mutex::new(Some(statics)),
+            members: Mutex::new(Vec::new()),
+            last_error: Mutex::new(None),
         }
     }
 
@@ -300,6 +307,12 @@ impl EtcdStore {
     fn trouble(&self, why: Option<String>) {
         let mut status = self.status();
         if status.trouble != why {
+            if let Some(w) = &why {
+                *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(StoreErrorNote {
+                    message: w.clone(),
+                    at_unix_ms: Some(now_unix_ms()),
+                });
+            }
             match &why {
                 Some(w) => {
                     tracing::warn!(reason = %w, "etcd unreachable or refusing; serving reads from the view, refusing writes")
@@ -700,6 +713,7 @@ impl RegistryStore for EtcdStore {
         let mut tasks = vec![
             tokio::spawn(self.clone().run()),
             tokio::spawn(self.clone().probe()),
+            tokio::spawn(self.clone().check_members()),
         ];
         if self.settings().has_files() {
             tasks.push(self.rotate_credentials());
@@ -709,6 +723,37 @@ impl RegistryStore for EtcdStore {
 
     fn preflight(&self) -> BoxFuture<'_, Result<(), String>> {
         Box::pin(self.first_check())
+    }
+
+    fn status(&self) -> StoreStatus {
+        let mut members = self
+            .members
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if members.is_empty() {
+            members = self
+                .config
+                .endpoints
+                .iter()
+                .map(|endpoint| MemberStatus {
+                    endpoint: endpoint.clone(),
+                    reachable: None,
+                    checked_unix_ms: None,
+                })
+                .collect();
+        }
+        StoreStatus {
+            kind: "etcd",
+            persistent: None,
+            members,
+            watch_lag: Some(self.metrics.watch_lag.get().max(0) as u64),
+            last_error: self
+                .last_error
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+        }
     }
 
     fn health_details(&self) -> Option<serde_json::Value> {

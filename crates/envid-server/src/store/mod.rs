@@ -31,7 +31,9 @@ pub mod etcd_connect;
 mod records;
 mod view;
 
-pub use records::{Change, Delta, Gone, Lease, LeaseDue, Records, Snapshot};
+pub use records::{
+    Change, Delta, Gone, Lease, LeaseDetails, LeaseDue, RecordDetails, Records, Snapshot,
+};
 pub use view::RecordMap;
 
 /// A boxed, sendable future (the trait is used as `dyn RegistryStore`).
@@ -133,6 +135,46 @@ pub enum Health {
     },
 }
 
+/// What the console's Health page and `GET /v1/status` say of the store
+/// ([`RegistryStore::status`]), never a secret.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct StoreStatus {
+    /// `embedded` or `etcd`.
+    pub kind: &'static str,
+    /// The embedded store keeps registrations in a state file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub persistent: Option<bool>,
+    /// The etcd endpoints, each with whether it accepted a TCP connection
+    /// at the last check.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<MemberStatus>,
+    /// Revisions the view is behind etcd, as of the last probe.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub watch_lag: Option<u64>,
+    /// The last error the store met (it may have recovered since).
+    pub last_error: Option<StoreErrorNote>,
+}
+
+/// One etcd endpoint as last checked ([`StoreStatus::members`]).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct MemberStatus {
+    /// The endpoint as given (`--etcd`).
+    pub endpoint: String,
+    /// Whether it accepted a TCP connection (`None`: not checked yet).
+    pub reachable: Option<bool>,
+    /// When it was last checked, in ms since the Unix epoch.
+    pub checked_unix_ms: Option<u64>,
+}
+
+/// An error of the store and when it was met ([`StoreStatus::last_error`]).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct StoreErrorNote {
+    /// What failed.
+    pub message: String,
+    /// When, in ms since the Unix epoch (`None`: still failing, time not kept).
+    pub at_unix_ms: Option<u64>,
+}
+
 /// Milliseconds since the Unix epoch (leases end on the wall clock, so
 /// they survive a restart).
 pub fn now_unix_ms() -> u64 {
@@ -230,6 +272,15 @@ pub trait RegistryStore: Send + Sync + std::fmt::Debug + 'static {
     /// says so on `/healthz`). Runs on the runtime that will serve.
     fn preflight(&self) -> BoxFuture<'_, Result<(), String>> {
         Box::pin(async { Ok(()) })
+    }
+
+    /// What the console and `GET /v1/status` show of the store. The
+    /// default suits the embedded store without its details.
+    fn status(&self) -> StoreStatus {
+        StoreStatus {
+            kind: "embedded",
+            ..StoreStatus::default()
+        }
     }
 
     /// More about the store for `/healthz` (the etcd store: TLS, user,

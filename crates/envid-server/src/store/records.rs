@@ -20,7 +20,7 @@
 //! served (a renewal, a re-registration with the same record, a reload that
 //! only touches comments) do not bump the version.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
@@ -56,10 +56,24 @@ impl Snapshot {
 pub struct Change {
     /// The version this change produced.
     pub version: u64,
-    /// Records added or replaced.
+    /// Records added or replaced: first the `joins` whose keys were not
+    /// served before, then those that replaced a served record.
     pub upserts: Vec<Arc<HostRecord>>,
     /// Keys whose records were removed.
     pub deletes: Vec<RecordKey>,
+    /// How many of `upserts` (the first ones) are joins, so the console
+    /// tells a join from a change without keeping the old records.
+    pub joins: usize,
+    /// When this process made (or, for the etcd view, applied) the change,
+    /// in milliseconds since the Unix epoch.
+    pub at_unix_ms: u64,
+}
+
+/// When a served key appeared and last changed.
+#[derive(Clone, Copy, Debug)]
+struct Times {
+    since: u64,
+    changed: u64,
 }
 
 /// The changes after a version, merged (the replication delta).
@@ -117,6 +131,8 @@ struct Leased {
     record: Arc<HostRecord>,
     lease_seconds: u64,
     expires_unix_ms: u64,
+    /// When its `PUT` was accepted (0: not known, e.g. restored or etcd's).
+    registered_unix_ms: u64,
 }
 
 #[derive(Default)]
@@ -132,6 +148,8 @@ struct Inner {
     /// The version just before the oldest retained change (versions need
     /// not be consecutive: etcd revisions are not).
     base: u64,
+    /// When each served key appeared and last changed (the console's).
+    times: HashMap<RecordKey, Times>,
 }
 
 /// The layered record set with its change history (see the module docs):
@@ -145,6 +163,9 @@ pub struct Records {
     version_tx: tokio::sync::watch::Sender<u64>,
     /// Bumped on every change of the dynamic layer (for the persister).
     dynamic_tx: tokio::sync::watch::Sender<u64>,
+    /// When this record set was made: the time every record it started
+    /// with reads as served since.
+    started_unix_ms: u64,
 }
 
 impl std::fmt::Debug for Inner {
@@ -204,6 +225,7 @@ impl Records {
                     record: Arc::new(record),
                     lease_seconds: lease.lease_seconds,
                     expires_unix_ms: lease.expires_unix_ms,
+                    registered_unix_ms: 0,
                 },
             );
         }
@@ -217,6 +239,12 @@ impl Records {
         }
         let version = version.max(1);
         inner.base = version;
+        let started_unix_ms = super::now_unix_ms();
+        let at_start = Times {
+            since: started_unix_ms,
+            changed: started_unix_ms,
+        };
+        inner.times = records.iter().map(|(k, _)| (*k, at_start)).collect();
         Records {
             current: RwLock::new(Arc::new(Snapshot {
                 history: Arc::from(""),
@@ -227,6 +255,7 @@ impl Records {
             history_limit: history_limit.max(1),
             version_tx: tokio::sync::watch::channel(version).0,
             dynamic_tx: tokio::sync::watch::channel(0).0,
+            started_unix_ms,
         }
     }
 
@@ -339,6 +368,7 @@ impl Records {
                 record: Arc::new(record),
                 lease_seconds,
                 expires_unix_ms,
+                registered_unix_ms: now_ms,
             },
         );
         let change = self.commit(&mut inner, [RecordKey::Ip(ip)]);
@@ -552,6 +582,7 @@ impl Records {
                     record: Arc::new(record.with_env_type()),
                     lease_seconds: 0,
                     expires_unix_ms: u64::MAX,
+                    registered_unix_ms: 0,
                 },
             );
         }
@@ -568,6 +599,7 @@ impl Records {
     ) -> Option<Arc<Change>> {
         let current = self.snapshot();
         let mut upserts = Vec::new();
+        let mut replaced = Vec::new();
         let mut deletes = Vec::new();
         for k in touched {
             let served = inner.statics.get(&k).or_else(|| match k {
@@ -576,14 +608,37 @@ impl Records {
             });
             match (served, current.records.get(&k)) {
                 (Some(new), Some(old)) if Arc::ptr_eq(new, old) || **new == **old => {}
-                (Some(new), _) => upserts.push(new.clone()),
+                (Some(new), Some(_)) => replaced.push(new.clone()),
+                (Some(new), None) => upserts.push(new.clone()),
                 (None, Some(_)) => deletes.push(k),
                 (None, None) => {}
             }
         }
-        if upserts.is_empty() && deletes.is_empty() {
+        if upserts.is_empty() && replaced.is_empty() && deletes.is_empty() {
             return None;
         }
+        let now = super::now_unix_ms();
+        let joins = upserts.len();
+        for r in &upserts {
+            if let Some(k) = r.key() {
+                inner.times.insert(
+                    k,
+                    Times {
+                        since: now,
+                        changed: now,
+                    },
+                );
+            }
+        }
+        for r in &replaced {
+            if let Some(t) = r.key().and_then(|k| inner.times.get_mut(&k)) {
+                t.changed = now;
+            }
+        }
+        for k in &deletes {
+            inner.times.remove(k);
+        }
+        upserts.append(&mut replaced);
         let mut records = current.records.clone();
         for k in &deletes {
             records.remove(k);
@@ -597,6 +652,8 @@ impl Records {
             version,
             upserts,
             deletes,
+            joins,
+            at_unix_ms: now,
         });
         inner.history.push_back(change.clone());
         while inner.history.len() > self.history_limit {
@@ -657,5 +714,8 @@ impl Records {
     }
 }
 
+mod details;
 #[cfg(test)]
 mod tests;
+
+pub use details::{LeaseDetails, RecordDetails};

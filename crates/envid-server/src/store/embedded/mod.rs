@@ -27,7 +27,7 @@ use crate::metrics::Metrics;
 use crate::store::records::{Change, Lease, LeaseDue, Records};
 use crate::store::{
     now_unix_ms, Ack, BoxFuture, Durable, Health, Owns, Registration, RegistryStore, Renewed,
-    StaticOutcome, StoreError,
+    StaticOutcome, StoreError, StoreErrorNote, StoreStatus,
 };
 
 mod group_commit;
@@ -230,6 +230,18 @@ impl RegistryStore for EmbeddedStore {
                 reason: format!("cannot write the state file: {e}"),
             },
             None => Health::Ok,
+        }
+    }
+
+    fn status(&self) -> StoreStatus {
+        StoreStatus {
+            kind: "embedded",
+            persistent: Some(self.log.is_on()),
+            last_error: self.log.write_error().map(|e| StoreErrorNote {
+                message: format!("cannot write the state file: {e}"),
+                at_unix_ms: None,
+            }),
+            ..StoreStatus::default()
         }
     }
 
