@@ -18,6 +18,7 @@ use crate::identity::Identity;
 use crate::leases::Sweeper;
 use crate::metrics::Metrics;
 use crate::protection::ReloadRefusal;
+use crate::recent::Recent;
 use crate::reload::Reloader;
 use crate::store::embedded::EmbeddedStore;
 use crate::store::RegistryStore;
@@ -163,6 +164,7 @@ fn prepare(config: Config) -> Result<Prepared, ServerError> {
         None => (RegistrationMode::Closed, None),
     };
     let reload_refusal = Arc::new(ReloadRefusal::default());
+    let recent = Arc::new(Recent::default());
     let reloader = Reloader::new(
         path.clone(),
         store.clone(),
@@ -170,7 +172,8 @@ fn prepare(config: Config) -> Result<Prepared, ServerError> {
         &registry.bytes,
         reload_refusal.clone(),
         config.allow_mass_delete,
-    );
+    )
+    .with_recent(recent.clone());
     let (draining, shutdown) = tokio::sync::watch::channel(false);
     let state = AppState {
         store,
@@ -189,6 +192,10 @@ fn prepare(config: Config) -> Result<Prepared, ServerError> {
         snapshot_cache: Arc::default(),
         delta_cache: Arc::default(),
         identity: Arc::new(identity),
+        recent,
+        tls: tls.is_some(),
+        allow_mass_delete: config.allow_mass_delete,
+        lease_preservation: config.lease_preservation,
     };
     Ok(Prepared {
         config,

@@ -2,15 +2,19 @@
 //! the router and the middleware every request passes (bearer-token check,
 //! load shedding, request metrics). What the handlers share is in
 //! [`state`], the limits on callers in [`limits`]; the handlers live by
-//! subject: [`lookup`], [`replication`], [`registration`], [`keys`].
+//! subject: [`lookup`], [`replication`], [`registration`], [`keys`],
+//! [`status`] (the console's facts as JSON) and [`console`] (the read-only
+//! console at `/ui/`).
 
 pub(crate) mod auth;
+mod console;
 mod keys;
 pub(crate) mod limits;
 mod lookup;
 mod registration;
 mod replication;
 pub(crate) mod state;
+pub(crate) mod status;
 pub(crate) mod write_limits;
 
 use std::net::SocketAddr;
@@ -47,6 +51,9 @@ pub(crate) fn router(state: AppState) -> Router {
         )
         .route("/v1/hosts/{ip}/renew", post(renew))
         .route("/v1/registry", get(registry))
+        .route("/v1/changes", get(status::changes_json))
+        .route("/v1/refusals", get(status::refusals_json))
+        .route("/v1/status", get(status::status_json))
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_ready))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
@@ -55,6 +62,9 @@ pub(crate) fn router(state: AppState) -> Router {
         // Public keys need no token: any server verifies identities.
         .route("/v1/keys", get(keys::keys))
         .merge(protected)
+        // The console asks for the read token itself (a prompt, not a 401
+        // JSON body), so it is outside `require_token`.
+        .merge(console::routes(state.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), shed_load))
@@ -140,6 +150,8 @@ async fn count_request(State(state): State<AppState>, req: Request, next: Next) 
         Some("/healthz") => "healthz",
         Some("/v1/keys") => "keys",
         Some("/metrics") => "metrics",
+        Some("/v1/changes" | "/v1/refusals" | "/v1/status") => "status",
+        Some(p) if p.starts_with("/ui") => "console",
         _ => "other",
     };
     let response = next.run(req).await;

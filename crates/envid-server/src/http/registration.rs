@@ -103,6 +103,15 @@ impl<'a> Attempt<'a> {
     /// Logs and counts a refusal, and returns its answer.
     fn refuse(&self, reason: &'static str, error: ApiError) -> ApiError {
         self.state.metrics.refused(reason);
+        self.state.recent.refused(crate::recent::Refusal::new(
+            self.op,
+            self.peer,
+            self.client,
+            self.app.as_deref(),
+            self.ip,
+            reason,
+            error.message(),
+        ));
         tracing::warn!(
             op = self.op,
             peer = %self.peer,

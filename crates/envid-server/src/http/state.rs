@@ -16,6 +16,7 @@ use crate::identity::Identity;
 use crate::leases::Preservation;
 use crate::metrics::Metrics;
 use crate::protection::ReloadRefusal;
+use crate::recent::Recent;
 use crate::store::{RegistryStore, StoreError};
 
 /// What the handlers share. Holds no token: only the read token's digest.
@@ -48,6 +49,14 @@ pub(crate) struct AppState {
     pub(crate) delta_cache: Arc<Mutex<Option<DeltaCache>>>,
     /// Signing keys and the served key set (`issue_identity`).
     pub(crate) identity: Arc<Identity>,
+    /// Recent refusals and the last reload (the console, `/v1/status`).
+    pub(crate) recent: Arc<Recent>,
+    /// The service speaks TLS (the console's cookie is `Secure` then).
+    pub(crate) tls: bool,
+    /// Reloads deleting most static records are applied (the console says).
+    pub(crate) allow_mass_delete: bool,
+    /// Lease self-preservation is on (the console says).
+    pub(crate) lease_preservation: bool,
 }
 
 /// The last delta a woken long poll computed (see `replication.rs`).
