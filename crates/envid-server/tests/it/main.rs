@@ -5,6 +5,7 @@
 
 mod auth;
 mod common;
+mod console;
 mod embedded;
 #[cfg(feature = "etcd")]
 mod etcd;

@@ -40,7 +40,7 @@ fn page(title: &str, active: &str, banner: Option<&Banner<'_>>, body: Markup) ->
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
-                meta name="referrer" content="no-referrer";
+                meta name="referrer" content="same-origin";
                 title { (title) " · envid console" }
                 link rel="stylesheet" href="/ui/assets/console.css";
                 link rel="icon" href="/ui/assets/favicon.svg" type="image/svg+xml";

@@ -15,8 +15,19 @@ document.addEventListener("DOMContentLoaded", function () {
   document.querySelectorAll("time[datetime]").forEach(function (el) {
     var t = Date.parse(el.getAttribute("datetime"));
     if (isNaN(t)) return;
-    el.title = new Date(t).toString();
-    el.textContent = el.textContent + " (" + ago(now - t) + ")";
+    var local = new Date(t);
+    el.title = local.toString();
+    if (el.closest("td")) {
+      // In tables: the local time, and how long ago on a line of its own.
+      var same = local.toDateString() === new Date(now).toDateString();
+      el.textContent = same ? local.toLocaleTimeString() : local.toLocaleString();
+      var small = document.createElement("div");
+      small.className = "muted";
+      small.textContent = ago(now - t);
+      el.after(small);
+    } else {
+      el.textContent = el.textContent + " (" + ago(now - t) + ")";
+    }
   });
   document.querySelectorAll("form.filters select").forEach(function (el) {
     el.addEventListener("change", function () { el.form.submit(); });
