@@ -18,8 +18,8 @@ use std::net::IpAddr;
 use std::net::SocketAddr;
 
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection};
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -298,7 +298,8 @@ pub(crate) async fn register(
     }
     // A registration of its own, even for an IP registered before: a late
     // leave of the previous owner is never taken for this one's.
-    record.registration = Some(registration_id()?);
+    let registration = registration_id()?;
+    record.registration = Some(registration.clone());
     // Signed only what was checked: an app's own IP or an operator's word,
     // never an anonymous registration of an open service.
     let identity = identity_for(&state, &caller, &record, ip);
@@ -319,6 +320,8 @@ pub(crate) async fn register(
         "ip": ip,
         "lease_seconds": ack.lease_seconds,
         "version": ack.version,
+        // Named by the registrant's renewals and removal (`?registration=`).
+        "registration": registration,
     });
     if let Some(token) = identity {
         answer["identity"] = token.into();
@@ -361,17 +364,27 @@ pub(crate) async fn renew(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     path: Result<Path<String>, PathRejection>,
+    query: Result<Query<IfRegistration>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let mut at = Attempt::new(&state, "renew", peer);
     let caller = at.authenticate(&headers)?;
     let ip = at.path_ip(path)?;
+    let named = IfRegistration::read(query).map_err(|e| at.refuse("invalid_query", e))?;
     let body = read_body(&state, body).map_err(|e| at.refuse("invalid_body", e))?;
     parse_renewal_body(&body).map_err(|e| at.refuse("invalid_body", e.into()))?;
-    match state.store.renew(ip, owner(&caller)).await {
+    match state
+        .store
+        .renew(ip, owner(&caller), named.as_deref())
+        .await
+    {
         Err(StoreError::NotOwner(theirs)) => {
             Err(at.refuse("not_owner", not_owner(ip, &theirs, "renew")))
         }
+        Err(StoreError::RegistrationChanged(_)) => Err(at.refuse(
+            "registration_changed",
+            registration_changed(ip, named.as_deref(), "renewed"),
+        )),
         Err(e) => Err(e.into()),
         Ok(Some(lease)) => {
             state.metrics.renewals.inc();
@@ -398,14 +411,27 @@ pub(crate) async fn deregister(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     path: Result<Path<String>, PathRejection>,
+    query: Result<Query<IfRegistration>, QueryRejection>,
 ) -> Result<StatusCode, ApiError> {
     let mut at = Attempt::new(&state, "deregister", peer);
     let caller = at.authenticate(&headers)?;
     let ip = at.path_ip(path)?;
-    match state.store.deregister(ip, owner(&caller)).await {
+    let named = IfRegistration::read(query).map_err(|e| at.refuse("invalid_query", e))?;
+    match state
+        .store
+        .deregister(ip, owner(&caller), named.as_deref())
+        .await
+    {
         Err(StoreError::NotOwner(theirs)) => {
             Err(at.refuse("not_owner", not_owner(ip, &theirs, "remove")))
         }
+        Err(StoreError::RegistrationChanged(_)) => Err(at.refuse(
+            "registration_changed",
+            registration_changed(ip, named.as_deref(), "removed"),
+        )),
+        // The registration named is gone, which is what was asked, whatever
+        // else the IP has (a static record included).
+        Ok(false) if named.is_some() => Ok(StatusCode::NO_CONTENT),
         Err(e) => Err(e.into()),
         Ok(true) => {
             state.metrics.deregistrations.inc();
@@ -420,4 +446,49 @@ pub(crate) async fn deregister(
             None => Ok(StatusCode::NO_CONTENT),
         },
     }
+}
+
+/// `?registration=ID` on a renewal or removal: act only while the IP still
+/// holds that registration (the id its `PUT` answered), else `409
+/// registration_changed` and nothing is done. A host's late `DELETE` (a
+/// pre-stop hook that runs after its IP went to a new host of the same
+/// app) or renewal then never touches the new owner's registration.
+/// Without it, whatever registration the IP holds (as before).
+#[derive(serde::Deserialize)]
+pub(crate) struct IfRegistration {
+    registration: Option<String>,
+}
+
+impl IfRegistration {
+    /// The registration named, or the `400 invalid_query`.
+    fn read(
+        query: Result<Query<IfRegistration>, QueryRejection>,
+    ) -> Result<Option<String>, ApiError> {
+        let Query(q) = query.map_err(|e| {
+            ApiError::new(
+                ErrorCode::InvalidQuery,
+                format!("{} (expected ?registration=ID)", e.body_text()),
+            )
+        })?;
+        match q.registration {
+            Some(r) if r.is_empty() => Err(ApiError::new(
+                ErrorCode::InvalidQuery,
+                "registration= is empty (expected ?registration=ID, the id the PUT answered)",
+            )),
+            r => Ok(r),
+        }
+    }
+}
+
+/// The `409` for a registration the IP no longer holds. It never names the
+/// one it holds now: whoever knows an id may renew or remove it.
+fn registration_changed(ip: IpAddr, named: Option<&str>, what: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::RegistrationChanged,
+        format!(
+            "{ip} holds another registration than {:?} now (it was registered again since); \
+             nothing was {what}",
+            named.unwrap_or_default()
+        ),
+    )
 }

@@ -54,7 +54,8 @@ use super::etcd_connect::refusal::Failure;
 use super::etcd_connect::settings::{EtcdSettings, REQUEST_TIMEOUT};
 use super::records::{Delta, Gone, Records};
 use super::{
-    Ack, BoxFuture, Durable, Health, Registration, RegistryStore, StaticOutcome, StoreError,
+    may_touch, Ack, BoxFuture, Durable, Health, Registration, RegistryStore, StaticOutcome,
+    StoreError,
 };
 use crate::metrics::Metrics;
 
@@ -552,7 +553,12 @@ impl RegistryStore for EtcdStore {
         })
     }
 
-    fn renew<'a>(&'a self, ip: IpAddr, owner: Option<&'a str>) -> Durable<'a, Option<u64>> {
+    fn renew<'a>(
+        &'a self,
+        ip: IpAddr,
+        owner: Option<&'a str>,
+        registration: Option<&'a str>,
+    ) -> Durable<'a, Option<u64>> {
         Box::pin(async move {
             let client = self.client().await?;
             let resp = etcd!(self, |c| c.get(self.host_key(ip), None))?;
@@ -562,11 +568,11 @@ impl RegistryStore for EtcdStore {
             let Ok(stored) = serde_json::from_slice::<Stored>(kv.value()) else {
                 return Ok(None);
             };
-            if owner.is_some_and(|o| stored.record.app.as_deref() != Some(o)) {
-                let mut theirs = stored.record;
-                theirs.ip = Some(ip);
-                return Err(StoreError::NotOwner(Arc::new(theirs)));
-            }
+            let mut theirs = stored.record;
+            theirs.ip = Some(ip);
+            // The lease kept alive below is the one read here: a registration
+            // put since has a lease of its own, which this never extends.
+            may_touch(&Arc::new(theirs), owner, registration)?;
             let mut client = client;
             let (lease, lease_seconds) = (kv.lease(), stored.lease_seconds);
             // The client's keep-alive waits for etcd's first answer, and
@@ -582,27 +588,31 @@ impl RegistryStore for EtcdStore {
         })
     }
 
-    fn deregister<'a>(&'a self, ip: IpAddr, owner: Option<&'a str>) -> Durable<'a, bool> {
+    fn deregister<'a>(
+        &'a self,
+        ip: IpAddr,
+        owner: Option<&'a str>,
+        registration: Option<&'a str>,
+    ) -> Durable<'a, bool> {
         Box::pin(async move {
             let client = self.client().await?;
-            // With an owner: the record is read, checked, and deleted only if
-            // it has not changed since (a transaction on its revision).
-            let guard = match owner {
-                None => None,
-                Some(o) => {
-                    let resp = etcd!(self, |c| c.get(self.host_key(ip), None))?;
-                    let Some(kv) = resp.kvs().first() else {
-                        return Ok(false);
-                    };
-                    if let Ok(stored) = serde_json::from_slice::<Stored>(kv.value()) {
-                        if stored.record.app.as_deref() != Some(o) {
-                            let mut theirs = stored.record;
-                            theirs.ip = Some(ip);
-                            return Err(StoreError::NotOwner(Arc::new(theirs)));
-                        }
-                    }
-                    Some(kv.mod_revision())
+            // With an owner or a registration: the record is read, checked,
+            // and deleted only if it has not changed since (a transaction on
+            // its revision), so a registration put on another instance in
+            // between is never removed.
+            let guard = if owner.is_none() && registration.is_none() {
+                None
+            } else {
+                let resp = etcd!(self, |c| c.get(self.host_key(ip), None))?;
+                let Some(kv) = resp.kvs().first() else {
+                    return Ok(false);
+                };
+                if let Ok(stored) = serde_json::from_slice::<Stored>(kv.value()) {
+                    let mut theirs = stored.record;
+                    theirs.ip = Some(ip);
+                    may_touch(&Arc::new(theirs), owner, registration)?;
                 }
+                Some(kv.mod_revision())
             };
             let delete = TxnOp::delete(
                 self.host_key(ip),

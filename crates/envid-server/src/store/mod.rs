@@ -93,6 +93,28 @@ pub enum StoreError {
     /// its `app`); nothing was done.
     #[error("registered by another app")]
     NotOwner(Arc<HostRecord>),
+    /// The IP's registration is not the one the caller named (the IP was
+    /// registered again since); nothing was done.
+    #[error("the registration of this IP is another one now")]
+    RegistrationChanged(Arc<HostRecord>),
+}
+
+/// Whether a caller may renew or remove `record`, the registration an IP
+/// holds: its `app` is `owner` (any when `None`) and, when the caller named
+/// one, it is still `registration`. Every store asks it in the same step as
+/// the write, so the registration cannot change in between.
+pub(crate) fn may_touch(
+    record: &Arc<HostRecord>,
+    owner: Option<&str>,
+    registration: Option<&str>,
+) -> Result<(), StoreError> {
+    if owner.is_some_and(|o| record.app.as_deref() != Some(o)) {
+        return Err(StoreError::NotOwner(record.clone()));
+    }
+    if registration.is_some_and(|r| record.registration.as_deref() != Some(r)) {
+        return Err(StoreError::RegistrationChanged(record.clone()));
+    }
+    Ok(())
 }
 
 /// How the store is doing, for `/healthz` and `/metrics`.
@@ -167,13 +189,26 @@ pub trait RegistryStore: Send + Sync + std::fmt::Debug + 'static {
     fn register(&self, r: Registration) -> Durable<'_, Ack>;
 
     /// Extends the lease of `ip` by its registered length, when `owner` is
-    /// its `app` (any app when `None`: an operator, open registration).
-    /// `None` when `ip` is not registered.
-    fn renew<'a>(&'a self, ip: IpAddr, owner: Option<&'a str>) -> Durable<'a, Option<u64>>;
+    /// its `app` (any app when `None`: an operator, open registration) and,
+    /// when `registration` is given, it is still that registration
+    /// ([`StoreError::RegistrationChanged`] otherwise), checked in the same
+    /// step as the write. `None` when `ip` is not registered.
+    fn renew<'a>(
+        &'a self,
+        ip: IpAddr,
+        owner: Option<&'a str>,
+        registration: Option<&'a str>,
+    ) -> Durable<'a, Option<u64>>;
 
     /// Removes the registration of `ip` when `owner` is its `app` (any app
-    /// when `None`); whether there was one.
-    fn deregister<'a>(&'a self, ip: IpAddr, owner: Option<&'a str>) -> Durable<'a, bool>;
+    /// when `None`) and, when `registration` is given, it is still that
+    /// registration (as for [`renew`](Self::renew)); whether there was one.
+    fn deregister<'a>(
+        &'a self,
+        ip: IpAddr,
+        owner: Option<&'a str>,
+        registration: Option<&'a str>,
+    ) -> Durable<'a, bool>;
 
     /// The static record (from the registry file) for exactly `ip`: no
     /// registration replaces it.

@@ -28,6 +28,7 @@ use envid::protocol::{HostRecord, RecordKey};
 use serde::{Deserialize, Serialize};
 
 use super::view::RecordMap;
+use super::{may_touch, StoreError};
 
 /// One immutable version of the registry. Readers hold an `Arc` to it, so a
 /// swap never blocks or tears an ongoing lookup.
@@ -347,15 +348,15 @@ impl Records {
             .cloned()
     }
 
-    /// [`Records::renew`] by its registered lease length, only when the
-    /// registration's `app` is `owner` (any app when `owner` is `None`).
-    /// `Err` is the registration that belongs to another app.
+    /// [`Records::renew`] by its registered lease length, only when
+    /// [`may_touch`] allows it (`owner`, `registration`).
     pub fn renew_owned(
         &self,
         ip: IpAddr,
         owner: Option<&str>,
+        registration: Option<&str>,
         now_ms: u64,
-    ) -> Result<Option<u64>, Arc<HostRecord>> {
+    ) -> Result<Option<u64>, StoreError> {
         // Checked and renewed under one lock: a registration that changes
         // hands in between cannot be renewed by its former owner.
         let ip = ip.to_canonical();
@@ -364,9 +365,7 @@ impl Records {
         let Some(d) = inner.dynamic.get_mut(&ip) else {
             return Ok(None);
         };
-        if owner.is_some_and(|o| d.record.app.as_deref() != Some(o)) {
-            return Err(d.record.clone());
-        }
+        may_touch(&d.record, owner, registration)?;
         let lease = d.lease_seconds;
         inner.expiries.remove(&(d.expires_unix_ms, ip));
         d.expires_unix_ms = now_ms.saturating_add(lease.saturating_mul(1000));
@@ -375,21 +374,18 @@ impl Records {
         Ok(Some(lease))
     }
 
-    /// [`Records::deregister`], only when the registration's `app` is `owner`
-    /// (any app when `owner` is `None`). `Err` is the registration that
-    /// belongs to another app.
-    #[allow(clippy::type_complexity)]
+    /// [`Records::deregister`], only when [`may_touch`] allows it (`owner`,
+    /// `registration`).
     pub fn deregister_owned(
         &self,
         ip: IpAddr,
         owner: Option<&str>,
-    ) -> Result<(bool, Option<Arc<Change>>), Arc<HostRecord>> {
+        registration: Option<&str>,
+    ) -> Result<(bool, Option<Arc<Change>>), StoreError> {
         let ip = ip.to_canonical();
         let mut inner = self.lock();
-        if let (Some(owner), Some(d)) = (owner, inner.dynamic.get(&ip)) {
-            if d.record.app.as_deref() != Some(owner) {
-                return Err(d.record.clone());
-            }
+        if let Some(d) = inner.dynamic.get(&ip) {
+            may_touch(&d.record, owner, registration)?;
         }
         let Some(old) = inner.dynamic.remove(&ip) else {
             return Ok((false, None));
@@ -778,12 +774,41 @@ mod tests {
         let ip: IpAddr = "10.0.0.9".parse().unwrap();
         let mut r = rec("10.0.0.9", "prod");
         r.app = Some("payment".into());
+        r.registration = Some("r2".into());
         store.register(ip, r, 60, 0).unwrap();
-        assert!(store.renew_owned(ip, Some("intruder"), 1).is_err());
-        assert!(store.deregister_owned(ip, Some("intruder")).is_err());
-        assert_eq!(store.renew_owned(ip, Some("payment"), 1), Ok(Some(60)));
-        assert_eq!(store.renew_owned(ip, None, 1), Ok(Some(60)));
-        assert!(store.deregister_owned(ip, Some("payment")).unwrap().0);
-        assert_eq!(store.renew_owned(ip, Some("payment"), 1), Ok(None));
+        assert!(matches!(
+            store.renew_owned(ip, Some("intruder"), None, 1),
+            Err(StoreError::NotOwner(_))
+        ));
+        assert!(store.deregister_owned(ip, Some("intruder"), None).is_err());
+        assert_eq!(
+            store.renew_owned(ip, Some("payment"), None, 1),
+            Ok(Some(60))
+        );
+        assert_eq!(store.renew_owned(ip, None, None, 1), Ok(Some(60)));
+        // Naming a registration: only that one, and the owner check first.
+        assert_eq!(store.renew_owned(ip, None, Some("r2"), 1), Ok(Some(60)));
+        assert!(matches!(
+            store.renew_owned(ip, Some("payment"), Some("r1"), 1),
+            Err(StoreError::RegistrationChanged(theirs)) if theirs.registration.as_deref() == Some("r2")
+        ));
+        assert!(matches!(
+            store.deregister_owned(ip, Some("intruder"), Some("r1")),
+            Err(StoreError::NotOwner(_))
+        ));
+        assert!(matches!(
+            store.deregister_owned(ip, None, Some("r1")),
+            Err(StoreError::RegistrationChanged(_))
+        ));
+        assert!(store.snapshot().lookup(ip).is_some(), "nothing removed");
+        assert!(
+            store
+                .deregister_owned(ip, Some("payment"), Some("r2"))
+                .unwrap()
+                .0
+        );
+        assert_eq!(store.renew_owned(ip, Some("payment"), None, 1), Ok(None));
+        // Nothing registered: nothing to refuse.
+        assert!(!store.deregister_owned(ip, None, Some("r2")).unwrap().0);
     }
 }

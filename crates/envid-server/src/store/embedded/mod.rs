@@ -27,7 +27,6 @@ use crate::metrics::Metrics;
 use crate::store::records::{Change, Lease, LeaseDue, Records};
 use crate::store::{
     now_unix_ms, Ack, BoxFuture, Durable, Health, Registration, RegistryStore, StaticOutcome,
-    StoreError,
 };
 
 mod group_commit;
@@ -150,12 +149,17 @@ impl RegistryStore for EmbeddedStore {
         })
     }
 
-    fn renew<'a>(&'a self, ip: IpAddr, owner: Option<&'a str>) -> Durable<'a, Option<u64>> {
+    fn renew<'a>(
+        &'a self,
+        ip: IpAddr,
+        owner: Option<&'a str>,
+        registration: Option<&'a str>,
+    ) -> Durable<'a, Option<u64>> {
         Box::pin(async move {
             let ip = ip.to_canonical();
             let now = now_unix_ms();
             let (lease, n) = self.logged(|s| {
-                let lease = s.renew_owned(ip, owner, now);
+                let lease = s.renew_owned(ip, owner, registration, now);
                 let entries = match &lease {
                     Ok(Some(l)) => vec![LogEntry::Renew {
                         ip,
@@ -166,19 +170,24 @@ impl RegistryStore for EmbeddedStore {
                 };
                 (lease, entries)
             });
-            let lease = lease.map_err(StoreError::NotOwner)?;
+            let lease = lease?;
             self.log.durable(n).await?;
             Ok(lease)
         })
     }
 
-    fn deregister<'a>(&'a self, ip: IpAddr, owner: Option<&'a str>) -> Durable<'a, bool> {
+    fn deregister<'a>(
+        &'a self,
+        ip: IpAddr,
+        owner: Option<&'a str>,
+        registration: Option<&'a str>,
+    ) -> Durable<'a, bool> {
         Box::pin(async move {
             let ip = ip.to_canonical();
-            let (was, n) = self.logged(|s| match s.deregister_owned(ip, owner) {
+            let (was, n) = self.logged(|s| match s.deregister_owned(ip, owner, registration) {
                 Ok((true, _)) => (Ok(true), vec![LogEntry::Delete { ip }]),
                 Ok((false, _)) => (Ok(false), Vec::new()),
-                Err(theirs) => (Err(StoreError::NotOwner(theirs)), Vec::new()),
+                Err(e) => (Err(e), Vec::new()),
             });
             let was = was?;
             self.log.durable(n).await?;
