@@ -22,8 +22,8 @@ use std::net::IpAddr;
 use std::net::SocketAddr;
 
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection};
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -390,7 +390,8 @@ pub(crate) async fn register(
     }
     // A registration of its own, even for an IP registered before: a late
     // leave of the previous owner is never taken for this one's.
-    record.registration = Some(registration_id()?);
+    let registration = registration_id()?;
+    record.registration = Some(registration.clone());
     let owner = record.app.clone();
     // Answered only once the store made the registration durable.
     let ack = state
@@ -411,6 +412,8 @@ pub(crate) async fn register(
         "ip": ip,
         "lease_seconds": ack.lease_seconds,
         "version": ack.version,
+        // Named by the registrant's renewals and removal (`?registration=`).
+        "registration": registration,
     });
     // Signed from what this request registered (and the store made
     // durable): the caller's own registration.
@@ -467,6 +470,7 @@ pub(crate) async fn renew(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     path: Result<Path<String>, PathRejection>,
+    query: Result<Query<IfRegistration>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let mut at = Attempt::new(&state, "renew", peer);
@@ -474,6 +478,7 @@ pub(crate) async fn renew(
     let client = at.client.expect("set by authenticate");
     let ip = at.path_ip(path)?;
     at.own_ip(&caller, ip, "renews")?;
+    let named = IfRegistration::read(query).map_err(|e| at.refuse("invalid_query", e))?;
     let body = read_body(&state, body).map_err(|e| at.refuse("invalid_body", e))?;
     parse_renewal_body(&body).map_err(|e| at.refuse("invalid_body", e.into()))?;
     let key = limit_key(&caller, client);
@@ -487,8 +492,12 @@ pub(crate) async fn renew(
         ));
     }
     let owns = |r: &HostRecord| caller.owns(r);
-    match state.store.renew(ip, Some(&owns)).await {
+    match state.store.renew(ip, Some(&owns), named.as_deref()).await {
         Err(StoreError::NotOwner(theirs)) => Err(at.not_owner(ip, &theirs, "renew")),
+        Err(StoreError::RegistrationChanged(_)) => Err(at.refuse(
+            "registration_changed",
+            registration_changed(ip, named.as_deref(), "renewed"),
+        )),
         Err(e) => Err(e.into()),
         Ok(Some(renewed)) => {
             state.metrics.renewals.inc();
@@ -519,12 +528,14 @@ pub(crate) async fn deregister(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     path: Result<Path<String>, PathRejection>,
+    query: Result<Query<IfRegistration>, QueryRejection>,
 ) -> Result<StatusCode, ApiError> {
     let mut at = Attempt::new(&state, "deregister", peer);
     let caller = at.authenticate(&headers)?;
     let client = at.client.expect("set by authenticate");
     let ip = at.path_ip(path)?;
     at.own_ip(&caller, ip, "removes")?;
+    let named = IfRegistration::read(query).map_err(|e| at.refuse("invalid_query", e))?;
     // Counted whatever the answer: each one tells whether the IP is static,
     // registered or someone else's.
     let limit = &state.write_limits.removals;
@@ -539,8 +550,19 @@ pub(crate) async fn deregister(
         ));
     }
     let owns = |r: &HostRecord| caller.owns(r);
-    match state.store.deregister(ip, Some(&owns)).await {
+    match state
+        .store
+        .deregister(ip, Some(&owns), named.as_deref())
+        .await
+    {
         Err(StoreError::NotOwner(theirs)) => Err(at.not_owner(ip, &theirs, "remove")),
+        Err(StoreError::RegistrationChanged(_)) => Err(at.refuse(
+            "registration_changed",
+            registration_changed(ip, named.as_deref(), "removed"),
+        )),
+        // The registration named is gone, which is what was asked, whatever
+        // else the IP has (a static record included).
+        Ok(false) if named.is_some() => Ok(StatusCode::NO_CONTENT),
         Err(e) => Err(e.into()),
         Ok(true) => {
             state.metrics.deregistrations.inc();
@@ -554,4 +576,49 @@ pub(crate) async fn deregister(
             None => Ok(StatusCode::NO_CONTENT),
         },
     }
+}
+
+/// `?registration=ID` on a renewal or removal: act only while the IP still
+/// holds that registration (the id its `PUT` answered), else `409
+/// registration_changed` and nothing is done. A host's late `DELETE` (a
+/// pre-stop hook that runs after its IP went to a new host of the same
+/// app) or renewal then never touches the new owner's registration.
+/// Without it, whatever registration the IP holds (as before).
+#[derive(serde::Deserialize)]
+pub(crate) struct IfRegistration {
+    registration: Option<String>,
+}
+
+impl IfRegistration {
+    /// The registration named, or the `400 invalid_query`.
+    fn read(
+        query: Result<Query<IfRegistration>, QueryRejection>,
+    ) -> Result<Option<String>, ApiError> {
+        let Query(q) = query.map_err(|e| {
+            ApiError::new(
+                ErrorCode::InvalidQuery,
+                format!("{} (expected ?registration=ID)", e.body_text()),
+            )
+        })?;
+        match q.registration {
+            Some(r) if r.is_empty() => Err(ApiError::new(
+                ErrorCode::InvalidQuery,
+                "registration= is empty (expected ?registration=ID, the id the PUT answered)",
+            )),
+            r => Ok(r),
+        }
+    }
+}
+
+/// The `409` for a registration the IP no longer holds. It never names the
+/// one it holds now: whoever knows an id may renew or remove it.
+fn registration_changed(ip: IpAddr, named: Option<&str>, what: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::RegistrationChanged,
+        format!(
+            "{ip} holds another registration than {:?} now (it was registered again since); \
+             nothing was {what}",
+            named.unwrap_or_default()
+        ),
+    )
 }

@@ -109,6 +109,9 @@ impl From<StoreError> for ApiError {
             }
             // The handlers turn it into the refusal naming the owner first.
             StoreError::NotOwner(_) => ApiError::new(ErrorCode::Internal, e.to_string()),
+            StoreError::RegistrationChanged(_) => {
+                ApiError::new(ErrorCode::RegistrationChanged, e.to_string())
+            }
         }
     }
 }

@@ -54,8 +54,8 @@ use super::etcd_connect::refusal::Failure;
 use super::etcd_connect::settings::{EtcdSettings, REQUEST_TIMEOUT};
 use super::records::{Delta, Gone, Records};
 use super::{
-    now_unix_ms, Ack, BoxFuture, Durable, Health, MemberStatus, Owns, Registration, RegistryStore,
-    Renewed, StaticOutcome, StoreError, StoreErrorNote, StoreStatus,
+    may_touch, now_unix_ms, Ack, BoxFuture, Durable, Health, MemberStatus, Owns, Registration,
+    RegistryStore, Renewed, StaticOutcome, StoreError, StoreErrorNote, StoreStatus,
 };
 use crate::metrics::Metrics;
 
@@ -566,7 +566,12 @@ impl RegistryStore for EtcdStore {
         })
     }
 
-    fn renew<'a>(&'a self, ip: IpAddr, owner: Option<Owns<'a>>) -> Durable<'a, Option<Renewed>> {
+    fn renew<'a>(
+        &'a self,
+        ip: IpAddr,
+        owner: Option<Owns<'a>>,
+        registration: Option<&'a str>,
+    ) -> Durable<'a, Option<Renewed>> {
         Box::pin(async move {
             let client = self.client().await?;
             let key = self.host_key(ip);
@@ -579,9 +584,11 @@ impl RegistryStore for EtcdStore {
             };
             let mut record = stored.record;
             record.ip = Some(canonical_ip(ip));
-            if owner.is_some_and(|owns| !owns(&record)) {
-                return Err(StoreError::NotOwner(Arc::new(record)));
-            }
+            let record = Arc::new(record);
+            // The lease kept alive below is the one read here: a registration
+            // put since has a lease of its own, which this never extends.
+            let owns = owner.map(|o| o as &dyn Fn(&HostRecord) -> bool);
+            may_touch(&record, owns, registration)?;
             let mut client = client;
             let (lease, lease_seconds, revision) =
                 (kv.lease(), stored.lease_seconds, kv.mod_revision());
@@ -607,34 +614,39 @@ impl RegistryStore for EtcdStore {
             match after.kvs().first() {
                 Some(kv) if kv.mod_revision() == revision => Ok(Some(Renewed {
                     lease_seconds,
-                    record: Arc::new(record),
+                    record,
                 })),
                 _ => Ok(None),
             }
         })
     }
 
-    fn deregister<'a>(&'a self, ip: IpAddr, owner: Option<Owns<'a>>) -> Durable<'a, bool> {
+    fn deregister<'a>(
+        &'a self,
+        ip: IpAddr,
+        owner: Option<Owns<'a>>,
+        registration: Option<&'a str>,
+    ) -> Durable<'a, bool> {
         Box::pin(async move {
             let client = self.client().await?;
-            // With an owner: the record is read, checked, and deleted only if
-            // it has not changed since (a transaction on its revision).
-            let guard = match owner {
-                None => None,
-                Some(owns) => {
-                    let resp = etcd!(self, |c| c.get(self.host_key(ip), None))?;
-                    let Some(kv) = resp.kvs().first() else {
-                        return Ok(false);
-                    };
-                    if let Ok(stored) = serde_json::from_slice::<Stored>(kv.value()) {
-                        let mut theirs = stored.record;
-                        theirs.ip = Some(canonical_ip(ip));
-                        if !owns(&theirs) {
-                            return Err(StoreError::NotOwner(Arc::new(theirs)));
-                        }
-                    }
-                    Some(kv.mod_revision())
+            // With an owner or a registration: the record is read, checked,
+            // and deleted only if it has not changed since (a transaction on
+            // its revision), so a registration put on another instance in
+            // between is never removed.
+            let guard = if owner.is_none() && registration.is_none() {
+                None
+            } else {
+                let resp = etcd!(self, |c| c.get(self.host_key(ip), None))?;
+                let Some(kv) = resp.kvs().first() else {
+                    return Ok(false);
+                };
+                if let Ok(stored) = serde_json::from_slice::<Stored>(kv.value()) {
+                    let mut theirs = stored.record;
+                    theirs.ip = Some(canonical_ip(ip));
+                    let owns = owner.map(|o| o as &dyn Fn(&HostRecord) -> bool);
+                    may_touch(&Arc::new(theirs), owns, registration)?;
                 }
+                Some(kv.mod_revision())
             };
             let delete = TxnOp::delete(
                 self.host_key(ip),

@@ -114,6 +114,28 @@ pub enum StoreError {
     /// the caller's scope); nothing was done.
     #[error("registered by another app or outside the caller's scope")]
     NotOwner(Arc<HostRecord>),
+    /// The IP's registration is not the one the caller named (the IP was
+    /// registered again since); nothing was done.
+    #[error("the registration of this IP is another one now")]
+    RegistrationChanged(Arc<HostRecord>),
+}
+
+/// Whether a caller may renew or remove `record`, the registration an IP
+/// holds: `owner` accepts it (any caller when `None`) and, when the caller
+/// named one, it is still `registration`. Every store asks it in the same
+/// step as the write, so the registration cannot change in between.
+pub(crate) fn may_touch(
+    record: &Arc<HostRecord>,
+    owner: Option<&dyn Fn(&HostRecord) -> bool>,
+    registration: Option<&str>,
+) -> Result<(), StoreError> {
+    if owner.is_some_and(|owns| !owns(record)) {
+        return Err(StoreError::NotOwner(record.clone()));
+    }
+    if registration.is_some_and(|r| record.registration.as_deref() != Some(r)) {
+        return Err(StoreError::RegistrationChanged(record.clone()));
+    }
+    Ok(())
 }
 
 /// How the store is doing, for `/healthz` and `/metrics`.
@@ -229,13 +251,26 @@ pub trait RegistryStore: Send + Sync + std::fmt::Debug + 'static {
 
     /// Extends the lease of `ip` by its registered length, when `owner`
     /// accepts the registration (any when `None`: an operator, open
-    /// registration), and returns the registration renewed, read in the
-    /// same step as the renewal. `None` when `ip` is not registered.
-    fn renew<'a>(&'a self, ip: IpAddr, owner: Option<Owns<'a>>) -> Durable<'a, Option<Renewed>>;
+    /// registration) and, when `registration` is given, it is still that
+    /// registration ([`StoreError::RegistrationChanged`] otherwise), both
+    /// checked in the same step as the write. Returns the registration
+    /// renewed, read in that step; `None` when `ip` is not registered.
+    fn renew<'a>(
+        &'a self,
+        ip: IpAddr,
+        owner: Option<Owns<'a>>,
+        registration: Option<&'a str>,
+    ) -> Durable<'a, Option<Renewed>>;
 
     /// Removes the registration of `ip` when `owner` accepts it (any when
-    /// `None`); whether there was one.
-    fn deregister<'a>(&'a self, ip: IpAddr, owner: Option<Owns<'a>>) -> Durable<'a, bool>;
+    /// `None`) and, when `registration` is given, it is still that
+    /// registration (as for [`renew`](Self::renew)); whether there was one.
+    fn deregister<'a>(
+        &'a self,
+        ip: IpAddr,
+        owner: Option<Owns<'a>>,
+        registration: Option<&'a str>,
+    ) -> Durable<'a, bool>;
 
     /// The static record (from the registry file) for exactly `ip`: no
     /// registration replaces it.

@@ -28,6 +28,7 @@ use envid::protocol::{canonical_ip, HostRecord, RecordKey};
 use serde::{Deserialize, Serialize};
 
 use super::view::RecordMap;
+use super::{may_touch, StoreError};
 
 /// One immutable version of the registry. Readers hold an `Arc` to it, so a
 /// swap never blocks or tears an ongoing lookup.
@@ -385,16 +386,15 @@ impl Records {
     }
 
     /// [`Records::renew`] by its registered lease length, only when
-    /// `owner` accepts the registration (any when `owner` is `None`), with
-    /// the registration renewed. `Err` is the registration that is not the
-    /// caller's.
-    #[allow(clippy::type_complexity)]
+    /// [`may_touch`] allows it (`owner`, `registration`), with the
+    /// registration renewed.
     pub fn renew_owned(
         &self,
         ip: IpAddr,
         owner: Option<&dyn Fn(&HostRecord) -> bool>,
+        registration: Option<&str>,
         now_ms: u64,
-    ) -> Result<Option<(u64, Arc<HostRecord>)>, Arc<HostRecord>> {
+    ) -> Result<Option<(u64, Arc<HostRecord>)>, StoreError> {
         // Checked and renewed under one lock: a registration that changes
         // hands in between cannot be renewed by its former owner.
         let ip = canonical_ip(ip);
@@ -403,9 +403,7 @@ impl Records {
         let Some(d) = inner.dynamic.get_mut(&ip) else {
             return Ok(None);
         };
-        if owner.is_some_and(|owns| !owns(&d.record)) {
-            return Err(d.record.clone());
-        }
+        may_touch(&d.record, owner, registration)?;
         let lease = d.lease_seconds;
         inner.expiries.remove(&(d.expires_unix_ms, ip));
         d.expires_unix_ms = now_ms.saturating_add(lease.saturating_mul(1000));
@@ -414,21 +412,18 @@ impl Records {
         Ok(Some((lease, d.record.clone())))
     }
 
-    /// [`Records::deregister`], only when `owner` accepts the registration
-    /// (any when `owner` is `None`). `Err` is the registration that is not
-    /// the caller's.
-    #[allow(clippy::type_complexity)]
+    /// [`Records::deregister`], only when [`may_touch`] allows it (`owner`,
+    /// `registration`).
     pub fn deregister_owned(
         &self,
         ip: IpAddr,
         owner: Option<&dyn Fn(&HostRecord) -> bool>,
-    ) -> Result<(bool, Option<Arc<Change>>), Arc<HostRecord>> {
+        registration: Option<&str>,
+    ) -> Result<(bool, Option<Arc<Change>>), StoreError> {
         let ip = canonical_ip(ip);
         let mut inner = self.lock();
-        if let (Some(owns), Some(d)) = (owner, inner.dynamic.get(&ip)) {
-            if !owns(&d.record) {
-                return Err(d.record.clone());
-            }
+        if let Some(d) = inner.dynamic.get(&ip) {
+            may_touch(&d.record, owner, registration)?;
         }
         let Some(old) = inner.dynamic.remove(&ip) else {
             return Ok((false, None));

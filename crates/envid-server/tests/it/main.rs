@@ -16,6 +16,7 @@ mod etcd_tls;
 #[cfg(feature = "fuzzing")]
 mod fuzz_corpus;
 mod hostile;
+mod late_removal;
 mod lookup;
 mod metrics;
 mod protection;

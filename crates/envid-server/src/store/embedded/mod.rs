@@ -150,7 +150,12 @@ impl RegistryStore for EmbeddedStore {
         })
     }
 
-    fn renew<'a>(&'a self, ip: IpAddr, owner: Option<Owns<'a>>) -> Durable<'a, Option<Renewed>> {
+    fn renew<'a>(
+        &'a self,
+        ip: IpAddr,
+        owner: Option<Owns<'a>>,
+        registration: Option<&'a str>,
+    ) -> Durable<'a, Option<Renewed>> {
         Box::pin(async move {
             let ip = canonical_ip(ip);
             let now = now_unix_ms();
@@ -158,8 +163,8 @@ impl RegistryStore for EmbeddedStore {
                 // The record comes out of the same locked step as the
                 // renewal: it is the registration renewed, not whatever the
                 // IP holds by the time the caller signs.
-                let renewed =
-                    s.renew_owned(ip, owner.map(|o| o as &dyn Fn(&HostRecord) -> bool), now);
+                let owner = owner.map(|o| o as &dyn Fn(&HostRecord) -> bool);
+                let renewed = s.renew_owned(ip, owner, registration, now);
                 let entries = match &renewed {
                     Ok(Some((l, _))) => vec![LogEntry::Renew {
                         ip,
@@ -170,7 +175,7 @@ impl RegistryStore for EmbeddedStore {
                 };
                 (renewed, entries)
             });
-            let renewed = renewed.map_err(StoreError::NotOwner)?;
+            let renewed = renewed?;
             self.log.durable(n).await?;
             Ok(renewed.map(|(lease_seconds, record)| Renewed {
                 lease_seconds,
@@ -179,15 +184,19 @@ impl RegistryStore for EmbeddedStore {
         })
     }
 
-    fn deregister<'a>(&'a self, ip: IpAddr, owner: Option<Owns<'a>>) -> Durable<'a, bool> {
+    fn deregister<'a>(
+        &'a self,
+        ip: IpAddr,
+        owner: Option<Owns<'a>>,
+        registration: Option<&'a str>,
+    ) -> Durable<'a, bool> {
         Box::pin(async move {
             let ip = canonical_ip(ip);
-            let (was, n) = self.logged(|s| {
-                match s.deregister_owned(ip, owner.map(|o| o as &dyn Fn(&HostRecord) -> bool)) {
-                    Ok((true, _)) => (Ok(true), vec![LogEntry::Delete { ip }]),
-                    Ok((false, _)) => (Ok(false), Vec::new()),
-                    Err(theirs) => (Err(StoreError::NotOwner(theirs)), Vec::new()),
-                }
+            let owner = owner.map(|o| o as &dyn Fn(&HostRecord) -> bool);
+            let (was, n) = self.logged(|s| match s.deregister_owned(ip, owner, registration) {
+                Ok((true, _)) => (Ok(true), vec![LogEntry::Delete { ip }]),
+                Ok((false, _)) => (Ok(false), Vec::new()),
+                Err(e) => (Err(e), Vec::new()),
             });
             let was = was?;
             self.log.durable(n).await?;

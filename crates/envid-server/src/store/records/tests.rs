@@ -128,15 +128,47 @@ fn only_the_owner_renews_or_deregisters() {
     let ip: IpAddr = "10.0.0.9".parse().unwrap();
     let mut r = rec("10.0.0.9", "prod");
     r.app = Some("payment".into());
+    r.registration = Some("r2".into());
     store.register(ip, r, 60, 0).unwrap();
     let app = |name: &'static str| move |r: &HostRecord| r.app.as_deref() == Some(name);
     let (intruder, payment) = (app("intruder"), app("payment"));
-    assert!(store.renew_owned(ip, Some(&intruder), 1).is_err());
-    assert!(store.deregister_owned(ip, Some(&intruder)).is_err());
-    let (lease, renewed) = store.renew_owned(ip, Some(&payment), 1).unwrap().unwrap();
+    assert!(matches!(
+        store.renew_owned(ip, Some(&intruder), None, 1),
+        Err(StoreError::NotOwner(_))
+    ));
+    assert!(store.deregister_owned(ip, Some(&intruder), None).is_err());
+    let (lease, renewed) = store
+        .renew_owned(ip, Some(&payment), None, 1)
+        .unwrap()
+        .unwrap();
     assert_eq!((lease, renewed.app.as_deref()), (60, Some("payment")));
     assert_eq!(renewed.ip, Some(ip));
-    assert_eq!(store.renew_owned(ip, None, 1).unwrap().unwrap().0, 60);
-    assert!(store.deregister_owned(ip, Some(&payment)).unwrap().0);
-    assert_eq!(store.renew_owned(ip, Some(&payment), 1), Ok(None));
+    assert_eq!(store.renew_owned(ip, None, None, 1).unwrap().unwrap().0, 60);
+    // Naming a registration: only that one, and the owner check first.
+    assert_eq!(
+        store.renew_owned(ip, None, Some("r2"), 1).unwrap().unwrap().0,
+        60
+    );
+    assert!(matches!(
+        store.renew_owned(ip, Some(&payment), Some("r1"), 1),
+        Err(StoreError::RegistrationChanged(theirs)) if theirs.registration.as_deref() == Some("r2")
+    ));
+    assert!(matches!(
+        store.deregister_owned(ip, Some(&intruder), Some("r1")),
+        Err(StoreError::NotOwner(_))
+    ));
+    assert!(matches!(
+        store.deregister_owned(ip, None, Some("r1")),
+        Err(StoreError::RegistrationChanged(_))
+    ));
+    assert!(store.snapshot().lookup(ip).is_some(), "nothing removed");
+    assert!(
+        store
+            .deregister_owned(ip, Some(&payment), Some("r2"))
+            .unwrap()
+            .0
+    );
+    assert_eq!(store.renew_owned(ip, Some(&payment), None, 1), Ok(None));
+    // Nothing registered: nothing to refuse.
+    assert!(!store.deregister_owned(ip, None, Some("r2")).unwrap().0);
 }
