@@ -197,11 +197,14 @@ impl HostRecord {
         self
     }
 
-    /// The key this record is stored under: its `ip`, else its `cidr`
-    /// (`None` only for a record that has neither, which the parser refuses).
+    /// The key this record is stored under: its `ip` in its one canonical
+    /// form ([`canonical_ip`]: `::ffff:10.0.0.1` is `10.0.0.1`), else its
+    /// `cidr` (`None` only for a record that has neither, which the parser
+    /// refuses). Canonical here so that no store, table or replica can key
+    /// one host under two spellings and answer differently for it.
     pub fn key(&self) -> Option<RecordKey> {
         match (self.ip, self.cidr) {
-            (Some(ip), _) => Some(RecordKey::Ip(ip)),
+            (Some(ip), _) => Some(RecordKey::Ip(canonical_ip(ip))),
             (None, Some(net)) => Some(RecordKey::Net(net)),
             (None, None) => None,
         }
@@ -229,7 +232,8 @@ impl fmt::Display for RecordKey {
 
 impl FromStr for RecordKey {
     type Err = String;
-    /// `10.0.0.1` → `Ip`, `10.1.0.0/16` → `Net`; a range with host bits set is refused.
+    /// `10.0.0.1` → `Ip`, `10.1.0.0/16` → `Net`; a range with host bits set is
+    /// refused. An address is kept in its canonical form ([`canonical_ip`]).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if s.contains('/') {
             let net: ipnet::IpNet = s.parse().map_err(|_| format!("invalid CIDR {s:?}"))?;
@@ -242,7 +246,7 @@ impl FromStr for RecordKey {
             Ok(RecordKey::Net(net))
         } else {
             s.parse()
-                .map(RecordKey::Ip)
+                .map(|ip| RecordKey::Ip(canonical_ip(ip)))
                 .map_err(|_| format!("invalid IP address {s:?}"))
         }
     }
@@ -401,6 +405,16 @@ mod tests {
         assert_eq!(canonical_ip(ip("2001:db8::1")), ip("2001:db8::1"));
         // IPv4-compatible (deprecated) addresses stay IPv6, as on the service.
         assert_eq!(canonical_ip(ip("::10.0.0.1")), ip("::10.0.0.1"));
+    }
+
+    #[test]
+    fn keys_are_canonical_however_the_address_is_written() {
+        let mapped: HostRecord =
+            serde_json::from_str(r#"{"ip": "::ffff:10.0.0.1", "env": "prod", "idc": "cn0"}"#)
+                .unwrap();
+        let plain: RecordKey = "10.0.0.1".parse().unwrap();
+        assert_eq!(mapped.key(), Some(plain));
+        assert_eq!("::ffff:10.0.0.1".parse::<RecordKey>(), Ok(plain));
     }
 
     #[test]

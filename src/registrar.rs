@@ -14,6 +14,13 @@
 //! again, after a jitter ([`reregister_jitter`]), when a renewal finds the
 //! registration gone, so a service that lost its state is refilled.
 //!
+//! The registrar remembers the registration id each `PUT` answered (per
+//! IP) and names it on the renewals and the removal (`?registration=ID`):
+//! the service then renews or removes only that registration, never the
+//! one of a host that registered the IP since (its answer is `409`). A
+//! process that deregisters for another (a pre-stop hook) gives it the id
+//! with [`Registrar::set_registration`].
+//!
 //! ```no_run
 //! use std::time::Duration;
 //! use envid::registrar::{Registrar, Registration};
@@ -29,6 +36,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -115,6 +123,9 @@ pub struct Registrar {
     endpoint: String,
     /// The newest signed identity the service handed back, if any.
     identity: std::sync::Mutex<Option<Identity>>,
+    /// IP → the registration id its `PUT` answered, named on its renewals
+    /// and removal.
+    registrations: std::sync::Mutex<HashMap<IpAddr, String>>,
 }
 
 /// The signed identity the service returns with a registration or renewal
@@ -146,6 +157,9 @@ struct Answer {
     identity: Option<String>,
     #[serde(default)]
     identity_lifetime_seconds: Option<u64>,
+    /// The `PUT`'s only (a service older than ids sends none).
+    #[serde(default)]
+    registration: Option<String>,
 }
 
 impl std::fmt::Debug for Registrar {
@@ -172,6 +186,7 @@ impl Registrar {
             transport,
             endpoint: config.endpoints()[0].clone(),
             identity: std::sync::Mutex::new(None),
+            registrations: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -180,7 +195,9 @@ impl Registrar {
         &self.endpoint
     }
 
-    /// `PUT /v1/hosts/{ip}`: registers (or re-registers) `ip`. A `429` is
+    /// `PUT /v1/hosts/{ip}`: registers (or re-registers) `ip`, and
+    /// remembers the registration id the service answered
+    /// ([`registration`](Self::registration)). A `429` is
     /// [`ClientError::RateLimited`] with the service's `Retry-After`.
     pub fn register(&self, ip: IpAddr, registration: &Registration) -> Result<(), ClientError> {
         let path = host_path(ip);
@@ -188,10 +205,48 @@ impl Registrar {
         let request = Request::new(Method::Put, &self.endpoint, &path).json(&body);
         match self.transport.send(&request)? {
             Some(body) => {
-                self.keep_identity(&body);
+                let id = self.keep_identity(&body);
+                // A service older than ids answers none: forget the old id,
+                // which would refuse every renewal of the new registration.
+                self.set_registration(ip, id);
                 Ok(())
             }
             None => Err(not_found(&self.endpoint)),
+        }
+    }
+
+    /// The registration id of `ip` that renewals and the removal name: what
+    /// its last `PUT` answered, or what [`set_registration`](Self::set_registration)
+    /// gave. `None`: they name none (the service then acts on whatever
+    /// registration the IP holds).
+    pub fn registration(&self, ip: IpAddr) -> Option<String> {
+        self.registrations
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&ip)
+            .cloned()
+    }
+
+    /// Sets (or, with `None`, forgets) the registration id of `ip` that
+    /// renewals and the removal name: for a process that removes a
+    /// registration another made (a pre-stop hook given the id `envid
+    /// register --registration-file` wrote).
+    pub fn set_registration(&self, ip: IpAddr, registration: Option<String>) {
+        let mut held = self
+            .registrations
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match registration {
+            Some(id) => held.insert(ip, id),
+            None => held.remove(&ip),
+        };
+    }
+
+    /// `path` with `?registration=ID` when an id is held for `ip`.
+    fn naming_registration(&self, ip: IpAddr, path: String) -> (String, bool) {
+        match self.registration(ip) {
+            Some(id) => (format!("{path}?registration={}", query_value(&id)), true),
+            None => (path, false),
         }
     }
 
@@ -206,9 +261,10 @@ impl Registrar {
             .clone()
     }
 
-    fn keep_identity(&self, body: &[u8]) {
+    /// Keeps the answer's identity; returns its registration id.
+    fn keep_identity(&self, body: &[u8]) -> Option<String> {
         let Ok(answer) = serde_json::from_slice::<Answer>(body) else {
-            return;
+            return None;
         };
         if let Some(token) = answer.identity {
             *self
@@ -220,13 +276,19 @@ impl Registrar {
                 received: std::time::Instant::now(),
             });
         }
+        answer.registration
     }
 
     /// `POST /v1/hosts/{ip}/renew`: extends the lease. `Ok(false)` when the
     /// service does not know `ip` (the lease expired, or the service lost
-    /// it): register again.
+    /// it): register again. When a registration id is held for `ip`, only
+    /// that registration is renewed: if the IP was registered again since
+    /// (another host now has it), the service answers `409`
+    /// ([`ClientError::Status`] with status 409) and renews nothing;
+    /// registering again would take the IP from that host, so it is left to
+    /// the caller.
     pub fn renew(&self, ip: IpAddr) -> Result<bool, ClientError> {
-        let path = renew_path(ip);
+        let (path, _) = self.naming_registration(ip, renew_path(ip));
         let request = Request::new(Method::Post, &self.endpoint, &path);
         match self.transport.send(&request)? {
             Some(body) => {
@@ -267,14 +329,39 @@ impl Registrar {
     }
 
     /// `DELETE /v1/hosts/{ip}`: removes the registration; removing an
-    /// unknown IP is not an error. The service answers `409` (here
-    /// [`ClientError::Status`] with status 409) for an IP of its registry
-    /// file: a static record is changed in that file, not here.
+    /// unknown IP is not an error. When a registration id is held for `ip`,
+    /// only that registration is removed: one made since by another host
+    /// is left alone, and that is a success too (what this registrar
+    /// registered is gone either way). Without an id, the service answers
+    /// `409` (here [`ClientError::Status`] with status 409) for an IP of
+    /// its registry file: a static record is changed in that file, not here.
     pub fn deregister(&self, ip: IpAddr) -> Result<(), ClientError> {
-        let path = host_path(ip);
+        let (path, named) = self.naming_registration(ip, host_path(ip));
         let request = Request::new(Method::Delete, &self.endpoint, &path);
-        self.transport.send(&request).map(|_| ())
+        match self.transport.send(&request) {
+            Ok(_) => {}
+            // With an id, the service's only 409 is `registration_changed`.
+            Err(ClientError::Status { status: 409, .. }) if named => {}
+            Err(e) => return Err(e),
+        }
+        self.set_registration(ip, None);
+        Ok(())
     }
+}
+
+/// `value` for a query string: the unreserved characters as they are, every
+/// other byte percent-encoded (the service's ids are hex; an id given by
+/// [`Registrar::set_registration`] may be anything).
+fn query_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -315,6 +402,73 @@ mod tests {
             assert!(reregister_jitter(Duration::from_secs(3600)) < Duration::from_secs(60));
         }
         assert_eq!(reregister_jitter(Duration::ZERO), Duration::ZERO);
+    }
+
+    /// Answers `PUT` with a registration id, and records every request.
+    struct Recording {
+        paths: std::sync::Mutex<Vec<String>>,
+        delete_status: u16,
+    }
+
+    impl Transport for Recording {
+        fn send(&self, request: &Request<'_>) -> Result<Option<Vec<u8>>, ClientError> {
+            self.paths
+                .lock()
+                .unwrap()
+                .push(format!("{:?} {}", request.method, request.path));
+            match request.method {
+                Method::Put => Ok(Some(br#"{"ip":"10.0.0.5","registration":"ab12"}"#.to_vec())),
+                Method::Delete if self.delete_status != 204 => Err(ClientError::Status {
+                    endpoint: "http://e".into(),
+                    status: self.delete_status,
+                }),
+                _ => Ok(Some(b"{}".to_vec())),
+            }
+        }
+    }
+
+    #[test]
+    fn names_the_registration_its_put_got_on_renewals_and_the_removal() {
+        let config = ServiceConfig::builder()
+            .endpoint("http://e")
+            .build()
+            .unwrap();
+        let transport = Arc::new(Recording {
+            paths: Default::default(),
+            delete_status: 409,
+        });
+        let r = Registrar::with_transport(config, transport.clone());
+        let ip: IpAddr = "10.0.0.5".parse().unwrap();
+        let reg = Registration {
+            record: serde_json::from_value(
+                serde_json::json!({"app": "a", "env": "prod", "idc": "cn0"}),
+            )
+            .unwrap(),
+            lease: Duration::from_secs(60),
+        };
+        assert!(r.renew(ip).unwrap());
+        r.register(ip, &reg).unwrap();
+        assert_eq!(r.registration(ip).as_deref(), Some("ab12"));
+        assert!(r.renew(ip).unwrap());
+        // The IP holds another registration now: nothing of ours is left,
+        // which is what a removal asks.
+        r.deregister(ip).unwrap();
+        assert_eq!(r.registration(ip), None);
+        // Without an id, a 409 is a static record: an error.
+        assert!(r.deregister(ip).is_err());
+        r.set_registration(ip, Some("a b/c".into()));
+        r.renew(ip).unwrap();
+        assert_eq!(
+            *transport.paths.lock().unwrap(),
+            [
+                "Post /v1/hosts/10.0.0.5/renew",
+                "Put /v1/hosts/10.0.0.5",
+                "Post /v1/hosts/10.0.0.5/renew?registration=ab12",
+                "Delete /v1/hosts/10.0.0.5?registration=ab12",
+                "Delete /v1/hosts/10.0.0.5",
+                "Post /v1/hosts/10.0.0.5/renew?registration=a%20b%2Fc",
+            ]
+        );
     }
 
     #[test]

@@ -47,6 +47,27 @@ impl fmt::Debug for ServiceConfig {
     }
 }
 
+/// Whether `endpoint` is a plain `http://` URL to a host other than
+/// loopback: anyone on the path reads and may rewrite what crosses it (a
+/// token sent, a key set fetched). `register` and the identity verifier
+/// refuse such an endpoint unless told otherwise.
+pub fn is_plain_http_off_loopback(endpoint: &str) -> bool {
+    let Some(rest) = endpoint.strip_prefix("http://") else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host_port = authority.rsplit('@').next().unwrap_or("");
+    let host = match host_port.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host_port.split(':').next().unwrap_or(""),
+    };
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    !loopback
+}
+
 impl ServiceConfig {
     /// A builder: no endpoint yet, no token, no proxy, the bundled Mozilla
     /// TLS roots, the default timeouts.

@@ -56,8 +56,8 @@ mod error;
 mod transport;
 
 pub use config::{
-    ServiceConfig, ServiceConfigBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES,
-    DEFAULT_PER_PHASE_TIMEOUT,
+    is_plain_http_off_loopback, ServiceConfig, ServiceConfigBuilder, DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_PER_PHASE_TIMEOUT,
 };
 pub use error::{CacheProblem, ClientError};
 pub(crate) use transport::{decode, not_found};

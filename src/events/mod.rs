@@ -468,12 +468,19 @@ impl Events {
     /// [`EventsBuilder::ack_flush_interval`]). An event already
     /// acknowledged (a repeat) is ignored.
     pub fn ack(&mut self, event: &Event) -> Result<(), EventsError> {
+        self.ack_id(&event.id)
+    }
+
+    /// [`ack`](Self::ack) by the event's [`Event::id`], for a binding that
+    /// hands its caller the id rather than the event (the JNI one); an id
+    /// of no delivered event is ignored.
+    pub fn ack_id(&mut self, id: &str) -> Result<(), EventsError> {
         let Some(pos) = self
             .state
             .pending
             .iter()
             .take(self.delivered)
-            .position(|e| e.id == event.id)
+            .position(|e| e.id == id)
         else {
             return Ok(());
         };

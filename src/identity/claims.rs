@@ -15,9 +15,9 @@ pub struct Claims {
     pub iss: String,
     /// `envid://<app>/<env>`.
     pub sub: String,
-    /// The audience (`envid serve --audience`, default `envid`).
-    #[serde(deserialize_with = "audience")]
-    pub aud: String,
+    /// The audience (`envid serve --audience`, default `envid`): one, or
+    /// several, as the token says.
+    pub aud: Audience,
     /// Issued at.
     pub iat: u64,
     /// Not before.
@@ -38,15 +38,25 @@ pub struct Claims {
     /// The address the identity was issued to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip: Option<IpAddr>,
-    /// The sub environment.
+    /// The sub environment, only when the service checked it (the app's
+    /// credential lists the sub envs it may claim, or an operator
+    /// registered it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sub_env: Option<String>,
+    /// The registration this identity was signed from: the id the service
+    /// gave it at its `PUT` ([`HostRecord::registration`]), kept by its
+    /// renewals. A verifier may compare it with the registry's record for
+    /// `ip` (a lookup, a replica) to accept only an identity of the
+    /// registration that holds the IP now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rid: Option<String>,
 }
 
 impl Claims {
     /// The claims of an identity for `record`, registered from `ip`, valid
-    /// from `now` (unix seconds) for `lifetime_secs`, with a random `jti`.
-    /// `None` when the record has no `app` (an identity names one).
+    /// from `now` (unix seconds) for `lifetime_secs`, with a random `jti`
+    /// and the record's registration id as `rid`. `None` when the record
+    /// has no `app` (an identity names one).
     pub fn for_record(
         record: &HostRecord,
         ip: IpAddr,
@@ -63,7 +73,7 @@ impl Claims {
         Some(Claims {
             iss: issuer.to_string(),
             sub: subject(&app, &record.env),
-            aud: audience.to_string(),
+            aud: Audience::One(audience.to_string()),
             iat: now,
             nbf: now,
             exp: now.saturating_add(lifetime_secs),
@@ -74,6 +84,7 @@ impl Claims {
             idc: record.idc.clone(),
             ip: Some(ip),
             sub_env: record.sub_env.clone(),
+            rid: record.registration.clone(),
         })
     }
 
@@ -88,17 +99,44 @@ pub fn subject(app: &str, env: &str) -> String {
     format!("envid://{app}/{env}")
 }
 
-/// `aud` is a string or a list of strings (RFC 7519, 4.1.3); a list is kept
-/// joined with `,` and checked member by member by the verifier.
-fn audience<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum OneOrMany {
-        One(String),
-        Many(Vec<String>),
+/// The `aud` claim: a string or a list of strings (RFC 7519, 4.1.3), kept
+/// as the token has it. Each audience is compared whole: `"other,envid"`
+/// is one audience that is not `envid`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Audience {
+    /// `"aud": "envid"`.
+    One(String),
+    /// `"aud": ["envid", "other"]`.
+    Many(Vec<String>),
+}
+
+impl Audience {
+    /// Whether `audience` is one of the audiences, compared exactly.
+    pub fn contains(&self, audience: &str) -> bool {
+        match self {
+            Audience::One(a) => a == audience,
+            Audience::Many(list) => list.iter().any(|a| a == audience),
+        }
     }
-    Ok(match OneOrMany::deserialize(d)? {
-        OneOrMany::One(s) => s,
-        OneOrMany::Many(v) => v.join(","),
-    })
+}
+
+impl std::fmt::Display for Audience {
+    /// The audience, or the list as JSON (`["a","b"]`): never joined in a
+    /// way that reads as another audience.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Audience::One(a) => f.write_str(a),
+            Audience::Many(list) => {
+                let json = serde_json::to_string(list).map_err(|_| std::fmt::Error)?;
+                f.write_str(&json)
+            }
+        }
+    }
+}
+
+impl PartialEq<str> for Audience {
+    fn eq(&self, other: &str) -> bool {
+        matches!(self, Audience::One(a) if a == other)
+    }
 }

@@ -57,7 +57,7 @@ pub enum IdentityError {
     WrongAudience {
         /// The audience required.
         expected: String,
-        /// The token's `aud` (joined with `,` when a list).
+        /// The token's `aud` (a list as JSON).
         found: String,
     },
     /// The verifier has no key set: the service could not be reached and no

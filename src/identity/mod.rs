@@ -61,7 +61,7 @@ mod keys;
 mod signer;
 mod verifier;
 
-pub use claims::{subject, Claims};
+pub use claims::{subject, Audience, Claims};
 pub use error::IdentityError;
 pub use keys::{thumbprint, Jwk, KeySet};
 pub use signer::Signer;

@@ -149,6 +149,7 @@ pub struct VerifierBuilder {
     backoff: Duration,
     max_backoff: Duration,
     cache_capacity: usize,
+    insecure_http: bool,
 }
 
 impl std::fmt::Debug for VerifierBuilder {
@@ -161,6 +162,7 @@ impl std::fmt::Debug for VerifierBuilder {
             .field("cache_file", &self.cache_file)
             .field("refresh_interval", &self.refresh_interval)
             .field("max_cache_age", &self.max_cache_age)
+            .field("insecure_http", &self.insecure_http)
             .finish_non_exhaustive()
     }
 }
@@ -180,7 +182,17 @@ impl VerifierBuilder {
             backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(60),
             cache_capacity: 10_000,
+            insecure_http: false,
         }
+    }
+
+    /// Fetch the key set over plain `http://` from a host other than
+    /// loopback (default: refused). Whoever is on the path could then
+    /// serve keys of their own and have any identity they sign accepted;
+    /// use `https://` (with the service's CA in the config) instead.
+    pub fn insecure_http(mut self, allow: bool) -> Self {
+        self.insecure_http = allow;
+        self
     }
 
     /// Require this `iss` (default: any issuer; the key set already says
@@ -285,6 +297,22 @@ impl VerifierBuilder {
                 worker: None,
             });
         };
+        if !self.insecure_http {
+            if let Some(plain) = config
+                .endpoints()
+                .iter()
+                .find(|e| crate::client::is_plain_http_off_loopback(e))
+            {
+                return Err(IdentityError::NoKeys {
+                    reason: format!(
+                        "refusing to fetch the identity keys over plain HTTP from {plain}: \
+                         anyone on the path could serve keys of their own; use an https:// \
+                         endpoint, or allow it explicitly (VerifierBuilder::insecure_http, \
+                         `envid verify --insecure-http`)"
+                    ),
+                });
+            }
+        }
         let transport = self
             .transport
             .unwrap_or_else(|| Arc::new(HttpTransport::new(&config)));
@@ -680,10 +708,10 @@ fn check(token: &str, ring: &KeyRing, policy: &Policy, now: u64) -> Result<Claim
         }
     }
     if let Some(expected) = &policy.audience {
-        if !claims.aud.split(',').any(|a| a == expected) {
+        if !claims.aud.contains(expected) {
             return Err(IdentityError::WrongAudience {
                 expected: expected.clone(),
-                found: shown(&claims.aud),
+                found: shown(&claims.aud.to_string()),
             });
         }
     }

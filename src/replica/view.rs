@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::prefix::PrefixTable;
 #[cfg(doc)]
 use crate::protocol::RegistrySnapshot;
-use crate::protocol::{HostRecord, RecordKey};
+use crate::protocol::{canonical_ip, HostRecord, RecordKey};
 
 /// One consistent version of the registry, as held by a [`Replica`](super::Replica).
 /// Immutable: a new version is a new view.
@@ -57,7 +57,10 @@ impl ReplicaView {
         view
     }
 
-    fn upsert(&mut self, rec: HostRecord) -> Result<(), String> {
+    fn upsert(&mut self, mut rec: HostRecord) -> Result<(), String> {
+        // The key and the record's `ip` in one canonical form, whatever the
+        // service sent: the table and the map agree with the service.
+        rec.ip = rec.ip.map(canonical_ip);
         let key = rec
             .key()
             .ok_or_else(|| "a record has neither `ip` nor `cidr`".to_string())?;

@@ -401,3 +401,36 @@ fn the_reader_of_references_sees_what_it_must() {
     .collect();
     assert_eq!(found, want);
 }
+
+#[test]
+fn no_source_file_is_over_800_lines() {
+    // A file past 800 lines holds several concerns; split it along them.
+    fn walk(dir: &Path, out: &mut Vec<(PathBuf, usize)>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if path.is_dir() {
+                if !["target", "corpus", "artifacts", ".git", "node_modules"]
+                    .contains(&name.as_str())
+                {
+                    walk(&path, out);
+                }
+            } else if name.ends_with(".rs") {
+                let lines = std::fs::read_to_string(&path).unwrap().lines().count();
+                out.push((path, lines));
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(&repo(), &mut files);
+    assert!(files.len() > 100, "the walk found the sources");
+    let long: Vec<String> = files
+        .iter()
+        .filter(|(_, n)| *n > 800)
+        .map(|(p, n)| format!("{} ({n} lines)", p.strip_prefix(repo()).unwrap().display()))
+        .collect();
+    assert!(long.is_empty(), "over 800 lines: {long:?}");
+}

@@ -408,3 +408,69 @@ fn jsonwebtoken_verifies_the_tokens_from_v1_keys() {
             .is_err()
     );
 }
+
+#[test]
+fn finding_10_aud_is_compared_exactly_as_a_string_or_a_list() {
+    use envid::identity::Audience;
+    let signer = Signer::from_pem(&Signer::generate_pem()).unwrap();
+    let v = offline(&signer);
+    // One string holding a comma is one audience, not two.
+    let mut c = claims("envsvc-test", "other,envid", now(), now() + 3600);
+    let e = v.verify(&signer.sign(&c)).unwrap_err();
+    assert_eq!(e.kind(), "wrong_audience", "{e}");
+    // A JSON list names each audience.
+    c.aud = Audience::Many(vec!["other".into(), "envid".into()]);
+    let got = v.verify(&signer.sign(&c)).unwrap();
+    assert!(got.aud.contains("envid") && !got.aud.contains("envi"));
+    c.aud = Audience::Many(vec!["other,envid".into()]);
+    let e = v.verify(&signer.sign(&c)).unwrap_err();
+    assert_eq!(e.kind(), "wrong_audience", "{e}");
+    assert!(
+        e.to_string().contains("[\\\"other,envid\\\"]") || e.to_string().contains("other,envid")
+    );
+}
+
+#[test]
+fn finding_10_keys_are_not_fetched_over_plain_http_off_loopback_unless_allowed() {
+    use envid::client::{ClientError, Request, Transport};
+    /// Answers every request with `keys`: no network in this test.
+    struct Keys(Vec<u8>);
+    impl Transport for Keys {
+        fn send(&self, _: &Request<'_>) -> Result<Option<Vec<u8>>, ClientError> {
+            Ok(Some(self.0.clone()))
+        }
+    }
+    let signer = Signer::from_pem(&Signer::generate_pem()).unwrap();
+    let keys = serde_json::to_vec(&KeySet {
+        keys: vec![signer.jwk().clone()],
+    })
+    .unwrap();
+    let config = ServiceConfig::builder()
+        .endpoint("http://envsvc.example:7070")
+        .build()
+        .unwrap();
+    let e = Verifier::builder(config.clone())
+        .transport(Arc::new(Keys(keys.clone())))
+        .build()
+        .unwrap_err();
+    assert_eq!(e.kind(), "no_keys");
+    let m = e.to_string();
+    assert!(
+        m.contains("plain HTTP from http://envsvc.example:7070") && m.contains("insecure_http"),
+        "{m}"
+    );
+    // An explicit opt-in, or https, or loopback: fetched.
+    let v = Verifier::builder(config)
+        .insecure_http(true)
+        .transport(Arc::new(Keys(keys.clone())))
+        .build()
+        .unwrap();
+    assert_eq!(v.key_set().keys.len(), 1);
+    for url in ["https://envsvc.example:7443", "http://127.0.0.1:7070"] {
+        let config = ServiceConfig::builder().endpoint(url).build().unwrap();
+        Verifier::builder(config)
+            .transport(Arc::new(Keys(keys.clone())))
+            .build()
+            .unwrap();
+    }
+}

@@ -18,6 +18,7 @@ mod otel;
 mod podinfo;
 mod podinfo_source;
 mod read;
+mod registrar;
 mod replica;
 mod replica_fake;
 mod replica_protection;

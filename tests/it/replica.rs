@@ -589,6 +589,8 @@ fn all_three_clients_go_through_one_transport_seam() {
         .unwrap();
     assert_eq!(replica.lookup(me).unwrap().app.as_deref(), Some("seam"));
     replica.sync_once().unwrap();
+    // Renewals and the removal name the registration the PUT got.
+    let id = registrar.registration(me).expect("the PUT answered an id");
     registrar.deregister(me).unwrap();
     let seen = t.seen.lock().unwrap().clone();
     let v = replica.version();
@@ -600,12 +602,12 @@ fn all_three_clients_go_through_one_transport_seam() {
         .to_string();
     for want in [
         "Put /v1/hosts/10.77.0.1".to_string(),
-        "Post /v1/hosts/10.77.0.1/renew".into(),
+        format!("Post /v1/hosts/10.77.0.1/renew?registration={id}"),
         "Get /v1/hosts/10.77.0.1".into(),
         "Post /v1/hosts/lookup".into(),
         "Get /v1/registry".into(),
         format!("Get /v1/registry?since={v}&wait=1&history={h} (long poll)"),
-        "Delete /v1/hosts/10.77.0.1".into(),
+        format!("Delete /v1/hosts/10.77.0.1?registration={id}"),
     ] {
         assert!(seen.contains(&want), "{want:?} not in {seen:?}");
     }

@@ -176,6 +176,10 @@ pub struct VerifyArgs {
     /// Clock skew tolerated on exp and nbf, in seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     pub leeway: u64,
+    /// Fetch the keys over plain http:// from a host other than loopback
+    /// (anyone on the path could serve keys of their own; use https://).
+    #[arg(long)]
+    pub insecure_http: bool,
     /// Output format (text or json).
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
     pub format: ReportFormat,
@@ -558,6 +562,12 @@ pub struct RegisterArgs {
     /// every renewal, at least every half of its lifetime.
     #[arg(long, value_name = "PATH")]
     pub identity_file: Option<PathBuf>,
+    /// Write the registration id the service answers to this file
+    /// (atomically; rewritten when --keep-alive registers again), for
+    /// `envid deregister --registration-file` to remove exactly this
+    /// registration and never one a new host made for the IP since.
+    #[arg(long, value_name = "PATH")]
+    pub registration_file: Option<PathBuf>,
 }
 
 /// Arguments of `envid deregister`.
@@ -575,6 +585,16 @@ pub struct DeregisterArgs {
     /// Remove this IP instead of the identified environment's.
     #[arg(long, value_name = "IP")]
     pub ip: Option<IpAddr>,
+    /// Remove only this registration (the id `envid register` printed):
+    /// when the IP was registered again since, by another host, nothing is
+    /// removed (and the command succeeds: this registration is gone).
+    #[arg(long, value_name = "ID", conflicts_with = "registration_file")]
+    pub registration: Option<String>,
+    /// As --registration, the id read from the file `envid register
+    /// --registration-file` wrote; when the file does not exist, nothing
+    /// was registered and nothing is removed.
+    #[arg(long, value_name = "PATH")]
+    pub registration_file: Option<PathBuf>,
 }
 
 /// Arguments of `envid inspect`.

@@ -148,7 +148,37 @@ typedef enum {
    * fresh enough, or it serves no keys.
    */
   ENVID_IDENTITY_NO_KEYS = 20,
+  /**
+   * `envid_events_next`: the timeout passed with no event. Not a
+   * failure: call again.
+   */
+  ENVID_TIMEOUT = 21,
+  /**
+   * An events checkpoint cannot be used: corrupt (the message names the
+   * file and line), of another format, written for another filter, or it
+   * cannot be written. Never silently replaced by a fresh start.
+   */
+  ENVID_CHECKPOINT = 22,
 } envid_result;
+
+/**
+ * What happened to an IP under the filter.
+ */
+typedef enum {
+  /**
+   * The IP is under the filter now and was not.
+   */
+  ENVID_EVENT_JOIN = 0,
+  /**
+   * The IP was under the filter and is not any more (gone, or moved to
+   * another app, env or idc); the record is the last one known.
+   */
+  ENVID_EVENT_LEAVE = 1,
+  /**
+   * Still under the filter, but another registration, app, env or idc.
+   */
+  ENVID_EVENT_CHANGE = 2,
+} envid_event_kind;
 
 /**
  * A field of the environment, for `envid_environment_field`. Every field
@@ -253,6 +283,18 @@ typedef enum {
 typedef struct envid_environment envid_environment;
 
 /**
+ * One event, with its strings made once for the borrowed getters. Owned
+ * by the caller of `envid_events_next`; free with `envid_event_free`.
+ */
+typedef struct envid_event envid_event;
+
+/**
+ * One consumer of join and leave events. Free with `envid_events_free`
+ * (which writes the acknowledgements not yet written).
+ */
+typedef struct envid_events envid_events;
+
+/**
  * Options for `envid_load`. Create with `envid_load_options_new`, free with
  * `envid_load_options_free`. Not synchronized: do not set options from two
  * threads at once (reading it from many `envid_load` calls at once is fine).
@@ -268,9 +310,9 @@ typedef struct envid_lookup_client envid_lookup_client;
 
 /**
  * The connection options of every client of the environment service:
- * `envid_lookup_client_new`, `envid_replica_new`, `envid_registrar_new` and
- * `envid_verifier_new` all take one (the name is historical: it first
- * configured the lookup client alone).
+ * `envid_lookup_client_new`, `envid_replica_new`, `envid_registrar_new`,
+ * `envid_verifier_new` and `envid_events_new` all take one (the name is
+ * historical: it first configured the lookup client alone).
  *
  * Every client reads the endpoints (at least one), token, proxy, CA file
  * and the connect, per-phase and total timeouts. Only the lookup client
@@ -308,6 +350,84 @@ typedef struct envid_rules envid_rules;
  * thread uses it any more.
  */
 typedef struct envid_verifier envid_verifier;
+
+/**
+ * The state and counters of a consumer (`envid_events_get_stats`).
+ */
+typedef struct {
+  /**
+   * The registry version the joined set is at.
+   */
+  uint64_t version;
+  /**
+   * IPs joined under the filter (once every pending event is acted on).
+   */
+  uint64_t joined;
+  /**
+   * Events not yet acknowledged, delivered or not.
+   */
+  uint64_t pending;
+  /**
+   * Of those, delivered.
+   */
+  uint64_t delivered;
+  /**
+   * Milliseconds the oldest unacknowledged event has waited since it was
+   * computed; `UINT64_MAX` when every event is acknowledged.
+   */
+  uint64_t oldest_pending_age_ms;
+  /**
+   * 1 while the stream's protection against mass deletion is on (leaves
+   * are held, not emitted), else 0.
+   */
+  uint8_t is_protected;
+  /**
+   * When it began, in milliseconds since the Unix epoch; 0 when off.
+   */
+  uint64_t protected_since_ms;
+  /**
+   * Leaves held by the protection: joined IPs the service no longer has.
+   */
+  uint64_t held_leaves;
+  /**
+   * The normal record count protection compares with.
+   */
+  uint64_t normal_records;
+  /**
+   * Successful exchanges with the service.
+   */
+  uint64_t syncs;
+  /**
+   * Whole-registry fetches.
+   */
+  uint64_t snapshots;
+  /**
+   * Non-empty deltas.
+   */
+  uint64_t deltas;
+  /**
+   * Failed exchanges (each retried after a backoff; see
+   * `envid_events_last_sync_error`).
+   */
+  uint64_t sync_errors;
+  /**
+   * Joins computed by this object.
+   */
+  uint64_t joins;
+  /**
+   * Leaves computed by this object.
+   */
+  uint64_t leaves;
+  /**
+   * Changes computed by this object.
+   */
+  uint64_t changes;
+  /**
+   * Milliseconds since the last successful exchange; `UINT64_MAX` before
+   * the first.
+   */
+  uint64_t age_ms;
+} envid_events_stats;
 
 /**
  * The counters of a lookup client.
@@ -749,6 +869,243 @@ envid_result envid_last_error_copy(char *buf, size_t len, size_t *needed);
 const char *envid_result_name(int result);
 
 /**
+ * Creates a consumer of join, leave and change events from connection
+ * options (`envid_lookup_options`: endpoints, token, proxy, CA file,
+ * timeouts; the cache settings do not apply) and a filter: `apps`,
+ * `envs`, `env_types` and `idcs` are each NULL (any) or comma-separated
+ * values, any of which matches (`"payment,billing"`), as `envid events
+ * --app` takes them; a record is under the filter when every field given
+ * matches. `checkpoint` (NULL: none) is the file where what the consumer
+ * believes joined and the events not yet acknowledged are kept (and
+ * `FILE.journal` beside it), so a restart delivers the unacknowledged
+ * events again with the same ids, then exactly what changed meanwhile;
+ * without one every start begins with a join per IP under the filter.
+ *
+ * Reads the checkpoint; makes no request yet (`envid_events_next` does).
+ * `ENVID_INVALID_INPUT` without endpoints or with a bad one;
+ * `ENVID_CHECKPOINT` when the checkpoint exists but is corrupt, of
+ * another format, of another filter, or cannot be written (the message
+ * names the file and line; it is never silently replaced).
+ *
+ * Ownership: `*out` is owned by the caller; free with `envid_events_free`.
+ * `opts` and the strings are only read and may be freed afterwards.
+ *
+ * # Safety
+ * `opts` NULL or live; each string NULL or NUL-terminated; `out` NULL or
+ * valid for a write.
+ */
+envid_result envid_events_new(const envid_lookup_options *opts,
+                              const char *apps,
+                              const char *envs,
+                              const char *env_types,
+                              const char *idcs,
+                              const char *checkpoint,
+                              envid_events **out);
+
+/**
+ * Frees a consumer, writing the acknowledgements not yet written first
+ * (best effort: what is not written is delivered again after a restart).
+ * NULL is a no-op. Events it delivered stay valid (free them with
+ * `envid_event_free`).
+ *
+ * # Safety
+ * `events` NULL or from `envid_events_new`, not yet freed, and no longer
+ * used by any thread.
+ */
+void envid_events_free(envid_events *events);
+
+/**
+ * Waits at most `timeout_ms` for the next event. `ENVID_OK` with `*out`
+ * the event; `ENVID_TIMEOUT` (and `*out = NULL`) when none came in time:
+ * not a failure, call again. Events not acknowledged before a restart come
+ * first, with their ids; then the service is asked, on this thread (a
+ * long poll of at most `timeout_ms`, in whole seconds). Service errors are
+ * retried after a backoff, never returned: they are counted in the stats
+ * (`sync_errors`) and `envid_events_last_sync_error` says the last.
+ * `ENVID_CHECKPOINT` when the checkpoint cannot be written (no event is
+ * delivered that it does not hold).
+ *
+ * An event is delivered again (after a restart, or after
+ * `envid_events_redeliver`) until it is acknowledged: act on it, then
+ * `envid_events_ack` it. Do not ack an event that failed: later acks
+ * cover every event delivered before them.
+ *
+ * Ownership: `*out` is owned by the caller; free with `envid_event_free`.
+ *
+ * # Safety
+ * `events` NULL or live; `out` NULL or writable.
+ */
+envid_result envid_events_next(const envid_events *events, uint64_t timeout_ms, envid_event **out);
+
+/**
+ * Acknowledges `event` and every event delivered before it: they are not
+ * delivered again after a restart once written (within a second, at once
+ * with `envid_events_flush`, and at `envid_events_free`). An event
+ * already acknowledged (a repeat) is ignored. `ENVID_CHECKPOINT` when the
+ * checkpoint cannot be written.
+ *
+ * # Safety
+ * `events` and `event` NULL or live.
+ */
+envid_result envid_events_ack(const envid_events *events, const envid_event *event);
+
+/**
+ * Writes the acknowledgements not yet written, now.
+ * `ENVID_CHECKPOINT` when the checkpoint cannot be written.
+ *
+ * # Safety
+ * `events` NULL or live.
+ */
+envid_result envid_events_flush(const envid_events *events);
+
+/**
+ * Delivers every event not yet acknowledged again, oldest first: for a
+ * consumer that failed to act on one and wants it back without a restart.
+ *
+ * # Safety
+ * `events` NULL or live.
+ */
+envid_result envid_events_redeliver(const envid_events *events);
+
+/**
+ * Reads the consumer's state and counters (pending events and the oldest
+ * one's age, held leaves, protection, exchanges, joins, leaves, changes).
+ * Waits for an `envid_events_next` in progress on another thread.
+ *
+ * # Safety
+ * `events` NULL or live; `out` NULL or writable.
+ */
+envid_result envid_events_get_stats(const envid_events *events, envid_events_stats *out);
+
+/**
+ * The last problem of the consumer's stream (a service error, protection
+ * starting, a corrupt checkpoint ignored) as a sentence; kept after the
+ * stream recovers. `ENVID_NOT_FOUND` (and `*out = NULL`) when there was none.
+ *
+ * Ownership: `*out` is owned by the caller; free with `envid_string_free`.
+ *
+ * # Safety
+ * `events` NULL or live; `out` NULL or writable.
+ */
+envid_result envid_events_last_sync_error(const envid_events *events, char **out);
+
+/**
+ * Frees an event. NULL is a no-op. Strings borrowed from it become invalid.
+ *
+ * # Safety
+ * `event` NULL or from `envid_events_next`, not yet freed.
+ */
+void envid_event_free(envid_event *event);
+
+/**
+ * The event's kind: `ENVID_EVENT_JOIN`, `ENVID_EVENT_LEAVE` or
+ * `ENVID_EVENT_CHANGE`. (Named `get_kind`: `envid_event_kind` is the type.)
+ *
+ * # Safety
+ * `event` NULL or live; `out` NULL or writable.
+ */
+envid_result envid_event_get_kind(const envid_event *event, envid_event_kind *out);
+
+/**
+ * The registry version the event was seen at.
+ *
+ * # Safety
+ * `event` NULL or live; `out` NULL or writable.
+ */
+envid_result envid_event_version(const envid_event *event, uint64_t *out);
+
+/**
+ * The event's stable id, `history/version/ip`: the same when the event is
+ * delivered again, so a consumer can recognise a repeat.
+ *
+ * Ownership: `*out` is borrowed from `event`, valid as long as it.
+ *
+ * # Safety
+ * `event` NULL or live; `out` NULL or writable.
+ */
+envid_result envid_event_id(const envid_event *event, const char **out);
+
+/**
+ * The IP address (text).
+ *
+ * Ownership: `*out` is borrowed from `event`, valid as long as it.
+ *
+ * # Safety
+ * `event` NULL or live; `out` NULL or writable.
+ */
+envid_result envid_event_ip(const envid_event *event, const char **out);
+
+/**
+ * The registration that joined, left, or (a change) is the IP's now: an
+ * id the service gives every registration, new when an IP is registered
+ * again. Revoke on a leave only what was granted to this registration,
+ * and a late leave of an IP's previous owner never revokes the new one.
+ * `ENVID_NOT_FOUND` (and `*out = NULL`) for a record of the registry
+ * file, which has none.
+ *
+ * Ownership: `*out` is borrowed from `event`, valid as long as it.
+ *
+ * # Safety
+ * `event` NULL or live; `out` NULL or writable.
+ */
+envid_result envid_event_registration(const envid_event *event, const char **out);
+
+/**
+ * A change's previous registration; `ENVID_NOT_FOUND` (and `*out = NULL`)
+ * for a join or a leave, or when the previous record had none.
+ *
+ * Ownership: `*out` is borrowed from `event`, valid as long as it.
+ *
+ * # Safety
+ * `event` NULL or live; `out` NULL or writable.
+ */
+envid_result envid_event_previous_registration(const envid_event *event, const char **out);
+
+/**
+ * The record's application (the new record's, or for a leave the last
+ * one known); `ENVID_NOT_FOUND` (and `*out = NULL`) when it has none.
+ *
+ * Ownership: `*out` is borrowed from `event`, valid as long as it.
+ *
+ * # Safety
+ * `event` NULL or live; `out` NULL or writable.
+ */
+envid_result envid_event_app(const envid_event *event, const char **out);
+
+/**
+ * The record's environment name; always present.
+ *
+ * Ownership: `*out` is borrowed from `event`, valid as long as it.
+ *
+ * # Safety
+ * `event` NULL or live; `out` NULL or writable.
+ */
+envid_result envid_event_env(const envid_event *event, const char **out);
+
+/**
+ * The record's data center; always present.
+ *
+ * Ownership: `*out` is borrowed from `event`, valid as long as it.
+ *
+ * # Safety
+ * `event` NULL or live; `out` NULL or writable.
+ */
+envid_result envid_event_idc(const envid_event *event, const char **out);
+
+/**
+ * The whole event as one line of JSON, as `envid events` prints it:
+ * `id`, `event` (`join`, `leave`, `change`), `ip`, `history`, `version`,
+ * `registration`, `previous_registration`, `record` (every field of the
+ * record), `previous` (a change's previous record), `computed_unix_ms`.
+ *
+ * Ownership: `*json_out` is owned by the caller; free with `envid_string_free`.
+ *
+ * # Safety
+ * `event` NULL or live; `json_out` NULL or writable.
+ */
+envid_result envid_event_to_json(const envid_event *event, char **json_out);
+
+/**
  * Creates a verifier from connection options (`envid_lookup_options`):
  * their endpoints (tried in turn), token, proxy, CA file, timeouts, and
  * cache file (the keys cache: written after each change, read when the
@@ -1132,7 +1489,10 @@ envid_result envid_registrar_register(const envid_registrar *registrar,
 /**
  * Renews `ip`'s lease (`POST /v1/hosts/{ip}/renew`). On `ENVID_OK`,
  * `*known_out` is false when the service no longer knows `ip` (the lease
- * ended): register again.
+ * ended): register again. Only the registration this registrar made is
+ * renewed: when another host registered `ip` since, it is
+ * `ENVID_LOOKUP_FAILED` (HTTP 409) and nothing is renewed; registering
+ * again would take the IP from that host.
  *
  * # Safety
  * `registrar` NULL or live; `ip` NULL or NUL-terminated; `known_out` NULL
@@ -1144,8 +1504,10 @@ envid_result envid_registrar_renew(const envid_registrar *registrar,
 
 /**
  * Removes `ip`'s registration (`DELETE /v1/hosts/{ip}`); an unknown IP is
- * not an error. `ENVID_LOOKUP_FAILED` when the service refused (an IP of
- * its registry file) or failed.
+ * not an error. Only the registration this registrar made is removed: one
+ * another host made for `ip` since is left alone (and that is `ENVID_OK`).
+ * `ENVID_LOOKUP_FAILED` when the service refused (an IP of its registry
+ * file) or failed.
  *
  * # Safety
  * `registrar` NULL or live; `ip` NULL or NUL-terminated.

@@ -63,11 +63,18 @@ pub enum envid_result {
     /// No identity keys: the service was unreachable and no cache file was
     /// fresh enough, or it serves no keys.
     ENVID_IDENTITY_NO_KEYS = 20,
+    /// `envid_events_next`: the timeout passed with no event. Not a
+    /// failure: call again.
+    ENVID_TIMEOUT = 21,
+    /// An events checkpoint cannot be used: corrupt (the message names the
+    /// file and line), of another format, written for another filter, or it
+    /// cannot be written. Never silently replaced by a fresh start.
+    ENVID_CHECKPOINT = 22,
 }
 
 impl envid_result {
     /// Every code, in numeric order.
-    pub const ALL: [envid_result; 21] = {
+    pub const ALL: [envid_result; 23] = {
         use envid_result::*;
         [
             ENVID_OK,
@@ -91,6 +98,8 @@ impl envid_result {
             ENVID_IDENTITY_WRONG_ISSUER,
             ENVID_IDENTITY_WRONG_AUDIENCE,
             ENVID_IDENTITY_NO_KEYS,
+            ENVID_TIMEOUT,
+            ENVID_CHECKPOINT,
         ]
     };
 
@@ -126,6 +135,8 @@ impl envid_result {
             ENVID_IDENTITY_WRONG_ISSUER => c"ENVID_IDENTITY_WRONG_ISSUER",
             ENVID_IDENTITY_WRONG_AUDIENCE => c"ENVID_IDENTITY_WRONG_AUDIENCE",
             ENVID_IDENTITY_NO_KEYS => c"ENVID_IDENTITY_NO_KEYS",
+            ENVID_TIMEOUT => c"ENVID_TIMEOUT",
+            ENVID_CHECKPOINT => c"ENVID_CHECKPOINT",
         }
     }
 }
@@ -232,6 +243,17 @@ impl From<envid::client::ClientError> for Fail {
             _ => envid_result::ENVID_LOOKUP_FAILED,
         };
         Fail::new(code, e.to_string())
+    }
+}
+
+/// A consumer of events: its connection settings as the clients' errors,
+/// anything about its checkpoint `ENVID_CHECKPOINT`.
+impl From<envid::events::EventsError> for Fail {
+    fn from(e: envid::events::EventsError) -> Fail {
+        match e {
+            envid::events::EventsError::Client(c) => Fail::from(c),
+            other => Fail::new(envid_result::ENVID_CHECKPOINT, other.to_string()),
+        }
     }
 }
 

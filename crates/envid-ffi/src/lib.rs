@@ -14,18 +14,21 @@
 //!   valid until the next envid call on that thread.
 //! * Objects (`envid_environment`, `envid_load_options`, `envid_rules`,
 //!   `envid_lookup_options`, `envid_lookup_client`, `envid_replica`,
-//!   `envid_registrar`, `envid_verifier`) have a `*_free` that accepts NULL;
+//!   `envid_registrar`, `envid_verifier`, `envid_events`, `envid_event`)
+//!   have a `*_free` that accepts NULL;
 //!   owned strings are freed with `envid_string_free`; borrowed strings live
 //!   as long as their object.
 //! * `envid_lookup_options` are the connection options of every client
-//!   (lookup client, replica, registrar, verifier), despite the name.
+//!   (lookup client, replica, registrar, verifier, events), despite the name.
 //! * Everything is thread-safe; objects are immutable once built (load
-//!   options excepted, which are not synchronized).
+//!   options excepted, which are not synchronized; an `envid_events` is one
+//!   consumer's, its calls serialized by a lock).
 #![warn(missing_docs)]
 #![allow(non_camel_case_types)] // C names (envid_environment, …) on purpose
 
 pub mod environment;
 pub mod error;
+pub mod events;
 pub mod field;
 pub mod identity;
 /// cbindgen:ignore
@@ -42,6 +45,7 @@ pub mod rules;
 
 pub use environment::envid_environment;
 pub use error::envid_result;
+pub use events::{envid_event, envid_event_kind, envid_events, envid_events_stats};
 pub use field::envid_field;
 pub use identity::envid_verifier;
 pub use load_options::envid_load_options;

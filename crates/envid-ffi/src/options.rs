@@ -1,10 +1,10 @@
 //! `envid_lookup_options`: the connection options of every client of the
-//! environment service (the lookup client, the replica, the registrar and
-//! the verifier): endpoints, token, proxy, CA file and timeouts, plus the
-//! settings only one client reads (the lookup client's cache policy; the
-//! cache file, which is the replica's snapshot and the verifier's keys).
-//! [`envid_lookup_options::service_config`] is the one place they become an
-//! [`envid::ServiceConfig`], for all four constructors.
+//! environment service (the lookup client, the replica, the registrar, the
+//! verifier and the events consumer): endpoints, token, proxy, CA file and
+//! timeouts, plus the settings only one client reads (the lookup client's
+//! cache policy; the cache file, which is the replica's snapshot and the
+//! verifier's keys). [`envid_lookup_options::service_config`] is the one
+//! place they become an [`envid::ServiceConfig`], for all five constructors.
 //!
 //! The name is older than the registrar and the verifier: the object first
 //! configured the lookup client alone. It is not renamed because the
@@ -22,9 +22,9 @@ use crate::marshal::{free_box, str_arg, write_out};
 use crate::panic::{ffi_boundary, ffi_boundary_void};
 
 /// The connection options of every client of the environment service:
-/// `envid_lookup_client_new`, `envid_replica_new`, `envid_registrar_new` and
-/// `envid_verifier_new` all take one (the name is historical: it first
-/// configured the lookup client alone).
+/// `envid_lookup_client_new`, `envid_replica_new`, `envid_registrar_new`,
+/// `envid_verifier_new` and `envid_events_new` all take one (the name is
+/// historical: it first configured the lookup client alone).
 ///
 /// Every client reads the endpoints (at least one), token, proxy, CA file
 /// and the connect, per-phase and total timeouts. Only the lookup client

@@ -135,7 +135,10 @@ pub unsafe extern "C" fn envid_registrar_register(
 
 /// Renews `ip`'s lease (`POST /v1/hosts/{ip}/renew`). On `ENVID_OK`,
 /// `*known_out` is false when the service no longer knows `ip` (the lease
-/// ended): register again.
+/// ended): register again. Only the registration this registrar made is
+/// renewed: when another host registered `ip` since, it is
+/// `ENVID_LOOKUP_FAILED` (HTTP 409) and nothing is renewed; registering
+/// again would take the IP from that host.
 ///
 /// # Safety
 /// `registrar` NULL or live; `ip` NULL or NUL-terminated; `known_out` NULL
@@ -161,8 +164,10 @@ pub unsafe extern "C" fn envid_registrar_renew(
 }
 
 /// Removes `ip`'s registration (`DELETE /v1/hosts/{ip}`); an unknown IP is
-/// not an error. `ENVID_LOOKUP_FAILED` when the service refused (an IP of
-/// its registry file) or failed.
+/// not an error. Only the registration this registrar made is removed: one
+/// another host made for `ip` since is left alone (and that is `ENVID_OK`).
+/// `ENVID_LOOKUP_FAILED` when the service refused (an IP of its registry
+/// file) or failed.
 ///
 /// # Safety
 /// `registrar` NULL or live; `ip` NULL or NUL-terminated.

@@ -3,90 +3,189 @@
 //! ```toml
 //! [[app]]
 //! name = "payment"
-//! envs = ["prod"]                 # the envs this app's tokens may claim
+//! envs = ["beta", "prod"]         # the most any of its credentials may claim
 //! idcs = ["cn5", "cn6"]           # optional: any idc when absent
-//! token_sha256 = ["9f86d0…"]      # hex SHA-256 of each valid token (several: rotation)
+//! sub_envs = ["blue", "green"]    # optional (see below)
+//!
+//! [[app.token]]                   # one credential: its own scope, label, expiry
+//! label = "prod-deployer"         # optional; shown in metrics and logs, never the token
+//! sha256 = "9f86d0…"              # hex SHA-256 of the token
+//! envs = ["prod"]                 # optional: narrows the app's envs (idcs, sub_envs too)
+//! not_after = 2026-01-31T00:00:00Z  # optional: refused after it
+//!
+//! [[app.token]]
+//! label = "beta-ci"
+//! sha256 = "…"
+//! envs = ["beta"]
 //!
 //! [[operator]]                    # e.g. the release system: any IP, any app
 //! name = "release"
-//! token_sha256 = ["…"]
+//! token_sha256 = ["…"]            # the short form: credentials with the entry's
+//!                                 # whole scope, labelled token_sha256[0], …
 //! ```
+//!
+//! One app, several credentials, each with its own scope: a `[[app.token]]`
+//! sub-table per credential. A credential's `envs`, `idcs` and `sub_envs`
+//! narrow the app's and never widen them (a value outside the app's list is
+//! refused), so the app entry stays the one place that says the most the
+//! app may claim. Two `[[app]]` entries with one name are refused, naming
+//! the sub-table form. `sub_envs` absent means any sub env may be
+//! *registered* (descriptors have always sent one), but a signed identity
+//! carries `sub_env` only when the credential lists `sub_envs`: a verifier
+//! never sees a sub env nobody checked.
 //!
 //! Only digests are kept: a leaked apps file lets nobody register. A token is
 //! hashed once per request and compared with every stored digest in constant
 //! time ([`subtle`]), so neither the length nor the first differing byte of
 //! a token shows in the answer's timing. The file is read with the bounded
 //! reader (see [`load`]) and polled like the registry (see `AppsReloader`
-//! and `poll.rs`); a broken new file is
-//! logged and the old credentials stay.
+//! and `poll.rs`).
 
-use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-use envid::location::{LineIndex, Location};
+use envid::location::Location;
+use envid::protocol::HostRecord;
 use sha2::{Digest, Sha256};
 use subtle::{ConditionallySelectable, ConstantTimeEq};
 
 use crate::metrics::Metrics;
 use crate::poll::{FileWatch, Poll};
-use crate::validation::string_problem;
+
+mod parse;
+
+pub use parse::parse_apps;
 
 /// A token's SHA-256 digest.
 type Digest32 = [u8; 32];
 
-/// What a principal may do.
+/// What a credential of an app may claim.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Scope {
+    /// The envs it may claim.
+    pub envs: Vec<String>,
+    /// The idcs it may claim; `None`: any.
+    pub idcs: Option<Vec<String>>,
+    /// The sub envs it may claim; `None`: any may be registered, and none
+    /// is put in a signed identity.
+    pub sub_envs: Option<Vec<String>>,
+}
+
+impl Scope {
+    /// Whether a registration in `env` and `idc` is within this scope: what
+    /// registering, renewing and removing it need.
+    pub fn covers(&self, env: &str, idc: &str) -> bool {
+        self.envs.iter().any(|e| e == env)
+            && self
+                .idcs
+                .as_ref()
+                .is_none_or(|l| l.iter().any(|i| i == idc))
+    }
+
+    /// Whether `sub_env` may be registered.
+    pub fn allows_sub_env(&self, sub_env: &str) -> bool {
+        self.sub_envs
+            .as_ref()
+            .is_none_or(|l| l.iter().any(|s| s == sub_env))
+    }
+
+    /// Whether `record` is within this scope (env, idc and sub env).
+    pub fn allows(&self, record: &HostRecord) -> bool {
+        self.covers(&record.env, &record.idc)
+            && record
+                .sub_env
+                .as_deref()
+                .is_none_or(|s| self.allows_sub_env(s))
+    }
+}
+
+impl fmt::Display for Scope {
+    /// `envs beta, prod; idcs any; sub_envs any`: what refusals name (the
+    /// caller's own scope, never the token).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let list = |l: Option<&Vec<String>>| l.map_or("any".to_string(), |l| l.join(", "));
+        write!(
+            f,
+            "envs {}; idcs {}; sub_envs {}",
+            self.envs.join(", "),
+            list(self.idcs.as_ref()),
+            list(self.sub_envs.as_ref())
+        )
+    }
+}
+
+/// What a credential may do.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Role {
-    /// An application: registers its own IP, for its own name, in its envs.
-    App {
-        /// The envs its tokens may claim.
-        envs: Vec<String>,
-        /// The idcs its tokens may claim; `None`: any.
-        idcs: Option<Vec<String>>,
-    },
+    /// A credential of an application: registers its own IP, for its own
+    /// name, within its scope.
+    App(Scope),
     /// An operator (a release system): any IP, for any app.
     Operator,
 }
 
-/// Who a token belongs to. Holds no token and no digest.
+/// One credential: whose it is and what it may do. Holds no token and no
+/// digest.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Principal {
+pub struct Credential {
     /// The app's (or operator's) name.
     pub name: String,
+    /// The credential's label (its `label`, else where it is written:
+    /// `token_sha256[0]`, `token[1]`): metrics and logs name it, never the
+    /// token.
+    pub label: String,
     /// What it may do.
     pub role: Role,
+    /// When it stops being accepted (Unix seconds), if ever.
+    pub not_after: Option<u64>,
 }
 
-impl Principal {
+/// Who a token belongs to: the credential it is.
+pub type Principal = Credential;
+
+impl Credential {
     /// True for an operator.
     pub fn is_operator(&self) -> bool {
         self.role == Role::Operator
+    }
+
+    /// The scope of an app's credential (`None`: an operator's).
+    pub fn scope(&self) -> Option<&Scope> {
+        match &self.role {
+            Role::App(s) => Some(s),
+            Role::Operator => None,
+        }
+    }
+
+    /// Whether it has expired at `now` (Unix seconds).
+    pub fn expired(&self, now: u64) -> bool {
+        self.not_after.is_some_and(|t| now > t)
     }
 }
 
 /// The parsed apps file.
 #[derive(Clone, Default)]
 pub struct Apps {
-    principals: Vec<Principal>,
-    /// (digest, index into `principals`) for every token.
+    credentials: Vec<Credential>,
+    /// (digest, index into `credentials`) for every token.
     digests: Vec<(Digest32, u32)>,
 }
 
 impl fmt::Debug for Apps {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Apps")
-            .field("principals", &self.principals)
+            .field("credentials", &self.credentials)
             .field("tokens", &self.digests.len())
             .finish()
     }
 }
 
 impl Apps {
-    /// The principal `token` belongs to, if any. Compares the token's digest
-    /// with every stored digest without an early exit.
-    pub fn authenticate(&self, token: &str) -> Option<&Principal> {
+    /// The credential `token` is, if any (an expired one too: the caller
+    /// says it expired). Compares the token's digest with every stored
+    /// digest without an early exit.
+    pub fn authenticate(&self, token: &str) -> Option<&Credential> {
         let given: Digest32 = Sha256::digest(token.as_bytes()).into();
         let mut found = subtle::Choice::from(0);
         let mut index = 0u32;
@@ -95,13 +194,48 @@ impl Apps {
             index.conditional_assign(i, eq);
             found |= eq;
         }
-        bool::from(found).then(|| &self.principals[index as usize])
+        bool::from(found).then(|| &self.credentials[index as usize])
     }
 
-    /// The principals, in file order.
-    pub fn principals(&self) -> &[Principal] {
-        &self.principals
+    /// The credentials, in file order.
+    pub fn principals(&self) -> &[Credential] {
+        &self.credentials
     }
+
+    /// How many apps and operators the file names.
+    pub fn names(&self) -> usize {
+        let mut names: Vec<&str> = self.credentials.iter().map(|c| c.name.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        names.len()
+    }
+
+    fn push(&mut self, digest: Digest32, credential: Credential) {
+        let index = self.credentials.len() as u32;
+        self.credentials.push(credential);
+        self.digests.push((digest, index));
+    }
+}
+
+/// `2026-01-31T00:00:00Z` for Unix seconds: how refusals and logs name a
+/// credential's `not_after` (Howard Hinnant's `civil_from_days`).
+pub(crate) fn rfc3339(unix: u64) -> String {
+    let (days, secs) = ((unix / 86_400) as i64, unix % 86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
 }
 
 /// The hex SHA-256 of `token`: what an apps file stores for it.
@@ -176,9 +310,33 @@ pub struct AppsFile {
 /// what the service does at start and at every reload. A FIFO, a device or
 /// a directory is refused without blocking, naming what it is.
 pub fn load(path: &Path) -> Result<AppsFile, AppsError> {
+    check_mode(path).map_err(|m| one_problem(path, None, m))?;
     let bytes = read(path)?;
     let apps = parse_bytes(&bytes, path)?;
     Ok(AppsFile { apps, bytes })
+}
+
+/// Refuses an apps file that group or others may write: whoever can write
+/// it can grant a token of their own any app. Only the mode is checked
+/// (the file holds digests, so reading it is harmless); on a symbolic link
+/// (a Kubernetes ConfigMap's `..data`), the file it points to.
+fn check_mode(path: &Path) -> Result<(), String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path) {
+            let mode = meta.permissions().mode() & 0o7777;
+            if mode & 0o022 != 0 {
+                return Err(format!(
+                    "writable by group or others (mode {mode:04o}): whoever can write it can give \
+                     a token of their own any app; run `chmod go-w {}` (0600 or 0644)",
+                    path.display()
+                ));
+            }
+        }
+    }
+    let _ = path;
+    Ok(())
 }
 
 /// Reads and parses an apps file: [`load`]'s credentials.
@@ -207,262 +365,33 @@ fn parse_bytes(bytes: &[u8], path: &Path) -> Result<Apps, AppsError> {
     parse_apps(text, path)
 }
 
-/// Parses the text of an apps file (the format is in the module docs);
-/// `path` only names the file in errors. Every problem is reported with
-/// its line and column: unknown keys, missing or empty names, envs or
-/// hashes, a hash that is not 64 hex digits, a plain `token` (only hashes
-/// belong here), two entries with one name, one hash under two names.
-pub fn parse_apps(text: &str, path: &Path) -> Result<Apps, AppsError> {
-    use toml::de::{DeTable, DeValue};
-
-    let lines = LineIndex::new(text);
-    let mut problems: Vec<AppsProblem> = Vec::new();
-    let mut problem = |span: Option<std::ops::Range<usize>>, message: String| {
-        problems.push(AppsProblem {
-            location: span.map(|s| lines.at(s.start)),
-            message,
-        })
-    };
-    let doc = match DeTable::parse(text) {
-        Ok(doc) => doc,
-        Err(e) => {
-            let msg = e.message().trim().to_string();
-            problem(e.span(), format!("invalid TOML: {msg}"));
-            return Err(AppsError {
-                path: path.to_path_buf(),
-                problems,
-            });
-        }
-    };
-
-    let mut apps = Apps::default();
-    let mut names: HashMap<String, usize> = HashMap::new();
-    let mut seen_digests: HashMap<Digest32, String> = HashMap::new();
-    for (key, value) in doc.get_ref() {
-        let kind = key.get_ref().as_ref();
-        if kind != "app" && kind != "operator" {
-            problem(
-                Some(key.span()),
-                format!("unknown top-level key {kind:?} (expected [[app]] and [[operator]])"),
-            );
-            continue;
-        }
-        let DeValue::Array(entries) = value.get_ref() else {
-            problem(
-                Some(value.span()),
-                format!("`{kind}` must be an array of tables ([[{kind}]])"),
-            );
-            continue;
-        };
-        for entry in entries.iter() {
-            let Some(table) = entry.get_ref().as_table() else {
-                problem(
-                    Some(entry.span()),
-                    format!("each [[{kind}]] must be a table"),
-                );
-                continue;
-            };
-            let mut name: Option<String> = None;
-            let mut envs: Option<Vec<String>> = None;
-            let mut idcs: Option<Vec<String>> = None;
-            let mut digests: Vec<Digest32> = Vec::new();
-            let mut had_hashes = false;
-            let mut ok = true;
-            // A list of checked strings, or the problems with it.
-            let strings = |v: &toml::Spanned<DeValue<'_>>,
-                           field: &str,
-                           problem: &mut dyn FnMut(Option<std::ops::Range<usize>>, String)|
-             -> Option<Vec<String>> {
-                let DeValue::Array(items) = v.get_ref() else {
-                    problem(
-                        Some(v.span()),
-                        format!("`{field}` must be a list of strings"),
-                    );
-                    return None;
-                };
-                let mut out = Vec::new();
-                let mut good = true;
-                for item in items.iter() {
-                    match item.get_ref().as_str() {
-                        Some(s) => match string_problem(s) {
-                            Some(m) => {
-                                good = false;
-                                problem(Some(item.span()), format!("`{field}`: {s:?} {m}"));
-                            }
-                            None => out.push(s.to_string()),
-                        },
-                        None => {
-                            good = false;
-                            problem(Some(item.span()), format!("`{field}` must hold strings"));
-                        }
-                    }
-                }
-                if good && out.is_empty() {
-                    problem(Some(v.span()), format!("`{field}` must not be empty"));
-                    good = false;
-                }
-                good.then_some(out)
-            };
-            for (k, v) in table {
-                let field = k.get_ref().as_ref();
-                match (kind, field) {
-                    (_, "name") => match v.get_ref().as_str() {
-                        Some(s) => match string_problem(s) {
-                            Some(m) => {
-                                ok = false;
-                                problem(Some(v.span()), format!("`name` {s:?} {m}"));
-                            }
-                            None => name = Some(s.to_string()),
-                        },
-                        None => {
-                            ok = false;
-                            problem(Some(v.span()), "`name` must be a string".into());
-                        }
-                    },
-                    ("app", "envs") => {
-                        envs = strings(v, "envs", &mut problem);
-                        ok &= envs.is_some();
-                    }
-                    ("app", "idcs") => {
-                        idcs = strings(v, "idcs", &mut problem);
-                        ok &= idcs.is_some();
-                    }
-                    (_, "token_sha256") => {
-                        had_hashes = true;
-                        match strings(v, "token_sha256", &mut problem) {
-                            Some(list) => {
-                                let DeValue::Array(items) = v.get_ref() else {
-                                    unreachable!("checked by strings()")
-                                };
-                                for (hex, item) in list.iter().zip(items.iter()) {
-                                    match parse_hex32(hex) {
-                                        Some(d) => digests.push(d),
-                                        None => {
-                                            ok = false;
-                                            problem(
-                                                Some(item.span()),
-                                                "`token_sha256`: not a SHA-256 in hex (64 hex digits; `printf %s \"$TOKEN\" | sha256sum`)".into(),
-                                            );
-                                        }
-                                    }
-                                }
-                            }
-                            None => ok = false,
-                        }
-                    }
-                    (_, "token" | "tokens") => {
-                        ok = false;
-                        problem(
-                            Some(k.span()),
-                            format!("`{field}`: tokens are never stored here; give their SHA-256 in `token_sha256`"),
-                        );
-                    }
-                    _ => {
-                        ok = false;
-                        let known = if kind == "app" {
-                            "name, envs, idcs, token_sha256"
-                        } else {
-                            "name, token_sha256"
-                        };
-                        problem(
-                            Some(k.span()),
-                            format!("unknown key {field:?} in [[{kind}]] (known: {known})"),
-                        );
-                    }
-                }
-            }
-            let Some(name) = name else {
-                if !table.keys().any(|k| k.get_ref() == "name") {
-                    problem(Some(entry.span()), format!("[[{kind}]] without `name`"));
-                }
-                continue;
-            };
-            if kind == "app" && envs.is_none() && !table.keys().any(|k| k.get_ref() == "envs") {
-                ok = false;
-                problem(
-                    Some(entry.span()),
-                    format!("[[app]] {name:?} without `envs` (the envs its tokens may claim)"),
-                );
-            }
-            if !had_hashes {
-                ok = false;
-                problem(
-                    Some(entry.span()),
-                    format!("[[{kind}]] {name:?} without `token_sha256`"),
-                );
-            }
-            let entry_line = lines.at(entry.span().start).line;
-            if let Some(first) = names.get(&name) {
-                ok = false;
-                problem(
-                    Some(entry.span()),
-                    format!("{name:?} is defined twice (first at line {first})"),
-                );
-            } else {
-                names.insert(name.clone(), entry_line);
-            }
-            for d in &digests {
-                if let Some(other) = seen_digests.get(d) {
-                    ok = false;
-                    problem(
-                        Some(entry.span()),
-                        format!("a token hash of {name:?} is also one of {other:?}; one token must name one app"),
-                    );
-                } else {
-                    seen_digests.insert(*d, name.clone());
-                }
-            }
-            if !ok {
-                continue;
-            }
-            let role = if kind == "app" {
-                Role::App {
-                    envs: envs.unwrap_or_default(),
-                    idcs,
-                }
-            } else {
-                Role::Operator
-            };
-            let index = apps.principals.len() as u32;
-            apps.principals.push(Principal { name, role });
-            apps.digests.extend(digests.into_iter().map(|d| (d, index)));
-        }
-    }
-
-    if problems.is_empty() {
-        Ok(apps)
-    } else {
-        problems.sort_by_key(|p| p.location.as_ref().map(|l| (l.line, l.column)));
-        Err(AppsError {
-            path: path.to_path_buf(),
-            problems,
-        })
-    }
+/// The apps file on disk is not the one in use: what `/healthz` shows.
+#[derive(Clone, Debug, serde::Serialize)]
+pub(crate) struct StaleApps {
+    /// Always true: `/healthz` says `"stale": true`.
+    pub(crate) stale: bool,
+    /// When the file on disk was first refused (Unix ms).
+    pub(crate) since: u64,
+    /// Why it is refused.
+    pub(crate) error: String,
+    /// Credentials revoked anyway, because the refused file no longer
+    /// holds their digest.
+    pub(crate) revoked: usize,
 }
 
-fn parse_hex32(s: &str) -> Option<Digest32> {
-    let s = s.as_bytes();
-    if s.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, pair) in s.chunks(2).enumerate() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        out[i] = (hex(pair[0])? * 16 + hex(pair[1])?) as u8;
-    }
-    Some(out)
-}
-
-/// The credentials being served, swapped whole on a reload.
+/// The credentials being served, swapped whole on a reload, and whether
+/// they are an older file's.
 #[derive(Debug, Default)]
 pub(crate) struct AppsHandle {
     current: RwLock<Arc<Apps>>,
+    stale: RwLock<Option<StaleApps>>,
 }
 
 impl AppsHandle {
     pub(crate) fn new(apps: Apps) -> AppsHandle {
         AppsHandle {
             current: RwLock::new(Arc::new(apps)),
+            stale: RwLock::default(),
         }
     }
 
@@ -476,11 +405,39 @@ impl AppsHandle {
     fn set(&self, apps: Apps) {
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(apps);
     }
+
+    /// Why the credentials in use are not the file's, if they are not.
+    pub(crate) fn stale(&self) -> Option<StaleApps> {
+        self.stale.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn set_stale(&self, stale: Option<StaleApps>) {
+        *self.stale.write().unwrap_or_else(|e| e.into_inner()) = stale;
+    }
+}
+
+impl Apps {
+    /// These credentials less those whose digest is not in `kept`.
+    fn retain(&self, kept: &std::collections::HashSet<Digest32>) -> Apps {
+        let mut out = Apps::default();
+        for (digest, i) in &self.digests {
+            if kept.contains(digest) {
+                out.push(*digest, self.credentials[*i as usize].clone());
+            }
+        }
+        out
+    }
 }
 
 /// Polls the apps file (as the registry reloader polls the registry): a
-/// changed file that parses replaces the credentials; one that does not is
-/// logged once and the old credentials stay.
+/// changed file that parses (and that group and others cannot write)
+/// replaces the credentials. One that is refused keeps the old credentials,
+/// and `/healthz` (`apps_file.stale`) and `/metrics`
+/// (`envid_apps_file_stale`) say so until a good file is in, but a
+/// revocation is not lost to an unrelated typo: a credential whose digest
+/// the refused file no longer holds anywhere is removed, unless that would
+/// remove more than half of them (a truncated or emptied file, the same
+/// rule as the registry's mass deletion), when nothing is removed.
 pub(crate) struct AppsReloader {
     file: FileWatch,
     handle: Arc<AppsHandle>,
@@ -503,16 +460,72 @@ impl AppsReloader {
         }
     }
 
-    fn fail(&mut self, message: String) {
-        if self.last_error.as_deref() != Some(message.as_str()) {
+    /// The file on disk is refused for `message`; `bytes` is its content
+    /// when it could be read.
+    fn fail(&mut self, message: String, bytes: Option<&[u8]>) {
+        // Read again next time: the file is judged afresh once its mode or
+        // content is fixed.
+        self.file.forget();
+        let revoked = bytes.map_or(0, |b| self.revoke(b));
+        let first = self.last_error.as_deref() != Some(message.as_str());
+        if first {
             tracing::warn!(
                 path = %self.file.path().display(),
                 error = %message,
-                "apps file reload failed; keeping the old credentials"
+                "apps file refused; keeping the credentials in use (less any it revokes)"
             );
             self.metrics.apps_reload(false);
-            self.last_error = Some(message);
+            self.last_error = Some(message.clone());
         }
+        let before = self.handle.stale();
+        self.handle.set_stale(Some(StaleApps {
+            stale: true,
+            since: before
+                .as_ref()
+                .map_or_else(crate::store::now_unix_ms, |s| s.since),
+            error: message,
+            revoked: before.map_or(0, |s| s.revoked) + revoked,
+        }));
+        self.metrics.apps_file_stale.set(1);
+    }
+
+    /// Removes the credentials whose digest the refused content `bytes`
+    /// no longer holds (see the type's docs); how many.
+    fn revoke(&self, bytes: &[u8]) -> usize {
+        let Ok(text) = envid::read::decode(bytes) else {
+            return 0;
+        };
+        let current = self.handle.get();
+        let kept = current.retain(&parse::digests_in(text));
+        let (total, removed) = (
+            current.digests.len(),
+            current.digests.len() - kept.digests.len(),
+        );
+        if removed == 0 {
+            return 0;
+        }
+        if crate::protection::is_mass_delete(total, removed) {
+            tracing::warn!(
+                path = %self.file.path().display(),
+                removed,
+                total,
+                "the refused apps file lacks most credentials (truncated?); revoking none"
+            );
+            return 0;
+        }
+        let gone: Vec<String> = current
+            .credentials
+            .iter()
+            .filter(|c| !kept.credentials.contains(c))
+            .map(|c| format!("{}/{}", c.name, c.label))
+            .collect();
+        tracing::warn!(
+            path = %self.file.path().display(),
+            revoked = ?gone,
+            "revoked the credentials the refused apps file no longer holds"
+        );
+        self.handle.set(kept);
+        removed
     }
 }
 
@@ -520,23 +533,32 @@ impl Poll for AppsReloader {
     const NAME: &'static str = "apps file reloader";
 
     fn poll(&mut self) {
+        let mode = check_mode(self.file.path());
         let bytes = match self.file.changed() {
             Ok(Some(bytes)) => bytes,
-            Ok(None) => return,
-            Err(e) => return self.fail(e),
+            Ok(None) => match mode {
+                Ok(()) => return,
+                Err(e) => return self.fail(e, None),
+            },
+            Err(e) => return self.fail(e, None),
         };
+        if let Err(e) = mode {
+            return self.fail(e, Some(&bytes));
+        }
         match parse_bytes(&bytes, self.file.path()) {
             Ok(apps) => {
                 self.last_error = None;
                 self.metrics.apps_reload(true);
+                self.metrics.apps_file_stale.set(0);
+                self.handle.set_stale(None);
                 tracing::info!(
                     path = %self.file.path().display(),
-                    principals = apps.principals.len(),
+                    credentials = apps.principals().len(),
                     "apps file reloaded"
                 );
                 self.handle.set(apps);
             }
-            Err(e) => self.fail(e.to_string()),
+            Err(e) => self.fail(e.to_string(), Some(&bytes)),
         }
     }
 }
@@ -565,6 +587,68 @@ mod tests {
         assert!(apps.authenticate("payment-token ").is_none());
         assert!(apps.authenticate("").is_none());
         assert!(!format!("{apps:?}").contains(&token_sha256_hex(PAYMENT)));
+    }
+
+    #[test]
+    fn each_credential_has_its_own_scope_label_and_expiry() {
+        let text = format!(
+            "[[app]]\nname = \"web\"\nenvs = [\"beta\", \"prod\"]\nsub_envs = [\"blue\"]\n\
+             [[app.token]]\nlabel = \"beta-ci\"\nsha256 = \"{}\"\nenvs = [\"beta\"]\n\
+             [[app.token]]\nsha256 = \"{}\"\nenvs = [\"prod\"]\nidcs = [\"cn5\"]\nnot_after = 2026-01-31T01:00:00+01:00\n",
+            token_sha256_hex("b"),
+            token_sha256_hex("p"),
+        );
+        let apps = parse_apps(&text, Path::new("apps.toml")).unwrap();
+        let b = apps.authenticate("b").unwrap();
+        assert_eq!((b.name.as_str(), b.label.as_str()), ("web", "beta-ci"));
+        let scope = b.scope().unwrap();
+        assert!(scope.covers("beta", "any") && !scope.covers("prod", "any"));
+        assert_eq!(scope.sub_envs.as_deref(), Some(&["blue".to_string()][..]));
+        assert_eq!(b.not_after, None);
+        let p = apps.authenticate("p").unwrap();
+        assert_eq!(p.label, "token[1]");
+        assert!(p.scope().unwrap().covers("prod", "cn5"));
+        assert!(!p.scope().unwrap().covers("prod", "cn6"));
+        assert_eq!(p.not_after, Some(1_769_817_600));
+        assert!(p.expired(1_769_817_601) && !p.expired(1_769_817_600));
+        assert_eq!(rfc3339(1_769_817_600), "2026-01-31T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400 + 3_661), "2000-02-29T01:01:01Z");
+        assert_eq!(
+            p.scope().unwrap().to_string(),
+            "envs prod; idcs cn5; sub_envs blue"
+        );
+        assert_eq!(apps.names(), 1);
+    }
+
+    #[test]
+    fn a_credential_never_widens_its_apps_scope() {
+        let token = |t: &str, rest: &str| {
+            format!(
+                "[[app.token]]\nsha256 = \"{}\"\n{rest}",
+                token_sha256_hex(t)
+            )
+        };
+        let text = format!(
+            "[[app]]\nname = \"web\"\nenvs = [\"beta\"]\n{}{}{}{}\n[[app]]\nname = \"web\"\nenvs = [\"beta\"]\ntoken_sha256 = [\"{}\"]\n",
+            token("a", "envs = [\"prod\"]\n"),
+            token("b", "not_after = 2026-01-31\n"),
+            token("c", "label = \"x\"\n"),
+            token("d", "label = \"x\"\n"),
+            token_sha256_hex("e"),
+        );
+        let e = parse_apps(&text, Path::new("apps.toml"))
+            .unwrap_err()
+            .to_string();
+        for needle in [
+            "claims envs \"prod\", which its app does not allow (beta)",
+            "`not_after` must be a date and time with its offset",
+            "two credentials labelled \"x\"",
+            "defined twice (first at line 1); give one app several credentials",
+        ] {
+            assert!(e.contains(needle), "{needle:?} not in {e}");
+        }
+        let e = parse_apps("# nothing\n", Path::new("apps.toml")).unwrap_err();
+        assert!(e.to_string().contains("no [[app]] or [[operator]]"), "{e}");
     }
 
     #[test]

@@ -65,6 +65,10 @@ pub struct Config {
     pub register_limit: usize,
     /// The sliding window of `register_limit`.
     pub register_window: Duration,
+    /// Most renewals per (app, IP) within one lease length of the
+    /// registration renewed (a sliding window that long); the next one is
+    /// `429` with `Retry-After`. 0: no limit.
+    pub renew_limit: usize,
     /// Most requests handled at once before new ones are shed with `429`;
     /// waiting long polls and `/healthz` are not counted.
     pub max_in_flight: usize,
@@ -148,12 +152,13 @@ impl Config {
     /// apps file), no TLS, no trusted proxy, 10 failed authentications per
     /// address per 60 s, 1 s reload check, 256 KiB bodies,
     /// 1,000 IPs a batch, 1,000 changes of history, 10 s drain, no state
-    /// file, 3 registrations per (app, IP) per 60 s, 512 requests in flight
-    /// (128 per client address), 4,096 long polls (1,024 per client
-    /// address), 60 s longest wait, 20 ms long-poll coalescing, 100 ms lease
-    /// sweep, 4,096 connections (1,024 per client address), 16 KiB request
-    /// heads, 10 s to send a request head, 2 s for a body to arrive, 10 s to
-    /// handle a request.
+    /// file, 3 registrations (and 3 removals) per (app, IP) per 60 s, 10
+    /// renewals per (app, IP) per lease, 512 requests in flight (128 per
+    /// client address), 4,096 long polls (1,024 per client address), 60 s
+    /// longest wait, 20 ms long-poll coalescing, 100 ms lease sweep, 4,096
+    /// connections (1,024 per client address), 16 KiB request heads, 10 s
+    /// to send a request head, 2 s for a body to arrive, 10 s to handle a
+    /// request.
     pub fn new(registry_path: impl Into<PathBuf>) -> Config {
         Config {
             registry_path: registry_path.into(),
@@ -174,6 +179,7 @@ impl Config {
             state_path: None,
             register_limit: 3,
             register_window: Duration::from_secs(60),
+            renew_limit: 10,
             max_in_flight: 512,
             max_in_flight_per_client: 128,
             max_long_polls: 4096,
@@ -219,6 +225,7 @@ impl std::fmt::Debug for Config {
             state_path,
             register_limit,
             register_window,
+            renew_limit,
             max_in_flight,
             max_in_flight_per_client,
             max_long_polls,
@@ -259,6 +266,7 @@ impl std::fmt::Debug for Config {
             .field("state_path", state_path)
             .field("register_limit", register_limit)
             .field("register_window", register_window)
+            .field("renew_limit", renew_limit)
             .field("max_in_flight", max_in_flight)
             .field("max_in_flight_per_client", max_in_flight_per_client)
             .field("max_long_polls", max_long_polls)

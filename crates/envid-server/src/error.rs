@@ -46,6 +46,10 @@ pub enum ErrorCode {
     /// `409 static_record`: the IP has a record in the registry file, which
     /// registrations never replace or remove (the record is named).
     StaticRecord,
+    /// `409 registration_changed`: a renewal or removal named a registration
+    /// (`?registration=ID`) and the IP holds another one now (it was
+    /// registered again since); nothing was renewed or removed.
+    RegistrationChanged,
     /// `404 not_found`: no record for the IP, or no such endpoint.
     NotFound,
     /// `404 not_registered`: renewing an IP that has no registration.
@@ -92,6 +96,7 @@ impl ErrorCode {
             ErrorCode::RegistrationClosed => "registration_closed",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::StaticRecord => "static_record",
+            ErrorCode::RegistrationChanged => "registration_changed",
             ErrorCode::TooManyAuthFailures => "too_many_auth_failures",
             ErrorCode::NotFound => "not_found",
             ErrorCode::NotRegistered => "not_registered",
@@ -121,7 +126,7 @@ impl ErrorCode {
             | ErrorCode::InvalidForwardedFor => StatusCode::BAD_REQUEST,
             ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
             ErrorCode::RegistrationClosed | ErrorCode::Forbidden => StatusCode::FORBIDDEN,
-            ErrorCode::StaticRecord => StatusCode::CONFLICT,
+            ErrorCode::StaticRecord | ErrorCode::RegistrationChanged => StatusCode::CONFLICT,
             ErrorCode::NotFound | ErrorCode::NotRegistered => StatusCode::NOT_FOUND,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::Timeout => StatusCode::REQUEST_TIMEOUT,
@@ -243,6 +248,7 @@ mod tests {
             (ErrorCode::RegistrationClosed, "registration_closed", 403),
             (ErrorCode::Forbidden, "forbidden", 403),
             (ErrorCode::StaticRecord, "static_record", 409),
+            (ErrorCode::RegistrationChanged, "registration_changed", 409),
             (
                 ErrorCode::TooManyAuthFailures,
                 "too_many_auth_failures",

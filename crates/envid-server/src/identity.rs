@@ -106,6 +106,11 @@ impl Identity {
         Some(signer.sign(&claims))
     }
 
+    /// The key id of the key that signs new identities, if any.
+    pub fn signing_kid(&self) -> Option<&str> {
+        self.signer.as_ref().map(Signer::kid)
+    }
+
     /// The identity lifetime, in seconds.
     pub fn lifetime_secs(&self) -> u64 {
         self.lifetime

@@ -23,6 +23,7 @@ mod conn; //           the accept loop: connection cap, header timeout, eviction
 mod error; //          ApiError and ErrorCode, every error answer
 mod http; //           the router, middleware and handlers
 mod metrics; //        the Prometheus metrics
+mod recent; //         recent refusals and the last reload (the console's glance)
 mod tls; //            rustls, the certificate re-read when it changes
 
 // The records and what keeps them.

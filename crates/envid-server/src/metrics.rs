@@ -43,6 +43,14 @@ pub(crate) struct RefusalLabels {
     reason: &'static str,
 }
 
+/// Labels of the per-credential series: the app and the credential's
+/// label (never the token).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct CredentialLabels {
+    pub(crate) app: String,
+    pub(crate) credential: String,
+}
+
 /// Labels of `envid_store_errors_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct StoreErrorLabels {
@@ -91,6 +99,14 @@ pub(crate) struct Metrics {
     refusals: Family<RefusalLabels, Counter>,
     apps_reloads: Family<ReloadLabels, Counter>,
     registration_open: Gauge,
+    /// Accepted registrations by (app, credential label).
+    credential_registrations: Family<CredentialLabels, Counter>,
+    /// When each credential last registered or renewed (Unix seconds).
+    credential_last_used: Family<CredentialLabels, Gauge>,
+    /// 1 while the apps file on disk is not the one in use.
+    pub(crate) apps_file_stale: Gauge,
+    /// Replication requests whose `since` names no history.
+    pub(crate) since_without_history: Counter,
     /// etcd credentials (certificates, password file) swapped in, or
     /// refused, after a change on disk.
     // Registered in every build; only the etcd store counts.
@@ -257,6 +273,31 @@ impl Metrics {
             "1 when registration is open to anyone (--insecure-open-registration)",
             registration_open.clone(),
         );
+        let credential_registrations = Family::<CredentialLabels, Counter>::default();
+        registry.register(
+            "envid_registrations_by_credential",
+            "Accepted registrations by app and credential label (which credentials are in use)",
+            credential_registrations.clone(),
+        );
+        let credential_last_used = Family::<CredentialLabels, Gauge>::default();
+        registry.register(
+            "envid_credential_last_used_seconds",
+            "When each credential last registered or renewed (Unix time): one unused for a \
+             lease period is safe to remove",
+            credential_last_used.clone(),
+        );
+        let apps_file_stale = Gauge::default();
+        registry.register(
+            "envid_apps_file_stale",
+            "1 while the apps file on disk is refused and an older one is in use",
+            apps_file_stale.clone(),
+        );
+        let since_without_history = Counter::default();
+        registry.register(
+            "envid_replication_since_without_history",
+            "Replication requests whose since names no history (replicas before histories)",
+            since_without_history.clone(),
+        );
         let etcd_credential_reloads = Family::<ReloadLabels, Counter>::default();
         registry.register(
             "envid_etcd_credential_reloads",
@@ -271,6 +312,10 @@ impl Metrics {
             etcd_client_cert_not_after.clone(),
         );
         Metrics {
+            credential_registrations,
+            credential_last_used,
+            apps_file_stale,
+            since_without_history,
             etcd_credential_reloads,
             etcd_client_cert_not_after,
             store_errors,
@@ -350,6 +395,24 @@ impl Metrics {
     /// A registration request refused for `reason`.
     pub(crate) fn refused(&self, reason: &'static str) {
         self.refusals.get_or_create(&RefusalLabels { reason }).inc();
+    }
+
+    /// A credential was used: `registered` for an accepted `PUT`, else a
+    /// renewal.
+    pub(crate) fn credential_used(&self, app: &str, credential: &str, registered: bool) {
+        let labels = CredentialLabels {
+            app: app.to_string(),
+            credential: credential.to_string(),
+        };
+        if registered {
+            self.credential_registrations.get_or_create(&labels).inc();
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.credential_last_used
+            .get_or_create(&labels)
+            .set(now as i64);
     }
 
     /// Sets `envid_registration_open`.

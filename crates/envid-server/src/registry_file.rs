@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use envid::location::{LineIndex, Location};
-use envid::protocol::{HostRecord, RecordKey, RECORD_KEYS};
+use envid::protocol::{canonical_ip, HostRecord, RecordKey, RECORD_KEYS};
 use serde::Deserialize;
 
 /// The registry file schema version this library reads.
@@ -162,6 +162,19 @@ pub(crate) fn parse_bytes(bytes: &[u8], path: &Path) -> Result<Vec<HostRecord>, 
     parse_registry(text, path)
 }
 
+/// A range of IPv4-mapped addresses (`::ffff:10.8.0.0/112`) as the IPv4
+/// range it is (`10.8.0.0/16`): lookups unmap addresses first, so the
+/// mapped form would never match.
+fn canonical_net(net: ipnet::IpNet) -> ipnet::IpNet {
+    match net {
+        ipnet::IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.network().to_ipv4_mapped() {
+            Some(v4) => ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96).map_or(net, ipnet::IpNet::V4),
+            None => net,
+        },
+        _ => net,
+    }
+}
+
 /// Parses the text of a registry file; `path` only names the file in errors.
 ///
 /// The format (TOML):
@@ -267,7 +280,8 @@ pub fn parse_registry(text: &str, path: &Path) -> Result<Vec<HostRecord>, Regist
         }
     };
 
-    let mut seen: std::collections::HashMap<RecordKey, usize> = Default::default();
+    // The first record of each key: its line and how its key was written.
+    let mut seen: std::collections::HashMap<RecordKey, (usize, String)> = Default::default();
     for (n, item) in records.iter().enumerate() {
         let n = n + 1;
         let rec_loc = at(item.span());
@@ -285,6 +299,7 @@ pub fn parse_registry(text: &str, path: &Path) -> Result<Vec<HostRecord>, Regist
         };
         let mut ok = true;
         let mut key: Option<RecordKey> = None;
+        let mut key_text = String::new();
         let mut key_loc = rec_loc.clone();
         for (k, v) in table {
             let name = k.get_ref().as_ref();
@@ -309,12 +324,15 @@ pub fn parse_registry(text: &str, path: &Path) -> Result<Vec<HostRecord>, Regist
                         continue;
                     };
                     let parsed = if name == "ip" {
+                        // One canonical form: `::ffff:10.0.0.5` is the host
+                        // 10.0.0.5, the key the service, its lookups and
+                        // every replica use for it.
                         s.parse::<IpAddr>()
-                            .map(RecordKey::Ip)
+                            .map(|ip| RecordKey::Ip(canonical_ip(ip)))
                             .map_err(|_| (K::InvalidIp, format!("record {n}: invalid IP address {s:?} in `ip` (a single IPv4 or IPv6 address; use `cidr` for ranges)")))
                     } else {
                         match s.parse::<ipnet::IpNet>() {
-                            Ok(net) if net.trunc() == net => Ok(RecordKey::Net(net)),
+                            Ok(net) if net.trunc() == net => Ok(RecordKey::Net(canonical_net(net))),
                             Ok(net) => Err((K::InvalidCidr, format!("record {n}: CIDR {s:?} has host bits set (did you mean \"{}\"?)", net.trunc()))),
                             Err(_) => Err((K::InvalidCidr, format!("record {n}: invalid CIDR {s:?} in `cidr` (expected e.g. \"10.1.0.0/16\" or \"2001:db8::/48\")"))),
                         }
@@ -333,6 +351,7 @@ pub fn parse_registry(text: &str, path: &Path) -> Result<Vec<HostRecord>, Regist
                                 );
                             }
                             key = Some(parsed);
+                            key_text = s.to_string();
                             key_loc = at(v.span());
                         }
                         Err((kind, msg)) => {
@@ -375,7 +394,7 @@ pub fn parse_registry(text: &str, path: &Path) -> Result<Vec<HostRecord>, Regist
         if !ok {
             continue;
         }
-        let record = match HostRecord::deserialize(ValueDeserializer::from(item.clone())) {
+        let mut record = match HostRecord::deserialize(ValueDeserializer::from(item.clone())) {
             Ok(r) => r,
             Err(e) => {
                 let loc = e.span().and_then(at).or(rec_loc);
@@ -407,21 +426,29 @@ pub fn parse_registry(text: &str, path: &Path) -> Result<Vec<HostRecord>, Regist
             let value = (!p.path.is_empty()).then_some(p.path.as_str());
             problem(kind, rec_loc.clone(), value, message);
         }
+        record.ip = record.ip.map(canonical_ip);
+        record.cidr = record.cidr.map(canonical_net);
         let key = key.expect("checked above");
-        if let Some(first) = seen.get(&key) {
+        if let Some((first, first_text)) = seen.get(&key) {
             let line = key_loc.as_ref().map_or(0, |l| l.line);
             let shown = key.to_string();
+            // Two spellings of one host are one key: name both as written.
+            let spelled = if *first_text == key_text {
+                String::new()
+            } else {
+                format!(", written {first_text:?} there and {key_text:?} here")
+            };
             problem(
                 K::Duplicate,
                 key_loc,
                 Some(&shown),
                 format!(
-                    "record {n}: duplicate record for {shown} (first at line {first}); line {line}"
+                    "record {n}: duplicate record for {shown} (first at line {first}{spelled}); line {line}"
                 ),
             );
             continue;
         }
-        seen.insert(key, key_loc.map_or(0, |l| l.line));
+        seen.insert(key, (key_loc.map_or(0, |l| l.line), key_text));
         if fields_ok {
             out.push(record);
         }
@@ -441,6 +468,25 @@ pub fn parse_registry(text: &str, path: &Path) -> Result<Vec<HostRecord>, Regist
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_ipv4_mapped_address_is_its_ipv4_address() {
+        let one = "[[records]]\nip = \"::ffff:10.0.0.5\"\nenv = \"prod\"\nidc = \"cn0\"\n";
+        let records = parse_registry(one, Path::new("r.toml")).unwrap();
+        assert_eq!(records[0].ip, Some("10.0.0.5".parse().unwrap()));
+        let both = format!("{one}[[records]]\nip = \"10.0.0.5\"\nenv = \"beta\"\nidc = \"cn0\"\n");
+        let e = parse_registry(&both, Path::new("r.toml")).unwrap_err();
+        assert_eq!(e.kind(), RegistryProblemKind::Duplicate, "{e}");
+        let m = e.to_string();
+        assert!(
+            m.contains("r.toml:6:") && m.contains("first at line 2"),
+            "{m}"
+        );
+        assert!(
+            m.contains("\"::ffff:10.0.0.5\"") && m.contains("\"10.0.0.5\" here"),
+            "{m}"
+        );
+    }
 
     #[test]
     fn problems_deep_in_a_large_registry_have_their_own_line() {

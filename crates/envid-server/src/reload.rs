@@ -15,6 +15,7 @@ use std::sync::Arc;
 use crate::metrics::Metrics;
 use crate::poll::{FileWatch, Poll};
 use crate::protection::{is_mass_delete, RefusedReload, ReloadRefusal};
+use crate::recent::Recent;
 use crate::registry_file;
 use crate::store::{now_unix_ms, RegistryStore};
 
@@ -28,6 +29,8 @@ pub(crate) struct Reloader {
     /// What `/healthz` shows of a refused reload; only this writes it.
     refusal: Arc<ReloadRefusal>,
     allow_mass_delete: bool,
+    /// Where the last reload's outcome is told (the console).
+    recent: Option<Arc<Recent>>,
 }
 
 impl Reloader {
@@ -51,6 +54,19 @@ impl Reloader {
             last_error: None,
             refusal,
             allow_mass_delete,
+            recent: None,
+        }
+    }
+
+    /// Tells every reload's outcome to `recent` (the console's Health page).
+    pub(crate) fn with_recent(mut self, recent: Arc<Recent>) -> Reloader {
+        self.recent = Some(recent);
+        self
+    }
+
+    fn tell(&self, result: &'static str, message: String, version: Option<u64>) {
+        if let Some(recent) = &self.recent {
+            recent.reloaded(result, message, version);
         }
     }
 
@@ -64,6 +80,7 @@ impl Reloader {
                 "registry reload failed; keeping the old registry"
             );
             self.metrics.reload(false);
+            self.tell("failed", message.clone(), None);
             self.last_error = Some(message);
         }
     }
@@ -99,6 +116,7 @@ impl Poll for Reloader {
                     "registry reload refused: it would delete most records"
                 );
                 self.metrics.reload_refused();
+                self.tell("refused", message.clone(), None);
                 self.last_error = Some(message.clone());
                 self.refusal.set(Some(RefusedReload {
                     message,
@@ -125,23 +143,41 @@ impl Poll for Reloader {
         let outcome = tokio::runtime::Handle::current().block_on(store.replace_static(records));
         match outcome {
             Ok(o) => match o.version {
-                Some(version) => tracing::info!(
-                    path,
-                    version,
-                    records = count,
-                    before = o.before,
-                    "registry reloaded"
-                ),
-                None => tracing::info!(
-                    path,
-                    version = self.store.snapshot().version,
-                    "registry reloaded; no record changed"
-                ),
+                Some(version) => {
+                    tracing::info!(
+                        path,
+                        version,
+                        records = count,
+                        before = o.before,
+                        "registry reloaded"
+                    );
+                    self.tell(
+                        "applied",
+                        format!(
+                            "{path}: {count} records ({} static records before)",
+                            o.before
+                        ),
+                        Some(version),
+                    );
+                }
+                None => {
+                    tracing::info!(
+                        path,
+                        version = self.store.snapshot().version,
+                        "registry reloaded; no record changed"
+                    );
+                    self.tell(
+                        "unchanged",
+                        format!("{path}: no served record changed"),
+                        None,
+                    );
+                }
             },
             Err(e) => {
                 // Try again on the next poll.
                 self.file.forget();
                 tracing::warn!(path, error = %e, "registry reload not stored; retrying");
+                self.tell("failed", format!("{path}: not stored: {e}"), None);
             }
         }
     }

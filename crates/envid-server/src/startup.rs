@@ -18,6 +18,7 @@ use crate::identity::Identity;
 use crate::leases::Sweeper;
 use crate::metrics::Metrics;
 use crate::protection::ReloadRefusal;
+use crate::recent::Recent;
 use crate::reload::Reloader;
 use crate::store::embedded::EmbeddedStore;
 use crate::store::RegistryStore;
@@ -162,6 +163,7 @@ fn prepare(config: Config) -> Result<Prepared, ServerError> {
         None => (RegistrationMode::Closed, None),
     };
     let reload_refusal = Arc::new(ReloadRefusal::default());
+    let recent = Arc::new(Recent::default());
     let reloader = Reloader::new(
         path.clone(),
         store.clone(),
@@ -169,7 +171,8 @@ fn prepare(config: Config) -> Result<Prepared, ServerError> {
         &registry.bytes,
         reload_refusal.clone(),
         config.allow_mass_delete,
-    );
+    )
+    .with_recent(recent.clone());
     let (draining, shutdown) = tokio::sync::watch::channel(false);
     let state = AppState {
         store,
@@ -183,10 +186,15 @@ fn prepare(config: Config) -> Result<Prepared, ServerError> {
         max_batch: config.max_batch,
         max_body_bytes: config.max_body_bytes,
         limits: Arc::new(Limits::new(&config)),
+        write_limits: Arc::new(http::write_limits::WriteLimits::new(&config)),
         shutdown,
         snapshot_cache: Arc::default(),
         delta_cache: Arc::default(),
         identity: Arc::new(identity),
+        recent,
+        tls: tls.is_some(),
+        allow_mass_delete: config.allow_mass_delete,
+        lease_preservation: config.lease_preservation,
     };
     Ok(Prepared {
         config,
@@ -264,8 +272,10 @@ async fn serve(p: Prepared, shutdown: impl Future<Output = ()> + Send + 'static)
         state.preservation.clone(),
     );
     let limits = state.limits.clone();
+    let write_limits = state.write_limits.clone();
     tasks.push(poll::every(config.expiry_interval, move || {
         limits.prune();
+        write_limits.prune();
         sweeper.sweep();
     }));
 

@@ -39,18 +39,7 @@ fn load(descriptor: &Option<PathBuf>) -> Result<Environment, envid::LoadError> {
 
 /// Is `endpoint` an `http://` URL to a host other than loopback?
 fn plain_http_off_host(endpoint: &str) -> bool {
-    let Some(rest) = endpoint.strip_prefix("http://") else {
-        return false;
-    };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host_port = authority.rsplit('@').next().unwrap_or("");
-    let host = match host_port.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or(""),
-        None => host_port.split(':').next().unwrap_or(""),
-    };
-    let loopback = host.eq_ignore_ascii_case("localhost")
-        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
-    !loopback
+    envid::client::is_plain_http_off_loopback(endpoint)
 }
 
 /// The registrar for `service` with `token` (the `--token` one, else the
@@ -88,7 +77,7 @@ fn refusal(ip: IpAddr, op: &str, e: &ClientError) -> String {
             "cannot {op} {ip}: the service does not accept this token (HTTP 401); registration uses the descriptor's `token` (or --token), whose SHA-256 must be in the service's apps file"
         ),
         ClientError::Unauthorized { status: 403, .. } => format!(
-            "cannot {op} {ip}: the service refused (HTTP 403): an app's token registers only the IP it connects from, under its own app name, in the envs and idcs its apps entry allows, and renews or removes only its own registrations (or the service takes no registrations: it needs --apps)"
+            "cannot {op} {ip}: the service refused (HTTP 403): an app's token registers, renews and removes only the IP it connects from, under its own app name, within its credential's scope (envs, idcs, sub envs) in the apps file (or the service takes no registrations: it needs --apps)"
         ),
         ClientError::Status { status: 409, .. } => format!(
             "cannot {op} {ip}: it is a static record of the service's registry file (HTTP 409); registrations never replace or remove it"
@@ -191,13 +180,15 @@ pub fn register(a: RegisterArgs) -> Result<ExitCode, String> {
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "registered {ip} at {} (app={} env={} idc={}, lease {}s)",
+        "registered {ip} at {} (app={} env={} idc={}, lease {}s, registration {})",
         registrar.endpoint(),
         env.app().unwrap_or("-"),
         env.env(),
         env.idc(),
-        a.lease
+        a.lease,
+        registrar.registration(ip).as_deref().unwrap_or("-")
     );
+    save_registration(&registrar, ip, a.registration_file.as_deref())?;
     let identity_period = save_identity(&registrar, a.identity_file.as_deref())?;
     if !a.keep_alive {
         return Ok(ExitCode::SUCCESS);
@@ -233,7 +224,14 @@ pub fn register(a: RegisterArgs) -> Result<ExitCode, String> {
                 {
                     break;
                 }
-                println!("registered {ip} again at {}", registrar.endpoint());
+                println!(
+                    "registered {ip} again at {} (registration {})",
+                    registrar.endpoint(),
+                    registrar.registration(ip).as_deref().unwrap_or("-")
+                );
+                if let Err(e) = save_registration(&registrar, ip, a.registration_file.as_deref()) {
+                    eprintln!("envid: {e}");
+                }
                 if let Err(e) = save_identity(&registrar, a.identity_file.as_deref()) {
                     eprintln!("envid: {e}");
                 }
@@ -246,6 +244,14 @@ pub fn register(a: RegisterArgs) -> Result<ExitCode, String> {
                 // token was revoked: renewing again cannot help.
                 return Err(refusal(ip, "renew", &e));
             }
+            Err(ClientError::Status { status: 409, .. }) => {
+                // Another host registered this IP since (the renewal named
+                // our registration): registering again would take it back
+                // from a host that has it now, so stop and say so.
+                return Err(format!(
+                    "cannot renew {ip}: the service holds another registration for it now (HTTP 409 registration_changed): another host registered this IP since; this instance no longer holds it and does not take it back"
+                ));
+            }
             Err(e) => {
                 // Retry well within the lease, so one failure does not lose it.
                 eprintln!("envid: cannot renew the lease of {ip}: {e}");
@@ -256,6 +262,44 @@ pub fn register(a: RegisterArgs) -> Result<ExitCode, String> {
     }
     eprintln!("envid: stopping; the lease of {ip} expires unless renewed (envid deregister removes it now)");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes the registration id `ip`'s `PUT` got to `path` (atomically; not
+/// a secret: lookups serve it with the record). Without `path`, nothing.
+fn save_registration(registrar: &Registrar, ip: IpAddr, path: Option<&Path>) -> Result<(), String> {
+    let Some(path) = path else {
+        return Ok(());
+    };
+    let Some(id) = registrar.registration(ip) else {
+        return Err(format!(
+            "the service answered no registration id for {}: it predates registration ids",
+            path.display()
+        ));
+    };
+    envid::atomic_file::write(path, |w| writeln!(w, "{id}")).map_err(|e| {
+        format!(
+            "cannot write the registration id to {}: {e}",
+            path.display()
+        )
+    })
+}
+
+/// The registration `envid deregister` names: `--registration`, else the
+/// file's; `Ok(None)` without either; `Err(None)` when the file does not
+/// exist (nothing was registered: nothing to remove).
+fn registration_to_remove(a: &DeregisterArgs) -> Result<Option<String>, Option<String>> {
+    if let Some(id) = &a.registration {
+        return Ok(Some(id.trim().to_string()));
+    }
+    let Some(path) = &a.registration_file else {
+        return Ok(None);
+    };
+    match std::fs::read_to_string(path) {
+        Ok(text) if !text.trim().is_empty() => Ok(Some(text.trim().to_string())),
+        Ok(_) => Err(Some(format!("{} is empty", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(None),
+        Err(e) => Err(Some(format!("cannot read {}: {e}", path.display()))),
+    }
 }
 
 /// Writes the registrar's newest identity to `path` (atomically, mode
@@ -311,6 +355,22 @@ pub fn deregister(a: DeregisterArgs) -> Result<ExitCode, String> {
         (Some(ip), _) | (None, Some(ip)) => ip,
         (None, None) => ip_of(None, env.as_ref())?,
     };
+    match registration_to_remove(&a) {
+        Ok(id) => registrar.set_registration(ip, id),
+        Err(Some(e)) => return Err(e),
+        Err(None) => {
+            // No file: this instance never registered, and removing the
+            // IP's registration regardless could remove another host's.
+            println!(
+                "nothing to deregister for {ip}: {} does not exist (no registration was made)",
+                a.registration_file
+                    .as_deref()
+                    .unwrap_or(Path::new("-"))
+                    .display()
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
     match registrar.deregister(ip) {
         Ok(()) => {
             println!("deregistered {ip} at {}", registrar.endpoint());

@@ -36,7 +36,8 @@ fn verify(a: &VerifyArgs, token: &str) -> Result<std::sync::Arc<Claims>, Identit
         .audience(a.audience.clone())
         .leeway(Duration::from_secs(a.leeway))
         .refresh_interval(Duration::from_secs(a.keys_refresh))
-        .max_cache_age(Duration::from_secs(a.keys_max_age));
+        .max_cache_age(Duration::from_secs(a.keys_max_age))
+        .insecure_http(a.insecure_http);
     if let Some(i) = &a.issuer {
         b = b.issuer(i.clone());
     }
@@ -74,7 +75,7 @@ pub fn run(a: VerifyArgs) -> Result<ExitCode, String> {
                 ("idc", c.idc.clone()),
                 ("ip", c.ip.map(|i| i.to_string()).unwrap_or_default()),
                 ("iss", c.iss.clone()),
-                ("aud", c.aud.clone()),
+                ("aud", c.aud.to_string()),
                 ("iat", c.iat.to_string()),
                 ("nbf", c.nbf.to_string()),
                 ("exp", c.exp.to_string()),

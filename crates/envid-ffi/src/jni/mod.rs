@@ -3,10 +3,11 @@
 //!
 //! One file per Java class that calls them: `environment.rs`
 //! (`Environment`, with `LoadOptions`), `hostname_rules.rs`
-//! (`HostnameRules`), `lookup_client.rs`, `replica.rs`, `verifier.rs` and
-//! `registrar.rs`; `host_record.rs` is the `HostRecord` layout the lookup
-//! client and the replica share, `test_hooks.rs` the natives of the
-//! `test-hooks` feature. This file holds what they share.
+//! (`HostnameRules`), `lookup_client.rs`, `replica.rs`, `verifier.rs`,
+//! `registrar.rs` and `events.rs`; `host_record.rs` is the `HostRecord`
+//! layout the lookup client, the replica and the events share,
+//! `test_hooks.rs` the natives of the `test-hooks` feature. This file
+//! holds what they share.
 //!
 //! Every method runs its body in `jni_boundary` (jni's
 //! `EnvUnowned::with_env`, which catches panics, resolved with
@@ -25,6 +26,7 @@
 //! in Java fields, so its getters cost a field read, not a JNI call.
 
 mod environment;
+mod events;
 mod host_record;
 mod hostname_rules;
 mod lookup_client;

@@ -79,13 +79,14 @@ pub extern "system" fn Java_io_envid_Native_verifierVerify<'local>(
         let (iat, nbf, exp) = (c.iat.to_string(), c.nbf.to_string(), c.exp.to_string());
         let env_type = c.env_type.as_ref().map(|t| t.as_str().to_string());
         let ip = c.ip.map(|i| i.to_string());
+        let aud = c.aud.to_string();
         string_array(
             env,
             &[
                 Some(&json),
                 Some(&c.iss),
                 Some(&c.sub),
-                Some(&c.aud),
+                Some(&aud),
                 Some(&iat),
                 Some(&nbf),
                 Some(&exp),

@@ -334,3 +334,56 @@ fn c_registrar_gets_a_verified_identity() {
     }
     service.shutdown();
 }
+
+/// `tests/c/test_events.c`: the C consumer of join and leave events, against
+/// a service whose registry file it rewrites (the cases of
+/// tests/it/events.rs: join, leave, an IP moving between apps, a restart
+/// delivering an unacknowledged event again with its id, a timeout); and
+/// again under valgrind, as another run (its own apps and IPs).
+#[test]
+fn c_events_follow_joins_and_leaves() {
+    let work = tempfile::tempdir().unwrap();
+    let (service, registry) = common::events_service(work.path());
+    let exe = build(work.path(), "test_events.c");
+    let url = service.base_url();
+    let run_program = |run: u8, wrap: &[&str]| {
+        common::register_for_events(&url, run);
+        let mut cmd = match wrap.split_first() {
+            None => common::clean_command(&exe),
+            Some((first, rest)) => {
+                let mut c = common::clean_command(first);
+                c.args(rest).arg(&exe);
+                c
+            }
+        };
+        cmd.arg(&url)
+            .arg(&registry)
+            .arg(work.path())
+            .arg(run.to_string());
+        let (stdout, stderr, code) = run_args(cmd);
+        print!("{stdout}");
+        let (passed, failed) = common::summary(&stdout)
+            .unwrap_or_else(|| panic!("no summary line; stdout:\n{stdout}\nstderr:\n{stderr}"));
+        assert_eq!(
+            (failed, code),
+            (0, Some(0)),
+            "C events test (run {run}):\n{stdout}\n{stderr}"
+        );
+        assert!(passed >= 100, "only {passed} checks ran");
+    };
+    run_program(1, &[]);
+    if envid_testkit::require_program("valgrind", "the memory check of the C programs") {
+        run_program(
+            2,
+            &[
+                "valgrind",
+                "--leak-check=full",
+                "--error-exitcode=99",
+                "--errors-for-leak-kinds=definite,indirect",
+                "--show-leak-kinds=definite,indirect",
+                "--quiet",
+            ],
+        );
+    }
+    service.shutdown();
+}

@@ -307,3 +307,43 @@ pub fn registration_service(dir: &Path) -> envid_server::ServerHandle {
     config.identity.signing_key = Some(key);
     envid_server::spawn(config).expect("the registration service starts")
 }
+
+/// The service the events tests of both bindings follow: registration
+/// open (the tests register with the Rust registrar), an empty registry
+/// file `events-registry.toml` in `dir` that the programs rewrite,
+/// noticed every 50 ms, mass deletions applied (a program's run replaces
+/// the previous run's records). Returns the file's path too.
+pub fn events_service(dir: &Path) -> (envid_server::ServerHandle, PathBuf) {
+    let registry = dir.join("events-registry.toml");
+    std::fs::write(&registry, "schema = 1\n").unwrap();
+    let mut config = envid_server::Config::new(&registry);
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.reload_interval = std::time::Duration::from_millis(50);
+    config.insecure_open_registration = true;
+    config.allow_mass_delete = true;
+    let service = envid_server::spawn(config).expect("the events service starts");
+    (service, registry)
+}
+
+/// Registers `10.5RUN.0.7` as app `aRUN` (env prod, idc cn0): the events
+/// programs expect it to join with a registration id.
+pub fn register_for_events(url: &str, run: u8) {
+    use envid::registrar::{Registrar, Registration};
+    let config = envid::ServiceConfig::builder()
+        .endpoint(url)
+        .build()
+        .unwrap();
+    let record: envid::protocol::HostRecord = serde_json::from_value(serde_json::json!({
+        "app": format!("a{run}"), "env": "prod", "idc": "cn0"
+    }))
+    .unwrap();
+    Registrar::new(config)
+        .register(
+            format!("10.5{run}.0.7").parse().unwrap(),
+            &Registration {
+                record,
+                lease: std::time::Duration::from_secs(3600),
+            },
+        )
+        .expect("register the events programs' host");
+}

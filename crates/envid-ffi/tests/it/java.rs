@@ -13,7 +13,8 @@
 //! Lookups go to the real reference service (`envid_server::spawn` on
 //! 127.0.0.1, a copy of `testdata/registry.toml`); the Rust client's answers
 //! for the same IPs are the expectation. The replica test rewrites the copy
-//! (then restores it) to see deltas arrive.
+//! (then restores it) to see deltas arrive. The events test follows a
+//! service of its own (`common::events_service`) whose registry it rewrites.
 //!
 //! Skipped, loudly, when `javac` is not installed (CI installs JDK 17).
 //! With a JDK but without JUnit's console launcher it fails, saying how to
@@ -407,6 +408,9 @@ fn java_binding_agrees_with_rust() {
     let identity = common::identity_cases(work.path());
     // The registration service, for RegistrarTest.
     let registrar_service = common::registration_service(work.path());
+    // The service EventsTest follows and rewrites; run 3's registered host.
+    let (events_service, events_registry) = common::events_service(work.path());
+    common::register_for_events(&events_service.base_url(), 3);
     let classes = compile(work.path());
 
     let mut main = java(true);
@@ -427,6 +431,14 @@ fn java_binding_agrees_with_rust() {
         .arg(format!(
             "-Denvidtest.example={}",
             common::example().display()
+        ))
+        .arg(format!(
+            "-Denvidtest.eventsurl={}",
+            events_service.base_url()
+        ))
+        .arg(format!(
+            "-Denvidtest.eventsregistry={}",
+            events_registry.display()
         ));
     let passed = junit(
         main,
@@ -440,7 +452,16 @@ fn java_binding_agrees_with_rust() {
             "ReplicaTest",
             "VerifierTest",
             "RegistrarTest",
+            "EventsTest",
         ],
+    );
+    // EventsTest's four ran (the summary alone would not tell).
+    let report = std::fs::read_to_string(work.path().join("junit-reports/TEST-junit-jupiter.xml"))
+        .expect("JUnit's XML report");
+    assert_eq!(
+        report.matches("classname=\"io.envid.EventsTest\"").count(),
+        4,
+        "EventsTest did not run its 4 tests"
     );
     // One test per descriptor case and per hostname, plus the groups.
     assert!(

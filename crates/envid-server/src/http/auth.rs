@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::http::{header, HeaderMap};
+use envid::protocol::canonical_ip;
 use ipnet::IpNet;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -77,7 +78,7 @@ pub(crate) fn client_ip(
     headers: &HeaderMap,
     trusted: &[IpNet],
 ) -> Result<IpAddr, String> {
-    let peer = peer.ip().to_canonical();
+    let peer = canonical_ip(peer.ip());
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
     if !is_trusted(&peer) {
         return Ok(peer);
@@ -92,7 +93,7 @@ pub(crate) fn client_ip(
                 .parse::<IpAddr>()
                 .or_else(|_| part.parse::<SocketAddr>().map(|s| s.ip()))
                 .map_err(|_| format!("X-Forwarded-For entry {part:?} is not an IP address"))?;
-            hops.push(ip.to_canonical());
+            hops.push(canonical_ip(ip));
         }
     }
     let mut client = peer;
@@ -195,7 +196,7 @@ impl FailureLimit {
 /// loopback, link-local, multicast, broadcast. `allow_loopback` lets
 /// loopback through (tests and local development).
 pub(crate) fn special_class(ip: IpAddr, allow_loopback: bool) -> Option<&'static str> {
-    let class = match ip.to_canonical() {
+    let class = match canonical_ip(ip) {
         IpAddr::V4(a) => {
             if a.is_unspecified() || a.octets()[0] == 0 {
                 "unspecified"

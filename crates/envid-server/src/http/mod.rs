@@ -2,15 +2,20 @@
 //! the router and the middleware every request passes (bearer-token check,
 //! load shedding, request metrics). What the handlers share is in
 //! [`state`], the limits on callers in [`limits`]; the handlers live by
-//! subject: [`lookup`], [`replication`], [`registration`], [`keys`].
+//! subject: [`lookup`], [`replication`], [`registration`], [`keys`],
+//! [`status`] (the console's facts as JSON) and [`console`] (the read-only
+//! console at `/ui/`).
 
 pub(crate) mod auth;
+mod console;
 mod keys;
 pub(crate) mod limits;
 mod lookup;
 mod registration;
 mod replication;
 pub(crate) mod state;
+pub(crate) mod status;
+pub(crate) mod write_limits;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -46,6 +51,9 @@ pub(crate) fn router(state: AppState) -> Router {
         )
         .route("/v1/hosts/{ip}/renew", post(renew))
         .route("/v1/registry", get(registry))
+        .route("/v1/changes", get(status::changes_json))
+        .route("/v1/refusals", get(status::refusals_json))
+        .route("/v1/status", get(status::status_json))
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_ready))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
@@ -54,6 +62,9 @@ pub(crate) fn router(state: AppState) -> Router {
         // Public keys need no token: any server verifies identities.
         .route("/v1/keys", get(keys::keys))
         .merge(protected)
+        // The console asks for the read token itself (a prompt, not a 401
+        // JSON body), so it is outside `require_token`.
+        .merge(console::routes(state.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), shed_load))
@@ -165,6 +176,8 @@ async fn count_request(State(state): State<AppState>, req: Request, next: Next) 
         Some("/healthz") => "healthz",
         Some("/v1/keys") => "keys",
         Some("/metrics") => "metrics",
+        Some("/v1/changes" | "/v1/refusals" | "/v1/status") => "status",
+        Some(p) if p.starts_with("/ui") => "console",
         _ => "other",
     };
     let response = next.run(req).await;
@@ -245,17 +258,84 @@ async fn require_ready(State(state): State<AppState>, req: Request, next: Next) 
 pub(crate) const OPEN_REGISTRATION_WARNING: &str = "registration is open to anyone \
 (--insecure-open-registration): any client can say where any IP runs; never use this in production";
 
+/// How `/healthz` answers a request: whole to the read token's holder (or
+/// to anyone when no read token is set), minimal to anyone else.
+fn healthz_caller(state: &AppState, req: &Request) -> bool {
+    let Some(expected) = &state.token_digest else {
+        return true;
+    };
+    let Some(given) = auth::bearer(req.headers()) else {
+        return false;
+    };
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.0);
+    let Ok(client) = auth::client_of(peer, req.headers(), &state.trusted_proxies) else {
+        return false;
+    };
+    let failures = &state.limits.auth_failures;
+    if failures.blocked(client).is_some() {
+        return false;
+    }
+    if auth::token_matches(given, expected) {
+        return true;
+    }
+    // A wrong token counts like anywhere else: the whole answer would
+    // otherwise tell a guesser when it guessed right.
+    failures.failed(client);
+    false
+}
+
 /// `200 {"status": "ok"}`, `200 {"status": "stale", "reason"}` (reads are
 /// served from a view the store cannot refresh; writes are refused) or
 /// `503 {"status": "starting", "reason"}` (nothing served yet), with the
-/// registration mode and the protections in force.
-async fn healthz(State(state): State<AppState>) -> Response {
+/// registration mode, the protections in force and the compatibility paths
+/// in use. With a read token configured, a caller without it gets only the
+/// status code, `status`, a `reason` class and the `attention` classes: a
+/// load balancer needs the code, and nobody else needs the registry's size,
+/// history, file paths or counts.
+async fn healthz(State(state): State<AppState>, req: Request) -> Response {
+    let whole = healthz_caller(&state, &req);
     let snapshot = state.store.snapshot();
-    let (status, code, reason) = match state.store.health() {
-        Health::Ok => ("ok", StatusCode::OK, None),
-        Health::Stale { reason } => ("stale", StatusCode::OK, Some(reason)),
-        Health::Starting { reason } => ("starting", StatusCode::SERVICE_UNAVAILABLE, Some(reason)),
+    let (status, code, reason, class) = match state.store.health() {
+        Health::Ok => ("ok", StatusCode::OK, None, None),
+        Health::Stale { reason } => ("stale", StatusCode::OK, Some(reason), Some("store_stale")),
+        Health::Starting { reason } => (
+            "starting",
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some(reason),
+            Some("store_starting"),
+        ),
     };
+    let apps_stale = match &state.registration {
+        auth::RegistrationMode::Apps(apps) => Some(apps.stale()),
+        _ => None,
+    };
+    if !whole {
+        let reload_refused = state.reload_refusal.get().is_some();
+        let preserving = state.preservation.get().is_some();
+        let attention: Vec<&str> = [
+            ("reload_refused", reload_refused),
+            ("lease_self_preservation", preserving),
+            ("apps_file_stale", matches!(apps_stale, Some(Some(_)))),
+            (
+                "insecure_open_registration",
+                matches!(state.registration, auth::RegistrationMode::Open),
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(name, on)| on.then_some(name))
+        .collect();
+        let mut body = serde_json::json!({"status": status});
+        if let Some(class) = class {
+            body["reason"] = class.into();
+        }
+        if !attention.is_empty() {
+            body["attention"] = attention.into();
+        }
+        return (code, Json(body)).into_response();
+    }
     let mut body = serde_json::json!({
         "status": status,
         "version": snapshot.version,
@@ -263,7 +343,17 @@ async fn healthz(State(state): State<AppState>) -> Response {
         "registration": state.registration.as_str(),
         "reload_refused": state.reload_refusal.get(),
         "lease_self_preservation": state.preservation.get(),
+        // Kept for replicas from before histories, which send `since=N`
+        // alone: refusing it would send each of them into a snapshot per
+        // poll. Such a since is taken as one of the current history.
+        "compatibility": {"since_without_history": "accepted"},
     });
+    if let Some(stale) = apps_stale {
+        body["apps_file"] = match stale {
+            Some(s) => serde_json::json!(s),
+            None => serde_json::json!({"stale": false}),
+        };
+    }
     if !snapshot.history.is_empty() {
         body["history"] = serde_json::Value::from(&*snapshot.history);
     }

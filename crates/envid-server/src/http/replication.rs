@@ -102,6 +102,11 @@ pub(crate) async fn registry(
                 Some((h, n)) => (Some(h.to_string()), n),
                 None => (query.history.clone(), raw.as_str()),
             };
+            if history.as_deref().is_none_or(str::is_empty) {
+                // The compatibility path (a replica before histories):
+                // counted, so an operator sees when it can go.
+                state.metrics.since_without_history.inc();
+            }
             let since: u64 = since.trim().parse().map_err(|_| {
                 ApiError::new(
                     ErrorCode::InvalidQuery,

@@ -15,6 +15,7 @@ use crate::identity::Identity;
 use crate::leases::Preservation;
 use crate::metrics::Metrics;
 use crate::protection::ReloadRefusal;
+use crate::recent::Recent;
 use crate::store::{RegistryStore, StoreError};
 
 /// What the handlers share. Holds no token: only the read token's digest.
@@ -37,6 +38,8 @@ pub(crate) struct AppState {
     pub(crate) max_batch: usize,
     pub(crate) max_body_bytes: usize,
     pub(crate) limits: Arc<Limits>,
+    /// The renewal and removal limits.
+    pub(crate) write_limits: Arc<super::write_limits::WriteLimits>,
     /// Turns true when the service starts draining (ends long polls early).
     pub(crate) shutdown: tokio::sync::watch::Receiver<bool>,
     /// The encoded body of the last snapshot served, by version.
@@ -45,6 +48,14 @@ pub(crate) struct AppState {
     pub(crate) delta_cache: Arc<Mutex<Option<DeltaCache>>>,
     /// Signing keys and the served key set (`issue_identity`).
     pub(crate) identity: Arc<Identity>,
+    /// Recent refusals and the last reload (the console, `/v1/status`).
+    pub(crate) recent: Arc<Recent>,
+    /// The service speaks TLS (the console's cookie is `Secure` then).
+    pub(crate) tls: bool,
+    /// Reloads deleting most static records are applied (the console says).
+    pub(crate) allow_mass_delete: bool,
+    /// Lease self-preservation is on (the console says).
+    pub(crate) lease_preservation: bool,
 }
 
 /// The last delta a woken long poll computed (see `replication.rs`).
@@ -113,6 +124,9 @@ impl From<StoreError> for ApiError {
             }
             // The handlers turn it into the refusal naming the owner first.
             StoreError::NotOwner(_) => ApiError::new(ErrorCode::Internal, e.to_string()),
+            StoreError::RegistrationChanged(_) => {
+                ApiError::new(ErrorCode::RegistrationChanged, e.to_string())
+            }
         }
     }
 }

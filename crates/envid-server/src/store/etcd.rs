@@ -46,7 +46,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use envid::protocol::HostRecord;
+use envid::protocol::{canonical_ip, HostRecord};
 use etcd_client::{Client, Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp};
 use serde::{Deserialize, Serialize};
 
@@ -54,7 +54,8 @@ use super::etcd_connect::refusal::Failure;
 use super::etcd_connect::settings::{EtcdSettings, REQUEST_TIMEOUT};
 use super::records::{Delta, Gone, Records};
 use super::{
-    Ack, BoxFuture, Durable, Health, Registration, RegistryStore, StaticOutcome, StoreError,
+    may_touch, now_unix_ms, Ack, BoxFuture, Durable, Health, MemberStatus, Owns, Registration,
+    RegistryStore, Renewed, StaticOutcome, StoreError, StoreErrorNote, StoreStatus,
 };
 use crate::metrics::Metrics;
 
@@ -139,6 +140,7 @@ macro_rules! etcd {
 
 // After the macro, which they use too.
 mod credentials;
+mod members;
 mod watch;
 
 /// A registration as stored in etcd.
@@ -209,6 +211,10 @@ pub struct EtcdStore {
     metrics: Arc<Metrics>,
     /// The static set this instance reconciles into etcd (the file).
     statics: Mutex<Option<Vec<HostRecord>>>,
+    /// Each endpoint as last checked (`members.rs`).
+    members: Mutex<Vec<MemberStatus>>,
+    /// The last trouble met, kept after it cleared (the console shows it).
+    last_error: Mutex<Option<StoreErrorNote>>,
 }
 
 impl std::fmt::Debug for EtcdStore {
@@ -277,6 +283,8 @@ impl EtcdStore {
             status: Mutex::new(Status::default()),
             metrics,
             statics: Mutex::new(Some(statics)),
+            members: Mutex::new(Vec::new()),
+            last_error: Mutex::new(None),
         }
     }
 
@@ -285,7 +293,7 @@ impl EtcdStore {
     }
 
     fn host_key(&self, ip: IpAddr) -> String {
-        self.key(&format!("hosts/{ip}"))
+        self.key(&format!("hosts/{}", canonical_ip(ip)))
     }
 
     fn store(&self) -> Arc<Records> {
@@ -299,6 +307,12 @@ impl EtcdStore {
     fn trouble(&self, why: Option<String>) {
         let mut status = self.status();
         if status.trouble != why {
+            if let Some(w) = &why {
+                *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(StoreErrorNote {
+                    message: w.clone(),
+                    at_unix_ms: Some(now_unix_ms()),
+                });
+            }
             match &why {
                 Some(w) => {
                     tracing::warn!(reason = %w, "etcd unreachable or refusing; serving reads from the view, refusing writes")
@@ -552,57 +566,87 @@ impl RegistryStore for EtcdStore {
         })
     }
 
-    fn renew<'a>(&'a self, ip: IpAddr, owner: Option<&'a str>) -> Durable<'a, Option<u64>> {
+    fn renew<'a>(
+        &'a self,
+        ip: IpAddr,
+        owner: Option<Owns<'a>>,
+        registration: Option<&'a str>,
+    ) -> Durable<'a, Option<Renewed>> {
         Box::pin(async move {
             let client = self.client().await?;
-            let resp = etcd!(self, |c| c.get(self.host_key(ip), None))?;
+            let key = self.host_key(ip);
+            let resp = etcd!(self, |c| c.get(key.clone(), None))?;
             let Some(kv) = resp.kvs().first() else {
                 return Ok(None);
             };
             let Ok(stored) = serde_json::from_slice::<Stored>(kv.value()) else {
                 return Ok(None);
             };
-            if owner.is_some_and(|o| stored.record.app.as_deref() != Some(o)) {
-                let mut theirs = stored.record;
-                theirs.ip = Some(ip);
-                return Err(StoreError::NotOwner(Arc::new(theirs)));
-            }
+            let mut record = stored.record;
+            record.ip = Some(canonical_ip(ip));
+            let record = Arc::new(record);
+            // The lease kept alive below is the one read here: a registration
+            // put since has a lease of its own, which this never extends.
+            let owns = owner.map(|o| o as &dyn Fn(&HostRecord) -> bool);
+            may_touch(&record, owns, registration)?;
             let mut client = client;
-            let (lease, lease_seconds) = (kv.lease(), stored.lease_seconds);
+            let (lease, lease_seconds, revision) =
+                (kv.lease(), stored.lease_seconds, kv.mod_revision());
             // The client's keep-alive waits for etcd's first answer, and
             // fails with a lease error when the lease is gone (expired).
-            self.timed_or(
-                async {
-                    let kept = client.lease_keep_alive(lease).await;
-                    kept.map(|_| Some(lease_seconds))
-                },
-                |e| matches!(e, etcd_client::Error::LeaseKeepAliveError(_)).then_some(None),
-            )
-            .await
+            let kept = self
+                .timed_or(
+                    async {
+                        let kept = client.lease_keep_alive(lease).await;
+                        kept.map(|_| Some(()))
+                    },
+                    |e| matches!(e, etcd_client::Error::LeaseKeepAliveError(_)).then_some(None),
+                )
+                .await?;
+            if kept.is_none() {
+                return Ok(None);
+            }
+            // The key must still hold the registration read above: one made
+            // in between (another app's, on a new lease) is not the caller's
+            // to renew or to be signed for. Unchanged before and after the
+            // keep-alive means it was the registration renewed.
+            let after = etcd!(self, |c| c.get(key.clone(), None))?;
+            match after.kvs().first() {
+                Some(kv) if kv.mod_revision() == revision => Ok(Some(Renewed {
+                    lease_seconds,
+                    record,
+                })),
+                _ => Ok(None),
+            }
         })
     }
 
-    fn deregister<'a>(&'a self, ip: IpAddr, owner: Option<&'a str>) -> Durable<'a, bool> {
+    fn deregister<'a>(
+        &'a self,
+        ip: IpAddr,
+        owner: Option<Owns<'a>>,
+        registration: Option<&'a str>,
+    ) -> Durable<'a, bool> {
         Box::pin(async move {
             let client = self.client().await?;
-            // With an owner: the record is read, checked, and deleted only if
-            // it has not changed since (a transaction on its revision).
-            let guard = match owner {
-                None => None,
-                Some(o) => {
-                    let resp = etcd!(self, |c| c.get(self.host_key(ip), None))?;
-                    let Some(kv) = resp.kvs().first() else {
-                        return Ok(false);
-                    };
-                    if let Ok(stored) = serde_json::from_slice::<Stored>(kv.value()) {
-                        if stored.record.app.as_deref() != Some(o) {
-                            let mut theirs = stored.record;
-                            theirs.ip = Some(ip);
-                            return Err(StoreError::NotOwner(Arc::new(theirs)));
-                        }
-                    }
-                    Some(kv.mod_revision())
+            // With an owner or a registration: the record is read, checked,
+            // and deleted only if it has not changed since (a transaction on
+            // its revision), so a registration put on another instance in
+            // between is never removed.
+            let guard = if owner.is_none() && registration.is_none() {
+                None
+            } else {
+                let resp = etcd!(self, |c| c.get(self.host_key(ip), None))?;
+                let Some(kv) = resp.kvs().first() else {
+                    return Ok(false);
+                };
+                if let Ok(stored) = serde_json::from_slice::<Stored>(kv.value()) {
+                    let mut theirs = stored.record;
+                    theirs.ip = Some(canonical_ip(ip));
+                    let owns = owner.map(|o| o as &dyn Fn(&HostRecord) -> bool);
+                    may_touch(&Arc::new(theirs), owns, registration)?;
                 }
+                Some(kv.mod_revision())
             };
             let delete = TxnOp::delete(
                 self.host_key(ip),
@@ -681,6 +725,7 @@ impl RegistryStore for EtcdStore {
         let mut tasks = vec![
             tokio::spawn(self.clone().run()),
             tokio::spawn(self.clone().probe()),
+            tokio::spawn(self.clone().check_members()),
         ];
         if self.settings().has_files() {
             tasks.push(self.rotate_credentials());
@@ -690,6 +735,37 @@ impl RegistryStore for EtcdStore {
 
     fn preflight(&self) -> BoxFuture<'_, Result<(), String>> {
         Box::pin(self.first_check())
+    }
+
+    fn status(&self) -> StoreStatus {
+        let mut members = self
+            .members
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if members.is_empty() {
+            members = self
+                .config
+                .endpoints
+                .iter()
+                .map(|endpoint| MemberStatus {
+                    endpoint: endpoint.clone(),
+                    reachable: None,
+                    checked_unix_ms: None,
+                })
+                .collect();
+        }
+        StoreStatus {
+            kind: "etcd",
+            persistent: None,
+            members,
+            watch_lag: Some(self.metrics.watch_lag.get().max(0) as u64),
+            last_error: self
+                .last_error
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+        }
     }
 
     fn health_details(&self) -> Option<serde_json::Value> {

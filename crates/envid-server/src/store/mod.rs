@@ -31,7 +31,9 @@ pub mod etcd_connect;
 mod records;
 mod view;
 
-pub use records::{Change, Delta, Gone, Lease, LeaseDue, Records, Snapshot};
+pub use records::{
+    Change, Delta, Gone, Lease, LeaseDetails, LeaseDue, RecordDetails, Records, Snapshot,
+};
 pub use view::RecordMap;
 
 /// A boxed, sendable future (the trait is used as `dyn RegistryStore`).
@@ -52,6 +54,25 @@ pub struct Registration {
     /// Who registers (the authenticated app), when known: the home of
     /// ownership checks.
     pub owner: Option<String>,
+}
+
+/// Whose registrations a caller may renew or remove: true for a
+/// registration the caller's credential covers (its app, within its
+/// scope). Asked by the store at the moment of the write, under the same
+/// lock or transaction, so a registration that changed hands in between is
+/// never renewed or removed by its former owner.
+pub type Owns<'a> = &'a (dyn Fn(&HostRecord) -> bool + Send + Sync);
+
+/// A renewal the store made durable: the lease, and the registration it
+/// renewed as the store held it at that moment (with its `ip` and
+/// `registration` id), so an identity is signed from the caller's own
+/// registration and never from whatever is served for the IP later.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Renewed {
+    /// The lease length the renewal extended by.
+    pub lease_seconds: u64,
+    /// The registration renewed.
+    pub record: Arc<HostRecord>,
 }
 
 /// A write the store made durable.
@@ -89,10 +110,32 @@ pub enum StoreError {
         /// When a retry makes sense.
         retry_after: Duration,
     },
-    /// The registration belongs to another app (the owner asked for is not
-    /// its `app`); nothing was done.
-    #[error("registered by another app")]
+    /// The registration is not the caller's (another app's, or outside
+    /// the caller's scope); nothing was done.
+    #[error("registered by another app or outside the caller's scope")]
     NotOwner(Arc<HostRecord>),
+    /// The IP's registration is not the one the caller named (the IP was
+    /// registered again since); nothing was done.
+    #[error("the registration of this IP is another one now")]
+    RegistrationChanged(Arc<HostRecord>),
+}
+
+/// Whether a caller may renew or remove `record`, the registration an IP
+/// holds: `owner` accepts it (any caller when `None`) and, when the caller
+/// named one, it is still `registration`. Every store asks it in the same
+/// step as the write, so the registration cannot change in between.
+pub(crate) fn may_touch(
+    record: &Arc<HostRecord>,
+    owner: Option<&dyn Fn(&HostRecord) -> bool>,
+    registration: Option<&str>,
+) -> Result<(), StoreError> {
+    if owner.is_some_and(|owns| !owns(record)) {
+        return Err(StoreError::NotOwner(record.clone()));
+    }
+    if registration.is_some_and(|r| record.registration.as_deref() != Some(r)) {
+        return Err(StoreError::RegistrationChanged(record.clone()));
+    }
+    Ok(())
 }
 
 /// How the store is doing, for `/healthz` and `/metrics`.
@@ -112,6 +155,46 @@ pub enum Health {
         /// Why it is still waiting.
         reason: String,
     },
+}
+
+/// What the console's Health page and `GET /v1/status` say of the store
+/// ([`RegistryStore::status`]), never a secret.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct StoreStatus {
+    /// `embedded` or `etcd`.
+    pub kind: &'static str,
+    /// The embedded store keeps registrations in a state file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub persistent: Option<bool>,
+    /// The etcd endpoints, each with whether it accepted a TCP connection
+    /// at the last check.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<MemberStatus>,
+    /// Revisions the view is behind etcd, as of the last probe.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub watch_lag: Option<u64>,
+    /// The last error the store met (it may have recovered since).
+    pub last_error: Option<StoreErrorNote>,
+}
+
+/// One etcd endpoint as last checked ([`StoreStatus::members`]).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct MemberStatus {
+    /// The endpoint as given (`--etcd`).
+    pub endpoint: String,
+    /// Whether it accepted a TCP connection (`None`: not checked yet).
+    pub reachable: Option<bool>,
+    /// When it was last checked, in ms since the Unix epoch.
+    pub checked_unix_ms: Option<u64>,
+}
+
+/// An error of the store and when it was met ([`StoreStatus::last_error`]).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct StoreErrorNote {
+    /// What failed.
+    pub message: String,
+    /// When, in ms since the Unix epoch (`None`: still failing, time not kept).
+    pub at_unix_ms: Option<u64>,
 }
 
 /// Milliseconds since the Unix epoch (leases end on the wall clock, so
@@ -166,14 +249,28 @@ pub trait RegistryStore: Send + Sync + std::fmt::Debug + 'static {
     /// Registers (or replaces) `r`, durably.
     fn register(&self, r: Registration) -> Durable<'_, Ack>;
 
-    /// Extends the lease of `ip` by its registered length, when `owner` is
-    /// its `app` (any app when `None`: an operator, open registration).
-    /// `None` when `ip` is not registered.
-    fn renew<'a>(&'a self, ip: IpAddr, owner: Option<&'a str>) -> Durable<'a, Option<u64>>;
+    /// Extends the lease of `ip` by its registered length, when `owner`
+    /// accepts the registration (any when `None`: an operator, open
+    /// registration) and, when `registration` is given, it is still that
+    /// registration ([`StoreError::RegistrationChanged`] otherwise), both
+    /// checked in the same step as the write. Returns the registration
+    /// renewed, read in that step; `None` when `ip` is not registered.
+    fn renew<'a>(
+        &'a self,
+        ip: IpAddr,
+        owner: Option<Owns<'a>>,
+        registration: Option<&'a str>,
+    ) -> Durable<'a, Option<Renewed>>;
 
-    /// Removes the registration of `ip` when `owner` is its `app` (any app
-    /// when `None`); whether there was one.
-    fn deregister<'a>(&'a self, ip: IpAddr, owner: Option<&'a str>) -> Durable<'a, bool>;
+    /// Removes the registration of `ip` when `owner` accepts it (any when
+    /// `None`) and, when `registration` is given, it is still that
+    /// registration (as for [`renew`](Self::renew)); whether there was one.
+    fn deregister<'a>(
+        &'a self,
+        ip: IpAddr,
+        owner: Option<Owns<'a>>,
+        registration: Option<&'a str>,
+    ) -> Durable<'a, bool>;
 
     /// The static record (from the registry file) for exactly `ip`: no
     /// registration replaces it.
@@ -210,6 +307,15 @@ pub trait RegistryStore: Send + Sync + std::fmt::Debug + 'static {
     /// says so on `/healthz`). Runs on the runtime that will serve.
     fn preflight(&self) -> BoxFuture<'_, Result<(), String>> {
         Box::pin(async { Ok(()) })
+    }
+
+    /// What the console and `GET /v1/status` show of the store. The
+    /// default suits the embedded store without its details.
+    fn status(&self) -> StoreStatus {
+        StoreStatus {
+            kind: "embedded",
+            ..StoreStatus::default()
+        }
     }
 
     /// More about the store for `/healthz` (the etcd store: TLS, user,

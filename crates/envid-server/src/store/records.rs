@@ -20,14 +20,15 @@
 //! served (a renewal, a re-registration with the same record, a reload that
 //! only touches comments) do not bump the version.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
-use envid::protocol::{HostRecord, RecordKey};
+use envid::protocol::{canonical_ip, HostRecord, RecordKey};
 use serde::{Deserialize, Serialize};
 
 use super::view::RecordMap;
+use super::{may_touch, StoreError};
 
 /// One immutable version of the registry. Readers hold an `Arc` to it, so a
 /// swap never blocks or tears an ongoing lookup.
@@ -56,10 +57,24 @@ impl Snapshot {
 pub struct Change {
     /// The version this change produced.
     pub version: u64,
-    /// Records added or replaced.
+    /// Records added or replaced: first the `joins` whose keys were not
+    /// served before, then those that replaced a served record.
     pub upserts: Vec<Arc<HostRecord>>,
     /// Keys whose records were removed.
     pub deletes: Vec<RecordKey>,
+    /// How many of `upserts` (the first ones) are joins, so the console
+    /// tells a join from a change without keeping the old records.
+    pub joins: usize,
+    /// When this process made (or, for the etcd view, applied) the change,
+    /// in milliseconds since the Unix epoch.
+    pub at_unix_ms: u64,
+}
+
+/// When a served key appeared and last changed.
+#[derive(Clone, Copy, Debug)]
+struct Times {
+    since: u64,
+    changed: u64,
 }
 
 /// The changes after a version, merged (the replication delta).
@@ -117,6 +132,8 @@ struct Leased {
     record: Arc<HostRecord>,
     lease_seconds: u64,
     expires_unix_ms: u64,
+    /// When its `PUT` was accepted (0: not known, e.g. restored or etcd's).
+    registered_unix_ms: u64,
 }
 
 #[derive(Default)]
@@ -132,6 +149,8 @@ struct Inner {
     /// The version just before the oldest retained change (versions need
     /// not be consecutive: etcd revisions are not).
     base: u64,
+    /// When each served key appeared and last changed (the console's).
+    times: HashMap<RecordKey, Times>,
 }
 
 /// The layered record set with its change history (see the module docs):
@@ -145,6 +164,9 @@ pub struct Records {
     version_tx: tokio::sync::watch::Sender<u64>,
     /// Bumped on every change of the dynamic layer (for the persister).
     dynamic_tx: tokio::sync::watch::Sender<u64>,
+    /// When this record set was made: the time every record it started
+    /// with reads as served since.
+    started_unix_ms: u64,
 }
 
 impl std::fmt::Debug for Inner {
@@ -157,10 +179,16 @@ impl std::fmt::Debug for Inner {
     }
 }
 
+/// The static records by key, each with its `ip` in the canonical form the
+/// key has (an etcd static set written by an older instance may hold
+/// `::ffff:a.b.c.d`; served as it is, the record would contradict its key).
 fn keyed(records: Vec<HostRecord>) -> BTreeMap<RecordKey, Arc<HostRecord>> {
     records
         .into_iter()
-        .filter_map(|r| Some((r.key()?, Arc::new(r.with_env_type()))))
+        .filter_map(|mut r| {
+            r.ip = r.ip.map(canonical_ip);
+            Some((r.key()?, Arc::new(r.with_env_type())))
+        })
         .collect()
 }
 
@@ -185,18 +213,20 @@ impl Records {
             ..Inner::default()
         };
         for lease in leases {
-            let Some(ip) = lease.record.ip else { continue };
+            let Some(ip) = lease.record.ip.map(canonical_ip) else {
+                continue;
+            };
             let mut record = lease.record.with_env_type();
+            record.ip = Some(ip);
             record.cidr = None;
-            inner
-                .expiries
-                .insert((lease.expires_unix_ms, ip.to_canonical()));
+            inner.expiries.insert((lease.expires_unix_ms, ip));
             inner.dynamic.insert(
-                ip.to_canonical(),
+                ip,
                 Leased {
                     record: Arc::new(record),
                     lease_seconds: lease.lease_seconds,
                     expires_unix_ms: lease.expires_unix_ms,
+                    registered_unix_ms: 0,
                 },
             );
         }
@@ -210,6 +240,12 @@ impl Records {
         }
         let version = version.max(1);
         inner.base = version;
+        let started_unix_ms = super::now_unix_ms();
+        let at_start = Times {
+            since: started_unix_ms,
+            changed: started_unix_ms,
+        };
+        inner.times = records.iter().map(|(k, _)| (*k, at_start)).collect();
         Records {
             current: RwLock::new(Arc::new(Snapshot {
                 history: Arc::from(""),
@@ -220,6 +256,7 @@ impl Records {
             history_limit: history_limit.max(1),
             version_tx: tokio::sync::watch::channel(version).0,
             dynamic_tx: tokio::sync::watch::channel(0).0,
+            started_unix_ms,
         }
     }
 
@@ -316,7 +353,7 @@ impl Records {
         lease_seconds: u64,
         now_ms: u64,
     ) -> Option<Arc<Change>> {
-        let ip = ip.to_canonical();
+        let ip = canonical_ip(ip);
         record.ip = Some(ip);
         record.cidr = None;
         let record = record.with_env_type();
@@ -332,6 +369,7 @@ impl Records {
                 record: Arc::new(record),
                 lease_seconds,
                 expires_unix_ms,
+                registered_unix_ms: now_ms,
             },
         );
         let change = self.commit(&mut inner, [RecordKey::Ip(ip)]);
@@ -343,53 +381,49 @@ impl Records {
     pub fn static_record(&self, ip: IpAddr) -> Option<Arc<HostRecord>> {
         self.lock()
             .statics
-            .get(&RecordKey::Ip(ip.to_canonical()))
+            .get(&RecordKey::Ip(canonical_ip(ip)))
             .cloned()
     }
 
-    /// [`Records::renew`] by its registered lease length, only when the
-    /// registration's `app` is `owner` (any app when `owner` is `None`).
-    /// `Err` is the registration that belongs to another app.
+    /// [`Records::renew`] by its registered lease length, only when
+    /// [`may_touch`] allows it (`owner`, `registration`), with the
+    /// registration renewed.
     pub fn renew_owned(
         &self,
         ip: IpAddr,
-        owner: Option<&str>,
+        owner: Option<&dyn Fn(&HostRecord) -> bool>,
+        registration: Option<&str>,
         now_ms: u64,
-    ) -> Result<Option<u64>, Arc<HostRecord>> {
+    ) -> Result<Option<(u64, Arc<HostRecord>)>, StoreError> {
         // Checked and renewed under one lock: a registration that changes
         // hands in between cannot be renewed by its former owner.
-        let ip = ip.to_canonical();
+        let ip = canonical_ip(ip);
         let mut inner = self.lock();
         let inner = &mut *inner;
         let Some(d) = inner.dynamic.get_mut(&ip) else {
             return Ok(None);
         };
-        if owner.is_some_and(|o| d.record.app.as_deref() != Some(o)) {
-            return Err(d.record.clone());
-        }
+        may_touch(&d.record, owner, registration)?;
         let lease = d.lease_seconds;
         inner.expiries.remove(&(d.expires_unix_ms, ip));
         d.expires_unix_ms = now_ms.saturating_add(lease.saturating_mul(1000));
         inner.expiries.insert((d.expires_unix_ms, ip));
         self.dynamic_tx.send_modify(|g| *g += 1);
-        Ok(Some(lease))
+        Ok(Some((lease, d.record.clone())))
     }
 
-    /// [`Records::deregister`], only when the registration's `app` is `owner`
-    /// (any app when `owner` is `None`). `Err` is the registration that
-    /// belongs to another app.
-    #[allow(clippy::type_complexity)]
+    /// [`Records::deregister`], only when [`may_touch`] allows it (`owner`,
+    /// `registration`).
     pub fn deregister_owned(
         &self,
         ip: IpAddr,
-        owner: Option<&str>,
-    ) -> Result<(bool, Option<Arc<Change>>), Arc<HostRecord>> {
-        let ip = ip.to_canonical();
+        owner: Option<&dyn Fn(&HostRecord) -> bool>,
+        registration: Option<&str>,
+    ) -> Result<(bool, Option<Arc<Change>>), StoreError> {
+        let ip = canonical_ip(ip);
         let mut inner = self.lock();
-        if let (Some(owner), Some(d)) = (owner, inner.dynamic.get(&ip)) {
-            if d.record.app.as_deref() != Some(owner) {
-                return Err(d.record.clone());
-            }
+        if let Some(d) = inner.dynamic.get(&ip) {
+            may_touch(&d.record, owner, registration)?;
         }
         let Some(old) = inner.dynamic.remove(&ip) else {
             return Ok((false, None));
@@ -404,7 +438,7 @@ impl Records {
     /// when `None`) from `now_ms`. Returns the lease length, or `None` when
     /// `ip` is not registered. Never changes the version.
     pub fn renew(&self, ip: IpAddr, lease_seconds: Option<u64>, now_ms: u64) -> Option<u64> {
-        let ip = ip.to_canonical();
+        let ip = canonical_ip(ip);
         let mut inner = self.lock();
         let inner = &mut *inner;
         let d = inner.dynamic.get_mut(&ip)?;
@@ -420,7 +454,7 @@ impl Records {
     /// Removes the registration of `ip`. Returns whether there was one, and
     /// the change (a delete, or the static record for `ip` showing again).
     pub fn deregister(&self, ip: IpAddr) -> (bool, Option<Arc<Change>>) {
-        let ip = ip.to_canonical();
+        let ip = canonical_ip(ip);
         let mut inner = self.lock();
         let Some(old) = inner.dynamic.remove(&ip) else {
             return (false, None);
@@ -531,7 +565,7 @@ impl Records {
         inner.dynamic.clear();
         inner.expiries.clear();
         for mut record in registered {
-            let Some(ip) = record.ip.map(|ip| ip.to_canonical()) else {
+            let Some(ip) = record.ip.map(canonical_ip) else {
                 continue;
             };
             record.ip = Some(ip);
@@ -543,6 +577,7 @@ impl Records {
                     record: Arc::new(record.with_env_type()),
                     lease_seconds: 0,
                     expires_unix_ms: u64::MAX,
+                    registered_unix_ms: 0,
                 },
             );
         }
@@ -559,6 +594,7 @@ impl Records {
     ) -> Option<Arc<Change>> {
         let current = self.snapshot();
         let mut upserts = Vec::new();
+        let mut replaced = Vec::new();
         let mut deletes = Vec::new();
         for k in touched {
             let served = inner.statics.get(&k).or_else(|| match k {
@@ -567,14 +603,37 @@ impl Records {
             });
             match (served, current.records.get(&k)) {
                 (Some(new), Some(old)) if Arc::ptr_eq(new, old) || **new == **old => {}
-                (Some(new), _) => upserts.push(new.clone()),
+                (Some(new), Some(_)) => replaced.push(new.clone()),
+                (Some(new), None) => upserts.push(new.clone()),
                 (None, Some(_)) => deletes.push(k),
                 (None, None) => {}
             }
         }
-        if upserts.is_empty() && deletes.is_empty() {
+        if upserts.is_empty() && replaced.is_empty() && deletes.is_empty() {
             return None;
         }
+        let now = super::now_unix_ms();
+        let joins = upserts.len();
+        for r in &upserts {
+            if let Some(k) = r.key() {
+                inner.times.insert(
+                    k,
+                    Times {
+                        since: now,
+                        changed: now,
+                    },
+                );
+            }
+        }
+        for r in &replaced {
+            if let Some(t) = r.key().and_then(|k| inner.times.get_mut(&k)) {
+                t.changed = now;
+            }
+        }
+        for k in &deletes {
+            inner.times.remove(k);
+        }
+        upserts.append(&mut replaced);
         let mut records = current.records.clone();
         for k in &deletes {
             records.remove(k);
@@ -588,6 +647,8 @@ impl Records {
             version,
             upserts,
             deletes,
+            joins,
+            at_unix_ms: now,
         });
         inner.history.push_back(change.clone());
         while inner.history.len() > self.history_limit {
@@ -648,142 +709,8 @@ impl Records {
     }
 }
 
+mod details;
 #[cfg(test)]
-mod tests {
-    use super::*;
+mod tests;
 
-    fn rec(key: &str, env: &str) -> HostRecord {
-        let text = if key.contains('/') {
-            format!("[[records]]\ncidr = \"{key}\"\nenv = \"{env}\"\nidc = \"cn0\"\n")
-        } else {
-            format!("[[records]]\nip = \"{key}\"\nenv = \"{env}\"\nidc = \"cn0\"\n")
-        };
-        crate::registry_file::parse_registry(&text, std::path::Path::new("t.toml"))
-            .unwrap()
-            .remove(0)
-    }
-
-    fn k(s: &str) -> RecordKey {
-        s.parse().unwrap()
-    }
-
-    #[test]
-    fn reload_diff_bumps_version_and_records_history() {
-        let store = Records::new(
-            vec![rec("10.0.0.1", "beta"), rec("10.1.0.0/16", "prod")],
-            10,
-        );
-        assert_eq!(store.version(), 1);
-        let mut rx = store.subscribe();
-        let change = store
-            .replace_all(vec![rec("10.0.0.1", "prod"), rec("10.2.0.0/16", "dev")])
-            .unwrap();
-        assert_eq!(change.version, 2);
-        assert_eq!(change.upserts.len(), 2);
-        assert_eq!(change.deletes, vec![k("10.1.0.0/16")]);
-        assert!(rx.has_changed().unwrap());
-        assert_eq!(*rx.borrow_and_update(), 2);
-        let snap = store.snapshot();
-        assert_eq!(
-            snap.lookup("10.0.0.1".parse().unwrap()).unwrap().env,
-            "prod"
-        );
-        assert!(snap.lookup("10.1.0.1".parse().unwrap()).is_none());
-        assert_eq!(snap.lookup("10.2.0.1".parse().unwrap()).unwrap().env, "dev");
-        // The same set again: no new version.
-        assert!(store
-            .replace_all(vec![rec("10.0.0.1", "prod"), rec("10.2.0.0/16", "dev")])
-            .is_none());
-        assert_eq!(store.version(), 2);
-    }
-
-    #[test]
-    fn old_snapshots_stay_valid_after_a_swap() {
-        let store = Records::new(vec![rec("10.0.0.1", "beta")], 10);
-        let old = store.snapshot();
-        store.replace_all(vec![]).unwrap();
-        assert_eq!(old.lookup("10.0.0.1".parse().unwrap()).unwrap().env, "beta");
-        assert!(store
-            .snapshot()
-            .lookup("10.0.0.1".parse().unwrap())
-            .is_none());
-    }
-
-    #[test]
-    fn changes_since_merges_and_expires() {
-        let store = Records::new(vec![rec("10.0.0.1", "a")], 2);
-        store
-            .replace_all(vec![rec("10.0.0.1", "b"), rec("10.0.0.2", "x")])
-            .unwrap(); // v2
-        store.replace_all(vec![rec("10.0.0.1", "c")]).unwrap(); // v3
-        let d = store.changes_since(1).unwrap();
-        assert_eq!(d.version, 3);
-        assert_eq!(d.upserts.len(), 1);
-        assert_eq!(d.upserts[0].env, "c");
-        assert_eq!(d.deletes, vec![k("10.0.0.2")]);
-        let d = store.changes_since(3).unwrap();
-        assert!(d.upserts.is_empty() && d.deletes.is_empty());
-        store.replace_all(vec![rec("10.0.0.1", "d")]).unwrap(); // v4; history keeps v3, v4
-        assert_eq!(
-            store.changes_since(1),
-            Err(Gone {
-                asked: 1,
-                oldest: 2,
-                current: 4
-            })
-        );
-        assert_eq!(store.changes_since(2).unwrap().upserts[0].env, "d");
-    }
-
-    #[test]
-    fn static_records_win_over_registrations_which_survive_reloads() {
-        let store = Records::new(vec![rec("10.0.0.1", "static")], 10);
-        let ip: IpAddr = "10.0.0.1".parse().unwrap();
-        // A registration never replaces the file's record for its IP.
-        assert!(store
-            .register(ip, rec("10.0.0.1", "dyn"), 60, 1_000)
-            .is_none());
-        assert_eq!(store.snapshot().lookup(ip).unwrap().env, "static");
-        assert_eq!(store.static_record(ip).unwrap().env, "static");
-        // A reload that drops the static record shows the registration.
-        assert_eq!(store.replace_all(vec![]).unwrap().version, 2);
-        assert_eq!(store.snapshot().lookup(ip).unwrap().env, "dyn");
-        // Same record again: only the lease moves, no version.
-        assert!(store
-            .register(ip, rec("10.0.0.1", "dyn"), 60, 2_000)
-            .is_none());
-        // A reload that adds a static record for the IP hides it again.
-        assert_eq!(
-            store
-                .replace_all(vec![rec("10.0.0.1", "static2")])
-                .unwrap()
-                .version,
-            3
-        );
-        assert_eq!(store.snapshot().lookup(ip).unwrap().env, "static2");
-        // Renewal moves the expiry, never the version.
-        assert_eq!(store.renew(ip, None, 50_000), Some(60));
-        assert_eq!(store.expire(61_000).0, Vec::<IpAddr>::new());
-        let (expired, change) = store.expire(110_000);
-        assert_eq!(expired, vec![ip]);
-        assert!(change.is_none(), "the static record was served all along");
-        assert_eq!(store.snapshot().lookup(ip).unwrap().env, "static2");
-        assert_eq!(store.deregister(ip), (false, None));
-        assert_eq!(store.renew(ip, None, 0), None);
-    }
-
-    #[test]
-    fn only_the_owner_renews_or_deregisters() {
-        let store = Records::new(vec![], 10);
-        let ip: IpAddr = "10.0.0.9".parse().unwrap();
-        let mut r = rec("10.0.0.9", "prod");
-        r.app = Some("payment".into());
-        store.register(ip, r, 60, 0).unwrap();
-        assert!(store.renew_owned(ip, Some("intruder"), 1).is_err());
-        assert!(store.deregister_owned(ip, Some("intruder")).is_err());
-        assert_eq!(store.renew_owned(ip, Some("payment"), 1), Ok(Some(60)));
-        assert_eq!(store.renew_owned(ip, None, 1), Ok(Some(60)));
-        assert!(store.deregister_owned(ip, Some("payment")).unwrap().0);
-        assert_eq!(store.renew_owned(ip, Some("payment"), 1), Ok(None));
-    }
-}
+pub use details::{LeaseDetails, RecordDetails};

@@ -6,7 +6,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use envid::protocol::{HostRecord, RecordKey};
+use envid::protocol::{canonical_ip, HostRecord, RecordKey};
 use imbl::OrdMap;
 
 /// Records by key, with the longest-prefix lookup. Cloning is O(1).
@@ -89,7 +89,7 @@ impl RecordMap {
     /// narrowest range containing it. IPv4-mapped IPv6 addresses are looked
     /// up as IPv4, as the prefix table does.
     pub fn lookup(&self, ip: IpAddr) -> Option<&Arc<HostRecord>> {
-        let ip = ip.to_canonical();
+        let ip = canonical_ip(ip);
         if let Some(r) = self.records.get(&RecordKey::Ip(ip)) {
             return Some(r);
         }

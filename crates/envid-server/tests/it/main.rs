@@ -5,6 +5,7 @@
 
 mod auth;
 mod common;
+mod console;
 mod embedded;
 #[cfg(feature = "etcd")]
 mod etcd;
@@ -16,6 +17,7 @@ mod flood;
 #[cfg(feature = "fuzzing")]
 mod fuzz_corpus;
 mod hostile;
+mod late_removal;
 mod lookup;
 mod metrics;
 mod protection;
@@ -24,3 +26,6 @@ mod registry_file;
 mod reload;
 mod replication;
 mod trust;
+mod trust_findings;
+mod trust_limits;
+mod trust_scope;

@@ -52,6 +52,13 @@ public final class EnvidException extends RuntimeException {
         IDENTITY_WRONG_AUDIENCE(19),
         /** No identity keys: the service was unreachable and no cache file was fresh enough. */
         IDENTITY_NO_KEYS(20),
+        /** No event came in time (C API only: {@link Events#next} returns null instead). */
+        TIMEOUT(21),
+        /**
+         * An events checkpoint cannot be used: corrupt (the message names the file and line), of another format,
+         * written for another filter, or it cannot be written. Never silently replaced by a fresh start.
+         */
+        CHECKPOINT(22),
         /** A code this version of the Java classes does not know. */
         UNKNOWN(-1);
 

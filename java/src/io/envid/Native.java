@@ -4,8 +4,8 @@ import java.lang.ref.Cleaner;
 
 /**
  * The native methods of {@code libenvid_ffi} (Rust, {@code crates/envid-ffi/src/jni/}, one file per Java class).
- * Package-private: the public API is {@link Environment}, {@link HostnameRules}
- * and {@link LookupClient}.
+ * Package-private: the public API is {@link Environment}, {@link HostnameRules},
+ * {@link LookupClient} and the other clients.
  *
  * <p>The library is loaded once, when this class initializes, by
  * {@link NativeLoader}: {@code -Denvid.library=FILE}, else
@@ -142,6 +142,34 @@ final class Native {
 
     /** The newest signed identity, or null. */
     static native String registrarIdentity(long handle);
+
+    /**
+     * A consumer of join and leave events; values <= 0 keep the defaults, empty filter arrays match anything,
+     * a null checkpoint means none.
+     */
+    static native long eventsNew(String[] endpoints, String token, long connectMs, long perPhaseMs, String[] apps,
+            String[] envs, String[] envTypes, String[] idcs, String checkpoint);
+
+    /** Frees a consumer, writing its acknowledgements first (0 is ignored). */
+    static native void eventsFree(long handle);
+
+    /** {String[] head, String[] record, String[] previous} ({@link Events.Event} layout), or null on timeout. */
+    static native Object[] eventsNext(long handle, long timeoutMs);
+
+    /** Acknowledges the delivered event with this id and every one before it. */
+    static native void eventsAck(long handle, String id);
+
+    /** Writes the acknowledgements not yet written. */
+    static native void eventsFlush(long handle);
+
+    /** Delivers every unacknowledged event again. */
+    static native void eventsRedeliver(long handle);
+
+    /** The stream's last problem, or null. */
+    static native String eventsLastError(long handle);
+
+    /** The {@link Events.Stats} layout. */
+    static native long[] eventsStats(long handle);
 
     /** Panics in Rust; for the test suite only (present only in a library built with envid-ffi's test-hooks feature). */
     static native void panicForTest();

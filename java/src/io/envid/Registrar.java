@@ -83,7 +83,10 @@ public final class Registrar implements AutoCloseable {
     }
 
     /**
-     * Renews {@code ip}'s lease (and the identity).
+     * Renews {@code ip}'s lease (and the identity). Only the registration
+     * this registrar made is renewed: when another host registered
+     * {@code ip} since, it throws {@code LOOKUP_FAILED} (HTTP 409) and
+     * renews nothing (registering again would take the IP from that host).
      *
      * @return false when the service no longer knows {@code ip}: register again
      */
@@ -92,7 +95,11 @@ public final class Registrar implements AutoCloseable {
         return handle.call(h -> Native.registrarRenew(h, ip));
     }
 
-    /** Removes {@code ip}'s registration; an unknown IP is not an error. */
+    /**
+     * Removes {@code ip}'s registration; an unknown IP is not an error. Only
+     * the registration this registrar made: one another host made since is
+     * left alone, without an error.
+     */
     public void deregister(String ip) {
         requireIp(ip);
         handle.call(h -> {

@@ -6,8 +6,8 @@ import java.util.List;
 
 /**
  * How to reach the environment service, shared by the builders of
- * {@link LookupClient}, {@link Replica}, {@link Verifier} and
- * {@link Registrar}: endpoints, token and timeouts (the Java face of the
+ * {@link LookupClient}, {@link Replica}, {@link Verifier}, {@link Registrar}
+ * and {@link Events}: endpoints, token and timeouts (the Java face of the
  * library's one {@code ServiceConfig}).
  *
  * @param <B> the concrete builder, returned by every setter for chaining

@@ -422,6 +422,81 @@ fn deregister_needs_only_the_ip() {
 
 // Issue 18, item 6: a static record is not deregistered; say so, exit 1.
 // The reference service answers such a DELETE with 409 `static_record`.
+// A pre-stop hook that runs late (its IP already went to a new host of the
+// same app) removes only the registration `register --registration-file`
+// wrote, never the new host's.
+#[test]
+fn deregister_removes_only_the_registration_register_wrote() {
+    let (child, url, _rx) = serve(&["--insecure-open-registration"]);
+    let ex = testdata("example.toml");
+    let ex = ex.to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = |n: &str| dir.path().join(n).to_str().unwrap().to_string();
+    let register = |id_file: &str| {
+        let o = envid_with(
+            &[
+                "register",
+                "--endpoint",
+                &url,
+                "--descriptor",
+                ex,
+                "--registration-file",
+                id_file,
+            ],
+            &[("ENVID_IP", "10.77.0.9")],
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+        let id = std::fs::read_to_string(id_file).unwrap().trim().to_string();
+        assert_eq!(id.len(), 32, "{id}");
+        assert!(
+            stdout(&o).contains(&format!("registration {id})")),
+            "{}",
+            stdout(&o)
+        );
+        id
+    };
+    let served = || {
+        let o = envid(&[
+            "lookup",
+            "10.77.0.9",
+            "--endpoint",
+            &url,
+            "--format",
+            "json",
+        ]);
+        let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+        v["results"][0]["record"]["registration"]
+            .as_str()
+            .map(String::from)
+    };
+    let old = register(&file("old.id"));
+    let new = register(&file("new.id"));
+    assert_ne!(old, new);
+    let deregister = |extra: &[&str]| {
+        let mut args = vec!["deregister", "--endpoint", &url, "--ip", "10.77.0.9"];
+        args.extend_from_slice(extra);
+        envid(&args)
+    };
+    // The old host's hook: success, and the new registration stays.
+    let o = deregister(&["--registration-file", &file("old.id")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(served().as_deref(), Some(new.as_str()));
+    // No file: this instance never registered; nothing is removed.
+    let o = deregister(&["--registration-file", &file("none.id")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).starts_with("nothing to deregister for 10.77.0.9"),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(served().as_deref(), Some(new.as_str()));
+    // The new host's own id removes it.
+    let o = deregister(&["--registration", &new]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(served(), None);
+    terminate(child);
+}
+
 #[test]
 fn deregister_of_a_static_record_exits_1() {
     let (url, handle) = answer_once("409 Conflict", "static_record");

@@ -19,15 +19,15 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use envid::protocol::HostRecord;
+use envid::protocol::{canonical_ip, HostRecord};
 
 use self::group_commit::GroupCommit;
 use self::state::LogEntry;
 use crate::metrics::Metrics;
 use crate::store::records::{Change, Lease, LeaseDue, Records};
 use crate::store::{
-    now_unix_ms, Ack, BoxFuture, Durable, Health, Registration, RegistryStore, StaticOutcome,
-    StoreError,
+    now_unix_ms, Ack, BoxFuture, Durable, Health, Owns, Registration, RegistryStore, Renewed,
+    StaticOutcome, StoreErrorNote, StoreStatus,
 };
 
 mod group_commit;
@@ -124,7 +124,7 @@ impl RegistryStore for EmbeddedStore {
     fn register(&self, r: Registration) -> Durable<'_, Ack> {
         Box::pin(async move {
             let now = now_unix_ms();
-            let ip = r.ip.to_canonical();
+            let ip = canonical_ip(r.ip);
             let mut record = r.record;
             record.ip = Some(ip);
             record.cidr = None;
@@ -150,35 +150,55 @@ impl RegistryStore for EmbeddedStore {
         })
     }
 
-    fn renew<'a>(&'a self, ip: IpAddr, owner: Option<&'a str>) -> Durable<'a, Option<u64>> {
+    fn renew<'a>(
+        &'a self,
+        ip: IpAddr,
+        owner: Option<Owns<'a>>,
+        registration: Option<&'a str>,
+    ) -> Durable<'a, Option<Renewed>> {
         Box::pin(async move {
-            let ip = ip.to_canonical();
+            let ip = canonical_ip(ip);
             let now = now_unix_ms();
-            let (lease, n) = self.logged(|s| {
-                let lease = s.renew_owned(ip, owner, now);
-                let entries = match &lease {
-                    Ok(Some(l)) => vec![LogEntry::Renew {
+            let (renewed, n) = self.logged(|s| {
+                // The record comes out of the same locked step as the
+                // renewal: it is the registration renewed, not whatever the
+                // IP holds by the time the caller signs.
+                let owner = owner.map(|o| o as &dyn Fn(&HostRecord) -> bool);
+                let renewed = s.renew_owned(ip, owner, registration, now);
+                let entries = match &renewed {
+                    Ok(Some((l, _))) => vec![LogEntry::Renew {
                         ip,
                         lease_seconds: *l,
                         expires_unix_ms: now.saturating_add(l.saturating_mul(1000)),
                     }],
                     _ => Vec::new(),
                 };
-                (lease, entries)
+                (renewed, entries)
             });
-            let lease = lease.map_err(StoreError::NotOwner)?;
+            let renewed = renewed?;
             self.log.durable(n).await?;
-            Ok(lease)
+            Ok(renewed.map(|(lease_seconds, record)| Renewed {
+                lease_seconds,
+                record,
+            }))
         })
     }
 
-    fn deregister<'a>(&'a self, ip: IpAddr, owner: Option<&'a str>) -> Durable<'a, bool> {
+    fn deregister<'a>(
+        &'a self,
+        ip: IpAddr,
+        owner: Option<Owns<'a>>,
+        registration: Option<&'a str>,
+    ) -> Durable<'a, bool> {
         Box::pin(async move {
-            let ip = ip.to_canonical();
-            let (was, n) = self.logged(|s| match s.deregister_owned(ip, owner) {
-                Ok((true, _)) => (Ok(true), vec![LogEntry::Delete { ip }]),
-                Ok((false, _)) => (Ok(false), Vec::new()),
-                Err(theirs) => (Err(StoreError::NotOwner(theirs)), Vec::new()),
+            let ip = canonical_ip(ip);
+            let (was, n) = self.logged(|s| {
+                let owner = owner.map(|o| o as &dyn Fn(&HostRecord) -> bool);
+                match s.deregister_owned(ip, owner, registration) {
+                    Ok((true, _)) => (Ok(true), vec![LogEntry::Delete { ip }]),
+                    Ok((false, _)) => (Ok(false), Vec::new()),
+                    Err(e) => (Err(e), Vec::new()),
+                }
             });
             let was = was?;
             self.log.durable(n).await?;
@@ -221,6 +241,18 @@ impl RegistryStore for EmbeddedStore {
                 reason: format!("cannot write the state file: {e}"),
             },
             None => Health::Ok,
+        }
+    }
+
+    fn status(&self) -> StoreStatus {
+        StoreStatus {
+            kind: "embedded",
+            persistent: Some(self.log.is_on()),
+            last_error: self.log.write_error().map(|e| StoreErrorNote {
+                message: format!("cannot write the state file: {e}"),
+                at_unix_ms: None,
+            }),
+            ..StoreStatus::default()
         }
     }
 

@@ -29,6 +29,7 @@ use std::io::{BufRead, Write};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
+use envid::protocol::canonical_ip;
 use serde::{Deserialize, Serialize};
 
 use crate::store::records::Lease;
@@ -97,7 +98,7 @@ fn replay(path: &Path, leases: &mut BTreeMap<IpAddr, Lease>) -> usize {
         match entry {
             LogEntry::Put { lease } => {
                 if let Some(ip) = lease.record.ip {
-                    leases.insert(ip.to_canonical(), *lease);
+                    leases.insert(canonical_ip(ip), *lease);
                 }
             }
             LogEntry::Renew {
@@ -105,13 +106,13 @@ fn replay(path: &Path, leases: &mut BTreeMap<IpAddr, Lease>) -> usize {
                 lease_seconds,
                 expires_unix_ms,
             } => {
-                if let Some(l) = leases.get_mut(&ip) {
+                if let Some(l) = leases.get_mut(&canonical_ip(ip)) {
                     l.lease_seconds = lease_seconds;
                     l.expires_unix_ms = expires_unix_ms;
                 }
             }
             LogEntry::Delete { ip } => {
-                leases.remove(&ip);
+                leases.remove(&canonical_ip(ip));
             }
         }
         applied += 1;
@@ -127,19 +128,35 @@ pub(crate) fn append(path: &Path, entries: &[LogEntry]) -> std::io::Result<u64> 
         serde_json::to_writer(&mut buf, e).map_err(std::io::Error::other)?;
         buf.push(b'\n');
     }
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log_path(path))?;
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).append(true);
+    // Like the state file: the log holds the same registrations.
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(log_path(path))?;
     file.write_all(&buf)?;
     file.sync_data()?;
     Ok(buf.len() as u64)
+}
+
+/// Makes `path` readable and writable by its owner only (mode 0600): every
+/// file the service writes holds the registrations, and a log or a moved
+/// aside file left by an older version may have been created 0644.
+pub(crate) fn private(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    let _ = path;
+    Ok(())
 }
 
 /// Empties the log (after the state file took in everything it held).
 pub(crate) fn truncate_log(path: &Path) -> std::io::Result<()> {
     match std::fs::OpenOptions::new().write(true).open(log_path(path)) {
         Ok(f) => {
+            private(&log_path(path))?;
             f.set_len(0)?;
             f.sync_all()
         }
@@ -210,7 +227,7 @@ pub(crate) fn load(path: &Path, now_ms: u64) -> Loaded {
             let mut map: BTreeMap<IpAddr, Lease> = state
                 .registrations
                 .into_iter()
-                .filter_map(|l| Some((l.record.ip?.to_canonical(), l)))
+                .filter_map(|l| Some((canonical_ip(l.record.ip?), l)))
                 .collect();
             replay(path, &mut map);
             let total = map.len();
@@ -232,12 +249,15 @@ pub(crate) fn load(path: &Path, now_ms: u64) -> Loaded {
             // A hard link fails when the name is taken, so two starts racing
             // (or a name found free a moment ago) never overwrite an earlier
             // corrupt file; then the corrupt file is unlinked.
-            let moved = std::fs::hard_link(path, &aside).and_then(|()| std::fs::remove_file(path));
+            let moved = std::fs::hard_link(path, &aside)
+                .and_then(|()| std::fs::remove_file(path))
+                .and_then(|()| private(&aside));
             // The log's changes were relative to the corrupt file: kept
             // beside it, not replayed.
             let log = log_path(path);
             if log.exists() {
-                let _ = std::fs::rename(&log, log_path(&aside));
+                let aside_log = log_path(&aside);
+                let _ = std::fs::rename(&log, &aside_log).and_then(|()| private(&aside_log));
             }
             match moved {
                 Ok(()) => tracing::warn!(
@@ -371,6 +391,39 @@ mod tests {
         assert!(!loaded.clean);
         truncate_log(&path).unwrap();
         assert_eq!(load(&path, 1_000).leases, vec![lease("10.0.0.1", 5_000)]);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn every_file_written_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        save(&path, "h", 1, false, vec![lease("10.0.0.1", 5_000)]).unwrap();
+        append(
+            &path,
+            &[LogEntry::Delete {
+                ip: "10.0.0.1".parse().unwrap(),
+            }],
+        )
+        .unwrap();
+        assert_eq!((mode(&path), mode(&log_path(&path))), (0o600, 0o600));
+        // A log an older version made 0644 is made private at start.
+        std::fs::set_permissions(log_path(&path), std::fs::Permissions::from_mode(0o644)).unwrap();
+        truncate_log(&path).unwrap();
+        assert_eq!(mode(&log_path(&path)), 0o600);
+        std::fs::write(&path, b"not json").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        append(
+            &path,
+            &[LogEntry::Delete {
+                ip: "10.0.0.1".parse().unwrap(),
+            }],
+        )
+        .unwrap();
+        let aside = load(&path, 0).corrupt.unwrap();
+        assert_eq!((mode(&aside), mode(&log_path(&aside))), (0o600, 0o600));
     }
 
     #[test]

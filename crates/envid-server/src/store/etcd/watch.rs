@@ -73,10 +73,13 @@ impl EtcdStore {
 
     fn host_ip(&self, key: &[u8]) -> Option<IpAddr> {
         let hosts = self.key("hosts/");
+        // Canonical: a key an older instance wrote as `::ffff:a.b.c.d`
+        // is the host a.b.c.d.
         std::str::from_utf8(key.strip_prefix(hosts.as_bytes())?)
             .ok()?
             .parse()
             .ok()
+            .map(envid::protocol::canonical_ip)
     }
 
     /// The watch loop: list, watch, resume or re-list, forever.

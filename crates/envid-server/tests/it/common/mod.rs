@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use envid_server::{Config, ServerHandle};
 
 pub mod etcd;
+pub mod trust;
 
 /// The repository's example registry.
 pub fn example_registry() -> PathBuf {
