@@ -27,7 +27,7 @@ use crate::metrics::Metrics;
 use crate::store::records::{Change, Lease, LeaseDue, Records};
 use crate::store::{
     now_unix_ms, Ack, BoxFuture, Durable, Health, Owns, Registration, RegistryStore, Renewed,
-    StaticOutcome, StoreError, StoreErrorNote, StoreStatus,
+    StaticOutcome, StoreErrorNote, StoreStatus,
 };
 
 mod group_commit;
@@ -192,11 +192,13 @@ impl RegistryStore for EmbeddedStore {
     ) -> Durable<'a, bool> {
         Box::pin(async move {
             let ip = canonical_ip(ip);
-            let owner = owner.map(|o| o as &dyn Fn(&HostRecord) -> bool);
-            let (was, n) = self.logged(|s| match s.deregister_owned(ip, owner, registration) {
-                Ok((true, _)) => (Ok(true), vec![LogEntry::Delete { ip }]),
-                Ok((false, _)) => (Ok(false), Vec::new()),
-                Err(e) => (Err(e), Vec::new()),
+            let (was, n) = self.logged(|s| {
+                let owner = owner.map(|o| o as &dyn Fn(&HostRecord) -> bool);
+                match s.deregister_owned(ip, owner, registration) {
+                    Ok((true, _)) => (Ok(true), vec![LogEntry::Delete { ip }]),
+                    Ok((false, _)) => (Ok(false), Vec::new()),
+                    Err(e) => (Err(e), Vec::new()),
+                }
             });
             let was = was?;
             self.log.durable(n).await?;

@@ -146,7 +146,11 @@ fn only_the_owner_renews_or_deregisters() {
     assert_eq!(store.renew_owned(ip, None, None, 1).unwrap().unwrap().0, 60);
     // Naming a registration: only that one, and the owner check first.
     assert_eq!(
-        store.renew_owned(ip, None, Some("r2"), 1).unwrap().unwrap().0,
+        store
+            .renew_owned(ip, None, Some("r2"), 1)
+            .unwrap()
+            .unwrap()
+            .0,
         60
     );
     assert!(matches!(
