@@ -108,8 +108,11 @@ fn open_flood(a: SocketAddr, from: IpAddr, n: usize, head: &[u8]) -> Vec<TcpStre
         .collect()
 }
 
+/// The served version (`/healthz` shows it to the read token only).
 fn version(a: SocketAddr) -> u64 {
-    get(a, "/healthz").json()["version"].as_u64().unwrap()
+    let auth = format!("Bearer {READ_TOKEN}");
+    let r = request(a, "GET", "/healthz", &[("Authorization", &auth)], b"");
+    r.json()["version"].as_u64().unwrap()
 }
 
 #[test]
