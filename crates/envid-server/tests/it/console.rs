@@ -1,6 +1,6 @@
 //! The console (`/ui/`) and its JSON (`/v1/changes`, `/v1/refusals`,
-//! `/v1/status`): in a real headless Chromium (driven by ChromeDriver,
-//! `console/webdriver.rs`) against a service with static records, leased
+//! `/v1/status`): in a real headless Chromium (driven through ChromeDriver
+//! with fantoccini, `console/webdriver.rs`) against a service with static records, leased
 //! registrations, a refusal and a refused reload; HTML in records shown as
 //! text and never run; the Registry page at 100,000 records (timings
 //! printed with `-- --nocapture`); the read token's prompt. Screenshots

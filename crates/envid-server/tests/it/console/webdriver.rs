@@ -1,17 +1,24 @@
 //! A headless Chromium driven by ChromeDriver over the W3C WebDriver
-//! protocol (JSON over HTTP, with the tests' own raw client): enough to
-//! open pages, run a script in them, fill a form and take screenshots.
-//! ChromeDriver is started on a free loopback port and killed on drop.
+//! protocol, through the `fantoccini` client: enough to open pages, run a
+//! script in them, fill a form and take screenshots. This file only starts
+//! ChromeDriver (on a free loopback port, killed on drop), asks for a
+//! headless Chromium, and runs fantoccini's futures on a small runtime of
+//! its own so the tests stay plain `#[test]`s: they also call the blocking
+//! helpers of `common` and `envid_server::spawn`, which starts a runtime
+//! and so may not run inside one.
 
-use std::net::{SocketAddr, TcpListener};
+use std::future::Future;
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use fantoccini::error::{CmdError, NewSessionError};
+use fantoccini::wd::Capabilities;
+use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{json, Value};
-
-use crate::common::{parse_response, Resp};
 
 /// One browser at a time: 2 cores, and the timing test must not share them
 /// with another Chromium.
@@ -31,56 +38,18 @@ const FLAGS: [&str; 9] = [
     "--window-size=1280,800",
 ];
 
+/// How long one WebDriver command may take before the test fails.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// A browser session; the driver process ends with it.
 pub struct Browser {
+    client: Client,
+    /// fantoccini's session task and its connections run on this runtime,
+    /// during each `block_on`.
+    rt: tokio::runtime::Runtime,
     driver: Child,
-    addr: SocketAddr,
-    session: String,
     _profile: tempfile::TempDir,
     _one: MutexGuard<'static, ()>,
-}
-
-/// One request to ChromeDriver. Not the tests' `common::request`: that
-/// reads until the server closes, and ChromeDriver keeps the connection
-/// open despite `Connection: close`, so every call would wait for the read
-/// timeout. This reads the head, then `Content-Length` bytes.
-fn request(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> Resp {
-    try_request(addr, method, path, body)
-        .unwrap_or_else(|e| panic!("{method} {path} to chromedriver: {e}"))
-}
-
-fn try_request(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> std::io::Result<Resp> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr)?;
-    s.set_read_timeout(Some(Duration::from_secs(60)))?;
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes())?;
-    s.write_all(body)?;
-    let mut raw = Vec::new();
-    let mut buf = [0u8; 64 * 1024];
-    loop {
-        let n = s.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        raw.extend_from_slice(&buf[..n]);
-        let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
-            continue;
-        };
-        let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
-        let length = head
-            .lines()
-            .find_map(|l| l.strip_prefix("content-length:"))
-            .and_then(|v| v.trim().parse::<usize>().ok());
-        if length.is_some_and(|len| raw.len() >= end + 4 + len) {
-            break;
-        }
-    }
-    Ok(parse_response(&raw))
 }
 
 /// `program`'s path on `PATH`.
@@ -98,6 +67,19 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// Kills and reaps ChromeDriver (and so its Chromium) when `start` fails
+/// before a `Browser` owns it.
+struct Driver(Option<Child>);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 impl Browser {
     /// Chromium under ChromeDriver, or `None` when either is missing (the
     /// test is skipped, and fails under `CI=true`).
@@ -113,175 +95,171 @@ impl Browser {
         let profile = tempfile::tempdir().unwrap();
         let port = free_port();
         let log = std::fs::File::create(profile.path().join("chromedriver.log")).unwrap();
-        let driver = Command::new("chromedriver")
-            .arg(format!("--port={port}"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("chromedriver starts");
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let mut browser = Browser {
-            driver,
-            addr,
-            session: String::new(),
-            _profile: profile,
-            _one: one,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let ready = try_request(addr, "GET", "/status", b"")
-                .is_ok_and(|r| r.status == 200 && r.json()["value"]["ready"] == true);
-            if ready {
-                break;
-            }
-            assert!(Instant::now() < deadline, "chromedriver did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let data_dir = format!(
-            "--user-data-dir={}",
-            browser._profile.path().join("chromium").display()
-        );
+        let mut driver = Driver(Some(
+            Command::new("chromedriver")
+                .arg(format!("--port={port}"))
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .expect("chromedriver starts"),
+        ));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime for the WebDriver client");
+
         let mut args: Vec<String> = FLAGS.iter().map(|s| s.to_string()).collect();
-        args.push(data_dir);
-        let caps = json!({"capabilities": {"alwaysMatch": {
+        args.push(format!(
+            "--user-data-dir={}",
+            profile.path().join("chromium").display()
+        ));
+        let caps: Capabilities = serde_json::from_value(json!({
             "browserName": "chrome",
             "pageLoadStrategy": "normal",
             "goog:chromeOptions": {"binary": chromium, "args": args},
-        }}});
-        let session = browser.call("POST", "/session", Some(caps));
-        browser.session = session["sessionId"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no session: {session}"))
-            .to_string();
+        }))
+        .unwrap();
+        // Plain HTTP: ChromeDriver is on loopback, so no TLS connector.
+        let mut builder = ClientBuilder::new(HttpConnector::new());
+        builder.capabilities(caps);
+        let url = format!("http://127.0.0.1:{port}");
+        // Until ChromeDriver listens, the session request is refused.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let client = loop {
+            let connect = builder.connect(&url);
+            match rt.block_on(async { tokio::time::timeout(COMMAND_TIMEOUT, connect).await }) {
+                Ok(Ok(client)) => break client,
+                Ok(Err(NewSessionError::FailedC(_))) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                result => {
+                    let e = match result {
+                        Ok(Err(e)) => e.to_string(),
+                        _ => format!("no answer in {COMMAND_TIMEOUT:?}"),
+                    };
+                    let log = std::fs::read_to_string(profile.path().join("chromedriver.log"))
+                        .unwrap_or_default();
+                    panic!("no WebDriver session from chromedriver: {e}\n{log}");
+                }
+            }
+        };
+        let browser = Browser {
+            client,
+            rt,
+            driver: driver.0.take().unwrap(),
+            _profile: profile,
+            _one: one,
+        };
         // A 1280×800 viewport: the window is that plus its frame.
         let frame = browser.exec(
             "return [window.outerWidth - window.innerWidth, window.outerHeight - window.innerHeight];",
         );
         let (dw, dh) = (
-            frame[0].as_i64().unwrap_or(0),
-            frame[1].as_i64().unwrap_or(0),
+            frame[0].as_u64().unwrap_or(0) as u32,
+            frame[1].as_u64().unwrap_or(0) as u32,
         );
-        browser.call(
-            "POST",
-            &browser.session_path("/window/rect"),
-            Some(json!({"width": 1280 + dw, "height": 800 + dh})),
+        browser.run(
+            "set the window size",
+            browser.client.set_window_size(1280 + dw, 800 + dh),
         );
         Some(browser)
     }
 
-    /// One WebDriver command; its `value`.
-    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
-        let body = body.map(|b| b.to_string()).unwrap_or_default();
-        let r = request(self.addr, method, path, body.as_bytes());
-        let v = r.json();
-        assert_eq!(r.status, 200, "{method} {path}: {}", r.body);
-        v["value"].clone()
-    }
-
-    fn session_path(&self, rest: &str) -> String {
-        format!("/session/{}{rest}", self.session)
+    /// Runs one fantoccini call to its end (at most a minute); its value,
+    /// or a panic naming `what`.
+    fn run<T>(&self, what: &str, call: impl Future<Output = Result<T, CmdError>>) -> T {
+        // The timer needs the runtime: made inside `block_on`.
+        match self
+            .rt
+            .block_on(async { tokio::time::timeout(COMMAND_TIMEOUT, call).await })
+        {
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) => panic!("{what}: {e}"),
+            Err(_) => panic!("{what}: no answer from chromedriver in {COMMAND_TIMEOUT:?}"),
+        }
     }
 
     /// Opens `url` and waits for its load event.
     pub fn goto(&self, url: &str) {
-        self.call(
-            "POST",
-            &self.session_path("/url"),
-            Some(json!({"url": url})),
-        );
+        self.run(&format!("open {url}"), self.client.goto(url));
     }
 
     /// Runs `script` (a function body: `return …`) in the page.
     pub fn exec(&self, script: &str) -> Value {
-        self.call(
-            "POST",
-            &self.session_path("/execute/sync"),
-            Some(json!({"script": script, "args": []})),
-        )
+        self.run(script, self.client.execute(script, vec![]))
     }
 
     /// Runs `script`, which calls `done(value)` when it has its answer.
     pub fn exec_async(&self, script: &str) -> Value {
         let script = format!("const done = arguments[arguments.length - 1]; {script}");
-        self.call(
-            "POST",
-            &self.session_path("/execute/async"),
-            Some(json!({"script": script, "args": []})),
-        )
+        self.run(&script, self.client.execute_async(&script, vec![]))
     }
 
-    /// The text of the element `css` selects (`""` when there is none).
+    /// The text of the element `css` selects (`""` when there is none): its
+    /// `innerText`, as a reader sees it.
     pub fn text(&self, css: &str) -> String {
-        let script = format!(
-            "const e = document.querySelector({}); return e ? e.innerText : '';",
-            json!(css)
+        let script = "const e = document.querySelector(arguments[0]); return e ? e.innerText : '';";
+        let v = self.run(
+            &format!("the text of {css}"),
+            self.client.execute(script, vec![json!(css)]),
         );
-        self.exec(&script).as_str().unwrap_or("").to_string()
+        v.as_str().unwrap_or("").to_string()
     }
 
     /// Waits (up to 10 s) until `css` selects an element: a form's
     /// submission may still be loading when the click returns.
     pub fn wait_for(&self, css: &str) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.count(css) == 0 {
-            assert!(
-                Instant::now() < deadline,
+        let wait = self
+            .client
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .every(Duration::from_millis(50))
+            .for_element(Locator::Css(css));
+        match self.rt.block_on(wait) {
+            Ok(_) => {}
+            Err(CmdError::WaitTimeout) => panic!(
                 "no {css} on {}",
                 self.exec("return location.href + ' ' + document.body.innerText;")
-            );
-            std::thread::sleep(Duration::from_millis(50));
+            ),
+            Err(e) => panic!("waiting for {css}: {e}"),
         }
     }
 
     /// How many elements `css` selects.
     pub fn count(&self, css: &str) -> usize {
-        let script = format!("return document.querySelectorAll({}).length;", json!(css));
-        self.exec(&script).as_u64().unwrap() as usize
-    }
-
-    fn element(&self, css: &str) -> String {
-        let v = self.call(
-            "POST",
-            &self.session_path("/element"),
-            Some(json!({"using": "css selector", "value": css})),
-        );
-        v.as_object()
-            .and_then(|o| o.values().next())
-            .and_then(Value::as_str)
-            .unwrap_or_else(|| panic!("no element {css}: {v}"))
-            .to_string()
+        self.run(
+            &format!("find all {css}"),
+            self.client.find_all(Locator::Css(css)),
+        )
+        .len()
     }
 
     /// Types `text` into the element `css` selects.
     pub fn type_into(&self, css: &str, text: &str) {
-        let id = self.element(css);
-        self.call(
-            "POST",
-            &self.session_path(&format!("/element/{id}/value")),
-            Some(json!({ "text": text })),
-        );
+        let what = format!("type into {css}");
+        self.run(&what, async {
+            self.client
+                .find(Locator::Css(css))
+                .await?
+                .send_keys(text)
+                .await
+        });
     }
 
     /// Clicks the element `css` selects.
     pub fn click(&self, css: &str) {
-        let id = self.element(css);
-        self.call(
-            "POST",
-            &self.session_path(&format!("/element/{id}/click")),
-            Some(json!({})),
-        );
+        let what = format!("click {css}");
+        self.run(&what, async {
+            self.client.find(Locator::Css(css)).await?.click().await
+        });
     }
 
     /// Saves a screenshot of the viewport as `target/console-screenshots/NAME.png`
     /// and checks it is a picture, not a blank page: returns the path and
     /// the number of distinct colours.
     pub fn screenshot(&self, name: &str) -> (PathBuf, usize) {
-        use base64::Engine;
-        let v = self.call("GET", &self.session_path("/screenshot"), None);
-        let png = base64::engine::general_purpose::STANDARD
-            .decode(v.as_str().expect("base64 PNG"))
-            .expect("base64");
+        let png = self.run(&format!("screenshot {name}"), self.client.screenshot());
         let dir = screenshot_dir();
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join(format!("{name}.png"));
@@ -298,10 +276,11 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        if !self.session.is_empty() {
-            let path = format!("/session/{}", self.session);
-            let _ = request(self.addr, "DELETE", &path, b"");
-        }
+        // Ends the session (Chromium quits), then the driver.
+        let close = self.client.clone().close();
+        let _ = self
+            .rt
+            .block_on(async { tokio::time::timeout(Duration::from_secs(10), close).await });
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
