@@ -44,8 +44,8 @@ pub(crate) struct AppState {
     pub(crate) shutdown: tokio::sync::watch::Receiver<bool>,
     /// The encoded body of the last snapshot served, by version.
     pub(crate) snapshot_cache: Arc<Mutex<Option<(u64, Bytes)>>>,
-    /// The encoded body of the last delta a woken long poll computed.
-    pub(crate) delta_cache: Arc<Mutex<Option<DeltaCache>>>,
+    /// The encoded deltas at the current version, one per `since` asked.
+    pub(crate) delta_cache: Arc<Mutex<Vec<DeltaCache>>>,
     /// Signing keys and the served key set (`issue_identity`).
     pub(crate) identity: Arc<Identity>,
     /// Recent refusals and the last reload (the console, `/v1/status`).
@@ -58,7 +58,7 @@ pub(crate) struct AppState {
     pub(crate) lease_preservation: bool,
 }
 
-/// The last delta a woken long poll computed (see `replication.rs`).
+/// A delta encoded for the replicas at one version (see `replication.rs`).
 #[derive(Debug)]
 pub(crate) struct DeltaCache {
     /// The version the delta starts after.
