@@ -174,7 +174,7 @@ fn prepare(config: Config) -> Result<Prepared, ServerError> {
     )
     .with_recent(recent.clone());
     let (draining, shutdown) = tokio::sync::watch::channel(false);
-    let state = AppState {
+    let state = AppState::new(http::state::Shared {
         store,
         metrics,
         reload_refusal,
@@ -195,7 +195,7 @@ fn prepare(config: Config) -> Result<Prepared, ServerError> {
         tls: tls.is_some(),
         allow_mass_delete: config.allow_mass_delete,
         lease_preservation: config.lease_preservation,
-    };
+    });
     Ok(Prepared {
         config,
         listener,
