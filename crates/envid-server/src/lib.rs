@@ -48,6 +48,6 @@ pub mod fuzzing; //    entry points of the cargo-fuzz targets (not an API)
 
 pub use crate::config::{Config, ServerError};
 pub use crate::error::ErrorCode;
-pub use crate::startup::{run_blocking, spawn, ServerHandle, ETCD_NOT_BUILT};
+pub use crate::startup::{limit_malloc_arenas, run_blocking, spawn, ServerHandle, ETCD_NOT_BUILT};
 pub use crate::store::etcd_connect::{EtcdAccess, EtcdPassword};
 pub use crate::tls::TlsFiles;

@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 fn main() {
+    envid_server::limit_malloc_arenas();
     let mut args = std::env::args().skip(1);
     let mut config = envid_server::Config::new("");
     config.listen = SocketAddr::from(([127, 0, 0, 1], 0));

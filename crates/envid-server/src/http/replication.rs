@@ -135,6 +135,10 @@ pub(crate) async fn registry(
             // header counts against the peer.
             let client = auth::client_of(peer, &headers, &state.trusted_proxies)
                 .unwrap_or_else(|_| peer.ip().to_canonical());
+            // The head's values are slices of hyper's read buffer: held
+            // through the wait they keep it alive, and hyper allocates
+            // another for the next read.
+            drop(headers);
             let poller = Poller {
                 client,
                 conn: conn.map(|c| c.0),
@@ -204,99 +208,143 @@ async fn registry_delta(
 ) -> Result<Response, ApiError> {
     // Subscribe before looking, so a change landing in between still wakes us.
     let mut changes = state.store.subscribe();
-    let mut delta = state.store.changes_since(since);
-    if matches!(&delta, Ok(d) if d.upserts.is_empty() && d.deletes.is_empty()) && !wait.is_zero() {
-        let limits = state.limits.clone();
-        let Some(_slot) = Slot::take(&limits.long_polls, limits.max_long_polls) else {
-            state.metrics.limited("long_polls");
-            return Err(ApiError::new(
-                ErrorCode::TooManyLongPolls,
-                format!(
-                    "{} long polls are already waiting; retry later",
-                    limits.max_long_polls
-                ),
-            )
-            .retry_after(Duration::from_secs(1)));
-        };
-        let Some(_client_slot) = limits.long_polls_per_client.take(poller.client) else {
-            state.metrics.limited("long_polls");
-            return Err(ApiError::new(
-                ErrorCode::TooManyLongPolls,
-                format!(
-                    "{} has {} long polls waiting, the most one client address may; retry later",
-                    poller.client, limits.long_polls_per_client.max
-                ),
-            )
-            .retry_after(Duration::from_secs(1)));
-        };
-        state.metrics.long_polls.inc();
-        let mut shutdown = state.shutdown.clone();
-        let _polling = poller.conn.as_ref().map(Connection::long_poll);
-        let preempted = async {
-            match &poller.conn {
-                Some(c) => c.preempted().await,
-                None => std::future::pending().await,
-            }
-        };
-        // Preempted: the accept loop needs the connection. Answered as if
-        // the wait had run out (the replica polls again at once), and closed.
-        let (changed, closing) = tokio::select! {
-            _ = changes.wait_for(|v| *v > since) => (true, false),
-            _ = tokio::time::sleep(wait) => (false, false),
-            _ = shutdown.wait_for(|d| *d) => (false, false),
-            () = preempted => (false, true),
-        };
-        if changed && !limits.poll_coalesce.is_zero() {
-            // Changes come in bursts (a deploy wave): gather the rest of the
-            // burst so every waiting replica gets it in one delta.
-            tokio::select! {
-                _ = tokio::time::sleep(limits.poll_coalesce) => {}
-                _ = shutdown.wait_for(|d| *d) => {}
-            }
+    // Asked with changes already there (a replica back between two changes
+    // of a wave): most likely the very delta its peers were just sent.
+    let current = state.store.snapshot();
+    if let Some((version, body)) = cached_delta(state, &current, since) {
+        return Ok(delta_response(&current.history, version, body));
+    }
+    let delta = state.store.changes_since(since).map_err(gone)?;
+    if !delta.upserts.is_empty() || !delta.deletes.is_empty() || wait.is_zero() {
+        let (version, body) = encode_and_keep(state, &current, since, &delta);
+        return Ok(delta_response(&current.history, version, body));
+    }
+    drop((current, delta));
+    let limits = state.limits.clone();
+    let Some(_slot) = Slot::take(&limits.long_polls, limits.max_long_polls) else {
+        state.metrics.limited("long_polls");
+        return Err(ApiError::new(
+            ErrorCode::TooManyLongPolls,
+            format!(
+                "{} long polls are already waiting; retry later",
+                limits.max_long_polls
+            ),
+        )
+        .retry_after(Duration::from_secs(1)));
+    };
+    let Some(_client_slot) = limits.long_polls_per_client.take(poller.client) else {
+        state.metrics.limited("long_polls");
+        return Err(ApiError::new(
+            ErrorCode::TooManyLongPolls,
+            format!(
+                "{} has {} long polls waiting, the most one client address may; retry later",
+                poller.client, limits.long_polls_per_client.max
+            ),
+        )
+        .retry_after(Duration::from_secs(1)));
+    };
+    state.metrics.long_polls.inc();
+    let mut shutdown = state.shutdown.clone();
+    let _polling = poller.conn.as_ref().map(Connection::long_poll);
+    let preempted = async {
+        match &poller.conn {
+            Some(c) => c.preempted().await,
+            None => std::future::pending().await,
         }
-        state.metrics.long_polls.dec();
-        // Every poll a change woke asks the same question: answered once.
-        let current = state.store.snapshot();
-        let cached = state
-            .delta_cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .filter(|c| {
-                c.since == since && c.at == current.version && *c.history == *current.history
-            })
-            .map(|c| (c.version, c.body.clone()));
-        if let Some((version, body)) = cached {
-            return Ok(close_if(
-                closing,
-                delta_response(&current.history, version, body),
-            ));
-        }
-        delta = state.store.changes_since(since);
-        if let Ok(d) = &delta {
-            let body = encode_delta(&current.history, d);
-            *state.delta_cache.lock().unwrap_or_else(|e| e.into_inner()) = Some(DeltaCache {
-                since,
-                at: current.version,
-                history: current.history.clone(),
-                version: d.version,
-                body: body.clone(),
-            });
-            return Ok(close_if(
-                closing,
-                delta_response(&current.history, d.version, body),
-            ));
+    };
+    // Preempted: the accept loop needs the connection. Answered as if
+    // the wait had run out (the replica polls again at once), and closed.
+    let (changed, closing) = tokio::select! {
+        _ = changes.wait_for(|v| *v > since) => (true, false),
+        _ = tokio::time::sleep(wait) => (false, false),
+        _ = shutdown.wait_for(|d| *d) => (false, false),
+        () = preempted => (false, true),
+    };
+    if changed && !limits.poll_coalesce.is_zero() {
+        // Changes come in bursts (a deploy wave): gather the rest of the
+        // burst so every waiting replica gets it in one delta.
+        tokio::select! {
+            _ = tokio::time::sleep(limits.poll_coalesce) => {}
+            _ = shutdown.wait_for(|d| *d) => {}
         }
     }
-    let d = delta.map_err(|gone| {
-        ApiError::new(
-            ErrorCode::Gone,
-            format!("{gone}; fetch the whole registry (GET /v1/registry)"),
-        )
-    })?;
-    let history = state.store.snapshot().history.clone();
-    let body = encode_delta(&history, &d);
-    Ok(delta_response(&history, d.version, body))
+    state.metrics.long_polls.dec();
+    // Every poll a change woke asks the same question: answered once.
+    let current = state.store.snapshot();
+    let (version, body) = match cached_delta(state, &current, since) {
+        Some(hit) => hit,
+        None => {
+            let delta = state.store.changes_since(since).map_err(gone)?;
+            encode_and_keep(state, &current, since, &delta)
+        }
+    };
+    Ok(close_if(
+        closing,
+        delta_response(&current.history, version, body),
+    ))
+}
+
+fn gone(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(
+        ErrorCode::Gone,
+        format!("{e}; fetch the whole registry (GET /v1/registry)"),
+    )
+}
+
+/// Encoded deltas kept: one per `since` asked at the current version.
+/// During a release wave the replicas come back between changes from a
+/// handful of versions each (they poll every 200 ms, the changes land
+/// every few ms); each of those deltas is encoded once and its bytes
+/// shared, not encoded once per replica.
+const DELTAS_CACHED: usize = 64;
+
+/// The delta from `since` to `current` as `(version, body)`, when a
+/// replica asked for it since the store reached `current`.
+fn cached_delta(
+    state: &AppState,
+    current: &crate::store::Snapshot,
+    since: u64,
+) -> Option<(u64, Bytes)> {
+    lock(&state.delta_cache)
+        .iter()
+        .find(|c| c.since == since && c.at == current.version && *c.history == *current.history)
+        .map(|c| (c.version, c.body.clone()))
+}
+
+/// `delta` (from `since`) encoded, and kept for the next replica asking
+/// the same at `current`'s version.
+fn encode_and_keep(
+    state: &AppState,
+    current: &crate::store::Snapshot,
+    since: u64,
+    delta: &crate::store::Delta,
+) -> (u64, Bytes) {
+    let body = encode_delta(&current.history, delta);
+    // Kept only when `changes_since` saw `current`'s version (it may have
+    // seen a newer one), so an entry never claims the wrong version; and
+    // never empty, so an entry never answers a poll that should wait.
+    let empty = delta.upserts.is_empty() && delta.deletes.is_empty();
+    if delta.version == current.version && !empty {
+        let mut cache = lock(&state.delta_cache);
+        // Entries of older versions are never asked for again.
+        cache.retain(|c| c.at == current.version && *c.history == *current.history);
+        if cache.len() >= DELTAS_CACHED {
+            cache.remove(0);
+        }
+        cache.push(DeltaCache {
+            since,
+            at: current.version,
+            history: current.history.clone(),
+            version: delta.version,
+            body: body.clone(),
+        });
+    }
+    (delta.version, body)
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A cache: nothing a panic half-way could leave inconsistent.
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn encode_delta(history: &str, d: &crate::store::Delta) -> Bytes {
