@@ -391,6 +391,18 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i]
 }
 
+/// How many errors the followers logged, and the first three.
+fn follower_errors(logs: &Logs) -> (usize, Vec<String>) {
+    let mut count = 0;
+    let mut first = Vec::new();
+    for l in logs {
+        let l = lock(l);
+        count += l.errors.len();
+        first.extend(l.errors.iter().take(3 - first.len().min(3)).cloned());
+    }
+    (count, first)
+}
+
 fn latencies(writes: &[Write], logs: &Logs) -> Latency {
     // Per-delivery latencies in a histogram of 0.1 ms buckets (40M pairs at
     // 10,000 followers would not fit a vector comfortably).
@@ -606,13 +618,8 @@ fn run_replicas(
     }
     let bytes: u64 = logs.iter().map(|l| lock(l).bytes).sum::<u64>() - bytes_before;
     let deliveries: u64 = logs.iter().map(|l| lock(l).deliveries).sum();
-    let mut errors = write_errors;
-    let mut first_errors = Vec::new();
-    for l in &logs {
-        let l = lock(l);
-        errors += l.errors.len();
-        first_errors.extend(l.errors.iter().take(3 - first_errors.len().min(3)).cloned());
-    }
+    let (follower_errors, mut first_errors) = follower_errors(&logs);
+    let mut errors = write_errors + follower_errors;
     if service_version != last {
         errors += 1;
         first_errors.push(format!(

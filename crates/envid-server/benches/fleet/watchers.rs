@@ -96,13 +96,8 @@ pub(super) fn run(
         t.abort();
     }
     let deliveries: u64 = logs.iter().map(|l| lock(l).deliveries).sum();
-    let mut errors = write_errors;
-    let mut first_errors = Vec::new();
-    for l in &logs {
-        let l = lock(l);
-        errors += l.errors.len();
-        first_errors.extend(l.errors.iter().take(3 - first_errors.len().min(3)).cloned());
-    }
+    let (follower_errors, first_errors) = follower_errors(&logs);
+    let mut errors = write_errors + follower_errors;
     let latency = latencies(&writes, &logs);
     errors += latency.missing as usize;
     std::thread::sleep(Duration::from_secs(2));
