@@ -64,25 +64,6 @@ fn env_num(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-/// Raises the soft open-files limit to the hard one; returns it.
-fn raise_nofile_limit() -> u64 {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit only read and write the struct passed in.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            return 1024;
-        }
-        lim.rlim_cur = lim.rlim_max;
-        if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-            libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
-        }
-    }
-    lim.rlim_cur
-}
-
 /// User + system CPU seconds of process `pid` so far.
 fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -105,22 +86,6 @@ fn rss_bytes(pid: u32) -> u64 {
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         })
         .map_or(0, |kb| kb * 1024)
-}
-
-fn registry(dir: &std::path::Path, n: usize) -> std::path::PathBuf {
-    let mut text = String::with_capacity(n * 70);
-    for i in 0..n {
-        text.push_str(&format!(
-            "[[records]]\nip = \"10.{}.{}.{}\"\napp = \"app{}\"\nenv = \"prod\"\nidc = \"cn0\"\n",
-            i / 65_536,
-            i / 256 % 256,
-            i % 256,
-            i % 97
-        ));
-    }
-    let path = dir.join(format!("registry-{n}.toml"));
-    std::fs::write(&path, text).unwrap();
-    path
 }
 
 /// What one follower (replica or watcher) saw.
@@ -652,7 +617,7 @@ mod watchers;
 
 fn main() {
     // `cargo bench` passes --bench; nothing else is taken.
-    let limit = raise_nofile_limit();
+    let limit = common::raise_nofile_limit();
     println!("open-files limit: {limit}");
     let replicas = env_list("FLEET_REPLICAS", "1000,5000,10000");
     let records = env_list("FLEET_RECORDS", "10000,100000");
@@ -694,7 +659,7 @@ fn main() {
             )
         });
         for (k, &r) in records.iter().enumerate() {
-            let reg = registry(dir.path(), r);
+            let reg = common::large_registry(dir.path(), r);
             let mut args = vec![
                 "--registry".to_string(),
                 reg.display().to_string(),

@@ -25,22 +25,6 @@ use common::{get, request};
 const WRITERS: usize = 8;
 const REGISTRATIONS: usize = 4_000;
 
-fn registry(dir: &std::path::Path, n: usize) -> std::path::PathBuf {
-    let mut text = String::with_capacity(n * 60);
-    for i in 0..n {
-        text.push_str(&format!(
-            "[[records]]\nip = \"10.{}.{}.{}\"\napp = \"app{}\"\nenv = \"prod\"\nidc = \"cn0\"\n",
-            i / 65_536,
-            i / 256 % 256,
-            i % 256,
-            i % 97
-        ));
-    }
-    let path = dir.join(format!("registry-{n}.toml"));
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
 fn put(a: SocketAddr, ip: &str) -> u16 {
     let body = r#"{"app": "bench", "env": "beta", "idc": "cn0", "lease_seconds": 600}"#;
     request(
@@ -158,7 +142,7 @@ fn bench(name: &str, args: &dyn Fn(&std::path::Path) -> Vec<String>, small: usiz
     let mut rates = Vec::new();
     let mut rss = Vec::new();
     for (salt, n) in [small, large].into_iter().enumerate() {
-        let reg = registry(dir.path(), n);
+        let reg = common::large_registry(dir.path(), n);
         let mut a = vec!["--registry".to_string(), reg.display().to_string()];
         a.extend(args(&dir.path().join(format!("run{salt}"))));
         let refs: Vec<&str> = a.iter().map(String::as_str).collect();

@@ -114,13 +114,43 @@ struct Open {
     _permit: OwnedSemaphorePermit,
 }
 
+/// How many of something each client address holds; an address is
+/// forgotten at zero, so the map holds active addresses only. The accept
+/// loop counts connections with it, `http::limits` requests and long polls.
+#[derive(Debug, Default)]
+pub(crate) struct AddressCounts(HashMap<IpAddr, usize>);
+
+impl AddressCounts {
+    pub(crate) fn get(&self, client: IpAddr) -> usize {
+        self.0.get(&client).copied().unwrap_or(0)
+    }
+
+    pub(crate) fn add(&mut self, client: IpAddr) {
+        *self.0.entry(client).or_default() += 1;
+    }
+
+    pub(crate) fn remove(&mut self, client: IpAddr) {
+        if let Some(n) = self.0.get_mut(&client) {
+            *n -= 1;
+            if *n == 0 {
+                self.0.remove(&client);
+            }
+        }
+    }
+
+    /// The address holding the most.
+    fn largest(&self) -> Option<IpAddr> {
+        self.0.iter().max_by_key(|(_, &n)| n).map(|(&ip, _)| ip)
+    }
+}
+
 /// Open connections by accept order (oldest first), and how many each
 /// client address has among them.
 #[derive(Default)]
 struct Table {
     next_id: u64,
     open: BTreeMap<u64, Open>,
-    per_client: HashMap<IpAddr, usize>,
+    per_client: AddressCounts,
 }
 
 impl Table {
@@ -135,33 +165,25 @@ impl Table {
                 _permit: permit,
             },
         );
-        *self.per_client.entry(client).or_default() += 1;
+        self.per_client.add(client);
         id
     }
 
-    /// Forgets connection `id` (evicted, or closed); false when it was
+    /// Forgets connection `id` (evicted, or closed); `None` when it was
     /// forgotten before.
     fn remove(&mut self, id: u64) -> Option<Open> {
         let open = self.open.remove(&id)?;
-        if let Some(n) = self.per_client.get_mut(&open.client) {
-            *n -= 1;
-            if *n == 0 {
-                self.per_client.remove(&open.client);
-            }
-        }
+        self.per_client.remove(open.client);
         Some(open)
     }
 
     fn count(&self, client: IpAddr) -> usize {
-        self.per_client.get(&client).copied().unwrap_or(0)
+        self.per_client.get(client)
     }
 
     /// The client address holding the most connections.
     fn largest_client(&self) -> Option<IpAddr> {
-        self.per_client
-            .iter()
-            .max_by_key(|(_, &n)| n)
-            .map(|(&ip, _)| ip)
+        self.per_client.largest()
     }
 
     /// Makes room at the global cap: the oldest idle connection of the

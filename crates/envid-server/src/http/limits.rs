@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use super::auth;
 use crate::config::Config;
+use crate::conn::AddressCounts;
 
 /// Load shedding and the registration rate limit.
 #[derive(Debug)]
@@ -85,7 +86,7 @@ fn reserve_an_eighth(n: usize) -> usize {
 #[derive(Debug)]
 pub(crate) struct PerClient {
     pub(super) max: usize,
-    counts: Mutex<HashMap<IpAddr, usize>>,
+    counts: Mutex<AddressCounts>,
 }
 
 impl PerClient {
@@ -99,11 +100,10 @@ impl PerClient {
     /// One slot of `client`'s, released on drop; `None` at its cap.
     pub(crate) fn take(&self, client: IpAddr) -> Option<ClientSlot<'_>> {
         let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        let n = counts.entry(client).or_default();
-        if *n >= self.max {
+        if counts.get(client) >= self.max {
             return None;
         }
-        *n += 1;
+        counts.add(client);
         Some(ClientSlot { of: self, client })
     }
 }
@@ -117,13 +117,7 @@ pub(crate) struct ClientSlot<'a> {
 impl Drop for ClientSlot<'_> {
     fn drop(&mut self) {
         let mut counts = self.of.counts.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = counts.get_mut(&self.client) {
-            *n -= 1;
-            if *n == 0 {
-                // Forgotten once idle: the map holds active clients only.
-                counts.remove(&self.client);
-            }
-        }
+        counts.remove(self.client);
     }
 }
 

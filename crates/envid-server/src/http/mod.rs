@@ -220,10 +220,7 @@ async fn require_token(
     let Some(expected) = &state.token_digest else {
         return Ok(next.run(req).await);
     };
-    let peer = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.0);
+    let peer = peer_of(&req);
     let client = auth::client_of(peer, req.headers(), &state.trusted_proxies)?;
     let failures = &state.limits.auth_failures;
     if let Some(wait) = failures.blocked(client) {
@@ -267,10 +264,7 @@ fn healthz_caller(state: &AppState, req: &Request) -> bool {
     let Some(given) = auth::bearer(req.headers()) else {
         return false;
     };
-    let peer = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.0);
+    let peer = peer_of(req);
     let Ok(client) = auth::client_of(peer, req.headers(), &state.trusted_proxies) else {
         return false;
     };

@@ -221,27 +221,21 @@ async fn registry_delta(
     }
     drop((current, delta));
     let limits = state.limits.clone();
-    let Some(_slot) = Slot::take(&limits.long_polls, limits.max_long_polls) else {
+    let refuse = |message: String| {
         state.metrics.limited("long_polls");
-        return Err(ApiError::new(
-            ErrorCode::TooManyLongPolls,
-            format!(
-                "{} long polls are already waiting; retry later",
-                limits.max_long_polls
-            ),
-        )
-        .retry_after(Duration::from_secs(1)));
+        ApiError::new(ErrorCode::TooManyLongPolls, message).retry_after(Duration::from_secs(1))
+    };
+    let Some(_slot) = Slot::take(&limits.long_polls, limits.max_long_polls) else {
+        return Err(refuse(format!(
+            "{} long polls are already waiting; retry later",
+            limits.max_long_polls
+        )));
     };
     let Some(_client_slot) = limits.long_polls_per_client.take(poller.client) else {
-        state.metrics.limited("long_polls");
-        return Err(ApiError::new(
-            ErrorCode::TooManyLongPolls,
-            format!(
-                "{} has {} long polls waiting, the most one client address may; retry later",
-                poller.client, limits.long_polls_per_client.max
-            ),
-        )
-        .retry_after(Duration::from_secs(1)));
+        return Err(refuse(format!(
+            "{} has {} long polls waiting, the most one client address may; retry later",
+            poller.client, limits.long_polls_per_client.max
+        )));
     };
     state.metrics.long_polls.inc();
     let mut shutdown = state.shutdown.clone();

@@ -24,21 +24,6 @@ const REGISTRAR: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 4));
 /// What a good client must always get its answer within.
 const BOUND: Duration = Duration::from_secs(1);
 
-/// Raises the soft open-files limit to the hard one.
-fn raise_nofile_limit() {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit only read and write the struct passed in.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
-            lim.rlim_cur = lim.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
-    }
-}
-
 /// A good client on another address: `/healthz` and an authorised lookup
 /// every 100 ms until stopped; what took longest and what went wrong.
 struct Prober {

@@ -204,25 +204,6 @@ fn slowloris_heads_are_closed_after_the_header_timeout() {
     good_lookup_within(a, Duration::from_secs(2));
 }
 
-/// Raises the soft open-files limit to the hard one; returns the new limit.
-fn raise_nofile_limit() -> u64 {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit only read and write the struct passed in.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            return 1024;
-        }
-        lim.rlim_cur = lim.rlim_max;
-        if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-            libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
-        }
-    }
-    lim.rlim_cur
-}
-
 #[test]
 fn ten_thousand_connections_are_bounded_and_others_still_served() {
     let limit = raise_nofile_limit();

@@ -224,3 +224,41 @@ pub fn metric(text: &str, series: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
         .and_then(|v| v.trim().parse().ok())
 }
+
+/// Raises the soft open-files limit to the hard one (floods and benches
+/// open thousands of sockets); returns the limit now in force.
+pub fn raise_nofile_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed in.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 1024;
+        }
+        lim.rlim_cur = lim.rlim_max;
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+            libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        }
+    }
+    lim.rlim_cur
+}
+
+/// A registry file of `n` static records (10.x.y.z, apps `app0`..`app96`)
+/// in `dir`, for the benches' large registries.
+pub fn large_registry(dir: &Path, n: usize) -> PathBuf {
+    let mut text = String::with_capacity(n * 70);
+    for i in 0..n {
+        text.push_str(&format!(
+            "[[records]]\nip = \"10.{}.{}.{}\"\napp = \"app{}\"\nenv = \"prod\"\nidc = \"cn0\"\n",
+            i / 65_536,
+            i / 256 % 256,
+            i % 256,
+            i % 97
+        ));
+    }
+    let path = dir.join(format!("registry-{n}.toml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
