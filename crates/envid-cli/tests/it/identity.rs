@@ -1,7 +1,6 @@
 //! `envid keygen`, `envid serve --signing-key` and `envid verify`, run as
 //! the built binary against each other.
 
-use std::io::BufRead;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -38,17 +37,7 @@ fn serve(extra: &[&str]) -> (Child, String) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    // Drained for the child's whole life: a closed pipe would end it.
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let _ = tx.send(line);
-        }
-    });
+    let rx = crate::cli::common::stderr_lines(&mut child);
     let deadline = Instant::now() + Duration::from_secs(10);
     while let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
         if let Some(rest) = line.split("listening on ").nth(1) {

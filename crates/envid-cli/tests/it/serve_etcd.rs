@@ -4,7 +4,7 @@
 //! refusals stop the process at start (exit 1) with the cause and the flag
 //! on stderr, and the right settings serve.
 
-use std::io::{BufRead, Read, Write};
+use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -354,18 +354,7 @@ fn serve_on_etcd_with_tls_and_a_user_refuses_at_start_naming_the_cause() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let rx = crate::cli::common::stderr_lines(&mut child);
     let addr: SocketAddr = loop {
         match rx.recv_timeout(Duration::from_secs(20)) {
             Ok(line) => {

@@ -69,7 +69,6 @@ pub fn serve_registry(
     String,
     std::sync::mpsc::Receiver<String>,
 ) {
-    use std::io::BufRead;
     let mut args = vec![
         "serve",
         "--registry",
@@ -84,18 +83,7 @@ pub fn serve_registry(
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let rx = stderr_lines(&mut child);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
@@ -114,6 +102,23 @@ pub fn serve_registry(
             }
         }
     }
+}
+
+/// The child's stderr, line by line. Drained for the child's whole life,
+/// even once nobody reads: a closed pipe would end it.
+pub fn stderr_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let stderr = child.stderr.take().expect("stderr piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    rx
 }
 
 /// SIGTERM, then the exit status within 10 s.

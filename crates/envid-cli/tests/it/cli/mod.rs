@@ -1,5 +1,5 @@
 //! Runs the built `envid` binary and checks stdout, stderr and exit codes.
 
-mod common;
+pub(crate) mod common;
 mod service;
 mod where_am_i;
