@@ -218,24 +218,9 @@ impl Apps {
 }
 
 /// `2026-01-31T00:00:00Z` for Unix seconds: how refusals and logs name a
-/// credential's `not_after` (Howard Hinnant's `civil_from_days`).
+/// credential's `not_after`.
 pub(crate) fn rfc3339(unix: u64) -> String {
-    let (days, secs) = ((unix / 86_400) as i64, unix % 86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
+    crate::utc::rfc3339(i64::try_from(unix).unwrap_or(i64::MAX))
 }
 
 /// The hex SHA-256 of `token`: what an apps file stores for it.

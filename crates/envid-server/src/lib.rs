@@ -34,7 +34,8 @@ pub mod store; //      the RegistryStore trait; records, embedded and etcd store
 // Files polled while serving.
 mod hash; //           the one content hash
 mod poll; //           the one polling loop and "has this file changed"
-mod reload; //         the registry file's reloader
+mod reload;
+mod utc; //            times as RFC 3339 text, in UTC //         the registry file's reloader
 
 // Parsers and checks of what callers and operators write.
 pub mod apps; //       the app credentials file (--apps)

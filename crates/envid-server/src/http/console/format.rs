@@ -3,35 +3,12 @@
 /// `2026-05-01 12:34:56Z` for a time in ms since the Unix epoch (UTC;
 /// the console's script adds the browser's local time and "ago").
 pub(super) fn time(unix_ms: u64) -> String {
-    let secs = unix_ms / 1000;
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (y, m, d) = civil(days as i64);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
+    rfc3339(unix_ms).replacen('T', " ", 1)
 }
 
 /// RFC 3339 for `<time datetime>`.
 pub(super) fn rfc3339(unix_ms: u64) -> String {
-    time(unix_ms).replacen(' ', "T", 1)
-}
-
-/// The date of a day number since 1970-01-01 (Howard Hinnant's
-/// `civil_from_days`).
-fn civil(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+    crate::utc::rfc3339(i64::try_from(unix_ms / 1000).unwrap_or(i64::MAX))
 }
 
 /// A duration in words: `42 s`, `5 min`, `3 h 4 min`, `2 d 3 h`.
