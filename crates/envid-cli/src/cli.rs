@@ -270,6 +270,13 @@ pub struct ServeArgs {
     /// are kept until renewals recover).
     #[arg(long)]
     pub no_lease_preservation: bool,
+    /// Paces a release wave's answers to waiting replicas: a long poll
+    /// woken by a change gathers more for (replicas waiting / N) seconds
+    /// before it is answered (10,000 waiting at the default: 250 ms), so
+    /// the fan-out's CPU stays what one instance can give. 0: gather 20 ms
+    /// only.
+    #[arg(long, value_name = "N", default_value_t = 40_000)]
+    pub fanout_rate: usize,
     /// Signed identities.
     #[command(flatten)]
     pub identity: IdentityServeArgs,
@@ -303,6 +310,7 @@ impl std::fmt::Debug for ServeArgs {
             .field("etcd_password_file", &self.etcd_password_file)
             .field("allow_mass_delete", &self.allow_mass_delete)
             .field("no_lease_preservation", &self.no_lease_preservation)
+            .field("fanout_rate", &self.fanout_rate)
             .field("identity", &self.identity)
             .finish()
     }

@@ -8,7 +8,9 @@
 //! `FLEET_RECORDS` (`10000,100000`), `FLEET_WAVE_SECS` (60),
 //! `FLEET_WAVE_WRITES` (2,000 of each), `FLEET_STORES` (`embedded,etcd`;
 //! etcd needs the feature and an `etcd` binary), `FLEET_WATCHERS`
-//! (`1`: compare with etcd watchers, `0`: not).
+//! (`1`: compare with etcd watchers, `0`: not), `FLEET_FANOUT_RATE` (the
+//! service's `--fanout-rate`; its default when unset). A wave the service
+//! stretches past three times its length is stopped, and says so.
 //!
 //! Each replica is a task with one keep-alive connection from a source
 //! address of its own (200 replicas share one, 127.1.x.y), following
@@ -48,6 +50,8 @@ const POLL_WAIT_SECS: u64 = 10;
 const MIN_POLL_INTERVAL: Duration = Duration::from_millis(200);
 /// Replicas sharing one source address.
 const PER_ADDRESS: usize = 200;
+/// How many times its asked length a wave may take before it is stopped.
+const WAVE_LIMIT: u32 = 3;
 
 fn env_list(name: &str, default: &str) -> Vec<usize> {
     std::env::var(name)
@@ -294,7 +298,19 @@ fn release_wave(a: SocketAddr, writes: usize, salt: usize, wave: Duration) -> (V
     let step = wave / (2 * writes) as u32;
     let start = Instant::now();
     let mut last = get(a, "/healthz").json()["version"].as_u64().unwrap();
+    // A wave stretched this far describes another load than the one
+    // asked for: stopped, with what it did and why.
+    let limit = wave * WAVE_LIMIT;
     for k in 0..2 * writes {
+        if start.elapsed() > limit {
+            println!(
+                "    stopped the wave after {k} of {} writes and {:.0} s ({WAVE_LIMIT}× the {:.0} s asked): the service acknowledged writes too late to keep its rate",
+                2 * writes,
+                start.elapsed().as_secs_f64(),
+                wave.as_secs_f64()
+            );
+            break;
+        }
         let due = start + step * k as u32;
         if let Some(wait) = due.checked_duration_since(Instant::now()) {
             std::thread::sleep(wait);
@@ -619,6 +635,10 @@ fn main() {
     // `cargo bench` passes --bench; nothing else is taken.
     let limit = common::raise_nofile_limit();
     println!("open-files limit: {limit}");
+    println!(
+        "service --fanout-rate: {}",
+        std::env::var("FLEET_FANOUT_RATE").unwrap_or_else(|_| "its default".into())
+    );
     let replicas = env_list("FLEET_REPLICAS", "1000,5000,10000");
     let records = env_list("FLEET_RECORDS", "10000,100000");
     let wave = Wave {
@@ -668,6 +688,9 @@ fn main() {
                 "--max-long-polls".into(),
                 (most + 1_000).to_string(),
             ];
+            if let Ok(rate) = std::env::var("FLEET_FANOUT_RATE") {
+                args.extend(["--fanout-rate".into(), rate]);
+            }
             let prefix = format!("/fleet{k}/");
             #[cfg(feature = "etcd")]
             if let Some(c) = &cluster {

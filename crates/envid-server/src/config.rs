@@ -92,6 +92,15 @@ pub struct Config {
     /// answering, so a burst reaches every replica as one delta (default
     /// 20 ms; zero answers at once).
     pub poll_coalesce: Duration,
+    /// Paces a wave's answers to long polls: a poll woken by a change
+    /// gathers for `poll_coalesce`, or for (long polls waiting) /
+    /// `fanout_rate` seconds when that is longer (default 40,000: 10,000
+    /// waiting replicas gather for 250 ms), so each answer carries more
+    /// changes and there are fewer of them (below 8,000 waiting the window
+    /// is shorter than the replicas' own 200 ms `min_poll_interval`). See
+    /// BENCHMARKS.md, "The service at fleet size". 0: `poll_coalesce`
+    /// only.
+    pub fanout_rate: usize,
     /// Most TCP connections served at once; past it a new connection evicts
     /// the oldest one with no request in flight (of the address holding the
     /// most first), else ends the oldest waiting long poll early, or waits in
@@ -186,6 +195,7 @@ impl Config {
             max_long_polls_per_client: 1024,
             max_wait: Duration::from_secs(60),
             poll_coalesce: Duration::from_millis(20),
+            fanout_rate: 40_000,
             max_connections: 4096,
             max_connections_per_client: 1024,
             max_header_bytes: 16 * 1024,
@@ -232,6 +242,7 @@ impl std::fmt::Debug for Config {
             max_long_polls_per_client,
             max_wait,
             poll_coalesce,
+            fanout_rate,
             max_connections,
             max_connections_per_client,
             max_header_bytes,
@@ -273,6 +284,7 @@ impl std::fmt::Debug for Config {
             .field("max_long_polls_per_client", max_long_polls_per_client)
             .field("max_wait", max_wait)
             .field("poll_coalesce", poll_coalesce)
+            .field("fanout_rate", fanout_rate)
             .field("max_connections", max_connections)
             .field("max_connections_per_client", max_connections_per_client)
             .field("max_header_bytes", max_header_bytes)

@@ -61,6 +61,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, String> {
             )?;
             config.allow_mass_delete = a.allow_mass_delete;
             config.lease_preservation = !a.no_lease_preservation;
+            config.fanout_rate = a.fanout_rate;
             config.identity = a.identity.config();
             serve::run(config)
         }

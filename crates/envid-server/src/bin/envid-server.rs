@@ -1,7 +1,8 @@
 //! A bare service process: `envid-server --registry FILE [--listen ADDR]
 //! [--state FILE] [--etcd URL[,URL...]] [--etcd-prefix PREFIX] [--etcd-ca
 //! FILE] [--etcd-cert FILE --etcd-key FILE] [--etcd-user NAME
-//! [--etcd-password-file FILE]] [--insecure-open-registration]` (the etcd
+//! [--etcd-password-file FILE]] [--insecure-open-registration]
+//! [--max-connections N] [--max-long-polls N] [--fanout-rate N]` (the etcd
 //! password may come from `ENVID_ETCD_PASSWORD` instead). It prints `listening on ADDR` on stdout once
 //! bound and shuts down cleanly when stdin closes. The crash tests run it as
 //! a child to `kill -9` it; operators use `envid serve`.
@@ -47,6 +48,7 @@ fn main() {
             // The fleet benchmark's 10,000 replicas (the defaults are 4,096).
             "--max-connections" => config.max_connections = number(&flag, value()),
             "--max-long-polls" => config.max_long_polls = number(&flag, value()),
+            "--fanout-rate" => config.fanout_rate = number(&flag, value()),
             other => {
                 eprintln!("unknown argument {other}");
                 std::process::exit(2)

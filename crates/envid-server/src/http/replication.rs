@@ -254,11 +254,13 @@ async fn registry_delta(
         _ = shutdown.wait_for(|d| *d) => (false, false),
         () = preempted => (false, true),
     };
-    if changed && !limits.poll_coalesce.is_zero() {
+    let window = limits.coalesce_window();
+    if changed && !window.is_zero() {
         // Changes come in bursts (a deploy wave): gather the rest of the
-        // burst so every waiting replica gets it in one delta.
+        // burst so every waiting replica gets it in one delta, and pace
+        // the answers when thousands wait.
         tokio::select! {
-            _ = tokio::time::sleep(limits.poll_coalesce) => {}
+            _ = tokio::time::sleep(window) => {}
             _ = shutdown.wait_for(|d| *d) => {}
         }
     }

@@ -186,6 +186,41 @@ fn long_poll_wakes_within_milliseconds_of_a_change() {
     }
 }
 
+/// With more polls waiting than `fanout_rate` answers a second, a woken
+/// poll gathers for (waiting / rate) seconds: here 2 polls at 1 a second
+/// gather for 2 s, so a change made half a second after the one that woke
+/// them is in the same answer (the default 20 ms would answer with the
+/// first alone, as the test above shows).
+#[test]
+fn long_polls_gather_longer_when_more_wait_than_the_fanout_rate() {
+    let mut c = config(example_registry());
+    c.fanout_rate = 1;
+    let svc = envid_server::spawn(c).expect("server starts");
+    let a = svc.local_addr();
+    let since = snapshot(a).version;
+    let polls: Vec<_> = (0..2)
+        .map(|_| std::thread::spawn(move || delta(a, since, 30)))
+        .collect();
+    common::wait_until("both polls waiting", Duration::from_secs(10), || {
+        metric(&get(a, "/metrics").body, "envid_long_polls_in_flight") == Some(2.0)
+    });
+    assert_eq!(put(a, "10.9.2.1", "app", "beta", 60).status, 200);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(put(a, "10.9.2.2", "app", "beta", 60).status, 200);
+    for p in polls {
+        let d = parse_delta(&p.join().unwrap());
+        assert_eq!(d.version, since + 2, "{d:?}");
+        let mut ips: Vec<_> = d
+            .upserts
+            .iter()
+            .filter_map(|r| r.ip)
+            .map(|ip| ip.to_string())
+            .collect();
+        ips.sort();
+        assert_eq!(ips, ["10.9.2.1", "10.9.2.2"]);
+    }
+}
+
 #[test]
 fn long_poll_without_changes_answers_empty_after_wait() {
     let svc = serve_example();
