@@ -277,6 +277,15 @@ pub struct ServeArgs {
     /// only.
     #[arg(long, value_name = "N", default_value_t = 40_000)]
     pub fanout_rate: usize,
+    /// Most TCP connections served at once (default 4,096); each waiting
+    /// replica holds one. See BENCHMARKS.md, "Capacity".
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Most long polls waiting at once (default 4,096, never more than
+    /// seven eighths of `--max-connections`); past it a replica is told to
+    /// retry (`429`).
+    #[arg(long, value_name = "N")]
+    pub max_long_polls: Option<usize>,
     /// Signed identities.
     #[command(flatten)]
     pub identity: IdentityServeArgs,
@@ -311,6 +320,8 @@ impl std::fmt::Debug for ServeArgs {
             .field("allow_mass_delete", &self.allow_mass_delete)
             .field("no_lease_preservation", &self.no_lease_preservation)
             .field("fanout_rate", &self.fanout_rate)
+            .field("max_connections", &self.max_connections)
+            .field("max_long_polls", &self.max_long_polls)
             .field("identity", &self.identity)
             .finish()
     }

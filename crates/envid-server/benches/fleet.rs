@@ -304,7 +304,7 @@ fn release_wave(a: SocketAddr, writes: usize, salt: usize, wave: Duration) -> (V
     for k in 0..2 * writes {
         if start.elapsed() > limit {
             println!(
-                "    stopped the wave after {k} of {} writes and {:.0} s ({WAVE_LIMIT}× the {:.0} s asked): the service acknowledged writes too late to keep its rate",
+                "    stopped the wave after {k} of {} writes and {:.0} s ({WAVE_LIMIT}× the {:.0} s asked): writes were acknowledged too late to keep its rate (the service, or the etcd behind it, short of CPU)",
                 2 * writes,
                 start.elapsed().as_secs_f64(),
                 wave.as_secs_f64()
@@ -346,7 +346,7 @@ fn release_wave(a: SocketAddr, writes: usize, salt: usize, wave: Duration) -> (V
         // CPU stretches the wave, and every figure then describes a
         // slower wave than asked for.
         println!(
-            "    the wave took {:.1} s, not {:.0} s: the service acknowledged writes late",
+            "    the wave took {:.1} s, not {:.0} s: writes were acknowledged late",
             took.as_secs_f64(),
             wave.as_secs_f64()
         );
@@ -486,25 +486,34 @@ impl Figures {
 
 /// envid's replicas against etcd's watchers over the same wave: what
 /// following cost each, net of the writes (the other process's CPU over
-/// the other wave, when it followed nothing), and the ratios.
+/// the other side's wave, when it followed nothing, per write), per change
+/// delivered to a follower, and the ratios. Per change, because a wave the
+/// bench had to stop (see [`WAVE_LIMIT`]) made fewer changes.
 #[cfg_attr(not(feature = "etcd"), allow(dead_code))]
 fn compare_runs(envid: &Figures, etcd: &Figures) {
     let (Some(etcd_writes), Some(service_writes)) = (envid.other_cpu, etcd.other_cpu) else {
         return;
     };
-    let envid_follow = envid.cpu - service_writes;
-    let etcd_follow = etcd.cpu - etcd_writes;
+    let writes = |f: &Figures| (f.changes / f.followers.max(1) as u64).max(1) as f64;
+    // The service's CPU for writes alone, per write, from the etcd side's
+    // wave; etcd's likewise from envid's.
+    let envid_follow = envid.cpu - service_writes / writes(etcd) * writes(envid);
+    let etcd_follow = etcd.cpu - etcd_writes / writes(envid) * writes(etcd);
+    let per_change = |cpu: f64, f: &Figures| cpu * 1e6 / f.changes.max(1) as f64;
     println!(
-        "    compared, N={}: envid's CPU {:.2} s less {:.2} s for the writes alone = {:.2} s; etcd's {:.2} s less {:.2} s = {:.2} s; CPU per delivered change envid/etcd = {:.2} (whole processes: {:.2}); delivery p99 envid/etcd = {:.2}",
+        "    compared, N={}: envid {:.2} s less {:.2} s of writes = {:.2} s for {} changes delivered ({:.2} µs each); etcd {:.2} s less {:.2} s = {:.2} s for {} ({:.2} µs each); CPU per delivered change envid/etcd = {:.2}; delivery p99 envid/etcd = {:.2}",
         envid.followers,
         envid.cpu,
-        service_writes,
+        envid.cpu - envid_follow,
         envid_follow,
+        envid.changes,
+        per_change(envid_follow, envid),
         etcd.cpu,
-        etcd_writes,
+        etcd.cpu - etcd_follow,
         etcd_follow,
-        envid_follow / etcd_follow,
-        envid.cpu / etcd.cpu,
+        etcd.changes,
+        per_change(etcd_follow, etcd),
+        per_change(envid_follow, envid) / per_change(etcd_follow, etcd),
         envid.latency.last.1 / etcd.latency.last.1,
     );
 }

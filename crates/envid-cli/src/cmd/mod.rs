@@ -62,6 +62,12 @@ pub fn run(cli: Cli) -> Result<ExitCode, String> {
             config.allow_mass_delete = a.allow_mass_delete;
             config.lease_preservation = !a.no_lease_preservation;
             config.fanout_rate = a.fanout_rate;
+            if let Some(n) = a.max_connections {
+                config.max_connections = n;
+            }
+            if let Some(n) = a.max_long_polls {
+                config.max_long_polls = n;
+            }
             config.identity = a.identity.config();
             serve::run(config)
         }
