@@ -692,8 +692,9 @@ fn main() {
             let mut args = vec![
                 "--registry".to_string(),
                 reg.display().to_string(),
+                // Long polls may hold seven eighths of the connections.
                 "--max-connections".into(),
-                (most + 2_000).to_string(),
+                (most * 8 / 7 + 2_000).to_string(),
                 "--max-long-polls".into(),
                 (most + 1_000).to_string(),
             ];
