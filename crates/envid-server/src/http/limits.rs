@@ -78,6 +78,13 @@ impl Limits {
         )
     }
 
+    /// Are so many polls waiting that the window is longer than
+    /// `poll_coalesce`? Then a poll with changes already there is paced
+    /// too (see `replication.rs`).
+    pub(super) fn pacing(&self) -> bool {
+        self.coalesce_window() > self.poll_coalesce
+    }
+
     /// Forgets idle registration windows and failure counts (at most once
     /// a second).
     pub(crate) fn prune(&self) {

@@ -208,30 +208,50 @@ async fn registry_delta(
 ) -> Result<Response, ApiError> {
     // Subscribe before looking, so a change landing in between still wakes us.
     let mut changes = state.store.subscribe();
+    let current = state.store.snapshot();
+    // When thousands wait, a poll is paced even with changes already
+    // there: answered at once, a replica back every 200 ms finds changes
+    // every time during a wave and is never paced again (at 10,000
+    // replicas they all drifted there: 2.6 M answers instead of 1.2 M).
+    let pacing = !wait.is_zero() && state.limits.pacing();
     // Asked with changes already there (a replica back between two changes
     // of a wave): most likely the very delta its peers were just sent.
-    let current = state.store.snapshot();
-    if let Some((version, body)) = cached_delta(state, &current, since) {
-        return Ok(delta_response(&current.history, version, body));
-    }
-    let delta = state.store.changes_since(since).map_err(gone)?;
-    if !delta.upserts.is_empty() || !delta.deletes.is_empty() || wait.is_zero() {
-        let (version, body) = encode_and_keep(state, &current, since, &delta);
-        return Ok(delta_response(&current.history, version, body));
-    }
-    drop((current, delta));
+    let pending = match cached_delta(state, &current, since) {
+        Some((version, body)) if !pacing => {
+            return Ok(delta_response(&current.history, version, body))
+        }
+        Some(_) => true,
+        None => {
+            let delta = state.store.changes_since(since).map_err(gone)?;
+            let empty = delta.upserts.is_empty() && delta.deletes.is_empty();
+            if wait.is_zero() || (!empty && !pacing) {
+                let (version, body) = encode_and_keep(state, &current, since, &delta);
+                return Ok(delta_response(&current.history, version, body));
+            }
+            !empty
+        }
+    };
+    drop(current);
     let limits = state.limits.clone();
     let refuse = |message: String| {
         state.metrics.limited("long_polls");
         ApiError::new(ErrorCode::TooManyLongPolls, message).retry_after(Duration::from_secs(1))
     };
+    // A poll with changes waiting for it is paced only when there is room:
+    // never refused for it.
     let Some(_slot) = Slot::take(&limits.long_polls, limits.max_long_polls) else {
+        if pending {
+            return delta_now(state, since);
+        }
         return Err(refuse(format!(
             "{} long polls are already waiting; retry later",
             limits.max_long_polls
         )));
     };
     let Some(_client_slot) = limits.long_polls_per_client.take(poller.client) else {
+        if pending {
+            return delta_now(state, since);
+        }
         return Err(refuse(format!(
             "{} has {} long polls waiting, the most one client address may; retry later",
             poller.client, limits.long_polls_per_client.max
@@ -248,11 +268,15 @@ async fn registry_delta(
     };
     // Preempted: the accept loop needs the connection. Answered as if
     // the wait had run out (the replica polls again at once), and closed.
-    let (changed, closing) = tokio::select! {
-        _ = changes.wait_for(|v| *v > since) => (true, false),
-        _ = tokio::time::sleep(wait) => (false, false),
-        _ = shutdown.wait_for(|d| *d) => (false, false),
-        () = preempted => (false, true),
+    let (changed, closing) = if pending {
+        (true, false)
+    } else {
+        tokio::select! {
+            _ = changes.wait_for(|v| *v > since) => (true, false),
+            _ = tokio::time::sleep(wait) => (false, false),
+            _ = shutdown.wait_for(|d| *d) => (false, false),
+            () = preempted => (false, true),
+        }
     };
     let window = limits.coalesce_window();
     if changed && !window.is_zero() {
@@ -265,7 +289,12 @@ async fn registry_delta(
         }
     }
     state.metrics.long_polls.dec();
-    // Every poll a change woke asks the same question: answered once.
+    Ok(close_if(closing, delta_now(state, since)?))
+}
+
+/// The delta from `since` to the store's current version. Every poll a
+/// change woke asks the same question: answered once.
+fn delta_now(state: &AppState, since: u64) -> Result<Response, ApiError> {
     let current = state.store.snapshot();
     let (version, body) = match cached_delta(state, &current, since) {
         Some(hit) => hit,
@@ -274,10 +303,7 @@ async fn registry_delta(
             encode_and_keep(state, &current, since, &delta)
         }
     };
-    Ok(close_if(
-        closing,
-        delta_response(&current.history, version, body),
-    ))
+    Ok(delta_response(&current.history, version, body))
 }
 
 fn gone(e: impl std::fmt::Display) -> ApiError {

@@ -190,7 +190,9 @@ fn long_poll_wakes_within_milliseconds_of_a_change() {
 /// poll gathers for (waiting / rate) seconds: here 2 polls at 1 a second
 /// gather for 2 s, so a change made half a second after the one that woke
 /// them is in the same answer (the default 20 ms would answer with the
-/// first alone, as the test above shows).
+/// first alone, as the test above shows). A third poll arriving with the
+/// first change already there is paced too, not answered at once: else
+/// replicas polling every 200 ms through a wave would never be paced.
 #[test]
 fn long_polls_gather_longer_when_more_wait_than_the_fanout_rate() {
     let mut c = config(example_registry());
@@ -205,9 +207,10 @@ fn long_polls_gather_longer_when_more_wait_than_the_fanout_rate() {
         metric(&get(a, "/metrics").body, "envid_long_polls_in_flight") == Some(2.0)
     });
     assert_eq!(put(a, "10.9.2.1", "app", "beta", 60).status, 200);
+    let late = std::thread::spawn(move || delta(a, since, 30));
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(put(a, "10.9.2.2", "app", "beta", 60).status, 200);
-    for p in polls {
+    for p in polls.into_iter().chain([late]) {
         let d = parse_delta(&p.join().unwrap());
         assert_eq!(d.version, since + 2, "{d:?}");
         let mut ips: Vec<_> = d
