@@ -97,7 +97,9 @@ pub struct Config {
     /// `fanout_rate` seconds when that is longer (default 40,000: 10,000
     /// waiting replicas gather for 250 ms), so each answer carries more
     /// changes and there are fewer of them (below 8,000 waiting the window
-    /// is shorter than the replicas' own 200 ms `min_poll_interval`). See
+    /// is shorter than the replicas' own 200 ms `min_poll_interval`). While
+    /// the window is longer than `poll_coalesce`, a poll arriving with
+    /// changes already there waits it too. See
     /// BENCHMARKS.md, "The service at fleet size". 0: `poll_coalesce`
     /// only.
     pub fanout_rate: usize,
