@@ -8,6 +8,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
 
 /// The `Content-Type` of [`Metrics::encode`]'s text.
 pub(crate) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -89,6 +90,8 @@ pub(crate) struct Metrics {
     pub(crate) expiries: Counter,
     pub(crate) rate_limited: Family<LimitLabels, Counter>,
     pub(crate) long_polls: Gauge,
+    /// The fan-out window of the last long poll answered after waiting.
+    pub(crate) poll_window: Gauge<f64, AtomicU64>,
     registered: Gauge,
     connections_open: Gauge,
     connections_closed: Family<ConnLabels, Counter>,
@@ -157,6 +160,7 @@ impl Metrics {
         let expiries = Counter::default();
         let rate_limited = Family::<LimitLabels, Counter>::default();
         let long_polls = Gauge::default();
+        let poll_window = Gauge::<f64, AtomicU64>::default();
         let registered = Gauge::default();
         registry.register(
             "envid_registrations",
@@ -187,6 +191,11 @@ impl Metrics {
             "envid_long_polls_in_flight",
             "Replication long polls waiting for a change",
             long_polls.clone(),
+        );
+        registry.register(
+            "envid_long_poll_window_seconds",
+            "How long the last long poll a change woke gathered more before its answer (20 ms, or (polls waiting) / --fanout-rate when longer)",
+            poll_window.clone(),
         );
         registry.register(
             "envid_registry_registrations",
@@ -340,6 +349,7 @@ impl Metrics {
             expiries,
             rate_limited,
             long_polls,
+            poll_window,
             registered,
             connections_open,
             connections_closed,

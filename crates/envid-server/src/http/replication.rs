@@ -279,6 +279,9 @@ async fn registry_delta(
         }
     };
     let window = limits.coalesce_window();
+    if changed {
+        state.metrics.poll_window.set(window.as_secs_f64());
+    }
     if changed && !window.is_zero() {
         // Changes come in bursts (a deploy wave): gather the rest of the
         // burst so every waiting replica gets it in one delta, and pace

@@ -210,6 +210,10 @@ fn long_polls_gather_longer_when_more_wait_than_the_fanout_rate() {
     let late = std::thread::spawn(move || delta(a, since, 30));
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(put(a, "10.9.2.2", "app", "beta", 60).status, 200);
+    // The window is on /metrics (3 polls at 1 a second: 2 s when the
+    // first two were woken, 3 s for the third).
+    let window = metric(&get(a, "/metrics").body, "envid_long_poll_window_seconds");
+    assert!(matches!(window, Some(w) if w >= 2.0), "{window:?}");
     for p in polls.into_iter().chain([late]) {
         let d = parse_delta(&p.join().unwrap());
         assert_eq!(d.version, since + 2, "{d:?}");
